@@ -1,0 +1,38 @@
+# Set-up lives here so that the README's two commands stay true on a fresh machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages that Qt's xcb platform needs under Xvfb
+DISPLAY_DEBS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
+	libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libegl1 libgl1 \
+	libdbus-1-3 libfontconfig1 libglib2.0-0
+
+.PHONY: demo test venv display selfcheck bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch and torchvision as a matching pair (timm imports torchvision)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[all,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+display:
+	@if ! command -v Xvfb >/dev/null || ! dpkg -s libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DISPLAY_DEBS) >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/tonno selfcheck
+
+selfcheck: $(STAMP)
+	$(VENV)/bin/tonno selfcheck
+
+test: $(STAMP) display
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench_reconstruct.py

@@ -1,0 +1,79 @@
+"""Whole ToNNO pipeline vs the scorer alone on the same slices, side by side in one run.
+
+    .venv/bin/python bench/bench_reconstruct.py [--device auto] [--size 64] [--slices 20]
+        [--angles 20] [--slice-size 128] [--batch-size 64] [--repeats 2]
+
+Prints seconds for ``reconstruct()`` (slicing + scoring + backprojection) and for the scorer
+alone on the very slices ``reconstruct()`` cuts (materialised beforehand), and their ratio.
+The speed issue's target for that ratio is <= 1.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import timm
+import torch
+
+from tonno_engine import make_directions, reconstruct, resolve_device, slice_offsets
+from tonno_engine.phantoms import balls_phantom
+from tonno_engine.scorers import ModuleScorer
+from tonno_engine.slicing import extract_slices
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--slices", type=int, default=20)
+    ap.add_argument("--angles", type=int, default=20)
+    ap.add_argument("--slice-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=1, in_chans=1).to(device)
+    scorer = ModuleScorer(model)
+    volume = balls_phantom((args.size,) * 3).to(device) + 0.1 * torch.rand((args.size,) * 3, device=device)
+    size = (args.slice_size, args.slice_size)
+
+    dirs = make_directions(args.angles)
+    offsets = slice_offsets(args.slices)
+    k = len(offsets)
+    all_slices = extract_slices(
+        volume, offsets.repeat(args.angles), dirs.normals.repeat_interleave(k, 0),
+        dirs.u.repeat_interleave(k, 0), dirs.v.repeat_interleave(k, 0), size,
+    )
+    kw = dict(slices=args.slices, angles=args.angles, slice_size=args.slice_size, device=device,
+              batch_size=args.batch_size)
+    scorer(all_slices[: args.batch_size])  # warm-up
+    reconstruct(volume, scorer, **{**kw, "angles": 2})
+    best_pipe = best_enc = float("inf")
+    for _ in range(args.repeats):  # interleaved so that machine noise hits both alike
+        _sync(device)
+        t = time.perf_counter()
+        for start in range(0, len(all_slices), args.batch_size):
+            scorer(all_slices[start: start + args.batch_size])
+        _sync(device)
+        best_enc = min(best_enc, time.perf_counter() - t)
+        t = time.perf_counter()
+        reconstruct(volume, scorer, **kw)
+        _sync(device)
+        best_pipe = min(best_pipe, time.perf_counter() - t)
+    n = len(all_slices)
+    print(f"device {device}, threads {torch.get_num_threads()}, volume {args.size}³, M={args.slices}, "
+          f"L={args.angles}, {n} slices of {args.slice_size}², batch {args.batch_size}, resnet10t")
+    print(f"scorer alone : {best_enc:8.2f} s  ({n / best_enc:8.1f} slices/s)")
+    print(f"reconstruct(): {best_pipe:8.2f} s  ({n / best_pipe:8.1f} slices/s)")
+    print(f"ratio whole/scorer: {best_pipe / best_enc:.3f}  (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``tonno`` command line (installed as ``tonno_cli``): thin Typer commands over the engine."""

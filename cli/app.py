@@ -1,0 +1,27 @@
+"""The ``tonno`` Typer app. Each command validates its arguments, calls the engine, renders the result."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="tonno",
+    help="ToNNO: 3D heatmaps from a 2D slice classifier by tomographic reconstruction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Commands live in their own modules; importing them registers them on `app`.
+    from . import cmd_info, cmd_selfcheck  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    app()
+
+
+_register()

@@ -1,0 +1,53 @@
+"""Device selection: ``None``/``"auto"`` picks CUDA when present, else CPU."""
+
+from __future__ import annotations
+
+import torch
+
+VALID = "auto, cpu, cuda, cuda:N or mps"
+
+
+def auto_device() -> torch.device:
+    """The device ``auto`` picks: ``cuda`` if torch sees one, then ``mps``, else ``cpu``."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Turn a user's device choice into a usable ``torch.device``; ``ValueError`` if it is not."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return auto_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; valid: {VALID}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {device!r} asked for, but MPS is not available")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; valid: {VALID}")
+    return dev
+
+
+def describe_devices() -> list[str]:
+    """Human-readable list of the devices torch sees, CPU first."""
+    out = ["cpu"]
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        props = torch.cuda.get_device_properties(i)
+        out.append(f"cuda:{i} ({props.name}, {props.total_memory / 2**30:.0f} GiB)")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out

@@ -1,0 +1,45 @@
+"""Scorers: callables from a batch of slices ``(B, h, w)`` to scores ``(B,)``."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class Scorer(Protocol):
+    def __call__(self, slices: torch.Tensor) -> torch.Tensor:  # (B, h, w) -> (B,)
+        ...
+
+
+def radon_sum(slices: torch.Tensor) -> torch.Tensor:
+    """``R_Σ`` (paper eq. 5), the plane integral: the ``[-1, 1]²`` patch has area 4, so 4 × mean.
+
+    ``slices``: ``(B, h, w)`` → ``(B,)``. Replacing the network by this scorer must give back the
+    volume inside the unit ball; that is the check that proves the reconstruction.
+    """
+    return 4.0 * slices.mean(dim=(-2, -1))
+
+
+class ModuleScorer:
+    """Wrap a 2D network with one logit as a scorer: ``(B, h, w)`` → ``(B,)`` float32.
+
+    Adds the channel axis, runs in eval mode under ``inference_mode``, in ``channels_last``
+    memory format (faster for convolutions on CPU and GPU), and under bf16 autocast on CUDA
+    when ``autocast`` (the logit itself is returned in float32).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, channels_last: bool = True, autocast: bool = True):
+        self.model = model.eval()
+        self.channels_last = channels_last
+        self.autocast = autocast
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, slices: torch.Tensor) -> torch.Tensor:
+        x = slices[:, None]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        use_amp = self.autocast and x.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            return self.model(x).float().reshape(len(x), -1)[:, 0]
