@@ -18,3 +18,9 @@ def resolve_device_or_exit(device: str):
         return resolve_device(device)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--device") from exc
+
+
+def fail(message: str, code: int = 1):
+    """Print ``message`` as an error on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,71 @@
+"""Slice classifiers: any timm encoder with one logit, with a choice of normalisation.
+
+``norm``: ``"bn"`` (batch norm, trains running statistics), ``"frozen_bn"`` (paper default: BN
+layers frozen to their initial affine and statistics), ``"gn"`` (every BN replaced by GroupNorm
+whose affine starts from the BN's; all other pretrained weights kept). Pretrained weights come
+only from a local file: nothing downloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import freeze_batch_norm_2d
+
+NORMS = ("frozen_bn", "bn", "gn")
+
+
+def _group_count(channels: int, target: int = 32) -> int:
+    """Largest divisor of ``channels`` not above ``target`` (GroupNorm needs an exact split)."""
+    for g in range(min(target, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+def batchnorm_to_groupnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace every ``BatchNorm2d`` by ``GroupNorm`` in place, copying the affine parameters.
+
+    Written here because timm converts BN to frozen BN but not to GN while keeping weights.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            gn = torch.nn.GroupNorm(_group_count(child.num_features), child.num_features, eps=child.eps)
+            if child.affine:
+                with torch.no_grad():
+                    gn.weight.copy_(child.weight)
+                    gn.bias.copy_(child.bias)
+            setattr(module, name, gn)
+        else:
+            batchnorm_to_groupnorm(child)
+    return module
+
+
+def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: int = 1,
+                   weights: str | Path | None = None) -> torch.nn.Module:
+    """A timm model ``name`` with ``in_chans`` input channels and one output logit.
+
+    ``weights``: optional local checkpoint of the ImageNet model (``.pth``, ``.bin`` or
+    ``.safetensors``); timm adapts the first convolution to ``in_chans`` (summing RGB for one
+    channel) and drops the 1000-class head. Raises ``ValueError`` for an unknown model or norm,
+    ``FileNotFoundError`` for a missing weights file.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
+    kwargs = dict(num_classes=1, in_chans=in_chans)
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: pretrained weights file not found")
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)), **kwargs)
+    else:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    if norm == "frozen_bn":
+        model = freeze_batch_norm_2d(model)
+    elif norm == "gn":
+        model = batchnorm_to_groupnorm(model)
+    return model
