@@ -20,7 +20,6 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    _register()
     app()
 
 

@@ -140,7 +140,7 @@ def reconstruct_iter(
     done_slices = 0
     for start in range(0, angles, step):
         stop = min(angles, start + step)
-        chunk = [s for s in (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])]
+        chunk = (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])
         scores = []
         for count, batch_scores in iter_profiles(vol, scorer, offsets, *chunk, size, batch_size):
             scores.append(batch_scores)
