@@ -7,7 +7,6 @@ size, preprocessing, training arguments, versions, data hash, step), plus ``trai
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from pathlib import Path
 
@@ -18,11 +17,12 @@ from .errors import DataError
 from .models import create_encoder
 
 
-def versions() -> dict:
+def versions(dists=("napari-tonno", "torch", "timm", "numpy")) -> dict:
+    """Python's and each distribution's version (``None`` when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("napari-tonno", "torch", "timm", "numpy"):
+    for dist in dists:
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -70,11 +70,3 @@ def load_model(path: str | Path, device=None) -> tuple[torch.nn.Module, dict]:
     model = create_encoder(meta["model"], norm=meta["norm"], in_chans=meta.get("in_chans", 1))
     load_weights(model, payload, path)
     return model.to(device or "cpu").eval(), meta
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -271,7 +271,10 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
     val_planes = _validation_set(val_vols, cfg)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.csv"
-    _trim_metrics(metrics_path, state.step) if payload is not None else metrics_path.unlink(missing_ok=True)
+    if payload is not None:
+        _trim_metrics(metrics_path, state.step)
+    else:
+        metrics_path.unlink(missing_ok=True)
     meta = {
         "model": cfg.model, "norm": cfg.norm, "in_chans": 1, "slice_size": cfg.slice_size,
         "preprocessing": prep.as_dict(), "train_args": asdict(cfg), "versions": versions(),
@@ -282,8 +285,8 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
                 "resumed_at_step": state.step if payload is not None else None}
     old_run = out / "run.json"
     if payload is not None and old_run.exists():
-        run_info["history"] = json.loads(old_run.read_text()).get("history", []) + [
-            {k: v for k, v in json.loads(old_run.read_text()).items() if k != "history"}]
+        previous = json.loads(old_run.read_text())
+        run_info["history"] = previous.pop("history", []) + [previous]
 
     def checkpoint(path: Path):
         ts = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(gen),
