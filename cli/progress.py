@@ -1,4 +1,4 @@
-"""Render the engine's events in a terminal: a rich progress bar, silent when not a TTY."""
+"""Render the engine's events in a terminal: rich progress bars, silent when not a TTY."""
 
 from __future__ import annotations
 
@@ -14,17 +14,20 @@ console = Console(stderr=True)
 
 
 def show_progress(events: Iterable, description: str, *, quiet: bool = False) -> Iterator:
-    """Pass every event through, drawing ``Progress`` events as a bar on stderr.
+    """Pass every event through, drawing ``Progress`` events as bars on stderr, one per stage.
 
-    The bar is off with ``quiet`` or when stderr is not a terminal (logs stay clean).
+    The bars are off with ``quiet`` or when stderr is not a terminal (logs stay clean).
     """
     enabled = not quiet and sys.stderr.isatty()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    tasks: dict[str, int] = {}
     with Progress(*columns, console=console, disable=not enabled, transient=False) as bar:
-        task = bar.add_task(description, total=None)
         for event in events:
-            if isinstance(event, ProgressEvent):
-                bar.update(task, completed=event.done, total=event.total,
-                           description=f"{description} ({event.stage})")
+            if isinstance(event, ProgressEvent) and event.total:
+                if event.stage not in tasks:
+                    tasks[event.stage] = bar.add_task(f"{description} ({event.stage})", total=event.total)
+                elif event.done < bar.tasks[tasks[event.stage]].completed:
+                    bar.reset(tasks[event.stage], total=event.total)  # a new job restarts this stage
+                bar.update(tasks[event.stage], completed=event.done, total=event.total)
             yield event

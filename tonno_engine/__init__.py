@@ -1,15 +1,28 @@
 """tonno engine: tomographic reconstruction of a neural network's output (ToNNO).
 
-Pure Python + torch; never imports Qt, napari, magicgui or typer.
+Pure Python + torch; never imports Qt, napari, magicgui or typer. The top-level names load their
+module on first use (PEP 562), so ``import tonno_engine.catalog`` stays free of torch.
 """
 
-from .backprojection import RECONSTRUCTION_CONSTANT, backproject, reconstruction_scale, second_difference
-from .devices import auto_device, resolve_device
-from .events import Partial, Progress
-from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
-from .reconstruction import make_directions, profiles, reconstruct, reconstruct_iter
-from .scorers import radon_sum
-from .slicing import extract_slices
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "RECONSTRUCTION_CONSTANT": "backprojection", "backproject": "backprojection",
+    "reconstruction_scale": "backprojection", "second_difference": "backprojection",
+    "auto_device": "devices", "resolve_device": "devices",
+    "Partial": "events", "Progress": "events",
+    "fibonacci_directions": "geometry", "orthonormal_basis": "geometry", "slice_offsets": "geometry",
+    "spread_order": "geometry",
+    "make_directions": "reconstruction", "profiles": "reconstruction", "reconstruct": "reconstruction",
+    "reconstruct_iter": "reconstruction",
+    "radon_sum": "scorers", "ModuleScorer": "scorers",
+    "extract_slices": "slicing",
+    "CamExtractor": "cams", "cam_reconstruct_iter": "cam_reconstruction", "slicewise_iter": "slicewise",
+    "MethodSpec": "methods", "method_iter": "methods", "run_method": "methods",
+    "METHODS": "catalog",
+}
 
 try:
     from importlib.metadata import version as _version
@@ -18,9 +31,14 @@ try:
 except Exception:  # noqa: BLE001 - not installed (running from a source tree)
     __version__ = "0+unknown"
 
-__all__ = [
-    "RECONSTRUCTION_CONSTANT", "Partial", "Progress", "auto_device", "backproject", "extract_slices",
-    "fibonacci_directions", "make_directions", "orthonormal_basis", "profiles", "radon_sum",
-    "reconstruct", "reconstruct_iter", "reconstruction_scale", "resolve_device", "second_difference",
-    "slice_offsets", "spread_order",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

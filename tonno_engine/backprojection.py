@@ -20,12 +20,14 @@ SPHERE_AREA = 4.0 * math.pi
 _BYTES_PER_PAIR = 32
 
 
-def second_difference(profiles: torch.Tensor, slices: int) -> torch.Tensor:
-    """``q`` from profiles ``p``: ``(..., M + 2)`` along offsets → ``(..., M)``, divided by ``Δ²``."""
-    if profiles.shape[-1] != slices + 2:
-        raise ValueError(f"profiles have {profiles.shape[-1]} offsets, expected slices + 2 = {slices + 2}")
+def second_difference(profiles: torch.Tensor, slices: int, dim: int = -1) -> torch.Tensor:
+    """``q`` from profiles ``p``: ``M + 2`` offsets along ``dim`` → ``M``, divided by ``Δ²``."""
+    if profiles.shape[dim] != slices + 2:
+        raise ValueError(f"profiles have {profiles.shape[dim]} offsets, expected slices + 2 = {slices + 2}")
+    p = profiles.movedim(dim, -1)
     delta = 2.0 / (slices - 1)
-    return (profiles[..., 2:] + profiles[..., :-2] - 2.0 * profiles[..., 1:-1]) / (delta * delta)
+    q = (p[..., 2:] + p[..., :-2] - 2.0 * p[..., 1:-1]) / (delta * delta)
+    return q.movedim(-1, dim)
 
 
 def reconstruction_scale(directions: int) -> float:

@@ -69,3 +69,33 @@ def selfcheck_iter(preset: str = "quick", *, device=None, hemisphere: bool = Fal
     seconds = time.perf_counter() - start
     corr, rel = quality_in_unit_ball(heatmap, volume)
     yield SelfcheckResult(preset, str(dev), (size,) * 3, slices, angles, slice_size, hemisphere, corr, rel, seconds)
+
+
+def fake_cam_check(
+    kernels=(2, 4, 8, 16), *, size: int = 32, slices: int = 32, angles: int = 400, slice_size: int = 64,
+    device=None,
+) -> dict[tuple[str, int], float]:
+    """Paper Fig. 4: average-pool each slice as a fake CAM and reconstruct the input.
+
+    Pooling a ``slice_size²`` slice with kernel ``k`` gives a map at the resolution of a layer with
+    stride ``k`` (a 224² ResNet input: layers 1–4 are kernels 4, 8, 16, 32). Returns the
+    correlation in the unit ball between the two-balls phantom (``size³``) and each
+    reconstruction: ``{(formula, kernel): correlation}``.
+    """
+    import torch.nn.functional as F
+
+    from .cam_reconstruction import cam_reconstruct_iter
+    from .reconstruction import final_result
+
+    volume = balls_phantom((size,) * 3)
+    out = {}
+    for kernel in kernels:
+        def pooled(batch, k=kernel):
+            return F.avg_pool2d(batch[:, None], k)[:, 0]
+
+        for formula in ("averaged-cam", "tomographic-cam"):
+            heatmap = final_result(cam_reconstruct_iter(
+                volume, pooled, formula, slices=slices, angles=angles, slice_size=slice_size,
+                device=device, partials=False, batch_size=512))
+            out[formula, kernel] = quality_in_unit_ball(heatmap, volume)[0]
+    return out

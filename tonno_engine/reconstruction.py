@@ -60,8 +60,9 @@ def iter_profiles(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Score the ``L × K`` slices at ``offsets`` ``(K,)`` along ``normals`` ``(L, 3)``.
 
-    Yields ``(count, scores)`` per scorer batch; concatenated in order, the scores reshape to
-    profiles ``(L, K)``.
+    Yields ``(count, scores)`` per scorer batch, ``scores`` float32 ``(count, ...)`` (``(count,)``
+    for a network's logit, ``(count, a, b)`` for CAM maps); concatenated in order, they reshape
+    to ``(L, K, ...)``.
     """
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
@@ -70,7 +71,9 @@ def iter_profiles(
         for start in range(0, count, batch_size):
             sl = slice(start, min(count, start + batch_size))
             batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
-            scores = scorer(batch).reshape(-1)
+            scores = scorer(batch)
+            if scores.ndim == 2 and scores.shape[1] == 1:
+                scores = scores[:, 0]
             if scores.shape[0] != batch.shape[0]:
                 raise ValueError(f"scorer returned {scores.shape[0]} scores for {batch.shape[0]} slices")
             yield sl.stop - sl.start, scores.float()
@@ -102,9 +105,30 @@ def profiles(
     return torch.cat(scores).reshape(len(normals), slices + 2).cpu()
 
 
-def reconstruct_iter(
+class Formula:
+    """How one chunk of per-direction results ``(Lc, M + 2, ...)`` is added to the heatmap.
+
+    ``accumulate(stack, directions, acc, memory_budget)`` adds the chunk's (unscaled) sum over
+    directions into ``acc``; ``scale(L)`` turns the sum over ``L`` directions into the heatmap.
+    """
+
+    name = "tonno"
+
+    def accumulate(self, stack, dirs: tuple, acc: torch.Tensor, memory_budget: int) -> None:
+        """ToNNO (eq. 11): second difference of the logit profiles, filtered backprojection."""
+        backproject(second_difference(stack, stack.shape[1] - 2, dim=1), dirs[0], acc, memory_budget=memory_budget)
+
+    def scale(self, angles: int) -> float:
+        return reconstruction_scale(angles)
+
+
+TONNO = Formula()
+
+
+def tomography_iter(
     volume,
     scorer: Scorer,
+    formula: Formula = TONNO,
     *,
     slices: int = 100,
     angles: int = 2000,
@@ -117,12 +141,9 @@ def reconstruct_iter(
     partials: bool = True,
     memory_budget: int = 256 * 2**20,
 ) -> Iterator[Progress | Partial]:
-    """Generator form of :func:`reconstruct`.
+    """Slice along ``angles`` directions, score every slice, add each direction chunk by ``formula``.
 
-    Yields ``Progress("slices", done, total)`` after every scorer batch and, every
-    ``directions_per_update`` directions, ``Partial`` with the heatmap of the directions seen so
-    far (a ``(D, H, W)`` tensor, normalised for that prefix; skipped when ``partials`` is false).
-    The last event is always ``Partial(final=True)`` holding the result of :func:`reconstruct`.
+    The loop shared by ToNNO and the tomographic CAM variants; see :func:`reconstruct_iter`.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -146,11 +167,32 @@ def reconstruct_iter(
             scores.append(batch_scores)
             done_slices += count
             yield Progress("slices", done_slices, total_slices, "slices")
-        q = second_difference(torch.cat(scores).reshape(stop - start, slices + 2), slices)
-        backproject(q, chunk[0], acc, memory_budget=memory_budget)
+        stack = torch.cat(scores)
+        formula.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget)
         if partials and stop < angles:
-            yield Partial(acc * reconstruction_scale(stop), stop, angles)
-    yield Partial(acc.mul_(reconstruction_scale(angles)), angles, angles, final=True)
+            yield Partial(acc * formula.scale(stop), stop, angles)
+    yield Partial(acc.mul_(formula.scale(angles)), angles, angles, final=True)
+
+
+def reconstruct_iter(volume, scorer: Scorer, **options) -> Iterator[Progress | Partial]:
+    """Generator form of :func:`reconstruct`.
+
+    Yields ``Progress("slices", done, total)`` after every scorer batch and, every
+    ``directions_per_update`` directions, ``Partial`` with the heatmap of the directions seen so
+    far (a ``(D, H, W)`` tensor, normalised for that prefix; skipped when ``partials`` is false).
+    The last event is always ``Partial(final=True)`` holding the result of :func:`reconstruct`.
+    Keywords: those of :func:`reconstruct` plus ``batch_size``, ``directions_per_update``,
+    ``partials`` and ``memory_budget`` (bytes of backprojection temporaries).
+    """
+    return tomography_iter(volume, scorer, TONNO, **options)
+
+
+def final_result(events) -> torch.Tensor:
+    """Run an engine generator to its end and return the final :class:`Partial`'s value."""
+    for event in events:
+        if isinstance(event, Partial) and event.final:
+            return event.value
+    raise RuntimeError("the generator ended without a final result")  # pragma: no cover
 
 
 def reconstruct(
@@ -175,10 +217,7 @@ def reconstruct(
     :func:`reconstruct_iter`.
     """
     options["partials"] = False
-    for event in reconstruct_iter(
+    return final_result(reconstruct_iter(
         volume, scorer, slices=slices, angles=angles, slice_size=slice_size, hemisphere=hemisphere,
         device=device, output_shape=output_shape, **options,
-    ):
-        if isinstance(event, Partial) and event.final:
-            return event.value
-    raise RuntimeError("reconstruct_iter ended without a final result")  # pragma: no cover
+    ))

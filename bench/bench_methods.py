@@ -1,0 +1,69 @@
+"""Seconds per volume for every method at equal L, on the same volume, side by side in one run.
+
+    .venv/bin/python bench/bench_methods.py [--device auto] [--slices 32] [--angles 100]
+        [--slice-size 64] [--layer 2] [--skip-tomographic-scorecam]
+
+The volume is one synthetic ``brain`` case (64×76×64, MR preset); the model is a randomly
+initialised resnet10t (speed does not depend on the weights). Tomographic methods use the same
+M and L; slice-wise methods cut every axial slice. Prints seconds and the ratio to ToNNO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from tonno_engine import resolve_device
+from tonno_engine.methods import MethodSpec, run_method
+from tonno_engine.models import create_encoder
+from tonno_engine.preprocessing import Preprocessing
+from tonno_engine.synth import brain_case, load_mni_brain
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--slices", type=int, default=32)
+    ap.add_argument("--angles", type=int, default=100)
+    ap.add_argument("--slice-size", type=int, default=64)
+    ap.add_argument("--layer", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--skip-tomographic-scorecam", action="store_true",
+                    help="ScoreCAM costs one forward pass per channel of every slice")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = create_encoder("resnet10t", norm="gn").to(device)
+    case = brain_case(np.random.default_rng(0), load_mni_brain((64, 76, 64)), label=1)
+    volume = Preprocessing("mr")(case.image)
+    specs = [MethodSpec("tonno")]
+    for cam in ("gradcam", "layercam", "gradcam++", "scorecam"):
+        if cam == "scorecam" and args.skip_tomographic_scorecam:
+            continue
+        specs += [MethodSpec("averaged-cam", cam=cam, layer=args.layer),
+                  MethodSpec("tomographic-cam", cam=cam, layer=args.layer)]
+    specs += [MethodSpec(cam, layer=args.layer) for cam in ("gradcam", "layercam", "gradcam++", "scorecam")]
+    specs += [MethodSpec("layercam", layer=args.layer, axes=3)]
+
+    print(f"device {device}, volume {tuple(volume.shape)}, M={args.slices}, L={args.angles}, "
+          f"{args.slice_size}² slices, resnet10t, layer {args.layer}")
+    results = {}
+    for spec in specs:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run_method(spec, volume, model, slices=args.slices, angles=args.angles, slice_size=args.slice_size,
+                   device=device, batch_size=args.batch_size)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        results[spec.label] = time.perf_counter() - start
+        print(f"  {spec.label:28s} {results[spec.label]:8.2f} s   ratio to tonno {results[spec.label] / results['tonno']:6.2f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Batch reconstruction of many volumes with several methods, restartable and fault tolerant.
+
+Outputs in ``out/``: ``<case>_<method label>.nii.gz`` (float32, the input's affine and header),
+each written atomically as soon as it is done; ``summary.csv`` (one row per case and method,
+rewritten atomically after every case) and ``run.json`` (arguments, versions, checkpoint hash,
+device). A failing case is recorded and the batch goes on. A CUDA out-of-memory error halves the
+scorer batch and retries the case.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nibabel as nib
+import torch
+
+from .atomic import remove_stale_parts, write_text_atomic
+from .checkpoint import load_model, versions
+from .dataset import read_cases
+from .devices import resolve_device
+from .errors import DataError
+from .events import Partial, Progress
+from .io import NIFTI_SUFFIXES, is_nifti, load_nifti, save_nifti
+from .methods import MethodSpec, method_iter
+from .preprocessing import Preprocessing
+from .reconstruction import default_batch_size
+
+SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
+                  "output", "error")
+
+
+@dataclass
+class BatchConfig:
+    """Options of a batch; ``slice_size=None`` takes the checkpoint's, ``angles=None`` the method's."""
+
+    methods: list[MethodSpec] = field(default_factory=lambda: [MethodSpec("tonno")])
+    slices: int = 100
+    angles: int | None = None
+    hemisphere: bool = False
+    slice_size: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    case: str
+    image: Path
+
+
+@dataclass
+class BatchResult:
+    """The final event of :func:`reconstruct_batch_iter`: one summary row per (case, method)."""
+
+    rows: list[dict]
+    out: Path
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+
+def nifti_stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def batch_inputs(source: str | Path) -> list[BatchInput]:
+    """Cases from a NIfTI file, a folder (its labels.csv if any, else its NIfTI files) or a CSV.
+
+    Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
+    folder or duplicate case names raise :class:`DataError`.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DataError(source, "input not found (give a NIfTI file, a folder or a labels CSV)")
+    if source.is_file() and is_nifti(source):
+        return [BatchInput(nifti_stem(source), source)]
+    if source.is_file() or (source / "labels.csv").exists():
+        return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
+    files = sorted(p for p in source.iterdir() if p.is_file() and is_nifti(p))
+    if not files:
+        raise DataError(source, "folder holds no .nii/.nii.gz files and no labels.csv")
+    inputs = [BatchInput(nifti_stem(p), p) for p in files]
+    names = [i.case for i in inputs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(source, f"several files share the case name(s) {', '.join(dupes)}")
+    return inputs
+
+
+def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
+    return Path(out) / f"{case}_{spec.label}.nii.gz"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def axial_axis(affine) -> int:
+    """The array axis closest to the scanner's superior-inferior direction (2 for RAS/LPS data)."""
+    codes = nib.aff2axcodes(affine)
+    for axis, code in enumerate(codes):
+        if code in ("S", "I"):
+            return axis
+    return 2  # pragma: no cover - aff2axcodes always names S or I for a non-degenerate affine
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _summary_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _previous_rows(out: Path) -> dict[tuple[str, str], dict]:
+    path = out / "summary.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {(r["case"], r["method"]): r for r in csv.DictReader(fh)}
+
+
+def _check_existing(inputs, out: Path, cfg: BatchConfig) -> None:
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("--continue and --overwrite exclude each other")
+    existing = [output_path(out, i.case, s) for i in inputs for s in cfg.methods
+                if output_path(out, i.case, s).exists()]
+    if existing and not (cfg.resume or cfg.overwrite):
+        raise DataError(out, f"already holds {len(existing)} of this batch's outputs (e.g. {existing[0].name}); "
+                             "pass --continue to skip them or --overwrite to redo them")
+
+
+def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterator[Progress | BatchResult]:
+    """Reconstruct every case of ``source`` with every method of ``cfg`` into ``out``.
+
+    Checks everything that can fail for the whole batch first (inputs, checkpoint, device,
+    existing outputs) and raises ``DataError``/``ValueError`` with nothing written. Then yields
+    ``Progress("cases", done, total, info={case, method, status, ...})`` after each job, the
+    methods' ``Progress("slices")`` events during a job, and finally a :class:`BatchResult`.
+    """
+    out, checkpoint = Path(out), Path(checkpoint)
+    inputs = batch_inputs(source)
+    device = resolve_device(cfg.device)
+    model, meta = load_model(checkpoint, device)
+    _check_existing(inputs, out, cfg)
+    preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
+    slice_size = cfg.slice_size or meta.get("slice_size", 224)
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(out)
+    run_info = {
+        "command": "reconstruct", "source": str(source), "out": str(out),
+        "arguments": {**asdict(cfg), "methods": [s.as_dict() for s in cfg.methods], "slice_size": slice_size},
+        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
+        "device": str(device), "device_name": _device_name(device), "versions": versions(),
+        "started": _now(), "finished": None,
+    }
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+
+    previous = _previous_rows(out) if cfg.resume else {}
+    jobs = [(i, s) for i in inputs for s in cfg.methods]
+    rows: list[dict] = []
+    for done, (item, spec) in enumerate(jobs, start=1):
+        target = output_path(out, item.case, spec)
+        if cfg.resume and target.exists():
+            row = {**_row(item, spec, target, "skipped"), **_kept(previous.get((item.case, spec.label)))}
+        else:
+            row = yield from _run_job(item, spec, target, model, preprocessing, slice_size, device, cfg)
+        rows.append(row)
+        write_text_atomic(out / "summary.csv", _summary_csv(rows))
+        yield Progress("cases", done, len(jobs), "jobs", info=row)
+    run_info.update(finished=_now(), counts={s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")})
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    yield BatchResult(rows, out)
+
+
+def _run_job(item, spec, target, model, preprocessing, slice_size, device, cfg):
+    """One case with one method; returns its summary row (status ok or failed), never raises for data."""
+    start = time.perf_counter()
+    batch_size = cfg.batch_size or default_batch_size(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        volume = load_nifti(item.image)
+        array = preprocessing(volume.array, volume.spacing)
+        while True:
+            try:
+                heatmap = yield from _method_events(spec, array, model, slice_size, device, batch_size, cfg,
+                                                    volume.array.shape, axial_axis(volume.affine))
+                break
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Progress("oom", 0, 0, info={"case": item.case, "batch_size": batch_size})
+        save_nifti(target, heatmap.float().cpu().numpy(), volume.affine, volume.header)
+        row = _row(item, spec, target, "ok")
+    except (DataError, ValueError, RuntimeError, OSError) as exc:
+        row = _row(item, spec, target, "failed", error=f"{type(exc).__name__}: {exc}")
+    row.update(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
+               peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
+               batch_size=str(batch_size))
+    return row
+
+
+def _method_events(spec, array, model, slice_size, device, batch_size, cfg, shape, axial):
+    """Forward the method's progress events; return its final heatmap."""
+    for event in method_iter(spec, array, model, slices=cfg.slices, angles=cfg.angles, slice_size=slice_size,
+                             hemisphere=cfg.hemisphere, device=device, output_shape=shape, batch_size=batch_size,
+                             axial_axis=axial, partials=False):
+        if isinstance(event, Partial) and event.final:
+            return event.value
+        if isinstance(event, Progress):
+            yield event
+    raise RuntimeError("method ended without a result")  # pragma: no cover
+
+
+def _row(item: BatchInput, spec: MethodSpec, target: Path, status: str, error: str = "") -> dict:
+    return {"case": item.case, "method": spec.label, "status": status, "seconds": "", "peak_rss_mb": "",
+            "peak_gpu_mb": "", "batch_size": "", "output": target.name, "error": error}
+
+
+def _kept(previous: dict | None) -> dict:
+    """What a skipped job keeps from the run that made its output: timing and memory."""
+    if not previous or previous.get("status") not in ("ok", "skipped"):
+        return {}
+    return {k: previous[k] for k in ("seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size") if k in previous}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
