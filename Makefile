@@ -26,7 +26,7 @@ display:
 	fi
 
 demo: $(STAMP)
-	$(VENV)/bin/tonno selfcheck
+	$(VENV)/bin/tonno demo --out tonno-demo
 
 selfcheck: $(STAMP)
 	$(VENV)/bin/tonno selfcheck

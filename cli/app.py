@@ -15,7 +15,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on `app`.
-    from . import cmd_info, cmd_reconstruct, cmd_selfcheck, cmd_synth, cmd_train  # noqa: F401
+    from . import (  # noqa: F401
+        cmd_benchmark, cmd_demo, cmd_evaluate, cmd_info, cmd_reconstruct, cmd_selfcheck, cmd_synth, cmd_train,
+    )
 
 
 def main() -> None:

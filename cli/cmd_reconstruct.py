@@ -56,8 +56,10 @@ def reconstruct(
         for event in show_progress(reconstruct_batch_iter(source, out, checkpoint, cfg), "reconstruct", quiet=quiet):
             if isinstance(event, BatchResult):
                 result = event
-            elif event.stage == "cases" and event.info["status"] == "failed":
-                typer.echo(f"failed: {event.info['case']} ({event.info['method']}): {event.info['error']}", err=True)
+            elif event.stage == "cases":
+                for row in event.info["rows"]:
+                    if row["status"] == "failed":
+                        typer.echo(f"failed: {row['case']} ({row['method']}): {row['error']}", err=True)
             elif event.stage == "oom":
                 typer.echo(f"out of memory on {event.info['case']}: retrying with batch size {event.info['batch_size']}",
                            err=True)

@@ -16,9 +16,13 @@ console = Console(stderr=True)
 def show_progress(events: Iterable, description: str, *, quiet: bool = False) -> Iterator:
     """Pass every event through, drawing ``Progress`` events as bars on stderr, one per stage.
 
-    The bars are off with ``quiet`` or when stderr is not a terminal (logs stay clean).
+    The bars are off with ``quiet``; when stderr is not a terminal (a log, a pipe, napari's Train
+    widget) a plain line ``<description> (<stage>): done/total unit`` is printed every 5 % of each
+    stage but the inner "slices" one.
     """
     enabled = not quiet and sys.stderr.isatty()
+    plain = not quiet and not enabled
+    printed: dict[str, int] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     tasks: dict[str, int] = {}
@@ -30,4 +34,9 @@ def show_progress(events: Iterable, description: str, *, quiet: bool = False) ->
                 elif event.done < bar.tasks[tasks[event.stage]].completed:
                     bar.reset(tasks[event.stage], total=event.total)  # a new job restarts this stage
                 bar.update(tasks[event.stage], completed=event.done, total=event.total)
+                tick = event.done * 20 // event.total
+                if plain and event.stage != "slices" and tick != printed.get(event.stage):  # slices: inner loop
+                    printed[event.stage] = tick
+                    print(f"{description} ({event.stage}): {event.done}/{event.total} {event.unit}".rstrip(),
+                          file=sys.stderr, flush=True)
             yield event

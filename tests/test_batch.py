@@ -99,14 +99,14 @@ def test_bad_arguments_fail_before_anything_is_written(tiny_cases, tiny_checkpoi
 
 
 def test_out_of_memory_halves_the_batch_and_retries(tiny_cases, tiny_checkpoint, tmp_path, monkeypatch):
-    real = batch.method_iter
+    real = batch.methods_iter
 
-    def picky(spec, volume, model, *, batch_size, **kw):
+    def picky(specs, volume, model, *, batch_size, **kw):
         if batch_size > 16:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(spec, volume, model, batch_size=batch_size, **kw)
+        return real(specs, volume, model, batch_size=batch_size, **kw)
 
-    monkeypatch.setattr(batch, "method_iter", picky)
+    monkeypatch.setattr(batch, "methods_iter", picky)
     cfg = BatchConfig(methods=[MethodSpec("tonno")], slices=6, angles=16, batch_size=64, device="cpu")
     events = list(reconstruct_batch_iter(tiny_cases / "images" / "phantom_0003.nii.gz", tmp_path / "o", tiny_checkpoint, cfg))
     assert [e.info["batch_size"] for e in events if getattr(e, "stage", "") == "oom"] == [32, 16]

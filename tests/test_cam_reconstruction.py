@@ -93,3 +93,21 @@ def test_every_method_runs_end_to_end(device, name):
     heatmap = run_method(spec, volume, model, slices=6, angles=8, slice_size=32, device=device, output_shape=(10, 10, 10))
     assert heatmap.shape == (10, 10, 10) and heatmap.dtype == torch.float32
     assert torch.isfinite(heatmap).all() and heatmap.abs().sum() > 0
+
+
+def test_methods_sharing_a_pass_equal_separate_runs(device):
+    from tonno_engine.methods import plan_passes, run_methods
+    from tonno_engine.models import create_encoder
+
+    torch.manual_seed(0)
+    model = create_encoder("resnet10t", norm="gn")
+    volume = balls_phantom((12, 12, 12))
+    specs = [MethodSpec("tonno"), MethodSpec("averaged-cam", layer=3), MethodSpec("tomographic-cam", layer=3),
+             MethodSpec("gradcam", layer=3)]
+    assert [[s.label for s in p] for p in plan_passes(specs, 8)] == [
+        ["tonno", "averaged-layercam-l3", "tomographic-layercam-l3"], ["gradcam-l3"]]
+    assert len(plan_passes(specs)) == 3  # default L differs (2000 vs 1000): ToNNO runs alone
+    opts = dict(slices=6, angles=8, slice_size=32, device=device)
+    shared = run_methods(specs, volume, model, **opts)
+    for spec in specs:
+        torch.testing.assert_close(shared[spec.label], run_method(spec, volume, model, **opts), rtol=1e-4, atol=1e-5)

@@ -30,7 +30,7 @@ from .devices import resolve_device
 from .errors import DataError
 from .events import Partial, Progress
 from .io import NIFTI_SUFFIXES, is_nifti, load_nifti, save_nifti
-from .methods import MethodSpec, method_iter
+from .methods import MethodSpec, methods_iter
 from .preprocessing import Preprocessing
 from .reconstruction import default_batch_size
 
@@ -163,8 +163,10 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
 
     Checks everything that can fail for the whole batch first (inputs, checkpoint, device,
     existing outputs) and raises ``DataError``/``ValueError`` with nothing written. Then yields
-    ``Progress("cases", done, total, info={case, method, status, ...})`` after each job, the
-    methods' ``Progress("slices")`` events during a job, and finally a :class:`BatchResult`.
+    ``Progress("cases", done, total, info={"case", "rows"})`` after each case (``rows``: its
+    summary rows), the methods' ``Progress("slices")`` events during a case, and finally a
+    :class:`BatchResult`. The methods of one case share passes over the slices where they can,
+    so their rows carry the seconds and peak memory of the whole case.
     """
     out, checkpoint = Path(out), Path(checkpoint)
     inputs = batch_inputs(source)
@@ -187,35 +189,43 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
 
     previous = _previous_rows(out) if cfg.resume else {}
-    jobs = [(i, s) for i in inputs for s in cfg.methods]
     rows: list[dict] = []
-    for done, (item, spec) in enumerate(jobs, start=1):
-        target = output_path(out, item.case, spec)
-        if cfg.resume and target.exists():
-            row = {**_row(item, spec, target, "skipped"), **_kept(previous.get((item.case, spec.label)))}
-        else:
-            row = yield from _run_job(item, spec, target, model, preprocessing, slice_size, device, cfg)
-        rows.append(row)
+    for done, item in enumerate(inputs, start=1):
+        todo, case_rows = [], []
+        for spec in cfg.methods:
+            target = output_path(out, item.case, spec)
+            if cfg.resume and target.exists():
+                case_rows.append({**_row(item, spec, target, "skipped"), **_kept(previous.get((item.case, spec.label)))})
+            else:
+                todo.append(spec)
+        if todo:
+            case_rows += yield from _run_case(item, todo, out, model, preprocessing, slice_size, device, cfg)
+        order = {s.label: k for k, s in enumerate(cfg.methods)}
+        rows += sorted(case_rows, key=lambda r: order[r["method"]])
         write_text_atomic(out / "summary.csv", _summary_csv(rows))
-        yield Progress("cases", done, len(jobs), "jobs", info=row)
+        yield Progress("cases", done, len(inputs), "cases", info={"case": item.case, "rows": case_rows})
     run_info.update(finished=_now(), counts={s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")})
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
     yield BatchResult(rows, out)
 
 
-def _run_job(item, spec, target, model, preprocessing, slice_size, device, cfg):
-    """One case with one method; returns its summary row (status ok or failed), never raises for data."""
+def _run_case(item, specs, out, model, preprocessing, slice_size, device, cfg):
+    """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
+
+    Data errors and failures of the computation become ``failed`` rows; nothing is raised.
+    """
     start = time.perf_counter()
     batch_size = cfg.batch_size or default_batch_size(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    targets = {s.label: output_path(out, item.case, s) for s in specs}
     try:
         volume = load_nifti(item.image)
         array = preprocessing(volume.array, volume.spacing)
         while True:
             try:
-                heatmap = yield from _method_events(spec, array, model, slice_size, device, batch_size, cfg,
-                                                    volume.array.shape, axial_axis(volume.affine))
+                heatmaps = yield from _method_events(specs, array, model, slice_size, device, batch_size, cfg,
+                                                     volume.array.shape, axial_axis(volume.affine))
                 break
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -224,26 +234,27 @@ def _run_job(item, spec, target, model, preprocessing, slice_size, device, cfg):
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 yield Progress("oom", 0, 0, info={"case": item.case, "batch_size": batch_size})
-        save_nifti(target, heatmap.float().cpu().numpy(), volume.affine, volume.header)
-        row = _row(item, spec, target, "ok")
+        for spec in specs:
+            save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header)
+        rows = [_row(item, s, targets[s.label], "ok") for s in specs]
     except (DataError, ValueError, RuntimeError, OSError) as exc:
-        row = _row(item, spec, target, "failed", error=f"{type(exc).__name__}: {exc}")
-    row.update(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
-               peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
-               batch_size=str(batch_size))
-    return row
+        rows = [_row(item, s, targets[s.label], "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
+    stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
+                 peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
+                 batch_size=str(batch_size))
+    return [{**r, **stats} for r in rows]
 
 
-def _method_events(spec, array, model, slice_size, device, batch_size, cfg, shape, axial):
-    """Forward the method's progress events; return its final heatmap."""
-    for event in method_iter(spec, array, model, slices=cfg.slices, angles=cfg.angles, slice_size=slice_size,
-                             hemisphere=cfg.hemisphere, device=device, output_shape=shape, batch_size=batch_size,
-                             axial_axis=axial, partials=False):
+def _method_events(specs, array, model, slice_size, device, batch_size, cfg, shape, axial):
+    """Forward the methods' progress events; return their final ``{label: heatmap}``."""
+    for event in methods_iter(specs, array, model, slices=cfg.slices, angles=cfg.angles, slice_size=slice_size,
+                              hemisphere=cfg.hemisphere, device=device, output_shape=shape, batch_size=batch_size,
+                              axial_axis=axial, partials=False):
         if isinstance(event, Partial) and event.final:
             return event.value
         if isinstance(event, Progress):
             yield event
-    raise RuntimeError("method ended without a result")  # pragma: no cover
+    raise RuntimeError("methods ended without a result")  # pragma: no cover
 
 
 def _row(item: BatchInput, spec: MethodSpec, target: Path, status: str, error: str = "") -> dict:

@@ -42,11 +42,14 @@ class CamExtractor:
 
     ``__call__(slices (B, h, w)) -> (B, a, b)`` float32 on the slices' device. The model runs in
     eval mode with ``channels_last``, under bf16 autocast on CUDA when ``autocast``.
-    ``scorecam_batch`` bounds the masked inputs per forward pass for ScoreCAM.
+    ``scorecam_batch`` bounds the masked inputs per forward pass for ScoreCAM. With
+    ``with_logits`` the call returns ``(logits (B,), maps)``: the logit comes free with the maps,
+    so ToNNO and the CAM variants can share one pass over the slices.
     """
 
     def __init__(self, model: torch.nn.Module, method: str = "layercam", layer: int = 4, *,
-                 channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256):
+                 channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256,
+                 with_logits: bool = False):
         if method not in CAMS:
             raise ValueError(f"unknown CAM {method!r}; valid: {', '.join(CAMS)}")
         self.model = model.eval()
@@ -54,6 +57,7 @@ class CamExtractor:
         self.module = layer_module(model, layer)
         self.channels_last, self.autocast = channels_last, autocast
         self.scorecam_batch = scorecam_batch
+        self.with_logits = with_logits
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -87,31 +91,37 @@ class CamExtractor:
                 p.requires_grad_(True)
         return logits, store["a"]
 
-    def __call__(self, slices: torch.Tensor) -> torch.Tensor:
+    def __call__(self, slices: torch.Tensor):
         with torch.inference_mode(False):
             x = self._input(slices.clone() if slices.is_inference() else slices)
             if self.method == "scorecam":
-                return self._scorecam(x)
-            logits, acts = self._forward(x, need_grad=True)
-            (grads,) = torch.autograd.grad(logits.sum(), acts)
-            acts, grads = acts.detach().float(), grads.float()
-            if self.method == "gradcam":
-                weights = grads.mean(dim=(2, 3), keepdim=True)
-                cam = (weights * acts).sum(1)
-            elif self.method == "layercam":
-                cam = (grads.clamp(min=0) * acts).sum(1)
-            else:  # gradcam++ (Chattopadhay et al. eq. 19, with the exponential's derivatives)
-                g2 = grads * grads
-                denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6
-                alpha = torch.where(grads != 0, g2 / denom, 0.0)
-                weights = (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
-                cam = (weights * acts).sum(1)
-            return cam.clamp(min=0).contiguous()
+                logits, cam = self._scorecam(x)
+            else:
+                logits, cam = self._gradient_cam(x)
+        return (logits.detach().float(), cam) if self.with_logits else cam
+
+    def _gradient_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GradCAM, LayerCAM or GradCAM++ from the layer's activations and their gradients."""
+        logits, acts = self._forward(x, need_grad=True)
+        (grads,) = torch.autograd.grad(logits.sum(), acts)
+        acts, grads = acts.detach().float(), grads.float()
+        if self.method == "gradcam":
+            weights = grads.mean(dim=(2, 3), keepdim=True)
+            cam = (weights * acts).sum(1)
+        elif self.method == "layercam":
+            cam = (grads.clamp(min=0) * acts).sum(1)
+        else:  # gradcam++ (Chattopadhay et al. eq. 19, with the exponential's derivatives)
+            g2 = grads * grads
+            denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6
+            alpha = torch.where(grads != 0, g2 / denom, 0.0)
+            weights = (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
+            cam = (weights * acts).sum(1)
+        return logits, cam.clamp(min=0).contiguous()
 
     @torch.no_grad()
-    def _scorecam(self, x: torch.Tensor) -> torch.Tensor:
+    def _scorecam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ScoreCAM (Wang et al. 2020): channel weights = softmax of the logits of masked inputs."""
-        _, acts = self._forward(x, need_grad=False)
+        logits, acts = self._forward(x, need_grad=False)
         acts = acts.float()
         b, c = acts.shape[:2]
         up = F.interpolate(acts, size=x.shape[-2:], mode="bilinear", align_corners=True)
@@ -127,7 +137,7 @@ class CamExtractor:
             with self._amp(x.device):
                 scores.append(self.model(chunk).float().reshape(len(chunk), -1)[:, 0])
         weights = torch.softmax(torch.cat(scores).reshape(b, c), dim=1)[:, :, None, None]
-        return (weights * acts).sum(1).clamp(min=0).contiguous()
+        return logits, (weights * acts).sum(1).clamp(min=0).contiguous()
 
 
 def cam_to_plane(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -61,8 +61,8 @@ def iter_profiles(
     """Score the ``L × K`` slices at ``offsets`` ``(K,)`` along ``normals`` ``(L, 3)``.
 
     Yields ``(count, scores)`` per scorer batch, ``scores`` float32 ``(count, ...)`` (``(count,)``
-    for a network's logit, ``(count, a, b)`` for CAM maps); concatenated in order, they reshape
-    to ``(L, K, ...)``.
+    for a network's logit, ``(count, a, b)`` for CAM maps), or a tuple of such when the scorer
+    returns several outputs; concatenated in order, each reshapes to ``(L, K, ...)``.
     """
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
@@ -72,11 +72,13 @@ def iter_profiles(
             sl = slice(start, min(count, start + batch_size))
             batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
             scores = scorer(batch)
-            if scores.ndim == 2 and scores.shape[1] == 1:
-                scores = scores[:, 0]
-            if scores.shape[0] != batch.shape[0]:
-                raise ValueError(f"scorer returned {scores.shape[0]} scores for {batch.shape[0]} slices")
-            yield sl.stop - sl.start, scores.float()
+            outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
+            outputs = tuple(o[:, 0] if o.ndim == 2 and o.shape[1] == 1 else o for o in outputs)
+            for o in outputs:
+                if o.shape[0] != batch.shape[0]:
+                    raise ValueError(f"scorer returned {o.shape[0]} scores for {batch.shape[0]} slices")
+            outputs = tuple(o.float() for o in outputs)
+            yield sl.stop - sl.start, outputs if isinstance(scores, (tuple, list)) else outputs[0]
 
 
 def profiles(
@@ -128,7 +130,7 @@ TONNO = Formula()
 def tomography_iter(
     volume,
     scorer: Scorer,
-    formula: Formula = TONNO,
+    formula: Formula | tuple[Formula, ...] = TONNO,
     *,
     slices: int = 100,
     angles: int = 2000,
@@ -144,6 +146,8 @@ def tomography_iter(
     """Slice along ``angles`` directions, score every slice, add each direction chunk by ``formula``.
 
     The loop shared by ToNNO and the tomographic CAM variants; see :func:`reconstruct_iter`.
+    With a tuple of formulas the scorer returns a tuple of outputs, one per formula (e.g. logits
+    and CAM maps from one forward/backward pass), and partial values are tuples of heatmaps.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -153,25 +157,33 @@ def tomography_iter(
     out_shape = tuple(vol.shape) if output_shape is None else as_shape3(output_shape)
     batch_size = check_count(batch_size or default_batch_size(dev), 1, "batch_size")
     step = check_count(directions_per_update, 1, "directions_per_update")
+    several = isinstance(formula, (tuple, list))
+    formulas = tuple(formula) if several else (formula,)
 
     dirs = make_directions(angles, hemisphere=hemisphere)
     offsets = slice_offsets(slices)
-    acc = torch.zeros(out_shape, dtype=torch.float32, device=dev)
+    accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
     total_slices = angles * (slices + 2)
     done_slices = 0
+
+    def value(count: int, final: bool = False):
+        maps = tuple((a.mul_ if final else a.mul)(f.scale(count)) for f, a in zip(formulas, accs))
+        return maps if several else maps[0]
+
     for start in range(0, angles, step):
         stop = min(angles, start + step)
         chunk = (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])
         scores = []
         for count, batch_scores in iter_profiles(vol, scorer, offsets, *chunk, size, batch_size):
-            scores.append(batch_scores)
+            scores.append(batch_scores if several else (batch_scores,))
             done_slices += count
             yield Progress("slices", done_slices, total_slices, "slices")
-        stack = torch.cat(scores)
-        formula.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget)
+        for k, (f, acc) in enumerate(zip(formulas, accs)):
+            stack = torch.cat([s[k] for s in scores])
+            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget)
         if partials and stop < angles:
-            yield Partial(acc * formula.scale(stop), stop, angles)
-    yield Partial(acc.mul_(formula.scale(angles)), angles, angles, final=True)
+            yield Partial(value(stop), stop, angles)
+    yield Partial(value(angles, final=True), angles, angles, final=True)
 
 
 def reconstruct_iter(volume, scorer: Scorer, **options) -> Iterator[Progress | Partial]:

@@ -150,8 +150,12 @@ def load_mni_brain(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return out[0], out[1], out[2] > 0.5, affine
 
 
-def brain_case(rng, template, label: int, max_lesions: int = 3) -> SynthCase:
-    """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions."""
+def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=(1.8, 3.8)) -> SynthCase:
+    """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
+
+    ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
+    the shape).
+    """
     t1, wm, brain, affine = template
     shape = t1.shape
     coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
@@ -167,7 +171,8 @@ def brain_case(rng, template, label: int, max_lesions: int = 3) -> SynthCase:
     scale = min(shape) / 64.0
     for _ in range(n_lesions):
         pool = in_wm if rng.random() < 0.9 and len(in_wm) else in_brain
-        _add_lesions(rng, grid, image, mask, pool, 1, (1.8 * scale, 3.8 * scale), (0.5 * wm_ref, 0.9 * wm_ref))
+        _add_lesions(rng, grid, image, mask, pool, 1, (lesion_radius[0] * scale, lesion_radius[1] * scale),
+                     (0.5 * wm_ref, 0.9 * wm_ref))
     _add_tubes(rng, grid, image, in_brain, int(rng.integers(1, 4)), (4.0 * scale, 7.0 * scale), 1.3 * scale,
                (0.5 * wm_ref, 0.9 * wm_ref))
     image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
@@ -175,9 +180,11 @@ def brain_case(rng, template, label: int, max_lesions: int = 3) -> SynthCase:
 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
-               max_lesions: int = 3) -> Iterator[Progress]:
+               max_lesions: int = 3, lesion_radius=None) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
+    ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
+    smallest side) for ``brain``; default ``(1.8, 3.8)``, MS-like.
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
@@ -196,7 +203,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     rows = ["case,label,image,mask"]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
-        case = (brain_case(case_rng, template, int(label), max_lesions) if template is not None
+        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or (1.8, 3.8))
+                if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         name = f"{kind}_{i:04d}"
         save_nifti(out / "images" / f"{name}.nii.gz", case.image, case.affine)
@@ -204,6 +212,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         rows.append(f"{name},{label},images/{name}.nii.gz,masks/{name}.nii.gz")
         yield Progress("synth", i + 1, n, "cases", {"case": name, "label": int(label), "lesions": case.lesions})
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
+            "lesion_radius": list(lesion_radius) if lesion_radius else None,
             "preset": PRESET_FOR_KIND[kind], "generator": "tonno_engine.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

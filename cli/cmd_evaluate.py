@@ -1,0 +1,62 @@
+"""``tonno evaluate``: lesion-wise precision/recall/F1, Dice, MaxIoU and balanced accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .options import QuietOpt, fail
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Argument(..., help="A heatmap NIfTI or a folder of them (<case>[_<method>].nii.gz)."),
+    gt: Path = typer.Argument(..., help="Ground-truth masks: a NIfTI, a folder (<case>.nii.gz) or a labels CSV with masks."),
+    out: Path = typer.Option(Path("metrics.csv"), "--out", "-o", help="CSV: one row per case, then the summary."),
+    threshold: str = typer.Option("otsu", help="otsu, fixed:X (or X), percentile:P; ignored with --val-pred."),
+    val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold that maximises lesion F1."),
+    val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
+    connectivity: int = typer.Option(26, help="Lesion connectivity: 6, 18 or 26."),
+    masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
+    quiet: QuietOpt = False,
+) -> None:
+    """Binarise heatmaps and compare them with ground truth (DESIGN.md §7); exit 1 if a case fails."""
+    from tonno_engine.errors import DataError
+    from tonno_engine.evaluation import EvaluationResult, calibrate_on_files, evaluate_iter, pair_files, write_metrics_csv
+    from tonno_engine.metrics import Threshold
+
+    from .progress import show_progress
+
+    if connectivity not in (6, 18, 26):
+        raise typer.BadParameter("must be 6, 18 or 26", param_hint="--connectivity")
+    if (val_pred is None) != (val_gt is None):
+        raise typer.BadParameter("give both --val-pred and --val-gt", param_hint="--val-pred/--val-gt")
+    try:
+        rule = Threshold.parse(threshold)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
+    try:
+        pairs = pair_files(pred, gt)
+        if val_pred is not None:
+            rule, f1 = calibrate_on_files(pair_files(val_pred, val_gt), connectivity=connectivity)
+            print(f"calibrated threshold {rule.value:.6g} (validation lesion F1 {f1:.3f})")
+        result = None
+        for event in show_progress(evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks),
+                                   "evaluate", quiet=quiet):
+            if isinstance(event, EvaluationResult):
+                result = event
+        write_metrics_csv(out, result)
+    except (DataError, ValueError) as exc:
+        fail(str(exc))
+    for row in result.failed:
+        typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
+    s = result.summary
+    if s:
+        print(f"{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "
+              f"recall {s['recall']:.3f}, F1 {s['f1']:.3f}, Dice {s['dice']:.3f}, "
+              f"balanced accuracy {s['balanced_accuracy']:.3f}")
+    print(f"metrics: {out}" + (f"; masks: {masks}" if masks else ""))
+    if result.failed:
+        raise typer.Exit(1)

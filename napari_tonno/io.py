@@ -1,0 +1,86 @@
+"""NIfTI reader and writer for napari that keep voxel spacing, affine and header.
+
+A volume ``(D, H, W)`` with affine ``A = [[R·diag(zooms), t], [0, 1]]`` becomes a layer with
+``scale = zooms`` and either ``translate = t`` (when ``R`` is the identity) or
+``affine = [[R, t], [0, 1]]``: napari maps voxel ``i`` to ``R·(zooms·i) + t = A·i``, the
+scanner millimetres of the file. ``metadata`` keeps the exact ``affine`` and the nibabel
+``header``, which the writer uses, so a read-write round trip is exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tonno_engine.io import is_nifti, load_nifti, save_nifti
+
+
+def get_reader(path):
+    """npe2 reader hook: a reader for one ``.nii``/``.nii.gz`` path, else ``None``."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_nifti if is_nifti(path) else None
+
+
+def layer_kwargs(affine: np.ndarray, header=None, **extra) -> dict:
+    """napari ``scale``/``translate``/``affine`` (and metadata) reproducing a NIfTI ``affine``."""
+    affine = np.asarray(affine, dtype=float)
+    linear = affine[:3, :3]
+    zooms = np.linalg.norm(linear, axis=0)
+    zooms[zooms == 0] = 1.0
+    rotation = linear / zooms
+    out = {"scale": tuple(zooms), "metadata": {"affine": affine.copy(), "header": header, **extra}}
+    if np.allclose(rotation, np.eye(3)):
+        out["translate"] = tuple(affine[:3, 3])
+    else:
+        world = np.eye(4)
+        world[:3, :3], world[:3, 3] = rotation, affine[:3, 3]
+        out["affine"] = world
+    return out
+
+
+def read_nifti(path) -> list[tuple]:
+    """``[(data, kwargs, "image" | "labels")]``: integer volumes holding only 0/1… labels → Labels."""
+    volume = load_nifti(path)
+    raw = np.asanyarray(volume.header.get_data_dtype().type(0))
+    integer = np.issubdtype(raw.dtype, np.integer)
+    kind = "labels" if integer and volume.array.max() <= 255 and volume.array.min() >= 0 else "image"
+    data = volume.array.astype(np.uint8 if kind == "labels" else np.float32)
+    kwargs = {"name": Path(path).name.split(".nii")[0], **layer_kwargs(volume.affine, volume.header,
+                                                                       source_path=str(path))}
+    return [(data, kwargs, kind)]
+
+
+def layer_affine(meta: dict) -> np.ndarray:
+    """The NIfTI affine of a layer: its metadata's when present, else from scale/translate/affine."""
+    stored = (meta.get("metadata") or {}).get("affine")
+    if stored is not None:
+        return np.asarray(stored, dtype=float)
+    scale = np.asarray(meta.get("scale", (1, 1, 1)), dtype=float)[-3:]
+    translate = np.asarray(meta.get("translate", (0, 0, 0)), dtype=float)[-3:]
+    world = np.asarray(meta.get("affine", np.eye(4)), dtype=float)
+    world = world if world.shape == (4, 4) else np.eye(4)
+    out = np.eye(4)
+    out[:3, :3] = world[:3, :3] @ np.diag(scale)
+    out[:3, 3] = world[:3, :3] @ translate + world[:3, 3]
+    return out
+
+
+def _write(path: str, data, meta: dict, dtype) -> list[str]:
+    header = (meta.get("metadata") or {}).get("header")
+    save_nifti(path, np.asarray(data), layer_affine(meta), header, dtype=dtype)
+    return [path]
+
+
+def write_image(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer for one Image layer: float32 NIfTI with the layer's affine and header."""
+    return _write(path, data, meta, np.float32)
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer for one Labels layer: uint8 (or int32 above 255) NIfTI."""
+    dtype = np.uint8 if np.asarray(data).max(initial=0) <= 255 else np.int32
+    return _write(path, data, meta, dtype)

@@ -1,0 +1,84 @@
+"""Shared wiring for the dock widgets: layer choices, checkpoint defaults, layer geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def layers_of(viewer, kind: str):
+    """A magicgui ``choices`` callable listing the viewer's layers of ``kind`` ("Image", "Labels")."""
+
+    def choices(_widget=None):
+        return [layer for layer in viewer.layers if type(layer).__name__ == kind]
+
+    return choices
+
+
+def default_checkpoint(viewer) -> str:
+    """A checkpoint named in an image layer's metadata (sample data), else the cached demo model."""
+    from ..samples import demo_checkpoint_path
+
+    for layer in viewer.layers:
+        path = getattr(layer, "metadata", {}).get("tonno_checkpoint")
+        if path:
+            return path
+    return str(demo_checkpoint_path()) if demo_checkpoint_path().exists() else ""
+
+
+def geometry_of(layer) -> dict:
+    """``scale``/``translate``/``affine``/metadata affine of ``layer`` for a derived layer."""
+    from ..io import layer_affine
+
+    meta = {"scale": layer.scale, "translate": layer.translate, "affine": layer.affine.affine_matrix,
+            "metadata": layer.metadata}
+    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
+            "affine": np.asarray(layer.affine.affine_matrix), "affine_nifti": layer_affine(meta)}
+
+
+def spacing_of(layer) -> tuple[float, float, float]:
+    return tuple(float(abs(s)) for s in layer.scale[-3:])
+
+
+def prepare(source, checkpoint: str, device: str = "auto"):
+    """``(volume, model, meta, device)``: the layer's data preprocessed as the checkpoint says."""
+    from tonno_engine.checkpoint import load_model
+    from tonno_engine.devices import resolve_device
+    from tonno_engine.preprocessing import Preprocessing
+
+    dev = resolve_device(device)
+    model, meta = load_model(str(checkpoint), dev)
+    volume = Preprocessing.from_dict(meta.get("preprocessing", {}))(np.asarray(source.data), spacing_of(source))
+    return volume, model, meta, dev
+
+
+DIRECTIONS = ("axis 0", "axis 1", "axis 2", "lattice")
+
+
+def direction_vector(choice: str, index: int = 0, angles: int = 192):
+    """A unit normal ``(3,)`` float64 in ``(x0, x1, x2)``: an array axis or lattice direction ``index``."""
+    import torch
+
+    from tonno_engine.reconstruction import make_directions
+
+    if choice.startswith("axis"):
+        return torch.eye(3, dtype=torch.float64)[int(choice[-1])]
+    dirs = make_directions(angles, hemisphere=True)
+    return dirs.normals[int(index) % angles]
+
+
+def normalised_point(viewer, layer) -> np.ndarray:
+    """The viewer's current position in ``layer``'s ``[-1, 1]³`` coordinates (align_corners)."""
+    if viewer.dims.ndim < 3 or layer not in viewer.layers:
+        return np.zeros(3)
+    index = np.asarray(layer.world_to_data(viewer.dims.point), float)[-3:]
+    size = np.maximum(np.asarray(layer.data.shape[-3:], float) - 1, 1)
+    return 2.0 * index / size - 1.0
+
+
+def move_to(viewer, layer, x: np.ndarray) -> None:
+    """Put the viewer at normalised point ``x`` ``(3,)`` of ``layer`` (nearest voxel)."""
+    size = np.asarray(layer.data.shape[-3:], float) - 1
+    index = np.rint((np.clip(x, -1, 1) + 1) / 2 * size)
+    world = layer.data_to_world(index)
+    axes = list(range(viewer.dims.ndim))[-3:]
+    viewer.dims.set_point(axes, tuple(float(w) for w in world[-3:]))

@@ -1,0 +1,119 @@
+"""Logit profiles (paper Fig. 2b): the logits of the M+2 slices along one direction, following
+the viewer's position; clicking the plot moves the viewer to that slice."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+
+from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, move_to, normalised_point, prepare
+
+
+class LogitProfileWidget(Container):
+    """``compute()`` scores the slices (in a thread worker); ``offsets``/``logits`` hold the profile."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self.viewer = viewer = napari_viewer
+        self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))
+        self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(viewer))
+        self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="axis 0")
+        self.index = SpinBox(label="lattice index", min=0, max=99999, value=0)
+        self.angles = SpinBox(label="lattice size", min=1, max=100000, value=192)
+        self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=48)
+        self.compute_button = PushButton(text="Compute profile")
+        self.status = Label(label="status", value="")
+        self.extend([self.image, self.checkpoint, self.direction, self.index, self.angles, self.slices,
+                     self.compute_button, self.status])
+        viewer.layers.events.inserted.connect(self.image.reset_choices)
+        viewer.layers.events.removed.connect(self.image.reset_choices)
+        self.compute_button.changed.connect(self.compute)
+        viewer.dims.events.current_step.connect(self._follow)
+        self.offsets = self.logits = self.normal = None
+        self.worker = None
+        self._canvas = self._figure = self._marker = None
+
+    def _plot_area(self):
+        """A matplotlib canvas in the dock (created on first use, so that importing needs no Qt)."""
+        if self._canvas is None:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            self._figure = Figure(figsize=(4, 2.4), tight_layout=True)
+            self._canvas = FigureCanvasQTAgg(self._figure)
+            self._canvas.setMinimumHeight(200)
+            self._canvas.mpl_connect("button_press_event", self._on_click)
+            self.native.layout().addWidget(self._canvas)
+        return self._figure
+
+    def compute(self, *_):
+        from napari.qt.threading import create_worker
+
+        from tonno_engine.reconstruction import profiles
+
+        source = self.image.value
+        if source is None:
+            self.status.value = "choose an image layer"
+            return
+        try:
+            volume, model, meta, device = prepare(source, self.checkpoint.value)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.status.value = f"error: {exc}"
+            return
+        from tonno_engine.scorers import ModuleScorer
+
+        normal = direction_vector(self.direction.value, self.index.value, self.angles.value)
+        slices = int(self.slices.value)
+        self.status.value = "scoring slices…"
+
+        def work():
+            return normal, profiles(volume, ModuleScorer(model), normal[None], slices=slices,
+                                    slice_size=meta.get("slice_size", 224), device=device)[0]
+
+        self.worker = create_worker(work, _start_thread=False)
+        self.worker.returned.connect(self._show)
+        self.worker.start()
+
+    def _show(self, result):
+        from tonno_engine.geometry import slice_offsets
+
+        self.normal, logits = result
+        self.logits = logits.numpy()
+        self.offsets = slice_offsets(len(self.logits) - 2).numpy()
+        fig = self._plot_area()
+        fig.clear()
+        ax = fig.add_subplot(111)
+        ax.plot(self.offsets, self.logits, ".-", lw=1)
+        ax.set_xlabel("s (offset along the direction)")
+        ax.set_ylabel("logit")
+        n = self.normal.numpy()
+        ax.set_title(f"{self.direction.value}: n = ({n[0]:.2f}, {n[1]:.2f}, {n[2]:.2f})", fontsize=8)
+        self._marker = ax.axvline(self.current_offset(), color="red", lw=1)
+        self._canvas.draw_idle()
+        self.status.value = f"{len(self.logits)} slices; max logit {self.logits.max():.2f}"
+
+    def current_offset(self) -> float:
+        """The viewer's position projected on the direction: ``s = x · n``."""
+        source = self.image.value
+        if source is None or self.normal is None:
+            return 0.0
+        return float(normalised_point(self.viewer, source) @ self.normal.numpy())
+
+    def _follow(self, *_):
+        if self._marker is not None:
+            s = self.current_offset()
+            self._marker.set_xdata([s, s])
+            self._canvas.draw_idle()
+
+    def _on_click(self, event):
+        if event.xdata is not None:
+            self.go_to(float(event.xdata))
+
+    def go_to(self, s: float) -> None:
+        """Move the viewer to the slice at offset ``s``: along the normal from the current point."""
+        source = self.image.value
+        if source is None or self.normal is None:
+            return
+        x = normalised_point(self.viewer, source)
+        n = self.normal.numpy()
+        move_to(self.viewer, source, x + (s - x @ n) * n)

@@ -1,0 +1,175 @@
+"""Binarisation and the evaluation protocol of DESIGN.md §7.
+
+Lesions are 3D connected components (scipy.ndimage.label; connectivity 6, 18 or 26, default 26).
+A ground-truth lesion is detected if any predicted component overlaps it; a predicted component
+is a true positive if it overlaps any ground-truth lesion. Precision and recall are pooled over a
+split (sums of counts), Dice is the mean over positive volumes, MaxIoU (for box-only ground truth)
+is the mean over ground-truth boxes of the best IoU with a predicted component's box, and balanced
+accuracy scores the volume-level decision "binary map is not empty" against "ground truth is not
+empty" (or the volume's label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+THRESHOLDS = ("fixed", "otsu", "percentile", "calibrated")
+_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``kind`` with its ``value``: fixed → the value itself; percentile → the value-th percentile
+    of each heatmap; otsu → Otsu's threshold of each heatmap (value unused); calibrated → a fixed
+    value chosen on a validation split by :func:`calibrate_threshold`."""
+
+    kind: str = "otsu"
+    value: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in THRESHOLDS:
+            raise ValueError(f"unknown threshold {self.kind!r}; valid: {', '.join(THRESHOLDS)}")
+        if self.kind in ("fixed", "calibrated", "percentile") and self.value is None:
+            raise ValueError(f"threshold {self.kind!r} needs a value")
+        if self.kind == "percentile" and not 0.0 <= float(self.value) <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {self.value}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Threshold":
+        """``otsu``, ``fixed:0.5``, ``percentile:99.5`` (or a bare number for fixed)."""
+        kind, _, value = text.partition(":")
+        try:
+            if not value and kind not in THRESHOLDS:
+                return cls("fixed", float(kind))
+            return cls(kind, float(value) if value else None)
+        except ValueError as exc:
+            raise ValueError(f"bad threshold {text!r}: {exc}") from exc
+
+    def level(self, heatmap: np.ndarray) -> float:
+        """The threshold for ``heatmap``: voxels strictly above it are foreground."""
+        if self.kind == "otsu":
+            return float(threshold_otsu(heatmap)) if np.ptp(heatmap) > 0 else float(heatmap.max())
+        if self.kind == "percentile":
+            return float(np.percentile(heatmap, self.value))
+        return float(self.value)
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}:{self.value:.6g}"
+
+
+def binarize(heatmap: np.ndarray, threshold: Threshold) -> np.ndarray:
+    """``heatmap > threshold.level(heatmap)`` as a bool array of the same shape."""
+    return np.asarray(heatmap) > threshold.level(np.asarray(heatmap))
+
+
+def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
+    """Connected components of a 3D bool mask: ``(labels int32, count)``."""
+    if connectivity not in _CONNECTIVITY:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    structure = ndimage.generate_binary_structure(3, _CONNECTIVITY[connectivity])
+    return ndimage.label(np.asarray(mask, bool), structure=structure)
+
+
+@dataclass
+class CaseMetrics:
+    """Counts and scores of one volume; pooled by :func:`summarize`."""
+
+    case: str
+    n_pred: int  # predicted components
+    tp_pred: int  # predicted components overlapping a lesion
+    n_gt: int  # ground-truth lesions
+    detected: int  # lesions overlapped by a prediction
+    dice: float  # nan for a volume without lesions
+    max_iou: float  # nan for a volume without lesions
+    predicted_positive: bool
+    positive: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _boxes(labels: np.ndarray, count: int) -> list[tuple[slice, ...]]:
+    return [b for b in ndimage.find_objects(labels, max_label=count) if b is not None]
+
+
+def _box_iou(a: tuple[slice, ...], b: tuple[slice, ...]) -> float:
+    inter = np.prod([max(0, min(x.stop, y.stop) - max(x.start, y.start)) for x, y in zip(a, b)])
+    vol = lambda s: np.prod([x.stop - x.start for x in s])  # noqa: E731
+    return float(inter / (vol(a) + vol(b) - inter))
+
+
+def case_metrics(pred: np.ndarray, gt: np.ndarray, *, case: str = "", connectivity: int = 26,
+                 label: int | None = None) -> CaseMetrics:
+    """Lesion-wise counts, Dice and MaxIoU of one binary prediction against one binary mask.
+
+    ``label`` (0/1) is the volume's label for balanced accuracy; default: whether ``gt`` has a lesion.
+    """
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
+    pred_lab, n_pred = label_components(pred, connectivity)
+    gt_lab, n_gt = label_components(gt, connectivity)
+    tp_pred = len(np.unique(pred_lab[gt & (pred_lab > 0)]))
+    detected = len(np.unique(gt_lab[pred & (gt_lab > 0)]))
+    if n_gt:
+        dice = 2.0 * np.logical_and(pred, gt).sum() / (pred.sum() + gt.sum())
+        pboxes = _boxes(pred_lab, n_pred)
+        max_iou = float(np.mean([max((_box_iou(g, p) for p in pboxes), default=0.0)
+                                 for g in _boxes(gt_lab, n_gt)]))
+    else:
+        dice = max_iou = float("nan")
+    positive = bool(n_gt) if label is None else bool(label)
+    return CaseMetrics(case, int(n_pred), int(tp_pred), int(n_gt), int(detected), float(dice), max_iou,
+                       bool(n_pred), positive)
+
+
+def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
+    """Pooled precision, recall, F1; mean Dice and MaxIoU over positive volumes; balanced accuracy.
+
+    Conventions for empty sets: precision is 1 when nothing is predicted, recall is 1 when there
+    is no lesion (nothing to miss); a class absent from the split is left out of balanced accuracy.
+    """
+    n_pred = sum(c.n_pred for c in cases)
+    n_gt = sum(c.n_gt for c in cases)
+    precision = sum(c.tp_pred for c in cases) / n_pred if n_pred else 1.0
+    recall = sum(c.detected for c in cases) / n_gt if n_gt else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    pos = [c for c in cases if c.n_gt]
+    rates = []
+    for cls in (True, False):
+        group = [c for c in cases if c.positive == cls]
+        if group:
+            rates.append(np.mean([c.predicted_positive == cls for c in group]))
+    return {
+        "precision": precision, "recall": recall, "f1": f1,
+        "dice": float(np.mean([c.dice for c in pos])) if pos else float("nan"),
+        "max_iou": float(np.mean([c.max_iou for c in pos])) if pos else float("nan"),
+        "balanced_accuracy": float(np.mean(rates)) if rates else float("nan"),
+        "cases": len(cases), "lesions": n_gt, "predicted_components": n_pred,
+    }
+
+
+def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = 26,
+                        candidates: int = 48, labels: list[int] | None = None) -> tuple[Threshold, float]:
+    """The fixed threshold that maximises pooled lesion F1 on a validation split.
+
+    Candidates are quantiles ``1 - 10^-k`` (k from 0.3 to 4) of all validation voxels pooled,
+    dense near the top because lesions are a small fraction of a volume. Ties go to the lower
+    threshold. Returns ``(Threshold("calibrated", value), best F1)``.
+    """
+    if not heatmaps or len(heatmaps) != len(truths):
+        raise ValueError("calibration needs at least one heatmap and one ground truth per heatmap")
+    pooled = np.concatenate([np.asarray(h, np.float32).ravel() for h in heatmaps])
+    levels = np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, candidates)))
+    best = (-1.0, float(levels[0]))
+    for level in levels:
+        rows = [case_metrics(h > level, t, connectivity=connectivity, label=None if labels is None else labels[i])
+                for i, (h, t) in enumerate(zip(heatmaps, truths))]
+        f1 = summarize(rows)["f1"]
+        if f1 > best[0]:
+            best = (f1, float(level))
+    return Threshold("calibrated", best[1]), best[0]
