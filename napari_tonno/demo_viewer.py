@@ -30,6 +30,9 @@ def demo_layers(out: Path, result) -> list[tuple]:
 def show_demo(out: Path, result) -> None:  # pragma: no cover - opens a window and blocks
     import napari
 
+    from ._torch_import import ensure_torch
+
+    ensure_torch()
     viewer = napari.Viewer(title="tonno demo")
     for data, kwargs, kind in demo_layers(out, result):
         getattr(viewer, f"add_{kind}")(data, **kwargs)

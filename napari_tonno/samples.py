@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._torch_import import ensure_torch
 from .io import layer_kwargs
 
 SAMPLE_SEED = 3
@@ -30,6 +31,7 @@ def demo_checkpoint_path() -> Path:
 
 def brain_sample() -> list[tuple]:
     """npe2 sample: ``[(image, kwargs, "image"), (lesions, kwargs, "labels")]`` of one positive brain."""
+    ensure_torch()  # tonno_engine.demo imports the training code
     from tonno_engine.demo import DEMO_LESION_RADIUS
     from tonno_engine.synth import brain_case, load_mni_brain
 
@@ -40,14 +42,15 @@ def brain_sample() -> list[tuple]:
     return [(case.image, image, "image"), (case.mask.astype(np.uint8), labels, "labels")]
 
 
-def make_demo_checkpoint(steps: int = 400) -> Iterator:
-    """Generate the demo data and train the demo model into the cache; yields training events."""
+def make_demo_checkpoint(steps: int = 400, cases: int = 40) -> Iterator:
+    """Generate the demo data and train the demo model into the cache; yields synth and training
+    events. Resumes a run that was stopped."""
     from tonno_engine.demo import DEMO_LESION_RADIUS, demo_config
     from tonno_engine.synth import synthesize
 
     data = cache_dir() / "demo-data"
     if not (data / "labels.csv").exists():
-        yield from synthesize(data, kind="brain", n=40, seed=0, lesion_radius=DEMO_LESION_RADIUS)
+        yield from synthesize(data, kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS)
     from tonno_engine.training import train_iter
 
     run = demo_checkpoint_path().parent

@@ -227,3 +227,34 @@ def test_train_runs_as_a_child_process_and_stops(make_napari_viewer, qtbot, tiny
     widget.stop()
     qtbot.waitUntil(lambda: not widget.stop_button.enabled, timeout=10_000)
     assert widget.status.value == "stopped" and (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_demo_checkpoint_is_made_by_training_and_cached(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("TONNO_CACHE", str(tmp_path))
+    from napari_tonno.samples import brain_sample, demo_checkpoint_path
+    from napari_tonno.widgets.reconstruct import ReconstructWidget
+    from tonno_engine.checkpoint import read_checkpoint
+
+    widget = ReconstructWidget(make_napari_viewer())
+    widget.make_demo_checkpoint(steps=2, cases=4)
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    assert demo_checkpoint_path().exists() and widget.checkpoint.value == demo_checkpoint_path()
+    assert read_checkpoint(demo_checkpoint_path())["meta"]["step"] == 2
+    assert brain_sample()[0][1]["metadata"]["tonno_checkpoint"] == str(demo_checkpoint_path())
+
+
+def test_widgets_load_torch_safely_after_napari_opened_a_window():
+    # torch (via torchvision → triton) loaded after napari's OpenGL context used to crash the process
+    code = ("import napari, numpy as np\n"
+            "viewer = napari.Viewer(show=True)\n"
+            "viewer.add_image(np.random.rand(8, 8, 8))\n"
+            "viewer.window.screenshot(canvas_only=False, flash=False)\n"
+            "from napari_tonno.widgets.reconstruct import ReconstructWidget\n"
+            "widget = ReconstructWidget(viewer)\n"
+            "import timm, torch\n"
+            "print(timm.create_model('resnet10t', num_classes=1, in_chans=1).eval()(torch.rand(1, 1, 32, 32)).shape)\n"
+            "viewer.close()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch.Size([1, 1])" in done.stdout

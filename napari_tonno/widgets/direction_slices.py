@@ -7,12 +7,14 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 
 from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare
+from .._torch_import import ensure_torch
 
 
 class DirectionSlicesWidget(Container):
     """``show()`` cuts and scores the slices; the stack layer's metadata holds offsets and logits."""
 
     def __init__(self, napari_viewer):
+        ensure_torch()
         super().__init__(labels=True)
         self.viewer = viewer = napari_viewer
         self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))

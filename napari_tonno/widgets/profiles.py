@@ -7,12 +7,14 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 
 from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, move_to, normalised_point, prepare
+from .._torch_import import ensure_torch
 
 
 class LogitProfileWidget(Container):
     """``compute()`` scores the slices (in a thread worker); ``offsets``/``logits`` hold the profile."""
 
     def __init__(self, napari_viewer):
+        ensure_torch()
         super().__init__(labels=True)
         self.viewer = viewer = napari_viewer
         self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))

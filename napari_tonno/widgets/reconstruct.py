@@ -10,6 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from tonno_engine.catalog import CAMS, METHODS
 
 from ._common import default_checkpoint, geometry_of, layers_of, prepare
+from .._torch_import import ensure_torch
 
 
 def _devices() -> list[str]:
@@ -23,6 +24,7 @@ class ReconstructWidget(Container):
     as directions accumulate. ``run()``/``cancel()`` drive it; ``worker`` is the running worker."""
 
     def __init__(self, napari_viewer):
+        ensure_torch()
         super().__init__(labels=True)
         self.viewer = viewer = napari_viewer
         self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))
@@ -38,8 +40,11 @@ class ReconstructWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, max=1)
         self.status = Label(label="status", value="")
+        self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.slices, self.angles,
-                     self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress, self.status])
+                     self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress, self.status,
+                     self.demo_button])
+        self.demo_button.changed.connect(self.make_demo_checkpoint)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.image.reset_choices)
@@ -108,6 +113,30 @@ class ReconstructWidget(Container):
 
     def _on_finished(self):
         self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def make_demo_checkpoint(self, *_, steps: int = 400, cases: int = 40):
+        """Train the sample data's demo model in a thread worker (cached for next time)."""
+        from napari.qt.threading import create_worker
+
+        from ..samples import demo_checkpoint_path, make_demo_checkpoint
+
+        self.worker = create_worker(lambda: (yield from make_demo_checkpoint(steps, cases)), _start_thread=False)
+        self.worker.yielded.connect(self._on_demo_event)
+        self.worker.finished.connect(self._on_finished)
+
+        def done():
+            if demo_checkpoint_path().exists():
+                self.checkpoint.value = demo_checkpoint_path()
+                self.status.value = f"demo checkpoint ready: {demo_checkpoint_path()}"
+
+        self.worker.finished.connect(done)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.worker.start()
+
+    def _on_demo_event(self, event):
+        if getattr(event, "total", 0):
+            self.progress.max, self.progress.value = event.total, event.done
+            self.status.value = f"demo checkpoint: {event.stage} {event.done}/{event.total}"
 
     def cancel(self, *_):
         """Stop the worker at its next event (every scorer batch: well under a second)."""

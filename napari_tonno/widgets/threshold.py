@@ -6,15 +6,17 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label
 
 from ._common import geometry_of, layers_of
+from .._torch_import import ensure_torch
 
 
 class ThresholdWidget(Container):
     """Moving ``level`` updates the mask layer and, with a ground truth, the lesion metrics."""
 
     def __init__(self, napari_viewer):
+        ensure_torch()
         super().__init__(labels=True)
         self.viewer = viewer = napari_viewer
-        self.heatmap = ComboBox(label="heatmap", choices=layers_of(viewer, "Image"))
+        self.heatmap = ComboBox(label="heatmap", choices=layers_of(viewer, "Image"), nullable=True)
         labels = layers_of(viewer, "Labels")
         self.truth = ComboBox(label="ground truth", choices=lambda w=None: [None] + [
             layer for layer in labels() if not layer.name.endswith(" mask")], nullable=True)
@@ -31,7 +33,9 @@ class ThresholdWidget(Container):
         self.connectivity.changed.connect(self.apply)
         self.mask_layer = None
         self.last_metrics = None
-        self._rescale()
+        # nothing is binarised until a heatmap is chosen or the slider moves
+        self.heatmap.value = next((layer for layer in reversed(self.heatmap.choices)
+                                   if "tonno" in getattr(layer, "metadata", {})), None)
 
     def _rescale(self, *_):
         layer = self.heatmap.value

@@ -53,8 +53,11 @@ class TrainWidget(Container):
         self.status.value = "running"
 
     def _read(self):
+        from qtpy.QtGui import QTextCursor
+
         text = bytes(self.process.readAllStandardOutput()).decode(errors="replace")
         self.log.value = (self.log.value + text)[-20000:]
+        self.log.native.moveCursor(QTextCursor.MoveOperation.End)  # follow the log
 
     def _finished(self, code, _status=None):
         self.start_button.enabled, self.stop_button.enabled = True, False

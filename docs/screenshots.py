@@ -1,0 +1,130 @@
+"""Screenshots of each dock widget in use, from a real napari window (run under Xvfb).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots.py CHECKPOINT
+
+CHECKPOINT: a trained model (e.g. ``tonno-demo/model/checkpoint_best.pt`` from ``make demo``).
+Writes ``docs/screenshots/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+OUT = Path(__file__).resolve().parent / "screenshots"
+
+
+def settle(viewer, seconds=0.3):
+    import time
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+
+
+def shot(viewer, name):
+    settle(viewer)
+    viewer.window.screenshot(str(OUT / f"{name}.png"), canvas_only=False, flash=False)
+    print("wrote", OUT / f"{name}.png")
+
+
+def wait_worker(widget, viewer):
+    while widget.worker is not None and widget.worker.is_running:
+        settle(viewer, 0.1)
+    settle(viewer, 0.5)
+
+
+def main(checkpoint: str) -> None:
+    from napari_tonno.samples import brain_sample
+    from napari_tonno.widgets.direction_slices import DirectionSlicesWidget
+    from napari_tonno.widgets.profiles import LogitProfileWidget
+    from napari_tonno.widgets.reconstruct import ReconstructWidget
+    from napari_tonno.widgets.threshold import ThresholdWidget
+    from napari_tonno.widgets.train import TrainWidget
+
+    OUT.mkdir(exist_ok=True)
+    viewer = napari.Viewer(title="tonno", show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    for data, kwargs, kind in brain_sample():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.window.screenshot(str(OUT / ".warmup.png"), canvas_only=False, flash=False)  # first one is black
+    (OUT / ".warmup.png").unlink()
+    lesions = viewer.layers["lesions (ground truth)"].data
+    axial = int(lesions.sum(axis=(0, 1)).argmax())  # the axial slice with the most lesion
+    viewer.dims.order = (2, 0, 1)  # slide along axis 2: axial planes on screen
+    viewer.dims.set_point(2, float(viewer.layers[0].data_to_world((0, 0, axial))[2]))
+    viewer.layers["lesions (ground truth)"].contour = 1
+    viewer.reset_view()
+
+    rec = ReconstructWidget(viewer)
+    dock = viewer.window.add_dock_widget(rec, name="Reconstruct", area="right")
+    rec.checkpoint.value = checkpoint
+    rec.slices.value, rec.angles.value = 24, 192
+    rec.run()
+    while rec.updates < 3:
+        settle(viewer, 0.05)
+    shot(viewer, "reconstruct_live")
+    wait_worker(rec, viewer)
+    shot(viewer, "reconstruct_done")
+    heat = rec.output
+
+    viewer.window.remove_dock_widget(dock)
+    thr = ThresholdWidget(viewer)
+    dock = viewer.window.add_dock_widget(thr, name="Threshold", area="right")
+    thr.heatmap.value = heat
+    thr.truth.value = viewer.layers["lesions (ground truth)"]
+    calibrated = Path(checkpoint).resolve().parents[1] / "thresholds.json"  # from `tonno demo`
+    level = json.loads(calibrated.read_text())["tonno"] if calibrated.exists() else None
+    thr.level.value = level if level is not None else float(np.percentile(np.asarray(heat.data), 99.9))
+    shot(viewer, "threshold")
+
+    viewer.window.remove_dock_widget(dock)
+    prof = LogitProfileWidget(viewer)
+    dock = viewer.window.add_dock_widget(prof, name="Logit profiles", area="right")
+    prof.image.value = viewer.layers[0]
+    prof.checkpoint.value = checkpoint
+    prof.direction.value = "axis 2"
+    prof.compute()
+    wait_worker(prof, viewer)
+    prof.go_to(2 * axial / (lesions.shape[2] - 1) - 1)
+    shot(viewer, "logit_profiles")
+
+    viewer.window.remove_dock_widget(dock)
+    shown = viewer
+    viewer = napari.Viewer(title="tonno", show=True)  # the stack has its own geometry: a viewer of its own
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.add_image(shown.layers[0].data, name=shown.layers[0].name, scale=shown.layers[0].scale)
+    dirs = DirectionSlicesWidget(viewer)
+    dock = viewer.window.add_dock_widget(dirs, name="Direction slices", area="right")
+    dirs.image.value = viewer.layers[0]
+    dirs.checkpoint.value = checkpoint
+    dirs.slices.value, dirs.index.value = 24, 7
+    dirs.show_slices()
+    viewer.layers.remove(viewer.layers[0])  # the slices alone (the widget already read the volume)
+    viewer.reset_view()
+    viewer.dims.set_point(0, 12.0)
+    dirs._update_text()
+    shot(viewer, "direction_slices")
+
+    viewer.window.remove_dock_widget(dock)
+    train = TrainWidget(viewer)
+    viewer.window.add_dock_widget(train, name="Train", area="right")
+    data_dir = Path(checkpoint).resolve().parents[1] / "data"
+    train.data.value, train.out.value = data_dir, Path("/tmp/tonno-screenshot-run")
+    train.steps.value = 200
+    train.start()
+    while "train (train)" not in train.log.value:
+        settle(viewer, 0.2)
+    settle(viewer, 4)
+    shot(viewer, "train")
+    train.stop()
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
