@@ -122,3 +122,12 @@ def test_bad_input_names_the_problem(volume, kwargs, message):
 
 def test_presets_are_as_documented():
     assert PRESETS["paper"] == (64, 96, 2000, 96)
+
+
+def test_consumers_of_the_generator_keep_their_grad_mode(device):
+    from tonno_engine import radon_sum, reconstruct_iter
+
+    events = reconstruct_iter(torch.rand(8, 8, 8), radon_sum, slices=4, angles=4, slice_size=8, device=device)
+    next(events)  # suspended mid-way, as a napari worker is between events or after an abort
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    events.close()

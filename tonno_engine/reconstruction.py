@@ -67,9 +67,11 @@ def iter_profiles(
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
     flat_n, flat_u, flat_v = (a.repeat_interleave(len(offsets), dim=0) for a in (normals, u, v))
-    with torch.inference_mode():
-        for start in range(0, count, batch_size):
-            sl = slice(start, min(count, start + batch_size))
+    for start in range(0, count, batch_size):
+        sl = slice(start, min(count, start + batch_size))
+        # inference mode around the work only: a generator suspended inside the context would leave
+        # it switched on in the consumer's thread (and in a pooled thread after an abort)
+        with torch.inference_mode():
             batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
             scores = scorer(batch)
             outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
@@ -78,7 +80,7 @@ def iter_profiles(
                 if o.shape[0] != batch.shape[0]:
                     raise ValueError(f"scorer returned {o.shape[0]} scores for {batch.shape[0]} slices")
             outputs = tuple(o.float() for o in outputs)
-            yield sl.stop - sl.start, outputs if isinstance(scores, (tuple, list)) else outputs[0]
+        yield sl.stop - sl.start, outputs if isinstance(scores, (tuple, list)) else outputs[0]
 
 
 def profiles(
