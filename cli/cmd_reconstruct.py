@@ -25,9 +25,12 @@ def reconstruct(
     cam: str = typer.Option("layercam", help="CAM for averaged-cam/tomographic-cam: gradcam, layercam, gradcam++, scorecam."),
     layer: int = typer.Option(2, min=1, max=4, help="Encoder layer (1-4) the CAMs read."),
     axes: int = typer.Option(1, help="Slice-wise CAMs: 1 = axial slices, 3 = mean over the three axes."),
-    slices: int = typer.Option(100, help="M: slices per direction (M+2 are cut)."),
-    angles: int = typer.Option(None, help="L: directions (default: 2000 for tonno, 1000 for the CAM variants)."),
-    hemisphere: bool = typer.Option(False, "--hemisphere", help="Directions on a hemisphere: same planes, half the cost."),
+    preset: str = typer.Option("paper", help="paper: M=100, L=2000 (1000 for CAM variants), full sphere; "
+                                             "preview: M=40, L=224 on the hemisphere (a fast CPU preview)."),
+    slices: int = typer.Option(None, help="M: slices per direction (M+2 are cut); overrides the preset."),
+    angles: int = typer.Option(None, help="L: directions; overrides the preset."),
+    hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (same planes, "
+                                                                       "half the cost) or the sphere; overrides the preset."),
     slice_size: int = typer.Option(None, help="Slice side in pixels (default: the checkpoint's)."),
     batch_size: int = typer.Option(None, help="Slices per network call (default 64 on CPU, 1024 on GPU)."),
     device: DeviceOpt = "auto",
@@ -38,11 +41,17 @@ def reconstruct(
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
     from tonno_engine.batch import BatchConfig, BatchResult, reconstruct_batch_iter
     from tonno_engine.errors import DataError
-    from tonno_engine.methods import MethodSpec
+    from tonno_engine.methods import QUALITY_PRESETS, MethodSpec
 
     from .progress import show_progress
 
     dev = resolve_device_or_exit(device)
+    if preset not in QUALITY_PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; valid: {', '.join(QUALITY_PRESETS)}", param_hint="--preset")
+    quality = QUALITY_PRESETS[preset]
+    slices = quality["slices"] if slices is None else slices
+    angles = quality["angles"] if angles is None else angles
+    hemisphere = quality["hemisphere"] if hemisphere is None else hemisphere
     names = [n.strip() for item in method for n in item.split(",") if n.strip()]
     try:
         specs = list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer, axes=axes) for n in names))

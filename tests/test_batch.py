@@ -152,3 +152,16 @@ def test_kill_9_then_continue(tiny_cases, tiny_checkpoint, tmp_path):
     for i in range(8):  # none is corrupt: every file loads and equals an uninterrupted run's
         got = nib.load(out / f"v{i}_tonno.nii.gz").get_fdata()
         np.testing.assert_array_equal(got, nib.load(reference / f"v{i}_tonno.nii.gz").get_fdata())
+
+
+def test_quality_preset_with_overrides(tiny_cases, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases / "images" / "phantom_0000.nii.gz"), "-o", str(out),
+                              "-c", str(tiny_checkpoint), "--preset", "preview", "--angles", "8", "--device", "cpu",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    args = json.loads((out / "run.json").read_text())["arguments"]
+    assert (args["slices"], args["angles"], args["hemisphere"]) == (40, 8, True)
+    res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(out), "-c", str(tiny_checkpoint),
+                              "--preset", "draft"])
+    assert res.exit_code == 2 and "unknown preset" in res.output

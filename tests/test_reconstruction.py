@@ -131,3 +131,21 @@ def test_consumers_of_the_generator_keep_their_grad_mode(device):
     next(events)  # suspended mid-way, as a napari worker is between events or after an abort
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     events.close()
+
+
+def test_backprojection_matches_the_formula_voxel_by_voxel():
+    from tonno_engine.geometry import voxel_coords
+
+    gen = torch.Generator().manual_seed(3)
+    directions, samples, shape = 13, 10, (7, 9, 11)
+    q = torch.randn(directions, samples, generator=gen, dtype=torch.float64)
+    q[:, 0] = q[:, -1] = 0.0  # q̃ is continuous at |s| = 1, so rounding at the boundary cannot matter
+    normals = fibonacci_directions(directions)
+    out = backproject(q.float(), normals, torch.zeros(shape), memory_budget=20_000)  # several slabs
+    s = voxel_coords(shape, torch.float64) @ normals.T  # (voxels, L)
+    t = ((s + 1) * (samples - 1) / 2).clamp(0, samples - 1)
+    i0 = t.floor().long().clamp(max=samples - 2)
+    rows = torch.arange(directions).expand_as(i0)
+    value = torch.lerp(q[rows, i0], q[rows, i0 + 1], t - i0)
+    expected = torch.where(s.abs() <= 1, value, 0.0).sum(1).reshape(shape)
+    torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-4)

@@ -69,6 +69,14 @@ class MethodSpec:
         return {**asdict(self), "label": self.label}
 
 
+#: reconstruction settings by name: the paper's, and a CPU preview (128³ in under 30 s on 2 cores
+#: with the demo model; its correlation with the paper setting is measured in bench_preview.py)
+QUALITY_PRESETS = {
+    "paper": {"slices": 100, "angles": None, "hemisphere": False},
+    "preview": {"slices": 40, "angles": 224, "hemisphere": True},
+}
+
+
 def default_angles(spec: MethodSpec) -> int | None:
     return DEFAULT_ANGLES.get(spec.name)
 

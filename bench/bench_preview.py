@@ -1,0 +1,67 @@
+"""The CPU preview preset against the full-quality heatmap, on a 128³ brain with the demo model.
+
+    .venv/bin/python bench/bench_preview.py [CHECKPOINT] [--device cpu] [--full-angles 2000]
+
+CHECKPOINT defaults to ``tonno-demo/model/checkpoint_best.pt`` (``make demo``). Prints the
+preview's seconds (target <= 30 s on 2 CPU cores) and its Pearson correlation with the
+paper-setting ToNNO heatmap (M=100, L=2000, full sphere) of the same volume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tonno_engine import resolve_device
+from tonno_engine.checkpoint import load_model
+from tonno_engine.demo import DEMO_LESION_RADIUS
+from tonno_engine.methods import QUALITY_PRESETS, MethodSpec, run_method
+from tonno_engine.preprocessing import Preprocessing
+from tonno_engine.synth import brain_case, load_mni_brain
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?", default="tonno-demo/model/checkpoint_best.pt")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--full-angles", type=int, default=2000)
+    ap.add_argument("--full-cache", default=None, help="reuse (or write) the full-quality heatmap here (.pt)")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    model, meta = load_model(args.checkpoint, device)
+    case = brain_case(np.random.default_rng(5), load_mni_brain((128, 128, 128)), 1, 3, DEMO_LESION_RADIUS)
+    volume = Preprocessing.from_dict(meta["preprocessing"])(case.image)
+    spec, size = MethodSpec("tonno"), meta["slice_size"]
+    run_method(spec, volume, model, slices=8, angles=4, slice_size=size, device=device)  # warm-up
+    t = time.perf_counter()
+    preview = run_method(spec, volume, model, slice_size=size, device=device, **QUALITY_PRESETS["preview"])
+    seconds = time.perf_counter() - t
+    print(f"device {device}, 128³ brain, demo model ({size}² slices), threads {torch.get_num_threads()}")
+    print(f"preview {QUALITY_PRESETS['preview']}: {seconds:.1f} s  (target <= 30 s)", flush=True)
+    t = time.perf_counter()
+    if args.full_cache and Path(args.full_cache).exists():
+        full = torch.load(args.full_cache)
+    else:
+        full = run_method(spec, volume, model, slice_size=size, device=device,
+                          **{**QUALITY_PRESETS["paper"], "angles": args.full_angles})
+        if args.full_cache:
+            torch.save(full.cpu(), args.full_cache)
+    full_seconds = time.perf_counter() - t
+    corr = np.corrcoef(preview.cpu().numpy().ravel(), full.cpu().numpy().ravel())[0, 1]
+    lesion = case.mask > 0
+    print(f"full quality (M=100, L={args.full_angles}, sphere): {full_seconds:.1f} s")
+    print(f"correlation preview vs full: {corr:.3f}; lesion/background contrast (mean inside ÷ std): "
+          f"preview {_contrast(preview, lesion):.2f}, full {_contrast(full, lesion):.2f}")
+
+
+def _contrast(heat: torch.Tensor, lesion: np.ndarray) -> float:
+    h = heat.cpu().numpy()
+    return float((h[lesion].mean() - h[~lesion].mean()) / h[~lesion].std())
+
+
+if __name__ == "__main__":
+    main()
