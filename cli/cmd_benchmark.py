@@ -44,6 +44,9 @@ def benchmark(
     data: Path = typer.Argument(..., help="Labels CSV (with masks) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (model, heatmaps, table, figure)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", "-c", help="Use this model instead of training one."),
+    method: list[str] = typer.Option(None, "--method", "-m", help="Methods to compare (repeatable or comma-separated; "
+                                     "default: Table 2's GradCAM, LayerCAM, ToNNO, Averaged and Tomographic LayerCAM)."),
+    cam: str = typer.Option("layercam", help="CAM of averaged-cam/tomographic-cam when given with --method."),
     layer: int = typer.Option(2, min=1, max=4, help="Layer for the CAM methods."),
     steps: int = typer.Option(2000, help="Training steps (when no checkpoint is given)."),
     slice_size: int = typer.Option(224, help="Slice side for training (reconstruction uses the checkpoint's)."),
@@ -60,12 +63,18 @@ def benchmark(
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
     from tonno_engine.benchmark import BenchmarkConfig, default_methods
+    from tonno_engine.methods import MethodSpec
     from tonno_engine.training import TrainConfig
 
     dev = resolve_device_or_exit(device)
+    names = [n.strip() for item in (method or []) for n in item.split(",") if n.strip()]
+    try:
+        specs = list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer) for n in names)) or default_methods(layer)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--method") from exc
     print(f"device: {dev}", flush=True)
     train = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
                         steps=steps, device=str(dev), seed=seed)
-    cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=default_methods(layer), slices=slices,
+    cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, slices=slices,
                           angles=angles, hemisphere=hemisphere, test_fraction=test_fraction, device=str(dev), seed=seed)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

@@ -127,6 +127,21 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     assert layers[0][0].shape == layers[-1][0].shape == (20, 20, 20)
 
 
+def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoint):
+    from tonno_engine.synth import synthesize
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
+    out = tmp_path / "bench"
+    res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method",
+                              "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layer", "3",
+                              "--slices", "5", "--angles", "8", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    with open(out / "table.csv", newline="") as fh:
+        assert [r["label"] for r in csv.DictReader(fh)] == ["gradcampp-l3", "tonno", "averaged-gradcam-l3"]
+    assert not (out / "model").exists()  # the checkpoint was used, nothing trained
+
+
 def test_benchmark_needs_masks(tmp_path, tiny_checkpoint, tiny_cases):
     images = tiny_cases / "images"
     (tmp_path / "labels.csv").write_text(f"case,label,image\na,1,{images / 'phantom_0000.nii.gz'}\n"
