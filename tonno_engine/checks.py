@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .devices import resolve_device
-from .events import Partial, Progress
+from .events import Progress
 from .phantoms import balls_phantom, unit_ball_mask
 from .reconstruction import reconstruct_iter
 from .scorers import radon_sum

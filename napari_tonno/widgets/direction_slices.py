@@ -4,33 +4,21 @@ each slice's logit shown while browsing the stack."""
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import PushButton
 
-from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare
-from .._torch_import import ensure_torch
+from ._form import DirectionForm
 
 
-class DirectionSlicesWidget(Container):
+class DirectionSlicesWidget(DirectionForm):
     """``show()`` cuts and scores the slices; the stack layer's metadata holds offsets and logits."""
 
     def __init__(self, napari_viewer):
-        ensure_torch()
-        super().__init__(labels=True)
-        self.viewer = viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))
-        self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(viewer))
-        self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="lattice")
-        self.index = SpinBox(label="lattice index", min=0, max=99999, value=0)
-        self.angles = SpinBox(label="lattice size", min=1, max=100000, value=192)
-        self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=24)
+        super().__init__(napari_viewer, direction="lattice", slices=24, status_label="logit")
         self.show_button = PushButton(text="Show slices")
-        self.status = Label(label="logit", value="")
         self.extend([self.image, self.checkpoint, self.direction, self.index, self.angles, self.slices,
                      self.show_button, self.status])
-        viewer.layers.events.inserted.connect(self.image.reset_choices)
-        viewer.layers.events.removed.connect(self.image.reset_choices)
         self.show_button.changed.connect(self.show_slices)
-        viewer.dims.events.current_step.connect(self._update_text)
+        napari_viewer.dims.events.current_step.connect(self._update_text)
         self.stack = None
 
     def show_slices(self, *_):
@@ -41,16 +29,11 @@ class DirectionSlicesWidget(Container):
         from tonno_engine.slicing import extract_slices
         from tonno_engine.validation import as_size2
 
-        source = self.image.value
-        if source is None:
-            self.status.value = "choose an image layer"
+        ready = self.prepared()
+        if ready is None:
             return
-        try:
-            volume, model, meta, device = prepare(source, self.checkpoint.value)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.status.value = f"error: {exc}"
-            return
-        n = direction_vector(self.direction.value, self.index.value, self.angles.value)[None]
+        source, volume, model, meta, device = ready
+        n = self.chosen_normal()[None]
         u, v = orthonormal_basis(n)
         offsets = slice_offsets(int(self.slices.value))
         k = len(offsets)

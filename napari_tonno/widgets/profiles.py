@@ -3,34 +3,22 @@ the viewer's position; clicking the plot moves the viewer to that slice."""
 
 from __future__ import annotations
 
-import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import PushButton
 
-from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, move_to, normalised_point, prepare
-from .._torch_import import ensure_torch
+from ._common import move_to, normalised_point
+from ._form import DirectionForm
 
 
-class LogitProfileWidget(Container):
+class LogitProfileWidget(DirectionForm):
     """``compute()`` scores the slices (in a thread worker); ``offsets``/``logits`` hold the profile."""
 
     def __init__(self, napari_viewer):
-        ensure_torch()
-        super().__init__(labels=True)
-        self.viewer = viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))
-        self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(viewer))
-        self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="axis 0")
-        self.index = SpinBox(label="lattice index", min=0, max=99999, value=0)
-        self.angles = SpinBox(label="lattice size", min=1, max=100000, value=192)
-        self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=48)
+        super().__init__(napari_viewer, direction="axis 0", slices=48)
         self.compute_button = PushButton(text="Compute profile")
-        self.status = Label(label="status", value="")
         self.extend([self.image, self.checkpoint, self.direction, self.index, self.angles, self.slices,
                      self.compute_button, self.status])
-        viewer.layers.events.inserted.connect(self.image.reset_choices)
-        viewer.layers.events.removed.connect(self.image.reset_choices)
         self.compute_button.changed.connect(self.compute)
-        viewer.dims.events.current_step.connect(self._follow)
+        napari_viewer.dims.events.current_step.connect(self._follow)
         self.offsets = self.logits = self.normal = None
         self.worker = None
         self._canvas = self._figure = self._marker = None
@@ -52,19 +40,14 @@ class LogitProfileWidget(Container):
         from napari.qt.threading import create_worker
 
         from tonno_engine.reconstruction import profiles
-
-        source = self.image.value
-        if source is None:
-            self.status.value = "choose an image layer"
-            return
-        try:
-            volume, model, meta, device = prepare(source, self.checkpoint.value)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.status.value = f"error: {exc}"
-            return
         from tonno_engine.scorers import ModuleScorer
 
-        normal = direction_vector(self.direction.value, self.index.value, self.angles.value)
+        ready = self.prepared()
+        if ready is None:
+            return
+        _, volume, model, meta, device = ready
+
+        normal = self.chosen_normal()
         slices = int(self.slices.value)
         self.status.value = "scoring slices…"
 

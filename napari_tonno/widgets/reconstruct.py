@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, ProgressBar, PushButton, SpinBox
 
 from tonno_engine.catalog import CAMS, METHODS
 
-from ._common import default_checkpoint, geometry_of, layers_of, prepare
-from .._torch_import import ensure_torch
+from ._common import geometry_of
+from ._form import ModelForm
 
 
 def _devices() -> list[str]:
@@ -19,16 +19,12 @@ def _devices() -> list[str]:
     return ["auto"] + [d.split(" ")[0] for d in describe_devices()]
 
 
-class ReconstructWidget(Container):
+class ReconstructWidget(ModelForm):
     """Choose an image, a checkpoint and a method; the heatmap layer appears at once and refines
     as directions accumulate. ``run()``/``cancel()`` drive it; ``worker`` is the running worker."""
 
     def __init__(self, napari_viewer):
-        ensure_torch()
-        super().__init__(labels=True)
-        self.viewer = viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=layers_of(viewer, "Image"))
-        self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(viewer))
+        super().__init__(napari_viewer)
         self.method = ComboBox(label="method", choices=list(METHODS), value="tonno")
         self.cam = ComboBox(label="CAM", choices=list(CAMS), value="layercam")
         self.layer = SpinBox(label="layer", min=1, max=4, value=2)
@@ -39,7 +35,6 @@ class ReconstructWidget(Container):
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, max=1)
-        self.status = Label(label="status", value="")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.slices, self.angles,
                      self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress, self.status,
@@ -47,8 +42,6 @@ class ReconstructWidget(Container):
         self.demo_button.changed.connect(self.make_demo_checkpoint)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self.image.reset_choices)
-        viewer.layers.events.removed.connect(self.image.reset_choices)
         self.worker = None
         self.output = None
         self.updates = 0  # partial heatmaps shown so far
@@ -64,15 +57,10 @@ class ReconstructWidget(Container):
 
         from tonno_engine.methods import methods_iter
 
-        source = self.image.value
-        if source is None:
-            self.status.value = "choose an image layer"
+        ready = self.prepared(self.device.value)
+        if ready is None:
             return
-        try:
-            volume, model, meta, device = prepare(source, self.checkpoint.value, self.device.value)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, nothing else to do
-            self.status.value = f"error: {exc}"
-            return
+        source, volume, model, meta, device = ready
         spec = self.spec()
         geo = geometry_of(source)
         params = {"method": spec.as_dict(), "slices": int(self.slices.value), "angles": int(self.angles.value),
