@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default="tonno-demo/model/checkpoint_best.pt")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--full-angles", type=int, default=2000)
+    ap.add_argument("--full-slices", type=int, default=100, help="M of the reference (100: the paper's)")
     ap.add_argument("--full-cache", default=None, help="reuse (or write) the full-quality heatmap here (.pt)")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -47,13 +48,13 @@ def main() -> None:
         full = torch.load(args.full_cache)
     else:
         full = run_method(spec, volume, model, slice_size=size, device=device,
-                          **{**QUALITY_PRESETS["paper"], "angles": args.full_angles})
+                          **{**QUALITY_PRESETS["paper"], "angles": args.full_angles, "slices": args.full_slices})
         if args.full_cache:
             torch.save(full.cpu(), args.full_cache)
     full_seconds = time.perf_counter() - t
     corr = np.corrcoef(preview.cpu().numpy().ravel(), full.cpu().numpy().ravel())[0, 1]
     lesion = case.mask > 0
-    print(f"full quality (M=100, L={args.full_angles}, sphere): {full_seconds:.1f} s")
+    print(f"reference (M={args.full_slices}, L={args.full_angles}, sphere): {full_seconds:.1f} s")
     print(f"correlation preview vs full: {corr:.3f}; lesion/background contrast (mean inside ÷ std): "
           f"preview {_contrast(preview, lesion):.2f}, full {_contrast(full, lesion):.2f}")
 
