@@ -17,14 +17,10 @@ import timm
 import torch
 
 from tonno_engine import make_directions, reconstruct, resolve_device, slice_offsets
+from tonno_engine.devices import synchronize
 from tonno_engine.phantoms import balls_phantom
 from tonno_engine.scorers import ModuleScorer
 from tonno_engine.slicing import extract_slices
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -57,15 +53,15 @@ def main() -> None:
     reconstruct(volume, scorer, **{**kw, "angles": 2})
     best_pipe = best_enc = float("inf")
     for _ in range(args.repeats):  # interleaved so that machine noise hits both alike
-        _sync(device)
+        synchronize(device)
         t = time.perf_counter()
         for start in range(0, len(all_slices), args.batch_size):
             scorer(all_slices[start: start + args.batch_size])
-        _sync(device)
+        synchronize(device)
         best_enc = min(best_enc, time.perf_counter() - t)
         t = time.perf_counter()
         reconstruct(volume, scorer, **kw)
-        _sync(device)
+        synchronize(device)
         best_pipe = min(best_pipe, time.perf_counter() - t)
     n = len(all_slices)
     print(f"device {device}, threads {torch.get_num_threads()}, volume {args.size}³, M={args.slices}, "

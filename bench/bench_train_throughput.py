@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 
 from tonno_engine import resolve_device
+from tonno_engine.devices import synchronize
 from tonno_engine.models import create_encoder
 from tonno_engine.synth import synthesize
-from tonno_engine.training import TrainConfig, train_iter
+from tonno_engine.training import TrainConfig, optimisation_step, train_iter
 
 
 def main() -> None:
@@ -44,16 +45,10 @@ def main() -> None:
         y = (torch.rand(batch, device=device) < 0.5).float()
         loss_fn = torch.nn.BCEWithLogitsLoss()
 
-        def encoder_steps(n):
+        def encoder_steps(n):  # the very step train_iter takes, on a fixed batch
             for _ in range(n):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = model(x).float().reshape(-1)
-                loss = loss_fn(out, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+                optimisation_step(model, x, y, loss_fn, opt, use_amp)
+            synchronize(device)
 
         encoder_steps(3)  # warm-up
         results = {"encoder": [], "training": []}
@@ -71,8 +66,7 @@ def main() -> None:
                         t, steps = time.perf_counter(), 0
                     else:
                         steps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             results["training"].append(steps * batch / (time.perf_counter() - t))
     enc, tr = max(results["encoder"]), max(results["training"])
     print(f"device {device}, resnet10t, batch {batch} of {args.slice_size}², {args.steps} steps")

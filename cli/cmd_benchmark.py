@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import DeviceOpt, QuietOpt, fail, resolve_device_or_exit
+from .options import DeviceOpt, QuietOpt, fail, parse_methods, resolve_device_or_exit
 
 
 def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
@@ -63,15 +63,10 @@ def benchmark(
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
     from tonno_engine.benchmark import BenchmarkConfig, default_methods
-    from tonno_engine.methods import MethodSpec
     from tonno_engine.training import TrainConfig
 
     dev = resolve_device_or_exit(device)
-    names = [n.strip() for item in (method or []) for n in item.split(",") if n.strip()]
-    try:
-        specs = list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer) for n in names)) or default_methods(layer)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method") from exc
+    specs = parse_methods(method, cam=cam, layer=layer) or default_methods(layer)
     print(f"device: {dev}", flush=True)
     train = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
                         steps=steps, device=str(dev), seed=seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import DeviceOpt, QuietOpt, fail, resolve_device_or_exit
+from .options import DeviceOpt, QuietOpt, fail, parse_methods, resolve_device_or_exit
 
 
 def _method_help() -> str:
@@ -41,7 +41,7 @@ def reconstruct(
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
     from tonno_engine.batch import BatchConfig, BatchResult, reconstruct_batch_iter
     from tonno_engine.errors import DataError
-    from tonno_engine.methods import QUALITY_PRESETS, MethodSpec
+    from tonno_engine.methods import QUALITY_PRESETS
 
     from .progress import show_progress
 
@@ -52,11 +52,7 @@ def reconstruct(
     slices = quality["slices"] if slices is None else slices
     angles = quality["angles"] if angles is None else angles
     hemisphere = quality["hemisphere"] if hemisphere is None else hemisphere
-    names = [n.strip() for item in method for n in item.split(",") if n.strip()]
-    try:
-        specs = list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer, axes=axes) for n in names))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method/--cam/--axes") from exc
+    specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
     cfg = BatchConfig(methods=specs, slices=slices, angles=angles, hemisphere=hemisphere, slice_size=slice_size,
                       batch_size=batch_size, device=str(dev), resume=resume, overwrite=overwrite)
     print(f"device: {dev}", flush=True)

@@ -9,11 +9,10 @@ scanner millimetres of the file. ``metadata`` keeps the exact ``affine`` and the
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from tonno_engine.io import is_nifti, load_nifti, save_nifti
+from tonno_engine.io import is_nifti, load_nifti, nifti_stem, save_nifti
 
 
 def get_reader(path):
@@ -45,11 +44,10 @@ def layer_kwargs(affine: np.ndarray, header=None, **extra) -> dict:
 def read_nifti(path) -> list[tuple]:
     """``[(data, kwargs, "image" | "labels")]``: integer volumes holding only 0/1… labels → Labels."""
     volume = load_nifti(path)
-    raw = np.asanyarray(volume.header.get_data_dtype().type(0))
-    integer = np.issubdtype(raw.dtype, np.integer)
+    integer = np.issubdtype(volume.header.get_data_dtype(), np.integer)
     kind = "labels" if integer and volume.array.max() <= 255 and volume.array.min() >= 0 else "image"
     data = volume.array.astype(np.uint8 if kind == "labels" else np.float32)
-    kwargs = {"name": Path(path).name.split(".nii")[0], **layer_kwargs(volume.affine, volume.header,
+    kwargs = {"name": nifti_stem(path), **layer_kwargs(volume.affine, volume.header,
                                                                        source_path=str(path))}
     return [(data, kwargs, kind)]
 

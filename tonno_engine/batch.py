@@ -10,7 +10,6 @@ scorer batch and retries the case.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import resource
@@ -20,16 +19,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nibabel as nib
 import torch
 
 from .atomic import remove_stale_parts, write_text_atomic
 from .checkpoint import load_model, versions
 from .dataset import read_cases
-from .devices import resolve_device
+from .devices import device_name, resolve_device
 from .errors import DataError
 from .events import Partial, Progress
-from .io import NIFTI_SUFFIXES, is_nifti, load_nifti, save_nifti
+from .io import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
 from .methods import MethodSpec, methods_iter
 from .preprocessing import Preprocessing
 from .reconstruction import default_batch_size
@@ -74,14 +72,6 @@ class BatchResult:
         return [r for r in self.rows if r["status"] == "failed"]
 
 
-def nifti_stem(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def batch_inputs(source: str | Path) -> list[BatchInput]:
     """Cases from a NIfTI file, a folder (its labels.csv if any, else its NIfTI files) or a CSV.
 
@@ -108,23 +98,6 @@ def batch_inputs(source: str | Path) -> list[BatchInput]:
 
 def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
     return Path(out) / f"{case}_{spec.label}.nii.gz"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def axial_axis(affine) -> int:
-    """The array axis closest to the scanner's superior-inferior direction (2 for RAS/LPS data)."""
-    codes = nib.aff2axcodes(affine)
-    for axis, code in enumerate(codes):
-        if code in ("S", "I"):
-            return axis
-    return 2  # pragma: no cover - aff2axcodes always names S or I for a non-degenerate affine
 
 
 def peak_rss_mb() -> float:
@@ -183,7 +156,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
         "arguments": {**asdict(cfg), "methods": [s.as_dict() for s in cfg.methods], "slice_size": slice_size},
         "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
-        "device": str(device), "device_name": _device_name(device), "versions": versions(),
+        "device": str(device), "device_name": device_name(device), "versions": versions(),
         "started": _now(), "finished": None,
     }
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
@@ -267,12 +240,6 @@ def _kept(previous: dict | None) -> dict:
     if not previous or previous.get("status") not in ("ok", "skipped"):
         return {}
     return {k: previous[k] for k in ("seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size") if k in previous}
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "cpu"
 
 
 def _now() -> str:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .backprojection import reconstruction_scale, second_difference
 from .geometry import axis_coords
-from .reconstruction import Formula, tomography_iter
+from .reconstruction import TONNO, Formula, tomography_iter
 
 #: bytes of temporaries per (voxel, direction) pair in :func:`backproject_stack`
 _BYTES_PER_PAIR = 48
@@ -97,7 +97,8 @@ class TomographicCam(Formula):
         return reconstruction_scale(angles)
 
 
-FORMULAS = {"tonno": None, "averaged-cam": AveragedCam(), "tomographic-cam": TomographicCam()}
+#: method name -> how a chunk of per-direction results is added to the heatmap
+FORMULAS = {"tonno": TONNO, "averaged-cam": AveragedCam(), "tomographic-cam": TomographicCam()}
 
 
 def cam_reconstruct_iter(volume, cam, formula: str = "tomographic-cam", **options):

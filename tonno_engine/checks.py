@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .devices import resolve_device
+from .devices import resolve_device, synchronize
 from .events import Progress
 from .phantoms import balls_phantom, unit_ball_mask
 from .reconstruction import reconstruct_iter
@@ -64,8 +64,7 @@ def selfcheck_iter(preset: str = "quick", *, device=None, hemisphere: bool = Fal
             yield event
         elif event.final:
             heatmap = event.value
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    synchronize(dev)
     seconds = time.perf_counter() - start
     corr, rel = quality_in_unit_ball(heatmap, volume)
     yield SelfcheckResult(preset, str(dev), (size,) * 3, slices, angles, slice_size, hemisphere, corr, rel, seconds)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
+from .io import update_hash
 
 REQUIRED = ("case", "label", "image")
 
@@ -85,9 +86,7 @@ def data_hash(cases: list[Case]) -> str:
     digest = hashlib.sha256()
     for case in sorted(cases, key=lambda c: c.case):
         digest.update(f"{case.case}\0{case.label}\0".encode())
-        with open(case.image, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        update_hash(digest, case.image)
     return digest.hexdigest()
 
 

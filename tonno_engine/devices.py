@@ -51,3 +51,14 @@ def describe_devices() -> list[str]:
     if mps is not None and mps.is_available():
         out.append("mps")
     return out
+
+
+def device_name(device: torch.device) -> str:
+    """The accelerator's product name, or the device type (``cpu``, ``mps``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op off CUDA): needed before reading a timer."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text_atomic
-from .batch import nifti_stem
 from .dataset import read_cases
 from .errors import DataError
 from .events import Progress
-from .io import is_nifti, load_nifti, save_nifti
+from .io import is_nifti, load_nifti, nifti_stem, save_nifti
 from .metrics import CaseMetrics, Threshold, calibrate_threshold, case_metrics, summarize
 
 CASE_FIELDS = ("case", "heatmap", "status", "threshold", "n_pred", "tp_pred", "n_gt", "detected", "dice",

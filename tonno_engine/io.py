@@ -6,6 +6,7 @@ the affine maps ``(i, j, k, 1)`` to scanner millimetres.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,30 @@ def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.fl
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
+
+
+def nifti_stem(path: Path) -> str:
+    """The file name without ``.nii``/``.nii.gz``: the case name of a NIfTI file."""
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def axial_axis(affine) -> int:
+    """The array axis closest to the scanner's superior-inferior direction (2 for RAS/LPS data)."""
+    codes = nib.aff2axcodes(affine)
+    return next((axis for axis, code in enumerate(codes) if code in ("S", "I")), 2)
+
+
+def update_hash(digest, path: str | Path):
+    """Feed a file's bytes into ``digest`` block by block; returns ``digest``."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def file_sha256(path: str | Path) -> str:
+    return update_hash(hashlib.sha256(), path).hexdigest()

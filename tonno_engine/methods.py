@@ -21,7 +21,7 @@ from .cam_reconstruction import FORMULAS
 from .cams import CamExtractor
 from .catalog import CAMS, DEFAULT_ANGLES, LAYERS, METHODS, TOMOGRAPHIC
 from .events import Partial, Progress
-from .reconstruction import TONNO, final_result, reconstruct_iter, tomography_iter
+from .reconstruction import final_result, reconstruct_iter, tomography_iter
 from .scorers import ModuleScorer
 from .slicewise import slicewise_iter
 from .validation import as_shape3
@@ -159,7 +159,7 @@ def _pass_iter(group, volume, model, *, slices, angles, slice_size, hemisphere, 
         if not cams:
             yield from reconstruct_iter(volume, ModuleScorer(model), **common)
             return
-        formulas = tuple(TONNO if s.name == "tonno" else FORMULAS[s.name] for s in group)
+        formulas = tuple(FORMULAS[s.name] for s in group)
         extractor = CamExtractor(model, cams[0].cam, cams[0].layer, with_logits=True)
         keep = [0 if s.name == "tonno" else 1 for s in group]  # which scorer output each formula reads
 

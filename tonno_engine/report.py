@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import axial_axis, output_path
-from .io import load_nifti
+from .batch import output_path
+from .io import axial_axis, load_nifti
 
 
 def _pick_slice(cases) -> tuple[object, int]:

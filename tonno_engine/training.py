@@ -117,6 +117,18 @@ def _sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator
     return x, torch.tensor(labels, device=device)
 
 
+def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, use_amp: bool) -> torch.Tensor:
+    """One forward (bf16 autocast on CUDA when ``use_amp``), loss, backward and optimiser step on
+    slices ``x`` ``(N, 1, h, w)`` with labels ``y`` ``(N,)``; returns the loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(x).float().reshape(-1)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def _validation_set(vols: list[LoadedCase], cfg: TrainConfig):
     """Fixed validation planes per volume (seeded apart from training), no augmentation."""
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
@@ -313,12 +325,7 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
             x, y = _sample_batch(train_vols, cfg, gen, aug, device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x).float().reshape(-1)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = optimisation_step(model, x, y, loss_fn, optimizer, use_amp)
             scheduler.step()
             state.step += 1
             row = {"step": state.step, "loss": f"{loss.item():.6f}", "lr": f"{scheduler.get_last_lr()[0]:.3e}",
