@@ -73,3 +73,16 @@ def test_voxel_coords_and_grid_sample_flip():
     assert x[0].tolist() == [-1, -1, -1] and x[-1].tolist() == [1, 1, 1]
     assert x[1].tolist()[:2] == [-1, -1] and math.isclose(x[1, 2].item(), -1 / 3, rel_tol=1e-6)
     assert to_grid_sample_order(torch.tensor([1.0, 2.0, 3.0])).tolist() == [3.0, 2.0, 1.0]
+
+
+def test_index_and_normalised_coordinates_and_moving_onto_a_plane():
+    import numpy as np
+
+    from tonno_engine.geometry import index_to_normalised, normalised_to_index, point_at_offset
+
+    shape = (5, 9, 3)
+    np.testing.assert_allclose(index_to_normalised((0, 4, 2), shape), (-1.0, 0.0, 1.0))
+    np.testing.assert_array_equal(normalised_to_index((-1.0, 0.0, 2.0), shape), (0, 4, 2))  # clipped
+    n = np.array([0.0, 0.6, 0.8])
+    moved = point_at_offset((0.3, 0.1, -0.2), n, 0.5)
+    assert moved @ n == pytest.approx(0.5) and moved[0] == pytest.approx(0.3)

@@ -99,6 +99,24 @@ def voxel_coords(shape: tuple[int, int, int], dtype=torch.float32, device=None) 
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
+def index_to_normalised(index, shape) -> np.ndarray:
+    """Voxel indices ``(3,)`` (may be fractional) → ``(x0, x1, x2)`` in ``[-1, 1]`` (align_corners)."""
+    size = np.maximum(np.asarray(shape[-3:], float) - 1, 1)
+    return 2.0 * np.asarray(index, float)[-3:] / size - 1.0
+
+
+def normalised_to_index(x, shape) -> np.ndarray:
+    """``(x0, x1, x2)`` → the nearest voxel's indices ``(3,)`` (clipped into the volume)."""
+    size = np.asarray(shape[-3:], float) - 1
+    return np.rint((np.clip(np.asarray(x, float), -1, 1) + 1) / 2 * size)
+
+
+def point_at_offset(x, normal, s: float) -> np.ndarray:
+    """Move point ``x`` along ``normal`` onto the plane ``x · n = s``: ``x + (s - x·n) n``."""
+    x, n = np.asarray(x, float), np.asarray(normal, float)
+    return x + (s - x @ n) * n
+
+
 def to_grid_sample_order(points: torch.Tensor) -> torch.Tensor:
     """Reverse the last dimension, ``(x0, x1, x2) -> (x2, x1, x0)``, as ``grid_sample`` wants.
 

@@ -70,15 +70,15 @@ def normalised_point(viewer, layer) -> np.ndarray:
     """The viewer's current position in ``layer``'s ``[-1, 1]³`` coordinates (align_corners)."""
     if viewer.dims.ndim < 3 or layer not in viewer.layers:
         return np.zeros(3)
-    index = np.asarray(layer.world_to_data(viewer.dims.point), float)[-3:]
-    size = np.maximum(np.asarray(layer.data.shape[-3:], float) - 1, 1)
-    return 2.0 * index / size - 1.0
+    from tonno_engine.geometry import index_to_normalised
+
+    return index_to_normalised(layer.world_to_data(viewer.dims.point), layer.data.shape)
 
 
 def move_to(viewer, layer, x: np.ndarray) -> None:
     """Put the viewer at normalised point ``x`` ``(3,)`` of ``layer`` (nearest voxel)."""
-    size = np.asarray(layer.data.shape[-3:], float) - 1
-    index = np.rint((np.clip(x, -1, 1) + 1) / 2 * size)
-    world = layer.data_to_world(index)
+    from tonno_engine.geometry import normalised_to_index
+
+    world = layer.data_to_world(normalised_to_index(x, layer.data.shape))
     axes = list(range(viewer.dims.ndim))[-3:]
     viewer.dims.set_point(axes, tuple(float(w) for w in world[-3:]))

@@ -99,6 +99,6 @@ class LogitProfileWidget(DirectionForm):
         source = self.image.value
         if source is None or self.normal is None:
             return
-        x = normalised_point(self.viewer, source)
-        n = self.normal.numpy()
-        move_to(self.viewer, source, x + (s - x @ n) * n)
+        from tonno_engine.geometry import point_at_offset
+
+        move_to(self.viewer, source, point_at_offset(normalised_point(self.viewer, source), self.normal.numpy(), s))
