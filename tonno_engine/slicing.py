@@ -50,8 +50,43 @@ def extract_slices(
     # grid: the grid is linear in them, and this saves a pass over the grid.
     n, uu, vv = (to_grid_sample_order(t.to(dev, dtype)) for t in (normals, u, v))
     grid = slice_grid(offsets.to(dev, dtype), n, uu, vv, size)
-    out = F.grid_sample(volume[None, None], grid[None], mode="bilinear", padding_mode="zeros",
-                        align_corners=True)[0, 0]
-    # grid_sample's zero padding fades over the half voxel beyond the border; Ṽ is 0 outside
-    # [-1, 1]^3 exactly (paper §3.3), so points outside are masked.
-    return out.masked_fill_(grid.abs().amax(dim=-1) > 1.0 + 1e-6, 0.0)
+    # PyTorch's CPU kernel for 5D grid_sample runs its batch axis in parallel and each batch
+    # element on one thread; the same volume expanded (no copy) over `parts` batch elements, each
+    # reading its share of the points, keeps every core busy (2× on 2 cores, same numbers).
+    parts = _cpu_parts(grid.numel() // 3) if dev.type == "cpu" else 1
+    out = F.grid_sample(volume[None, None].expand(parts, 1, *volume.shape), grid.view(parts, 1, 1, -1, 3),
+                        mode="bilinear", padding_mode="zeros", align_corners=True).view(grid.shape[:-1])
+    # grid_sample's zero padding fades over the voxel beyond the border; Ṽ is 0 outside [-1, 1]^3
+    # exactly (paper §3.3), so points outside are masked.
+    lo, hi = _inside_columns(offsets.to(dev, dtype), n, uu, vv, size)
+    jj = axis_coords(size[1], dtype, dev)
+    return out.masked_fill_((jj < lo[..., None]) | (jj > hi[..., None]), 0.0)
+
+
+def _inside_columns(offsets, normals, u, v, size, tol: float = 1e-6):
+    """Per slice row, the interval ``[lo, hi]`` of ``j'`` whose points lie in ``[-1, 1]^3``.
+
+    Row ``i`` of slice ``b`` is the line ``a + j'·v`` with ``a = s·n + i'·u``; each coordinate's
+    ``|a_k + j'·v_k| <= 1`` bounds ``j'`` to an interval, and the row's is their intersection.
+    Returns ``lo, hi``: ``(B, h)`` each (empty rows have ``lo > hi``). Written by hand because a
+    mask from the ``(B, h, w, 3)`` grid reads 3 floats per sample, this reads ``(B, h)`` rows.
+    """
+    ii = axis_coords(size[0], normals.dtype, normals.device)
+    a = (offsets[:, None] * normals)[:, None, :] + ii[None, :, None] * u[:, None, :]  # (B, h, 3)
+    vk = v[:, None, :].expand_as(a)
+    bound = 1.0 + tol
+    flat = vk == 0
+    safe = torch.where(flat, torch.ones_like(vk), vk)
+    t1, t2 = (-bound - a) / safe, (bound - a) / safe
+    inf = torch.full_like(a, float("inf"))
+    lo_k = torch.where(flat, torch.where(a.abs() <= bound, -inf, inf), torch.minimum(t1, t2))
+    hi_k = torch.where(flat, torch.where(a.abs() <= bound, inf, -inf), torch.maximum(t1, t2))
+    return lo_k.amax(dim=-1), hi_k.amin(dim=-1)
+
+
+def _cpu_parts(points: int) -> int:
+    """How many equal parts of ``points`` to hand to the CPU's threads (a divisor, at most 4×)."""
+    parts = 4 * torch.get_num_threads()
+    while points % parts:
+        parts -= 1
+    return parts
