@@ -1,7 +1,7 @@
 """Whole ToNNO pipeline vs the scorer alone on the same slices, side by side in one run.
 
     .venv/bin/python bench/bench_reconstruct.py [--device auto] [--size 64] [--slices 20]
-        [--angles 20] [--slice-size 128] [--batch-size 64] [--repeats 6]
+        [--angles 20] [--slice-size 128] [--batch-size 64] [--repeats 6] [--compile]
 
 Prints seconds for ``reconstruct()`` (slicing + scoring + backprojection) and for the scorer
 alone on the very slices ``reconstruct()`` cuts (materialised beforehand), and their ratio.
@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--angles", type=int, default=20)
     ap.add_argument("--slice-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--compile", action="store_true", help="reconstruct(compile=True): fused slicing and "
+                    "backprojection (the scorer stays eager on both sides)")
     ap.add_argument("--repeats", type=int, default=6, help="pairs (even: as many in each order)")
     args = ap.parse_args()
 
@@ -49,9 +51,9 @@ def main() -> None:
         dirs.u.repeat_interleave(k, 0), dirs.v.repeat_interleave(k, 0), size,
     )
     kw = dict(slices=args.slices, angles=args.angles, slice_size=args.slice_size, device=device,
-              batch_size=args.batch_size)
+              batch_size=args.batch_size, compile=args.compile)
     scorer(all_slices[: args.batch_size])  # warm-up
-    reconstruct(volume, scorer, **{**kw, "angles": 2})
+    reconstruct(volume, scorer, **kw)  # warm-up (and compilation, with --compile)
     ratios, encs, pipes = [], [], []
 
     def time_scorer() -> float:
@@ -84,7 +86,7 @@ def main() -> None:
     n = len(all_slices)
     print(f"device {device_name(device)}, threads {torch.get_num_threads()}, volume {args.size}³, "
           f"M={args.slices}, L={args.angles}, {n} slices of {args.slice_size}², batch {args.batch_size}, "
-          f"resnet10t, {args.repeats} interleaved pairs")
+          f"resnet10t, {args.repeats} interleaved pairs{', compile=True' if args.compile else ''}")
     enc, pipe = statistics.median(encs), statistics.median(pipes)
     print(f"scorer alone : {enc:8.2f} s median  ({n / enc:8.1f} slices/s)")
     print(f"reconstruct(): {pipe:8.2f} s median  ({n / pipe:8.1f} slices/s)")

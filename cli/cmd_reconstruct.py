@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.catalog import QUALITY_PRESETS, preset_help
+
 from .app import app
 from .options import DeviceOpt, QuietOpt, fail, parse_methods, resolve_device_or_exit
 
@@ -25,8 +27,7 @@ def reconstruct(
     cam: str = typer.Option("layercam", help="CAM for averaged-cam/tomographic-cam: gradcam, layercam, gradcam++, scorecam."),
     layer: int = typer.Option(2, min=1, max=4, help="Encoder layer (1-4) the CAMs read."),
     axes: int = typer.Option(1, help="Slice-wise CAMs: 1 = axial slices, 3 = mean over the three axes."),
-    preset: str = typer.Option("paper", help="paper: M=100, L=2000 (1000 for CAM variants), full sphere; "
-                                             "preview: M=40, L=224 on the hemisphere (a fast CPU preview)."),
+    preset: str = typer.Option("paper", help=preset_help() + " (preview: a fast CPU preview)."),
     slices: int = typer.Option(None, help="M: slices per direction (M+2 are cut); overrides the preset."),
     angles: int = typer.Option(None, help="L: directions; overrides the preset."),
     hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (same planes, "
@@ -36,12 +37,13 @@ def reconstruct(
     device: DeviceOpt = "auto",
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output already exists."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network, slicing and backprojection "
+                                                          "(GPU; compiles once per shape, tens of seconds)."),
     quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
     from tonno_engine.batch import BatchConfig, BatchResult, reconstruct_batch_iter
     from tonno_engine.errors import DataError
-    from tonno_engine.methods import QUALITY_PRESETS
 
     from .progress import show_progress
 
@@ -54,7 +56,8 @@ def reconstruct(
     hemisphere = quality["hemisphere"] if hemisphere is None else hemisphere
     specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
     cfg = BatchConfig(methods=specs, slices=slices, angles=angles, hemisphere=hemisphere, slice_size=slice_size,
-                      batch_size=batch_size, device=str(dev), resume=resume, overwrite=overwrite)
+                      batch_size=batch_size, device=str(dev), resume=resume, overwrite=overwrite,
+                      compile=compile)
     print(f"device: {dev}", flush=True)
     result = None
     try:

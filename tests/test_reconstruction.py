@@ -149,3 +149,22 @@ def test_backprojection_matches_the_formula_voxel_by_voxel():
     value = torch.lerp(q[rows, i0], q[rows, i0 + 1], t - i0)
     expected = torch.where(s.abs() <= 1, value, 0.0).sum(1).reshape(shape)
     torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_backprojection_is_zero_beyond_the_last_offset():
+    """q̃ = 0 for |s| > 1 even where q's end samples are not 0 (grid_sample alone would fade)."""
+    from tonno_engine.geometry import voxel_coords
+
+    gen = torch.Generator().manual_seed(4)
+    directions, samples, shape = 17, 9, (8, 10, 9)
+    q = torch.randn(directions, samples, generator=gen, dtype=torch.float64) + 3.0  # ends far from 0
+    normals = torch.cat([torch.eye(3, dtype=torch.float64), fibonacci_directions(directions - 3)])
+    out = backproject(q.float(), normals, torch.zeros(shape), memory_budget=30_000)
+    s = voxel_coords(shape, torch.float64) @ normals.T  # (voxels, L)
+    t = ((s + 1) * (samples - 1) / 2).clamp(0, samples - 1)
+    i0 = t.floor().long().clamp(max=samples - 2)
+    rows = torch.arange(directions).expand_as(i0)
+    value = torch.where(s.abs() <= 1 + 1e-9, torch.lerp(q[rows, i0], q[rows, i0 + 1], t - i0), 0.0)
+    clear = (((s.abs() - 1).abs() > 1e-3) | (s.abs() == 1)).all(1).reshape(shape)  # no rounding ambiguity
+    assert (s.abs() > 1.05).any() and clear.float().mean() > 0.5
+    torch.testing.assert_close(out.double()[clear], value.sum(1).reshape(shape)[clear], atol=1e-4, rtol=1e-4)

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .geometry import axis_coords
+from .geometry import axis_coords, inside_interval
 
 RECONSTRUCTION_CONSTANT = -1.0 / (8.0 * math.pi**2)
 SPHERE_AREA = 4.0 * math.pi
@@ -46,15 +46,23 @@ def backproject(
     out: torch.Tensor,
     *,
     memory_budget: int = 256 * 2**20,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place).
 
     ``q``: ``(L, M)`` second differences; ``normals``: ``(L, 3)`` in ``(x0, x1, x2)`` order;
     ``out``: ``(D, H, W)`` accumulator on the device that does the work. Chunked over slabs of
-    axis 0 so that temporaries stay under ``memory_budget`` bytes. Returns ``out``.
+    axis 0 so that temporaries stay under ``memory_budget`` bytes. ``compiled``: the
+    ``torch.compile``-d fused kernel of :mod:`tonno_engine.fused` instead (no temporaries, so
+    no slabs; same values to rounding). Returns ``out``.
     """
     directions, samples = q.shape
     device, dtype = out.device, out.dtype
+    if compiled:
+        from .fused import compiled as fused_kernel
+
+        axes = (axis_coords(k, dtype, device) for k in out.shape)
+        return out.add_(fused_kernel("backprojection_sum")(q.to(device, dtype), normals.to(device, dtype), *axes))
     # Linear interpolation of each profile by grid_sample: direction l is batch element l, its q
     # a 1 × M image, read at x = s (align_corners=True puts s_m = 2m/(M-1) - 1 on sample m) and
     # y = 0. One fused kernel instead of floor/frac/two gathers/lerp as separate passes.
@@ -65,12 +73,19 @@ def backproject(
     # s = x · n is separable: the in-plane part is shared by every slab of axis 0.
     s12 = n[:, 1, None, None] * x1[None, :, None] + n[:, 2, None, None] * x2[None, None, :]
     limit = 1.0 + 2e-4 / max(1, samples - 1)  # q̃ is zero outside [-1, 1] (a hair of rounding slack)
+    # Along x2, s is linear: per (direction, x0, x1) row the x2 with |s| <= limit are an interval.
+    a = n[:, 0, None, None] * x0[None, :, None] + n[:, 1, None, None] * x1[None, None, :]  # (L, D, H)
+    lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
     slab = max(1, memory_budget // (_BYTES_PER_PAIR * directions * height * width))
+    # one grid buffer for every slab (its y channel stays 0): fresh zeroed memory per slab cost
+    # as much as the interpolation on the CPU
+    buffer = torch.zeros(directions * min(slab, depth) * height * width * 2, dtype=dtype, device=device)
     for start in range(0, depth, slab):
         stop = min(depth, start + slab)
-        grid = torch.zeros(directions, stop - start, height, width, 2, dtype=dtype, device=device)
-        s = torch.add(s12[:, None], n[:, 0, None, None, None] * x0[None, start:stop, None, None], out=grid[..., 0])
+        grid = buffer[: directions * (stop - start) * height * width * 2].view(directions, stop - start, height, width, 2)
+        torch.add(s12[:, None], n[:, 0, None, None, None] * x0[None, start:stop, None, None], out=grid[..., 0])
         val = F.grid_sample(image, grid.view(directions, 1, -1, 2), mode="bilinear", padding_mode="zeros",
                             align_corners=True).view(directions, stop - start, height, width)
-        out[start:stop] += val.masked_fill_(s.abs() > limit, 0.0).sum(0)
+        outside = (x2 < lo[:, start:stop, :, None]) | (x2 > hi[:, start:stop, :, None])
+        out[start:stop] += val.masked_fill_(outside, 0.0).sum(0)
     return out

@@ -49,6 +49,7 @@ class BatchConfig:
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def _method_events(specs, array, model, slice_size, device, batch_size, cfg, sha
     """Forward the methods' progress events; return their final ``{label: heatmap}``."""
     for event in methods_iter(specs, array, model, slices=cfg.slices, angles=cfg.angles, slice_size=slice_size,
                               hemisphere=cfg.hemisphere, device=device, output_shape=shape, batch_size=batch_size,
-                              axial_axis=axial, partials=False):
+                              axial_axis=axial, partials=False, compile=cfg.compile):
         if isinstance(event, Partial) and event.final:
             return event.value
         if isinstance(event, Progress):

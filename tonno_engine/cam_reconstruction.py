@@ -74,7 +74,7 @@ class AveragedCam(Formula):
 
     name = "averaged-cam"
 
-    def accumulate(self, stack, dirs, acc, memory_budget):
+    def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         delta = 2.0 / (slices - 1)
         backproject_stack(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget)
@@ -88,7 +88,7 @@ class TomographicCam(Formula):
 
     name = "tomographic-cam"
 
-    def accumulate(self, stack, dirs, acc, memory_budget):
+    def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         q = second_difference(stack, slices, dim=1)
         backproject_stack(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget)

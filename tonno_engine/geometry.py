@@ -123,3 +123,21 @@ def to_grid_sample_order(points: torch.Tensor) -> torch.Tensor:
     This is the one place in the project where the flip happens.
     """
     return points.flip(-1)
+
+
+def inside_interval(a: torch.Tensor, v: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interval of ``t`` with ``|a + t·v| <= bound`` in every component of the last axis.
+
+    ``a``, ``v``: broadcastable ``(..., K)``. Returns ``lo, hi`` shaped ``(...)`` (``lo > hi``
+    when empty; ``±inf`` when unbounded). Used to zero the points of a line outside
+    ``[-1, 1]^K`` with two comparisons instead of a pass over every point's coordinates.
+    """
+    a, v = torch.broadcast_tensors(a, v)
+    flat = v == 0
+    safe = torch.where(flat, torch.ones_like(v), v)
+    t1, t2 = (-bound - a) / safe, (bound - a) / safe
+    inf = torch.full_like(a, float("inf"))
+    kept = a.abs() <= bound  # where v = 0: all of the line or none of it
+    lo = torch.where(flat, torch.where(kept, -inf, inf), torch.minimum(t1, t2))
+    hi = torch.where(flat, torch.where(kept, inf, -inf), torch.maximum(t1, t2))
+    return lo.amax(dim=-1), hi.amin(dim=-1)

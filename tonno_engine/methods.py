@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .cam_reconstruction import FORMULAS
 from .cams import CamExtractor
-from .catalog import CAMS, DEFAULT_ANGLES, LAYERS, METHODS, TOMOGRAPHIC
+from .catalog import CAMS, DEFAULT_ANGLES, LAYERS, METHODS, QUALITY_PRESETS, TOMOGRAPHIC  # noqa: F401 (re-export)
 from .events import Partial, Progress
 from .reconstruction import final_result, reconstruct_iter, tomography_iter
 from .scorers import ModuleScorer
@@ -69,12 +69,6 @@ class MethodSpec:
         return {**asdict(self), "label": self.label}
 
 
-#: reconstruction settings by name: the paper's, and a CPU preview (128³ in under 30 s on 2 cores
-#: with the demo model; its correlation with the paper setting is measured in bench_preview.py)
-QUALITY_PRESETS = {
-    "paper": {"slices": 100, "angles": None, "hemisphere": False},
-    "preview": {"slices": 40, "angles": 224, "hemisphere": True},
-}
 
 
 def default_angles(spec: MethodSpec) -> int | None:
@@ -157,7 +151,7 @@ def _pass_iter(group, volume, model, *, slices, angles, slice_size, hemisphere, 
                       slice_size=slice_size, hemisphere=hemisphere, device=device, output_shape=output_shape,
                       batch_size=batch_size, **options)
         if not cams:
-            yield from reconstruct_iter(volume, ModuleScorer(model), **common)
+            yield from reconstruct_iter(volume, ModuleScorer(model, compile=options.get("compile", False)), **common)
             return
         formulas = tuple(FORMULAS[s.name] for s in group)
         extractor = CamExtractor(model, cams[0].cam, cams[0].layer, with_logits=True)

@@ -57,12 +57,14 @@ def iter_profiles(
     v: torch.Tensor,
     size: tuple[int, int],
     batch_size: int,
+    compiled: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Score the ``L × K`` slices at ``offsets`` ``(K,)`` along ``normals`` ``(L, 3)``.
 
     Yields ``(count, scores)`` per scorer batch, ``scores`` float32 ``(count, ...)`` (``(count,)``
     for a network's logit, ``(count, a, b)`` for CAM maps), or a tuple of such when the scorer
     returns several outputs; concatenated in order, each reshapes to ``(L, K, ...)``.
+    ``compiled``: slice with the fused ``torch.compile``-d kernel.
     """
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
@@ -72,7 +74,7 @@ def iter_profiles(
         # inference mode around the work only: a generator suspended inside the context would leave
         # it switched on in the consumer's thread (and in a pooled thread after an abort)
         with torch.inference_mode():
-            batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
+            batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size, compiled=compiled)
             scores = scorer(batch)
             outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
             outputs = tuple(o[:, 0] if o.ndim == 2 and o.shape[1] == 1 else o for o in outputs)
@@ -112,15 +114,17 @@ def profiles(
 class Formula:
     """How one chunk of per-direction results ``(Lc, M + 2, ...)`` is added to the heatmap.
 
-    ``accumulate(stack, directions, acc, memory_budget)`` adds the chunk's (unscaled) sum over
-    directions into ``acc``; ``scale(L)`` turns the sum over ``L`` directions into the heatmap.
+    ``accumulate(stack, directions, acc, memory_budget, compiled)`` adds the chunk's (unscaled)
+    sum over directions into ``acc`` (``compiled``: with a fused kernel where the formula has
+    one); ``scale(L)`` turns the sum over ``L`` directions into the heatmap.
     """
 
     name = "tonno"
 
-    def accumulate(self, stack, dirs: tuple, acc: torch.Tensor, memory_budget: int) -> None:
+    def accumulate(self, stack, dirs: tuple, acc: torch.Tensor, memory_budget: int, compiled: bool = False) -> None:
         """ToNNO (eq. 11): second difference of the logit profiles, filtered backprojection."""
-        backproject(second_difference(stack, stack.shape[1] - 2, dim=1), dirs[0], acc, memory_budget=memory_budget)
+        backproject(second_difference(stack, stack.shape[1] - 2, dim=1), dirs[0], acc, memory_budget=memory_budget,
+                    compiled=compiled)
 
     def scale(self, angles: int) -> float:
         return reconstruction_scale(angles)
@@ -144,12 +148,15 @@ def tomography_iter(
     directions_per_update: int = 32,
     partials: bool = True,
     memory_budget: int = 256 * 2**20,
+    compile: bool = False,
 ) -> Iterator[Progress | Partial]:
     """Slice along ``angles`` directions, score every slice, add each direction chunk by ``formula``.
 
     The loop shared by ToNNO and the tomographic CAM variants; see :func:`reconstruct_iter`.
     With a tuple of formulas the scorer returns a tuple of outputs, one per formula (e.g. logits
     and CAM maps from one forward/backward pass), and partial values are tuples of heatmaps.
+    ``compile``: slicing and ToNNO's backprojection as fused ``torch.compile``-d kernels
+    (:mod:`tonno_engine.fused`); the scorer is the caller's (``ModuleScorer(compile=True)``).
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -176,13 +183,13 @@ def tomography_iter(
         stop = min(angles, start + step)
         chunk = (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])
         scores = []
-        for count, batch_scores in iter_profiles(vol, scorer, offsets, *chunk, size, batch_size):
+        for count, batch_scores in iter_profiles(vol, scorer, offsets, *chunk, size, batch_size, compile):
             scores.append(batch_scores if several else (batch_scores,))
             done_slices += count
             yield Progress("slices", done_slices, total_slices, "slices")
         for k, (f, acc) in enumerate(zip(formulas, accs)):
             stack = torch.cat([s[k] for s in scores])
-            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget)
+            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget, compile)
         if partials and stop < angles:
             yield Partial(value(stop), stop, angles)
     yield Partial(value(angles, final=True), angles, angles, final=True)

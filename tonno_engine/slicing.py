@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .geometry import axis_coords, to_grid_sample_order
+from .geometry import axis_coords, inside_interval, to_grid_sample_order
 
 
 def slice_grid(
@@ -39,13 +39,21 @@ def extract_slices(
     u: torch.Tensor,
     v: torch.Tensor,
     size: tuple[int, int],
+    *,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """Trilinear slices of ``volume`` ``(D, H, W)``, zero outside: returns ``(B, h, w)``.
 
     One ``grid_sample`` call for the whole batch; the caller chunks ``B`` to its memory budget
-    (the grid takes ``12·B·h·w`` bytes in float32).
+    (the grid takes ``12·B·h·w`` bytes in float32). ``compiled``: the ``torch.compile``-d
+    fused kernel of :mod:`tonno_engine.fused` instead (no grid; same values to rounding).
     """
     dtype, dev = volume.dtype, volume.device
+    if compiled:
+        from .fused import compiled as fused_kernel
+
+        vectors = (t.to(dev, dtype) for t in (offsets, normals, u, v))
+        return fused_kernel("trilinear_slices")(volume, *vectors, *size)
     # Flip the (B, 3) vectors into grid_sample's (x2, x1, x0) order rather than the (B, h, w, 3)
     # grid: the grid is linear in them, and this saves a pass over the grid.
     n, uu, vv = (to_grid_sample_order(t.to(dev, dtype)) for t in (normals, u, v))
@@ -58,30 +66,12 @@ def extract_slices(
                         mode="bilinear", padding_mode="zeros", align_corners=True).view(grid.shape[:-1])
     # grid_sample's zero padding fades over the voxel beyond the border; Ṽ is 0 outside [-1, 1]^3
     # exactly (paper §3.3), so points outside are masked.
-    lo, hi = _inside_columns(offsets.to(dev, dtype), n, uu, vv, size)
-    jj = axis_coords(size[1], dtype, dev)
+    # Row i of slice b is the line a + j'·v, a = s·n + i'·u: the j' inside are an interval
+    # (a pass over (B, h) rows, not over the (B, h, w, 3) grid). Any axis order will do here.
+    ii, jj = axis_coords(size[0], dtype, dev), axis_coords(size[1], dtype, dev)
+    a = (offsets.to(dev, dtype)[:, None] * n)[:, None, :] + ii[None, :, None] * uu[:, None, :]  # (B, h, 3)
+    lo, hi = inside_interval(a, vv[:, None, :], 1.0 + 1e-6)
     return out.masked_fill_((jj < lo[..., None]) | (jj > hi[..., None]), 0.0)
-
-
-def _inside_columns(offsets, normals, u, v, size, tol: float = 1e-6):
-    """Per slice row, the interval ``[lo, hi]`` of ``j'`` whose points lie in ``[-1, 1]^3``.
-
-    Row ``i`` of slice ``b`` is the line ``a + j'·v`` with ``a = s·n + i'·u``; each coordinate's
-    ``|a_k + j'·v_k| <= 1`` bounds ``j'`` to an interval, and the row's is their intersection.
-    Returns ``lo, hi``: ``(B, h)`` each (empty rows have ``lo > hi``). Written by hand because a
-    mask from the ``(B, h, w, 3)`` grid reads 3 floats per sample, this reads ``(B, h)`` rows.
-    """
-    ii = axis_coords(size[0], normals.dtype, normals.device)
-    a = (offsets[:, None] * normals)[:, None, :] + ii[None, :, None] * u[:, None, :]  # (B, h, 3)
-    vk = v[:, None, :].expand_as(a)
-    bound = 1.0 + tol
-    flat = vk == 0
-    safe = torch.where(flat, torch.ones_like(vk), vk)
-    t1, t2 = (-bound - a) / safe, (bound - a) / safe
-    inf = torch.full_like(a, float("inf"))
-    lo_k = torch.where(flat, torch.where(a.abs() <= bound, -inf, inf), torch.minimum(t1, t2))
-    hi_k = torch.where(flat, torch.where(a.abs() <= bound, inf, -inf), torch.maximum(t1, t2))
-    return lo_k.amax(dim=-1), hi_k.amin(dim=-1)
 
 
 def _cpu_parts(points: int) -> int:
