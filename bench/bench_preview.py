@@ -1,6 +1,7 @@
 """The CPU preview preset against the full-quality heatmap, on a 128³ brain with the demo model.
 
     .venv/bin/python bench/bench_preview.py [CHECKPOINT] [--device cpu] [--full-angles 2000]
+        [--full-slices 100] [--full-cache FILE.pt] [--candidates 40x224 24x384 ...]
 
 CHECKPOINT defaults to ``tonno-demo/model/checkpoint_best.pt`` (``make demo``). Prints the
 preview's seconds (target <= 30 s on 2 CPU cores) and its Pearson correlation with the
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--full-angles", type=int, default=2000)
     ap.add_argument("--full-slices", type=int, default=100, help="M of the reference (100: the paper's)")
     ap.add_argument("--full-cache", default=None, help="reuse (or write) the full-quality heatmap here (.pt)")
+    ap.add_argument("--candidates", nargs="*", default=[], metavar="MxL",
+                    help="further hemisphere settings to compare, e.g. 40x224 24x384")
     args = ap.parse_args()
     device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
@@ -39,11 +42,15 @@ def main() -> None:
     volume = Preprocessing.from_dict(meta["preprocessing"])(case.image)
     spec, size = MethodSpec("tonno"), meta["slice_size"]
     run_method(spec, volume, model, slices=8, angles=4, slice_size=size, device=device)  # warm-up
-    t = time.perf_counter()
-    preview = run_method(spec, volume, model, slice_size=size, device=device, **QUALITY_PRESETS["preview"])
-    seconds = time.perf_counter() - t
     print(f"device {device}, 128³ brain, demo model ({size}² slices), threads {torch.get_num_threads()}")
-    print(f"preview {QUALITY_PRESETS['preview']}: {seconds:.1f} s  (target <= 30 s)", flush=True)
+    settings = [("preview", QUALITY_PRESETS["preview"])] + [
+        (c, {"slices": int(c.split("x")[0]), "angles": int(c.split("x")[1]), "hemisphere": True})
+        for c in args.candidates]
+    maps = {}
+    for name, setting in settings:
+        t = time.perf_counter()
+        maps[name] = run_method(spec, volume, model, slice_size=size, device=device, **setting).cpu().numpy()
+        print(f"{name} {setting}: {time.perf_counter() - t:.1f} s  (target <= 30 s)", flush=True)
     t = time.perf_counter()
     if args.full_cache and Path(args.full_cache).exists():
         full = torch.load(args.full_cache)
@@ -57,13 +64,15 @@ def main() -> None:
     cached = args.full_cache and full_seconds < 1.0
     print(f"reference (M={args.full_slices}, L={args.full_angles}, sphere): "
           f"{'read from ' + args.full_cache if cached else f'{full_seconds:.1f} s'}")
-    p, f = preview.cpu().numpy(), full.cpu().numpy()
-    for sigma in (0.0, 2.0):
-        # the same Gaussian on both: how far they agree beyond voxel-scale noise
-        ps, fs = (ndimage.gaussian_filter(a, sigma) if sigma else a for a in (p, f))
-        print(f"{'raw' if not sigma else f'both smoothed, sigma {sigma:g} voxels'}: correlation preview vs reference "
-              f"{np.corrcoef(ps.ravel(), fs.ravel())[0, 1]:.3f}; lesion contrast ((mean inside - mean outside) / "
-              f"std outside): preview {_contrast(ps, lesion):.2f}, reference {_contrast(fs, lesion):.2f}")
+    f = full.cpu().numpy()
+    print("lesion contrast = (mean inside lesions - mean outside) / std outside")
+    for name, p in maps.items():
+        for sigma in (0.0, 2.0):
+            # the same Gaussian on both: how far they agree beyond voxel-scale noise
+            ps, fs = (ndimage.gaussian_filter(a, sigma) if sigma else a for a in (p, f))
+            print(f"{name}, {'raw' if not sigma else f'both smoothed (sigma {sigma:g} voxels)'}: correlation with "
+                  f"the reference {np.corrcoef(ps.ravel(), fs.ravel())[0, 1]:.3f}; lesion contrast "
+                  f"{_contrast(ps, lesion):.2f} (reference {_contrast(fs, lesion):.2f})")
 
 
 def _contrast(h: np.ndarray, lesion: np.ndarray) -> float:

@@ -161,7 +161,9 @@ def test_quality_preset_with_overrides(tiny_cases, tiny_checkpoint, tmp_path):
                               "-q"])
     assert res.exit_code == 0, res.output
     args = json.loads((out / "run.json").read_text())["arguments"]
-    assert (args["slices"], args["angles"], args["hemisphere"]) == (40, 8, True)
+    from tonno_engine.catalog import QUALITY_PRESETS
+
+    assert (args["slices"], args["angles"], args["hemisphere"]) == (QUALITY_PRESETS["preview"]["slices"], 8, True)
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(out), "-c", str(tiny_checkpoint),
                               "--preset", "draft"])
     assert res.exit_code == 2 and "unknown preset" in res.output
