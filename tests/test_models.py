@@ -56,3 +56,23 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(DataError, match="unreadable checkpoint"):
         load_model(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("norm", ["bn", "frozen_bn"])
+def test_folded_batch_norms_give_the_same_logits(norm):
+    from tonno_engine.models import create_encoder
+    from tonno_engine.scorers import ModuleScorer, fold_batch_norms
+
+    torch.manual_seed(0)
+    model = create_encoder("resnet10t", norm=norm).eval()
+    for module in model.modules():
+        if hasattr(module, "running_var"):  # non-trivial statistics, so folding changes the weights
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = fold_batch_norms(model)
+    assert not any("BatchNorm" in type(m).__name__ for m in folded.modules())
+    assert any("BatchNorm" in type(m).__name__ for m in model.modules())  # the model itself is untouched
+    x = torch.randn(8, 48, 48)
+    plain, fast = ModuleScorer(model, fold_bn=False)(x), ModuleScorer(model)(x)
+    assert plain.abs().max() > 1e-3
+    torch.testing.assert_close(fast, plain, atol=1e-4 * plain.abs().max().item(), rtol=0)
