@@ -7,7 +7,9 @@ from tonno_engine import radon_sum, reconstruct
 from tonno_engine.checks import quality_in_unit_ball
 from tonno_engine.phantoms import balls_phantom
 
-pytestmark = pytest.mark.gpu
+# Warnings are shown, not raised, here: these run on GPU machines whose torch/triton versions
+# this suite's "error" filter was never tuned for (e.g. Inductor's TF32 advice); they check numbers.
+pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("default")]
 
 
 def test_radon_sum_check_on_cuda_matches_the_cpu():
