@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from functools import partial
 
 import torch
+from timing import alternating_pairs, timed
 
 from tonno_engine import resolve_device
-from tonno_engine.devices import device_name, synchronize
+from tonno_engine.devices import device_name
 from tonno_engine.models import create_encoder
 from tonno_engine.scorers import ModuleScorer
 
@@ -36,20 +37,15 @@ def main() -> None:
         model = create_encoder("resnet10t", norm=norm).to(device)
         scorers = {"as trained": ModuleScorer(model, fold_bn=False), "folded": ModuleScorer(model)}
 
-        def seconds(scorer) -> float:
-            scorer(x)  # warm-up
-            synchronize(device)
-            t = time.perf_counter()
+        def eight_batches(scorer) -> None:
             for _ in range(8):
                 scorer(x)
-            synchronize(device)
-            return time.perf_counter() - t
 
-        speedups = []
-        for r in range(args.repeats):
-            order = ("as trained", "folded") if r % 2 == 0 else ("folded", "as trained")
-            times = {name: seconds(scorers[name]) for name in order}
-            speedups.append(times["as trained"] / times["folded"])
+        for scorer in scorers.values():
+            scorer(x)  # warm-up
+        pairs = alternating_pairs(partial(timed, device, eight_batches, scorers["as trained"]),
+                                  partial(timed, device, eight_batches, scorers["folded"]), args.repeats)
+        speedups = [plain.wall / folded.wall for plain, folded in pairs]
         print(f"{norm:10s}: speed-up of folding {statistics.geometric_mean(speedups):.3f} "
               f"(pairs: {' '.join(f'{s:.2f}' for s in speedups)})")
 

@@ -11,13 +11,12 @@ M and L; slice-wise methods cut every axial slice. Prints seconds and the ratio 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from timing import timed
 
 from tonno_engine import resolve_device
-from tonno_engine.devices import synchronize
 from tonno_engine.methods import MethodSpec, run_method
 from tonno_engine.models import create_encoder
 from tonno_engine.preprocessing import Preprocessing
@@ -54,12 +53,8 @@ def main() -> None:
           f"{args.slice_size}² slices, resnet10t, layer {args.layer}")
     results = {}
     for spec in specs:
-        synchronize(device)
-        start = time.perf_counter()
-        run_method(spec, volume, model, slices=args.slices, angles=args.angles, slice_size=args.slice_size,
-                   device=device, batch_size=args.batch_size)
-        synchronize(device)
-        results[spec.label] = time.perf_counter() - start
+        results[spec.label] = timed(device, run_method, spec, volume, model, slices=args.slices, angles=args.angles,
+                                    slice_size=args.slice_size, device=device, batch_size=args.batch_size).wall
         print(f"  {spec.label:28s} {results[spec.label]:8.2f} s   ratio to tonno {results[spec.label] / results['tonno']:6.2f}",
               flush=True)
 

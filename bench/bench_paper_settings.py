@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
+from timing import timed
 
 from tonno_engine import make_directions, radon_sum, reconstruct, resolve_device, slice_offsets
 from tonno_engine.checks import quality_in_unit_ball
-from tonno_engine.devices import device_name, synchronize
+from tonno_engine.devices import device_name
 from tonno_engine.models import create_encoder
 from tonno_engine.phantoms import balls_phantom
 from tonno_engine.scorers import ModuleScorer
@@ -38,15 +38,6 @@ from tonno_engine.slicing import extract_slices
 
 VARIANTS = {"fp32": {"autocast": False, "compile": False}, "bf16": {"autocast": True, "compile": False},
             "bf16-compile": {"autocast": True, "compile": True}}
-
-
-def _seconds(on: torch.device, fn, *args, **kwargs) -> tuple[float, object]:
-    """Seconds of ``fn(*args, **kwargs)`` (device ``on`` synchronised around it) and its result."""
-    synchronize(on)
-    t = time.perf_counter()
-    result = fn(*args, **kwargs)
-    synchronize(on)
-    return time.perf_counter() - t, result
 
 
 def _score(scorer, batch: torch.Tensor, count: int, batch_size: int) -> None:
@@ -85,7 +76,7 @@ def main() -> None:
     for name in args.variants.split(","):
         options = VARIANTS[name]
         scorer = ModuleScorer(model, autocast=options["autocast"], compile=options["compile"])
-        t, _ = _seconds(device, reconstruct, volume, scorer, angles=48, compile=options["compile"], **common)
+        t = timed(device, reconstruct, volume, scorer, angles=48, compile=options["compile"], **common).wall
         print(f"[{name}] warm-up (compiles when compiling): {t:.1f} s", flush=True)
         rows = {}
         for label, angles, hemisphere in (("sphere", args.angles, False), ("hemisphere", args.angles // 2, True)):
@@ -93,8 +84,8 @@ def main() -> None:
             # compiled code meets each new batch shape once (the last, partial batches): run both
             # sides once untimed so that no compilation lands inside a timing
             for _ in range(2 if options["compile"] else 1):
-                enc, _ = _seconds(device, _score, scorer, one_batch, n, args.batch_size)
-                whole, heat = _seconds(device, reconstruct, volume, scorer, angles=angles, hemisphere=hemisphere,
+                enc = timed(device, _score, scorer, one_batch, n, args.batch_size).wall
+                whole, _, heat = timed(device, reconstruct, volume, scorer, angles=angles, hemisphere=hemisphere,
                                        compile=options["compile"], **common)
             rows[label] = heat
             target = 2.5 if label == "sphere" else 1.3
@@ -107,7 +98,7 @@ def main() -> None:
             print(f"[{name}] peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB", flush=True)
     if args.check:
         for label, angles, hemisphere in (("sphere", args.angles, False), ("hemisphere", args.angles // 2, True)):
-            t, heat = _seconds(device, reconstruct, volume, radon_sum, angles=angles, hemisphere=hemisphere, **common)
+            t, _, heat = timed(device, reconstruct, volume, radon_sum, angles=angles, hemisphere=hemisphere, **common)
             corr, rel = quality_in_unit_ball(heat, volume)
             print(f"R_Σ check, {label}: correlation {corr:.4f}, relative error {rel:.4f} ({t:.1f} s)", flush=True)
 

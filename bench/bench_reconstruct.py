@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from functools import partial
 
 import timm
 import torch
+from timing import alternating_pairs, timed
 
 from tonno_engine import make_directions, reconstruct, resolve_device, slice_offsets
-from tonno_engine.devices import device_name, synchronize
+from tonno_engine.devices import device_name
 from tonno_engine.phantoms import balls_phantom
 from tonno_engine.scorers import ModuleScorer
 from tonno_engine.slicing import extract_slices
@@ -54,43 +55,22 @@ def main() -> None:
               batch_size=args.batch_size, compile=args.compile)
     scorer(all_slices[: args.batch_size])  # warm-up
     reconstruct(volume, scorer, **kw)  # warm-up (and compilation, with --compile)
-    ratios, encs, pipes = [], [], []
-
-    def timed(work) -> tuple[float, float]:
-        """Wall-clock and process CPU seconds (all threads) of ``work()``."""
-        synchronize(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        work()
-        synchronize(device)
-        return time.perf_counter() - wall, time.process_time() - cpu
 
     def score_all() -> None:
         for start in range(0, len(all_slices), args.batch_size):
             scorer(all_slices[start: start + args.batch_size])
 
-    def pipeline() -> None:
-        reconstruct(volume, scorer, **kw)
-
-    # Pairs run back to back, so that the shared machine's slow spells hit both sides of a pair
-    # alike, in alternating order, since on this 2-core VM whichever runs second in a pair runs
-    # faster; the geometric mean of the pairs' ratios cancels that (the minimum of each side
-    # separately can pair one side's quiet second with the other's busy one). On a CPU the
-    # ratio of process CPU seconds is printed too: time stolen by other tenants does not count.
-    cpu_ratios = []
-    for r in range(args.repeats):
-        if r % 2:
-            pipe, enc = timed(pipeline), timed(score_all)
-        else:
-            enc, pipe = timed(score_all), timed(pipeline)
-        encs.append(enc[0])
-        pipes.append(pipe[0])
-        ratios.append(pipe[0] / enc[0])
-        cpu_ratios.append(pipe[1] / enc[1])
+    # On a CPU the ratio of process CPU seconds is printed too: time stolen by other tenants does
+    # not count there.
+    pairs = alternating_pairs(partial(timed, device, score_all), partial(timed, device, reconstruct, volume, scorer, **kw),
+                              args.repeats)
+    ratios = [pipe.wall / enc.wall for enc, pipe in pairs]
+    cpu_ratios = [pipe.cpu / enc.cpu for enc, pipe in pairs]
     n = len(all_slices)
     print(f"device {device_name(device)}, threads {torch.get_num_threads()}, volume {args.size}³, "
           f"M={args.slices}, L={args.angles}, {n} slices of {args.slice_size}², batch {args.batch_size}, "
           f"resnet10t, {args.repeats} interleaved pairs{', compile=True' if args.compile else ''}")
-    enc, pipe = statistics.median(encs), statistics.median(pipes)
+    enc, pipe = (statistics.median(t[k].wall for t in pairs) for k in (0, 1))
     print(f"scorer alone : {enc:8.2f} s median  ({n / enc:8.1f} slices/s)")
     print(f"reconstruct(): {pipe:8.2f} s median  ({n / pipe:8.1f} slices/s)")
     print("pair ratios  : " + " ".join(f"{r:.3f}" for r in ratios))
