@@ -31,6 +31,11 @@ def second_difference(profiles: torch.Tensor, slices: int, dim: int = -1) -> tor
     return q.movedim(-1, dim)
 
 
+def profile_limit(samples: int) -> float:
+    """``|s|`` beyond which ``q̃`` is zero: 1, plus a hair of rounding slack (``samples`` = M)."""
+    return 1.0 + 2e-4 / max(1, samples - 1)
+
+
 def reconstruction_scale(directions: int) -> float:
     """The factor ``c · |S²| / L`` that turns ``Σ_l q̃_l`` into the heatmap.
 
@@ -72,10 +77,7 @@ def backproject(
     x0, x1, x2 = (axis_coords(k, dtype, device) for k in out.shape)
     # s = x · n is separable: the in-plane part is shared by every slab of axis 0.
     s12 = n[:, 1, None, None] * x1[None, :, None] + n[:, 2, None, None] * x2[None, None, :]
-    limit = 1.0 + 2e-4 / max(1, samples - 1)  # q̃ is zero outside [-1, 1] (a hair of rounding slack)
-    # Along x2, s is linear: per (direction, x0, x1) row the x2 with |s| <= limit are an interval.
-    a = n[:, 0, None, None] * x0[None, :, None] + n[:, 1, None, None] * x1[None, None, :]  # (L, D, H)
-    lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
+    limit = profile_limit(samples)  # q̃ is zero outside [-1, 1]
     slab = max(1, memory_budget // (_BYTES_PER_PAIR * directions * height * width))
     # one grid buffer for every slab (its y channel stays 0): fresh zeroed memory per slab cost
     # as much as the interpolation on the CPU
@@ -86,6 +88,9 @@ def backproject(
         torch.add(s12[:, None], n[:, 0, None, None, None] * x0[None, start:stop, None, None], out=grid[..., 0])
         val = F.grid_sample(image, grid.view(directions, 1, -1, 2), mode="bilinear", padding_mode="zeros",
                             align_corners=True).view(directions, stop - start, height, width)
-        outside = (x2 < lo[:, start:stop, :, None]) | (x2 > hi[:, start:stop, :, None])
+        # Along x2, s is linear: per (direction, x0, x1) row the x2 with |s| <= limit are an interval.
+        a = n[:, 0, None, None] * x0[None, start:stop, None] + n[:, 1, None, None] * x1[None, None, :]  # (L, d, H)
+        lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
+        outside = (x2 < lo[..., None]) | (x2 > hi[..., None])
         out[start:stop] += val.masked_fill_(outside, 0.0).sum(0)
     return out

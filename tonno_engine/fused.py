@@ -15,7 +15,9 @@ import functools
 
 import torch
 
+from .backprojection import profile_limit
 from .geometry import axis_coords
+from .slicing import CUBE_BOUND
 
 
 def trilinear_slices(volume: torch.Tensor, offsets: torch.Tensor, normals: torch.Tensor, u: torch.Tensor,
@@ -29,7 +31,7 @@ def trilinear_slices(volume: torch.Tensor, offsets: torch.Tensor, normals: torch
     ii, jj = axis_coords(height, dtype, dev), axis_coords(width, dtype, dev)
     p = ((offsets[:, None] * normals)[:, None, None, :] + ii[None, :, None, None] * u[:, None, None, :]
          + jj[None, None, :, None] * v[:, None, None, :])  # (B, h, w, 3)
-    inside = (p.abs() <= 1.0 + 1e-6).all(dim=-1)
+    inside = (p.abs() <= CUBE_BOUND).all(dim=-1)
     value = _trilinear(volume, p)
     return torch.where(inside, value, torch.zeros((), dtype=dtype, device=dev))
 
@@ -76,8 +78,7 @@ def backprojection_sum(q: torch.Tensor, normals: torch.Tensor, x0: torch.Tensor,
     index = torch.arange(directions, device=q.device) * samples + lo.long()
     flat = q.reshape(-1)
     value = torch.lerp(flat[index], flat[index + 1], t - lo)
-    limit = 1.0 + 2e-4 / max(1, samples - 1)  # as in backproject: a hair of rounding slack
-    return torch.where(s.abs() <= limit, value, torch.zeros((), dtype=q.dtype, device=q.device)).sum(-1)
+    return torch.where(s.abs() <= profile_limit(samples), value, torch.zeros((), dtype=q.dtype, device=q.device)).sum(-1)
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from .scorers import ModuleScorer
 from .slicewise import slicewise_iter
 from .validation import as_shape3
 
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A method with its CAM options. ``cam``/``layer`` apply to every method but ``tonno``;
@@ -67,8 +68,6 @@ class MethodSpec:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "label": self.label}
-
-
 
 
 def default_angles(spec: MethodSpec) -> int | None:

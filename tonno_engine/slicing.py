@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from .geometry import axis_coords, inside_interval, to_grid_sample_order
 
+#: points with every |coordinate| <= CUBE_BOUND are inside [-1, 1]^3 (a hair of rounding slack)
+CUBE_BOUND = 1.0 + 1e-6
+
 
 def extract_slices(
     volume: torch.Tensor,
@@ -57,7 +60,7 @@ def extract_slices(
     # grid_sample's zero padding fades over the voxel beyond the border; Ṽ is 0 outside [-1, 1]^3
     # exactly (paper §3.3), so points outside are masked. On each row the j' inside are an
     # interval: two comparisons per point instead of a pass over its three coordinates.
-    lo, hi = inside_interval(a, vv[:, None, :], 1.0 + 1e-6)
+    lo, hi = inside_interval(a, vv[:, None, :], CUBE_BOUND)
     return out.masked_fill_((jj < lo[..., None]) | (jj > hi[..., None]), 0.0)
 
 

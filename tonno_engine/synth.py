@@ -150,7 +150,11 @@ def load_mni_brain(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return out[0], out[1], out[2] > 0.5, affine
 
 
-def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=(1.8, 3.8)) -> SynthCase:
+#: MS-like lesion semi-axes, in voxels of a 64-voxel-wide volume
+MS_LESION_RADIUS = (1.8, 3.8)
+
+
+def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS) -> SynthCase:
     """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
 
     ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
@@ -184,7 +188,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
-    smallest side) for ``brain``; default ``(1.8, 3.8)``, MS-like.
+    smallest side) for ``brain``; default :data:`MS_LESION_RADIUS`.
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
@@ -203,7 +207,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     rows = ["case,label,image,mask"]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
-        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or (1.8, 3.8))
+        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or MS_LESION_RADIUS)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         name = f"{kind}_{i:04d}"
