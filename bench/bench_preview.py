@@ -1,7 +1,7 @@
 """The CPU preview preset against the full-quality heatmap, on a 128³ brain with the demo model.
 
     .venv/bin/python bench/bench_preview.py [CHECKPOINT] [--device cpu] [--full-angles 2000]
-        [--full-slices 100] [--full-cache FILE.pt] [--candidates 40x224 24x384 ...]
+        [--full-slices 100] [--full-cache FILE.pt] [--candidates 40x224 24x384 ...] [--profile]
 
 CHECKPOINT defaults to ``tonno-demo/model/checkpoint_best.pt`` (``make demo``). Prints the
 preview's seconds (target <= 30 s on 2 CPU cores) and its Pearson correlation with the
@@ -11,6 +11,8 @@ paper-setting ToNNO heatmap (M=100, L=2000, full sphere) of the same volume.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--full-cache", default=None, help="reuse (or write) the full-quality heatmap here (.pt)")
     ap.add_argument("--candidates", nargs="*", default=[], metavar="MxL",
                     help="further hemisphere settings to compare, e.g. 40x224 24x384")
+    ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of the preview run")
     args = ap.parse_args()
     device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
@@ -48,9 +51,16 @@ def main() -> None:
         for c in args.candidates]
     maps = {}
     for name, setting in settings:
+        profiler = cProfile.Profile() if args.profile and name == "preview" else None
         t = time.perf_counter()
+        if profiler:
+            profiler.enable()
         maps[name] = run_method(spec, volume, model, slice_size=size, device=device, **setting).cpu().numpy()
+        if profiler:
+            profiler.disable()
         print(f"{name} {setting}: {time.perf_counter() - t:.1f} s  (target <= 30 s)", flush=True)
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats("backproject|extract_slices|forward", 6)
     t = time.perf_counter()
     if args.full_cache and Path(args.full_cache).exists():
         full = torch.load(args.full_cache)
