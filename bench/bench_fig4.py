@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tonno_engine.checks import fake_cam_check
+from tonno_engine.cams.checks import fake_cam_check
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import torch
 from timing import alternating_pairs, timed
 
 from tonno_engine import resolve_device
-from tonno_engine.devices import device_name
-from tonno_engine.models import create_encoder
-from tonno_engine.scorers import ModuleScorer
+from tonno_engine.base.devices import device_name
+from tonno_engine.models.encoders import create_encoder
+from tonno_engine.tomography.scorers import ModuleScorer
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import argparse
 import time
 
 from tonno_engine import radon_sum, reconstruct
-from tonno_engine.checks import quality_in_unit_ball
-from tonno_engine.phantoms import balls_phantom
+from tonno_engine.tomography.phantoms import quality_in_unit_ball
+from tonno_engine.tomography.phantoms import balls_phantom
 
 
 def main() -> None:

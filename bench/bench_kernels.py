@@ -8,7 +8,7 @@
 - ``grid_sample``: the 3D kernel with the points in one batch element vs split over 8 (what
   ``extract_slices`` does on a CPU), and the 3D kernel (trilinear) vs the 2D one (bilinear);
 - the fused backprojection's peak host memory (96³, 64 directions, M=100) with Inductor's default
-  ``realize_reads_threshold`` and with the 64 that ``tonno_engine.fused`` sets (each in a fresh
+  ``realize_reads_threshold`` and with the 64 that ``tonno_engine.tomography.fused`` sets (each in a fresh
   process, since peak RSS only grows).
 """
 
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from timing import timed
 
 from tonno_engine import make_directions, resolve_device, slice_offsets
-from tonno_engine.geometry import axis_coords
-from tonno_engine.slicing import extract_slices
+from tonno_engine.tomography.geometry import axis_coords
+from tonno_engine.tomography.slicing import extract_slices
 
 
 def _ms(device, fn, *args, repeats: int = 10, **kwargs) -> float:

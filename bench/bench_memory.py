@@ -17,8 +17,8 @@ import time
 import torch
 
 from tonno_engine import reconstruct, resolve_device
-from tonno_engine.models import create_encoder
-from tonno_engine.scorers import ModuleScorer
+from tonno_engine.models.encoders import create_encoder
+from tonno_engine.tomography.scorers import ModuleScorer
 
 
 def main() -> None:

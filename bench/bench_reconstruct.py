@@ -19,10 +19,10 @@ import torch
 from timing import alternating_pairs, timed
 
 from tonno_engine import make_directions, reconstruct, resolve_device, slice_offsets
-from tonno_engine.devices import device_name
-from tonno_engine.phantoms import balls_phantom
-from tonno_engine.scorers import ModuleScorer
-from tonno_engine.slicing import extract_slices
+from tonno_engine.base.devices import device_name
+from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.scorers import ModuleScorer
+from tonno_engine.tomography.slicing import extract_slices
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
-from tonno_engine.synth import synthesize
-from tonno_engine.training import TrainConfig, train_iter
+from tonno_engine.data.synth import synthesize
+from tonno_engine.training.loop import TrainConfig, train_iter
 
 
 def main() -> None:

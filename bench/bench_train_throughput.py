@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from tonno_engine import resolve_device
-from tonno_engine.devices import synchronize
-from tonno_engine.models import create_encoder
-from tonno_engine.synth import synthesize
-from tonno_engine.training import TrainConfig, optimisation_step, train_iter
+from tonno_engine.base.devices import synchronize
+from tonno_engine.models.encoders import create_encoder
+from tonno_engine.data.synth import synthesize
+from tonno_engine.training.loop import TrainConfig, optimisation_step, train_iter
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from tonno_engine.devices import synchronize
+from tonno_engine.base.devices import synchronize
 
 
 class Timed(NamedTuple):

@@ -6,27 +6,28 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.training.config import DEFAULTS
+
 from .app import app
-from .options import DeviceOpt, QuietOpt, fail, parse_methods, resolve_device_or_exit
+from .options import (
+    DeviceOpt, QuietOpt, cam_help, engine_errors, fail, parse_methods, quality_help, quality_settings,
+    resolve_device_or_exit,
+)
 
 
 def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
     """Render a benchmark's events; return its result (shared with ``tonno demo``)."""
-    from tonno_engine.benchmark import BenchmarkResult, benchmark_iter
-    from tonno_engine.errors import DataError
+    from tonno_engine.apps.benchmark import BenchmarkResult, MethodScored, benchmark_iter
 
     from .progress import show_progress
 
-    try:
+    with engine_errors():
         for event in show_progress(benchmark_iter(data, out, cfg), "benchmark", quiet=quiet):
             if isinstance(event, BenchmarkResult):
                 return event
-            if event.stage == "evaluate" and event.unit == "methods":
-                row = event.info
-                print(f"  {row['method']:36s} F1 {row['f1']:.2f}  precision {row['precision']:.2f}  "
-                      f"recall {row['recall']:.2f}  Dice {row['dice']:.2f}", flush=True)
-    except (DataError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+            if isinstance(event, MethodScored):
+                print(f"  {event.title:36s} F1 {event.f1:.2f}  precision {event.precision:.2f}  "
+                      f"recall {event.recall:.2f}  Dice {event.dice:.2f}", flush=True)
     fail("benchmark ended without a result")  # pragma: no cover
 
 
@@ -46,30 +47,36 @@ def benchmark(
     checkpoint: Path = typer.Option(None, "--checkpoint", "-c", help="Use this model instead of training one."),
     method: list[str] = typer.Option(None, "--method", "-m", help="Methods to compare (repeatable or comma-separated; "
                                      "default: Table 2's GradCAM, LayerCAM, ToNNO, Averaged and Tomographic LayerCAM)."),
-    cam: str = typer.Option("layercam", help="CAM of averaged-cam/tomographic-cam when given with --method."),
+    cam: str = typer.Option("layercam", help=cam_help()),
     layer: int = typer.Option(2, min=1, max=4, help="Layer for the CAM methods."),
-    steps: int = typer.Option(2000, help="Training steps (when no checkpoint is given)."),
-    slice_size: int = typer.Option(224, help="Slice side for training (reconstruction uses the checkpoint's)."),
-    norm: str = typer.Option("frozen_bn", help="frozen_bn (paper), bn or gn."),
-    model: str = typer.Option("resnet10t", help="Any timm model name."),
+    steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps (when no checkpoint is given)."),
+    slice_size: int = typer.Option(DEFAULTS.slice_size, min=16,
+                                   help="Slice side for training (reconstruction uses the checkpoint's)."),
+    norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
+    model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
     weights: Path = typer.Option(None, help="Local ImageNet weights for the model."),
-    slices: int = typer.Option(100, help="M for the tomographic methods."),
-    angles: int = typer.Option(None, help="L (default 2000 for ToNNO, 1000 for the CAM variants)."),
-    hemisphere: bool = typer.Option(False, "--hemisphere", help="Directions on a hemisphere (half the cost)."),
-    test_fraction: float = typer.Option(0.3, help="Share of cases held out for testing."),
+    quality: str = typer.Option("paper", help=quality_help()),
+    slices: int = typer.Option(None, min=3, help="M for the tomographic methods; overrides the preset."),
+    angles: int = typer.Option(None, min=1, help="L; overrides the preset."),
+    hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (half the cost) "
+                                                                       "or the sphere; overrides the preset."),
+    test_fraction: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
     device: DeviceOpt = "auto",
-    seed: int = typer.Option(0, help="Random seed (split and training)."),
+    seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
     quiet: QuietOpt = False,
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
-    from tonno_engine.benchmark import BenchmarkConfig, default_methods
-    from tonno_engine.training import TrainConfig
+    from tonno_engine.apps.benchmark import BenchmarkConfig, default_methods
+    from tonno_engine.training.config import TrainConfig
 
-    dev = resolve_device_or_exit(device)
+    if not 0.0 < test_fraction < 1.0:
+        raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_fraction}", param_hint="--test-fraction")
+    settings = quality_settings(quality, slices=slices, angles=angles, hemisphere=hemisphere)
     specs = parse_methods(method, cam=cam, layer=layer) or default_methods(layer)
+    dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
     train = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
                         steps=steps, device=str(dev), seed=seed)
-    cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, slices=slices,
-                          angles=angles, hemisphere=hemisphere, test_fraction=test_fraction, device=str(dev), seed=seed)
+    cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
+                          test_fraction=test_fraction, device=str(dev), seed=seed)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

@@ -8,21 +8,22 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import DeviceOpt, QuietOpt, resolve_device_or_exit
+from .options import DeviceOpt, QuietOpt, engine_errors, resolve_device_or_exit
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("tonno-demo"), "--out", "-o", help="Folder for data, model, heatmaps, table, figure."),
-    cases: int = typer.Option(40, help="Synthetic brain volumes (half with lesions)."),
-    steps: int = typer.Option(400, help="Training steps."),
+    cases: int = typer.Option(40, min=10, help="Synthetic brain volumes (half with lesions); at least 10."),
+    steps: int = typer.Option(400, min=1, help="Training steps."),
     device: DeviceOpt = "auto",
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari at the end."),
     quiet: QuietOpt = False,
 ) -> None:
     """The whole method on a laptop CPU in minutes: lesions found from volume labels alone."""
-    from tonno_engine.demo import DEMO_LESION_RADIUS, demo_config
-    from tonno_engine.synth import synthesize
+    from tonno_engine.apps.demo import DEMO_LESION_RADIUS, demo_config
+    from tonno_engine.base.atomic import make_output_folder
+    from tonno_engine.data.synth import synthesize
 
     from .cmd_benchmark import print_result, run_benchmark
     from .progress import show_progress
@@ -32,9 +33,11 @@ def demo(
     data = out / "data"
     print(f"device: {dev}\n1/3 synthesising {cases} brain volumes into {data}", flush=True)
     if not (data / "labels.csv").exists():
-        for _ in show_progress(synthesize(data, kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS,
-                                          max_lesions=3), "synth", quiet=quiet):
-            pass
+        with engine_errors():
+            make_output_folder(out)
+            for _ in show_progress(synthesize(data, kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS,
+                                              max_lesions=3), "synth", quiet=quiet):
+                pass
     print("2/3 training a slice classifier on volume labels; 3/3 reconstructing and evaluating", flush=True)
     result = run_benchmark(data, out, demo_config(dev, steps=steps), quiet=quiet)
     print_result(result)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import QuietOpt, fail
+from .options import QuietOpt, engine_errors
 
 
 @app.command()
@@ -18,14 +18,13 @@ def evaluate(
     threshold: str = typer.Option("otsu", help="otsu, fixed:X (or X), percentile:P; ignored with --val-pred."),
     val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold that maximises lesion F1."),
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
-    connectivity: int = typer.Option(26, help="Lesion connectivity: 6, 18 or 26."),
+    connectivity: int = typer.Option(26, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
     quiet: QuietOpt = False,
 ) -> None:
     """Binarise heatmaps and compare them with ground truth (DESIGN.md §7); exit 1 if a case fails."""
-    from tonno_engine.errors import DataError
-    from tonno_engine.evaluation import EvaluationResult, calibrate_on_files, evaluate_iter, pair_files, write_metrics_csv
-    from tonno_engine.metrics import Threshold
+    from tonno_engine.evaluation.evaluate import EvaluationResult, calibrate_on_files, evaluate_iter, pair_files, write_metrics_csv
+    from tonno_engine.evaluation.metrics import Threshold
 
     from .progress import show_progress
 
@@ -37,7 +36,7 @@ def evaluate(
         rule = Threshold.parse(threshold)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
-    try:
+    with engine_errors():
         pairs = pair_files(pred, gt)
         if val_pred is not None:
             rule, f1 = calibrate_on_files(pair_files(val_pred, val_gt), connectivity=connectivity)
@@ -48,8 +47,6 @@ def evaluate(
             if isinstance(event, EvaluationResult):
                 result = event
         write_metrics_csv(out, result)
-    except (DataError, ValueError) as exc:
-        fail(str(exc))
     for row in result.failed:
         typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
     s = result.summary

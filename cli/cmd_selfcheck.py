@@ -7,33 +7,33 @@ import json
 import typer
 
 from .app import app
-from .options import DeviceOpt, QuietOpt, resolve_device_or_exit
+from .options import DeviceOpt, QuietOpt, renamed, resolve_device_or_exit
 
 
 @app.command()
 def selfcheck(
     device: DeviceOpt = "auto",
-    preset: str = typer.Option("quick", help="quick (32³, ~10 s on 2 CPU cores) or paper (64³, M=96, L=2000)."),
+    size: str = typer.Option("quick", help="Problem size: quick (32³, ~10 s on 2 CPU cores) or paper "
+                                           "(64³, M=96, L=2000)."),
+    preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --size."),
     hemisphere: bool = typer.Option(False, help="Use a hemisphere of directions."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct a phantom with the slice integral in place of the network; exit 1 if the
     correlation inside the unit ball is below 0.97 or the relative error above 0.2."""
-    from tonno_engine.checks import MAX_RELATIVE_ERROR, MIN_CORRELATION, SelfcheckResult, selfcheck_iter
+    from tonno_engine.apps.selfcheck import MAX_RELATIVE_ERROR, MIN_CORRELATION, SIZES, SelfcheckResult, selfcheck_iter
 
     from .progress import show_progress
 
+    size = renamed("--preset", "--size", preset, size)
+    if size not in SIZES:
+        raise typer.BadParameter(f"unknown size {size!r}; valid: {', '.join(SIZES)}", param_hint="--size")
     dev = resolve_device_or_exit(device)
-    try:
-        events = selfcheck_iter(preset, device=dev, hemisphere=hemisphere)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
     result = None
-    for event in show_progress(events, "selfcheck", quiet=quiet):
+    for event in show_progress(selfcheck_iter(size, device=dev, hemisphere=hemisphere), "selfcheck", quiet=quiet):
         if isinstance(event, SelfcheckResult):
             result = event
-    assert result is not None
     if as_json:
         print(json.dumps(result.as_dict()))
     else:

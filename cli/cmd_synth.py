@@ -7,35 +7,39 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import QuietOpt, fail
+from .options import QuietOpt, engine_errors, fail
 
 
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Output folder (must be empty or new)."),
     kind: str = typer.Option("phantom", help="phantom or brain."),
-    n: int = typer.Option(40, "--n", help="Number of cases (half positive)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    n: int = typer.Option(40, "--n", min=2, help="Number of cases (half positive), at least 2."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
     shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom; 64,76,64 brain)."),
-    max_lesions: int = typer.Option(3, help="Positive cases hold 1 to this many lesions."),
+    max_lesions: int = typer.Option(3, min=1, help="Positive cases hold 1 to this many lesions."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     quiet: QuietOpt = False,
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
-    from tonno_engine.synth import synthesize
+    from tonno_engine.base.atomic import make_output_folder
+    from tonno_engine.data.synth import KINDS, synthesize
 
     from .progress import show_progress
 
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        fail(f"{out}: folder is not empty (use --overwrite)")
     try:
         dims = tuple(int(k) for k in shape.replace("x", ",").split(",")) if shape else None
     except ValueError:
         raise typer.BadParameter(f"shape must look like 64,64,64, got {shape!r}", param_hint="--shape") from None
-    try:
-        events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions)
-        for _ in show_progress(events, f"synth {kind}", quiet=quiet):
+    if dims is not None and (len(dims) != 3 or min(dims) < 16):
+        raise typer.BadParameter(f"shape must be three sizes >= 16, got {shape!r}", param_hint="--shape")
+    if kind not in KINDS:
+        raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty (use --overwrite)")
+    with engine_errors():
+        make_output_folder(out)
+        for _ in show_progress(synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions),
+                               f"synth {kind}", quiet=quiet):
             pass
-    except ValueError as exc:
-        fail(str(exc))
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

@@ -6,49 +6,61 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.training.config import DEFAULTS
+
 from .app import app
-from .options import DeviceOpt, QuietOpt, fail, resolve_device_or_exit
+from .options import DeviceOpt, QuietOpt, engine_errors, renamed, resolve_device_or_exit
+
+INTENSITY_HELP = "Intensity normalisation: ct, mr, pet or none (default: the data set's dataset.json, else none)."
 
 
 @app.command()
 def train(
     data: Path = typer.Argument(..., help="labels CSV (case,label,image[,mask]) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, metrics and curves."),
-    model: str = typer.Option("resnet10t", help="Any timm model name."),
-    norm: str = typer.Option("frozen_bn", help="frozen_bn (paper), bn or gn."),
+    model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
+    norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
     weights: Path = typer.Option(None, help="Local ImageNet weights file for the model (nothing downloads)."),
-    slice_size: int = typer.Option(224, help="Slice side in pixels (224 on GPU; 64-128 on CPU)."),
-    steps: int = typer.Option(2000, help="Training steps."),
-    batch_volumes: int = typer.Option(8, help="Volumes drawn (with replacement) per step."),
-    slices_per_volume: int = typer.Option(8, help="Random slices per drawn volume."),
-    lr: float = typer.Option(1e-3, help="AdamW learning rate (peak of the cosine schedule)."),
-    preset: str = typer.Option(None, help="Preprocessing: ct, mr, pet or none (default: the data set's)."),
-    val_every: int = typer.Option(50, help="Validate every this many steps."),
-    checkpoint_every: int = typer.Option(25, help="Write checkpoint_last.pt every this many steps."),
+    slice_size: int = typer.Option(DEFAULTS.slice_size, min=16, help="Slice side in pixels (224 on GPU; 64-128 on CPU)."),
+    steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps."),
+    batch_volumes: int = typer.Option(DEFAULTS.batch_volumes, min=1, help="Volumes drawn (with replacement) per step."),
+    slices_per_volume: int = typer.Option(DEFAULTS.slices_per_volume, min=1, help="Random slices per drawn volume."),
+    lr: float = typer.Option(DEFAULTS.lr, min=0.0, help="AdamW learning rate (peak of the cosine schedule), > 0."),
+    intensity: str = typer.Option(None, help=INTENSITY_HELP),
+    preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
+    val_every: int = typer.Option(DEFAULTS.val_every, min=1, help="Validate every this many steps."),
+    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, min=1,
+                                         help="Write checkpoint_last.pt every this many steps."),
     device: DeviceOpt = "auto",
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
-    from tonno_engine.training import TrainConfig, train_iter
+    from tonno_engine.apps.training_run import train_run_iter
+    from tonno_engine.data.preprocessing import INTENSITIES
+    from tonno_engine.training.config import TrainConfig
+    from tonno_engine.training.loop import TrainStep
 
     from .progress import show_progress
 
+    if lr <= 0:
+        raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
+    intensity = renamed("--preset", "--intensity", preset, intensity)
+    if intensity is not None and intensity not in INTENSITIES:
+        raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
+                                 param_hint="--intensity")
     dev = resolve_device_or_exit(device)
     cfg = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
                       steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
-                      preset=preset, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
+                      intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
                       seed=seed)
     print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
     last = None
-    try:
-        for event in show_progress(train_iter(data, out, cfg, resume=resume), "train", quiet=quiet):
-            if event.stage == "train":
+    with engine_errors():
+        for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet):
+            if isinstance(event, TrainStep):
                 last = event
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
     if last is not None:
-        info = last.info
-        auc = f", val volume AUC {info['val_volume_auc']:.3f}" if "val_volume_auc" in info else ""
-        print(f"done: step {last.done}/{last.total}, loss {info['loss']:.4f}{auc}; run folder {out}")
+        auc = f", val volume AUC {last.validation.val_volume_auc:.3f}" if last.validation else ""
+        print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}")

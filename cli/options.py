@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 
 def resolve_device_or_exit(device: str):
     """The torch device for ``device``, or a clean usage error naming the bad value."""
-    from tonno_engine.devices import resolve_device
+    from tonno_engine.base.devices import resolve_device
 
     try:
         return resolve_device(device)
@@ -26,13 +27,59 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def engine_errors():
+    """Turn the engine's errors about data and files (bad input, a missing file, an output that
+    cannot be written, a full disk) into one line on stderr and exit 1, never a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:  # DataError is a ValueError; FileNotFoundError an OSError
+        fail(str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}")
+
+
+def renamed(old: str, new: str, old_value, new_value):
+    """The value of option ``new``, taking ``old``'s (a deprecated spelling) with a warning when given."""
+    if old_value is None:
+        return new_value
+    typer.echo(f"warning: {old} is deprecated and will be removed in the next release; use {new}", err=True)
+    return old_value
+
+
 def parse_methods(method: list[str] | None, *, cam: str, layer: int, axes: int = 1) -> list:
     """``--method`` values (repeatable, comma-separated) as distinct ``MethodSpec``s, in order;
     a bad name, CAM, layer or axes is a usage error naming the option."""
-    from tonno_engine.methods import MethodSpec
+    from tonno_engine.base.registry import MethodSpec
 
     names = [n.strip() for item in (method or []) for n in item.split(",") if n.strip()]
     try:
         return list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer, axes=axes) for n in names))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method/--cam/--axes") from exc
+
+
+def method_help() -> str:
+    from tonno_engine.base.registry import describe_methods
+
+    return "Method(s), repeatable or comma-separated (`tonno methods` lists them): " + describe_methods() + "."
+
+
+def cam_help() -> str:
+    from tonno_engine.base.registry import CAMS
+
+    return "CAM for the methods that read CAM maps: " + ", ".join(CAMS) + "."
+
+
+def quality_settings(quality: str, **overrides):
+    """The named reconstruction preset with the options the user set; usage errors name the option."""
+    from tonno_engine.methods.settings import preset
+
+    try:
+        return preset(quality).override(**overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--quality") from exc
+
+
+def quality_help() -> str:
+    from tonno_engine.methods.settings import presets_help
+
+    return "Reconstruction quality preset: " + presets_help() + "."

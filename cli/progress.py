@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tonno_engine.events import Progress as ProgressEvent
+from tonno_engine.base.events import Progress as ProgressEvent
 
 console = Console(stderr=True)
 
@@ -18,7 +18,7 @@ def show_progress(events: Iterable, description: str, *, quiet: bool = False) ->
 
     The bars are off with ``quiet``; when stderr is not a terminal (a log, a pipe, napari's Train
     widget) a plain line ``<description> (<stage>): done/total unit`` is printed every 5 % of each
-    stage but the inner "slices" one.
+    stage but the inner ones (events marked ``detail``).
     """
     enabled = not quiet and sys.stderr.isatty()
     plain = not quiet and not enabled
@@ -35,7 +35,7 @@ def show_progress(events: Iterable, description: str, *, quiet: bool = False) ->
                     bar.reset(tasks[event.stage], total=event.total)  # a new job restarts this stage
                 bar.update(tasks[event.stage], completed=event.done, total=event.total)
                 tick = event.done * 20 // event.total
-                if plain and event.stage != "slices" and tick != printed.get(event.stage):  # slices: inner loop
+                if plain and not event.detail and tick != printed.get(event.stage):
                     printed[event.stage] = tick
                     print(f"{description} ({event.stage}): {event.done}/{event.total} {event.unit}".rstrip(),
                           file=sys.stderr, flush=True)

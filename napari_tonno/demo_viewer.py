@@ -7,10 +7,9 @@ from pathlib import Path
 
 def demo_layers(out: Path, result) -> list[tuple]:
     """napari layer data tuples ``(data, kwargs, type)`` for the demo's first positive test case."""
-    from tonno_engine.batch import output_path
-    from tonno_engine.benchmark import display_name
-    from tonno_engine.dataset import read_cases
-    from tonno_engine.io import load_nifti
+    from tonno_engine.apps.batch import output_path
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.nifti import load_nifti
 
     cases = {c.case: c for c in read_cases(Path(out) / "eval.csv")}
     case = next((cases[n] for n in result.test_cases if cases[n].label), cases[result.test_cases[0]])
@@ -22,7 +21,7 @@ def demo_layers(out: Path, result) -> list[tuple]:
         layers.append((mask, {"name": "ground truth", "scale": scale, "opacity": 0.5}, "labels"))
     for spec in result.methods:
         heat = load_nifti(output_path(Path(out) / "heatmaps", case.case, spec), kind="heatmap").array
-        layers.append((heat, {"name": display_name(spec), "scale": scale, "colormap": "turbo", "opacity": 0.6,
+        layers.append((heat, {"name": spec.title, "scale": scale, "colormap": "turbo", "opacity": 0.6,
                               "blending": "additive", "visible": spec.name == "tonno"}, "image"))
     return layers
 

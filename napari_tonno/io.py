@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tonno_engine.io import is_nifti, load_nifti, nifti_stem, save_nifti
+from tonno_engine.data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 
 
 def get_reader(path):

@@ -1,42 +1,55 @@
 import pytest
 import torch
 
+# GPU tests show warnings instead of raising them: they run on GPU machines whose torch/triton
+# versions this suite's "error" filter was never tuned for (e.g. Inductor's TF32 advice).
+_GPU_WARNINGS = pytest.mark.filterwarnings("default")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
     torch.manual_seed(0)
 
 
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """The device an engine test runs on: every such test runs on the CPU, and again on CUDA where
+    there is one (the ``cuda`` variant is marked ``gpu`` and skipped without a GPU)."""
+    return torch.device(request.param)
+
+
 @pytest.fixture
-def device():
-    """The device engine tests run on: CPU (GPU tests are marked ``gpu`` and pick CUDA)."""
-    return torch.device("cpu")
+def accelerator():
+    """CUDA, for tests of what exists only there (bf16 autocast); mark such tests ``gpu``."""
+    return torch.device("cuda")
 
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
-            item.add_marker(skip_gpu)
+        if "gpu" in item.keywords:
+            item.add_marker(_GPU_WARNINGS)
+            if not torch.cuda.is_available():
+                item.add_marker(skip_gpu)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A randomly initialised resnet10t (GroupNorm) checkpoint for 32² slices, no preprocessing."""
-    from tonno_engine.checkpoint import save_checkpoint
-    from tonno_engine.models import create_encoder
+    from tonno_engine.models.checkpoint import save_checkpoint
+    from tonno_engine.models.encoders import create_encoder
 
     torch.manual_seed(0)
     model = create_encoder("resnet10t", norm="gn")
     meta = {"model": "resnet10t", "norm": "gn", "in_chans": 1, "slice_size": 32,
-            "preprocessing": {"preset": "none", "params": {}, "spacing": None}}
+            "preprocessing": {"intensity": "none", "params": {}, "spacing": None}}
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
 
 
 @pytest.fixture(scope="session")
 def tiny_cases(tmp_path_factory):
     """A folder of four small synthetic phantoms (24³) with labels.csv, images/ and masks/."""
-    from tonno_engine.synth import synthesize
+    from tonno_engine.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("cases")
     list(synthesize(root, kind="phantom", n=4, seed=1, shape=(24, 24, 24)))

@@ -1,7 +1,7 @@
 """tonno engine: tomographic reconstruction of a neural network's output (ToNNO).
 
 Pure Python + torch; never imports Qt, napari, magicgui or typer. The top-level names load their
-module on first use (PEP 562), so ``import tonno_engine.catalog`` stays free of torch.
+module on first use (PEP 562), so ``import tonno_engine.base.registry`` stays free of torch.
 """
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "RECONSTRUCTION_CONSTANT": "backprojection", "backproject": "backprojection",
-    "reconstruction_scale": "backprojection", "second_difference": "backprojection",
-    "auto_device": "devices", "resolve_device": "devices",
-    "Partial": "events", "Progress": "events",
-    "fibonacci_directions": "geometry", "orthonormal_basis": "geometry", "slice_offsets": "geometry",
-    "spread_order": "geometry",
-    "make_directions": "reconstruction", "profiles": "reconstruction", "reconstruct": "reconstruction",
-    "reconstruct_iter": "reconstruction",
-    "radon_sum": "scorers", "ModuleScorer": "scorers",
-    "extract_slices": "slicing",
-    "CamExtractor": "cams", "cam_reconstruct_iter": "cam_reconstruction", "slicewise_iter": "slicewise",
-    "MethodSpec": "methods", "method_iter": "methods", "run_method": "methods",
-    "METHODS": "catalog",
+    "RECONSTRUCTION_CONSTANT": "tomography.backprojection", "backproject": "tomography.backprojection",
+    "reconstruction_scale": "tomography.backprojection", "second_difference": "tomography.backprojection",
+    "auto_device": "base.devices", "resolve_device": "base.devices",
+    "Partial": "base.events", "Progress": "base.events",
+    "fibonacci_directions": "tomography.geometry", "orthonormal_basis": "tomography.geometry", "slice_offsets": "tomography.geometry",
+    "spread_order": "tomography.geometry",
+    "make_directions": "tomography.reconstruction", "profiles": "tomography.reconstruction", "reconstruct": "tomography.reconstruction",
+    "reconstruct_iter": "tomography.reconstruction",
+    "radon_sum": "tomography.scorers", "ModuleScorer": "tomography.scorers",
+    "extract_slices": "tomography.slicing",
+    "CamExtractor": "cams.extractor", "cam_reconstruct_iter": "cams.tomographic", "slicewise_iter": "cams.slicewise",
+    "MethodSpec": "methods.run", "method_iter": "methods.run", "run_method": "methods.run",
+    "METHODS": "methods.registry",
 }
 
 try:

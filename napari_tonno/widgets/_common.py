@@ -41,9 +41,9 @@ def spacing_of(layer) -> tuple[float, float, float]:
 
 def prepare(source, checkpoint: str, device: str = "auto"):
     """``(volume, model, meta, device)``: the layer's data preprocessed as the checkpoint says."""
-    from tonno_engine.checkpoint import load_model
-    from tonno_engine.devices import resolve_device
-    from tonno_engine.preprocessing import Preprocessing
+    from tonno_engine.models.checkpoint import load_model
+    from tonno_engine.base.devices import resolve_device
+    from tonno_engine.data.preprocessing import Preprocessing
 
     dev = resolve_device(device)
     model, meta = load_model(str(checkpoint), dev)
@@ -58,7 +58,7 @@ def direction_vector(choice: str, index: int = 0, angles: int = 192):
     """A unit normal ``(3,)`` float64 in ``(x0, x1, x2)``: an array axis or lattice direction ``index``."""
     import torch
 
-    from tonno_engine.reconstruction import make_directions
+    from tonno_engine.tomography.reconstruction import make_directions
 
     if choice.startswith("axis"):
         return torch.eye(3, dtype=torch.float64)[int(choice[-1])]
@@ -70,14 +70,14 @@ def normalised_point(viewer, layer) -> np.ndarray:
     """The viewer's current position in ``layer``'s ``[-1, 1]³`` coordinates (align_corners)."""
     if viewer.dims.ndim < 3 or layer not in viewer.layers:
         return np.zeros(3)
-    from tonno_engine.geometry import index_to_normalised
+    from tonno_engine.tomography.geometry import index_to_normalised
 
     return index_to_normalised(layer.world_to_data(viewer.dims.point), layer.data.shape)
 
 
 def move_to(viewer, layer, x: np.ndarray) -> None:
     """Put the viewer at normalised point ``x`` ``(3,)`` of ``layer`` (nearest voxel)."""
-    from tonno_engine.geometry import normalised_to_index
+    from tonno_engine.tomography.geometry import normalised_to_index
 
     world = layer.data_to_world(normalised_to_index(x, layer.data.shape))
     axes = list(range(viewer.dims.ndim))[-3:]

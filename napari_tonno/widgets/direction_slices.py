@@ -24,10 +24,10 @@ class DirectionSlicesWidget(DirectionForm):
     def show_slices(self, *_):
         import torch
 
-        from tonno_engine.geometry import orthonormal_basis, slice_offsets
-        from tonno_engine.scorers import ModuleScorer
-        from tonno_engine.slicing import extract_slices
-        from tonno_engine.validation import as_size2
+        from tonno_engine.tomography.geometry import orthonormal_basis, slice_offsets
+        from tonno_engine.tomography.scorers import ModuleScorer
+        from tonno_engine.tomography.slicing import extract_slices
+        from tonno_engine.base.inputs import as_size2
 
         ready = self.prepared()
         if ready is None:

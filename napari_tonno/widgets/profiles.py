@@ -39,8 +39,8 @@ class LogitProfileWidget(DirectionForm):
     def compute(self, *_):
         from napari.qt.threading import create_worker
 
-        from tonno_engine.reconstruction import profiles
-        from tonno_engine.scorers import ModuleScorer
+        from tonno_engine.tomography.reconstruction import profiles
+        from tonno_engine.tomography.scorers import ModuleScorer
 
         ready = self.prepared()
         if ready is None:
@@ -60,7 +60,7 @@ class LogitProfileWidget(DirectionForm):
         self.worker.start()
 
     def _show(self, result):
-        from tonno_engine.geometry import slice_offsets
+        from tonno_engine.tomography.geometry import slice_offsets
 
         self.normal, logits = result
         self.logits = logits.numpy()
@@ -99,6 +99,6 @@ class LogitProfileWidget(DirectionForm):
         source = self.image.value
         if source is None or self.normal is None:
             return
-        from tonno_engine.geometry import point_at_offset
+        from tonno_engine.tomography.geometry import point_at_offset
 
         move_to(self.viewer, source, point_at_offset(normalised_point(self.viewer, source), self.normal.numpy(), s))

@@ -7,14 +7,14 @@ import time
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, ProgressBar, PushButton, SpinBox
 
-from tonno_engine.catalog import CAMS, METHODS
+from tonno_engine.base.registry import CAMS, METHODS
 
 from ._common import geometry_of
 from ._form import ModelForm
 
 
 def _devices() -> list[str]:
-    from tonno_engine.devices import describe_devices
+    from tonno_engine.base.devices import describe_devices
 
     return ["auto"] + [d.split(" ")[0] for d in describe_devices()]
 
@@ -47,7 +47,7 @@ class ReconstructWidget(ModelForm):
         self.updates = 0  # partial heatmaps shown so far
 
     def spec(self):
-        from tonno_engine.methods import MethodSpec
+        from tonno_engine.methods.run import MethodSpec
 
         return MethodSpec(self.method.value, cam=self.cam.value, layer=int(self.layer.value))
 
@@ -55,7 +55,7 @@ class ReconstructWidget(ModelForm):
         """Start the reconstruction of the chosen image layer in a thread worker."""
         from napari.qt.threading import create_worker
 
-        from tonno_engine.methods import methods_iter
+        from tonno_engine.methods.run import methods_iter
 
         ready = self.prepared(self.device.value)
         if ready is None:
@@ -84,7 +84,7 @@ class ReconstructWidget(ModelForm):
         self.worker.start()
 
     def _on_event(self, event):
-        from tonno_engine.events import Partial, Progress
+        from tonno_engine.base.events import Partial, Progress
 
         if isinstance(event, Progress) and event.total:
             self.progress.max, self.progress.value = event.total, event.done

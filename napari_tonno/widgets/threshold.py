@@ -50,7 +50,7 @@ class ThresholdWidget(Container):
 
     def apply(self, *_):
         """Binarise the heatmap at the slider's level; show metrics against the ground truth."""
-        from tonno_engine.metrics import case_metrics, summarize
+        from tonno_engine.evaluation.metrics import case_metrics, summarize
 
         layer = self.heatmap.value
         if layer is None:

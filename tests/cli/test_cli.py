@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+from typer.testing import CliRunner
+
+from tonno_cli.app import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("info", "selfcheck"):
+        assert command in result.output
+
+
+def test_info_reports_devices_and_auto_choice():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "auto picks" in result.output and "torch" in result.output and "cpu" in result.output
+
+
+def test_selfcheck_bad_device_is_a_usage_error():
+    result = runner.invoke(app, ["selfcheck", "--device", "quantum"])
+    assert result.exit_code == 2
+    assert "quantum" in result.output
+
+
+def test_selfcheck_console_script_passes_and_prints_numbers():
+    exe = [sys.executable, "-c", "from tonno_cli.app import main; main()"]
+    proc = subprocess.run([*exe, "selfcheck", "--device", "cpu", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["passed"] and result["correlation"] >= 0.97 and result["relative_error"] <= 0.2
+    assert result["seconds"] > 0
+
+
+def test_synth_and_its_errors(tmp_path):
+    out = tmp_path / "data"
+    result = runner.invoke(app, ["synth", str(out), "--n", "4", "--shape", "16,16,16", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (out / "labels.csv").read_text().count("\n") == 5
+    again = runner.invoke(app, ["synth", str(out), "--n", "4", "--shape", "16,16,16", "-q"])
+    assert again.exit_code == 1 and "not empty" in again.output
+    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--kind", "liver", "-q"])
+    assert bad.exit_code == 2 and "unknown kind 'liver'" in bad.output
+
+
+def test_train_bad_input_exits_nonzero_and_leaves_nothing(tmp_path):
+    run = tmp_path / "run"
+    missing = runner.invoke(app, ["train", str(tmp_path / "nope"), "--out", str(run), "-q"])
+    assert missing.exit_code == 1 and "nope" in missing.output and "not found" in missing.output
+    (tmp_path / "labels.csv").write_text("case,label,image\na,1,a.nii.gz\nb,0,b.nii.gz\n")
+    (tmp_path / "a.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), str(tmp_path / "b.nii.gz"))
+    broken = runner.invoke(app, ["train", str(tmp_path), "--out", str(run), "-q", "--device", "cpu"])
+    assert broken.exit_code == 1 and "a.nii.gz" in broken.output and "unreadable or truncated" in broken.output
+    assert not run.exists()
+    device = runner.invoke(app, ["train", str(tmp_path), "--out", str(run), "--device", "quantum"])
+    assert device.exit_code == 2

@@ -1,0 +1,71 @@
+"""Table 2 end to end: training, every method, calibration, evaluation, table and figure."""
+
+import csv
+
+import pytest
+from typer.testing import CliRunner
+
+from tonno_cli.app import app
+
+runner = CliRunner()
+
+
+def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
+    from tonno_engine.data.synth import synthesize
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=14, seed=3, shape=(20, 20, 20)))
+    out = tmp_path / "bench"
+    res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "--steps", "3", "--slice-size", "32",
+                              "--norm", "gn", "--slices", "6", "--angles", "12", "--layer", "3", "--device", "cpu",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    with open(out / "table.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows] == ["gradcam-l3", "layercam-l3", "tonno", "averaged-layercam-l3",
+                                          "tomographic-layercam-l3"]
+    assert all(0.0 <= float(r["f1"]) <= 1.0 and float(r["val_f1"]) >= 0.0 for r in rows)
+    table = (out / "table.md").read_text()
+    assert "| ToNNO |" in table and "| LayerCAM (layer 3) |" in table and "Balanced accuracy" in table
+    assert (out / "model" / "checkpoint_last.pt").exists() and (out / "heatmaps" / "summary.csv").exists()
+    png = (out / "figure.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "Test cases: " in res.output and "figure:" in res.output
+    # rerunning continues: training is complete and every heatmap is reused
+    from napari_tonno.demo_viewer import demo_layers
+    from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter, default_methods
+    from tonno_engine.methods.settings import ReconstructionSettings
+    from tonno_engine.training.config import TrainConfig
+
+    cfg = BenchmarkConfig(train=TrainConfig(steps=3, slice_size=32, norm="gn", device="cpu"),
+                          methods=default_methods(3), settings=ReconstructionSettings(6, 12), device="cpu")
+    result = [e for e in benchmark_iter(data, out, cfg) if isinstance(e, BenchmarkResult)][0]
+    with open(out / "heatmaps" / "summary.csv", newline="") as fh:
+        assert {r["status"] for r in csv.DictReader(fh)} == {"skipped"}
+    assert [r["f1"] for r in result.rows] == pytest.approx([float(r["f1"]) for r in rows], abs=1e-4)
+    layers = demo_layers(out, result)  # what `tonno demo --napari` shows
+    assert [kind for _, _, kind in layers] == ["image", "labels"] + ["image"] * 5
+    assert layers[0][0].shape == layers[-1][0].shape == (20, 20, 20)
+
+
+def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoint):
+    from tonno_engine.data.synth import synthesize
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
+    out = tmp_path / "bench"
+    res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method",
+                              "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layer", "3",
+                              "--slices", "5", "--angles", "8", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    with open(out / "table.csv", newline="") as fh:
+        assert [r["label"] for r in csv.DictReader(fh)] == ["gradcampp-l3", "tonno", "averaged-gradcam-l3"]
+    assert not (out / "model").exists()  # the checkpoint was used, nothing trained
+
+
+def test_benchmark_needs_masks(tmp_path, tiny_checkpoint, tiny_cases):
+    images = tiny_cases / "images"
+    (tmp_path / "labels.csv").write_text(f"case,label,image\na,1,{images / 'phantom_0000.nii.gz'}\n"
+                                         f"b,0,{images / 'phantom_0001.nii.gz'}\n")
+    res = runner.invoke(app, ["benchmark", str(tmp_path), "-o", str(tmp_path / "o"), "-c", str(tiny_checkpoint)])
+    assert res.exit_code == 1 and "needs ground-truth masks" in res.output

@@ -1,0 +1,53 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tonno_engine.data.dataset import read_cases
+from tonno_engine.data.nifti import load_nifti
+from tonno_engine.data.synth import synthesize
+
+
+@pytest.mark.parametrize(("kind", "shape"), [("phantom", (24, 28, 32)), ("brain", (32, 38, 32))])
+def test_synth_writes_a_consistent_weak_label_data_set(tmp_path, kind, shape):
+    events = list(synthesize(tmp_path, kind=kind, n=6, seed=1, shape=shape))
+    assert [e.done for e in events] == [1, 2, 3, 4, 5, 6]
+    cases = read_cases(tmp_path)
+    assert sorted(c.label for c in cases) == [0, 0, 0, 1, 1, 1]
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    assert meta["kind"] == kind and meta["intensity"] in ("none", "mr")
+    lesions = {e.case: e.lesions for e in events}
+    for case in cases:
+        image, mask = load_nifti(case.image), load_nifti(case.mask)
+        assert image.array.shape == shape == mask.array.shape
+        np.testing.assert_allclose(image.affine, mask.affine)
+        # positives hold lesions in their mask, negatives none
+        assert (mask.array.sum() > 0) == bool(case.label) == (lesions[case.case] > 0)
+
+
+def test_brightness_alone_does_not_separate_the_classes(tmp_path):
+    list(synthesize(tmp_path, kind="phantom", n=16, seed=0, shape=(32, 32, 32)))
+    with open(tmp_path / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    peak = {r["case"]: np.percentile(load_nifti(tmp_path / r["image"]).array, 99.9) for r in rows}
+    pos = [peak[r["case"]] for r in rows if r["label"] == "1"]
+    neg = [peak[r["case"]] for r in rows if r["label"] == "0"]
+    # distractors are as bright as lesions: the brightest voxels overlap between classes
+    assert max(neg) > min(pos)
+
+
+def test_same_seed_same_data(tmp_path):
+    list(synthesize(tmp_path / "a", n=2, seed=5, shape=(16, 16, 16)))
+    list(synthesize(tmp_path / "b", n=2, seed=5, shape=(16, 16, 16)))
+    for name in ("phantom_0000", "phantom_0001"):
+        a = load_nifti(tmp_path / "a" / "images" / f"{name}.nii.gz").array
+        b = load_nifti(tmp_path / "b" / "images" / f"{name}.nii.gz").array
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"kind": "x"}, "unknown kind"), ({"n": 1}, "n must be >= 2"),
+                                                 ({"shape": (8, 8, 8)}, "shape must be")])
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        list(synthesize(tmp_path, **kwargs))

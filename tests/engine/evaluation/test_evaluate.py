@@ -1,0 +1,90 @@
+"""``tonno evaluate`` and ``tonno benchmark`` on small files."""
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tonno_cli.app import app
+from tonno_engine.data.nifti import save_nifti
+
+runner = CliRunner()
+
+
+def _write_case(folder, name, mask, *, noise_seed, affine=None, shape=None, lesion=1.0):
+    rng = np.random.default_rng(noise_seed)
+    heat = rng.uniform(0, 0.5, shape or mask.shape) + (lesion * mask if shape is None else 0)
+    save_nifti(folder / "gt" / f"{name}.nii.gz", mask.astype(np.uint8), np.eye(4), dtype=np.uint8)
+    save_nifti(folder / "pred" / f"{name}_tonno.nii.gz", heat, np.eye(4) if affine is None else affine)
+
+
+def _mask(*boxes):
+    out = np.zeros((12, 12, 12), bool)
+    for b in boxes:
+        out[b] = True
+    return out
+
+
+@pytest.fixture
+def files(tmp_path):
+    _write_case(tmp_path, "a", _mask(np.s_[1:4, 1:4, 1:4], np.s_[8:11, 8:11, 8:11]), noise_seed=0)
+    _write_case(tmp_path, "b", _mask(), noise_seed=1)
+    _write_case(tmp_path, "c", _mask(np.s_[5:8, 2:4, 2:4]), noise_seed=2)
+    return tmp_path
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_evaluate_fixed_threshold_writes_rows_summary_and_masks(files):
+    out = files / "metrics.csv"
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--threshold", "fixed:0.75",
+                              "-o", str(out), "--masks", str(files / "bin"), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    assert [r["case"] for r in rows] == ["a", "b", "c", "ALL"]
+    assert [r["n_gt"] for r in rows[:3]] == ["2", "0", "1"] and [r["detected"] for r in rows[:3]] == ["2", "0", "1"]
+    assert rows[3]["f1"] == "1.0000" and rows[3]["balanced_accuracy"] == "1.0000" and rows[3]["dice"] == "1.0000"
+    binary = nib.load(files / "bin" / "a_tonno.nii.gz").get_fdata()
+    np.testing.assert_array_equal(binary > 0, _mask(np.s_[1:4, 1:4, 1:4], np.s_[8:11, 8:11, 8:11]))
+    assert "F1 1.000" in res.output
+
+
+def test_evaluate_reports_bad_cases_and_goes_on(files):
+    _write_case(files, "shape", _mask(), noise_seed=3, shape=(12, 12, 10))
+    _write_case(files, "affine", _mask(), noise_seed=4, affine=np.diag([2.0, 1, 1, 1]))
+    save_nifti(files / "pred" / "orphan_tonno.nii.gz", np.zeros((12, 12, 12)))
+    out = files / "m.csv"
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "-o", str(out), "-q",
+                              "--threshold", "0.75"])
+    assert res.exit_code == 1
+    status = {r["case"]: (r["status"], r["error"]) for r in _rows(out)}
+    assert status["a"][0] == "ok" and status["ALL"][0] == "summary"
+    assert status["shape"][0] == "failed" and "shape (12, 12, 10) differs" in status["shape"][1]
+    assert "affine differs" in status["affine"][1] and "affine_tonno.nii.gz" in status["affine"][1]
+    assert "no ground truth" in status["orphan_tonno"][1]
+    assert "failed: orphan_tonno" in res.output
+
+
+def test_evaluate_calibrates_on_validation_files(files, tmp_path_factory):
+    val = tmp_path_factory.mktemp("val")
+    _write_case(val, "v1", _mask(np.s_[2:5, 2:5, 2:5]), noise_seed=7)
+    _write_case(val, "v2", _mask(), noise_seed=8)
+    out = files / "m.csv"
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "-o", str(out), "-q",
+                              "--val-pred", str(val / "pred"), "--val-gt", str(val / "gt")])
+    assert res.exit_code == 0, res.output
+    assert "calibrated threshold" in res.output
+    summary = _rows(out)[-1]
+    assert summary["threshold"].startswith("calibrated:") and summary["f1"] == "1.0000"
+
+
+def test_evaluate_usage_errors(files):
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--threshold", "median"])
+    assert res.exit_code == 2 and "bad threshold" in res.output
+    res = runner.invoke(app, ["evaluate", str(files / "nothing"), str(files / "gt")])
+    assert res.exit_code == 1 and "heatmaps not found" in res.output

@@ -1,0 +1,98 @@
+"""Evaluation metrics on small cases checked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tonno_engine.evaluation.metrics import Threshold, binarize, calibrate_threshold, case_metrics, label_components, summarize
+
+
+def _vol(*boxes, shape=(10, 10, 10)):
+    out = np.zeros(shape, bool)
+    for b in boxes:
+        out[b] = True
+    return out
+
+
+A = np.s_[1:3, 1:3, 1:3]  # 8 voxels
+B = np.s_[6:8, 6:8, 6:8]  # 8 voxels
+
+
+def test_empty_prediction():
+    m = case_metrics(_vol(), _vol(A, B))
+    assert (m.n_pred, m.tp_pred, m.n_gt, m.detected) == (0, 0, 2, 0)
+    assert m.dice == 0.0 and m.max_iou == 0.0 and not m.predicted_positive and m.positive
+    s = summarize([m])
+    assert s["precision"] == 1.0 and s["recall"] == 0.0 and s["f1"] == 0.0 and s["balanced_accuracy"] == 0.0
+
+
+def test_empty_ground_truth():
+    m = case_metrics(_vol(A), _vol())
+    assert (m.n_pred, m.tp_pred, m.n_gt, m.detected) == (1, 0, 0, 0)
+    assert math.isnan(m.dice) and math.isnan(m.max_iou) and m.predicted_positive and not m.positive
+    s = summarize([m])
+    assert s["precision"] == 0.0 and s["recall"] == 1.0 and s["f1"] == 0.0 and math.isnan(s["dice"])
+    assert s["balanced_accuracy"] == 0.0  # the only (negative) volume was called positive
+
+
+def test_one_prediction_touching_two_lesions():
+    pred = _vol(np.s_[1:8, 2, 2])  # one bar of 7 voxels along axis 0
+    gt = _vol(A, np.s_[6:8, 1:3, 1:3])  # two 8-voxel lesions the bar runs through (x0 = 1, 2 and 6, 7)
+    m = case_metrics(pred, gt)
+    assert (m.n_pred, m.tp_pred, m.n_gt, m.detected) == (1, 1, 2, 2)
+    assert m.dice == pytest.approx(2 * 4 / (7 + 16))
+    s = summarize([m])
+    assert (s["precision"], s["recall"], s["f1"]) == (1.0, 1.0, 1.0)
+
+
+def test_pooling_over_cases_and_balanced_accuracy():
+    rows = [case_metrics(_vol(A), _vol(A, B), case="hit one of two"),       # tp 1/1, detected 1/2
+            case_metrics(_vol(A, np.s_[8:9, 0:1, 0:1]), _vol(A), case="hit + false positive"),  # tp 1/2
+            case_metrics(_vol(), _vol(), case="true negative"),
+            case_metrics(_vol(B), _vol(), case="false positive")]
+    s = summarize(rows)
+    assert s["precision"] == pytest.approx(2 / 4) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s["dice"] == pytest.approx(np.mean([2 * 8 / (8 + 16), 2 * 8 / (9 + 8)]))
+    assert s["balanced_accuracy"] == pytest.approx(0.5 * (1.0 + 0.5))
+
+
+def test_connectivity_decides_what_is_one_lesion():
+    diagonal = _vol(np.s_[2, 2, 2], np.s_[3, 3, 3])  # touch at a corner only
+    assert label_components(diagonal, 26)[1] == 1
+    assert label_components(diagonal, 18)[1] == 2
+    assert label_components(_vol(np.s_[2, 2, 2], np.s_[3, 3, 2]), 18)[1] == 1  # shared edge
+    assert label_components(_vol(np.s_[2, 2, 2], np.s_[3, 3, 2]), 6)[1] == 2
+    with pytest.raises(ValueError, match="connectivity"):
+        label_components(diagonal, 8)
+
+
+def test_max_iou_of_boxes():
+    gt = _vol(np.s_[0:4, 0:4, 0:4])  # a 4³ box
+    pred = _vol(np.s_[0:4, 0:4, 0:2])  # half of it
+    assert case_metrics(pred, gt).max_iou == pytest.approx(0.5)
+    assert case_metrics(_vol(np.s_[0:4, 0:4, 0:2], np.s_[0:4, 0:4, 3:4]), gt).max_iou == pytest.approx(0.5)
+
+
+def test_thresholds():
+    h = np.linspace(0, 1, 1000).reshape(10, 10, 10)
+    assert binarize(h, Threshold("fixed", 0.5)).sum() == 500
+    assert binarize(h, Threshold.parse("percentile:90")).sum() == 100
+    bimodal = np.r_[np.zeros(900), np.ones(100)].reshape(10, 10, 10) + 0.01 * np.sin(np.arange(1000)).reshape(10, 10, 10)
+    assert binarize(bimodal, Threshold.parse("otsu")).sum() == 100
+    assert Threshold.parse("0.25") == Threshold("fixed", 0.25)
+    for bad in ("median", "percentile:150", "fixed"):
+        with pytest.raises(ValueError):
+            Threshold.parse(bad)
+
+
+def test_calibration_finds_the_level_that_separates_lesions():
+    gt = [_vol(A), _vol(B), _vol()]
+    heat = []
+    for g, seed in zip(gt, (1, 2, 3)):
+        noise = np.random.default_rng(seed).uniform(0, 0.6, g.shape)
+        heat.append(noise + 0.8 * g)  # lesions above 0.8, background below 0.6
+    threshold, f1 = calibrate_threshold(heat, gt)
+    top = min(h[g].max() for h, g in zip(heat, gt) if g.any())
+    assert f1 == 1.0 and 0.6 <= threshold.value < top and threshold.kind == "calibrated"

@@ -1,0 +1,105 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tonno_engine.models.checkpoint import load_model, read_checkpoint
+from tonno_engine.base.errors import DataError
+from tonno_engine.data.synth import synthesize
+from tonno_engine.apps.training_run import train_run_iter as train_iter
+from tonno_engine.training.config import TrainConfig
+from tonno_engine.training.loop import TrainStep
+
+TINY = dict(model="resnet10t", norm="gn", slice_size=32, batch_volumes=2, slices_per_volume=4, val_every=3,
+            checkpoint_every=2, val_slices=4, device="cpu", seed=7)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom")
+    list(synthesize(root, kind="phantom", n=8, seed=0, shape=(24, 24, 24)))
+    return root
+
+
+def _steps(run):
+    with open(run / "metrics.csv", newline="") as fh:
+        return [int(r["step"]) for r in csv.DictReader(fh)]
+
+
+def test_training_writes_the_run_folder(data, tmp_path):
+    events = list(train_iter(data, tmp_path, TrainConfig(steps=6, **TINY)))
+    train_events = [e for e in events if isinstance(e, TrainStep)]
+    assert [e.done for e in train_events] == [1, 2, 3, 4, 5, 6]
+    assert any(e.stage == "load" for e in events)
+    assert _steps(tmp_path) == [1, 2, 3, 4, 5, 6]
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt", "run.json", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    with open(tmp_path / "metrics.csv", newline="") as fh:
+        val_rows = [r for r in csv.DictReader(fh) if r["val_volume_auc"]]
+    assert [int(r["step"]) for r in val_rows] == [3, 6]
+    assert all(0 <= float(r["val_volume_auc"]) <= 1 for r in val_rows)
+    run = json.loads((tmp_path / "run.json").read_text())
+    meta = read_checkpoint(tmp_path / "checkpoint_last.pt")["meta"]
+    for key in ("model", "norm", "slice_size", "preprocessing", "train_args", "versions", "data_hash"):
+        assert key in meta and meta[key] is not None, key
+    assert meta["preprocessing"]["intensity"] == "none"  # from the data set's dataset.json
+    assert run["step"] == 6 and run["meta"]["data_hash"] == meta["data_hash"]
+    assert not set(meta["train_cases"]) & set(meta["val_cases"])
+    model, _ = load_model(tmp_path / "checkpoint_best.pt")
+    assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1)
+    with pytest.raises(DataError, match="already holds a training"):
+        list(train_iter(data, tmp_path, TrainConfig(steps=6, **TINY)))
+
+
+def test_resume_takes_exactly_the_steps_of_an_uninterrupted_run(data, tmp_path):
+    cfg = TrainConfig(steps=7, **TINY)
+    list(train_iter(data, tmp_path / "straight", cfg))
+    for event in train_iter(data, tmp_path / "cut", cfg):  # stop after step 5: last checkpoint is step 4
+        if isinstance(event, TrainStep) and event.done == 5:
+            break
+    assert read_checkpoint(tmp_path / "cut" / "checkpoint_last.pt")["meta"]["step"] == 4
+    stale = tmp_path / "cut" / ".checkpoint_last.pt.x1y2.part.pt"  # as a kill mid-write leaves it
+    stale.write_bytes(b"partial")
+    list(train_iter(data, tmp_path / "cut", None, resume=True))
+    assert not stale.exists()
+    assert _steps(tmp_path / "cut") == list(range(1, 8))
+    a = read_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "cut" / "checkpoint_last.pt")["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_kill_9_then_resume_from_the_command_line(data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from tonno_cli.app import main; main()", "train", str(data), "--out", str(run),
+           "--slice-size", "32", "--steps", "200", "--batch-volumes", "2", "--slices-per-volume", "4",
+           "--norm", "gn", "--device", "cpu", "--checkpoint-every", "3", "--val-every", "50", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "checkpoint_last.pt").exists() and len(_steps(run)) >= 8:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(_steps(run))
+    assert killed_at < 200
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _steps(run) == list(range(1, 201))  # no step lost or repeated
+    assert read_checkpoint(run / "checkpoint_last.pt")["meta"]["step"] == 200
+    assert not list(run.glob(".*part*"))
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    (tmp_path / "labels.csv").write_text("case,label,image\na,1,a.nii.gz\n")
+    with pytest.raises(DataError, match="image file not found"):
+        list(train_iter(tmp_path, tmp_path / "run", TrainConfig(steps=1, **TINY)))
+    assert not (tmp_path / "run").exists()

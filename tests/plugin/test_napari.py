@@ -1,0 +1,260 @@
+"""napari plugin: manifest, NIfTI reader/writer, sample data and the dock widgets (pytest-qt, Xvfb)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.gui
+
+
+def test_manifest_validates_and_is_what_napari_finds():
+    from npe2 import PluginManager, PluginManifest
+
+    manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    manifest.validate_imports()  # every python_name imports and resolves
+    pm = PluginManager.instance()
+    pm.discover()
+    assert "napari-tonno" in pm._manifests and pm.get_manifest("napari-tonno").display_name == "tonno"
+    done = subprocess.run([sys.executable, "-m", "npe2", "validate", str(ROOT / "napari.yaml")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "valid" in done.stdout
+
+
+def test_python_names_import_without_qt():
+    from npe2 import PluginManifest
+
+    names = [c.python_name for c in PluginManifest.from_file(ROOT / "napari.yaml").contributions.commands]
+    code = ("import importlib, json, sys\n"
+            f"for name in {names!r}:\n"
+            "    module, attr = name.split(':')\n"
+            "    getattr(importlib.import_module(module), attr)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'qtpy'))))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def _rotated_affine():
+    angle = np.deg2rad(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([1.5, 0.8, 2.0])
+    affine[:3, 3] = (-40.0, 12.5, 7.0)
+    return affine
+
+
+@pytest.mark.filterwarnings("ignore:Non-orthogonal slicing")  # napari's own note about oblique affines
+@pytest.mark.parametrize("affine", [np.diag([2.0, 2.0, 3.0, 1.0]), _rotated_affine()])
+def test_reader_writer_round_trip_is_exact(tmp_path, affine):
+    from napari_tonno.io import get_reader, write_image
+
+    data = np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32)
+    src = tmp_path / "in.nii.gz"
+    img = nib.Nifti1Image(data, affine)
+    img.header["descrip"] = b"tonno round trip"
+    nib.save(img, src)
+    [(layer_data, kwargs, kind)] = get_reader(str(src))(str(src))
+    assert kind == "image" and np.array_equal(layer_data, data)
+    np.testing.assert_allclose(kwargs["scale"], np.linalg.norm(affine[:3, :3], axis=0))
+    # the layer's own transform maps voxels to the file's millimetres
+    from napari.layers import Image
+
+    layer = Image(layer_data, **{k: v for k, v in kwargs.items() if k != "name"})
+    voxel = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(layer.data_to_world(voxel), (affine @ np.r_[voxel, 1])[:3], atol=1e-9)
+    out = tmp_path / "out.nii.gz"
+    write_image(str(out), layer_data, {"scale": layer.scale, "translate": layer.translate,
+                                       "metadata": kwargs["metadata"]})
+    back = nib.load(out)
+    assert np.array_equal(back.get_fdata(dtype=np.float32), data)
+    np.testing.assert_allclose(back.affine, affine, atol=1e-6)
+    assert back.header["descrip"].tobytes().startswith(b"tonno round trip")
+    # without the metadata affine, scale/translate/affine alone give the same geometry
+    out2 = tmp_path / "out2.nii.gz"
+    write_image(str(out2), layer_data, {"scale": layer.scale, "translate": layer.translate,
+                                        "affine": layer.affine.affine_matrix, "metadata": {}})
+    np.testing.assert_allclose(nib.load(out2).affine, affine, atol=1e-6)
+
+
+def test_reader_opens_labels_and_refuses_other_files(tmp_path):
+    from napari_tonno.io import get_reader
+
+    mask = np.zeros((5, 5, 5), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "m.nii.gz")
+    [(data, _, kind)] = get_reader(str(tmp_path / "m.nii.gz"))(str(tmp_path / "m.nii.gz"))
+    assert kind == "labels" and data.sum() == 8
+    assert get_reader(str(tmp_path / "x.png")) is None
+
+
+def test_sample_data_has_a_brain_with_lesions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TONNO_CACHE", str(tmp_path))
+    from napari_tonno.samples import brain_sample
+
+    (image, ikw, ikind), (labels, lkw, lkind) = brain_sample()
+    assert (ikind, lkind) == ("image", "labels") and image.shape == labels.shape == (64, 76, 64)
+    assert labels.sum() > 50 and image[labels > 0].mean() > image[image > 0].mean()
+    assert ikw["scale"] == lkw["scale"]
+
+
+@pytest.fixture
+def viewer_with_volume(make_napari_viewer, tiny_checkpoint):
+    from tonno_engine.tomography.phantoms import balls_phantom
+
+    viewer = make_napari_viewer()
+    volume = balls_phantom((20, 22, 24)).numpy()
+    viewer.add_image(volume, name="phantom", scale=(2.0, 1.0, 1.5), metadata={"tonno_checkpoint": str(tiny_checkpoint)})
+    return viewer
+
+
+def _reconstruct_widget(viewer, angles):
+    from napari_tonno.widgets.reconstruct import ReconstructWidget
+
+    widget = ReconstructWidget(viewer)
+    widget.slices.value, widget.angles.value, widget.device.value = 8, angles, "cpu"
+    return widget
+
+
+def test_reconstruct_live_updates_and_a_responsive_event_loop(viewer_with_volume, qtbot):
+    from qtpy.QtCore import QElapsedTimer, QTimer
+
+    viewer = viewer_with_volume
+    widget = _reconstruct_widget(viewer, 256)
+    assert widget.checkpoint.value.name == "tiny.pt"  # taken from the layer's metadata
+    clock, stalls = QElapsedTimer(), []
+    clock.start()
+
+    def tick():
+        stalls.append(clock.restart())
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(5)
+    widget.run()
+    assert widget.output is not None and widget.output in viewer.layers  # the layer appears at once
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    timer.stop()
+    assert widget.updates >= 2 and widget.output.metadata["complete"]
+    assert widget.output.metadata["tonno"]["method"]["name"] == "tonno"
+    assert widget.output.metadata["tonno"]["angles"] == 256
+    np.testing.assert_allclose(widget.output.scale, (2.0, 1.0, 1.5))
+    assert np.abs(widget.output.data).max() > 0
+    longest = max(stalls[1:])
+    print(f"longest main-thread stall during the reconstruction: {longest} ms")
+    assert longest < 100
+
+
+def test_cancel_stops_within_a_second(viewer_with_volume, qtbot):
+    widget = _reconstruct_widget(viewer_with_volume, 20000)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value > 0, timeout=60_000)
+    start = time.perf_counter()
+    with qtbot.waitSignal(widget.worker.finished, timeout=5_000):
+        widget.cancel()
+    assert time.perf_counter() - start < 1.0
+    assert widget.status.value == "cancelled" and not widget.output.metadata["complete"]
+
+
+def test_logit_profile_follows_the_viewer_and_clicks_move_it(viewer_with_volume, qtbot):
+    from napari_tonno.widgets.profiles import LogitProfileWidget
+
+    viewer = viewer_with_volume
+    widget = LogitProfileWidget(viewer)
+    widget.direction.value, widget.slices.value = "axis 0", 10
+    widget.compute()
+    with qtbot.waitSignal(widget.worker.returned, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget.logits is not None)
+    assert widget.logits.shape == (12,) and widget.offsets[0] < -1 < 1 < widget.offsets[-1]
+    widget.go_to(1.0)  # the last slice along axis 0 (world 38 mm at 2 mm spacing)
+    assert viewer.dims.point[0] == pytest.approx(38.0)
+    assert widget.current_offset() == pytest.approx(1.0)
+    assert widget._marker.get_xdata()[0] == pytest.approx(1.0)
+    widget.go_to(-1.0)
+    assert viewer.dims.point[0] == pytest.approx(0.0) and widget.current_offset() == pytest.approx(-1.0)
+
+
+def test_direction_slices_show_the_stack_with_logits(viewer_with_volume):
+    from napari_tonno.widgets.direction_slices import DirectionSlicesWidget
+
+    viewer = viewer_with_volume
+    widget = DirectionSlicesWidget(viewer)
+    widget.slices.value, widget.index.value = 8, 5
+    widget.show_slices()
+    stack = widget.stack
+    assert stack.data.shape == (10, 32, 32) and len(stack.metadata["logits"]) == 10
+    overlay = widget._overlay()
+    assert "logit" in overlay.text and overlay.visible and widget.status.value == overlay.text
+
+
+def test_threshold_makes_labels_and_metrics(make_napari_viewer):
+    from napari_tonno.widgets.threshold import ThresholdWidget
+
+    viewer = make_napari_viewer()
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[2:4, 2:4, 2:4] = 1
+    truth[7:9, 7:9, 7:9] = 1
+    heat = truth * 2.0 + np.random.default_rng(0).uniform(0, 1, truth.shape)
+    viewer.add_labels(truth, name="truth")
+    viewer.add_image(heat, name="heat")
+    widget = ThresholdWidget(viewer)
+    widget.heatmap.value = viewer.layers["heat"]
+    widget.truth.value = viewer.layers["truth"]
+    widget.level.value = 1.5
+    assert "heat mask" in viewer.layers and np.array_equal(viewer.layers["heat mask"].data, truth)
+    assert widget.last_metrics["f1"] == 1.0 and "F1 1.00" in widget.metrics.value
+    widget.level.value = widget.level.max - 0.05  # only the brightest lesion voxels survive
+    assert widget.last_metrics["recall"] <= 1.0 and viewer.layers["heat mask"].data.sum() < truth.sum()
+
+
+def test_train_runs_as_a_child_process_and_stops(make_napari_viewer, qtbot, tiny_cases, tmp_path):
+    from napari_tonno.widgets.train import TrainWidget
+
+    widget = TrainWidget(make_napari_viewer())
+    widget.data.value, widget.out.value = tiny_cases, tmp_path / "run"
+    widget.steps.value, widget.slice_size.value, widget.device.value = 100000, 32, "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: "train (train)" in widget.log.value, timeout=120_000)
+    assert "training on cpu" in widget.log.value
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.stop_button.enabled, timeout=10_000)
+    assert widget.status.value == "stopped" and (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_demo_checkpoint_is_made_by_training_and_cached(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("TONNO_CACHE", str(tmp_path))
+    from napari_tonno.samples import brain_sample, demo_checkpoint_path
+    from napari_tonno.widgets.reconstruct import ReconstructWidget
+    from tonno_engine.models.checkpoint import read_checkpoint
+
+    widget = ReconstructWidget(make_napari_viewer())
+    widget.make_demo_checkpoint(steps=2, cases=4)
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    assert demo_checkpoint_path().exists() and widget.checkpoint.value == demo_checkpoint_path()
+    assert read_checkpoint(demo_checkpoint_path())["meta"]["step"] == 2
+    assert brain_sample()[0][1]["metadata"]["tonno_checkpoint"] == str(demo_checkpoint_path())
+
+
+def test_widgets_load_torch_safely_after_napari_opened_a_window():
+    # torch (via torchvision → triton) loaded after napari's OpenGL context used to crash the process
+    code = ("import napari, numpy as np\n"
+            "viewer = napari.Viewer(show=True)\n"
+            "viewer.add_image(np.random.rand(8, 8, 8))\n"
+            "viewer.window.screenshot(canvas_only=False, flash=False)\n"
+            "from napari_tonno.widgets.reconstruct import ReconstructWidget\n"
+            "widget = ReconstructWidget(viewer)\n"
+            "import timm, torch\n"
+            "print(timm.create_model('resnet10t', num_classes=1, in_chans=1).eval()(torch.rand(1, 1, 32, 32)).shape)\n"
+            "viewer.close()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch.Size([1, 1])" in done.stdout

@@ -1,0 +1,279 @@
+"""Batch reconstruction of many volumes with several methods, restartable and fault tolerant.
+
+Outputs in ``out/``: ``<case>_<method label>.nii.gz`` (float32, the input's affine and header),
+each written atomically as soon as it is done; ``summary.csv`` (one row per case and method,
+rewritten atomically after every case) and ``run.json`` (arguments, versions, checkpoint hash,
+device). A failing case is recorded and the batch goes on. A CUDA out-of-memory error halves the
+scorer batch and retries the case.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ..base.atomic import make_output_folder, remove_stale_parts, write_text_atomic
+from ..base.versions import versions
+from ..models.checkpoint import load_model
+from ..data.dataset import read_cases
+from ..base.devices import device_name, resolve_device
+from ..base.errors import DataError
+from ..base.events import Partial, Progress
+from ..data.nifti import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
+from ..base.registry import MethodSpec
+from ..methods.run import methods_iter
+from ..methods.settings import PRESETS, ReconstructionSettings
+from ..data.preprocessing import Preprocessing
+from ..tomography.reconstruction import default_batch_size
+
+SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
+                  "output", "error")
+
+
+@dataclass
+class BatchConfig:
+    """Options of a batch: the methods, the reconstruction settings (``slice_size=None`` takes the
+    checkpoint's, ``angles=None`` each method's default), device, and what to do with outputs
+    that exist (``resume``: skip them; ``overwrite``: redo them)."""
+
+    methods: list[MethodSpec] = field(default_factory=lambda: [MethodSpec("tonno")])
+    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS["paper"])
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A (case, method) job that failed, and why."""
+
+    case: str
+    method: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFinished(Progress):
+    """A case is done (written, skipped or failed): its name and the failures among its methods."""
+
+    case: str
+    failures: tuple[Failure, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchSizeHalved:
+    """Out of device memory on ``case``: retrying it with ``batch_size`` slices per network call."""
+
+    case: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    case: str
+    image: Path
+
+
+@dataclass
+class BatchResult:
+    """The final event of :func:`reconstruct_batch_iter`: one summary row per (case, method)."""
+
+    rows: list[dict]
+    out: Path
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+    @property
+    def failures(self) -> list[Failure]:
+        return _failures(self.rows)
+
+
+def _failures(rows: list[dict]) -> list[Failure]:
+    return [Failure(r["case"], r["method"], r["error"]) for r in rows if r["status"] == "failed"]
+
+
+def batch_inputs(source: str | Path) -> list[BatchInput]:
+    """Cases from a NIfTI file, a folder (its labels.csv if any, else its NIfTI files) or a CSV.
+
+    Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
+    folder or duplicate case names raise :class:`DataError`.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DataError(source, "input not found (give a NIfTI file, a folder or a labels CSV)")
+    if source.is_file() and is_nifti(source):
+        return [BatchInput(nifti_stem(source), source)]
+    if source.is_file() or (source / "labels.csv").exists():
+        return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
+    files = sorted(p for p in source.iterdir() if p.is_file() and is_nifti(p))
+    if not files:
+        raise DataError(source, "folder holds no .nii/.nii.gz files and no labels.csv")
+    inputs = [BatchInput(nifti_stem(p), p) for p in files]
+    names = [i.case for i in inputs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(source, f"several files share the case name(s) {', '.join(dupes)}")
+    return inputs
+
+
+def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
+    return Path(out) / f"{case}_{spec.label}.nii.gz"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _summary_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _previous_rows(out: Path) -> dict[tuple[str, str], dict]:
+    path = out / "summary.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {(r["case"], r["method"]): r for r in csv.DictReader(fh)}
+
+
+def _check_existing(inputs, out: Path, cfg: BatchConfig) -> None:
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("--continue and --overwrite exclude each other")
+    existing = [output_path(out, i.case, s) for i in inputs for s in cfg.methods
+                if output_path(out, i.case, s).exists()]
+    if existing and not (cfg.resume or cfg.overwrite):
+        raise DataError(out, f"already holds {len(existing)} of this batch's outputs (e.g. {existing[0].name}); "
+                             "pass --continue to skip them or --overwrite to redo them")
+
+
+def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterator[Progress | BatchResult]:
+    """Reconstruct every case of ``source`` with every method of ``cfg`` into ``out``.
+
+    Checks everything that can fail for the whole batch first (inputs, checkpoint, device,
+    existing outputs, an output folder that cannot be made) and raises ``DataError``/``ValueError``
+    with nothing written. Then yields a :class:`CaseFinished` after each case, the methods'
+    ``Progress("slices")`` events during a case, :class:`BatchSizeHalved` on a retry after running
+    out of device memory, and finally a :class:`BatchResult`. The methods of one case share passes over the slices where they can,
+    so their rows carry the seconds and peak memory of the whole case.
+    """
+    out, checkpoint = Path(out), Path(checkpoint)
+    inputs = batch_inputs(source)
+    device = resolve_device(cfg.device)
+    model, meta = load_model(checkpoint, device)
+    _check_existing(inputs, out, cfg)
+    preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
+    settings = cfg.settings if cfg.settings.slice_size else replace(cfg.settings, slice_size=meta.get("slice_size", 224))
+
+    make_output_folder(out)
+    remove_stale_parts(out)
+    run_info = {
+        "command": "reconstruct", "source": str(source), "out": str(out),
+        "arguments": {**asdict(cfg), **settings.as_dict(), "methods": [s.as_dict() for s in cfg.methods]},
+        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
+        "device": str(device), "device_name": device_name(device), "versions": versions(),
+        "started": _now(), "finished": None,
+    }
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+
+    previous = _previous_rows(out) if cfg.resume else {}
+    rows: list[dict] = []
+    for done, item in enumerate(inputs, start=1):
+        todo, case_rows = [], []
+        for spec in cfg.methods:
+            target = output_path(out, item.case, spec)
+            if cfg.resume and target.exists():
+                case_rows.append({**_row(item, spec, target, "skipped"), **_kept(previous.get((item.case, spec.label)))})
+            else:
+                todo.append(spec)
+        if todo:
+            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device)
+        order = {s.label: k for k, s in enumerate(cfg.methods)}
+        rows += sorted(case_rows, key=lambda r: order[r["method"]])
+        write_text_atomic(out / "summary.csv", _summary_csv(rows))
+        yield CaseFinished("cases", done, len(inputs), "cases", case=item.case, failures=tuple(_failures(case_rows)))
+    run_info.update(finished=_now(), counts={s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")})
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    yield BatchResult(rows, out)
+
+
+def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device):
+    """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
+
+    Data errors and failures of the computation become ``failed`` rows; nothing is raised.
+    """
+    start = time.perf_counter()
+    batch_size = settings.batch_size or default_batch_size(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    targets = {s.label: output_path(out, item.case, s) for s in specs}
+    try:
+        volume = load_nifti(item.image)
+        array = preprocessing(volume.array, volume.spacing)
+        while True:
+            try:
+                heatmaps = yield from _method_events(specs, array, model, replace(settings, batch_size=batch_size),
+                                                     device, volume.array.shape, axial_axis(volume.affine))
+                break
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield BatchSizeHalved(item.case, batch_size)
+        for spec in specs:
+            save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header)
+        rows = [_row(item, s, targets[s.label], "ok") for s in specs]
+    except (DataError, ValueError, RuntimeError, OSError) as exc:
+        rows = [_row(item, s, targets[s.label], "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
+    stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
+                 peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
+                 batch_size=str(batch_size))
+    return [{**r, **stats} for r in rows]
+
+
+def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial):
+    """Forward the methods' progress events; return their final ``{label: heatmap}``."""
+    for event in methods_iter(specs, array, model, **settings.as_dict(), device=device, output_shape=shape,
+                              axial_axis=axial, partials=False):
+        if isinstance(event, Partial) and event.final:
+            return event.value
+        if isinstance(event, Progress):
+            yield event
+    raise RuntimeError("methods ended without a result")  # pragma: no cover
+
+
+def _row(item: BatchInput, spec: MethodSpec, target: Path, status: str, error: str = "") -> dict:
+    return {"case": item.case, "method": spec.label, "status": status, "seconds": "", "peak_rss_mb": "",
+            "peak_gpu_mb": "", "batch_size": "", "output": target.name, "error": error}
+
+
+def _kept(previous: dict | None) -> dict:
+    """What a skipped job keeps from the run that made its output: timing and memory."""
+    if not previous or previous.get("status") not in ("ok", "skipped"):
+        return {}
+    return {k: previous[k] for k in ("seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size") if k in previous}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,194 @@
+"""The paper's Table 2 on a data set: train (or take a checkpoint), reconstruct with every method,
+calibrate each method's threshold on validation cases, evaluate on held-out test cases.
+
+Writes into ``out/``: ``model/`` (the training run, unless a checkpoint is given), ``heatmaps/``
+(a restartable batch, see :mod:`tonno_engine.apps.batch`), ``table.md`` and ``table.csv`` (rows laid
+out like Table 2, differences to slice-wise LayerCAM in parentheses), ``thresholds.json`` and
+``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..base.atomic import make_output_folder, write_text_atomic
+from ..base.registry import MethodSpec
+from ..methods.settings import PRESETS, ReconstructionSettings
+from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from ..models.checkpoint import read_checkpoint
+from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
+from ..base.errors import DataError
+from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
+from ..base.events import Progress
+from ..training.config import TrainConfig
+from .training_run import train_run_iter
+
+COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
+           ("balanced_accuracy", "Balanced accuracy"))
+
+def default_methods(layer: int = 2) -> list[MethodSpec]:
+    """Table 2's rows: slice-wise GradCAM and LayerCAM, ToNNO, Averaged and Tomographic LayerCAM."""
+    return [MethodSpec("gradcam", layer=layer), MethodSpec("layercam", layer=layer), MethodSpec("tonno"),
+            MethodSpec("averaged-cam", cam="layercam", layer=layer),
+            MethodSpec("tomographic-cam", cam="layercam", layer=layer)]
+
+
+@dataclass
+class BenchmarkConfig:
+    """Everything ``tonno benchmark`` needs besides the data and the output folder."""
+
+    checkpoint: Path | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: list[MethodSpec] = field(default_factory=default_methods)
+    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS["paper"])
+    test_fraction: float = 0.3
+    connectivity: int = 26
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodScored(Progress):
+    """One method evaluated on the test cases (its row of Table 2)."""
+
+    title: str
+    precision: float
+    recall: float
+    f1: float
+    dice: float
+
+
+@dataclass
+class BenchmarkResult:
+    rows: list[dict]  # one per method: name, label, threshold, val_f1, and the summary metrics
+    table_md: Path
+    table_csv: Path
+    figure: Path | None
+    checkpoint: Path
+    test_cases: list[str]
+    methods: list[MethodSpec]
+
+
+def _write_csv(path: Path, cases: list[Case]) -> None:
+    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask}" for c in cases]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterator:
+    """Yield training events; return ``(checkpoint, validation cases, test cases)``."""
+    if cfg.checkpoint is None:
+        rest, test = split_cases(cases, cfg.test_fraction, cfg.seed)
+        _write_csv(out / "train.csv", rest)
+        run = out / "model"
+        # train.csv lives in out/, away from the data's dataset.json: carry its intensity mode over
+        train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data))
+        yield from train_run_iter(out / "train.csv", run, train_cfg, resume=(run / "checkpoint_last.pt").exists())
+        checkpoint = run / "checkpoint_best.pt"
+        if not checkpoint.exists():
+            checkpoint = run / "checkpoint_last.pt"
+        val_names = set(read_checkpoint(checkpoint)["meta"].get("val_cases", []))
+        return checkpoint, [c for c in rest if c.case in val_names], test
+    meta = read_checkpoint(cfg.checkpoint)["meta"]
+    names = set(meta.get("train_cases", [])) | set(meta.get("val_cases", []))
+    if names and data_hash([c for c in cases if c.case in names]) == meta.get("data_hash"):
+        # the very data the checkpoint was trained on: its validation cases calibrate, unseen ones test
+        val = [c for c in cases if c.case in set(meta.get("val_cases", []))]
+        test = [c for c in cases if c.case not in names]
+    else:  # other data (names may coincide): split it into calibration and test halves
+        test, val = split_cases(cases, 0.5, cfg.seed)
+    return Path(cfg.checkpoint), val, test
+
+
+def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | BenchmarkResult]:
+    """Run the whole benchmark; yields training/reconstruction/evaluation progress, then the result."""
+    out = Path(out)
+    cases = read_cases(data)
+    unmasked = [c.case for c in cases if c.mask is None]
+    if unmasked:
+        raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
+    make_output_folder(out)
+    checkpoint, val, test = yield from _splits(data, cases, out, cfg)
+    if not test or not any(c.label for c in val):
+        raise DataError(data, f"too few cases to calibrate and test ({len(val)} validation cases, "
+                              f"{sum(c.label for c in val)} positive; {len(test)} test cases)")
+    _write_csv(out / "eval.csv", val + test)
+    batch_cfg = BatchConfig(methods=cfg.methods, settings=cfg.settings, device=cfg.device, resume=True)
+    heat_dir = out / "heatmaps"
+    for event in reconstruct_batch_iter(out / "eval.csv", heat_dir, checkpoint, batch_cfg):
+        if isinstance(event, BatchResult):
+            if event.failed:
+                first = event.failed[0]
+                raise DataError(first["case"], f"reconstruction failed: {first['error']}")
+        else:
+            yield event
+
+    rows, binaries = [], {}
+    for k, spec in enumerate(cfg.methods):
+        def pairs(group):
+            return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
+
+        threshold, val_f1 = calibrate_on_files(pairs(val), connectivity=cfg.connectivity)
+        result = None
+        for event in evaluate_iter(pairs(test), threshold, connectivity=cfg.connectivity):
+            if isinstance(event, EvaluationResult):
+                result = event
+        if result.failed:
+            raise DataError(result.failed[0]["case"], result.failed[0]["error"])
+        rows.append({"method": spec.title, "label": spec.label, "threshold": threshold.value,
+                     "val_f1": val_f1, **result.summary})
+        binaries[spec.label] = threshold.value
+        s = result.summary
+        yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
+                           recall=s["recall"], f1=s["f1"], dice=s["dice"])
+
+    table_md, table_csv = out / "table.md", out / "table.csv"
+    write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val)))
+    write_text_atomic(table_csv, csv_table(rows))
+    write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
+    figure = None
+    try:
+        from .figures import comparison_figure
+
+        figure = comparison_figure(out / "figure.png", test, heat_dir, cfg.methods, binaries)
+    except ValueError:  # no positive test case to show
+        figure = None
+    yield BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods))
+
+
+def _baseline(rows: list[dict]) -> dict | None:
+    return next((r for r in rows if r["label"].startswith("layercam-") and "axes3" not in r["label"]), None)
+
+
+def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> str:
+    """Rows like the paper's Table 2; differences to slice-wise LayerCAM in parentheses."""
+    base = _baseline(rows)
+    head = "| Method | " + " | ".join(name for _, name in COLUMNS) + " |"
+    lines = [f"Test cases: {test} (thresholds calibrated on {val} validation cases) — data: {data_name}", "",
+             head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for row in rows:
+        cells = []
+        for key, _ in COLUMNS:
+            value = row[key]
+            cell = f"{value:.2f}"
+            if base is not None and row is not base:
+                diff = value - base[key]
+                cell += " (=)" if abs(diff) < 0.005 else f" ({diff:+.2f})"
+            cells.append(cell)
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    keys = ["method", "label", "threshold", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases", "lesions",
+            "predicted_components"]
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+    return buf.getvalue()

@@ -1,0 +1,70 @@
+"""The CAMs of the registry (:mod:`tonno_engine.base.registry`), one function each.
+
+Each takes a :class:`~tonno_engine.cams.extractor.CamExtractor` and its input ``x``
+``(B, 1, h, w)`` and returns ``(logits (B,), maps (B, a, b))``: raw float32 maps at the layer's
+resolution, clamped at 0 and never normalised per slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def gradient_cam(weigh: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    """A CAM from the layer's activations ``A`` and gradients ``G`` (each ``(B, C, a, b)``):
+    ``weigh(A, G)`` returns the per-cell map ``(B, a, b)`` before the final clamp at 0."""
+
+    def impl(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, acts = extractor.forward(x, need_grad=True)
+        (grads,) = torch.autograd.grad(logits.sum(), acts)
+        return logits, weigh(acts.detach().float(), grads.float()).clamp(min=0).contiguous()
+
+    impl.__doc__ = weigh.__doc__
+    return impl
+
+
+@gradient_cam
+def gradcam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """GradCAM (Selvaraju et al. 2017): channels weighted by their mean gradient."""
+    return (grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1)
+
+
+@gradient_cam
+def layercam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """LayerCAM (Jiang et al. 2021): each cell weighted by its own positive gradient."""
+    return (grads.clamp(min=0) * acts).sum(1)
+
+
+@gradient_cam
+def gradcampp(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """GradCAM++ (Chattopadhay et al. 2018, eq. 19, with the exponential's derivatives)."""
+    g2 = grads * grads
+    denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6
+    alpha = torch.where(grads != 0, g2 / denom, 0.0)
+    weights = (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(1)
+
+
+@torch.no_grad()
+def scorecam(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ScoreCAM (Wang et al. 2020): channel weights = softmax of the logits of masked inputs."""
+    logits, acts = extractor.forward(x, need_grad=False)
+    acts = acts.float()
+    b, c = acts.shape[:2]
+    up = F.interpolate(acts, size=x.shape[-2:], mode="bilinear", align_corners=True)
+    lo = up.amin(dim=(2, 3), keepdim=True)
+    hi = up.amax(dim=(2, 3), keepdim=True)
+    masks = (up - lo) / (hi - lo + 1e-8)
+    masked = (x * masks).reshape(b * c, 1, *x.shape[-2:])  # x: (B, 1, h, w) broadcasts over C
+    scores = []
+    for start in range(0, len(masked), extractor.scorecam_batch):
+        chunk = masked[start:start + extractor.scorecam_batch]
+        if extractor.channels_last:
+            chunk = chunk.contiguous(memory_format=torch.channels_last)
+        with extractor.amp(x.device):
+            scores.append(extractor.model(chunk).float().reshape(len(chunk), -1)[:, 0])
+    weights = torch.softmax(torch.cat(scores).reshape(b, c), dim=1)[:, :, None, None]
+    return logits, (weights * acts).sum(1).clamp(min=0).contiguous()

@@ -1,0 +1,62 @@
+"""Random slice geometry and intensity augmentation for training (DESIGN.md §6).
+
+Geometry: uniform random normal on the sphere, uniform offset in ``[-1, 1]``, random in-plane
+rotation, optional mirror, per-axis scale and shear of ``(u, v)`` (they stop being unit and
+orthogonal, which :func:`~tonno_engine.tomography.slicing.extract_slices` allows). All random numbers come
+from one ``torch.Generator`` on the CPU, so a run is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..tomography.geometry import orthonormal_basis
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    scale: tuple[float, float] = (0.85, 1.15)
+    shear: float = 0.1
+    mirror: bool = True
+    contrast: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 0.1
+    noise: float = 0.03
+
+    @classmethod
+    def off(cls) -> "Augmentation":
+        return cls(scale=(1.0, 1.0), shear=0.0, mirror=False, contrast=(1.0, 1.0), brightness=0.0, noise=0.0)
+
+
+def random_planes(count: int, gen: torch.Generator, aug: Augmentation):
+    """``count`` random slice planes: offsets ``(count,)``, ``n, u, v`` each ``(count, 3)`` float64."""
+    n = torch.randn(count, 3, generator=gen, dtype=torch.float64)
+    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    offsets = torch.rand(count, generator=gen, dtype=torch.float64) * 2 - 1
+    u, v = orthonormal_basis(n)
+    phi = torch.rand(count, 1, generator=gen, dtype=torch.float64) * 2 * math.pi
+    u, v = torch.cos(phi) * u + torch.sin(phi) * v, -torch.sin(phi) * u + torch.cos(phi) * v
+    lo, hi = aug.scale
+    su, sv = (torch.rand(2, count, 1, generator=gen, dtype=torch.float64) * (hi - lo) + lo)
+    shear = (torch.rand(count, 1, generator=gen, dtype=torch.float64) * 2 - 1) * aug.shear
+    u, v = u * su, (v + shear * u) * sv
+    if aug.mirror:
+        sign = torch.where(torch.rand(count, 1, generator=gen) < 0.5, -1.0, 1.0).double()
+        v = v * sign
+    return offsets, n, u, v
+
+
+def augment_intensity(slices: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.Tensor:
+    """Per-slice contrast, brightness and Gaussian noise on ``(B, h, w)``."""
+    b = len(slices)
+    lo, hi = aug.contrast
+    a = (torch.rand(b, 1, 1, generator=gen) * (hi - lo) + lo).to(slices.device)
+    c = ((torch.rand(b, 1, 1, generator=gen) * 2 - 1) * aug.brightness).to(slices.device)
+    out = slices * a + c
+    if aug.noise > 0:
+        sigma = (torch.rand(b, 1, 1, generator=gen) * aug.noise).to(slices.device)
+        noise = torch.randn(slices.shape, generator=gen).to(slices.device)
+        out = out + sigma * noise
+    return out

@@ -1,0 +1,114 @@
+"""NIfTI in and out with nibabel, keeping the affine and header.
+
+Arrays are returned in nibabel's index order ``(D, H, W)`` = the file's ``(i, j, k)`` voxel axes;
+the affine maps ``(i, j, k, 1)`` to scanner millimetres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..base.atomic import atomic_path
+from ..base.errors import DataError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class Volume:
+    """A 3D image: ``array`` ``(D, H, W)`` float32, ``affine`` ``(4, 4)``, nibabel ``header``."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    path: Path | None = None
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the three array axes."""
+        return tuple(float(z) for z in self.header.get_zooms()[:3])  # type: ignore[return-value]
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
+    """Read a ``.nii``/``.nii.gz`` as a finite 3D float32 volume.
+
+    A 4D array with a singleton axis is squeezed to 3D; an axis of length 1 is refused as 2D. Raises :class:`DataError` naming the
+    file for a missing or unreadable/truncated file, a non-3D array, or NaN/Inf values.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, f"{kind} file not found")
+    if not is_nifti(path):
+        raise DataError(path, f"not a NIfTI file (expected {' or '.join(NIFTI_SUFFIXES)})")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+        raise DataError(path, f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})") from exc
+    if data.ndim == 4 and 1 in data.shape:
+        data = np.squeeze(data, axis=data.shape.index(1))
+    if data.ndim != 3:
+        raise DataError(path, f"{kind} must be 3D, got {data.ndim}D with shape {data.shape}")
+    if 0 in data.shape:
+        raise DataError(path, f"{kind} is empty: shape {data.shape}")
+    if min(data.shape) < 2:
+        raise DataError(path, f"{kind} is a 2D image stored as 3D (shape {data.shape}); need a volume")
+    array = np.asarray(data, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise DataError(path, f"{kind} contains NaN or Inf values")
+    return Volume(array, img.affine.copy(), img.header.copy(), path)
+
+
+def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.float32) -> Path:
+    """Write ``array`` ``(D, H, W)`` atomically with ``affine`` (identity if ``None``)."""
+    path = Path(path)
+    if not is_nifti(path):
+        raise DataError(path, f"output must end in {' or '.join(NIFTI_SUFFIXES)}")
+    array = np.asarray(array, dtype=dtype)
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    hdr = None if header is None else header.copy()
+    img = nib.Nifti1Image(array, affine, hdr)
+    img.set_data_dtype(dtype)
+    if hdr is not None:
+        img.header.set_qform(affine, code=int(header["qform_code"]) or 1)
+        img.header.set_sform(affine, code=int(header["sform_code"]) or 1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def nifti_stem(path: Path) -> str:
+    """The file name without ``.nii``/``.nii.gz``: the case name of a NIfTI file."""
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def axial_axis(affine) -> int:
+    """The array axis closest to the scanner's superior-inferior direction (2 for RAS/LPS data)."""
+    codes = nib.aff2axcodes(affine)
+    return next((axis for axis, code in enumerate(codes) if code in ("S", "I")), 2)
+
+
+def update_hash(digest, path: str | Path):
+    """Feed a file's bytes into ``digest`` block by block; returns ``digest``."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def file_sha256(path: str | Path) -> str:
+    return update_hash(hashlib.sha256(), path).hexdigest()

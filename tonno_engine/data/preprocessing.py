@@ -1,0 +1,82 @@
+"""Intensity normalisation and optional isotropic resampling, stored with the model.
+
+Intensity modes (each returns float32, same shape):
+- ``ct``: clip to the HU window ``[lo, hi]`` (default -1000…1000), scale to ``[0, 1]``.
+- ``mr``: clip to the ``p_lo``/``p_hi`` percentiles of the foreground (voxels above the volume's
+  minimum), z-score with the foreground's mean and std; background set to 0.
+- ``pet``: clip SUV to ``[0, suv_max]`` (default 20), scale to ``[0, 1]``.
+- ``none``: unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+INTENSITIES = ("ct", "mr", "pet", "none")
+DEFAULTS = {"ct": {"lo": -1000.0, "hi": 1000.0}, "mr": {"p_lo": 0.5, "p_hi": 99.5},
+            "pet": {"suv_max": 20.0}, "none": {}}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Intensity mode ``intensity`` with its ``params``; ``spacing`` (mm) resamples to isotropic voxels when set."""
+
+    intensity: str = "none"
+    params: dict = field(default_factory=dict)
+    spacing: float | None = None
+
+    def __post_init__(self):
+        if self.intensity not in INTENSITIES:
+            raise ValueError(f"unknown intensity mode {self.intensity!r}; valid: {', '.join(INTENSITIES)}")
+        object.__setattr__(self, "params", {**DEFAULTS[self.intensity], **self.params})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        # checkpoints written before 0.2 call the intensity mode "preset"
+        return cls(d.get("intensity", d.get("preset", "none")), dict(d.get("params", {})), d.get("spacing"))
+
+    def __call__(self, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+        """``(D, H, W)`` → preprocessed float32 (resampled to ``self.spacing`` mm if set)."""
+        out = np.asarray(array, dtype=np.float32)
+        if self.spacing:
+            out = resample_isotropic(out, spacing, self.spacing)
+        return _INTENSITY[self.intensity](out, **self.params)
+
+
+def resample_isotropic(array: np.ndarray, spacing, target: float, order: int = 1) -> np.ndarray:
+    """Resample ``(D, H, W)`` with voxel ``spacing`` (mm per axis) to ``target`` mm voxels."""
+    zoom = [float(s) / float(target) for s in spacing]
+    return ndimage.zoom(array, zoom, order=order).astype(np.float32)
+
+
+def _ct(a, lo, hi):
+    return ((np.clip(a, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def _pet(a, suv_max):
+    return (np.clip(a, 0.0, suv_max) / suv_max).astype(np.float32)
+
+
+def _mr(a, p_lo, p_hi):
+    fg = a > a.min()
+    if not fg.any():
+        return np.zeros_like(a, dtype=np.float32)
+    lo, hi = np.percentile(a[fg], [p_lo, p_hi])
+    clipped = np.clip(a, lo, hi)
+    mean, std = clipped[fg].mean(), clipped[fg].std()
+    out = (clipped - mean) / (std if std > 0 else 1.0)
+    out[~fg] = 0.0
+    return out.astype(np.float32)
+
+
+def _none(a):
+    return a.astype(np.float32)
+
+
+_INTENSITY = {"ct": _ct, "mr": _mr, "pet": _pet, "none": _none}

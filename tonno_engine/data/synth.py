@@ -1,0 +1,231 @@
+"""Synthetic weak-label data: the project's benchmark and demo.
+
+Two kinds, both writing ``OUT/images/*.nii.gz``, ``OUT/masks/*.nii.gz`` (binary lesion masks),
+``OUT/labels.csv`` (``case,label,image,mask``) and ``OUT/dataset.json`` (generator settings and
+the recommended intensity mode):
+
+- ``phantom``: an ellipsoidal body with 3–5 organ-like compartments of different intensity, smooth
+  texture and noise. Lesions are solid, bright ovoids.
+- ``brain``: the MNI152 template shipped with nilearn (2 mm, loaded offline), cropped to the brain,
+  resampled to ``shape``, randomly deformed (smooth displacement field), with random gamma, bias
+  field and noise. Lesions are small hyperintense ovoids, 90 % centred in white matter (MS-like).
+
+Positive cases (half of them) hold 1 to ``max_lesions`` lesions of varied size and contrast;
+negative cases none. Both classes hold the same number distribution of look-alike distractors of
+the same brightness range — hollow shells (phantom) or short tubes (brain, vessel-like) — so that
+brightness alone does not separate the classes; the shape does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..base.atomic import write_text_atomic
+from ..base.events import Progress
+from .nifti import save_nifti
+
+KINDS = ("phantom", "brain")
+DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64)}
+INTENSITY_FOR_KIND = {"phantom": "none", "brain": "mr"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseWritten(Progress):
+    """One synthetic case written: its name, label and number of lesions."""
+
+    case: str
+    label: int
+    lesions: int
+
+
+@dataclass(frozen=True)
+class SynthCase:
+    image: np.ndarray  # (D, H, W) float32
+    mask: np.ndarray  # (D, H, W) uint8, 1 inside lesions
+    affine: np.ndarray  # (4, 4)
+    label: int
+    lesions: int
+
+
+def _grid(shape):
+    """Voxel coordinates ``(3, D, H, W)`` in voxels."""
+    return np.indices(shape, dtype=np.float32)
+
+
+def _random_rotation(rng) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    a, b, c, d = q
+    return np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+    ])
+
+
+def _ellipsoid_distance(grid, centre, radii, rot) -> np.ndarray:
+    """Normalised ellipsoidal radius ``(D, H, W)``: 1 on the surface of the rotated ellipsoid."""
+    rel = grid - np.asarray(centre, np.float32)[:, None, None, None]
+    local = np.tensordot(rot.T.astype(np.float32), rel, axes=1)
+    return np.sqrt(sum((local[i] / radii[i]) ** 2 for i in range(3)))
+
+
+def _soft(dist, edge=0.15) -> np.ndarray:
+    """A blob with a soft edge from an ellipsoidal distance (1 inside, 0 outside)."""
+    return np.clip((1.0 + edge - dist) / (2 * edge), 0.0, 1.0)
+
+
+def _smooth_noise(rng, shape, sigma, amplitude) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
+    return field * (amplitude / (field.std() + 1e-8))
+
+
+def _pick_centre(rng, candidates: np.ndarray) -> np.ndarray:
+    return candidates[rng.integers(len(candidates))].astype(np.float32)
+
+
+def _add_lesions(rng, grid, image, mask, centres, count, size, contrast):
+    for _ in range(count):
+        radii = rng.uniform(*size, size=3).astype(np.float32)
+        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
+        blob = _soft(dist)
+        image += rng.uniform(*contrast) * blob
+        mask |= dist <= 1.0
+
+
+def _add_shells(rng, grid, image, centres, count, size, contrast):
+    for _ in range(count):
+        radius = rng.uniform(*size)
+        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), np.full(3, radius, np.float32), np.eye(3))
+        shell = np.clip(1.0 - np.abs(dist - 0.8) / 0.25, 0.0, 1.0)
+        image += rng.uniform(*contrast) * shell
+
+
+def _add_tubes(rng, grid, image, centres, count, length, radius, contrast):
+    for _ in range(count):
+        radii = np.array([rng.uniform(*length), radius, radius], np.float32)
+        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
+        image += rng.uniform(*contrast) * _soft(dist, edge=0.3)
+
+
+def phantom_case(rng, shape, label: int, max_lesions: int = 3) -> SynthCase:
+    """A textured body with organ-like compartments; ``label`` 1 adds lesions."""
+    grid = _grid(shape)
+    centre = (np.asarray(shape, np.float32) - 1) / 2
+    half = np.asarray(shape, np.float32) / 2
+    body_radii = half * rng.uniform(0.78, 0.9, size=3)
+    body = _ellipsoid_distance(grid, centre, body_radii, np.eye(3))
+    image = 0.3 * _soft(body, 0.03)
+    inside = body < 0.75
+    for _ in range(rng.integers(3, 6)):
+        organ_c = centre + rng.uniform(-0.45, 0.45, size=3) * body_radii
+        organ_r = body_radii * rng.uniform(0.2, 0.4, size=3)
+        image += rng.uniform(-0.15, 0.25) * _soft(_ellipsoid_distance(grid, organ_c, organ_r, _random_rotation(rng)), 0.1)
+    image += _smooth_noise(rng, shape, 2.0, 0.04) * (body < 1)
+    mask = np.zeros(shape, bool)
+    candidates = np.argwhere(inside)
+    scale = min(shape)
+    n_lesions = int(rng.integers(1, max_lesions + 1)) if label else 0
+    _add_lesions(rng, grid, image, mask, candidates, n_lesions, (0.08 * scale, 0.14 * scale), (0.3, 0.6))
+    _add_shells(rng, grid, image, candidates, int(rng.integers(1, 4)), (0.09 * scale, 0.14 * scale), (0.3, 0.6))
+    image += rng.normal(0, 0.02, size=shape).astype(np.float32)
+    return SynthCase(image.astype(np.float32), mask.astype(np.uint8), np.eye(4), label, n_lesions)
+
+
+def load_mni_brain(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """T1, white-matter probability, brain mask (each ``shape``) and the matching affine.
+
+    nilearn ships the 2 mm MNI152 templates and loads them offline; they are cropped to the brain's
+    bounding box and resampled (linear) to ``shape``.
+    """
+    from nilearn import datasets
+
+    t1 = datasets.load_mni152_template(resolution=2)
+    wm = datasets.load_mni152_wm_template(resolution=2).get_fdata(dtype=np.float32)
+    brain = datasets.load_mni152_brain_mask(resolution=2).get_fdata(dtype=np.float32)
+    arrays = [t1.get_fdata(dtype=np.float32), wm, brain]
+    box = tuple(slice(i.min(), i.max() + 1) for i in np.nonzero(brain > 0))
+    zoom = [s / (b.stop - b.start) for s, b in zip(shape, box)]
+    out = [ndimage.zoom(a[box] * (brain[box] > 0), zoom, order=1)[: shape[0], : shape[1], : shape[2]] for a in arrays]
+    affine = t1.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.array([b.start for b in box]) + affine[:3, 3]
+    affine[:3, :3] = affine[:3, :3] / np.asarray(zoom)[None, :]
+    return out[0], out[1], out[2] > 0.5, affine
+
+
+#: MS-like lesion semi-axes, in voxels of a 64-voxel-wide volume
+MS_LESION_RADIUS = (1.8, 3.8)
+
+
+def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS) -> SynthCase:
+    """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
+
+    ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
+    the shape).
+    """
+    t1, wm, brain, affine = template
+    shape = t1.shape
+    coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
+    warp = [ndimage.map_coordinates(a.astype(np.float32), coords, order=1) for a in (t1, wm, brain)]
+    t1w, wmw, brainw = warp[0], warp[1], warp[2] > 0.5
+    image = np.clip(t1w, 0, None) ** rng.uniform(0.8, 1.25)
+    image *= 1.0 + _smooth_noise(rng, shape, 10.0, 0.08)
+    grid = _grid(shape)
+    mask = np.zeros(shape, bool)
+    wm_ref = float(np.median(image[wmw > 0.5])) if (wmw > 0.5).any() else 1.0
+    in_wm, in_brain = np.argwhere(wmw > 0.6), np.argwhere(brainw)
+    n_lesions = int(rng.integers(1, max_lesions + 1)) if label else 0
+    scale = min(shape) / 64.0
+    for _ in range(n_lesions):
+        pool = in_wm if rng.random() < 0.9 and len(in_wm) else in_brain
+        _add_lesions(rng, grid, image, mask, pool, 1, (lesion_radius[0] * scale, lesion_radius[1] * scale),
+                     (0.5 * wm_ref, 0.9 * wm_ref))
+    _add_tubes(rng, grid, image, in_brain, int(rng.integers(1, 4)), (4.0 * scale, 7.0 * scale), 1.3 * scale,
+               (0.5 * wm_ref, 0.9 * wm_ref))
+    image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
+    return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
+
+
+def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
+               max_lesions: int = 3, lesion_radius=None) -> Iterator[Progress]:
+    """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
+
+    ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
+    smallest side) for ``brain``; default :data:`MS_LESION_RADIUS`.
+    ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
+    complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (both classes), got {n}")
+    shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
+    if len(shape) != 3 or min(shape) < 16:
+        raise ValueError(f"shape must be three sizes >= 16, got {shape}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
+    rng.shuffle(labels)
+    template = load_mni_brain(shape) if kind == "brain" else None
+    rows = ["case,label,image,mask"]
+    for i, label in enumerate(labels):
+        case_rng = np.random.default_rng([seed, i])
+        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or MS_LESION_RADIUS)
+                if template is not None
+                else phantom_case(case_rng, shape, int(label), max_lesions))
+        name = f"{kind}_{i:04d}"
+        save_nifti(out / "images" / f"{name}.nii.gz", case.image, case.affine)
+        save_nifti(out / "masks" / f"{name}.nii.gz", case.mask, case.affine, dtype=np.uint8)
+        rows.append(f"{name},{label},images/{name}.nii.gz,masks/{name}.nii.gz")
+        yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
+    meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
+            "lesion_radius": list(lesion_radius) if lesion_radius else None,
+            "intensity": INTENSITY_FOR_KIND[kind], "generator": "tonno_engine.data.synth"}
+    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

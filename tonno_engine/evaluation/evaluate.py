@@ -1,0 +1,155 @@
+"""Evaluate heatmap files against ground-truth masks: pairing, checks, metrics.csv, binary masks.
+
+A heatmap ``<case>_<method>.nii.gz`` (or ``<case>.nii.gz``) pairs with the ground truth
+``<case>.nii.gz`` (the longest case name that matches), or with the ``mask`` of the row ``case``
+of a labels CSV (whose ``label`` then decides the volume-level class).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..base.atomic import write_text_atomic
+from ..data.dataset import read_cases
+from ..base.errors import DataError
+from ..base.events import Progress
+from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
+from .metrics import CaseMetrics, Threshold, calibrate_threshold, case_metrics, summarize
+
+CASE_FIELDS = ("case", "heatmap", "status", "threshold", "n_pred", "tp_pred", "n_gt", "detected", "dice",
+               "max_iou", "predicted_positive", "positive", "error")
+SUMMARY_KEYS = ("precision", "recall", "f1", "dice", "max_iou", "balanced_accuracy", "cases", "lesions",
+                "predicted_components")
+
+
+@dataclass(frozen=True)
+class Pair:
+    case: str
+    heatmap: Path
+    truth: Path | None  # None: no partner found
+    label: int | None = None
+
+
+@dataclass
+class EvaluationResult:
+    rows: list[dict]
+    summary: dict
+    threshold: Threshold
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+
+def _nifti_files(source: Path, what: str) -> list[Path]:
+    if not source.exists():
+        raise DataError(source, f"{what} not found")
+    if source.is_file():
+        if not is_nifti(source):
+            raise DataError(source, f"{what} must be a NIfTI file, a folder of them or a labels CSV")
+        return [source]
+    files = sorted(p for p in source.iterdir() if p.is_file() and is_nifti(p))
+    if not files:
+        raise DataError(source, f"{what} folder holds no .nii/.nii.gz files")
+    return files
+
+
+def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
+    if source.is_file() and not is_nifti(source) or source.is_dir() and (source / "labels.csv").exists():
+        cases = read_cases(source, check_files=False)
+        missing = [c.case for c in cases if c.mask is None]
+        if missing:
+            raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
+        return {c.case: (c.mask, c.label) for c in cases}
+    return {nifti_stem(p): (p, None) for p in _nifti_files(source, "ground truth")}
+
+
+def pair_files(heatmaps: str | Path, truths: str | Path) -> list[Pair]:
+    """Pair every heatmap file of ``heatmaps`` with its ground truth in ``truths`` (see module doc)."""
+    gt = _truths(Path(truths))
+    by_length = sorted(gt, key=len, reverse=True)
+    pairs = []
+    for path in _nifti_files(Path(heatmaps), "heatmaps"):
+        stem = nifti_stem(path)
+        case = next((c for c in by_length if stem == c or stem.startswith(c + "_")), None)
+        truth, label = gt[case] if case else (None, None)
+        pairs.append(Pair(case or stem, path, truth, label))
+    return pairs
+
+
+def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, object]:
+    if pair.truth is None:
+        raise DataError(pair.heatmap, "no ground truth with a matching case name")
+    heat = load_nifti(pair.heatmap, kind="heatmap")
+    truth = load_nifti(pair.truth, kind="ground truth")
+    if heat.array.shape != truth.array.shape:
+        raise DataError(pair.heatmap, f"shape {heat.array.shape} differs from ground truth {pair.truth.name} "
+                                      f"{truth.array.shape}")
+    if not np.allclose(heat.affine, truth.affine, atol=1e-4):
+        raise DataError(pair.heatmap, f"affine differs from ground truth {pair.truth.name}")
+    return heat.array, truth.array > 0.5, heat
+
+
+def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Threshold, float]:
+    """The F1-maximising fixed threshold over validation pairs (any unreadable pair is an error)."""
+    loaded = [_load_pair(p) for p in pairs]
+    return calibrate_threshold([h for h, _, _ in loaded], [t for _, t, _ in loaded], connectivity=connectivity,
+                               labels=[p.label for p in pairs] if all(p.label is not None for p in pairs) else None)
+
+
+def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
+                  masks_out: str | Path | None = None) -> Iterator[Progress | EvaluationResult]:
+    """Binarise and score every pair; a bad pair becomes a ``failed`` row and the rest go on.
+
+    Yields ``Progress("evaluate")`` per case, then an :class:`EvaluationResult` whose summary
+    pools the successful cases. Binary masks (uint8, the heatmap's affine) go to ``masks_out``.
+    """
+    rows, metrics = [], []
+    for done, pair in enumerate(pairs, start=1):
+        row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
+        try:
+            heat, truth, vol = _load_pair(pair)
+            level = threshold.level(heat)
+            pred = heat > level
+            m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
+            metrics.append(m)
+            row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}")
+            if masks_out is not None:
+                save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
+                           dtype=np.uint8)
+        except (DataError, ValueError) as exc:
+            row.update(status="failed", error=str(exc))
+        rows.append(row)
+        yield Progress("evaluate", done, len(pairs), "cases")
+    yield EvaluationResult(rows, summarize(metrics) if metrics else {}, threshold)
+
+
+def metrics_csv(result: EvaluationResult) -> str:
+    """One row per case, then one summary row (``case`` = ``ALL``) with the pooled metrics."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=(*CASE_FIELDS, *SUMMARY_KEYS[:6]), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    for row in result.rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    summary = {k: _fmt(result.summary.get(k, "")) for k in SUMMARY_KEYS}
+    writer.writerow({"case": "ALL", "status": "summary", "threshold": str(result.threshold),
+                     "n_gt": summary["lesions"], "n_pred": summary["predicted_components"], **summary})
+    return buf.getvalue()
+
+
+def write_metrics_csv(path: str | Path, result: EvaluationResult) -> None:
+    write_text_atomic(path, metrics_csv(result))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,74 @@
+"""Reconstruction settings and their named presets, defined once (torch-free).
+
+The CLI (``--quality``), the napari widgets (a preset combo box) and the Table 2 benchmark all
+read :data:`PRESETS`. ``angles=None`` means each method's own paper default (2000 directions for
+ToNNO, 1000 for the CAM variants); ``slice_size=None`` means the checkpoint's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from ..base.inputs import check_count
+
+
+@dataclass(frozen=True)
+class ReconstructionSettings:
+    """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction), ``angles`` = L
+    directions (``None``: the method's default), ``hemisphere`` (the same planes at half the cost),
+    ``slice_size`` in pixels (``None``: the checkpoint's), ``batch_size`` slices per network call
+    (``None``: 64 on CPU, 1024 on accelerators), ``compile`` (``torch.compile`` the kernels)."""
+
+    slices: int = 100
+    angles: int | None = None
+    hemisphere: bool = False
+    slice_size: int | None = None
+    batch_size: int | None = None
+    compile: bool = False
+
+    def __post_init__(self):
+        check_count(self.slices, 3, "slices (M)", " (the second difference needs them)")
+        for name, minimum in (("angles", 1), ("slice_size", 2), ("batch_size", 1)):
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), minimum, name)
+
+    def override(self, **changes) -> ReconstructionSettings:
+        """A copy with every change that is not ``None`` applied (CLI options left unset keep the preset)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def angles_for(self, default: int | None) -> int | None:
+        """L for a method whose own default is ``default``."""
+        return self.angles if self.angles is not None else default
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReconstructionSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def describe(self) -> str:
+        angles = self.angles if self.angles is not None else "2000 (1000 for CAM variants)"
+        return f"M={self.slices}, L={angles}, {'hemisphere' if self.hemisphere else 'full sphere'}"
+
+
+#: named settings: the paper's (§4.2), a CPU preview (a 128³ volume in under 30 s on 2 cores with
+#: the demo model; its agreement with the paper setting is in bench/RESULTS.md), and the CPU demo's
+PRESETS = {
+    "paper": ReconstructionSettings(slices=100, angles=None, hemisphere=False),
+    "preview": ReconstructionSettings(slices=20, angles=448, hemisphere=True),
+    "demo": ReconstructionSettings(slices=24, angles=192, hemisphere=True),
+}
+
+
+def preset(name: str) -> ReconstructionSettings:
+    """The preset ``name``; ``ValueError`` listing the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown quality preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def presets_help() -> str:
+    """One clause per preset for help texts."""
+    return "; ".join(f"{name}: {p.describe()}" for name, p in PRESETS.items())

@@ -1,0 +1,99 @@
+"""What one training step and one validation see: volumes, random slices, labels (DESIGN.md §6).
+
+Each step draws ``batch_volumes`` training volumes with replacement and ``slices_per_volume``
+random slices from each (cut on the training device), and labels every slice with its volume's
+label. All random numbers come from one CPU ``torch.Generator``, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..base.events import Progress
+from ..data.augment import Augmentation, augment_intensity, random_planes
+from ..data.dataset import Case
+from ..data.nifti import load_nifti
+from ..data.preprocessing import Preprocessing
+from ..evaluation.auc import roc_auc
+from ..tomography.slicing import extract_slices
+from .config import TrainConfig
+
+
+@dataclass
+class LoadedCase:
+    case: Case
+    volume: torch.Tensor  # (D, H, W) float32, preprocessed
+
+
+def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device) -> Iterator[Progress | LoadedCase]:
+    """Read, check and preprocess every case before training starts (errors name the file)."""
+    for i, case in enumerate(cases):
+        vol = load_nifti(case.image)
+        yield LoadedCase(case, torch.from_numpy(prep(vol.array, vol.spacing)).to(device))
+        yield Progress("load", i + 1, len(cases), "volumes")
+
+
+def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator, aug: Augmentation,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N,)``."""
+    picks = torch.randint(len(vols), (cfg.batch_volumes,), generator=gen).tolist()
+    size = (cfg.slice_size, cfg.slice_size)
+    slices, labels = [], []
+    for idx in picks:
+        offsets, n, u, v = random_planes(cfg.slices_per_volume, gen, aug)
+        slices.append(extract_slices(vols[idx].volume, offsets, n, u, v, size))
+        labels += [float(vols[idx].case.label)] * cfg.slices_per_volume
+    x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
+    return x, torch.tensor(labels, device=device)
+
+
+def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, use_amp: bool) -> torch.Tensor:
+    """One forward (bf16 autocast on CUDA when ``use_amp``), loss, backward and optimiser step on
+    slices ``x`` ``(N, 1, h, w)`` with labels ``y`` ``(N,)``; returns the loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(x).float().reshape(-1)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def validation_planes(vols: list[LoadedCase], cfg: TrainConfig):
+    """Fixed validation planes per volume (seeded apart from training), no augmentation."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    return [random_planes(cfg.val_slices, gen, Augmentation.off()) for _ in vols]
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    """BCE, slice AUC and volume AUC (a volume scores its maximum slice logit) on the validation cases."""
+
+    val_loss: float
+    val_slice_auc: float
+    val_volume_auc: float
+
+
+@torch.no_grad()
+def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:
+    """Score the fixed validation planes of every validation volume."""
+    model.eval()
+    size = (cfg.slice_size, cfg.slice_size)
+    logits, labels, vol_scores = [], [], []
+    for lc, (offsets, n, u, v) in zip(vols, planes):
+        x = extract_slices(lc.volume, offsets, n, u, v, size)[:, None]
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            out = model(x).float().reshape(-1)
+        logits.append(out.cpu())
+        labels += [lc.case.label] * len(out)
+        vol_scores.append(out.max().item())
+    model.train()
+    logit = torch.cat(logits)
+    target = torch.tensor(labels, dtype=torch.float32)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
+    return ValidationScores(loss, roc_auc(labels, logit.numpy()), roc_auc([lc.case.label for lc in vols], vol_scores))
