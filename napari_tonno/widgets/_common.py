@@ -39,15 +39,19 @@ def spacing_of(layer) -> tuple[float, float, float]:
     return tuple(float(abs(s)) for s in layer.scale[-3:])
 
 
-def prepare(source, checkpoint: str, device: str = "auto"):
-    """``(volume, model, meta, device)``: the layer's data preprocessed as the checkpoint says."""
-    from tonno_engine.models.checkpoint import load_model
+def prepare_iter(data, spacing, checkpoint: str, device: str = "auto"):
+    """Load the checkpoint, then preprocess ``data`` ``(D, H, W)`` as it says; yields two
+    ``Progress("prepare")`` events and returns ``(volume, model, meta, device)``. Runs in a worker."""
     from tonno_engine.base.devices import resolve_device
+    from tonno_engine.base.events import Progress
     from tonno_engine.data.preprocessing import Preprocessing
+    from tonno_engine.models.checkpoint import load_model
 
     dev = resolve_device(device)
     model, meta = load_model(str(checkpoint), dev)
-    volume = Preprocessing.from_dict(meta.get("preprocessing", {}))(np.asarray(source.data), spacing_of(source))
+    yield Progress("prepare", 1, 2, "steps")
+    volume = Preprocessing.from_dict(meta.get("preprocessing", {}))(np.asarray(data), spacing)
+    yield Progress("prepare", 2, 2, "steps")
     return volume, model, meta, dev
 
 

@@ -1,37 +1,95 @@
-"""The form shared by the widgets that score an image layer with a checkpoint."""
+"""The form shared by the widgets that score an image layer with a checkpoint, and how they run jobs.
+
+Long work never runs on the GUI thread: :meth:`ModelForm.start` hands a generator to napari's
+thread worker, whose ``Progress`` events drive the progress bar; Cancel quits it at its next
+event. Loading the checkpoint and preprocessing the volume are the job's first steps.
+"""
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
 from .._torch_import import ensure_torch
-from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare
+from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare_iter, spacing_of
+
+
+def preload_engine() -> None:
+    """Import what the jobs use while the widget is built: a first import in a worker holds the GIL
+    while extension modules load, which froze the GUI for a third of a second."""
+    import timm.layers  # noqa: F401
+    import torch.fx.experimental.optimization  # noqa: F401
+
+    import tonno_engine.methods.run  # noqa: F401
+    import tonno_engine.models.checkpoint  # noqa: F401
 
 
 class ModelForm(Container):
-    """Image layer + checkpoint fields, a status line, and :meth:`prepared` to load both."""
+    """Image layer + checkpoint fields, a status line, a progress bar and a Cancel button."""
 
     def __init__(self, napari_viewer, status_label: str = "status"):
         ensure_torch()
+        preload_engine()
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.image = ComboBox(label="image", choices=layers_of(napari_viewer, "Image"))
         self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(napari_viewer))
         self.status = Label(label=status_label, value="")
+        self.progress = ProgressBar(label="progress", value=0, max=1)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.cancel_button.changed.connect(self.cancel)
+        self.worker = None
         napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
         napari_viewer.layers.events.removed.connect(self.image.reset_choices)
 
-    def prepared(self, device: str = "auto"):
-        """``(source layer, volume, model, meta, device)``, or ``None`` with the reason in the status."""
+    def inputs(self, device: str = "auto"):
+        """What a job needs from the GUI, read on the GUI thread without copying or loading anything:
+        ``(source layer, prepare generator)``, or ``None`` with the reason in the status."""
         source = self.image.value
         if source is None:
             self.status.value = "choose an image layer"
             return None
-        try:
-            return (source, *prepare(source, self.checkpoint.value, device))
-        except Exception as exc:  # noqa: BLE001 - any failure to load is shown to the user
-            self.status.value = f"error: {exc}"
-            return None
+        return source, prepare_iter(source.data, spacing_of(source), str(self.checkpoint.value), device)
+
+    def start(self, job, on_event, *, on_done=None, on_returned=None) -> None:
+        """Run the generator ``job`` in a thread worker; ``on_event`` gets every event but progress.
+
+        ``job`` is an already-made generator: creating it runs nothing, so nothing runs on the GUI thread.
+        """
+        from napari.qt.threading import create_worker
+
+        from tonno_engine.base.events import Progress
+
+        def route(event):
+            if isinstance(event, Progress):
+                if event.total:
+                    self.progress.max, self.progress.value = event.total, event.done
+            else:
+                on_event(event)
+
+        self.worker = create_worker(lambda: (yield from job), _start_thread=False)
+        self.worker.yielded.connect(route)
+        self.worker.errored.connect(lambda exc: setattr(self.status, "value", f"error: {exc}"))
+        self.worker.finished.connect(self._finished)
+        if on_returned is not None:
+            self.worker.returned.connect(on_returned)
+        if on_done is not None:
+            self.worker.finished.connect(on_done)
+        self.cancel_button.enabled = True
+        self._busy(True)
+        self.worker.start()
+
+    def _busy(self, busy: bool) -> None:
+        """Subclasses disable their run buttons while a job runs."""
+
+    def _finished(self):
+        self.cancel_button.enabled = False
+        self._busy(False)
+
+    def cancel(self, *_):
+        """Stop the worker at its next event (every scorer batch: well under a second)."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelled"
 
 
 class DirectionForm(ModelForm):
@@ -47,3 +105,23 @@ class DirectionForm(ModelForm):
     def chosen_normal(self):
         """The chosen unit normal ``(3,)`` float64."""
         return direction_vector(self.direction.value, self.index.value, self.angles.value)
+
+    def stack_job(self, *, keep_slices: bool):
+        """A job cutting and scoring the chosen direction's slices; its final event holds a
+        ``DirectionStack``. ``None`` (reason in the status) when the inputs are missing."""
+        ready = self.inputs()
+        if ready is None:
+            return None
+        _, prepare = ready
+        normal, slices = self.chosen_normal(), int(self.slices.value)
+
+        def job():
+            from tonno_engine.tomography.reconstruction import direction_stack_iter
+            from tonno_engine.tomography.scorers import ModuleScorer
+
+            volume, model, meta, device = yield from prepare
+            yield from direction_stack_iter(volume, ModuleScorer(model), normal, slices=slices,
+                                            slice_size=meta.get("slice_size", 224), device=device,
+                                            keep_slices=keep_slices)
+
+        return job

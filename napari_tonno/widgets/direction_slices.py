@@ -10,48 +10,41 @@ from ._form import DirectionForm
 
 
 class DirectionSlicesWidget(DirectionForm):
-    """``show()`` cuts and scores the slices; the stack layer's metadata holds offsets and logits."""
+    """``show_slices()`` cuts and scores the slices (in a thread worker, with progress and cancel); the
+    stack layer's metadata holds offsets and logits."""
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer, direction="lattice", slices=24, status_label="logit")
         self.show_button = PushButton(text="Show slices")
         self.extend([self.image, self.checkpoint, self.direction, self.index, self.angles, self.slices,
-                     self.show_button, self.status])
+                     self.show_button, self.cancel_button, self.progress, self.status])
         self.show_button.changed.connect(self.show_slices)
         napari_viewer.dims.events.current_step.connect(self._update_text)
         self.stack = None
 
     def show_slices(self, *_):
-        import torch
-
-        from tonno_engine.tomography.geometry import orthonormal_basis, slice_offsets
-        from tonno_engine.tomography.scorers import ModuleScorer
-        from tonno_engine.tomography.slicing import extract_slices
-        from tonno_engine.base.inputs import as_size2
-
-        ready = self.prepared()
-        if ready is None:
+        """Cut and score the chosen direction's slices in a thread worker; the stack appears when done."""
+        job = self.stack_job(keep_slices=True)
+        if job is None:
             return
-        source, volume, model, meta, device = ready
-        n = self.chosen_normal()[None]
-        u, v = orthonormal_basis(n)
-        offsets = slice_offsets(int(self.slices.value))
-        k = len(offsets)
-        vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
-        with torch.inference_mode():
-            cut = extract_slices(vol, offsets, n.expand(k, 3), u.expand(k, 3), v.expand(k, 3),
-                                 as_size2(meta.get("slice_size", 224)))
-            logits = ModuleScorer(model)(cut).cpu().numpy()
-        name = f"{source.name} slices {self.direction.value}" + (f" {self.index.value}" if "lattice" in
-                                                                  self.direction.value else "")
-        meta_out = {"offsets": offsets.numpy(), "logits": logits, "normal": n[0].numpy(), "u": u[0].numpy(),
-                    "v": v[0].numpy()}
+        name = f"{self.image.value.name} slices {self.direction.value}" + (
+            f" {self.index.value}" if "lattice" in self.direction.value else "")
+        self.status.value = "cutting and scoring slices…"
+        self.start(job(), lambda event: self._show(name, event.value) if getattr(event, "final", False) else None)
+
+    def _busy(self, busy: bool) -> None:
+        self.show_button.enabled = not busy
+
+    def _show(self, name: str, stack) -> None:
+        data = stack.slices.numpy()
+        meta_out = {"offsets": stack.offsets.numpy(), "logits": stack.scores.numpy(), "normal": stack.normal.numpy(),
+                    "u": stack.u.numpy(), "v": stack.v.numpy()}
         if name in self.viewer.layers:
-            self.viewer.layers[name].data = cut.cpu().numpy()
+            self.viewer.layers[name].data = data
             self.viewer.layers[name].metadata.update(meta_out)
             self.stack = self.viewer.layers[name]
         else:
-            self.stack = self.viewer.add_image(cut.cpu().numpy(), name=name, colormap="gray", metadata=meta_out)
+            self.stack = self.viewer.add_image(data, name=name, colormap="gray", metadata=meta_out)
         self._overlay().visible = True
         self._update_text()
 

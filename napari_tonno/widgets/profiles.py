@@ -16,11 +16,10 @@ class LogitProfileWidget(DirectionForm):
         super().__init__(napari_viewer, direction="axis 0", slices=48)
         self.compute_button = PushButton(text="Compute profile")
         self.extend([self.image, self.checkpoint, self.direction, self.index, self.angles, self.slices,
-                     self.compute_button, self.status])
+                     self.compute_button, self.cancel_button, self.progress, self.status])
         self.compute_button.changed.connect(self.compute)
         napari_viewer.dims.events.current_step.connect(self._follow)
         self.offsets = self.logits = self.normal = None
-        self.worker = None
         self._canvas = self._figure = self._marker = None
 
     def _plot_area(self):
@@ -37,34 +36,20 @@ class LogitProfileWidget(DirectionForm):
         return self._figure
 
     def compute(self, *_):
-        from napari.qt.threading import create_worker
-
-        from tonno_engine.tomography.reconstruction import profiles
-        from tonno_engine.tomography.scorers import ModuleScorer
-
-        ready = self.prepared()
-        if ready is None:
+        """Score the chosen direction's slices in a thread worker; the plot appears when done."""
+        job = self.stack_job(keep_slices=False)
+        if job is None:
             return
-        _, volume, model, meta, device = ready
-
-        normal = self.chosen_normal()
-        slices = int(self.slices.value)
         self.status.value = "scoring slices…"
+        self.start(job(), lambda event: self._show(event.value) if getattr(event, "final", False) else None)
 
-        def work():
-            return normal, profiles(volume, ModuleScorer(model), normal[None], slices=slices,
-                                    slice_size=meta.get("slice_size", 224), device=device)[0]
+    def _busy(self, busy: bool) -> None:
+        self.compute_button.enabled = not busy
 
-        self.worker = create_worker(work, _start_thread=False)
-        self.worker.returned.connect(self._show)
-        self.worker.start()
-
-    def _show(self, result):
-        from tonno_engine.tomography.geometry import slice_offsets
-
-        self.normal, logits = result
-        self.logits = logits.numpy()
-        self.offsets = slice_offsets(len(self.logits) - 2).numpy()
+    def _show(self, stack):
+        self.normal = stack.normal
+        self.logits = stack.scores.numpy()
+        self.offsets = stack.offsets.numpy()
         fig = self._plot_area()
         fig.clear()
         ax = fig.add_subplot(111)

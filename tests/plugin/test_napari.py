@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gui
 
 
@@ -182,13 +182,16 @@ def test_logit_profile_follows_the_viewer_and_clicks_move_it(viewer_with_volume,
     assert viewer.dims.point[0] == pytest.approx(0.0) and widget.current_offset() == pytest.approx(-1.0)
 
 
-def test_direction_slices_show_the_stack_with_logits(viewer_with_volume):
+def test_direction_slices_show_the_stack_with_logits(viewer_with_volume, qtbot):
     from napari_tonno.widgets.direction_slices import DirectionSlicesWidget
 
     viewer = viewer_with_volume
     widget = DirectionSlicesWidget(viewer)
     widget.slices.value, widget.index.value = 8, 5
     widget.show_slices()
+    assert widget.stack is None and widget.worker is not None  # the work runs in a thread worker
+    with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
+        pass
     stack = widget.stack
     assert stack.data.shape == (10, 32, 32) and len(stack.metadata["logits"]) == 10
     overlay = widget._overlay()
@@ -258,3 +261,53 @@ def test_widgets_load_torch_safely_after_napari_opened_a_window():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "torch.Size([1, 1])" in done.stdout
+
+
+def test_changing_the_form_during_a_run_does_not_touch_the_run(viewer_with_volume, qtbot):
+    widget = _reconstruct_widget(viewer_with_volume, 64)
+    widget.run()
+    output = widget.output
+    widget.method.value, widget.cam.value, widget.layer.value = "tomographic-cam", "gradcam", 3
+    errors = []
+    widget.worker.errored.connect(errors.append)
+    with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
+        pass
+    assert errors == [] and output.metadata["complete"] and output.name == "phantom tonno"
+    assert output.metadata["tonno"]["method"]["name"] == "tonno" and np.abs(output.data).max() > 0
+
+
+@pytest.mark.parametrize("widget_name", ["reconstruct", "profiles", "direction_slices"])
+def test_model_loading_and_preprocessing_run_off_the_gui_thread(viewer_with_volume, qtbot, monkeypatch, widget_name):
+    import threading
+
+    from tonno_engine.data.preprocessing import Preprocessing
+    from tonno_engine.models import checkpoint
+
+    threads = []
+
+    def recording(real):
+        def wrapper(*args, **kwargs):
+            threads.append(threading.current_thread() is threading.main_thread())
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(checkpoint, "load_model", recording(checkpoint.load_model))
+    monkeypatch.setattr(Preprocessing, "__call__", recording(Preprocessing.__call__))
+    if widget_name == "reconstruct":
+        widget = _reconstruct_widget(viewer_with_volume, 16)
+        start = widget.run
+    elif widget_name == "profiles":
+        from napari_tonno.widgets.profiles import LogitProfileWidget
+
+        widget = LogitProfileWidget(viewer_with_volume)
+        start = widget.compute
+    else:
+        from napari_tonno.widgets.direction_slices import DirectionSlicesWidget
+
+        widget = DirectionSlicesWidget(viewer_with_volume)
+        start = widget.show_slices
+    widget.slices.value = 6
+    start()
+    with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
+        pass
+    assert threads == [False, False]  # the checkpoint loaded and the volume preprocessed, both in the worker

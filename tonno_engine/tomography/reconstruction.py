@@ -111,6 +111,54 @@ def profiles(
     return torch.cat(scores).reshape(len(normals), slices + 2).cpu()
 
 
+@dataclass(frozen=True)
+class DirectionStack:
+    """The ``M + 2`` slices along one direction and their scores.
+
+    ``slices``: ``(M + 2, h, w)`` float32 on the CPU, ``scores``: ``(M + 2,)``, ``offsets``:
+    ``s_m`` ``(M + 2,)``, ``normal``/``u``/``v``: ``(3,)`` float64 in ``(x0, x1, x2)``.
+    """
+
+    slices: torch.Tensor
+    scores: torch.Tensor
+    offsets: torch.Tensor
+    normal: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+
+
+def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, slice_size=224, device=None,
+                         batch_size: int | None = None, keep_slices: bool = True) -> Iterator[Progress | Partial]:
+    """Cut and score the slices the network sees along one direction (paper Fig. 2b).
+
+    ``normal``: ``(3,)`` in ``(x0, x1, x2)``; ``(u, v)`` from :func:`orthonormal_basis`, as in
+    :func:`reconstruct`. Yields ``Progress("slices")`` per scorer batch, then a final
+    :class:`Partial` holding a :class:`DirectionStack` (without slices unless ``keep_slices``).
+    """
+    dev = resolve_device(device)
+    vol = as_volume(volume, dev)
+    slices = check_count(slices, 3, "slices", " (the second difference needs them)")
+    size = as_size2(slice_size)
+    n = torch.as_tensor(normal, dtype=torch.float64).reshape(1, 3)
+    n = n / n.norm()
+    u, v = orthonormal_basis(n)
+    offsets = slice_offsets(slices)
+    batch_size = batch_size or default_batch_size(dev)
+    cut, scores, done = [], [], 0
+    for start in range(0, len(offsets), batch_size):
+        s = offsets[start:start + batch_size]
+        k = len(s)
+        with torch.inference_mode():
+            batch = extract_slices(vol, s, n.expand(k, 3), u.expand(k, 3), v.expand(k, 3), size)
+            scores.append(scorer(batch).float().reshape(k).cpu())
+            if keep_slices:
+                cut.append(batch.cpu())
+        done += k
+        yield Progress("slices", done, len(offsets), "slices", detail=True)
+    stack = DirectionStack(torch.cat(cut) if keep_slices else None, torch.cat(scores), offsets, n[0], u[0], v[0])
+    yield Partial(stack, 1, 1, final=True)
+
+
 class Formula:
     """How one chunk of per-direction results ``(Lc, M + 2, ...)`` is added to the heatmap.
 
