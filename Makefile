@@ -32,6 +32,7 @@ selfcheck: $(STAMP)
 	$(VENV)/bin/tonno selfcheck
 
 test: $(STAMP) display
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -11,8 +11,7 @@ import argparse
 import time
 
 from tonno_engine import radon_sum, reconstruct
-from tonno_engine.tomography.phantoms import quality_in_unit_ball
-from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
 
 
 def main() -> None:

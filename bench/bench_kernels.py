@@ -1,4 +1,4 @@
-"""The kernels under the pipeline, side by side in one run (the README's "what changed" numbers).
+"""The kernels under the pipeline, side by side in one run (numbers in bench/RESULTS.md).
 
     .venv/bin/python bench/bench_kernels.py [--device cpu]
 

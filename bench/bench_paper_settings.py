@@ -29,10 +29,9 @@ import torch
 from timing import timed
 
 from tonno_engine import make_directions, radon_sum, reconstruct, resolve_device, slice_offsets
-from tonno_engine.tomography.phantoms import quality_in_unit_ball
 from tonno_engine.base.devices import device_name
 from tonno_engine.models.encoders import create_encoder
-from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
 from tonno_engine.tomography.scorers import ModuleScorer
 from tonno_engine.tomography.slicing import extract_slices
 

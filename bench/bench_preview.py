@@ -21,11 +21,11 @@ import torch
 from scipy import ndimage
 
 from tonno_engine import resolve_device
-from tonno_engine.models.checkpoint import load_model
 from tonno_engine.apps.demo import DEMO_LESION_RADIUS
-from tonno_engine.methods.run import QUALITY_PRESETS, MethodSpec, run_method
 from tonno_engine.data.preprocessing import Preprocessing
 from tonno_engine.data.synth import brain_case, load_mni_brain
+from tonno_engine.methods.run import QUALITY_PRESETS, MethodSpec, run_method
+from tonno_engine.models.checkpoint import load_model
 
 
 def main() -> None:

@@ -16,7 +16,14 @@ app = typer.Typer(
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on `app`.
     from . import (  # noqa: F401
-        cmd_benchmark, cmd_demo, cmd_evaluate, cmd_info, cmd_methods, cmd_reconstruct, cmd_selfcheck, cmd_synth,
+        cmd_benchmark,
+        cmd_demo,
+        cmd_evaluate,
+        cmd_info,
+        cmd_methods,
+        cmd_reconstruct,
+        cmd_selfcheck,
+        cmd_synth,
         cmd_train,
     )
 

@@ -10,7 +10,14 @@ from tonno_engine.training.config import DEFAULTS
 
 from .app import app
 from .options import (
-    DeviceOpt, QuietOpt, cam_help, engine_errors, fail, parse_methods, quality_help, quality_settings,
+    DeviceOpt,
+    QuietOpt,
+    cam_help,
+    engine_errors,
+    fail,
+    parse_methods,
+    quality_help,
+    quality_settings,
     resolve_device_or_exit,
 )
 

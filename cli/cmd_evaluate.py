@@ -22,8 +22,14 @@ def evaluate(
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
     quiet: QuietOpt = False,
 ) -> None:
-    """Binarise heatmaps and compare them with ground truth (DESIGN.md §7); exit 1 if a case fails."""
-    from tonno_engine.evaluation.evaluate import EvaluationResult, calibrate_on_files, evaluate_iter, pair_files, write_metrics_csv
+    """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
+    from tonno_engine.evaluation.evaluate import (
+        EvaluationResult,
+        calibrate_on_files,
+        evaluate_iter,
+        pair_files,
+        write_metrics_csv,
+    )
     from tonno_engine.evaluation.metrics import Threshold
 
     from .progress import show_progress

@@ -10,8 +10,8 @@ def info() -> None:
     """Print versions, the devices torch sees, and which one `--device auto` picks."""
     import torch
 
-    from tonno_engine.base.versions import versions
     from tonno_engine.base.devices import auto_device, describe_devices
+    from tonno_engine.base.versions import versions
 
     dists = ("napari-tonno", "torch", "torchvision", "timm", "numpy", "nibabel", "napari")
     rows = [(k, v or "not installed") for k, v in versions(dists).items()]

@@ -8,7 +8,15 @@ import typer
 
 from .app import app
 from .options import (
-    DeviceOpt, QuietOpt, cam_help, engine_errors, method_help, parse_methods, quality_help, quality_settings, renamed,
+    DeviceOpt,
+    QuietOpt,
+    cam_help,
+    engine_errors,
+    method_help,
+    parse_methods,
+    quality_help,
+    quality_settings,
+    renamed,
     resolve_device_or_exit,
 )
 

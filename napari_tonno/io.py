@@ -9,7 +9,6 @@ scanner millimetres of the file. ``metadata`` keeps the exact ``affine`` and the
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from tonno_engine.data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti

@@ -1,7 +1,10 @@
 """tonno engine: tomographic reconstruction of a neural network's output (ToNNO).
 
-Pure Python + torch; never imports Qt, napari, magicgui or typer. The top-level names load their
-module on first use (PEP 562), so ``import tonno_engine.base.registry`` stays free of torch.
+Pure Python + torch; never imports Qt, napari, magicgui or typer. Subpackages by layer, each
+importing only those below it (docs/architecture.md; import-linter checks it): ``base``,
+``tomography``, ``cams`` | ``models`` | ``data``, ``methods`` | ``evaluation``, ``training``,
+``apps``. The top-level names load their module on first use (PEP 562), so
+``import tonno_engine.base.registry`` stays free of torch.
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ _EXPORTS = {
     "reconstruction_scale": "tomography.backprojection", "second_difference": "tomography.backprojection",
     "auto_device": "base.devices", "resolve_device": "base.devices",
     "Partial": "base.events", "Progress": "base.events",
-    "fibonacci_directions": "tomography.geometry", "orthonormal_basis": "tomography.geometry", "slice_offsets": "tomography.geometry",
+    "fibonacci_directions": "tomography.geometry", "orthonormal_basis": "tomography.geometry",
+    "slice_offsets": "tomography.geometry",
     "spread_order": "tomography.geometry",
-    "make_directions": "tomography.reconstruction", "profiles": "tomography.reconstruction", "reconstruct": "tomography.reconstruction",
+    "make_directions": "tomography.reconstruction", "profiles": "tomography.reconstruction",
+    "reconstruct": "tomography.reconstruction",
     "reconstruct_iter": "tomography.reconstruction",
     "radon_sum": "tomography.scorers", "ModuleScorer": "tomography.scorers",
     "extract_slices": "tomography.slicing",
     "CamExtractor": "cams.extractor", "cam_reconstruct_iter": "cams.tomographic", "slicewise_iter": "cams.slicewise",
-    "MethodSpec": "methods.run", "method_iter": "methods.run", "run_method": "methods.run",
-    "METHODS": "methods.registry",
+    "MethodSpec": "base.registry", "METHODS": "base.registry", "register_method": "base.registry",
+    "method_iter": "methods.run", "methods_iter": "methods.run", "run_method": "methods.run",
+    "run_methods": "methods.run", "ReconstructionSettings": "methods.settings", "PRESETS": "methods.settings",
+    "direction_stack_iter": "tomography.reconstruction",
 }
 
 try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label
 
-from ._common import geometry_of, layers_of
 from .._torch_import import ensure_torch
+from ._common import geometry_of, layers_of
 
 
 class ThresholdWidget(Container):

@@ -22,17 +22,17 @@ from pathlib import Path
 import torch
 
 from ..base.atomic import make_output_folder, remove_stale_parts, write_text_atomic
-from ..base.versions import versions
-from ..models.checkpoint import load_model
-from ..data.dataset import read_cases
 from ..base.devices import device_name, resolve_device
 from ..base.errors import DataError
 from ..base.events import Partial, Progress
-from ..data.nifti import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
 from ..base.registry import MethodSpec
+from ..base.versions import versions
+from ..data.dataset import read_cases
+from ..data.nifti import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
+from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings
-from ..data.preprocessing import Preprocessing
+from ..models.checkpoint import load_model
 from ..tomography.reconstruction import default_batch_size
 
 SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..base.atomic import make_output_folder, write_text_atomic
-from ..base.registry import MethodSpec
-from ..methods.settings import PRESETS, ReconstructionSettings
-from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
-from ..models.checkpoint import read_checkpoint
-from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
 from ..base.errors import DataError
-from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
 from ..base.events import Progress
+from ..base.registry import MethodSpec
+from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
+from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
+from ..methods.settings import PRESETS, ReconstructionSettings
+from ..models.checkpoint import read_checkpoint
 from ..training.config import TrainConfig
+from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
 from .training_run import train_run_iter
 
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
@@ -129,7 +129,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
 
     rows, binaries = [], {}
     for k, spec in enumerate(cfg.methods):
-        def pairs(group):
+        def pairs(group, spec=spec):
             return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
 
         threshold, val_f1 = calibrate_on_files(pairs(val), connectivity=cfg.connectivity)

@@ -3,15 +3,14 @@ training run's loss and AUC curves."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 
-import csv
-
 from ..base.atomic import atomic_path
-from .batch import output_path
 from ..data.nifti import axial_axis, load_nifti
+from .batch import output_path
 
 
 def _pick_slice(cases) -> tuple[object, int]:

@@ -6,8 +6,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-import torch
-
 from ..base.devices import resolve_device, synchronize
 from ..base.events import Progress
 from ..tomography.phantoms import balls_phantom, quality_in_unit_ball

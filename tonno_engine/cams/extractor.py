@@ -101,7 +101,7 @@ def cam_to_plane(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resample maps ``(B, a, b)`` onto ``size`` pixels of the same slice: ``(B, h, w)``.
 
     Cell ``(a, b)`` covers a block of the slice, so cells sit at ``align_corners=False`` centres
-    while pixels sit at ``align_corners=True`` positions ``i' = 2i/(h-1) - 1`` (DESIGN.md §5);
+    while pixels sit at ``align_corners=True`` positions ``i' = 2i/(h-1) - 1`` (docs/methods.md);
     beyond the outer cell centres the border value holds.
     """
     h, w = size

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import torch
 
-from .extractor import cam_to_plane
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
+from ..base.inputs import as_size2, as_volume
 from ..tomography.geometry import axis_coords
 from ..tomography.reconstruction import default_batch_size
 from ..tomography.slicing import extract_slices
-from ..base.inputs import as_size2, as_volume
+from .extractor import cam_to_plane
 
 
 def slicewise_iter(

@@ -1,4 +1,4 @@
-"""Averaged CAM and Tomographic CAM (paper §3.5, eqs. 12–13; DESIGN.md §5).
+"""Averaged CAM and Tomographic CAM (paper §3.5, eqs. 12–13; docs/methods.md).
 
 For each direction ``n_l`` the ``M + 2`` slices give a stack of raw CAM maps ``p_m^{ab}``
 ``(M + 2, a, b)``. A voxel ``x`` reads the stack by trilinear interpolation at

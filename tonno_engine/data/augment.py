@@ -1,4 +1,4 @@
-"""Random slice geometry and intensity augmentation for training (DESIGN.md §6).
+"""Random slice geometry and intensity augmentation for training (docs/training.md).
 
 Geometry: uniform random normal on the sphere, uniform offset in ``[-1, 1]``, random in-plane
 rotation, optional mirror, per-axis scale and shear of ``(u, v)`` (they stop being unit and
@@ -26,7 +26,7 @@ class Augmentation:
     noise: float = 0.03
 
     @classmethod
-    def off(cls) -> "Augmentation":
+    def off(cls) -> Augmentation:
         return cls(scale=(1.0, 1.0), shear=0.0, mirror=False, contrast=(1.0, 1.0), brightness=0.0, noise=0.0)
 
 

@@ -37,7 +37,7 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
         # checkpoints written before 0.2 call the intensity mode "preset"
         return cls(d.get("intensity", d.get("preset", "none")), dict(d.get("params", {})), d.get("spacing"))
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..base.atomic import write_text_atomic
-from ..data.dataset import read_cases
 from ..base.errors import DataError
 from ..base.events import Progress
+from ..data.dataset import read_cases
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .metrics import CaseMetrics, Threshold, calibrate_threshold, case_metrics, summarize
 

@@ -1,4 +1,4 @@
-"""Binarisation and the evaluation protocol of DESIGN.md §7.
+"""Binarisation and the evaluation protocol of docs/evaluation.md.
 
 Lesions are 3D connected components (scipy.ndimage.label; connectivity 6, 18 or 26, default 26).
 A ground-truth lesion is detected if any predicted component overlaps it; a predicted component
@@ -39,7 +39,7 @@ class Threshold:
             raise ValueError(f"percentile must be in [0, 100], got {self.value}")
 
     @classmethod
-    def parse(cls, text: str) -> "Threshold":
+    def parse(cls, text: str) -> Threshold:
         """``otsu``, ``fixed:0.5``, ``percentile:99.5`` (or a bare number for fixed)."""
         kind, _, value = text.partition(":")
         try:

@@ -1,4 +1,4 @@
-"""Filtered backprojection of plane-integral profiles (paper eqs. 8–11, DESIGN.md §4).
+"""Filtered backprojection of plane-integral profiles (paper eqs. 8–11, docs/methods.md).
 
 ``G(x) = c · (|S²| / L) · Σ_l q̃_l(x · n_l)`` with ``c = -1/(8π²)``, ``|S²| = 4π``;
 ``q_m = (p_{m+1} + p_{m-1} - 2 p_m) / Δ²``, ``Δ = 2/(M-1)``; ``q̃_l`` is the linear

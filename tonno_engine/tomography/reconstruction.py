@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .backprojection import backproject, reconstruction_scale, second_difference
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
+from ..base.inputs import as_shape3, as_size2, as_volume, check_count
+from .backprojection import backproject, reconstruction_scale, second_difference
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
 from .slicing import extract_slices
-from ..base.inputs import as_shape3, as_size2, as_volume, check_count
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 

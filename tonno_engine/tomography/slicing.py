@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .geometry import CUBE_BOUND, axis_coords, inside_interval, to_grid_sample_order
 
+
 def extract_slices(
     volume: torch.Tensor,
     offsets: torch.Tensor,

@@ -1,4 +1,4 @@
-"""Weak-label training of a slice classifier (paper §3.1, §4.2; DESIGN.md §6).
+"""Weak-label training of a slice classifier (paper §3.1, §4.2; docs/training.md).
 
 :func:`train_iter` sets up (or restores) a run with :func:`setup`, then only trains and yields
 :class:`TrainStep` events; the run folder's files are written by
@@ -29,7 +29,13 @@ from ..models.encoders import create_encoder
 from .config import TrainConfig
 from .run_folder import RunFolder
 from .sampling import (
-    LoadedCase, ValidationScores, load_cases, optimisation_step, sample_batch, validate, validation_planes,
+    LoadedCase,
+    ValidationScores,
+    load_cases,
+    optimisation_step,
+    sample_batch,
+    validate,
+    validation_planes,
 )
 
 

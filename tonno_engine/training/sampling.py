@@ -1,4 +1,4 @@
-"""What one training step and one validation see: volumes, random slices, labels (DESIGN.md §6).
+"""What one training step and one validation see: volumes, random slices, labels (docs/training.md).
 
 Each step draws ``batch_volumes`` training volumes with replacement and ``slices_per_volume``
 random slices from each (cut on the training device), and labels every slice with its volume's

@@ -4,15 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tonno_engine.cams.tomographic import backproject_stack, cam_reconstruct_iter
-from tonno_engine.cams.extractor import cam_to_plane
-from tonno_engine.cams.checks import fake_cam_check
-from tonno_engine.tomography.phantoms import quality_in_unit_ball
 from tonno_engine.base.events import Partial, Progress
-from tonno_engine.methods.run import MethodSpec, run_method
-from tonno_engine.tomography.phantoms import balls_phantom
-from tonno_engine.tomography.reconstruction import final_result
+from tonno_engine.cams.checks import fake_cam_check
+from tonno_engine.cams.extractor import cam_to_plane
 from tonno_engine.cams.slicewise import slicewise_iter
+from tonno_engine.cams.tomographic import backproject_stack, cam_reconstruct_iter
+from tonno_engine.methods.run import MethodSpec, run_method
+from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
+from tonno_engine.tomography.reconstruction import final_result
 
 
 def test_fig4_fake_cam_averaged_wins_at_fine_maps_tomographic_at_coarse(device):

@@ -2,8 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tonno_engine.data.dataset import check_both_classes, data_hash, read_cases, split_cases
 from tonno_engine.base.errors import DataError
+from tonno_engine.data.dataset import check_both_classes, data_hash, read_cases, split_cases
 from tonno_engine.data.preprocessing import Preprocessing, resample_isotropic
 
 

@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from tonno_engine.evaluation.metrics import Threshold, binarize, calibrate_threshold, case_metrics, label_components, summarize
+from tonno_engine.evaluation.metrics import (
+    Threshold,
+    binarize,
+    calibrate_threshold,
+    case_metrics,
+    label_components,
+    summarize,
+)
 
 
 def _vol(*boxes, shape=(10, 10, 10)):

@@ -3,8 +3,8 @@ import timm
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d  # what timm.layers.freeze_batch_norm_2d uses
 
-from tonno_engine.models.checkpoint import load_model, save_checkpoint
 from tonno_engine.base.errors import DataError
+from tonno_engine.models.checkpoint import load_model, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
 
 

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from tonno_engine.tomography.geometry import (
-    axis_coords, fibonacci_directions, orthonormal_basis, slice_offsets, spread_order, to_grid_sample_order,
+    axis_coords,
+    fibonacci_directions,
+    orthonormal_basis,
+    slice_offsets,
+    spread_order,
+    to_grid_sample_order,
     voxel_coords,
 )
 

@@ -5,10 +5,17 @@ import pytest
 import torch
 
 from tonno_engine import (
-    Partial, Progress, backproject, profiles, radon_sum, reconstruct, reconstruct_iter, reconstruction_scale,
+    Partial,
+    Progress,
+    backproject,
+    profiles,
+    radon_sum,
+    reconstruct,
+    reconstruct_iter,
+    reconstruction_scale,
 )
 from tonno_engine.tomography.geometry import fibonacci_directions, slice_offsets, voxel_coords
-from tonno_engine.tomography.phantoms import quality_in_unit_ball, balls_phantom
+from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
 
 
 def test_constants_against_the_analytic_radon_transform_of_a_ball():

@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from tonno_engine.models.checkpoint import load_model, read_checkpoint
+from tonno_engine.apps.training_run import train_run_iter as train_iter
 from tonno_engine.base.errors import DataError
 from tonno_engine.data.synth import synthesize
-from tonno_engine.apps.training_run import train_run_iter as train_iter
+from tonno_engine.models.checkpoint import load_model, read_checkpoint
 from tonno_engine.training.config import TrainConfig
 from tonno_engine.training.loop import TrainStep
 
