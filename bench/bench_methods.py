@@ -17,9 +17,10 @@ import torch
 from timing import timed
 
 from tonno_engine import resolve_device
+from tonno_engine.base.registry import MethodSpec
 from tonno_engine.data.preprocessing import Preprocessing
 from tonno_engine.data.synth import brain_case, load_mni_brain
-from tonno_engine.methods.run import MethodSpec, run_method
+from tonno_engine.methods.run import run_method
 from tonno_engine.models.encoders import create_encoder
 
 

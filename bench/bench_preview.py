@@ -22,9 +22,11 @@ from scipy import ndimage
 
 from tonno_engine import resolve_device
 from tonno_engine.apps.demo import DEMO_LESION_RADIUS
+from tonno_engine.base.registry import MethodSpec
 from tonno_engine.data.preprocessing import Preprocessing
 from tonno_engine.data.synth import brain_case, load_mni_brain
-from tonno_engine.methods.run import QUALITY_PRESETS, MethodSpec, run_method
+from tonno_engine.methods.run import run_method
+from tonno_engine.methods.settings import PRESETS
 from tonno_engine.models.checkpoint import load_model
 
 
@@ -46,7 +48,8 @@ def main() -> None:
     spec, size = MethodSpec("tonno"), meta["slice_size"]
     run_method(spec, volume, model, slices=8, angles=4, slice_size=size, device=device)  # warm-up
     print(f"device {device}, 128³ brain, demo model ({size}² slices), threads {torch.get_num_threads()}")
-    settings = [("preview", QUALITY_PRESETS["preview"])] + [
+    preview = PRESETS["preview"]
+    settings = [("preview", {"slices": preview.slices, "angles": preview.angles, "hemisphere": preview.hemisphere})] + [
         (c, {"slices": int(c.split("x")[0]), "angles": int(c.split("x")[1]), "hemisphere": True})
         for c in args.candidates]
     maps = {}
@@ -66,7 +69,7 @@ def main() -> None:
         full = torch.load(args.full_cache)
     else:
         full = run_method(spec, volume, model, slice_size=size, device=device,
-                          **{**QUALITY_PRESETS["paper"], "angles": args.full_angles, "slices": args.full_slices})
+                          slices=args.full_slices, angles=args.full_angles, hemisphere=PRESETS["paper"].hemisphere)
         if args.full_cache:
             torch.save(full.cpu(), args.full_cache)
     full_seconds = time.perf_counter() - t

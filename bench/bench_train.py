@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from tonno_engine.data.synth import synthesize
-from tonno_engine.training.loop import TrainConfig, train_iter
+from tonno_engine.training.config import TrainConfig
+from tonno_engine.training.loop import train_iter
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ from tonno_engine import resolve_device
 from tonno_engine.base.devices import synchronize
 from tonno_engine.data.synth import synthesize
 from tonno_engine.models.encoders import create_encoder
-from tonno_engine.training.loop import TrainConfig, optimisation_step, train_iter
+from tonno_engine.training.config import TrainConfig
+from tonno_engine.training.loop import train_iter
+from tonno_engine.training.sampling import optimisation_step
 
 
 def main() -> None:

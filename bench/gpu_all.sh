@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU benchmark and the GPU tests in one call, results into bench/RESULTS.md (or $RESULTS).
+# Every GPU benchmark and the GPU tests in one call, results appended to bench/RESULTS.md (or $RESULTS).
 #
 # Here, once:      bash bench/fetch_gpu_wheels.sh        (nibabel, nilearn wheels into .whl/)
 # On the GPU machine (the `device` tool; carry .whl):     RESULTS=$OUT/RESULTS.md bash bench/gpu_all.sh
@@ -16,7 +16,7 @@ else
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT_MD=${RESULTS:-bench/RESULTS.md}
+OUT_MD=${RESULTS:-bench/RESULTS.md}  # appended to: the CPU numbers stay
 {
   echo "# GPU results"
   echo
@@ -31,5 +31,5 @@ OUT_MD=${RESULTS:-bench/RESULTS.md}
   step 60 $PY bench/bench_memory.py --device cuda --size 512 --slices 100 --angles 16 --batch-size 1024
   # target 6: training throughput vs the encoder's forward+backward
   step 90 $PY bench/bench_train_throughput.py --device cuda --slice-size 224 --steps 50
-  step 150 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-} 2>&1 | tee "$OUT_MD"
+  step 150 $PY -m pytest -q -p no:cacheprovider -m gpu tests
+} 2>&1 | tee -a "$OUT_MD"

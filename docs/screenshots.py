@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import napari
@@ -33,8 +34,13 @@ def shot(viewer, name):
     print("wrote", OUT / f"{name}.png")
 
 
-def wait_worker(widget, viewer):
-    while widget.worker is not None and widget.worker.is_running:
+def wait_worker(widget, viewer, timeout: float = 900.0):
+    """Process events until the widget's job has finished (its worker may not have started yet)."""
+    done = []
+    widget.worker.finished.connect(lambda: done.append(True))
+    start = time.perf_counter()
+    while not done and (widget.worker.is_running or time.perf_counter() - start < 5) \
+            and time.perf_counter() - start < timeout:
         settle(viewer, 0.1)
     settle(viewer, 0.5)
 
@@ -105,6 +111,7 @@ def main(checkpoint: str) -> None:
     dirs.checkpoint.value = checkpoint
     dirs.slices.value, dirs.index.value = 24, 7
     dirs.show_slices()
+    wait_worker(dirs, viewer)
     viewer.layers.remove(viewer.layers[0])  # the slices alone (the widget already read the volume)
     viewer.reset_view()
     viewer.dims.set_point(0, 12.0)
