@@ -19,7 +19,7 @@ _EXPORTS = {
     "fibonacci_directions": "tomography.geometry", "orthonormal_basis": "tomography.geometry",
     "slice_offsets": "tomography.geometry",
     "spread_order": "tomography.geometry",
-    "make_directions": "tomography.reconstruction", "profiles": "tomography.reconstruction",
+    "make_directions": "tomography.reconstruction", "profiles": "tomography.profiles",
     "reconstruct": "tomography.reconstruction",
     "reconstruct_iter": "tomography.reconstruction",
     "radon_sum": "tomography.scorers", "ModuleScorer": "tomography.scorers",
@@ -28,7 +28,7 @@ _EXPORTS = {
     "MethodSpec": "base.registry", "METHODS": "base.registry", "register_method": "base.registry",
     "method_iter": "methods.run", "methods_iter": "methods.run", "run_method": "methods.run",
     "run_methods": "methods.run", "ReconstructionSettings": "methods.settings", "PRESETS": "methods.settings",
-    "direction_stack_iter": "tomography.reconstruction",
+    "direction_stack_iter": "tomography.profiles",
 }
 
 try:

@@ -21,6 +21,7 @@ def preload_engine() -> None:
 
     import tonno_engine.methods.run  # noqa: F401
     import tonno_engine.models.checkpoint  # noqa: F401
+    import tonno_engine.tomography.profiles  # noqa: F401
 
 
 class ModelForm(Container):
@@ -116,7 +117,7 @@ class DirectionForm(ModelForm):
         normal, slices = self.chosen_normal(), int(self.slices.value)
 
         def job():
-            from tonno_engine.tomography.reconstruction import direction_stack_iter
+            from tonno_engine.tomography.profiles import direction_stack_iter
             from tonno_engine.tomography.scorers import ModuleScorer
 
             volume, model, meta, device = yield from prepare

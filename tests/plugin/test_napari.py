@@ -255,6 +255,8 @@ def test_widgets_load_torch_safely_after_napari_opened_a_window():
             "viewer.window.screenshot(canvas_only=False, flash=False)\n"
             "from napari_tonno.widgets.reconstruct import ReconstructWidget\n"
             "widget = ReconstructWidget(viewer)\n"
+            # docked, as napari does: an undocked widget still alive at interpreter exit can crash Qt's teardown
+            "viewer.window.add_dock_widget(widget)\n"
             "import timm, torch\n"
             "print(timm.create_model('resnet10t', num_classes=1, in_chans=1).eval()(torch.rand(1, 1, 32, 32)).shape)\n"
             "viewer.close()\n")

@@ -124,6 +124,7 @@ def test_folder_of_nifti_files_and_duplicate_names(tiny_cases, tmp_path):
         batch.batch_inputs(tmp_path)
 
 
+@pytest.mark.slow
 def test_kill_9_then_continue(tiny_cases, tiny_checkpoint, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

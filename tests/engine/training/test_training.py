@@ -75,6 +75,7 @@ def test_resume_takes_exactly_the_steps_of_an_uninterrupted_run(data, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_from_the_command_line(data, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-c", "from tonno_cli.app import main; main()", "train", str(data), "--out", str(run),

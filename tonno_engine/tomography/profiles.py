@@ -1,0 +1,89 @@
+"""The slices and scores along given directions (paper Fig. 2b): logit profiles, and one direction's
+stack of slices as the network sees them. Same offsets, bases and slicing as :func:`reconstruct`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..base.devices import resolve_device
+from ..base.events import Partial, Progress
+from ..base.inputs import as_size2, as_volume, check_count
+from .geometry import orthonormal_basis, slice_offsets
+from .reconstruction import Scorer, default_batch_size, iter_profiles
+
+
+def profiles(
+    volume,
+    scorer: Scorer,
+    normals: torch.Tensor,
+    *,
+    slices: int = 100,
+    slice_size=224,
+    device=None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Logit profiles ``p_m(n_l)`` for ``m = -1 … M``: ``(L, M + 2)`` on the CPU, float32.
+
+    ``normals``: ``(L, 3)`` unit vectors in ``(x0, x1, x2)``; ``(u, v)`` from
+    :func:`orthonormal_basis`, the same as :func:`reconstruct` uses.
+    """
+    dev = resolve_device(device)
+    vol = as_volume(volume, dev)
+    check_count(slices, 3, "slices")
+    normals = torch.as_tensor(normals, dtype=torch.float64).reshape(-1, 3)
+    u, v = orthonormal_basis(normals)
+    offsets = slice_offsets(slices)
+    scores = [s for _, s in iter_profiles(vol, scorer, offsets, normals, u, v, as_size2(slice_size),
+                                          batch_size or default_batch_size(dev))]
+    return torch.cat(scores).reshape(len(normals), slices + 2).cpu()
+
+
+@dataclass(frozen=True)
+class DirectionStack:
+    """The ``M + 2`` slices along one direction and their scores.
+
+    ``slices``: ``(M + 2, h, w)`` float32 on the CPU, ``scores``: ``(M + 2,)``, ``offsets``:
+    ``s_m`` ``(M + 2,)``, ``normal``/``u``/``v``: ``(3,)`` float64 in ``(x0, x1, x2)``.
+    """
+
+    slices: torch.Tensor | None
+    scores: torch.Tensor
+    offsets: torch.Tensor
+    normal: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+
+
+def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, slice_size=224, device=None,
+                         batch_size: int | None = None, keep_slices: bool = True) -> Iterator[Progress | Partial]:
+    """Cut and score the slices the network sees along one direction (paper Fig. 2b).
+
+    ``normal``: ``(3,)`` in ``(x0, x1, x2)``; ``(u, v)`` from :func:`orthonormal_basis`, as in
+    :func:`reconstruct`. Yields ``Progress("slices")`` per scorer batch, then a final
+    :class:`Partial` holding a :class:`DirectionStack` (without slices unless ``keep_slices``).
+    """
+    dev = resolve_device(device)
+    vol = as_volume(volume, dev)
+    slices = check_count(slices, 3, "slices", " (the second difference needs them)")
+    size = as_size2(slice_size)
+    n = torch.as_tensor(normal, dtype=torch.float64).reshape(1, 3)
+    n = n / n.norm()
+    u, v = orthonormal_basis(n)
+    offsets = slice_offsets(slices)
+    kept: list[torch.Tensor] = []
+
+    def scoring(batch: torch.Tensor) -> torch.Tensor:
+        if keep_slices:
+            kept.append(batch.cpu())
+        return scorer(batch)
+
+    scores, done = [], 0
+    for count, batch_scores in iter_profiles(vol, scoring, offsets, n, u, v, size, batch_size or default_batch_size(dev)):
+        scores.append(batch_scores.cpu())
+        done += count
+        yield Progress("slices", done, len(offsets), "slices", detail=True)
+    stack = DirectionStack(torch.cat(kept) if keep_slices else None, torch.cat(scores), offsets, n[0], u[0], v[0])
+    yield Partial(stack, 1, 1, final=True)
