@@ -15,7 +15,7 @@ import json
 import resource
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -187,7 +187,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     remove_stale_parts(out)
     run_info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
-        "arguments": {**asdict(cfg), **settings.as_dict(), "methods": [s.as_dict() for s in cfg.methods]},
+        "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
+                      "methods": [s.as_dict() for s in cfg.methods]},
         "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
         "device": str(device), "device_name": device_name(device), "versions": versions(),
