@@ -181,7 +181,10 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     model, meta = load_model(checkpoint, device)
     _check_existing(inputs, out, cfg)
     preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
-    settings = cfg.settings if cfg.settings.slice_size else replace(cfg.settings, slice_size=meta.get("slice_size", 224))
+    # unset settings take the checkpoint's: its slice size, and the geometry it was trained in
+    settings = replace(cfg.settings, slice_size=cfg.settings.slice_size or meta.get("slice_size", 224),
+                       geometry=cfg.settings.geometry or meta.get("geometry", "paper"),
+                       field_of_view=cfg.settings.field_of_view or meta.get("field_of_view", "full"))
 
     make_output_folder(out)
     remove_stale_parts(out)
@@ -229,11 +232,14 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
     targets = {s.label: output_path(out, item.case, s) for s in specs}
     try:
         volume = load_nifti(item.image)
-        array = preprocessing(volume.array, volume.spacing)
+        spacing = volume.checked_spacing() if settings.geometry == "physical" else volume.spacing
+        array = preprocessing(volume.array, spacing)
+        if preprocessing.spacing:  # resampled to isotropic voxels
+            spacing = (preprocessing.spacing,) * 3
         while True:
             try:
                 heatmaps = yield from _method_events(specs, array, model, replace(settings, batch_size=batch_size),
-                                                     device, volume.array.shape, axial_axis(volume.affine))
+                                                     device, volume.array.shape, axial_axis(volume.affine), spacing)
                 break
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -253,10 +259,10 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
     return [{**r, **stats} for r in rows]
 
 
-def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial):
+def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial, spacing):
     """Forward the methods' progress events; return their final ``{label: heatmap}``."""
     for event in methods_iter(specs, array, model, **settings.as_dict(), device=device, output_shape=shape,
-                              axial_axis=axial, partials=False):
+                              axial_axis=axial, partials=False, spacing=spacing):
         if isinstance(event, Partial) and event.final:
             return event.value
         if isinstance(event, Progress):

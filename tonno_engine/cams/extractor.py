@@ -97,17 +97,19 @@ class CamExtractor:
         return (logits.detach().float(), maps) if self.with_logits else maps
 
 
-def cam_to_plane(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def cam_to_plane(cams: torch.Tensor, size: tuple[int, int], extent: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
     """Resample maps ``(B, a, b)`` onto ``size`` pixels of the same slice: ``(B, h, w)``.
 
     Cell ``(a, b)`` covers a block of the slice, so cells sit at ``align_corners=False`` centres
-    while pixels sit at ``align_corners=True`` positions ``i' = 2i/(h-1) - 1`` (docs/methods.md);
-    beyond the outer cell centres the border value holds.
+    while pixels sit at ``align_corners=True`` positions ``i' = extent·(2i/(h-1) - 1)``
+    (docs/methods.md); ``extent`` ``(e_h, e_w)`` ≤ 1 reads only the central part of the slice
+    (the volume's plane inside a zero-padded square slice). Beyond the outer cell centres the
+    border value holds.
     """
     h, w = size
     dtype, device = cams.dtype, cams.device
-    ii = torch.linspace(-1.0, 1.0, h, dtype=dtype, device=device)
-    jj = torch.linspace(-1.0, 1.0, w, dtype=dtype, device=device)
+    ii = torch.linspace(-1.0, 1.0, h, dtype=dtype, device=device) * extent[0]
+    jj = torch.linspace(-1.0, 1.0, w, dtype=dtype, device=device) * extent[1]
     grid = torch.stack(torch.meshgrid(jj, ii, indexing="xy"), dim=-1)  # (h, w, 2) as (x=j, y=i)
     grid = grid.expand(len(cams), h, w, 2)
     return F.grid_sample(cams[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]

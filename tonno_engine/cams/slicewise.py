@@ -16,6 +16,7 @@ import torch
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
 from ..base.inputs import as_size2, as_volume
+from ..tomography.frames import make_frame
 from ..tomography.geometry import axis_coords
 from ..tomography.reconstruction import default_batch_size
 from ..tomography.slicing import extract_slices
@@ -30,11 +31,17 @@ def slicewise_iter(
     slice_size=224,
     device=None,
     batch_size: int | None = None,
+    geometry: str = "paper",
+    spacing=None,
+    field_of_view: str = "full",
 ) -> Iterator[Progress | Partial]:
     """Slice-wise CAM of ``volume`` ``(D, H, W)`` along each of ``axes``; the mean over axes.
 
     ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``. Yields ``Progress("slices")`` per
-    batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap.
+    batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap. In physical geometry
+    (:mod:`tonno_engine.tomography.frames`) each slice is a square in mm that holds the whole
+    plane of the volume (the shorter in-plane side padded with zeros), so pixels are isotropic;
+    the maps are read back on the volume's own voxels of that plane.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -44,19 +51,22 @@ def slicewise_iter(
         raise ValueError(f"axes must be a non-empty subset of 0, 1, 2; got {axes}")
     batch_size = batch_size or default_batch_size(dev)
     eye = torch.eye(3, dtype=torch.float64)
+    scale = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view).scale
     total = sum(vol.shape[a] for a in axes)
     done = 0
     out = torch.zeros(vol.shape, dtype=torch.float32, device=dev)
     for axis in axes:
         b, c = (k for k in range(3) if k != axis)
+        half = max(scale[b], scale[c])  # the slice's half-side, in the units of the x space
+        extent = (scale[b] / half, scale[c] / half)  # the share of the slice the volume's plane covers
+        u, v = eye[b] / extent[0], eye[c] / extent[1]
         offsets = axis_coords(vol.shape[axis], torch.float64)
         planes = []
         for start in range(0, len(offsets), batch_size):
             s = offsets[start:start + batch_size]
             rows = len(s)
-            batch = extract_slices(vol, s, eye[axis].expand(rows, 3), eye[b].expand(rows, 3),
-                                   eye[c].expand(rows, 3), size)
-            planes.append(cam_to_plane(cam(batch).float(), (vol.shape[b], vol.shape[c])))
+            batch = extract_slices(vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
+            planes.append(cam_to_plane(cam(batch).float(), (vol.shape[b], vol.shape[c]), extent))
             done += rows
             yield Progress("slices", done, total, "slices", detail=True)
         out += torch.cat(planes).movedim(0, axis)

@@ -31,8 +31,17 @@ class Volume:
 
     @property
     def spacing(self) -> tuple[float, float, float]:
-        """Voxel size in mm along the three array axes."""
+        """Voxel size in mm along the three array axes (as the header says; see :meth:`checked_spacing`)."""
         return tuple(float(z) for z in self.header.get_zooms()[:3])  # type: ignore[return-value]
+
+    def checked_spacing(self) -> tuple[float, float, float]:
+        """:attr:`spacing`, or :class:`DataError` naming the file when it is not three finite
+        positive numbers (a zero, negative or NaN pixdim, or a header without one)."""
+        values = self.spacing
+        if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+            raise DataError(self.path or "volume", f"voxel spacing in the header is {values} mm: physical geometry needs "
+                                                   "three finite, positive values")
+        return values
 
 
 def is_nifti(path: str | Path) -> bool:

@@ -73,7 +73,8 @@ def methods_iter(
     Methods that can share a pass over the slices do (see :func:`plan_passes`). Tomographic
     methods take ``slices``, ``angles`` (default: the paper's, 2000 for ToNNO, 1000 for CAMs),
     ``hemisphere`` and further :func:`reconstruct_iter` keywords in ``options``; slice-wise
-    methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``). Yields ``Progress``
+    methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``). Every method takes
+    ``geometry``, ``spacing`` and ``field_of_view`` (:mod:`tonno_engine.tomography.frames`). Yields ``Progress``
     and ``Partial`` events; partial values are ``{label: heatmap}`` for the pass in progress,
     and the final value is ``{label: heatmap}`` for all methods, each ``(D, H, W)`` (or
     ``output_shape``) float32 on ``device``.
@@ -120,8 +121,9 @@ def _pass_iter(group, volume, model, *, slices, angles, slice_size, hemisphere, 
         return
     axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
     extractor = CamExtractor(model, first.cam_name, first.layer)
+    frame = {k: options[k] for k in ("geometry", "spacing", "field_of_view") if k in options}
     for event in slicewise_iter(volume, extractor, axes=axes, slice_size=slice_size, device=device,
-                                batch_size=batch_size):
+                                batch_size=batch_size, **frame):
         if isinstance(event, Partial) and output_shape is not None:
             event = Partial(resize(event.value, as_shape3(output_shape)), event.done, event.total, event.final)
         yield event

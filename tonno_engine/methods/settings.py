@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..base.inputs import check_count
+from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,9 @@ class ReconstructionSettings:
     """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction), ``angles`` = L
     directions (``None``: the method's default), ``hemisphere`` (the same planes at half the cost),
     ``slice_size`` in pixels (``None``: the checkpoint's), ``batch_size`` slices per network call
-    (``None``: 64 on CPU, 1024 on accelerators), ``compile`` (``torch.compile`` the kernels)."""
+    (``None``: 64 on CPU, 1024 on accelerators), ``compile`` (``torch.compile`` the kernels),
+    ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``; both
+    ``None``: the checkpoint's, see :mod:`tonno_engine.tomography.frames`)."""
 
     slices: int = 100
     angles: int | None = None
@@ -25,12 +28,17 @@ class ReconstructionSettings:
     slice_size: int | None = None
     batch_size: int | None = None
     compile: bool = False
+    geometry: str | None = None
+    field_of_view: str | None = None
 
     def __post_init__(self):
         check_count(self.slices, 3, "slices (M)", " (the second difference needs them)")
         for name, minimum in (("angles", 1), ("slice_size", 2), ("batch_size", 1)):
             if getattr(self, name) is not None:
                 check_count(getattr(self, name), minimum, name)
+        for name, valid in (("geometry", GEOMETRIES), ("field_of_view", FIELDS_OF_VIEW)):
+            if getattr(self, name) not in (None, *valid):
+                raise ValueError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; valid: {', '.join(valid)}")
 
     def override(self, **changes) -> ReconstructionSettings:
         """A copy with every change that is not ``None`` applied (CLI options left unset keep the preset)."""

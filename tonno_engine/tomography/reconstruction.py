@@ -16,6 +16,7 @@ from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3, as_size2, as_volume, check_count
 from .backprojection import backproject, reconstruction_scale, second_difference
+from .frames import make_frame
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
 from .slicing import extract_slices
 
@@ -123,6 +124,9 @@ def tomography_iter(
     partials: bool = True,
     memory_budget: int = 256 * 2**20,
     compile: bool = False,
+    geometry: str = "paper",
+    spacing=None,
+    field_of_view: str = "full",
 ) -> Iterator[Progress | Partial]:
     """Slice along ``angles`` directions, score every slice, add each direction chunk by ``formula``.
 
@@ -143,6 +147,7 @@ def tomography_iter(
     several = isinstance(formula, (tuple, list))
     formulas = tuple(formula) if several else (formula,)
 
+    frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
     dirs = make_directions(angles, hemisphere=hemisphere)
     offsets = slice_offsets(slices)
     accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
@@ -156,14 +161,16 @@ def tomography_iter(
     for start in range(0, angles, step):
         stop = min(angles, start + step)
         chunk = (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])
+        cut = tuple(frame.for_slicing(t) for t in chunk)
         scores = []
-        for count, batch_scores in iter_profiles(vol, scorer, offsets, *chunk, size, batch_size, compile):
+        for count, batch_scores in iter_profiles(vol, scorer, offsets, *cut, size, batch_size, compile):
             scores.append(batch_scores if several else (batch_scores,))
             done_slices += count
             yield Progress("slices", done_slices, total_slices, "slices", detail=True)
         for k, (f, acc) in enumerate(zip(formulas, accs)):
             stack = torch.cat([s[k] for s in scores])
-            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]), chunk, acc, memory_budget, compile)
+            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]),
+                         tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
         if partials and stop < angles:
             yield Partial(value(stop), stop, angles)
     yield Partial(value(angles, final=True), angles, angles, final=True)
@@ -200,6 +207,9 @@ def reconstruct(
     hemisphere: bool = False,
     device=None,
     output_shape=None,
+    geometry: str = "paper",
+    spacing=None,
+    field_of_view: str = "full",
     **options,
 ) -> torch.Tensor:
     """3D heatmap from a 2D scorer by tomographic reconstruction (ToNNO).
@@ -207,12 +217,15 @@ def reconstruct(
     ``volume``: ``(D, H, W)`` array or tensor; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)``;
     ``slices`` = M (``M + 2`` offsets per direction), ``angles`` = L directions on the Fibonacci
     lattice (the whole sphere, or with ``hemisphere`` one half, whose planes are the same);
-    ``slice_size``: int or ``(h, w)``. Returns a float32 tensor shaped like ``volume`` (or
-    ``output_shape``) on ``device`` (``None``/"auto" → CUDA when present). Further keywords go to
-    :func:`reconstruct_iter`.
+    ``slice_size``: int or ``(h, w)``. ``geometry``: ``"paper"`` (every axis spans ``[-1, 1]``)
+    or ``"physical"`` (one isotropic scale from ``spacing``, mm per array axis, with
+    ``field_of_view`` ``"full"`` or ``"ball"``; see :mod:`tonno_engine.tomography.frames`).
+    Returns a float32 tensor shaped like ``volume`` (or ``output_shape``, the same extent) on
+    ``device`` (``None``/"auto" → CUDA when present). Further keywords go to :func:`reconstruct_iter`.
     """
     options["partials"] = False
     return final_result(reconstruct_iter(
         volume, scorer, slices=slices, angles=angles, slice_size=slice_size, hemisphere=hemisphere,
-        device=device, output_shape=output_shape, **options,
+        device=device, output_shape=output_shape, geometry=geometry, spacing=spacing,
+        field_of_view=field_of_view, **options,
     ))
