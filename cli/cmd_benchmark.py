@@ -10,9 +10,12 @@ from tonno_engine.training.config import DEFAULTS
 
 from .app import app
 from .options import (
+    FIELD_OF_VIEW_HELP,
+    GEOMETRY_HELP,
     DeviceOpt,
     QuietOpt,
     cam_help,
+    check_geometry,
     engine_errors,
     fail,
     parse_methods,
@@ -68,6 +71,8 @@ def benchmark(
     hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (half the cost) "
                                                                        "or the sphere; overrides the preset."),
     test_fraction: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
+    geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
+    field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
     device: DeviceOpt = "auto",
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
     quiet: QuietOpt = False,
@@ -80,10 +85,11 @@ def benchmark(
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_fraction}", param_hint="--test-fraction")
     settings = quality_settings(quality, slices=slices, angles=angles, hemisphere=hemisphere)
     specs = parse_methods(method, cam=cam, layer=layer) or default_methods(layer)
+    check_geometry(geometry, field_of_view)
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
     train = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
-                        steps=steps, device=str(dev), seed=seed)
+                        steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
                           test_fraction=test_fraction, device=str(dev), seed=seed)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

@@ -8,9 +8,12 @@ import typer
 
 from .app import app
 from .options import (
+    FIELD_OF_VIEW_HELP,
+    GEOMETRY_HELP,
     DeviceOpt,
     QuietOpt,
     cam_help,
+    check_geometry,
     engine_errors,
     method_help,
     parse_methods,
@@ -38,6 +41,8 @@ def reconstruct(
                                                                        "half the cost) or the sphere; overrides the preset."),
     slice_size: int = typer.Option(None, min=2, help="Slice side in pixels (default: the checkpoint's)."),
     batch_size: int = typer.Option(None, min=1, help="Slices per network call (default 64 on CPU, 1024 on GPU)."),
+    geometry: str = typer.Option(None, help=GEOMETRY_HELP + " Default: the checkpoint's."),
+    field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + " Default: the checkpoint's."),
     device: DeviceOpt = "auto",
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output already exists."),
@@ -50,9 +55,10 @@ def reconstruct(
 
     from .progress import show_progress
 
+    geometry, field_of_view = check_geometry(geometry, field_of_view)
     settings = quality_settings(renamed("--preset", "--quality", preset, quality), slices=slices, angles=angles,
                                 hemisphere=hemisphere, slice_size=slice_size, batch_size=batch_size,
-                                compile=compile or None)
+                                compile=compile or None, geometry=geometry, field_of_view=field_of_view)
     specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite)

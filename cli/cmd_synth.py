@@ -18,12 +18,16 @@ def synth(
     seed: int = typer.Option(0, min=0, help="Random seed."),
     shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom; 64,76,64 brain)."),
     max_lesions: int = typer.Option(3, min=1, help="Positive cases hold 1 to this many lesions."),
+    spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
+                                         "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
+    oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     quiet: QuietOpt = False,
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
     from tonno_engine.base.atomic import make_output_folder
     from tonno_engine.data.synth import KINDS, synthesize
+    from tonno_engine.tomography.frames import check_spacing
 
     from .progress import show_progress
 
@@ -33,13 +37,18 @@ def synth(
         raise typer.BadParameter(f"shape must look like 64,64,64, got {shape!r}", param_hint="--shape") from None
     if dims is not None and (len(dims) != 3 or min(dims) < 16):
         raise typer.BadParameter(f"shape must be three sizes >= 16, got {shape!r}", param_hint="--shape")
+    try:
+        mm = check_spacing(spacing.replace("x", ",").split(",")) if spacing else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--spacing") from None
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         fail(f"{out}: folder is not empty (use --overwrite)")
     with engine_errors():
         make_output_folder(out)
-        for _ in show_progress(synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions),
-                               f"synth {kind}", quiet=quiet):
+        events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
+                            oblique=oblique)
+        for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

@@ -9,7 +9,16 @@ import typer
 from tonno_engine.training.config import DEFAULTS
 
 from .app import app
-from .options import DeviceOpt, QuietOpt, engine_errors, renamed, resolve_device_or_exit
+from .options import (
+    FIELD_OF_VIEW_HELP,
+    GEOMETRY_HELP,
+    DeviceOpt,
+    QuietOpt,
+    check_geometry,
+    engine_errors,
+    renamed,
+    resolve_device_or_exit,
+)
 
 INTENSITY_HELP = "Intensity normalisation: ct, mr, pet or none (default: the data set's dataset.json, else none)."
 
@@ -31,6 +40,8 @@ def train(
     val_every: int = typer.Option(DEFAULTS.val_every, min=1, help="Validate every this many steps."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, min=1,
                                          help="Write checkpoint_last.pt every this many steps."),
+    geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
+    field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
     device: DeviceOpt = "auto",
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
@@ -50,11 +61,12 @@ def train(
     if intensity is not None and intensity not in INTENSITIES:
         raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
                                  param_hint="--intensity")
+    check_geometry(geometry, field_of_view)
     dev = resolve_device_or_exit(device)
     cfg = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
                       steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
                       intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
-                      seed=seed)
+                      seed=seed, geometry=geometry, field_of_view=field_of_view)
     print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
     last = None
     with engine_errors():

@@ -83,3 +83,22 @@ def quality_help() -> str:
     from tonno_engine.methods.settings import presets_help
 
     return "Reconstruction quality preset: " + presets_help() + "."
+
+
+GEOMETRY_HELP = ("paper: every array axis spans [-1, 1] (the paper's); physical: one isotropic scale from the voxel "
+                 "spacing, slices isometric in mm (for anisotropic CT/MR).")
+FIELD_OF_VIEW_HELP = "Physical geometry: full (every voxel, corners included, inside the unit ball) or ball."
+
+
+def check_choice(value, valid, param_hint: str):
+    """``value`` when it is ``None`` or one of ``valid``; a usage error naming the option otherwise."""
+    if value is not None and value not in valid:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(valid)}", param_hint=param_hint)
+    return value
+
+
+def check_geometry(geometry, field_of_view):
+    """Usage errors for an unknown ``--geometry`` or ``--field-of-view``."""
+    from tonno_engine.tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
+
+    return check_choice(geometry, GEOMETRIES, "--geometry"), check_choice(field_of_view, FIELDS_OF_VIEW, "--field-of-view")

@@ -28,6 +28,8 @@ from scipy import ndimage
 
 from ..base.atomic import write_text_atomic
 from ..base.events import Progress
+from ..tomography.frames import check_spacing
+from .acquisition import resample_like_a_scanner, tilt
 from .nifti import save_nifti
 
 KINDS = ("phantom", "brain")
@@ -193,11 +195,14 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
-               max_lesions: int = 3, lesion_radius=None) -> Iterator[Progress]:
+               max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
-    smallest side) for ``brain``; default :data:`MS_LESION_RADIUS`.
+    smallest side) for ``brain``; default :data:`MS_LESION_RADIUS`. ``spacing`` (mm per array
+    axis): each case, made on its usual grid, is re-acquired with voxels of that size (thick slices
+    average, :mod:`tonno_engine.data.acquisition`; the mask is the same average > 0.5), the same
+    anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees.
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
@@ -208,6 +213,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
     if len(shape) != 3 or min(shape) < 16:
         raise ValueError(f"shape must be three sizes >= 16, got {shape}")
+    if spacing is not None:
+        check_spacing(spacing)
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
@@ -219,12 +226,19 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or MS_LESION_RADIUS)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
+        image, mask, affine = case.image, case.mask, case.affine
+        if spacing is not None:
+            image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
+            mask = (resample_like_a_scanner(case.mask.astype(np.float32), case.affine, spacing)[0] > 0.5).astype(np.uint8)
+        if oblique:
+            affine = tilt(affine, oblique, image.shape)
         name = f"{kind}_{i:04d}"
-        save_nifti(out / "images" / f"{name}.nii.gz", case.image, case.affine)
-        save_nifti(out / "masks" / f"{name}.nii.gz", case.mask, case.affine, dtype=np.uint8)
+        save_nifti(out / "images" / f"{name}.nii.gz", image, affine)
+        save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
         rows.append(f"{name},{label},images/{name}.nii.gz,masks/{name}.nii.gz")
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
+            "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None,
             "intensity": INTENSITY_FOR_KIND[kind], "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")

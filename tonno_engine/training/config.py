@@ -11,6 +11,9 @@ class TrainConfig:
 
     ``intensity``: the intensity mode (``ct``, ``mr``, ``pet``, ``none``; ``None``: the data set's
     ``dataset.json``); ``spacing``: resample to isotropic voxels of this many mm (``None``: keep).
+    ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``): where
+    each volume sits in the sliced space (:mod:`tonno_engine.tomography.frames`); reconstruction
+    uses the same, as the checkpoint records it.
     """
 
     model: str = "resnet10t"
@@ -34,6 +37,8 @@ class TrainConfig:
     spacing: float | None = None
     augment: bool = True
     channels_last: bool = True
+    geometry: str = "paper"
+    field_of_view: str = "full"
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from ..base.devices import resolve_device
@@ -137,7 +138,8 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
 
     loaded: list[LoadedCase] = []
-    for event in load_cases(train_cases + val_cases, prep, device):
+    for event in load_cases(train_cases + val_cases, prep, device, geometry=cfg.geometry,
+                            field_of_view=cfg.field_of_view):
         if isinstance(event, LoadedCase):
             loaded.append(event)
         else:
@@ -159,8 +161,12 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         scheduler.load_state_dict(ts["scheduler"])
         _restore_rng(gen, ts["rng"])
         state = RunState(**ts["run"])
+    mm_per_pixel = [lc.frame.mm_per_pixel(cfg.slice_size) for lc in loaded[: len(train_cases)]]
     meta = {
         "model": cfg.model, "norm": cfg.norm, "in_chans": 1, "slice_size": cfg.slice_size,
+        "geometry": cfg.geometry, "field_of_view": cfg.field_of_view,
+        # physical geometry: the millimetres per slice pixel the model saw (median over training volumes)
+        "mm_per_pixel": float(np.median(mm_per_pixel)) if cfg.geometry == "physical" else None,
         "preprocessing": prep.as_dict(), "train_args": asdict(cfg), "versions": versions(),
         "data_hash": digest, "data": str(csv_path),
         "train_cases": [c.case for c in train_cases], "val_cases": [c.case for c in val_cases],

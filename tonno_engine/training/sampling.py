@@ -18,6 +18,7 @@ from ..data.dataset import Case
 from ..data.nifti import load_nifti
 from ..data.preprocessing import Preprocessing
 from ..evaluation.auc import roc_auc
+from ..tomography.frames import Frame, make_frame
 from ..tomography.slicing import extract_slices
 from .config import TrainConfig
 
@@ -26,13 +27,20 @@ from .config import TrainConfig
 class LoadedCase:
     case: Case
     volume: torch.Tensor  # (D, H, W) float32, preprocessed
+    frame: Frame  # where the volume sits in the sliced space
 
 
-def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device) -> Iterator[Progress | LoadedCase]:
+def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = "paper",
+               field_of_view: str = "full") -> Iterator[Progress | LoadedCase]:
     """Read, check and preprocess every case before training starts (errors name the file)."""
     for i, case in enumerate(cases):
         vol = load_nifti(case.image)
-        yield LoadedCase(case, torch.from_numpy(prep(vol.array, vol.spacing)).to(device))
+        spacing = vol.checked_spacing() if geometry == "physical" else vol.spacing
+        array = prep(vol.array, spacing)
+        if prep.spacing:  # resampled to isotropic voxels
+            spacing = (prep.spacing,) * 3
+        frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+        yield LoadedCase(case, torch.from_numpy(array).to(device), frame)
         yield Progress("load", i + 1, len(cases), "volumes")
 
 
@@ -44,7 +52,8 @@ def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator,
     slices, labels = [], []
     for idx in picks:
         offsets, n, u, v = random_planes(cfg.slices_per_volume, gen, aug)
-        slices.append(extract_slices(vols[idx].volume, offsets, n, u, v, size))
+        frame = vols[idx].frame
+        slices.append(extract_slices(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size))
         labels += [float(vols[idx].case.label)] * cfg.slices_per_volume
     x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
     return x, torch.tensor(labels, device=device)
@@ -84,7 +93,7 @@ def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) ->
     size = (cfg.slice_size, cfg.slice_size)
     logits, labels, vol_scores = [], [], []
     for lc, (offsets, n, u, v) in zip(vols, planes):
-        x = extract_slices(lc.volume, offsets, n, u, v, size)[:, None]
+        x = extract_slices(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size)[:, None]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
