@@ -28,6 +28,9 @@ class Volume:
     affine: np.ndarray
     header: nib.Nifti1Header
     path: Path | None = None
+    #: the header's voxel sizes as written in the file (nibabel replaces 0 by 1 and negatives by
+    #: their absolute value on load; physical geometry must not trust such a spacing)
+    raw_spacing: tuple[float, float, float] | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -35,9 +38,9 @@ class Volume:
         return tuple(float(z) for z in self.header.get_zooms()[:3])  # type: ignore[return-value]
 
     def checked_spacing(self) -> tuple[float, float, float]:
-        """:attr:`spacing`, or :class:`DataError` naming the file when it is not three finite
-        positive numbers (a zero, negative or NaN pixdim, or a header without one)."""
-        values = self.spacing
+        """The voxel size as the file states it, or :class:`DataError` naming the file when it is not
+        three finite positive numbers (a zero, negative or NaN pixdim, or a header without one)."""
+        values = self.raw_spacing if self.raw_spacing is not None else self.spacing
         if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
             raise DataError(self.path or "volume", f"voxel spacing in the header is {values} mm: physical geometry needs "
                                                    "three finite, positive values")
@@ -75,7 +78,17 @@ def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
     array = np.asarray(data, dtype=np.float32)
     if not np.isfinite(array).all():
         raise DataError(path, f"{kind} contains NaN or Inf values")
-    return Volume(array, img.affine.copy(), img.header.copy(), path)
+    return Volume(array, img.affine.copy(), img.header.copy(), path, _raw_zooms(path, img))
+
+
+def _raw_zooms(path: Path, img) -> tuple[float, float, float] | None:
+    """``pixdim[1:4]`` of the file's header before nibabel's fixes (``None`` if it cannot be read)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as fh:
+            raw = type(img.header).from_fileobj(fh, check=False)
+        return tuple(float(z) for z in raw["pixdim"][1:4])  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - the image itself loaded; fall back to nibabel's zooms
+        return None
 
 
 def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.float32) -> Path:
