@@ -23,10 +23,13 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
+    from tonno_engine.base.atomic import write_text_atomic
     from tonno_engine.evaluation.evaluate import (
         EvaluationResult,
         calibrate_on_files,
         evaluate_iter,
+        lesions_csv,
+        lesions_path,
         pair_files,
         write_metrics_csv,
     )
@@ -53,6 +56,7 @@ def evaluate(
             if isinstance(event, EvaluationResult):
                 result = event
         write_metrics_csv(out, result)
+        write_text_atomic(lesions_path(out), lesions_csv(result.lesions))
     for row in result.failed:
         typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
     s = result.summary
@@ -60,6 +64,6 @@ def evaluate(
         print(f"{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "
               f"recall {s['recall']:.3f}, F1 {s['f1']:.3f}, Dice {s['dice']:.3f}, "
               f"balanced accuracy {s['balanced_accuracy']:.3f}")
-    print(f"metrics: {out}" + (f"; masks: {masks}" if masks else ""))
+    print(f"metrics: {out}; lesions: {lesions_path(out)}" + (f"; masks: {masks}" if masks else ""))
     if result.failed:
         raise typer.Exit(1)

@@ -18,6 +18,8 @@ def synth(
     seed: int = typer.Option(0, min=0, help="Random seed."),
     shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom; 64,76,64 brain)."),
     max_lesions: int = typer.Option(3, min=1, help="Positive cases hold 1 to this many lesions."),
+    lesion_radius: str = typer.Option("", help="Brain lesion semi-axes MIN,MAX in voxels per 64 voxels of the template "
+                                               "grid (default 1.8,3.8: MS-like; the demo uses 3.5,6)."),
     spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
                                          "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
     oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
@@ -41,6 +43,12 @@ def synth(
         mm = check_spacing(spacing.replace("x", ",").split(",")) if spacing else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--spacing") from None
+    try:
+        radius = tuple(float(r) for r in lesion_radius.split(",")) if lesion_radius else None
+    except ValueError:
+        radius = ()
+    if radius is not None and (len(radius) != 2 or not 0 < radius[0] <= radius[1]):
+        raise typer.BadParameter(f"must be MIN,MAX with 0 < MIN <= MAX, got {lesion_radius!r}", param_hint="--lesion-radius")
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -48,7 +56,7 @@ def synth(
     with engine_errors():
         make_output_folder(out)
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
-                            oblique=oblique)
+                            oblique=oblique, lesion_radius=radius)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

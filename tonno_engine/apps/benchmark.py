@@ -4,7 +4,8 @@ calibrate each method's threshold on validation cases, evaluate on held-out test
 Writes into ``out/``: ``model/`` (the training run, unless a checkpoint is given), ``heatmaps/``
 (a restartable batch, see :mod:`tonno_engine.apps.batch`), ``table.md`` and ``table.csv`` (rows laid
 out like Table 2, differences to slice-wise LayerCAM in parentheses), ``thresholds.json`` and
-``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation).
+``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation) and
+``lesions.csv`` (every test lesion per method: mm³, position, detected).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
-from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
+from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import read_checkpoint
 from ..training.config import TrainConfig
@@ -127,7 +128,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
-    rows, binaries = [], {}
+    rows, binaries, lesions, lesion_methods = [], {}, [], []
     for k, spec in enumerate(cfg.methods):
         def pairs(group, spec=spec):
             return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
@@ -142,6 +143,8 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         rows.append({"method": spec.title, "label": spec.label, "threshold": threshold.value,
                      "val_f1": val_f1, **result.summary})
         binaries[spec.label] = threshold.value
+        lesions += result.lesions
+        lesion_methods += [spec.label] * len(result.lesions)
         s = result.summary
         yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
                            recall=s["recall"], f1=s["f1"], dice=s["dice"])
@@ -150,6 +153,8 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val)))
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
+    # every test lesion of every method: size in mm³, position, detected (results by lesion size)
+    write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     figure = None
     try:
         from .figures import comparison_figure

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,21 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.dataset import read_cases
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
-from .metrics import CaseMetrics, Threshold, calibrate_threshold, case_metrics, summarize
+from .metrics import (
+    CaseMetrics,
+    LesionRecord,
+    Threshold,
+    calibrate_threshold,
+    case_metrics,
+    lesion_records,
+    summarize,
+    voxel_volume_mm3,
+)
 
 CASE_FIELDS = ("case", "heatmap", "status", "threshold", "n_pred", "tp_pred", "n_gt", "detected", "dice",
-               "max_iou", "predicted_positive", "positive", "error")
+               "max_iou", "predicted_positive", "positive", "gt_volume_mm3", "pred_volume_mm3", "error")
+LESION_FIELDS = ("case", "lesion", "voxels", "volume_mm3", "centroid_mm", "centre_distance_mm", "relative_radius",
+                 "detected")
 SUMMARY_KEYS = ("precision", "recall", "f1", "dice", "max_iou", "balanced_accuracy", "cases", "lesions",
                 "predicted_components")
 
@@ -42,6 +53,8 @@ class EvaluationResult:
     rows: list[dict]
     summary: dict
     threshold: Threshold
+    #: one per ground-truth lesion of the successful cases (size in mm³, position, detected)
+    lesions: list[LesionRecord] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
@@ -111,7 +124,7 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
     Yields ``Progress("evaluate")`` per case, then an :class:`EvaluationResult` whose summary
     pools the successful cases. Binary masks (uint8, the heatmap's affine) go to ``masks_out``.
     """
-    rows, metrics = [], []
+    rows, metrics, lesions = [], [], []
     for done, pair in enumerate(pairs, start=1):
         row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
         try:
@@ -120,7 +133,10 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
             pred = heat > level
             m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
             metrics.append(m)
-            row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}")
+            mm3 = voxel_volume_mm3(vol.affine)
+            row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
+                       gt_volume_mm3=float(truth.sum() * mm3), pred_volume_mm3=float(pred.sum() * mm3))
+            lesions += lesion_records(pred, truth, vol.affine, case=pair.case, connectivity=connectivity)
             if masks_out is not None:
                 save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
                            dtype=np.uint8)
@@ -128,7 +144,7 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
             row.update(status="failed", error=str(exc))
         rows.append(row)
         yield Progress("evaluate", done, len(pairs), "cases")
-    yield EvaluationResult(rows, summarize(metrics) if metrics else {}, threshold)
+    yield EvaluationResult(rows, summarize(metrics) if metrics else {}, threshold, lesions)
 
 
 def metrics_csv(result: EvaluationResult) -> str:
@@ -147,6 +163,22 @@ def metrics_csv(result: EvaluationResult) -> str:
 
 def write_metrics_csv(path: str | Path, result: EvaluationResult) -> None:
     write_text_atomic(path, metrics_csv(result))
+
+
+def lesions_csv(lesions: list[LesionRecord], methods: list[str] | None = None) -> str:
+    """One row per ground-truth lesion; with ``methods`` (one per record) a first column ``method``."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=(("method",) if methods else ()) + LESION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for k, record in enumerate(lesions):
+        writer.writerow({**({"method": methods[k]} if methods else {}), **{key: _fmt(v) for key, v in record.as_dict().items()}})
+    return buf.getvalue()
+
+
+def lesions_path(metrics_path: str | Path) -> Path:
+    """Where the per-lesion table goes beside ``metrics.csv``: ``metrics_lesions.csv``."""
+    path = Path(metrics_path)
+    return path.with_name(f"{path.stem}_lesions.csv")
 
 
 def _fmt(value) -> str:

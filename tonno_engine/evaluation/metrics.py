@@ -173,3 +173,55 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
         if f1 > best[0]:
             best = (f1, float(level))
     return Threshold("calibrated", best[1]), best[0]
+
+
+@dataclass
+class LesionRecord:
+    """One ground-truth lesion: its size in voxels and mm³, its centroid in scanner mm, how far that
+    lies from the volume's centre (mm, and as a share of the half-diagonal), and whether a
+    predicted component overlaps it."""
+
+    case: str
+    lesion: int
+    voxels: int
+    volume_mm3: float
+    centroid_mm: tuple[float, float, float]
+    centre_distance_mm: float
+    relative_radius: float
+    detected: bool
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["centroid_mm"] = " ".join(f"{c:.1f}" for c in self.centroid_mm)
+        return d
+
+
+def voxel_volume_mm3(affine) -> float:
+    """The volume of one voxel in mm³: ``|det|`` of the affine's ``3 × 3`` part."""
+    return float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+
+
+def lesion_records(pred: np.ndarray, gt: np.ndarray, affine, *, case: str = "",
+                   connectivity: int = 26) -> list[LesionRecord]:
+    """One :class:`LesionRecord` per connected component of ``gt`` (``(D, H, W)`` bool, voxel ``i`` at
+    ``affine @ i`` mm), detected when ``pred`` overlaps it (the rule of :func:`case_metrics`)."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    affine = np.asarray(affine, float)
+    gt_lab, n_gt = label_components(gt, connectivity)
+    if not n_gt:
+        return []
+    ids = np.arange(1, n_gt + 1)
+    counts = ndimage.sum_labels(np.ones_like(gt_lab), gt_lab, ids)
+    hits = ndimage.maximum(pred, gt_lab, ids)
+    centroids = ndimage.center_of_mass(np.ones_like(gt_lab), gt_lab, ids)
+    centre = (np.asarray(gt.shape, float) - 1) / 2
+    half_diagonal = np.linalg.norm(affine[:3, :3] @ centre)
+    mm3 = voxel_volume_mm3(affine)
+    records = []
+    for k, (count, hit, c) in enumerate(zip(counts, hits, centroids), start=1):
+        offset = affine[:3, :3] @ (np.asarray(c) - centre)
+        world = affine[:3, :3] @ np.asarray(c) + affine[:3, 3]
+        distance = float(np.linalg.norm(offset))
+        records.append(LesionRecord(case, k, int(count), float(count * mm3), tuple(float(w) for w in world), distance,
+                                    distance / half_diagonal if half_diagonal else 0.0, bool(hit)))
+    return records

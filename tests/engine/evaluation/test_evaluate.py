@@ -49,6 +49,10 @@ def test_evaluate_fixed_threshold_writes_rows_summary_and_masks(files):
     assert [r["case"] for r in rows] == ["a", "b", "c", "ALL"]
     assert [r["n_gt"] for r in rows[:3]] == ["2", "0", "1"] and [r["detected"] for r in rows[:3]] == ["2", "0", "1"]
     assert rows[3]["f1"] == "1.0000" and rows[3]["balanced_accuracy"] == "1.0000" and rows[3]["dice"] == "1.0000"
+    assert rows[0]["gt_volume_mm3"] == rows[0]["pred_volume_mm3"] == f"{54 * 1.0:.4f}"  # two 3³ lesions, 1 mm voxels
+    lesions = _rows(files / "metrics_lesions.csv")
+    assert sorted((r["case"], r["voxels"], r["detected"]) for r in lesions) == [("a", "27", "True"), ("a", "27", "True"),
+                                                                                ("c", "12", "True")]
     binary = nib.load(files / "bin" / "a_tonno.nii.gz").get_fdata()
     np.testing.assert_array_equal(binary > 0, _mask(np.s_[1:4, 1:4, 1:4], np.s_[8:11, 8:11, 8:11]))
     assert "F1 1.000" in res.output

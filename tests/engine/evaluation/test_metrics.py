@@ -103,3 +103,25 @@ def test_calibration_finds_the_level_that_separates_lesions():
     threshold, f1 = calibrate_threshold(heat, gt)
     top = min(h[g].max() for h, g in zip(heat, gt) if g.any())
     assert f1 == 1.0 and 0.6 <= threshold.value < top and threshold.kind == "calibrated"
+
+
+def test_lesion_records_in_millimetres():
+    from tonno_engine.evaluation.metrics import lesion_records, voxel_volume_mm3
+
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    affine[:3, 3] = (10.0, 20.0, 30.0)
+    gt = np.zeros((11, 11, 11), bool)
+    gt[5, 5, 5] = True  # the centre voxel: 1 voxel, at the centre
+    gt[0:2, 0:2, 0:2] = True  # 8 voxels in a corner
+    pred = np.zeros_like(gt)
+    pred[1, 1, 1] = True
+    records = sorted(lesion_records(pred, gt, affine, case="c"), key=lambda r: r.voxels)
+    assert voxel_volume_mm3(affine) == 12.0
+    centre, corner = records
+    assert (centre.voxels, centre.volume_mm3, centre.detected) == (1, 12.0, False)
+    assert centre.centre_distance_mm == 0.0 and centre.centroid_mm == (20.0, 30.0, 45.0)
+    assert (corner.voxels, corner.volume_mm3, corner.detected) == (8, 96.0, True)
+    half_diagonal = np.linalg.norm([10.0, 10.0, 15.0])
+    assert corner.centre_distance_mm == pytest.approx(np.linalg.norm([9.0, 9.0, 13.5]))
+    assert corner.relative_radius == pytest.approx(corner.centre_distance_mm / half_diagonal)
+    assert lesion_records(pred, np.zeros_like(gt), affine) == []
