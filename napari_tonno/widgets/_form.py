@@ -113,8 +113,8 @@ class DirectionForm(ModelForm):
         ready = self.inputs()
         if ready is None:
             return None
-        _, prepare = ready
-        normal, slices = self.chosen_normal(), int(self.slices.value)
+        source, prepare = ready
+        normal, slices, spacing = self.chosen_normal(), int(self.slices.value), spacing_of(source)
 
         def job():
             from tonno_engine.tomography.profiles import direction_stack_iter
@@ -123,6 +123,7 @@ class DirectionForm(ModelForm):
             volume, model, meta, device = yield from prepare
             yield from direction_stack_iter(volume, ModuleScorer(model), normal, slices=slices,
                                             slice_size=meta.get("slice_size", 224), device=device,
-                                            keep_slices=keep_slices)
+                                            keep_slices=keep_slices, geometry=meta.get("geometry", "paper"),
+                                            spacing=spacing, field_of_view=meta.get("field_of_view", "full"))
 
         return job

@@ -10,7 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
 from tonno_engine.base.registry import CAMS, LAYERS, METHODS
 from tonno_engine.methods.settings import PRESETS
 
-from ._common import geometry_of
+from ._common import geometry_of, spacing_of
 from ._form import ModelForm
 
 #: the preset the widget starts with: a few seconds for a 64³ volume on a laptop CPU
@@ -81,14 +81,17 @@ class ReconstructWidget(ModelForm):
             np.zeros(source.data.shape, np.float32), name=f"{source.name} {spec.label}", colormap="turbo",
             blending="additive", opacity=0.6, scale=geo["scale"], translate=geo["translate"], affine=geo["affine"],
             metadata={"tonno": params, "affine": geo["affine_nifti"], "complete": False})
-        output, label, shape = self.output, spec.label, source.data.shape
+        output, label, shape, spacing = self.output, spec.label, source.data.shape, spacing_of(source)
 
         def job():
             volume, model, meta, device = yield from prepare
-            params.update(slice_size=meta.get("slice_size", 224), device=str(device))
+            # the geometry the checkpoint was trained in (paper for checkpoints that do not say)
+            params.update(slice_size=meta.get("slice_size", 224), device=str(device),
+                          geometry=meta.get("geometry", "paper"), field_of_view=meta.get("field_of_view", "full"))
             yield from methods_iter([spec], volume, model, slices=params["slices"], angles=params["angles"],
                                     slice_size=params["slice_size"], hemisphere=params["hemisphere"], device=device,
-                                    output_shape=shape, directions_per_update=max(1, params["angles"] // 8))
+                                    output_shape=shape, directions_per_update=max(1, params["angles"] // 8),
+                                    geometry=params["geometry"], spacing=spacing, field_of_view=params["field_of_view"])
 
         self.updates = 0
         self._started = time.perf_counter()

@@ -313,3 +313,27 @@ def test_model_loading_and_preprocessing_run_off_the_gui_thread(viewer_with_volu
     with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
         pass
     assert threads == [False, False]  # the checkpoint loaded and the volume preprocessed, both in the worker
+
+
+def test_reconstruct_uses_the_checkpoints_geometry_and_the_layers_scale(make_napari_viewer, qtbot, tmp_path):
+    """A checkpoint trained in physical geometry: the widget slices the layer with its own voxel size."""
+    import torch
+
+    from tonno_engine.models.checkpoint import save_checkpoint
+    from tonno_engine.models.encoders import create_encoder
+    from tonno_engine.tomography.phantoms import balls_phantom
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "physical.pt", create_encoder("resnet10t", norm="gn"), {
+        "model": "resnet10t", "norm": "gn", "in_chans": 1, "slice_size": 32, "geometry": "physical",
+        "field_of_view": "full", "preprocessing": {"intensity": "none", "params": {}, "spacing": None}})
+    viewer = make_napari_viewer()
+    viewer.add_image(balls_phantom((20, 22, 8)).numpy(), name="thick", scale=(1.0, 1.0, 3.0),
+                     metadata={"tonno_checkpoint": str(ckpt)})
+    widget = _reconstruct_widget(viewer, 16)
+    widget.run()
+    with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
+        pass
+    params = widget.output.metadata["tonno"]
+    assert params["geometry"] == "physical" and params["field_of_view"] == "full"
+    assert widget.output.metadata["complete"] and np.isfinite(widget.output.data).all()

@@ -11,6 +11,7 @@ import torch
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
 from ..base.inputs import as_size2, as_volume, check_count
+from .frames import make_frame
 from .geometry import orthonormal_basis, slice_offsets
 from .reconstruction import Scorer, default_batch_size, iter_profiles
 
@@ -58,12 +59,15 @@ class DirectionStack:
 
 
 def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, slice_size=224, device=None,
-                         batch_size: int | None = None, keep_slices: bool = True) -> Iterator[Progress | Partial]:
+                         batch_size: int | None = None, keep_slices: bool = True, geometry: str | None = "paper",
+                         spacing=None, field_of_view: str | None = "full") -> Iterator[Progress | Partial]:
     """Cut and score the slices the network sees along one direction (paper Fig. 2b).
 
-    ``normal``: ``(3,)`` in ``(x0, x1, x2)``; ``(u, v)`` from :func:`orthonormal_basis`, as in
-    :func:`reconstruct`. Yields ``Progress("slices")`` per scorer batch, then a final
-    :class:`Partial` holding a :class:`DirectionStack` (without slices unless ``keep_slices``).
+    ``normal``: ``(3,)`` in ``(x0, x1, x2)`` of the sliced space (see
+    :mod:`tonno_engine.tomography.frames` for ``geometry``); ``(u, v)`` from
+    :func:`orthonormal_basis`, as in :func:`reconstruct`. Yields ``Progress("slices")`` per scorer
+    batch, then a final :class:`Partial` holding a :class:`DirectionStack` (without slices unless
+    ``keep_slices``); its ``normal``, ``u``, ``v`` are those of the sliced space.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -73,6 +77,8 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, s
     n = n / n.norm()
     u, v = orthonormal_basis(n)
     offsets = slice_offsets(slices)
+    frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    cut = tuple(frame.for_slicing(w) for w in (n, u, v))
     kept: list[torch.Tensor] = []
 
     def scoring(batch: torch.Tensor) -> torch.Tensor:
@@ -81,7 +87,7 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, s
         return scorer(batch)
 
     scores, done = [], 0
-    for count, batch_scores in iter_profiles(vol, scoring, offsets, n, u, v, size, batch_size or default_batch_size(dev)):
+    for count, batch_scores in iter_profiles(vol, scoring, offsets, *cut, size, batch_size or default_batch_size(dev)):
         scores.append(batch_scores.cpu())
         done += count
         yield Progress("slices", done, len(offsets), "slices", detail=True)
