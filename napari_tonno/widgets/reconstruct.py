@@ -8,7 +8,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
 
 from tonno_engine.base.registry import CAMS, LAYERS, METHODS
-from tonno_engine.methods.settings import PRESETS
+from tonno_engine.methods.settings import PRESETS, slice_size_for
 
 from ._common import geometry_of, spacing_of
 from ._form import ModelForm
@@ -86,8 +86,10 @@ class ReconstructWidget(ModelForm):
         def job():
             volume, model, meta, device = yield from prepare
             # the geometry the checkpoint was trained in (paper for checkpoints that do not say)
-            params.update(slice_size=meta.get("slice_size", 224), device=str(device),
-                          geometry=meta.get("geometry", "paper"), field_of_view=meta.get("field_of_view", "full"))
+            params.update(device=str(device), geometry=meta.get("geometry", "paper"),
+                          field_of_view=meta.get("field_of_view", "full"))
+            params["slice_size"] = slice_size_for(meta, volume.shape, spacing, geometry=params["geometry"],
+                                                  field_of_view=params["field_of_view"])
             yield from methods_iter([spec], volume, model, slices=params["slices"], angles=params["angles"],
                                     slice_size=params["slice_size"], hemisphere=params["hemisphere"], device=device,
                                     output_shape=shape, directions_per_update=max(1, params["angles"] // 8),

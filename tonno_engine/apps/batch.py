@@ -31,12 +31,12 @@ from ..data.dataset import read_cases
 from ..data.nifti import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
-from ..methods.settings import PRESETS, ReconstructionSettings
+from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
 from ..models.checkpoint import load_model
 from ..tomography.reconstruction import default_batch_size
 
 SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
-                  "output", "error")
+                  "slice_size", "output", "error")
 
 
 @dataclass
@@ -185,6 +185,9 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     settings = replace(cfg.settings, slice_size=cfg.settings.slice_size or meta.get("slice_size", 224),
                        geometry=cfg.settings.geometry or meta.get("geometry", "paper"),
                        field_of_view=cfg.settings.field_of_view or meta.get("field_of_view", "full"))
+    # physical geometry keeps the millimetres per pixel the model was trained at (the slice size then
+    # follows each scan's field of view), unless the user set a slice size
+    per_case_size = meta if settings.geometry == "physical" and not cfg.settings.slice_size else None
 
     make_output_folder(out)
     remove_stale_parts(out)
@@ -210,7 +213,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
             else:
                 todo.append(spec)
         if todo:
-            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device)
+            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size)
         order = {s.label: k for k, s in enumerate(cfg.methods)}
         rows += sorted(case_rows, key=lambda r: order[r["method"]])
         write_text_atomic(out / "summary.csv", _summary_csv(rows))
@@ -220,7 +223,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     yield BatchResult(rows, out)
 
 
-def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device):
+def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device,
+              per_case_size: dict | None = None):
     """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
 
     Data errors and failures of the computation become ``failed`` rows; nothing is raised.
@@ -236,6 +240,10 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
         array = preprocessing(volume.array, spacing)
         if preprocessing.spacing:  # resampled to isotropic voxels
             spacing = (preprocessing.spacing,) * 3
+        if per_case_size is not None:  # the checkpoint's meta
+            settings = replace(settings, slice_size=slice_size_for(per_case_size, array.shape, spacing,
+                                                                   geometry=settings.geometry,
+                                                                   field_of_view=settings.field_of_view))
         while True:
             try:
                 heatmaps = yield from _method_events(specs, array, model, replace(settings, batch_size=batch_size),
@@ -255,7 +263,7 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
         rows = [_row(item, s, targets[s.label], "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
     stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
                  peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
-                 batch_size=str(batch_size))
+                 batch_size=str(batch_size), slice_size=str(settings.slice_size))
     return [{**r, **stats} for r in rows]
 
 
@@ -272,14 +280,14 @@ def _method_events(specs, array, model, settings: ReconstructionSettings, device
 
 def _row(item: BatchInput, spec: MethodSpec, target: Path, status: str, error: str = "") -> dict:
     return {"case": item.case, "method": spec.label, "status": status, "seconds": "", "peak_rss_mb": "",
-            "peak_gpu_mb": "", "batch_size": "", "output": target.name, "error": error}
+            "peak_gpu_mb": "", "batch_size": "", "slice_size": "", "output": target.name, "error": error}
 
 
 def _kept(previous: dict | None) -> dict:
     """What a skipped job keeps from the run that made its output: timing and memory."""
     if not previous or previous.get("status") not in ("ok", "skipped"):
         return {}
-    return {k: previous[k] for k in ("seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size") if k in previous}
+    return {k: previous[k] for k in ("seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size", "slice_size") if k in previous}
 
 
 def _now() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..base.inputs import check_count
-from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
+from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES, make_frame
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,14 @@ def preset(name: str) -> ReconstructionSettings:
 def presets_help() -> str:
     """One clause per preset for help texts."""
     return "; ".join(f"{name}: {p.describe()}" for name, p in PRESETS.items())
+
+
+def slice_size_for(meta: dict, shape, spacing, *, geometry: str, field_of_view: str) -> int:
+    """The slice side in pixels for a ``shape`` volume with a checkpoint's ``meta``: in physical
+    geometry the checkpoint's millimetres per pixel over this volume's field of view (the side
+    follows the scan's size, docs/methods.md), otherwise the checkpoint's slice size."""
+    mm_per_pixel = meta.get("mm_per_pixel")
+    if geometry == "physical" and mm_per_pixel:
+        frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+        return frame.slice_size_for(mm_per_pixel)
+    return meta.get("slice_size", 224)

@@ -58,6 +58,11 @@ class Frame:
         """Vectors ``(..., 3)`` ``w`` of the ``x`` space as ``d ⊙ w``, so that ``t · (d ⊙ w) = x · w``."""
         return vectors if self.is_identity else vectors * vectors.new_tensor(self.scale)
 
+    def slice_size_for(self, mm_per_pixel: float) -> int | None:
+        """The slice side in pixels that gives ``mm_per_pixel`` over the ``[-1, 1]`` patch (``2R`` mm);
+        ``None`` in paper geometry."""
+        return None if self.mm_per_unit is None else max(8, int(round(2.0 * self.mm_per_unit / mm_per_pixel)) + 1)
+
     def mm_per_pixel(self, slice_size: int) -> float | None:
         """Millimetres per pixel of a ``slice_size``-pixel slice (the ``[-1, 1]`` patch); ``None`` in paper geometry."""
         return None if self.mm_per_unit is None else 2.0 * self.mm_per_unit / (slice_size - 1)

@@ -72,3 +72,27 @@ def test_a_header_without_a_usable_spacing_fails_by_name(physical_checkpoint, tm
     assert res.exit_code == 1
     assert "bad.nii.gz" in res.output and "spacing" in res.output
     assert not list(out.glob("*.nii.gz"))
+
+
+def test_a_larger_field_of_view_keeps_the_millimetres_per_pixel(thick, physical_checkpoint, tmp_path):
+    """The same anatomy padded to a larger field of view is sliced at the checkpoint's mm per pixel:
+    more pixels per slice; a slice size the user sets wins."""
+    import csv
+
+    src = nib.load(str(thick / "images" / "phantom_0001.nii.gz"))
+    data = np.pad(np.asarray(src.dataobj), 6)
+    affine = src.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, 6.0)
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "wide.nii.gz"))
+    mm = read_checkpoint(physical_checkpoint)["meta"]["mm_per_pixel"]
+    half = (np.array(data.shape) - 1) * np.array([1.0, 1.0, 3.0]) / 2
+    expected = round(2 * np.linalg.norm(half) / mm) + 1
+    for extra, size in (([], expected), (["--slice-size", "40"], 40)):
+        out = tmp_path / f"out{size}"
+        res = runner.invoke(app, ["reconstruct", "-i", str(tmp_path / "wide.nii.gz"), "-o", str(out), "-c",
+                                  str(physical_checkpoint), "--slices", "4", "--angles", "4", "--device", "cpu", "-q",
+                                  *extra])
+        assert res.exit_code == 0, res.output
+        with open(out / "summary.csv", newline="") as fh:
+            assert next(csv.DictReader(fh))["slice_size"] == str(size)
+    assert expected > 32  # the checkpoint's own 32 pixels would have spread the same mm over fewer pixels
