@@ -117,13 +117,15 @@ class DirectionForm(ModelForm):
         normal, slices, spacing = self.chosen_normal(), int(self.slices.value), spacing_of(source)
 
         def job():
+            from tonno_engine.methods.settings import slice_size_for
             from tonno_engine.tomography.profiles import direction_stack_iter
             from tonno_engine.tomography.scorers import ModuleScorer
 
             volume, model, meta, device = yield from prepare
-            yield from direction_stack_iter(volume, ModuleScorer(model), normal, slices=slices,
-                                            slice_size=meta.get("slice_size", 224), device=device,
-                                            keep_slices=keep_slices, geometry=meta.get("geometry", "paper"),
-                                            spacing=spacing, field_of_view=meta.get("field_of_view", "full"))
+            geometry, fov = meta.get("geometry", "paper"), meta.get("field_of_view", "full")
+            size = slice_size_for(meta, volume.shape, spacing, geometry=geometry, field_of_view=fov)
+            yield from direction_stack_iter(volume, ModuleScorer(model), normal, slices=slices, slice_size=size,
+                                            device=device, keep_slices=keep_slices, geometry=geometry,
+                                            spacing=spacing, field_of_view=fov)
 
         return job

@@ -236,10 +236,7 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
     targets = {s.label: output_path(out, item.case, s) for s in specs}
     try:
         volume = load_nifti(item.image)
-        spacing = volume.checked_spacing() if settings.geometry == "physical" else volume.spacing
-        array = preprocessing(volume.array, spacing)
-        if preprocessing.spacing:  # resampled to isotropic voxels
-            spacing = (preprocessing.spacing,) * 3
+        array, spacing = preprocessing.apply(volume, physical=settings.geometry == "physical")
         if per_case_size is not None:  # the checkpoint's meta
             settings = replace(settings, slice_size=slice_size_for(per_case_size, array.shape, spacing,
                                                                    geometry=settings.geometry,

@@ -48,6 +48,13 @@ class Preprocessing:
             out = resample_isotropic(out, spacing, self.spacing)
         return _INTENSITY[self.intensity](out, **self.params)
 
+    def apply(self, volume, *, physical: bool = False) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """A loaded :class:`~tonno_engine.data.nifti.Volume` preprocessed, with the spacing (mm per axis)
+        of the array returned. ``physical``: the header's spacing must be usable (checked, naming the file)."""
+        spacing = volume.checked_spacing() if physical else volume.spacing
+        array = self(volume.array, spacing)
+        return array, ((self.spacing,) * 3 if self.spacing else spacing)
+
 
 def resample_isotropic(array: np.ndarray, spacing, target: float, order: int = 1) -> np.ndarray:
     """Resample ``(D, H, W)`` with voxel ``spacing`` (mm per axis) to ``target`` mm voxels."""
