@@ -1,4 +1,4 @@
-"""NIfTI reader and writer for napari that keep voxel spacing, affine and header.
+"""Reader (NIfTI, MetaImage, NRRD, DICOM series folders) and NIfTI writer for napari, keeping geometry.
 
 A volume ``(D, H, W)`` with affine ``A = [[R·diag(zooms), t], [0, 1]]`` becomes a layer with
 ``scale = zooms`` and either ``translate = t`` (when ``R`` is the identity) or
@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from tonno_engine.data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
+from tonno_engine.data.images import image_stem, is_dicom_input, is_image_file, load_image
+from tonno_engine.data.nifti import save_nifti
 
 
 def get_reader(path):
-    """npe2 reader hook: a reader for one ``.nii``/``.nii.gz`` path, else ``None``."""
+    """npe2 reader hook: a reader for one image file or DICOM series folder, else ``None``."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
-    return read_nifti if is_nifti(path) else None
+    return read_image if is_image_file(path) or is_dicom_input(path) else None
 
 
 def layer_kwargs(affine: np.ndarray, header=None, **extra) -> dict:
@@ -40,13 +41,13 @@ def layer_kwargs(affine: np.ndarray, header=None, **extra) -> dict:
     return out
 
 
-def read_nifti(path) -> list[tuple]:
+def read_image(path) -> list[tuple]:
     """``[(data, kwargs, "image" | "labels")]``: integer volumes holding only 0/1… labels → Labels."""
-    volume = load_nifti(path)
+    volume = load_image(path)
     integer = np.issubdtype(volume.header.get_data_dtype(), np.integer)
     kind = "labels" if integer and volume.array.max() <= 255 and volume.array.min() >= 0 else "image"
     data = volume.array.astype(np.uint8 if kind == "labels" else np.float32)
-    kwargs = {"name": nifti_stem(path), **layer_kwargs(volume.affine, volume.header,
+    kwargs = {"name": image_stem(path), **layer_kwargs(volume.affine, volume.header,
                                                                        source_path=str(path))}
     return [(data, kwargs, kind)]
 

@@ -94,6 +94,23 @@ def test_reader_opens_labels_and_refuses_other_files(tmp_path):
     assert get_reader(str(tmp_path / "x.png")) is None
 
 
+@pytest.mark.filterwarnings("ignore:Non-orthogonal slicing")
+def test_dicom_folder_opens_where_its_nifti_opens(make_napari_viewer, tmp_path):
+    from tonno_engine.data.dicom_write import write_dicom_series
+
+    data = np.random.default_rng(0).integers(-200, 800, size=(10, 12, 8)).astype(np.float32)
+    affine = _rotated_affine()
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
+    write_dicom_series(tmp_path / "scan_dicom", data, affine, order=np.random.default_rng(1).permutation(8))
+    viewer = make_napari_viewer()
+    [nifti] = viewer.open(str(tmp_path / "scan.nii.gz"), plugin="napari-tonno")
+    [series] = viewer.open(str(tmp_path / "scan_dicom"), plugin="napari-tonno")  # a folder, dropped whole
+    assert series.name == "scan_dicom" and np.array_equal(series.data, nifti.data)
+    for voxel in ([0, 0, 0], [9, 11, 7], [3.0, 5.5, 2.0]):
+        np.testing.assert_allclose(series.data_to_world(voxel), nifti.data_to_world(voxel), atol=1e-5)
+        np.testing.assert_allclose(series.data_to_world(voxel), (affine @ np.r_[voxel, 1])[:3], atol=1e-5)
+
+
 def test_sample_data_has_a_brain_with_lesions(tmp_path, monkeypatch):
     monkeypatch.setenv("TONNO_CACHE", str(tmp_path))
     from napari_tonno.samples import brain_sample

@@ -28,7 +28,8 @@ from ..base.events import Partial, Progress
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
-from ..data.nifti import axial_axis, file_sha256, is_nifti, load_nifti, nifti_stem, save_nifti
+from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
+from ..data.nifti import axial_axis, file_sha256, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
@@ -107,22 +108,23 @@ def _failures(rows: list[dict]) -> list[Failure]:
 
 
 def batch_inputs(source: str | Path) -> list[BatchInput]:
-    """Cases from a NIfTI file, a folder (its labels.csv if any, else its NIfTI files) or a CSV.
+    """Cases from one image (a file or a DICOM series), a folder (its labels.csv if any, else its image
+    files and DICOM series subfolders, each a case named after the file or subfolder) or a CSV.
 
     Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
     folder or duplicate case names raise :class:`DataError`.
     """
     source = Path(source)
     if not source.exists():
-        raise DataError(source, "input not found (give a NIfTI file, a folder or a labels CSV)")
-    if source.is_file() and is_nifti(source):
-        return [BatchInput(nifti_stem(source), source)]
+        raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")
+    if source.is_file() and is_image_file(source) or is_dicom_input(source):
+        return [BatchInput(image_stem(source), source)]
     if source.is_file() or (source / "labels.csv").exists():
         return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
-    files = sorted(p for p in source.iterdir() if p.is_file() and is_nifti(p))
+    files = find_images(source)
     if not files:
-        raise DataError(source, "folder holds no .nii/.nii.gz files and no labels.csv")
-    inputs = [BatchInput(nifti_stem(p), p) for p in files]
+        raise DataError(source, f"folder holds no labels.csv and no images ({FORMATS})")
+    inputs = [BatchInput(image_stem(p), p) for p in files]
     names = [i.case for i in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -235,7 +237,7 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
         torch.cuda.reset_peak_memory_stats(device)
     targets = {s.label: output_path(out, item.case, s) for s in specs}
     try:
-        volume = load_nifti(item.image)
+        volume = load_image(item.image)
         array, spacing = preprocessing.apply(volume, physical=settings.geometry == "physical")
         if per_case_size is not None:  # the checkpoint's meta
             settings = replace(settings, slice_size=slice_size_for(per_case_size, array.shape, spacing,

@@ -1,7 +1,8 @@
 """Data sets of weakly labelled volumes.
 
 A data set is a CSV with the columns ``case,label,image[,mask]`` (paths relative to the CSV are
-allowed; ``label`` is 0 or 1; ``mask`` is an optional ground-truth lesion mask used only for
+allowed; an image or mask is any format :func:`~tonno_engine.data.images.load_image` reads, a DICOM
+series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mask`` is an optional ground-truth lesion mask used only for
 evaluation), or a folder that holds such a CSV named ``labels.csv`` (what ``tonno synth`` writes).
 An optional ``dataset.json`` beside the CSV may name the intensity mode (``"intensity"``).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import DataError
+from .images import image_exists, input_files
 from .nifti import update_hash
 
 REQUIRED = ("case", "label", "image")
@@ -58,15 +60,21 @@ def read_cases(source: str | Path, *, check_files: bool = True) -> list[Case]:
             if row["case"] in seen:
                 raise DataError(where, f"duplicate case {row['case']!r}")
             seen.add(row["case"])
-            image = (path.parent / row["image"]).resolve()
-            mask = (path.parent / row["mask"]).resolve() if row.get("mask") else None
+            image = _resolve(path.parent, row["image"])
+            mask = _resolve(path.parent, row["mask"]) if row.get("mask") else None
             for kind, file in (("image", image), ("mask", mask)):
-                if check_files and file is not None and not file.exists():
+                if check_files and file is not None and not image_exists(file):
                     raise DataError(where, f"{kind} file not found: {file}")
             cases.append(Case(row["case"], int(row["label"]), image, mask))
     if not cases:
         raise DataError(path, "no cases")
     return cases
+
+
+def _resolve(base: Path, entry: str) -> Path:
+    """``entry`` relative to the CSV's folder, keeping a ``#SeriesInstanceUID`` suffix as it is."""
+    path, mark, uid = entry.partition("#")
+    return Path(f"{(base / path).resolve()}{mark}{uid}")
 
 
 def check_both_classes(cases: list[Case], where) -> None:
@@ -92,7 +100,8 @@ def data_hash(cases: list[Case]) -> str:
     digest = hashlib.sha256()
     for case in sorted(cases, key=lambda c: c.case):
         digest.update(f"{case.case}\0{case.label}\0".encode())
-        update_hash(digest, case.image)
+        for file in input_files(case.image):
+            update_hash(digest, file)
     return digest.hexdigest()
 
 

@@ -1,8 +1,9 @@
 """Evaluate heatmap files against ground-truth masks: pairing, checks, metrics.csv, binary masks.
 
 A heatmap ``<case>_<method>.nii.gz`` (or ``<case>.nii.gz``) pairs with the ground truth
-``<case>.nii.gz`` (the longest case name that matches), or with the ``mask`` of the row ``case``
-of a labels CSV (whose ``label`` then decides the volume-level class).
+``<case>.nii.gz`` (the longest case name that matches; any format
+:func:`~tonno_engine.data.images.load_image` reads, a DICOM series as the folder ``<case>``), or with
+the ``mask`` of the row ``case`` of a labels CSV (whose ``label`` then decides the volume-level class).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.dataset import read_cases
+from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .metrics import (
     CaseMetrics,
@@ -74,14 +76,25 @@ def _nifti_files(source: Path, what: str) -> list[Path]:
     return files
 
 
+def _truth_files(source: Path) -> list[Path]:
+    if not source.exists():
+        raise DataError(source, "ground truth not found")
+    if is_image_file(source) or is_dicom_input(source):
+        return [source]
+    files = find_images(source)
+    if not files:
+        raise DataError(source, f"ground truth folder holds no labels.csv and no images ({FORMATS})")
+    return files
+
+
 def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
-    if source.is_file() and not is_nifti(source) or source.is_dir() and (source / "labels.csv").exists():
+    if source.is_file() and not is_image_file(source) or source.is_dir() and (source / "labels.csv").exists():
         cases = read_cases(source, check_files=False)
         missing = [c.case for c in cases if c.mask is None]
         if missing:
             raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
         return {c.case: (c.mask, c.label) for c in cases}
-    return {nifti_stem(p): (p, None) for p in _nifti_files(source, "ground truth")}
+    return {image_stem(p): (p, None) for p in _truth_files(source)}
 
 
 def pair_files(heatmaps: str | Path, truths: str | Path) -> list[Pair]:
@@ -101,7 +114,7 @@ def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, object]:
     if pair.truth is None:
         raise DataError(pair.heatmap, "no ground truth with a matching case name")
     heat = load_nifti(pair.heatmap, kind="heatmap")
-    truth = load_nifti(pair.truth, kind="ground truth")
+    truth = load_image(pair.truth, kind="ground truth")
     if heat.array.shape != truth.array.shape:
         raise DataError(pair.heatmap, f"shape {heat.array.shape} differs from ground truth {pair.truth.name} "
                                       f"{truth.array.shape}")

@@ -15,7 +15,7 @@ import torch
 from ..base.events import Progress
 from ..data.augment import Augmentation, augment_intensity, random_planes
 from ..data.dataset import Case
-from ..data.nifti import load_nifti
+from ..data.images import load_image
 from ..data.preprocessing import Preprocessing
 from ..evaluation.auc import roc_auc
 from ..tomography.frames import Frame, make_frame
@@ -34,7 +34,7 @@ def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, 
                field_of_view: str = "full") -> Iterator[Progress | LoadedCase]:
     """Read, check and preprocess every case before training starts (errors name the file)."""
     for i, case in enumerate(cases):
-        vol = load_nifti(case.image)
+        vol = load_image(case.image)
         array, spacing = prep.apply(vol, physical=geometry == "physical")
         frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
         yield LoadedCase(case, torch.from_numpy(array).to(device), frame)

@@ -1,0 +1,138 @@
+"""Read any supported 3D image as a :class:`~tonno_engine.data.nifti.Volume` in NIfTI (RAS) conventions.
+
+Supported: NIfTI (``.nii``, ``.nii.gz``, nibabel), MetaImage and NRRD (``.mha``, ``.mhd``, ``.nrrd``,
+``.nhdr``, SimpleITK) and DICOM series (a folder, ``folder#SeriesInstanceUID`` or one ``.dcm`` file
+of the series; :mod:`tonno_engine.data.dicom`). ITK images live in LPS millimetres with
+``array[z, y, x]``; they become ``array`` ``(D, H, W)`` = ITK's ``(x, y, z)`` index and the affine
+``diag(-1, -1, 1, 1) @ [[direction · diag(spacing), origin], [0, 1]]``, the same array and affine
+that nibabel reads from the NIfTI SimpleITK (or dcm2niix) writes for that image. Outputs stay NIfTI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..base.errors import DataError
+from .dicom import holds_dicom, is_dicom_file, parse_series, read_series
+from .nifti import NIFTI_SUFFIXES, Volume, is_nifti, load_nifti, nifti_stem
+
+ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+FORMATS = "NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) or a DICOM series folder"
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def is_itk_file(path: str | Path) -> bool:
+    return str(path).lower().endswith(ITK_SUFFIXES)
+
+
+def is_dicom_input(path: str | Path) -> bool:
+    """A DICOM series folder, ``folder#UID`` or a ``.dcm`` file."""
+    text = str(path)
+    if "#" in text:
+        return Path(text.partition("#")[0]).is_dir()
+    path = Path(text)
+    return holds_dicom(path) if path.is_dir() else path.suffix.lower() == ".dcm"
+
+
+def is_image_file(path: str | Path) -> bool:
+    """A file tonno reads by its name: NIfTI, MetaImage or NRRD."""
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def image_stem(path: str | Path) -> str:
+    """The case name of an input: the file name without its image suffix, or the series folder's name."""
+    text = str(path)
+    if "#" in text:
+        folder, _, uid = text.partition("#")
+        return f"{Path(folder).name}_{uid.rsplit('.', 1)[-1]}"
+    path = Path(text)
+    if is_nifti(path):
+        return nifti_stem(path)
+    if is_itk_file(path):
+        return path.name[: -len(path.suffix)]
+    return path.parent.name if path.suffix.lower() == ".dcm" else path.name
+
+
+def image_exists(path: str | Path) -> bool:
+    return Path(str(path).partition("#")[0]).exists()
+
+
+def volume_from_itk(image, path, kind: str = "image") -> Volume:
+    """A ``SimpleITK.Image`` (3D, one component) → :class:`Volume` with a NIfTI header and RAS affine."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(path, f"{kind} must be a 3D scalar image, got {image.GetDimension()}D with "
+                              f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel")
+    import SimpleITK as sitk
+
+    source = sitk.GetArrayViewFromImage(image)
+    array = np.ascontiguousarray(source.transpose(2, 1, 0), dtype=np.float32)
+    if min(array.shape) < 2:
+        raise DataError(path, f"{kind} is a 2D image stored as 3D (shape {array.shape}); need a volume")
+    if not np.isfinite(array).all():
+        raise DataError(path, f"{kind} contains NaN or Inf values")
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3) @ np.diag(spacing)
+    lps[:3, 3] = image.GetOrigin()
+    affine = RAS_FROM_LPS @ lps
+    header = nib.Nifti1Image(array, affine).header
+    header.set_data_dtype(source.dtype)  # what the file stores: integer images may be label maps
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    return Volume(array, affine, header, Path(str(path)), spacing)  # type: ignore[arg-type]
+
+
+def _read_itk_file(path: Path, kind: str) -> Volume:
+    import SimpleITK as sitk
+
+    if not path.is_file():
+        raise DataError(path, f"{kind} file not found")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        cause = str(exc).strip().splitlines()[-1]
+        raise DataError(path, f"unreadable or truncated image ({cause})") from exc
+    return volume_from_itk(image, path, kind)
+
+
+def load_image(path: str | Path, *, kind: str = "image") -> Volume:
+    """Read a NIfTI, MetaImage, NRRD file or DICOM series as a 3D float32 :class:`Volume`.
+
+    Raises :class:`DataError` naming the file or folder for a missing or unreadable input, an unknown
+    format, a non-3D image, NaN/Inf values, and each DICOM problem :mod:`~tonno_engine.data.dicom` checks.
+    """
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # the engine never prints; problems become DataError
+    text = str(path)
+    if is_nifti(text):
+        return load_nifti(text, kind=kind)
+    if is_itk_file(text):
+        return _read_itk_file(Path(text), kind)
+    if is_dicom_input(text):
+        ref = parse_series(text)
+        return volume_from_itk(read_series(ref), ref, kind)
+    if not image_exists(text):
+        raise DataError(text, f"{kind} not found")
+    if Path(text).is_dir():
+        raise DataError(text, f"folder holds no DICOM files; give {FORMATS}")
+    raise DataError(text, f"unsupported {kind} format; give {FORMATS}")
+
+
+def find_images(folder: Path) -> list[Path]:
+    """The inputs a folder holds: its image files, and its subfolders that hold a DICOM series."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    series = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and holds_dicom(p))
+    return files + series
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """The files behind an input (the series folder's DICOM files for a series), sorted: what a hash covers."""
+    path = Path(str(path).partition("#")[0])
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and is_dicom_file(p))
+    return [path]
