@@ -23,12 +23,14 @@ def synth(
     spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
                                          "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
     oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
+    image_format: str = typer.Option("nifti", "--format", help="Images as nifti (.nii.gz) or dicom (one series folder "
+                                                              "per case); masks are NIfTI either way."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     quiet: QuietOpt = False,
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
     from tonno_engine.base.atomic import make_output_folder
-    from tonno_engine.data.synth import KINDS, synthesize
+    from tonno_engine.data.synth import IMAGE_FORMATS, KINDS, synthesize
     from tonno_engine.tomography.frames import check_spacing
 
     from .progress import show_progress
@@ -51,12 +53,14 @@ def synth(
         raise typer.BadParameter(f"must be MIN,MAX with 0 < MIN <= MAX, got {lesion_radius!r}", param_hint="--lesion-radius")
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")
+    if image_format not in IMAGE_FORMATS:
+        raise typer.BadParameter(f"unknown format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}", param_hint="--format")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         fail(f"{out}: folder is not empty (use --overwrite)")
     with engine_errors():
         make_output_folder(out)
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
-                            oblique=oblique, lesion_radius=radius)
+                            oblique=oblique, lesion_radius=radius, image_format=image_format)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

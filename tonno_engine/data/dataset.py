@@ -2,8 +2,9 @@
 
 A data set is a CSV with the columns ``case,label,image[,mask]`` (paths relative to the CSV are
 allowed; an image or mask is any format :func:`~tonno_engine.data.images.load_image` reads, a DICOM
-series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mask`` is an optional ground-truth lesion mask used only for
-evaluation), or a folder that holds such a CSV named ``labels.csv`` (what ``tonno synth`` writes).
+series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mask`` is an optional
+ground-truth lesion mask used only for evaluation), or a folder that holds such a CSV named
+``labels.csv`` (what ``tonno synth`` writes).
 An optional ``dataset.json`` beside the CSV may name the intensity mode (``"intensity"``).
 """
 

@@ -46,7 +46,8 @@ def _dataset(pixels: np.ndarray, geometry: dict, uids: dict, number: int):
 
 
 def write_dicom_series(folder: str | Path, array, affine, *, slope: float = 1.0, intercept: float = 0.0,
-                       description: str = "tonno", series_number: int = 1, order=None, series_uid: str | None = None) -> list[Path]:
+                       description: str = "tonno", series_number: int = 1, order=None,
+                       series_uid: str | None = None) -> list[Path]:
     """Write ``array`` ``(D, H, W)`` (values = stored · ``slope`` + ``intercept``, rounded to int16)
     as ``folder/slice_XXXX.dcm`` and return the paths. ``order`` (a permutation of ``range(W)``)
     sets which slice each file number holds, to test readers that must sort by position. The

@@ -30,9 +30,11 @@ from ..base.atomic import write_text_atomic
 from ..base.events import Progress
 from ..tomography.frames import check_spacing
 from .acquisition import resample_like_a_scanner, tilt
+from .dicom_write import write_dicom_series
 from .nifti import save_nifti
 
 KINDS = ("phantom", "brain")
+IMAGE_FORMATS = ("nifti", "dicom")
 DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64)}
 INTENSITY_FOR_KIND = {"phantom": "none", "brain": "mr"}
 
@@ -195,7 +197,8 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
-               max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0) -> Iterator[Progress]:
+               max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
+               image_format: str = "nifti") -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
@@ -203,6 +206,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     axis): each case, made on its usual grid, is re-acquired with voxels of that size (thick slices
     average, :mod:`tonno_engine.data.acquisition`; the mask is the same average > 0.5), the same
     anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees.
+    ``image_format="dicom"`` writes each image as a DICOM series folder ``images/<case>/`` (int16 with a
+    RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI).
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
@@ -215,6 +220,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         raise ValueError(f"shape must be three sizes >= 16, got {shape}")
     if spacing is not None:
         check_spacing(spacing)
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}")
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
@@ -233,13 +240,19 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         if oblique:
             affine = tilt(affine, oblique, image.shape)
         name = f"{kind}_{i:04d}"
-        save_nifti(out / "images" / f"{name}.nii.gz", image, affine)
+        if image_format == "dicom":
+            image_entry = f"images/{name}"
+            write_dicom_series(out / image_entry, image, affine, slope=max(float(np.abs(image).max()), 1e-6) / 32000,
+                               description=f"tonno synth {kind}")
+        else:
+            image_entry = f"images/{name}.nii.gz"
+            save_nifti(out / image_entry, image, affine)
         save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
-        rows.append(f"{name},{label},images/{name}.nii.gz,masks/{name}.nii.gz")
+        rows.append(f"{name},{label},{image_entry},masks/{name}.nii.gz")
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
             "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None,
-            "intensity": INTENSITY_FOR_KIND[kind], "generator": "tonno_engine.data.synth"}
+            "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")
