@@ -29,7 +29,9 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, metrics and curves."),
     model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
     norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
-    weights: Path = typer.Option(None, help="Local ImageNet weights file for the model (nothing downloads)."),
+    weights: str = typer.Option(None, help="Starting weights: a local file (.pth/.bin/.safetensors), 'imagenet' (timm's "
+                                           "published weights for --model; needs internet or the Hugging Face cache) "
+                                           "or a timm tag such as resnet10t.c3_in1k. Default: random init."),
     slice_size: int = typer.Option(DEFAULTS.slice_size, min=16, help="Slice side in pixels (224 on GPU; 64-128 on CPU)."),
     steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps."),
     batch_volumes: int = typer.Option(DEFAULTS.batch_volumes, min=1, help="Volumes drawn (with replacement) per step."),
@@ -63,7 +65,7 @@ def train(
                                  param_hint="--intensity")
     check_geometry(geometry, field_of_view)
     dev = resolve_device_or_exit(device)
-    cfg = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
+    cfg = TrainConfig(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                       steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
                       intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
                       seed=seed, geometry=geometry, field_of_view=field_of_view)

@@ -25,11 +25,12 @@ from ..base.atomic import make_output_folder, remove_stale_parts, write_text_ato
 from ..base.devices import device_name, resolve_device
 from ..base.errors import DataError
 from ..base.events import Partial, Progress
+from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
-from ..data.nifti import axial_axis, file_sha256, save_nifti
+from ..data.nifti import axial_axis, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import DataError
+from ..base.hashing import update_hash
 from .images import image_exists, input_files
-from .nifti import update_hash
 
 REQUIRED = ("case", "label", "image")
 

@@ -6,7 +6,6 @@ the affine maps ``(i, j, k, 1)`` to scanner millimetres.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,14 +122,3 @@ def axial_axis(affine) -> int:
     codes = nib.aff2axcodes(affine)
     return next((axis for axis, code in enumerate(codes) if code in ("S", "I")), 2)
 
-
-def update_hash(digest, path: str | Path):
-    """Feed a file's bytes into ``digest`` block by block; returns ``digest``."""
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest
-
-
-def file_sha256(path: str | Path) -> str:
-    return update_hash(hashlib.sha256(), path).hexdigest()

@@ -2,8 +2,8 @@
 
 ``norm``: ``"bn"`` (batch norm, trains running statistics), ``"frozen_bn"`` (paper default: BN
 layers frozen to their initial affine and statistics), ``"gn"`` (every BN replaced by GroupNorm
-whose affine starts from the BN's; all other pretrained weights kept). Pretrained weights come
-only from a local file: nothing downloads.
+whose affine starts from the BN's; all other pretrained weights kept). Pretrained weights come from
+a local file or from timm's published weights (:mod:`tonno_engine.models.weights`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from pathlib import Path
 import timm
 import torch
 from timm.layers import freeze_batch_norm_2d
+
+from ..base.errors import DataError
+from .weights import WeightsSource, check_reachable, resolve_weights
 
 NORMS = ("frozen_bn", "bn", "gn")
 
@@ -44,24 +47,30 @@ def batchnorm_to_groupnorm(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: int = 1,
-                   weights: str | Path | None = None) -> torch.nn.Module:
+                   weights: WeightsSource | str | Path | None = None) -> torch.nn.Module:
     """A timm model ``name`` with ``in_chans`` input channels and one output logit.
 
-    ``weights``: optional local checkpoint of the ImageNet model (``.pth``, ``.bin`` or
-    ``.safetensors``); timm adapts the first convolution to ``in_chans`` (summing RGB for one
-    channel) and drops the 1000-class head. Raises ``ValueError`` for an unknown model or norm,
-    ``FileNotFoundError`` for a missing weights file.
+    ``weights``: a :class:`WeightsSource` or what :func:`resolve_weights` accepts (a local file,
+    ``"imagenet"``, a timm tag); timm adapts the first convolution to ``in_chans`` (summing RGB for
+    one channel) and drops the 1000-class head. Raises ``ValueError`` for an unknown model, norm or
+    tag, ``FileNotFoundError`` for a missing weights file, :class:`DataError` when published weights
+    cannot be fetched.
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
     kwargs = dict(num_classes=1, in_chans=in_chans)
-    if weights is not None:
-        weights = Path(weights)
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: pretrained weights file not found")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)), **kwargs)
+    source = weights if isinstance(weights, WeightsSource) else resolve_weights(name, weights)
+    if source.kind == "file":
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=source.location), **kwargs)
+    elif source.kind == "hub":
+        check_reachable(source)
+        try:
+            model = timm.create_model(source.name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError) as exc:  # huggingface_hub's and urllib's errors derive from these
+            raise DataError(source.spec, f"could not fetch the published weights {source.name} ({type(exc).__name__}: "
+                                         f"{exc}); pass --weights FILE with a local copy") from exc
     else:
         model = timm.create_model(name, pretrained=False, **kwargs)
     if norm == "frozen_bn":

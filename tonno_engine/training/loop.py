@@ -27,6 +27,7 @@ from ..data.dataset import check_both_classes, data_hash, dataset_intensity, rea
 from ..data.preprocessing import Preprocessing
 from ..models.checkpoint import load_weights, read_checkpoint
 from ..models.encoders import create_encoder
+from ..models.weights import check_reachable, resolve_weights
 from .config import TrainConfig
 from .run_folder import RunFolder
 from .sampling import (
@@ -128,6 +129,11 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
             raise DataError(folder.out, "run folder already holds a training (use --resume, or another --out)")
     device = resolve_device(cfg.device)
     csv_path = resolve_csv(data)
+    # starting weights are checked (and their source probed) before any volume loads; a resumed run
+    # takes its weights from the checkpoint and records the source the run started from
+    weights = resolve_weights(cfg.model, cfg.weights) if payload is None else None
+    if weights is not None:
+        check_reachable(weights)
     cases = read_cases(csv_path)
     check_both_classes(cases, csv_path)
     prep = Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing)
@@ -146,7 +152,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
             yield event
 
     torch.manual_seed(cfg.seed)
-    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=cfg.weights).to(device)
+    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -168,6 +174,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         # physical geometry: the millimetres per slice pixel the model saw (median over training volumes)
         "mm_per_pixel": float(np.median(mm_per_pixel)) if cfg.geometry == "physical" else None,
         "preprocessing": prep.as_dict(), "train_args": asdict(cfg), "versions": versions(),
+        "weights": weights.as_meta() if weights is not None else payload["meta"].get("weights"),
         "data_hash": digest, "data": str(csv_path),
         "train_cases": [c.case for c in train_cases], "val_cases": [c.case for c in val_cases],
     }

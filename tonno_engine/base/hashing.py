@@ -1,0 +1,18 @@
+"""SHA-256 of files, read block by block (checkpoints, input images, weights)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def update_hash(digest, path: str | Path):
+    """Feed a file's bytes into ``digest`` block by block; returns ``digest``."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def file_sha256(path: str | Path) -> str:
+    return update_hash(hashlib.sha256(), path).hexdigest()
