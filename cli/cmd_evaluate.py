@@ -20,12 +20,19 @@ def evaluate(
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
     connectivity: int = typer.Option(26, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
+    metrics: str = typer.Option("paper", help="paper (connected components, Table 2), instances (one-to-one matched "
+                                              "lesions, PQ, HD95 and surface Dice in mm; the eval extra) or all."),
+    iou_threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="--metrics instances: IoU a match needs "
+                                                                      "(below 0.5: optimal one-to-one assignment)."),
+    tolerance_mm: float = typer.Option(2.0, min=0.0, help="--metrics instances: surface Dice tolerance in mm."),
     quiet: QuietOpt = False,
 ) -> None:
     """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
     from tonno_engine.base.atomic import write_text_atomic
     from tonno_engine.evaluation.evaluate import (
+        METRIC_SETS,
         EvaluationResult,
+        InstanceOptions,
         calibrate_on_files,
         evaluate_iter,
         lesions_csv,
@@ -39,6 +46,10 @@ def evaluate(
 
     if connectivity not in (6, 18, 26):
         raise typer.BadParameter("must be 6, 18 or 26", param_hint="--connectivity")
+    if metrics not in METRIC_SETS:
+        raise typer.BadParameter(f"unknown metrics {metrics!r}; valid: {', '.join(METRIC_SETS)}", param_hint="--metrics")
+    if iou_threshold <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--iou-threshold")
     if (val_pred is None) != (val_gt is None):
         raise typer.BadParameter("give both --val-pred and --val-gt", param_hint="--val-pred/--val-gt")
     try:
@@ -51,8 +62,9 @@ def evaluate(
             rule, f1 = calibrate_on_files(pair_files(val_pred, val_gt), connectivity=connectivity)
             print(f"calibrated threshold {rule.value:.6g} (validation lesion F1 {f1:.3f})")
         result = None
-        for event in show_progress(evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks),
-                                   "evaluate", quiet=quiet):
+        events = evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks, metrics=metrics,
+                               instances=InstanceOptions(iou_threshold, tolerance_mm))
+        for event in show_progress(events, "evaluate", quiet=quiet):
             if isinstance(event, EvaluationResult):
                 result = event
         write_metrics_csv(out, result)
@@ -60,10 +72,14 @@ def evaluate(
     for row in result.failed:
         typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
     s = result.summary
-    if s:
+    if s and metrics != "instances":
         print(f"{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "
               f"recall {s['recall']:.3f}, F1 {s['f1']:.3f}, Dice {s['dice']:.3f}, "
               f"balanced accuracy {s['balanced_accuracy']:.3f}")
+    if s and metrics != "paper":
+        print(f"instances (IoU > {iou_threshold:g}): precision {s['inst_precision']:.3f}, recall {s['inst_recall']:.3f}, "
+              f"F1 {s['inst_f1']:.3f}, PQ {s['pq']:.3f}, SQ {s['sq']:.3f}; HD95 {s['hd95_mm']:.2f} mm, "
+              f"surface Dice at {tolerance_mm:g} mm {s['nsd']:.3f}")
     print(f"metrics: {out}; lesions: {lesions_path(out)}" + (f"; masks: {masks}" if masks else ""))
     if result.failed:
         raise typer.Exit(1)

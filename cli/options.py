@@ -31,9 +31,11 @@ def fail(message: str, code: int = 1):
 def engine_errors():
     """Turn the engine's errors about data and files (bad input, a missing file, an output that
     cannot be written, a full disk) into one line on stderr and exit 1, never a traceback."""
+    from tonno_engine.base.errors import MissingExtra
+
     try:
         yield
-    except (ValueError, OSError) as exc:  # DataError is a ValueError; FileNotFoundError an OSError
+    except (ValueError, OSError, MissingExtra) as exc:  # DataError is a ValueError; FileNotFoundError an OSError
         fail(str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}")
 
 

@@ -10,3 +10,7 @@ class DataError(ValueError):
         self.where = str(where)
         self.cause = cause
         super().__init__(f"{self.where}: {cause}")
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; ``str()`` says which extra to install."""

@@ -23,6 +23,14 @@ from ..base.events import Progress
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
+from .instances import (
+    INSTANCE_FIELDS,
+    INSTANCE_SUMMARY_KEYS,
+    grid_spacing,
+    instance_metrics,
+    monai_metrics,
+    summarize_instances,
+)
 from .metrics import (
     CaseMetrics,
     LesionRecord,
@@ -40,6 +48,16 @@ LESION_FIELDS = ("case", "lesion", "voxels", "volume_mm3", "centroid_mm", "centr
                  "detected")
 SUMMARY_KEYS = ("precision", "recall", "f1", "dice", "max_iou", "balanced_accuracy", "cases", "lesions",
                 "predicted_components")
+#: ``--metrics``: the paper's connected-component metrics, one-to-one matched instances in mm, or both
+METRIC_SETS = ("paper", "instances", "all")
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """What :mod:`~tonno_engine.evaluation.instances` needs: the IoU of a match and the NSD tolerance (mm)."""
+
+    iou_threshold: float = 0.5
+    tolerance_mm: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,7 @@ class EvaluationResult:
     threshold: Threshold
     #: one per ground-truth lesion of the successful cases (size in mm³, position, detected)
     lesions: list[LesionRecord] = field(default_factory=list)
+    metrics: str = "paper"
 
     @property
     def failed(self) -> list[dict]:
@@ -131,13 +150,19 @@ def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Th
 
 
 def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
-                  masks_out: str | Path | None = None) -> Iterator[Progress | EvaluationResult]:
+                  masks_out: str | Path | None = None, metrics: str = "paper",
+                  instances: InstanceOptions = InstanceOptions()) -> Iterator[Progress | EvaluationResult]:
     """Binarise and score every pair; a bad pair becomes a ``failed`` row and the rest go on.
 
-    Yields ``Progress("evaluate")`` per case, then an :class:`EvaluationResult` whose summary
-    pools the successful cases. Binary masks (uint8, the heatmap's affine) go to ``masks_out``.
+    ``metrics``: one of :data:`METRIC_SETS`. Yields ``Progress("evaluate")`` per case, then an
+    :class:`EvaluationResult` whose summary pools the successful cases. Binary masks (uint8, the
+    heatmap's affine) go to ``masks_out``.
     """
-    rows, metrics, lesions = [], [], []
+    if metrics not in METRIC_SETS:
+        raise ValueError(f"unknown metrics {metrics!r}; valid: {', '.join(METRIC_SETS)}")
+    if metrics != "paper":
+        monai_metrics()  # the missing extra is one clear error before any case
+    rows, scored, matched, lesions = [], [], [], []
     for done, pair in enumerate(pairs, start=1):
         row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
         try:
@@ -145,10 +170,15 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
             level = threshold.level(heat)
             pred = heat > level
             m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
-            metrics.append(m)
             mm3 = voxel_volume_mm3(vol.affine)
             row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
                        gt_volume_mm3=float(truth.sum() * mm3), pred_volume_mm3=float(pred.sum() * mm3))
+            if metrics != "paper":
+                inst = instance_metrics(pred, truth, grid_spacing(vol.affine), iou_threshold=instances.iou_threshold,
+                                        tolerance_mm=instances.tolerance_mm, connectivity=connectivity)
+                row.update(inst.as_dict())
+                matched.append(inst)
+            scored.append(m)
             lesions += lesion_records(pred, truth, vol.affine, case=pair.case, connectivity=connectivity)
             if masks_out is not None:
                 save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
@@ -157,20 +187,30 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
             row.update(status="failed", error=str(exc))
         rows.append(row)
         yield Progress("evaluate", done, len(pairs), "cases")
-    yield EvaluationResult(rows, summarize(metrics) if metrics else {}, threshold, lesions)
+    summary = summarize(scored) if scored else {}
+    if matched:
+        summary.update(summarize_instances(matched))
+    yield EvaluationResult(rows, summary, threshold, lesions, metrics)
+
+
+def metrics_fields(metrics: str) -> tuple[str, ...]:
+    """The columns of ``metrics.csv`` for a metric set: case columns, then the pooled summary's."""
+    paper = (*CASE_FIELDS[:-1], *SUMMARY_KEYS[:6])
+    instances = (*CASE_FIELDS[:4], *INSTANCE_FIELDS, *INSTANCE_SUMMARY_KEYS[:-2])
+    chosen = {"paper": paper, "instances": instances, "all": paper + instances}[metrics]
+    return (*dict.fromkeys(chosen), "error")
 
 
 def metrics_csv(result: EvaluationResult) -> str:
     """One row per case, then one summary row (``case`` = ``ALL``) with the pooled metrics."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=(*CASE_FIELDS, *SUMMARY_KEYS[:6]), lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=metrics_fields(result.metrics), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in result.rows:
         writer.writerow({k: _fmt(v) for k, v in row.items()})
-    summary = {k: _fmt(result.summary.get(k, "")) for k in SUMMARY_KEYS}
+    summary = {k: _fmt(v) for k, v in result.summary.items()}
     writer.writerow({"case": "ALL", "status": "summary", "threshold": str(result.threshold),
-                     "n_gt": summary["lesions"], "n_pred": summary["predicted_components"], **summary})
+                     "n_gt": summary.get("lesions", ""), "n_pred": summary.get("predicted_components", ""), **summary})
     return buf.getvalue()
 
 

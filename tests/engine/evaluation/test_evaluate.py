@@ -92,3 +92,32 @@ def test_evaluate_usage_errors(files):
     assert res.exit_code == 2 and "bad threshold" in res.output
     res = runner.invoke(app, ["evaluate", str(files / "nothing"), str(files / "gt")])
     assert res.exit_code == 1 and "heatmaps not found" in res.output
+
+
+def test_evaluate_instance_metrics_in_mm(files, tmp_path):
+    out = files / "metrics.csv"
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--threshold", "fixed:0.75",
+                              "-o", str(out), "--metrics", "all", "--tolerance-mm", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    rows = _rows(out)
+    assert {"f1", "dice", "inst_tp", "hd95_mm", "nsd", "pq"} <= set(rows[0])
+    assert [(r["inst_tp"], r["inst_fp"], r["inst_fn"]) for r in rows[:3]] == [("2", "0", "0"), ("0", "0", "0"),
+                                                                            ("1", "0", "0")]
+    assert rows[0]["hd95_mm"] == "0.0000" and rows[3]["pq"] == "1.0000" and rows[3]["nsd"] == "1.0000"
+    assert "PQ 1.000" in res.output and "F1 1.000, Dice" in res.output
+    only = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--threshold", "fixed:0.75",
+                               "-o", str(tmp_path / "inst.csv"), "--metrics", "instances", "-q"])
+    assert only.exit_code == 0, only.output
+    assert "dice" not in _rows(tmp_path / "inst.csv")[0] and "balanced accuracy" not in only.output
+    bad = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--metrics", "panoptic"])
+    assert bad.exit_code == 2 and "unknown metrics 'panoptic'" in bad.output
+
+
+def test_instance_metrics_without_the_extra_say_which_to_install(files, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "monai.metrics", None)  # as if MONAI were not installed
+    res = runner.invoke(app, ["evaluate", str(files / "pred"), str(files / "gt"), "--metrics", "instances",
+                              "-o", str(files / "m.csv")])
+    assert res.exit_code == 1 and "pip install 'napari-tonno[eval]'" in res.output
+    assert not (files / "m.csv").exists()
