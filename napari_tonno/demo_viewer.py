@@ -9,15 +9,16 @@ def demo_layers(out: Path, result) -> list[tuple]:
     """napari layer data tuples ``(data, kwargs, type)`` for the demo's first positive test case."""
     from tonno_engine.apps.batch import output_path
     from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.images import load_image
     from tonno_engine.data.nifti import load_nifti
 
     cases = {c.case: c for c in read_cases(Path(out) / "eval.csv")}
     case = next((cases[n] for n in result.test_cases if cases[n].label), cases[result.test_cases[0]])
-    image = load_nifti(case.image)
+    image = load_image(case.image)
     scale = image.spacing
     layers = [(image.array, {"name": case.case, "scale": scale, "colormap": "gray"}, "image")]
     if case.mask is not None:
-        mask = load_nifti(case.mask, kind="mask").array.astype("uint8")
+        mask = load_image(case.mask, kind="mask").array.astype("uint8")
         layers.append((mask, {"name": "ground truth", "scale": scale, "opacity": 0.5}, "labels"))
     for spec in result.methods:
         heat = load_nifti(output_path(Path(out) / "heatmaps", case.case, spec), kind="heatmap").array

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.atomic import atomic_path
+from ..data.images import load_image
 from ..data.nifti import axial_axis, load_nifti
 from .batch import output_path
 
@@ -19,7 +20,7 @@ def _pick_slice(cases) -> tuple[object, int]:
     for case in cases:
         if not case.label or case.mask is None:
             continue
-        mask = load_nifti(case.mask, kind="mask")
+        mask = load_image(case.mask, kind="mask")
         axis = axial_axis(mask.affine)
         area = (mask.array > 0.5).sum(axis=tuple(a for a in range(3) if a != axis))
         if best is None or area.max() > best[0]:
@@ -41,8 +42,8 @@ def comparison_figure(path, cases, heat_dir, methods, thresholds: dict[str, floa
     def cut(array):
         return np.take(array, index, axis=axis).T  # rows: the higher remaining axis, shown bottom-up
 
-    image = cut(load_nifti(case.image).array)
-    truth = cut(load_nifti(case.mask, kind="mask").array > 0.5)
+    image = cut(load_image(case.image).array)
+    truth = cut(load_image(case.mask, kind="mask").array > 0.5)
     ncol = 2 + len(methods)
     fig, axes = plt.subplots(2, ncol, figsize=(2.1 * ncol, 4.6), squeeze=False)
     for ax in axes.ravel():
