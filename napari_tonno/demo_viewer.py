@@ -11,6 +11,9 @@ def demo_layers(out: Path, result) -> list[tuple]:
     from tonno_engine.data.dataset import read_cases
     from tonno_engine.data.images import load_image
     from tonno_engine.data.nifti import load_nifti
+    from tonno_engine.evaluation.candidates import display_limits
+
+    from .overlays import heat_layer_kwargs
 
     cases = {c.case: c for c in read_cases(Path(out) / "eval.csv")}
     case = next((cases[n] for n in result.test_cases if cases[n].label), cases[result.test_cases[0]])
@@ -22,8 +25,8 @@ def demo_layers(out: Path, result) -> list[tuple]:
         layers.append((mask, {"name": "ground truth", "scale": scale, "opacity": 0.5}, "labels"))
     for spec in result.methods:
         heat = load_nifti(output_path(Path(out) / "heatmaps", case.case, spec), kind="heatmap").array
-        layers.append((heat, {"name": spec.title, "scale": scale, "colormap": "turbo", "opacity": 0.6,
-                              "blending": "additive", "visible": spec.name == "tonno"}, "image"))
+        layers.append((heat, {"name": spec.title, "scale": scale, **heat_layer_kwargs(display_limits(heat)),
+                              "visible": spec.name == "tonno"}, "image"))
     return layers
 
 

@@ -86,3 +86,22 @@ def move_to(viewer, layer, x: np.ndarray) -> None:
     world = layer.data_to_world(normalised_to_index(x, layer.data.shape))
     axes = list(range(viewer.dims.ndim))[-3:]
     viewer.dims.set_point(axes, tuple(float(w) for w in world[-3:]))
+
+
+def fill_table(table, rows: list[list], columns: list[str]) -> None:
+    """Put ``rows`` into a magicgui ``Table``; numbers are stored as numbers so that clicking a header
+    sorts them by value, not as text ("67.5" after "490.0")."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTableWidgetItem
+
+    native = table.native
+    sorting = native.isSortingEnabled()
+    native.setSortingEnabled(False)
+    table.value = {"data": rows, "index": list(range(len(rows))), "columns": columns}
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                item = QTableWidgetItem()  # magicgui's items keep text whatever role is set
+                item.setData(Qt.ItemDataRole.DisplayRole, value)
+                native.setItem(r, c, item)
+    native.setSortingEnabled(sorting)

@@ -11,6 +11,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 
 from .._torch_import import ensure_torch
 from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare_iter, spacing_of
+from ._jobs import start_job
 
 
 def preload_engine() -> None:
@@ -51,33 +52,23 @@ class ModelForm(Container):
             return None
         return source, prepare_iter(source.data, spacing_of(source), str(self.checkpoint.value), device)
 
-    def start(self, job, on_event, *, on_done=None, on_returned=None) -> None:
-        """Run the generator ``job`` in a thread worker; ``on_event`` gets every event but progress.
+    def start(self, job, on_event, *, on_done=None, on_returned=None, desc: str = "tonno") -> None:
+        """Run the generator ``job`` in a thread worker; ``on_event`` gets every event but progress,
+        which moves this form's bar and napari's activity dock (:func:`start_job`).
 
         ``job`` is an already-made generator: creating it runs nothing, so nothing runs on the GUI thread.
         """
-        from napari.qt.threading import create_worker
 
-        from tonno_engine.base.events import Progress
+        def finished():
+            self._finished()
+            if on_done is not None:
+                on_done()
 
-        def route(event):
-            if isinstance(event, Progress):
-                if event.total:
-                    self.progress.max, self.progress.value = event.total, event.done
-            else:
-                on_event(event)
-
-        self.worker = create_worker(lambda: (yield from job), _start_thread=False)
-        self.worker.yielded.connect(route)
-        self.worker.errored.connect(lambda exc: setattr(self.status, "value", f"error: {exc}"))
-        self.worker.finished.connect(self._finished)
-        if on_returned is not None:
-            self.worker.returned.connect(on_returned)
-        if on_done is not None:
-            self.worker.finished.connect(on_done)
         self.cancel_button.enabled = True
         self._busy(True)
-        self.worker.start()
+        self.worker = start_job(job, desc=desc, on_event=on_event, bar=self.progress, on_finished=finished,
+                                on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"),
+                                on_returned=on_returned)
 
     def _busy(self, busy: bool) -> None:
         """Subclasses disable their run buttons while a job runs."""

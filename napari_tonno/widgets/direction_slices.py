@@ -30,7 +30,7 @@ class DirectionSlicesWidget(DirectionForm):
         name = f"{self.image.value.name} slices {self.direction.value}" + (
             f" {self.index.value}" if "lattice" in self.direction.value else "")
         self.status.value = "cutting and scoring slices…"
-        self.start(job(), lambda event: self._show(name, event.value) if event.final else None)
+        self.start(job(), lambda event: self._show(name, event.value) if event.final else None, desc="Direction slices")
 
     def _busy(self, busy: bool) -> None:
         self.show_button.enabled = not busy

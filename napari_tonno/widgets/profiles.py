@@ -41,7 +41,7 @@ class LogitProfileWidget(DirectionForm):
         if job is None:
             return
         self.status.value = "scoring slices…"
-        self.start(job(), lambda event: self._show(event.value) if event.final else None)
+        self.start(job(), lambda event: self._show(event.value) if event.final else None, desc="Logit profiles")
 
     def _busy(self, busy: bool) -> None:
         self.compute_button.enabled = not busy

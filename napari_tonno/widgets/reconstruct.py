@@ -66,7 +66,11 @@ class ReconstructWidget(ModelForm):
 
     def run(self, *_):
         """Start the reconstruction of the chosen image layer in a thread worker."""
+        from tonno_engine.base.events import Progress
+        from tonno_engine.evaluation.candidates import display_limits
         from tonno_engine.methods.run import methods_iter
+
+        from ..overlays import heat_layer_kwargs
 
         ready = self.inputs(self.device.value)
         if ready is None:
@@ -78,9 +82,9 @@ class ReconstructWidget(ModelForm):
                   "hemisphere": bool(self.hemisphere.value), "quality": self.quality.value,
                   "checkpoint": str(self.checkpoint.value), "source": source.name}
         self.output = self.viewer.add_image(
-            np.zeros(source.data.shape, np.float32), name=f"{source.name} {spec.label}", colormap="turbo",
-            blending="additive", opacity=0.6, scale=geo["scale"], translate=geo["translate"], affine=geo["affine"],
-            metadata={"tonno": params, "affine": geo["affine_nifti"], "complete": False})
+            np.zeros(source.data.shape, np.float32), name=f"{source.name} {spec.label}", **heat_layer_kwargs((0.0, 1.0)),
+            scale=geo["scale"], translate=geo["translate"], affine=geo["affine"],
+            metadata={"tonno": params, "affine": geo["affine_nifti"], "complete": False, "tonno_method": spec.label})
         output, label, shape, spacing = self.output, spec.label, source.data.shape, spacing_of(source)
 
         def job():
@@ -90,24 +94,29 @@ class ReconstructWidget(ModelForm):
                           field_of_view=meta.get("field_of_view", "full"))
             params["slice_size"] = slice_size_for(meta, volume.shape, spacing, geometry=params["geometry"],
                                                   field_of_view=params["field_of_view"])
-            yield from methods_iter([spec], volume, model, slices=params["slices"], angles=params["angles"],
-                                    slice_size=params["slice_size"], hemisphere=params["hemisphere"], device=device,
-                                    output_shape=shape, directions_per_update=max(1, params["angles"] // 8),
-                                    geometry=params["geometry"], spacing=spacing, field_of_view=params["field_of_view"])
+            events = methods_iter([spec], volume, model, slices=params["slices"], angles=params["angles"],
+                                  slice_size=params["slice_size"], hemisphere=params["hemisphere"], device=device,
+                                  output_shape=shape, directions_per_update=max(1, params["angles"] // 8),
+                                  geometry=params["geometry"], spacing=spacing, field_of_view=params["field_of_view"])
+            for event in events:
+                if isinstance(event, Progress):
+                    yield event
+                else:  # the array and its display limits are made here, off the GUI thread
+                    data = event.value[label].float().cpu().numpy()
+                    yield event, data, display_limits(data)
 
         self.updates = 0
         self._started = time.perf_counter()
         self.status.value = "loading the model and preprocessing"
-        self.start(job(), lambda event: self._show(event, output, label))
+        self.start(job(), lambda shown: self._show(*shown, output), desc=f"Reconstruct {label}")
 
     def _busy(self, busy: bool) -> None:
         self.run_button.enabled = self.demo_button.enabled = not busy
 
-    def _show(self, event, output, label: str):
-        """Put a partial or final heatmap of the run into its own output layer."""
-        data = event.value[label].float().cpu().numpy()
+    def _show(self, event, data, limits, output):
+        """Put a partial or final heatmap of the run into its own output layer (robust display limits)."""
         output.data = data
-        output.contrast_limits = (float(data.min()), float(data.max()) or 1.0)
+        output.contrast_limits = limits
         if event.final:
             output.metadata["complete"] = True
             self.status.value = f"done in {time.perf_counter() - self._started:.1f} s"
@@ -125,4 +134,4 @@ class ReconstructWidget(ModelForm):
                 self.status.value = f"demo checkpoint ready: {demo_checkpoint_path()}"
 
         self.status.value = "making the demo checkpoint"
-        self.start(make_demo_checkpoint(steps, cases), lambda event: None, on_done=done)
+        self.start(make_demo_checkpoint(steps, cases), lambda event: None, on_done=done, desc="Demo checkpoint")

@@ -1,4 +1,5 @@
-"""Train: runs ``tonno train`` as a child process, streams its log, and can stop it."""
+"""Train: runs ``tonno train`` as a child process, streams its log, shows its step in napari's activity
+dock (read from the run folder's ``metrics.csv`` once a second), and can stop it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class TrainWidget(Container):
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.process = None
+        self.dock = None  # the activity-dock progress bar of the running training
+        self.timer = None
 
     def arguments(self) -> list[str]:
         return ["train", str(self.data.value), "--out", str(self.out.value), "--steps", str(self.steps.value),
@@ -49,6 +52,7 @@ class TrainWidget(Container):
         self.process.finished.connect(self._finished)
         self.log.value = ""
         self.process.start(CLI[0], CLI[1:] + self.arguments())
+        self._watch(int(self.steps.value))
         self.start_button.enabled, self.stop_button.enabled = False, True
         self.status.value = "running"
 
@@ -59,8 +63,36 @@ class TrainWidget(Container):
         self.log.value = (self.log.value + text)[-20000:]
         self.log.native.moveCursor(QTextCursor.MoveOperation.End)  # follow the log
 
+    def _watch(self, steps: int) -> None:
+        from napari.utils import progress
+        from qtpy.QtCore import QTimer
+
+        self.dock = progress(total=steps, desc="Train")
+        self.timer = QTimer(self.native)
+        self.timer.timeout.connect(self._poll)
+        self.timer.start(1000)
+
+    def _poll(self) -> None:
+        """The last step ``metrics.csv`` records (a small file; one short read a second)."""
+        from pathlib import Path
+
+        try:
+            lines = (Path(str(self.out.value)) / "metrics.csv").read_text().strip().splitlines()
+            step = int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+        except (OSError, ValueError):
+            return
+        if self.dock is not None:
+            self.dock.n = step
+            self.dock.refresh()
+
     def _finished(self, code, _status=None):
         self.start_button.enabled, self.stop_button.enabled = True, False
+        if self.timer is not None:
+            self.timer.stop()
+        if self.dock is not None:
+            self._poll()
+            self.dock.close()
+            self.dock = None
         if self.status.value != "stopped":
             self.status.value = f"finished with exit code {code}"
 

@@ -1,0 +1,97 @@
+"""Read a ``tonno reconstruct`` or ``tonno benchmark`` output folder back, case by case.
+
+A reconstruct folder holds ``summary.csv`` (one row per case and method) and ``run.json`` (whose
+``source`` names the input: an image, a folder or a labels CSV); a benchmark folder holds such a
+folder as ``heatmaps/`` beside ``thresholds.json``. ``metrics.csv`` written by ``tonno evaluate`` into
+the folder adds each case's scores. The napari Results browser lists :attr:`ResultsFolder.cases`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base.errors import DataError
+from ..data.dataset import read_cases
+from .batch import batch_inputs
+
+
+@dataclass
+class ResultCase:
+    """One case: its input image, ground truth (if the input was a data set with masks), each method's
+    heatmap file by method label, status (``ok`` when every method is), seconds summed over methods,
+    and ``metrics`` (method label → that row of ``metrics.csv``)."""
+
+    case: str
+    image: Path | None
+    mask: Path | None
+    heatmaps: dict[str, Path]
+    status: str
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+    metrics: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class ResultsFolder:
+    folder: Path  # the folder holding summary.csv
+    cases: list[ResultCase]
+    methods: list[str]
+    thresholds: Path | None  # a benchmark's thresholds.json
+
+    @classmethod
+    def open(cls, path: str | Path) -> ResultsFolder:
+        """Read ``path`` (a reconstruct or benchmark output folder); :class:`DataError` naming it if it is neither."""
+        path = Path(path)
+        folder = path / "heatmaps" if (path / "heatmaps" / "summary.csv").exists() else path
+        summary = folder / "summary.csv"
+        if not summary.exists():
+            raise DataError(path, "not a tonno reconstruct or benchmark output folder (no summary.csv)")
+        with open(summary, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        inputs, masks = _inputs(folder)
+        metrics = _metrics(folder)
+        cases: dict[str, ResultCase] = {}
+        methods: list[str] = []
+        for row in rows:
+            name, method = row["case"], row["method"]
+            methods += [method] if method not in methods else []
+            case = cases.setdefault(name, ResultCase(name, inputs.get(name), masks.get(name), {}, "ok", 0.0))
+            if row["status"] in ("ok", "skipped"):
+                case.heatmaps[method] = folder / row["output"]
+            else:
+                case.status = row["status"]
+                case.errors.append(f"{method}: {row.get('error', '')}")
+            case.seconds += float(row["seconds"] or 0)
+            for heatmap, scores in metrics.items():
+                if heatmap == row["output"]:
+                    case.metrics[method] = scores
+        thresholds = next((p for p in (path / "thresholds.json", folder.parent / "thresholds.json") if p.exists()), None)
+        return cls(folder, list(cases.values()), methods, thresholds)
+
+
+def _inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Each case's image and mask, from the source ``run.json`` names (empty if it is gone)."""
+    try:
+        source = Path(json.loads((folder / "run.json").read_text())["source"])
+    except (OSError, ValueError, KeyError):
+        return {}, {}
+    try:
+        images = {i.case: i.image for i in batch_inputs(source)}
+    except DataError:
+        return {}, {}
+    masks: dict[str, Path] = {}
+    if source.is_file() and source.suffix.lower() == ".csv" or (source / "labels.csv").exists():
+        masks = {c.case: c.mask for c in read_cases(source, check_files=False) if c.mask is not None}
+    return images, masks
+
+
+def _metrics(folder: Path) -> dict[str, dict]:
+    """``metrics.csv`` rows by heatmap file name (``{}`` without one)."""
+    path = folder / "metrics.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["heatmap"]: r for r in csv.DictReader(fh) if r.get("heatmap")}
