@@ -88,20 +88,39 @@ def move_to(viewer, layer, x: np.ndarray) -> None:
     viewer.dims.set_point(axes, tuple(float(w) for w in world[-3:]))
 
 
-def fill_table(table, rows: list[list], columns: list[str]) -> None:
-    """Put ``rows`` into a magicgui ``Table``; numbers are stored as numbers so that clicking a header
-    sorts them by value, not as text ("67.5" after "490.0")."""
-    from qtpy.QtCore import Qt
+def fill_table(table, rows: list[list], columns: list[str], *, chunk: int = 200, on_done=None,
+               sortable: bool = True) -> None:
+    """Put ``rows`` into a magicgui ``Table``, ``chunk`` rows per turn of the event loop (thousands of
+    candidates would otherwise hold the GUI thread for most of a second); ``on_done()`` after the last.
+
+    Numbers are stored as numbers, so that clicking a header sorts them by value ("67.5" before "490.0").
+    A newer fill of the same table cancels an unfinished one.
+    """
+    from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QTableWidgetItem
 
     native = table.native
-    sorting = native.isSortingEnabled()
+    native.tonno_fills = mine = getattr(native, "tonno_fills", 0) + 1
     native.setSortingEnabled(False)
-    table.value = {"data": rows, "index": list(range(len(rows))), "columns": columns}
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                item = QTableWidgetItem()  # magicgui's items keep text whatever role is set
-                item.setData(Qt.ItemDataRole.DisplayRole, value)
+    native.clearContents()
+    native.setColumnCount(len(columns))
+    native.setHorizontalHeaderLabels(columns)
+    native.setRowCount(len(rows))
+
+    def add(start: int) -> None:
+        if native.tonno_fills != mine:
+            return
+        for r in range(start, min(start + chunk, len(rows))):
+            for c, value in enumerate(rows[r]):
+                item = QTableWidgetItem()
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                item.setData(Qt.ItemDataRole.DisplayRole, value if number else str(value))
                 native.setItem(r, c, item)
-    native.setSortingEnabled(sorting)
+        if start + chunk < len(rows):
+            QTimer.singleShot(0, lambda: add(start + chunk))
+        else:
+            native.setSortingEnabled(sortable)
+            if on_done is not None:
+                on_done()
+
+    add(0)

@@ -61,6 +61,11 @@ class LesionCandidatesWidget(Container):
         self.annotation = None  # the Labels layer the decisions go into
         self.decisions: dict[int, dict] = {}
         self.worker = None
+        self.table_ready = True
+        # a first Labels layer imports 0.6 s of modules: do it while the widget is built, not on a result
+        from napari.layers import Labels
+
+        Labels(np.zeros((2, 2, 2), np.uint8))
 
     # -- finding -------------------------------------------------------------------------------
     def level(self, layer) -> float | None:
@@ -116,7 +121,8 @@ class LesionCandidatesWidget(Container):
     def _fill_table(self) -> None:
         rows = [[c.id, round(c.volume_mm3, 1), round(c.peak, 4), round(c.mean, 4), *(round(v, 1) for v in c.centroid_mm),
                  self.decisions.get(c.id, {}).get("decision", "")] for c in self.found.candidates]
-        fill_table(self.table, rows, list(COLUMNS))
+        self.table_ready = False
+        fill_table(self.table, rows, list(COLUMNS), on_done=lambda: setattr(self, "table_ready", True))
 
     def row_id(self, row: int) -> int:
         """The candidate id shown in table row ``row`` (after any sorting)."""

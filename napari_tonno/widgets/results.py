@@ -93,7 +93,7 @@ class ResultsBrowserWidget(Container):
             found = [f"{case.metrics[m]['detected']}/{case.metrics[m]['n_gt']}" if m in case.metrics else ""
                      for m in methods] if scored else []
             rows.append([case.case, case.status, round(case.seconds, 1), *dice, *found])
-        fill_table(self.table, rows, columns)
+        fill_table(self.table, rows, columns, sortable=False)  # row i is case i
         self.current = None
         self.status.value = f"{len(rows)} cases, methods {', '.join(methods)}"
 

@@ -41,7 +41,8 @@ def _open(viewer, path):
 
 def _found(qtbot, widget):
     widget.find()
-    qtbot.waitUntil(lambda: widget.found is not None and not widget.worker.is_running, timeout=20000)
+    qtbot.waitUntil(lambda: widget.found is not None and not widget.worker.is_running and widget.table_ready,
+                    timeout=20000)
 
 
 def test_clicking_a_candidate_moves_the_viewer_there(make_napari_viewer, qtbot, heat_file):
