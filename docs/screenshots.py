@@ -2,8 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots.py CHECKPOINT
 
-CHECKPOINT: a trained model (e.g. ``tonno-demo/model/checkpoint_best.pt`` from ``make demo``).
-Writes ``docs/screenshots/*.png``.
+CHECKPOINT: a trained model (e.g. ``tonno-demo/model/checkpoint_best.pt`` from ``make demo``); the
+Results browser opens the demo folder it lies in (``tonno-demo/``). Writes ``docs/screenshots/*.png``.
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ def main(checkpoint: str) -> None:
     shot(viewer, "threshold")
 
     viewer.window.remove_dock_widget(dock)
+    viewer.layers.remove(thr.mask_layer)
+    dock = candidates_shots(viewer, heat, calibrated)
+
+    viewer.window.remove_dock_widget(dock)
+    viewer.dims.ndisplay = 2
     prof = LogitProfileWidget(viewer)
     dock = viewer.window.add_dock_widget(prof, name="Logit profiles", area="right")
     prof.image.value = viewer.layers[0]
@@ -131,6 +136,71 @@ def main(checkpoint: str) -> None:
     shot(viewer, "train")
     train.stop()
     viewer.close()
+    browser_shots(Path(checkpoint).resolve().parents[1])
+
+
+def candidates_shots(viewer, heat, calibrated: Path):
+    """Lesion candidates of the reconstructed heatmap at the calibrated level: the table, the viewer on
+    the first candidate, it accepted into the annotation; then the same in 3D."""
+    from napari_tonno.overlays import show_3d
+    from napari_tonno.widgets.candidates import LesionCandidatesWidget
+
+    cand = LesionCandidatesWidget(viewer)
+    dock = viewer.window.add_dock_widget(cand, name="Lesion candidates", area="right")
+    cand.heatmap.value = heat
+    if calibrated.exists():
+        cand.rule.value, cand.thresholds.value = "calibrated", calibrated
+    else:
+        cand.rule.value, cand.value.value = "percentile", 99.9
+    cand.find()
+    while cand.found is None or cand.worker.is_running or not cand.table_ready:
+        settle(viewer, 0.1)
+    cand.table.native.selectRow(0)
+    cand.table.native.cellClicked.emit(0, 0)
+    cand.decide("accept")
+    shot(viewer, "candidates")
+    show_3d(viewer, [heat], viewer.layers[0], [layer for layer in viewer.layers if type(layer).__name__ == "Labels"],
+            level=cand.found.level)
+    viewer.reset_view()
+    shot(viewer, "candidates_3d")
+    return dock
+
+
+def browser_shots(folder: Path) -> None:
+    """The Results browser on the demo's output folder: a case with every method, then side by side."""
+    from napari_tonno.widgets.results import ResultsBrowserWidget
+
+    viewer = napari.Viewer(title="tonno", show=True)
+    viewer.window._qt_window.resize(1600, 950)
+    browser = ResultsBrowserWidget(viewer)
+    viewer.window.add_dock_widget(browser, name="Results browser", area="right")
+    browser.open(folder)
+    positive = next(k for k, c in enumerate(browser.results.cases) if c.mask is not None and c.status == "ok"
+                    and _has_lesion(c.mask))
+    browser.show(positive)
+    while not browser.layers or browser.worker.is_running:
+        settle(viewer, 0.1)
+    settle(viewer, 0.5)
+    truth = next(layer for layer in browser.layers if layer.name.endswith("ground truth"))
+    axial = int(np.asarray(truth.data).sum(axis=(0, 1)).argmax())
+    viewer.dims.order = (2, 0, 1)
+    viewer.dims.set_point(2, float(truth.data_to_world((0, 0, axial))[2]))
+    for layer in browser.layers[2:-1]:
+        layer.visible = False  # one method over the image in the single view
+    viewer.reset_view()
+    shot(viewer, "browser")
+    for layer in browser.layers:
+        layer.visible = True
+    browser.grid.value = True
+    viewer.dims.set_point(2, float(truth.data_to_world((0, 0, axial))[2]))
+    shot(viewer, "browser_grid")
+    viewer.close()
+
+
+def _has_lesion(path) -> bool:
+    from tonno_engine.data.images import load_image
+
+    return bool((load_image(path).array > 0.5).any())
 
 
 if __name__ == "__main__":
