@@ -28,8 +28,6 @@ def main() -> None:
         return candidates(args.size)
 
     import napari
-    from qtpy.QtCore import QElapsedTimer, QTimer
-    from qtpy.QtWidgets import QApplication
 
     from napari_tonno._torch_import import ensure_torch
 
@@ -50,23 +48,10 @@ def main() -> None:
     viewer.add_image(volume, name="volume", metadata={"tonno_checkpoint": str(ckpt)})
     widget = ReconstructWidget(viewer)
     widget.slices.value, widget.angles.value, widget.device.value = 4, 8, "cpu"
-    clock, gaps = QElapsedTimer(), []
-    timer = QTimer()
-    timer.timeout.connect(lambda: gaps.append(clock.restart()))
-    clock.start()
-    timer.start(5)
-    start = time.perf_counter()
-    widget.run()
-    done = []
-    widget.worker.finished.connect(lambda: done.append(True))
-    app = QApplication.instance()
-    while not done:
-        app.processEvents()
-        time.sleep(0.001)
-    timer.stop()
+    seconds, stall, ticks = _stalls(widget.run, lambda: widget.status.value.startswith(("done", "error")))
     print(f"{args.size}³ volume, Reconstruct widget (random resnet10t, MR intensity, M=4, L=8, 32² slices): "
-          f"job {time.perf_counter() - start:.1f} s, longest main-thread stall {max(gaps[1:])} ms "
-          f"over {len(gaps)} timer ticks; status: {widget.status.value}")
+          f"job {seconds:.1f} s, longest main-thread stall {stall} ms over {ticks} timer ticks; "
+          f"status: {widget.status.value}")
     viewer.close()
 
 

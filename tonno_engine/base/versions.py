@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 
-def versions(dists=("napari-tonno", "torch", "timm", "numpy")) -> dict:
+def versions(dists=("napari-tonno", "torch", "timm", "numpy", "nibabel", "SimpleITK", "pydicom")) -> dict:
     """Python's and each distribution's version (``None`` when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
