@@ -185,14 +185,16 @@ def browser_shots(folder: Path) -> None:
     axial = int(np.asarray(truth.data).sum(axis=(0, 1)).argmax())
     viewer.dims.order = (2, 0, 1)
     viewer.dims.set_point(2, float(truth.data_to_world((0, 0, axial))[2]))
-    for layer in browser.layers[2:-1]:
-        layer.visible = False  # one method over the image in the single view
+    for layer in browser.layers[1:-1]:
+        layer.visible = layer.metadata.get("tonno_method") == "tonno"  # ToNNO alone over the image
     viewer.reset_view()
     shot(viewer, "browser")
     for layer in browser.layers:
         layer.visible = True
     browser.grid.value = True
+    viewer.dims.order = (2, 0, 1)  # reordering the layers for the grid resets the dims order
     viewer.dims.set_point(2, float(truth.data_to_world((0, 0, axial))[2]))
+    viewer.reset_view()
     shot(viewer, "browser_grid")
     viewer.close()
 

@@ -22,7 +22,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
-from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter, lesions_csv
+from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import read_checkpoint
 from ..training.config import TrainConfig
@@ -128,7 +128,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
-    rows, binaries, lesions, lesion_methods = [], {}, [], []
+    rows, binaries, lesions, lesion_methods, case_rows = [], {}, [], [], []
     for k, spec in enumerate(cfg.methods):
         def pairs(group, spec=spec):
             return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
@@ -144,6 +144,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
                      "val_f1": val_f1, **result.summary})
         binaries[spec.label] = threshold.value
         lesions += result.lesions
+        case_rows += result.rows
         lesion_methods += [spec.label] * len(result.lesions)
         s = result.summary
         yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
@@ -155,6 +156,8 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
+    # each test case and method at its calibrated threshold, where the Results browser looks for it
+    write_text_atomic(heat_dir / "metrics.csv", case_rows_csv(case_rows))
     figure = None
     try:
         from .figures import comparison_figure

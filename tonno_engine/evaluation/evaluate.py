@@ -203,14 +203,22 @@ def metrics_fields(metrics: str) -> tuple[str, ...]:
 
 def metrics_csv(result: EvaluationResult) -> str:
     """One row per case, then one summary row (``case`` = ``ALL``) with the pooled metrics."""
-    buf = io.StringIO()
+    buf = io.StringIO(case_rows_csv(result.rows, result.metrics))
+    buf.seek(0, io.SEEK_END)
     writer = csv.DictWriter(buf, fieldnames=metrics_fields(result.metrics), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in result.rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
     summary = {k: _fmt(v) for k, v in result.summary.items()}
     writer.writerow({"case": "ALL", "status": "summary", "threshold": str(result.threshold),
                      "n_gt": summary.get("lesions", ""), "n_pred": summary.get("predicted_components", ""), **summary})
+    return buf.getvalue()
+
+
+def case_rows_csv(rows: list[dict], metrics: str = "paper") -> str:
+    """Per-case rows only (no ``ALL`` row), e.g. several methods' rows in one table."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=metrics_fields(metrics), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
     return buf.getvalue()
 
 

@@ -31,6 +31,14 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     png = (out / "figure.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "Test cases: " in res.output and "figure:" in res.output
+    # every test case and method, at the calibrated thresholds, where the Results browser reads them
+    from tonno_engine.apps.results import ResultsFolder
+
+    browsed = ResultsFolder.open(out)
+    assert browsed.thresholds == out / "thresholds.json" and browsed.methods == [r["label"] for r in rows]
+    scored = [c for c in browsed.cases if c.metrics]
+    assert scored and all(set(c.metrics) == set(browsed.methods) for c in scored)
+    assert all(c.image is not None and c.image.exists() for c in browsed.cases)
     # rerunning continues: training is complete and every heatmap is reused
     from napari_tonno.demo_viewer import demo_layers
     from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter, default_methods
