@@ -1,6 +1,6 @@
 """Screenshots of each dock widget in use, from a real napari window (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots.py CHECKPOINT
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots.py CHECKPOINT [--browser-only]
 
 CHECKPOINT: a trained model (e.g. ``tonno-demo/model/checkpoint_best.pt`` from ``make demo``); the
 Results browser opens the demo folder it lies in (``tonno-demo/``). Writes ``docs/screenshots/*.png``.
@@ -176,7 +176,7 @@ def browser_shots(folder: Path) -> None:
     viewer.window.add_dock_widget(browser, name="Results browser", area="right")
     browser.open(folder)
     positive = next(k for k, c in enumerate(browser.results.cases) if c.mask is not None and c.status == "ok"
-                    and _has_lesion(c.mask))
+                    and c.metrics and _has_lesion(c.mask))  # a test case: scored at the calibrated thresholds
     browser.show(positive)
     while not browser.layers or browser.worker.is_running:
         settle(viewer, 0.1)
@@ -206,4 +206,7 @@ def _has_lesion(path) -> bool:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if "--browser-only" in sys.argv:
+        browser_shots(Path(sys.argv[1]).resolve().parents[1])
+    else:
+        main(sys.argv[1])

@@ -97,9 +97,12 @@ def fill_table(table, rows: list[list], columns: list[str], *, chunk: int = 200,
     A newer fill of the same table cancels an unfinished one.
     """
     from qtpy.QtCore import Qt, QTimer
-    from qtpy.QtWidgets import QTableWidgetItem
+    from qtpy.QtWidgets import QStyledItemDelegate, QTableWidgetItem
 
     native = table.native
+    if type(native.itemDelegate()) is not QStyledItemDelegate:
+        # magicgui's delegate formats a cell through int() first, which shows 0.081 as "0"
+        native.setItemDelegate(QStyledItemDelegate(native))
     native.tonno_fills = mine = getattr(native, "tonno_fills", 0) + 1
     native.setSortingEnabled(False)
     native.clearContents()
@@ -120,6 +123,7 @@ def fill_table(table, rows: list[list], columns: list[str], *, chunk: int = 200,
             QTimer.singleShot(0, lambda: add(start + chunk))
         else:
             native.setSortingEnabled(sortable)
+            native.resizeColumnsToContents()
             if on_done is not None:
                 on_done()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, Table
 
+from .._torch_import import ensure_torch
 from ._common import fill_table
 from ._jobs import start_job
 
@@ -39,10 +40,19 @@ def _case_layers(case, folder):
     yield loaded
 
 
+def _number(text: str):
+    """A CSV cell as a number rounded for the table (sorts by value), or as it is."""
+    try:
+        return round(float(text), 3)
+    except ValueError:
+        return text
+
+
 class ResultsBrowserWidget(Container):
     """``open(folder)`` lists the cases; ``show(index)`` loads one; ``next()``/``previous()`` step."""
 
     def __init__(self, napari_viewer):
+        ensure_torch()  # the engine imports torch; triton must load before napari's OpenGL context is used
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.folder = FileEdit(label="output folder", mode="d")
@@ -89,7 +99,7 @@ class ResultsBrowserWidget(Container):
             [f"{m} found" for m in methods if scored]
         rows = []
         for case in self.results.cases:
-            dice = [case.metrics.get(m, {}).get("dice", "") for m in methods] if scored else []
+            dice = [_number(case.metrics.get(m, {}).get("dice", "")) for m in methods] if scored else []
             found = [f"{case.metrics[m]['detected']}/{case.metrics[m]['n_gt']}" if m in case.metrics else ""
                      for m in methods] if scored else []
             rows.append([case.case, case.status, round(case.seconds, 1), *dice, *found])

@@ -150,6 +150,12 @@ def test_browser_loads_a_reconstruct_folder_case_by_case(make_napari_viewer, qtb
     widget.open(results_folder)
     assert widget.table.shape[0] == 4 and widget.results.methods == ["tonno", "layercam-l2"]
     assert "tonno dice" in widget.table.column_headers and "layercam-l2 found" in widget.table.column_headers
+    from qtpy.QtCore import QLocale
+
+    native = widget.table.native
+    shown = [native.itemDelegate().displayText(native.item(r, 2).data(0), QLocale()) for r in range(4)]
+    seconds = [round(c.seconds, 1) for c in widget.results.cases]
+    assert [float(text) for text in shown] == seconds and any(s % 1 for s in seconds)  # not truncated to integers
     widget.table.native.cellClicked.emit(1, 0)
     qtbot.waitUntil(lambda: len(widget.layers) == 4, timeout=20000)
     names = [layer.name for layer in widget.layers]

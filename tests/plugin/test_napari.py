@@ -264,14 +264,17 @@ def test_demo_checkpoint_is_made_by_training_and_cached(make_napari_viewer, qtbo
     assert brain_sample()[0][1]["metadata"]["tonno_checkpoint"] == str(demo_checkpoint_path())
 
 
-def test_widgets_load_torch_safely_after_napari_opened_a_window():
+@pytest.mark.parametrize("module, widget", [("reconstruct", "ReconstructWidget"),
+                                            ("candidates", "LesionCandidatesWidget"),
+                                            ("results", "ResultsBrowserWidget")])
+def test_widgets_load_torch_safely_after_napari_opened_a_window(module, widget):
     # torch (via torchvision → triton) loaded after napari's OpenGL context used to crash the process
     code = ("import napari, numpy as np\n"
             "viewer = napari.Viewer(show=True)\n"
             "viewer.add_image(np.random.rand(8, 8, 8))\n"
             "viewer.window.screenshot(canvas_only=False, flash=False)\n"
-            "from napari_tonno.widgets.reconstruct import ReconstructWidget\n"
-            "widget = ReconstructWidget(viewer)\n"
+            f"from napari_tonno.widgets.{module} import {widget}\n"
+            f"widget = {widget}(viewer)\n"
             # docked, as napari does: an undocked widget still alive at interpreter exit can crash Qt's teardown
             "viewer.window.add_dock_widget(widget)\n"
             "import timm, torch\n"
