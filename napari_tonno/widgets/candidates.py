@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, Table
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, Label, ProgressBar, PushButton, Table
 
 from .._torch_import import ensure_torch
 from ._common import fill_table, geometry_of, layers_of
@@ -30,7 +30,7 @@ class LesionCandidatesWidget(Container):
         self.viewer = viewer = napari_viewer
         self.heatmap = ComboBox(label="heatmap", choices=layers_of(viewer, "Image"), nullable=True)
         self.rule = ComboBox(label="threshold", choices=list(RULES), value="percentile")
-        self.value = FloatSpinBox(label="level / percentile", value=99.9, min=-1e9, max=1e9, step=0.01)
+        self.value = FloatSlider(label="level / percentile", value=99.9, min=90.0, max=100.0, step=0.01)
         self.thresholds = FileEdit(label="thresholds.json", filter="*.json", mode="r")
         self.find_button = PushButton(text="Find candidates")
         self.progress = ProgressBar(label="progress", value=0, max=1)
@@ -52,6 +52,14 @@ class LesionCandidatesWidget(Container):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.heatmap.reset_choices)
         self.find_button.changed.connect(self.find)
+        self.heatmap.changed.connect(self._rescale)
+        self.rule.changed.connect(self._rescale)
+        from qtpy.QtCore import QTimer
+
+        # moving the slider finds the candidates again once it rests for 400 ms
+        self._debounce = QTimer(self.native, singleShot=True, interval=400)
+        self._debounce.timeout.connect(self.find)
+        self.value.changed.connect(lambda _value: self._debounce.start() if self.heatmap.value is not None else None)
         self.accept_button.changed.connect(lambda: self.decide("accept"))
         self.reject_button.changed.connect(lambda: self.decide("reject"))
         self.merge_button.changed.connect(self.merge)
@@ -60,6 +68,7 @@ class LesionCandidatesWidget(Container):
         self.source = None  # the heatmap layer it came from
         self.annotation = None  # the Labels layer the decisions go into
         self.decisions: dict[int, dict] = {}
+        self.earlier: list[dict] = []  # decisions made on candidates of an earlier threshold
         self.worker = None
         self.table_ready = True
         # a first Labels layer imports 0.6 s of modules: do it while the widget is built, not on a result
@@ -68,6 +77,21 @@ class LesionCandidatesWidget(Container):
         Labels(np.zeros((2, 2, 2), np.uint8))
 
     # -- finding -------------------------------------------------------------------------------
+    def _rescale(self, *_):
+        """Slider range: 90–100 for a percentile; the heatmap's value range for a fixed level."""
+        layer = self.heatmap.value
+        if self.rule.value == "fixed" and layer is not None:
+            lo, hi = (float(v) for v in layer.contrast_limits_range)
+            hi = hi if hi > lo else lo + 1.0
+            # widen first: magicgui refuses a minimum above the current maximum (and the reverse)
+            self.value.min, self.value.max = min(lo, self.value.min), max(hi, self.value.max)
+            self.value.min, self.value.max, self.value.step = lo, hi, (hi - lo) / 1000
+            self.value.value = lo + 0.5 * (hi - lo)
+        elif self.rule.value == "percentile":
+            self.value.min, self.value.max = min(90.0, self.value.min), max(100.0, self.value.max)
+            self.value.min, self.value.max, self.value.step = 90.0, 100.0, 0.01
+            self.value.value = 99.9
+
     def level(self, layer) -> float | None:
         """The threshold the form asks for; ``None`` (reason in the status) when it cannot be had."""
         from tonno_engine.evaluation.candidates import calibrated_level
@@ -89,6 +113,9 @@ class LesionCandidatesWidget(Container):
         """Find and measure the candidates of the chosen heatmap in a thread worker."""
         from tonno_engine.evaluation.candidates import CandidateSet, candidates_iter, percentile_level
 
+        self._debounce.stop()
+        if self.worker is not None and self.worker.is_running:
+            self.worker.quit()  # a newer threshold supersedes it
         layer = self.heatmap.value
         if layer is None:
             self.status.value = "choose a heatmap layer"
@@ -113,6 +140,7 @@ class LesionCandidatesWidget(Container):
                                 on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"))
 
     def _show(self, layer, found) -> None:
+        self.earlier += list(self.decisions.values())
         self.found, self.source, self.decisions = found, layer, {}
         self._fill_table()
         self._annotation_layer(layer)
@@ -158,7 +186,7 @@ class LesionCandidatesWidget(Container):
             mask = self.found.labels == cid
             label = self._next_label() if decision == "accept" else 0
             self._paint(mask, label)
-            self.decisions[cid] = decision_row(self.found.by_id(cid), decision, label)
+            self.decisions[cid] = decision_row(self.found.by_id(cid), decision, label, self.found.level)
         self._fill_table()
 
     def merge(self, ids: list[int] | None = None) -> None:
@@ -172,7 +200,7 @@ class LesionCandidatesWidget(Container):
         label = self._next_label()
         for cid in ids:
             self._paint(self.found.labels == cid, label)
-            self.decisions[cid] = decision_row(self.found.by_id(cid), "merge", label)
+            self.decisions[cid] = decision_row(self.found.by_id(cid), "merge", label, self.found.level)
         self._fill_table()
 
     def _next_label(self) -> int:
@@ -199,6 +227,6 @@ class LesionCandidatesWidget(Container):
         written = self.annotation.save(str(path), plugin="napari-tonno")
         stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
         table = path.with_name(f"{stem}_decisions.csv")
-        write_text_atomic(table, decisions_csv(list(self.decisions.values())))
+        write_text_atomic(table, decisions_csv(self.earlier + list(self.decisions.values())))
         self.status.value = f"saved {path.name} and {table.name}"
         return [*written, str(table)]

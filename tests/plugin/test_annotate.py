@@ -104,6 +104,12 @@ def test_accept_reject_merge_and_save_with_the_source_affine(make_napari_viewer,
     assert [(r["candidate"], r["decision"], r["annotation_label"]) for r in rows] == [("1", "merge", "2"),
                                                                                     ("2", "merge", "2")]
     assert len(written) == 2
+    # moving the slider finds the candidates above the new level once it rests; earlier decisions are kept
+    widget.rule.value = "fixed"  # the slider now spans the heatmap's values
+    assert (widget.value.min, widget.value.max) == (0.0, 2.0)
+    widget.value.value = 1.5
+    qtbot.waitUntil(lambda: widget.found.level == 1.5 and widget.table_ready, timeout=20000)
+    assert [c.id for c in widget.found.candidates] == [1] and widget.decisions == {} and len(widget.earlier) == 2
 
 
 def test_calibrated_level_from_thresholds_json(make_napari_viewer, qtbot, heat_file, tmp_path):

@@ -23,7 +23,7 @@ from ..base.events import Progress
 from .metrics import label_components, voxel_volume_mm3
 
 CANDIDATE_FIELDS = ("id", "voxels", "volume_mm3", "peak", "mean", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
-DECISION_FIELDS = ("candidate", "decision", "annotation_label", "voxels", "volume_mm3", "peak", "centroid_x_mm",
+DECISION_FIELDS = ("level", "candidate", "decision", "annotation_label", "voxels", "volume_mm3", "peak", "centroid_x_mm",
                    "centroid_y_mm", "centroid_z_mm")
 
 
@@ -136,7 +136,8 @@ def decisions_csv(decisions: list[dict]) -> str:
     return buf.getvalue()
 
 
-def decision_row(candidate: Candidate, decision: str, annotation_label: int) -> dict:
-    return {"candidate": candidate.id, "decision": decision, "annotation_label": annotation_label,
+def decision_row(candidate: Candidate, decision: str, annotation_label: int, level: float) -> dict:
+    """One row of :func:`decisions_csv`: candidate ``id`` among those above ``level``, what was decided."""
+    return {"level": level, "candidate": candidate.id, "decision": decision, "annotation_label": annotation_label,
             **{k: v for k, v in asdict(candidate).items() if k in ("voxels", "volume_mm3", "peak")},
             **{k: v for k, v in candidate.row().items() if k.startswith("centroid")}}
