@@ -59,12 +59,15 @@ def benchmark(
                                      "default: Table 2's GradCAM, LayerCAM, ToNNO, Averaged and Tomographic LayerCAM)."),
     cam: str = typer.Option("layercam", help=cam_help()),
     layer: int = typer.Option(2, min=1, max=4, help="Layer for the CAM methods."),
+    layers: str = typer.Option("", help="Several layers, e.g. 1,2,3,4: every CAM row once per layer (overrides --layer); "
+                                        "differences are to LayerCAM at the first."),
+    resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples of the test cases for the 95 % intervals."),
     steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps (when no checkpoint is given)."),
     slice_size: int = typer.Option(DEFAULTS.slice_size, min=16,
                                    help="Slice side for training (reconstruction uses the checkpoint's)."),
     norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
     model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
-    weights: Path = typer.Option(None, help="Local ImageNet weights for the model."),
+    weights: str = typer.Option(None, help="Starting weights: a local file, 'imagenet' or a timm tag (see tonno train)."),
     quality: str = typer.Option("paper", help=quality_help()),
     slices: int = typer.Option(None, min=3, help="M for the tomographic methods; overrides the preset."),
     angles: int = typer.Option(None, min=1, help="L; overrides the preset."),
@@ -84,12 +87,19 @@ def benchmark(
     if not 0.0 < test_fraction < 1.0:
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_fraction}", param_hint="--test-fraction")
     settings = quality_settings(quality, slices=slices, angles=angles, hemisphere=hemisphere)
-    specs = parse_methods(method, cam=cam, layer=layer) or default_methods(layer)
+    try:
+        chosen = tuple(dict.fromkeys(int(k) for k in layers.split(","))) if layers else (layer,)
+    except ValueError:
+        chosen = ()
+    if not chosen or not all(1 <= k <= 4 for k in chosen):
+        raise typer.BadParameter(f"must be layers 1 to 4 like 1,2,3,4, got {layers!r}", param_hint="--layers")
+    specs = list({s.label: s for k in chosen for s in parse_methods(method, cam=cam, layer=k)}.values()) \
+        or default_methods(layers=chosen)
     check_geometry(geometry, field_of_view)
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
-    train = TrainConfig(model=model, norm=norm, weights=str(weights) if weights else None, slice_size=slice_size,
+    train = TrainConfig(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                         steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
-                          test_fraction=test_fraction, device=str(dev), seed=seed)
+                          test_fraction=test_fraction, device=str(dev), seed=seed, resamples=resamples)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

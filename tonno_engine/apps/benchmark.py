@@ -22,6 +22,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
+from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import read_checkpoint
@@ -32,11 +33,13 @@ from .training_run import train_run_iter
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
            ("balanced_accuracy", "Balanced accuracy"))
 
-def default_methods(layer: int = 2) -> list[MethodSpec]:
-    """Table 2's rows: slice-wise GradCAM and LayerCAM, ToNNO, Averaged and Tomographic LayerCAM."""
-    return [MethodSpec("gradcam", layer=layer), MethodSpec("layercam", layer=layer), MethodSpec("tonno"),
-            MethodSpec("averaged-cam", cam="layercam", layer=layer),
-            MethodSpec("tomographic-cam", cam="layercam", layer=layer)]
+def default_methods(layer: int = 2, layers: tuple[int, ...] | None = None) -> list[MethodSpec]:
+    """Table 2's rows: slice-wise GradCAM and LayerCAM, ToNNO, Averaged and Tomographic LayerCAM; with
+    ``layers``, each CAM row once per layer (the paper's appendix), ToNNO once."""
+    layers = tuple(layers or (layer,))
+    return ([MethodSpec("gradcam", layer=k) for k in layers] + [MethodSpec("layercam", layer=k) for k in layers]
+            + [MethodSpec("tonno")] + [MethodSpec("averaged-cam", cam="layercam", layer=k) for k in layers]
+            + [MethodSpec("tomographic-cam", cam="layercam", layer=k) for k in layers])
 
 
 @dataclass
@@ -51,6 +54,7 @@ class BenchmarkConfig:
     connectivity: int = 26
     device: str = "auto"
     seed: int = 0
+    resamples: int = 2000  # bootstrap resamples of the test cases for the 95 % intervals
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +132,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
-    rows, binaries, lesions, lesion_methods, case_rows = [], {}, [], [], []
+    rows, binaries, lesions, lesion_methods, case_rows, per_case = [], {}, [], [], [], {}
     for k, spec in enumerate(cfg.methods):
         def pairs(group, spec=spec):
             return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
@@ -145,11 +149,16 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         binaries[spec.label] = threshold.value
         lesions += result.lesions
         case_rows += result.rows
+        per_case[spec.label] = case_arrays(result.rows)
         lesion_methods += [spec.label] * len(result.lesions)
         s = result.summary
         yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
                            recall=s["recall"], f1=s["f1"], dice=s["dice"])
 
+    base = _baseline(rows)
+    intervals = bootstrap_intervals(per_case, base["label"] if base else None, resamples=cfg.resamples, seed=cfg.seed)
+    for row in rows:
+        row["intervals"] = intervals[row["label"]]
     table_md, table_csv = out / "table.md", out / "table.csv"
     write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val)))
     write_text_atomic(table_csv, csv_table(rows))
@@ -188,15 +197,38 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
                 cell += " (=)" if abs(diff) < 0.005 else f" ({diff:+.2f})"
             cells.append(cell)
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    if all("intervals" in row for row in rows):
+        lines += ["", "95 % bootstrap intervals over the test cases (the method; its difference to slice-wise "
+                  "LayerCAM, paired: the same resampled cases):", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
+        for row in rows:
+            ci = row["intervals"]
+            cells = [_span(ci[key]) + (f" ({_span(ci['diff'][key], signed=True)})" if "diff" in ci else "")
+                     for key, _ in COLUMNS]
+            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _span(interval, *, signed: bool = False) -> str:
+    lo, hi = interval
+    fmt = "+.2f" if signed else ".2f"
+    return f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
 def csv_table(rows: list[dict]) -> str:
+    """One row per method; with intervals, ``<metric>_lo/_hi`` and ``<metric>_diff_lo/_hi`` (to LayerCAM)."""
     buf = io.StringIO()
+    bounds = [f"{m}_{part}" for m in METRICS for part in ("lo", "hi", "diff_lo", "diff_hi")]
     keys = ["method", "label", "threshold", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases", "lesions",
-            "predicted_components"]
+            "predicted_components", *bounds]
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+        flat = dict(row)
+        ci = row.get("intervals", {})
+        for m in METRICS:
+            if m in ci:
+                flat[f"{m}_lo"], flat[f"{m}_hi"] = ci[m]
+            if m in ci.get("diff", {}):
+                flat[f"{m}_diff_lo"], flat[f"{m}_diff_hi"] = ci["diff"][m]
+        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in flat.items()})
     return buf.getvalue()

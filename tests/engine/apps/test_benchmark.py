@@ -27,6 +27,10 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     assert all(0.0 <= float(r["f1"]) <= 1.0 and float(r["val_f1"]) >= 0.0 for r in rows)
     table = (out / "table.md").read_text()
     assert "| ToNNO |" in table and "| LayerCAM (layer 3) |" in table and "Balanced accuracy" in table
+    assert "95 % bootstrap intervals" in table
+    for r in rows:  # each interval holds its estimate; LayerCAM has no difference to itself
+        assert float(r["f1_lo"]) <= float(r["f1"]) <= float(r["f1_hi"])
+        assert (r["f1_diff_lo"] == "") == (r["label"] == "layercam-l3")
     assert (out / "model" / "checkpoint_last.pt").exists() and (out / "heatmaps" / "summary.csv").exists()
     png = (out / "figure.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -63,11 +67,14 @@ def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoin
     list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
     out = tmp_path / "bench"
     res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method",
-                              "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layer", "3",
-                              "--slices", "5", "--angles", "8", "--device", "cpu", "-q"])
+                              "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layers", "3,4",
+                              "--slices", "5", "--angles", "8", "--device", "cpu", "--resamples", "200", "-q"])
     assert res.exit_code == 0, res.output
     with open(out / "table.csv", newline="") as fh:
-        assert [r["label"] for r in csv.DictReader(fh)] == ["gradcampp-l3", "tonno", "averaged-gradcam-l3"]
+        assert [r["label"] for r in csv.DictReader(fh)] == ["gradcampp-l3", "tonno", "averaged-gradcam-l3",
+                                                            "gradcampp-l4", "averaged-gradcam-l4"]
+    bad = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "--layers", "2,7"])
+    assert bad.exit_code == 2 and "--layers" in bad.output
     assert not (out / "model").exists()  # the checkpoint was used, nothing trained
 
 
