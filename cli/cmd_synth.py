@@ -18,8 +18,11 @@ def synth(
     seed: int = typer.Option(0, min=0, help="Random seed."),
     shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom; 64,76,64 brain)."),
     max_lesions: int = typer.Option(3, min=1, help="Positive cases hold 1 to this many lesions."),
+    difficulty: str = typer.Option("ms", help="brain: large (the demo's lesions), ms (MS-like small lesions) or hard "
+                                                "(smaller, fainter lesions among lesion-like blobs in grey matter in "
+                                                "every case)."),
     lesion_radius: str = typer.Option("", help="Brain lesion semi-axes MIN,MAX in voxels per 64 voxels of the template "
-                                               "grid (default 1.8,3.8: MS-like; the demo uses 3.5,6)."),
+                                               "grid (default: the difficulty's; ms is 1.8,3.8, the demo uses 3.5,6)."),
     spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
                                          "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
     oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
@@ -30,7 +33,7 @@ def synth(
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
     from tonno_engine.base.atomic import make_output_folder
-    from tonno_engine.data.synth import IMAGE_FORMATS, KINDS, synthesize
+    from tonno_engine.data.synth import DIFFICULTIES, IMAGE_FORMATS, KINDS, synthesize
     from tonno_engine.tomography.frames import check_spacing
 
     from .progress import show_progress
@@ -53,6 +56,9 @@ def synth(
         raise typer.BadParameter(f"must be MIN,MAX with 0 < MIN <= MAX, got {lesion_radius!r}", param_hint="--lesion-radius")
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")
+    if difficulty not in DIFFICULTIES:
+        raise typer.BadParameter(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}",
+                                 param_hint="--difficulty")
     if image_format not in IMAGE_FORMATS:
         raise typer.BadParameter(f"unknown format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}", param_hint="--format")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -60,7 +66,8 @@ def synth(
     with engine_errors():
         make_output_folder(out)
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
-                            oblique=oblique, lesion_radius=radius, image_format=image_format)
+                            oblique=oblique, lesion_radius=radius, image_format=image_format,
+                            difficulty=difficulty)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

@@ -167,12 +167,36 @@ def load_mni_brain(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 MS_LESION_RADIUS = (1.8, 3.8)
 
 
-def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS) -> SynthCase:
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard a ``brain`` data set is. ``lesion_radius``: semi-axes (voxels per 64); ``contrast``: lesion
+    brightness over white matter (fraction of its median); ``distractors``: how many lesion-like round
+    blobs (lesion size and contrast, in grey matter rather than white) every case gets, both classes."""
+
+    lesion_radius: tuple[float, float]
+    contrast: tuple[float, float] = (0.5, 0.9)
+    distractors: tuple[int, int] = (0, 0)
+
+
+#: ``tonno synth --difficulty``: ``large`` is the demo's, ``ms`` the MS-like default, ``hard`` small faint
+#: lesions among look-alikes that only their place (white matter) tells apart
+DIFFICULTIES = {
+    "large": Difficulty((3.5, 6.0)),
+    "ms": Difficulty(MS_LESION_RADIUS),
+    "hard": Difficulty((1.2, 2.6), contrast=(0.35, 0.7), distractors=(1, 4)),
+}
+
+
+def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS,
+               difficulty: Difficulty | None = None) -> SynthCase:
     """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
 
     ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
-    the shape).
+    the shape). ``difficulty``: lesion contrast and lesion-like distractors (its radius is the caller's
+    to pass as ``lesion_radius``); their random draws come after all others, so the cases of a
+    difficulty without distractors are those of earlier versions.
     """
+    difficulty = difficulty or Difficulty(tuple(lesion_radius))
     t1, wm, brain, affine = template
     shape = t1.shape
     coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
@@ -189,20 +213,27 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
     for _ in range(n_lesions):
         pool = in_wm if rng.random() < 0.9 and len(in_wm) else in_brain
         _add_lesions(rng, grid, image, mask, pool, 1, (lesion_radius[0] * scale, lesion_radius[1] * scale),
-                     (0.5 * wm_ref, 0.9 * wm_ref))
+                     (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
     _add_tubes(rng, grid, image, in_brain, int(rng.integers(1, 4)), (4.0 * scale, 7.0 * scale), 1.3 * scale,
                (0.5 * wm_ref, 0.9 * wm_ref))
     image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
+    low, high = difficulty.distractors
+    if high:
+        in_grey = np.argwhere(brainw & (wmw < 0.2))
+        _add_lesions(rng, grid, image, np.zeros(shape, bool), in_grey if len(in_grey) else in_brain,
+                     int(rng.integers(low, high + 1)), (lesion_radius[0] * scale, lesion_radius[1] * scale),
+                     (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
+        image *= brainw
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
                max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
-               image_format: str = "nifti") -> Iterator[Progress]:
+               image_format: str = "nifti", difficulty: str | None = None) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
-    smallest side) for ``brain``; default :data:`MS_LESION_RADIUS`. ``spacing`` (mm per array
+    smallest side) for ``brain``; default: the ``difficulty``'s (:data:`DIFFICULTIES`, default ``ms``). ``spacing`` (mm per array
     axis): each case, made on its usual grid, is re-acquired with voxels of that size (thick slices
     average, :mod:`tonno_engine.data.acquisition`; the mask is the same average > 0.5), the same
     anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees.
@@ -220,6 +251,9 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         raise ValueError(f"shape must be three sizes >= 16, got {shape}")
     if spacing is not None:
         check_spacing(spacing)
+    if difficulty is not None and difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
+    level = DIFFICULTIES[difficulty or "ms"]
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}")
     out = Path(out)
@@ -230,7 +264,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     rows = ["case,label,image,mask"]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
-        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or MS_LESION_RADIUS)
+        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or level.lesion_radius, level)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         image, mask, affine = case.image, case.mask, case.affine
@@ -252,7 +286,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
             "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
-            "lesion_radius": list(lesion_radius) if lesion_radius else None,
+            "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
             "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

@@ -51,3 +51,23 @@ def test_same_seed_same_data(tmp_path):
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         list(synthesize(tmp_path, **kwargs))
+
+
+def test_difficulties_add_look_alikes_to_both_classes(tmp_path):
+    import json
+
+    from tonno_engine.data.synth import DIFFICULTIES, synthesize
+
+    shape = (32, 38, 32)
+    list(synthesize(tmp_path / "ms", kind="brain", n=4, seed=5, shape=shape, difficulty="ms"))
+    list(synthesize(tmp_path / "default", kind="brain", n=4, seed=5, shape=shape))
+    list(synthesize(tmp_path / "hard", kind="brain", n=4, seed=5, shape=shape, difficulty="hard"))
+    assert json.loads((tmp_path / "hard" / "dataset.json").read_text())["difficulty"] == "hard"
+    rows = (tmp_path / "ms" / "labels.csv").read_text().splitlines()[1:]
+    negative = next(r.split(",")[0] for r in rows if r.split(",")[1] == "0")
+    read = lambda kind, what="images": load_nifti(tmp_path / kind / what / f"{negative}.nii.gz").array  # noqa: E731
+    np.testing.assert_array_equal(read("ms"), read("default"))  # "ms" is what synth always made
+    extra = read("hard") - read("ms")  # a negative case: the same brain plus the look-alikes
+    wm_ref = np.percentile(read("ms")[read("ms") > 0], 75)
+    assert extra.min() >= -1e-5 and extra.max() > DIFFICULTIES["hard"].contrast[0] * 0.5 * wm_ref
+    assert read("hard", "masks").sum() == 0  # look-alikes are not lesions
