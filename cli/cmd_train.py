@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.training.config import DEFAULTS
+from tonno_engine.training.config import DEFAULTS, OBJECTIVES
 
 from .app import app
 from .options import (
@@ -43,6 +43,8 @@ def train(
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, min=1,
                                          help="Write checkpoint_last.pt every this many steps."),
     geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
+    objective: str = typer.Option(DEFAULTS.objective, help="slice: every slice carries its volume's label (the paper); "
+                                                          "mil: one loss per volume on a smooth maximum of its slices."),
     field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
     device: DeviceOpt = "auto",
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed."),
@@ -64,11 +66,13 @@ def train(
         raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
                                  param_hint="--intensity")
     check_geometry(geometry, field_of_view)
+    if objective not in OBJECTIVES:
+        raise typer.BadParameter(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}", param_hint="--objective")
     dev = resolve_device_or_exit(device)
     cfg = TrainConfig(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                       steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
                       intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
-                      seed=seed, geometry=geometry, field_of_view=field_of_view)
+                      seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective)
     print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
     last = None
     with engine_errors():

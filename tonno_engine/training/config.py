@@ -39,6 +39,9 @@ class TrainConfig:
     channels_last: bool = True
     geometry: str = "paper"
     field_of_view: str = "full"
+    #: ``slice``: every slice carries its volume's label (the paper); ``mil``: multiple-instance, one
+    #: loss per volume on the log-sum-exp pool of its slices' logits (a lesion may be in few slices)
+    objective: str = "slice"
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -47,6 +50,8 @@ class TrainConfig:
             d = {**d, "intensity": d["preset"]}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+
+OBJECTIVES = ("slice", "mil")
 
 #: the defaults, for help texts and for widgets
 DEFAULTS = TrainConfig()

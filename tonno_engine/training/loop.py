@@ -34,6 +34,7 @@ from .sampling import (
     LoadedCase,
     ValidationScores,
     load_cases,
+    mil_loss,
     optimisation_step,
     sample_batch,
     validate,
@@ -204,7 +205,7 @@ def _loop(run: Run) -> Iterator[TrainStep]:
     val_planes = validation_planes(run.val_vols, cfg)
     run.write_run_json()
     run.model.train()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = mil_loss(cfg.slices_per_volume) if cfg.objective == "mil" else torch.nn.BCEWithLogitsLoss()
     use_amp = cfg.amp and device.type == "cuda"
     while state.step < cfg.steps:
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ label. All random numbers come from one CPU ``torch.Generator``, so runs are rep
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,6 +55,18 @@ def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator,
         labels += [float(vols[idx].case.label)] * cfg.slices_per_volume
     x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
     return x, torch.tensor(labels, device=device)
+
+
+def mil_loss(slices_per_volume: int):
+    """Multiple-instance BCE: logits ``(B·S,)`` grouped by volume (``S`` consecutive slices each) are pooled
+    with ``logsumexp − log S`` (a smooth maximum; the mean when all are equal) against the volume label."""
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        per_volume = logits.view(-1, slices_per_volume)
+        pooled = torch.logsumexp(per_volume, dim=1) - math.log(slices_per_volume)
+        return torch.nn.functional.binary_cross_entropy_with_logits(pooled, y.view(-1, slices_per_volume)[:, 0])
+
+    return loss
 
 
 def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, use_amp: bool) -> torch.Tensor:

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -104,3 +105,35 @@ def test_bad_data_fails_before_training(tmp_path):
     with pytest.raises(DataError, match="image file not found"):
         list(train_iter(tmp_path, tmp_path / "run", TrainConfig(steps=1, **TINY)))
     assert not (tmp_path / "run").exists()
+
+
+def test_mil_loss_pools_each_volumes_slices():
+    from tonno_engine.training.sampling import mil_loss
+
+    logits = torch.tensor([-4.0, -4.0, 6.0, -4.0, -3.0, -3.0, -3.0, -3.0], requires_grad=True)
+    y = torch.tensor([1.0] * 4 + [0.0] * 4)  # volume 1 positive: one slice shows its lesion; volume 2 negative
+    loss = mil_loss(4)(logits, y)
+    pooled = torch.stack([torch.logsumexp(logits[:4], 0), torch.logsumexp(logits[4:], 0)]) - math.log(4)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(pooled, torch.tensor([1.0, 0.0]))
+    assert torch.isclose(loss, expected)
+    loss.backward()
+    # the positive volume's gradient goes mostly to the slice that shows the lesion
+    assert logits.grad[2] < 0 and abs(logits.grad[2]) > 10 * abs(logits.grad[0])
+    slice_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), y)
+    assert loss < slice_loss  # unlike per-slice labels, lesion-free slices of a positive volume are not punished
+
+
+def test_train_with_the_mil_objective_from_the_command_line(tiny_cases, tmp_path):
+    from typer.testing import CliRunner
+
+    from tonno_cli.app import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(run), "--slice-size", "32", "--steps", "3",
+                                   "--batch-volumes", "2", "--slices-per-volume", "4", "--norm", "gn", "--device",
+                                   "cpu", "--objective", "mil", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "run.json").read_text())["meta"]["train_args"]["objective"] == "mil"
+    assert all(math.isfinite(float(r["loss"])) for r in csv.DictReader(open(run / "metrics.csv")))
+    bad = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(tmp_path / "x"), "--objective", "max"])
+    assert bad.exit_code == 2 and "unknown objective 'max'" in bad.output
