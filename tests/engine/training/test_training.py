@@ -134,6 +134,7 @@ def test_train_with_the_mil_objective_from_the_command_line(tiny_cases, tmp_path
                                    "cpu", "--objective", "mil", "-q"])
     assert res.exit_code == 0, res.output
     assert json.loads((run / "run.json").read_text())["meta"]["train_args"]["objective"] == "mil"
-    assert all(math.isfinite(float(r["loss"])) for r in csv.DictReader(open(run / "metrics.csv")))
+    with open(run / "metrics.csv", newline="") as fh:
+        assert all(math.isfinite(float(r["loss"])) for r in csv.DictReader(fh))
     bad = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(tmp_path / "x"), "--objective", "max"])
     assert bad.exit_code == 2 and "unknown objective 'max'" in bad.output
