@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.plugin.geometry import rotated_affine
 from tonno_cli.app import app
 
 pytestmark = pytest.mark.filterwarnings("ignore:Non-orthogonal slicing")
 
 
 def _oblique_affine():
-    angle = np.deg2rad(15)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot @ np.diag([0.8, 1.0, 2.5])
-    affine[:3, 3] = (-20.0, 8.0, 30.0)
-    return affine
+    return rotated_affine(15, (0.8, 1.0, 2.5), (-20.0, 8.0, 30.0))
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.plugin.geometry import rotated_affine
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gui
 
@@ -42,12 +44,7 @@ def test_python_names_import_without_qt():
 
 
 def _rotated_affine():
-    angle = np.deg2rad(20)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot @ np.diag([1.5, 0.8, 2.0])
-    affine[:3, 3] = (-40.0, 12.5, 7.0)
-    return affine
+    return rotated_affine(20, (1.5, 0.8, 2.0), (-40.0, 12.5, 7.0))
 
 
 @pytest.mark.filterwarnings("ignore:Non-orthogonal slicing")  # napari's own note about oblique affines
