@@ -1,6 +1,8 @@
 """Bootstrap 95 % intervals for Table 2: each method's pooled metrics, and its difference to a baseline.
 
-Test cases are resampled with replacement (``scipy.stats.bootstrap``, percentile intervals); every
+Test cases are resampled with replacement within each class (positive and negative volumes apart:
+a stratified bootstrap with ``scipy.stats.bootstrap``, one sample per class, percentile intervals),
+so that every resample keeps the test set's class balance and has lesions to score Dice on; every
 method is scored on the same resampled cases, so a difference between two methods is a paired
 bootstrap. The statistics are those of :func:`~tonno_engine.evaluation.metrics.summarize`: pooled
 precision, recall and F1 over the resampled cases' components and lesions, mean Dice over those with
@@ -65,16 +67,17 @@ def bootstrap_intervals(methods: dict[str, dict[str, np.ndarray]], baseline: str
     n = len(next(iter(methods.values()))["n_gt"])
     if any(len(a["n_gt"]) != n for a in methods.values()):
         raise ValueError("every method must be scored on the same test cases")
-    cases = np.arange(n)
+    positive = next(iter(methods.values()))["positive"] > 0
+    strata = tuple(s for s in (np.flatnonzero(positive), np.flatnonzero(~positive)) if len(s) > 1)
 
     def interval(statistic) -> tuple[float, float]:
-        if n < 2:
+        if not strata:
             return (float("nan"), float("nan"))
         with warnings.catch_warnings():  # a constant statistic (a method against itself) is a valid (x, x)
             warnings.simplefilter("ignore", DegenerateDataWarning)
-            res = bootstrap((cases,), lambda idx, axis=-1: statistic(np.asarray(idx, dtype=int)), vectorized=True,
-                            n_resamples=resamples, confidence_level=confidence, method="percentile",
-                            random_state=np.random.default_rng(seed))
+            res = bootstrap(strata, lambda *idx, axis=-1: statistic(np.concatenate(idx, axis=-1).astype(int)),
+                            vectorized=True, n_resamples=resamples, confidence_level=confidence,
+                            method="percentile", random_state=np.random.default_rng(seed))
         return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
     out: dict[str, dict] = {}

@@ -53,3 +53,9 @@ def test_more_cases_narrow_the_interval():
     small = bootstrap_intervals({"m": case_arrays(_rows(_cases(2, n=12)))}, resamples=500)["m"]["f1"]
     large = bootstrap_intervals({"m": case_arrays(_rows(_cases(2, n=192)))}, resamples=500)["m"]["f1"]
     assert (large[1] - large[0]) < 0.5 * (small[1] - small[0])
+
+
+def test_resamples_keep_the_class_balance_so_dice_is_always_defined():
+    cases = _cases(3, n=12)  # every other case positive: unstratified, 1 resample in ~4000 has no lesion
+    out = bootstrap_intervals({"m": case_arrays(_rows(cases))}, resamples=5000)["m"]
+    assert all(np.isfinite(out[metric]).all() for metric in METRICS)
