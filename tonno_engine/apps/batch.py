@@ -29,7 +29,7 @@ from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
-from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
+from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image
 from ..data.nifti import axial_axis, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
@@ -118,14 +118,9 @@ def batch_inputs(source: str | Path) -> list[BatchInput]:
     source = Path(source)
     if not source.exists():
         raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")
-    if source.is_file() and is_image_file(source) or is_dicom_input(source):
-        return [BatchInput(image_stem(source), source)]
-    if source.is_file() or (source / "labels.csv").exists():
+    if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
         return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
-    files = find_images(source)
-    if not files:
-        raise DataError(source, f"folder holds no labels.csv and no images ({FORMATS})")
-    inputs = [BatchInput(image_stem(p), p) for p in files]
+    inputs = [BatchInput(image_stem(p), p) for p in images_in(source, "input folder")]
     names = [i.case for i in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

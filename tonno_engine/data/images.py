@@ -132,6 +132,22 @@ def find_images(folder: Path) -> list[Path]:
     return files + series
 
 
+def is_single_image(path: str | Path) -> bool:
+    """One image: an image file, or a DICOM series (a folder that holds it, ``folder#UID``, a ``.dcm``)."""
+    return Path(str(path).partition("#")[0]).is_file() and is_image_file(path) or is_dicom_input(path)
+
+
+def images_in(source: Path, what: str) -> list[Path]:
+    """``[source]`` for one image, else the images the folder ``source`` holds (:func:`find_images`);
+    :class:`DataError` naming ``source`` when there are none."""
+    if is_single_image(source):
+        return [source]
+    files = find_images(source) if source.is_dir() else []
+    if not files:
+        raise DataError(source, f"{what} holds no labels.csv and no images ({FORMATS})")
+    return files
+
+
 def input_files(path: str | Path) -> list[Path]:
     """The files behind an input (the series folder's DICOM files for a series), sorted: what a hash covers."""
     path = Path(str(path).partition("#")[0])

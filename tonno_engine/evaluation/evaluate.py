@@ -21,7 +21,7 @@ from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.dataset import read_cases
-from ..data.images import FORMATS, find_images, image_stem, is_dicom_input, is_image_file, load_image
+from ..data.images import image_stem, images_in, is_single_image, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .instances import (
     INSTANCE_FIELDS,
@@ -95,25 +95,16 @@ def _nifti_files(source: Path, what: str) -> list[Path]:
     return files
 
 
-def _truth_files(source: Path) -> list[Path]:
+def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
     if not source.exists():
         raise DataError(source, "ground truth not found")
-    if is_image_file(source) or is_dicom_input(source):
-        return [source]
-    files = find_images(source)
-    if not files:
-        raise DataError(source, f"ground truth folder holds no labels.csv and no images ({FORMATS})")
-    return files
-
-
-def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
-    if source.is_file() and not is_image_file(source) or source.is_dir() and (source / "labels.csv").exists():
+    if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
         cases = read_cases(source, check_files=False)
         missing = [c.case for c in cases if c.mask is None]
         if missing:
             raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
         return {c.case: (c.mask, c.label) for c in cases}
-    return {image_stem(p): (p, None) for p in _truth_files(source)}
+    return {image_stem(p): (p, None) for p in images_in(source, "ground truth folder")}
 
 
 def pair_files(heatmaps: str | Path, truths: str | Path) -> list[Pair]:
