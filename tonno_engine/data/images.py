@@ -107,12 +107,12 @@ def load_image(path: str | Path, *, kind: str = "image") -> Volume:
     Raises :class:`DataError` naming the file or folder for a missing or unreadable input, an unknown
     format, a non-3D image, NaN/Inf values, and each DICOM problem :mod:`~tonno_engine.data.dicom` checks.
     """
-    import SimpleITK as sitk
-
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # the engine never prints; problems become DataError
     text = str(path)
     if is_nifti(text):
         return load_nifti(text, kind=kind)
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # the engine never prints; problems become DataError
     if is_itk_file(text):
         return _read_itk_file(Path(text), kind)
     if is_dicom_input(text):
