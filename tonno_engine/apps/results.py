@@ -65,9 +65,8 @@ class ResultsFolder:
                 case.status = row["status"]
                 case.errors.append(f"{method}: {row.get('error', '')}")
             case.seconds += float(row["seconds"] or 0)
-            for heatmap, scores in metrics.items():
-                if heatmap == row["output"]:
-                    case.metrics[method] = scores
+            if row["output"] in metrics:
+                case.metrics[method] = metrics[row["output"]]
         thresholds = next((p for p in (path / "thresholds.json", folder.parent / "thresholds.json") if p.exists()), None)
         return cls(folder, list(cases.values()), methods, thresholds)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .acquisition import spacing_of
+
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -59,7 +61,7 @@ def write_dicom_series(folder: str | Path, array, affine, *, slope: float = 1.0,
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
     array = np.asarray(array, dtype=np.float64)
     lps = RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
-    steps = np.linalg.norm(lps[:3, :3], axis=0)
+    steps = spacing_of(affine)  # the LPS flip keeps the column norms
     row_dir, col_dir = lps[:3, 0] / steps[0], lps[:3, 1] / steps[1]
     stored = np.clip(np.rint((array - intercept) / slope), -32768, 32767).astype(np.int16)
     uids = {"study": generate_uid(), "series": series_uid or generate_uid(), "frame": generate_uid(),

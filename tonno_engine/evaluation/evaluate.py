@@ -20,13 +20,13 @@ import numpy as np
 from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Progress
+from ..data.acquisition import spacing_of
 from ..data.dataset import read_cases
 from ..data.images import image_stem, images_in, is_single_image, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .instances import (
     INSTANCE_FIELDS,
     INSTANCE_SUMMARY_KEYS,
-    grid_spacing,
     instance_metrics,
     monai_metrics,
     summarize_instances,
@@ -165,7 +165,7 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
             row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
                        gt_volume_mm3=float(truth.sum() * mm3), pred_volume_mm3=float(pred.sum() * mm3))
             if metrics != "paper":
-                inst = instance_metrics(pred, truth, grid_spacing(vol.affine), iou_threshold=instances.iou_threshold,
+                inst = instance_metrics(pred, truth, spacing_of(vol.affine), iou_threshold=instances.iou_threshold,
                                         tolerance_mm=instances.tolerance_mm, connectivity=connectivity)
                 row.update(inst.as_dict())
                 matched.append(inst)

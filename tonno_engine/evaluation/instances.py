@@ -95,8 +95,3 @@ def summarize_instances(cases: list[InstanceMetrics]) -> dict[str, float]:
     return {"inst_precision": precision, "inst_recall": recall, "inst_f1": rq, "pq": sq * rq, "sq": sq, "rq": rq,
             "hd95_mm": float(np.mean(finite("hd95_mm"))) if finite("hd95_mm") else float("nan"),
             "nsd": float(np.mean(finite("nsd"))) if finite("nsd") else float("nan")}
-
-
-def grid_spacing(affine) -> tuple[float, float, float]:
-    """mm per array axis of a voxel-to-world ``affine`` (column norms)."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0))  # type: ignore[return-value]
