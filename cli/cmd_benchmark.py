@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.training.config import DEFAULTS
+from tonno_engine.training.config import DEFAULTS, RECIPES
 
 from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
+    RECIPE_HELP,
     DeviceOpt,
     QuietOpt,
     cam_help,
@@ -62,10 +63,11 @@ def benchmark(
     layers: str = typer.Option("", help="Several layers, e.g. 1,2,3,4: every CAM row once per layer (overrides --layer); "
                                         "differences are to LayerCAM at the first."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples of the test cases for the 95 % intervals."),
-    steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps (when no checkpoint is given)."),
-    slice_size: int = typer.Option(DEFAULTS.slice_size, min=16,
-                                   help="Slice side for training (reconstruction uses the checkpoint's)."),
-    norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
+    recipe: str = typer.Option("paper", help=RECIPE_HELP),
+    steps: int = typer.Option(None, min=1, help="Training steps (when no checkpoint is given; default: the recipe's)."),
+    slice_size: int = typer.Option(None, min=16,
+                                   help="Slice side for training (reconstruction uses the checkpoint's; default: the recipe's)."),
+    norm: str = typer.Option(None, help="frozen_bn (paper), bn or gn (default: the recipe's)."),
     model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
     weights: str = typer.Option(None, help="Starting weights: a local file, 'imagenet' or a timm tag (see tonno train)."),
     quality: str = typer.Option("paper", help=quality_help()),
@@ -82,7 +84,7 @@ def benchmark(
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
     from tonno_engine.apps.benchmark import BenchmarkConfig, default_methods
-    from tonno_engine.training.config import TrainConfig
+    from tonno_engine.training.config import recipe_config
 
     if not 0.0 < test_fraction < 1.0:
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_fraction}", param_hint="--test-fraction")
@@ -98,8 +100,10 @@ def benchmark(
     check_geometry(geometry, field_of_view)
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
-    train = TrainConfig(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                        steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
+    if recipe not in RECIPES:
+        raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="--recipe")
+    train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+                          steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
                           test_fraction=test_fraction, device=str(dev), seed=seed, resamples=resamples)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

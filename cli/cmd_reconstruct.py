@@ -15,6 +15,7 @@ from .options import (
     cam_help,
     check_geometry,
     engine_errors,
+    is_rank_zero,
     method_help,
     parse_methods,
     quality_help,
@@ -46,6 +47,12 @@ def reconstruct(
     device: DeviceOpt = "auto",
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output already exists."),
+    num_parts: int = typer.Option(1, min=1, help="Split the cases into this many parts, balanced by volume size "
+                                                  "(a job array; under torchrun the ranks are the parts)."),
+    part_id: int = typer.Option(0, min=0, help="Which part (0-based) this process reconstructs; with --num-parts."),
+    shard_directions: bool = typer.Option(False, "--shard-directions",
+                                          help="Under torchrun: every rank takes a well-spread subset of the "
+                                               "directions of each case; rank 0 sums them and writes (one huge volume)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network, slicing and backprojection "
                                                           "(GPU; compiles once per shape, tens of seconds)."),
     quiet: QuietOpt = False,
@@ -61,8 +68,11 @@ def reconstruct(
                                 compile=compile or None, geometry=geometry, field_of_view=field_of_view)
     specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
     dev = resolve_device_or_exit(device)
-    cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite)
-    print(f"device: {dev}", flush=True)
+    cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
+                      num_parts=num_parts, part_id=part_id, shard_directions=shard_directions)
+    quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
+    if not quiet:
+        print(f"device: {dev}", flush=True)
     result = None
     with engine_errors():
         for event in show_progress(reconstruct_batch_iter(source, out, checkpoint, cfg), "reconstruct", quiet=quiet):
@@ -73,7 +83,10 @@ def reconstruct(
                     typer.echo(f"failed: {f.case} ({f.method}): {f.error}", err=True)
             elif isinstance(event, BatchSizeHalved):
                 typer.echo(f"out of memory on {event.case}: retrying with batch size {event.batch_size}", err=True)
-    print(f"{result.count('ok')} done, {result.count('skipped')} skipped, {result.count('failed')} failed; "
+    if not result.writer:  # a rank that only contributed directions: rank 0 reports
+        return
+    part = f"part {result.part + 1} of {result.parts}: " if result.parts > 1 else ""
+    print(f"{part}{result.count('ok')} done, {result.count('skipped')} skipped, {result.count('failed')} failed; "
           f"heatmaps, summary.csv and run.json in {result.out}")
     if result.failures:
         for f in result.failures:

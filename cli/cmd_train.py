@@ -6,21 +6,24 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.training.config import DEFAULTS, OBJECTIVES
+from tonno_engine.training.config import DEFAULTS, OBJECTIVES, RECIPES
 
 from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
+    RECIPE_HELP,
     DeviceOpt,
     QuietOpt,
     check_geometry,
     engine_errors,
+    is_rank_zero,
     renamed,
     resolve_device_or_exit,
 )
 
-INTENSITY_HELP = "Intensity normalisation: ct, mr, pet or none (default: the data set's dataset.json, else none)."
+INTENSITY_HELP = ("Intensity normalisation: ct, mr, pet, robust or none (default: the recipe's, else the data set's "
+                  "dataset.json, else none).")
 
 
 @app.command()
@@ -28,14 +31,15 @@ def train(
     data: Path = typer.Argument(..., help="labels CSV (case,label,image[,mask]) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, metrics and curves."),
     model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
-    norm: str = typer.Option(DEFAULTS.norm, help="frozen_bn (paper), bn or gn."),
+    recipe: str = typer.Option("paper", help=RECIPE_HELP),
+    norm: str = typer.Option(None, help="frozen_bn (paper), bn or gn. Default: the recipe's."),
     weights: str = typer.Option(None, help="Starting weights: a local file (.pth/.bin/.safetensors), 'imagenet' (timm's "
                                            "published weights for --model; needs internet or the Hugging Face cache) "
                                            "or a timm tag such as resnet10t.c3_in1k. Default: random init."),
-    slice_size: int = typer.Option(DEFAULTS.slice_size, min=16, help="Slice side in pixels (224 on GPU; 64-128 on CPU)."),
-    steps: int = typer.Option(DEFAULTS.steps, min=1, help="Training steps."),
-    batch_volumes: int = typer.Option(DEFAULTS.batch_volumes, min=1, help="Volumes drawn (with replacement) per step."),
-    slices_per_volume: int = typer.Option(DEFAULTS.slices_per_volume, min=1, help="Random slices per drawn volume."),
+    slice_size: int = typer.Option(None, min=16, help="Slice side in pixels (paper: 224; small-lesions: 64)."),
+    steps: int = typer.Option(None, min=1, help="Training steps (paper: 2000; small-lesions: 800)."),
+    batch_volumes: int = typer.Option(None, min=1, help="Volumes drawn (with replacement) per step (paper: 8)."),
+    slices_per_volume: int = typer.Option(None, min=1, help="Random slices per drawn volume (paper: 8)."),
     lr: float = typer.Option(DEFAULTS.lr, min=0.0, help="AdamW learning rate (peak of the cosine schedule), > 0."),
     intensity: str = typer.Option(None, help=INTENSITY_HELP),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
@@ -43,19 +47,26 @@ def train(
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, min=1,
                                          help="Write checkpoint_last.pt every this many steps."),
     geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
-    objective: str = typer.Option(DEFAULTS.objective, help="slice: every slice carries its volume's label (the paper); "
-                                                          "mil: one loss per volume on a smooth maximum of its slices."),
+    objective: str = typer.Option(None, help="slice: every slice carries its volume's label (paper); mil: one loss "
+                                             "per volume on a smooth maximum of its slices (small-lesions)."),
     field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
     device: DeviceOpt = "auto",
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed."),
+    cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
+                                                         "many GB of host memory for volumes (pool and read-ahead)."),
+    pool_volumes: int = typer.Option(None, min=1, help="Streaming: volumes kept on the training device "
+                                                       "(default: three quarters of --cache-gb)."),
+    loader_workers: int = typer.Option(DEFAULTS.loader_workers, min=0, help="Streaming: processes reading volumes ahead."),
+    disk_cache: Path = typer.Option(None, help="Streaming: a folder for preprocessed float16 copies of the volumes, "
+                                               "so later epochs skip decoding (safe to share between runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
     from tonno_engine.apps.training_run import train_run_iter
     from tonno_engine.data.preprocessing import INTENSITIES
-    from tonno_engine.training.config import TrainConfig
-    from tonno_engine.training.loop import TrainStep
+    from tonno_engine.training.config import recipe_config
+    from tonno_engine.training.loop import TrainStep, TrainStopped
 
     from .progress import show_progress
 
@@ -66,19 +77,34 @@ def train(
         raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
                                  param_hint="--intensity")
     check_geometry(geometry, field_of_view)
-    if objective not in OBJECTIVES:
+    if recipe not in RECIPES:
+        raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="--recipe")
+    if objective is not None and objective not in OBJECTIVES:
         raise typer.BadParameter(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}", param_hint="--objective")
     dev = resolve_device_or_exit(device)
-    cfg = TrainConfig(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                      steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
-                      intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
-                      seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective)
-    print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
-    last = None
+    cfg = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+                        steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
+                        intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
+                        seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
+                        cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
+                        disk_cache=str(disk_cache) if disk_cache else None)
+    if resume and steps is None:
+        cfg = None  # a resumed run keeps its own settings; only --steps may extend it
+    if is_rank_zero():
+        print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
+    last = stopped = None
+    quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
     with engine_errors():
         for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet):
             if isinstance(event, TrainStep):
                 last = event
-    if last is not None:
+            elif isinstance(event, TrainStopped):
+                stopped = event
+    if stopped is not None:
+        if is_rank_zero():
+            print(f"stopped by {stopped.signal} after step {stopped.done}/{stopped.total}; checkpoint_last.pt holds it: "
+                  f"continue with `tonno train ... --out {out} --resume`", flush=True)
+        return
+    if last is not None and is_rank_zero():
         auc = f", val volume AUC {last.validation.val_volume_auc:.3f}" if last.validation else ""
         print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}")

@@ -11,6 +11,10 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
+RECIPE_HELP = ("Training defaults: paper (the paper's: frozen BN, 224² slices; for GPUs and pretrained weights) or "
+               "small-lesions (learns lesions of a few voxels from scratch on a CPU). Options given override it.")
+
+
 def resolve_device_or_exit(device: str):
     """The torch device for ``device``, or a clean usage error naming the bad value."""
     from tonno_engine.base.devices import resolve_device
@@ -104,3 +108,10 @@ def check_geometry(geometry, field_of_view):
     from tonno_engine.tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
 
     return check_choice(geometry, GEOMETRIES, "--geometry"), check_choice(field_of_view, FIELDS_OF_VIEW, "--field-of-view")
+
+
+def is_rank_zero() -> bool:
+    """False in every process but the first under ``torchrun`` (``RANK`` set above 0)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

@@ -23,6 +23,7 @@ import torch
 
 from ..base.atomic import make_output_folder, remove_stale_parts, write_text_atomic
 from ..base.devices import device_name, resolve_device
+from ..base.distributed import World, current_world, init_world, launched_by_torchrun, local_device
 from ..base.errors import DataError
 from ..base.events import Partial, Progress
 from ..base.hashing import file_sha256
@@ -36,6 +37,7 @@ from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
 from ..models.checkpoint import load_model
 from ..tomography.reconstruction import default_batch_size
+from .batch_parts import assign_parts, case_weight, merge_lock, merged_rows, read_part_records, write_part_record
 
 SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
                   "slice_size", "output", "error")
@@ -52,6 +54,11 @@ class BatchConfig:
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False
+    #: this process's share of the cases (a job array's task); under ``torchrun`` the ranks are the parts
+    num_parts: int = 1
+    part_id: int = 0
+    #: every rank reconstructs every case from its subset of the directions; rank 0 writes (torchrun)
+    shard_directions: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class BatchResult:
 
     rows: list[dict]
     out: Path
+    part: int = 0  # this process's part of ``parts`` (a rank or a job-array task)
+    parts: int = 1
+    writer: bool = True  # false on the ranks that only contributed directions
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)
@@ -153,6 +163,27 @@ def _previous_rows(out: Path) -> dict[tuple[str, str], dict]:
         return {(r["case"], r["method"]): r for r in csv.DictReader(fh)}
 
 
+def _parts(cfg: BatchConfig, world: World) -> tuple[int, int]:
+    """``(part, parts)`` of this process: its rank under torchrun (unless directions are sharded), else
+    ``--part-id``/``--num-parts``."""
+    if cfg.num_parts < 1 or not 0 <= cfg.part_id < cfg.num_parts:
+        raise ValueError(f"--part-id must be in 0..{cfg.num_parts - 1} and --num-parts >= 1, "
+                         f"got {cfg.part_id} of {cfg.num_parts}")
+    if world.distributed and not cfg.shard_directions:
+        if cfg.num_parts > 1:
+            raise ValueError("--num-parts/--part-id are for job arrays; under torchrun the ranks are the parts")
+        return world.rank, world.size
+    return cfg.part_id, cfg.num_parts
+
+
+def _check_shardable(cfg: BatchConfig) -> None:
+    if cfg.shard_directions:
+        flat = [s.label for s in cfg.methods if not s.tomographic]
+        if flat:
+            raise ValueError(f"--shard-directions splits the directions of tomographic methods; {', '.join(flat)} "
+                             "has none (run slice-wise methods without it)")
+
+
 def _check_existing(inputs, out: Path, cfg: BatchConfig) -> None:
     if cfg.resume and cfg.overwrite:
         raise ValueError("--continue and --overwrite exclude each other")
@@ -174,8 +205,15 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     so their rows carry the seconds and peak memory of the whole case.
     """
     out, checkpoint = Path(out), Path(checkpoint)
-    inputs = batch_inputs(source)
+    all_inputs = batch_inputs(source)
+    _check_shardable(cfg)
     device = resolve_device(cfg.device)
+    world = init_world(device) if launched_by_torchrun() else current_world()
+    device = local_device(device, world)
+    part, parts = _parts(cfg, world)
+    owner = assign_parts([case_weight(i.image) for i in all_inputs], parts) if parts > 1 else [0] * len(all_inputs)
+    inputs = [i for i, o in zip(all_inputs, owner) if o == part]
+    writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     model, meta = load_model(checkpoint, device)
     _check_existing(inputs, out, cfg)
     preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
@@ -188,17 +226,24 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     per_case_size = meta if settings.geometry == "physical" and not cfg.settings.slice_size else None
 
     make_output_folder(out)
-    remove_stale_parts(out)
+    if parts == 1:
+        remove_stale_parts(out)
+    else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
+        for item in inputs:
+            for stale in out.glob(f".{item.case}_*.part*"):
+                stale.unlink(missing_ok=True)
     run_info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
-                      "methods": [s.as_dict() for s in cfg.methods]},
+                      "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
+                      "shard_directions": cfg.shard_directions, "world_size": world.size},
         "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
         "device": str(device), "device_name": device_name(device), "versions": versions(),
         "started": _now(), "finished": None,
     }
-    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    if parts == 1 and writes:
+        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
 
     previous = _previous_rows(out) if cfg.resume else {}
     rows: list[dict] = []
@@ -211,21 +256,48 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
             else:
                 todo.append(spec)
         if todo:
-            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size)
+            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size,
+                                              writes=writes, shard_directions=cfg.shard_directions)
         order = {s.label: k for k, s in enumerate(cfg.methods)}
         rows += sorted(case_rows, key=lambda r: order[r["method"]])
-        write_text_atomic(out / "summary.csv", _summary_csv(rows))
+        if parts > 1:
+            write_part_record(out, part, parts, {"part": part, "parts": parts, "rows": rows, "finished": None})
+        elif writes:
+            write_text_atomic(out / "summary.csv", _summary_csv(rows))
         yield CaseFinished("cases", done, len(inputs), "cases", case=item.case, failures=tuple(_failures(case_rows)))
-    run_info.update(finished=_now(), counts={s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")})
-    write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
-    yield BatchResult(rows, out)
+    if parts > 1:
+        _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
+    elif writes:
+        run_info.update(finished=_now(), counts=_counts(rows))
+        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    yield BatchResult(rows, out, part, parts, writes)
+
+
+def _counts(rows: list[dict]) -> dict[str, int]:
+    return {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+
+
+def _finish_part(out: Path, part: int, parts: int, rows: list[dict], run_info: dict, inputs, cfg: BatchConfig) -> None:
+    """Mark this part finished and merge every part's record into ``summary.csv`` and ``run.json``."""
+    with merge_lock(out):
+        write_part_record(out, part, parts, {"part": part, "parts": parts, "rows": rows, "finished": _now()})
+        records = read_part_records(out)
+        merged = merged_rows(records, [i.case for i in inputs], [s.label for s in cfg.methods])
+        write_text_atomic(out / "summary.csv", _summary_csv(merged))
+        done = {(r["case"], r["method"]) for r in merged}
+        missing = sorted({i.case for i in inputs for s in cfg.methods if (i.case, s.label) not in done})
+        finished = {r["part"] for r in records if r["parts"] == parts and r["finished"]}
+        run_info.update(finished=_now() if not missing else None, counts=_counts(merged),
+                        parts_finished=sorted(finished), cases_missing=missing)
+        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
 
 
 def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device,
-              per_case_size: dict | None = None):
+              per_case_size: dict | None = None, *, writes: bool = True, shard_directions: bool = False):
     """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
 
     Data errors and failures of the computation become ``failed`` rows; nothing is raised.
+    ``writes``: save the heatmaps (false on the ranks that only contribute directions).
     """
     start = time.perf_counter()
     batch_size = settings.batch_size or default_batch_size(device)
@@ -242,7 +314,8 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
         while True:
             try:
                 heatmaps = yield from _method_events(specs, array, model, replace(settings, batch_size=batch_size),
-                                                     device, volume.array.shape, axial_axis(volume.affine), spacing)
+                                                     device, volume.array.shape, axial_axis(volume.affine), spacing,
+                                                     shard_directions)
                 break
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -251,7 +324,7 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 yield BatchSizeHalved(item.case, batch_size)
-        for spec in specs:
+        for spec in specs if writes else ():
             save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header)
         rows = [_row(item, s, targets[s.label], "ok") for s in specs]
     except (DataError, ValueError, RuntimeError, OSError) as exc:
@@ -262,10 +335,12 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
     return [{**r, **stats} for r in rows]
 
 
-def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial, spacing):
+def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial, spacing,
+                   shard_directions: bool = False):
     """Forward the methods' progress events; return their final ``{label: heatmap}``."""
+    sharded = {"shard_directions": True} if shard_directions else {}
     for event in methods_iter(specs, array, model, **settings.as_dict(), device=device, output_shape=shape,
-                              axial_axis=axial, partials=False, spacing=spacing):
+                              axial_axis=axial, partials=False, spacing=spacing, **sharded):
         if isinstance(event, Partial) and event.final:
             return event.value
         if isinstance(event, Progress):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..base.distributed import current_world
 from ..base.events import Progress
 from ..training.config import TrainConfig
 from ..training.loop import TrainStep, train_iter
@@ -16,7 +17,8 @@ def train_run_iter(data, out, config: TrainConfig | None = None, *, resume: bool
     after every validation and at the end."""
     out = Path(out)
     for event in train_iter(data, out, config, resume=resume):
-        if isinstance(event, TrainStep) and event.validation is not None:
+        if isinstance(event, TrainStep) and event.validation is not None and current_world().is_main:
             plot_curves(out / "metrics.csv", out / "curves.png")
         yield event
-    plot_curves(out / "metrics.csv", out / "curves.png")
+    if current_world().is_main:  # under torchrun rank 0 owns the run folder
+        plot_curves(out / "metrics.csv", out / "curves.png")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base.devices import resolve_device
+from ..base.distributed import World, current_world, reduce_in_slabs
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3, as_size2, as_volume, check_count
 from .backprojection import backproject, reconstruction_scale, second_difference
@@ -127,10 +128,15 @@ def tomography_iter(
     geometry: str = "paper",
     spacing=None,
     field_of_view: str = "full",
+    shard_directions: bool = False,
 ) -> Iterator[Progress | Partial]:
     """Slice along ``angles`` directions, score every slice, add each direction chunk by ``formula``.
 
     The loop shared by ToNNO and the tomographic CAM variants; see :func:`reconstruct_iter`.
+    ``shard_directions`` (under ``torchrun``): each of the ``N`` processes takes every ``N``-th
+    direction of the spread order (a well-spread subset), and the sums are reduced onto rank 0 in
+    slabs; the final value is the whole heatmap on rank 0 only (other ranks' are partial sums), and
+    no intermediate partials are yielded. Every rank must call it with the same arguments.
     With a tuple of formulas the scorer returns a tuple of outputs, one per formula (e.g. logits
     and CAM maps from one forward/backward pass), and partial values are tuples of heatmaps.
     ``compile``: slicing and ToNNO's backprojection as fused ``torch.compile``-d kernels
@@ -149,18 +155,22 @@ def tomography_iter(
 
     frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
     dirs = make_directions(angles, hemisphere=hemisphere)
+    world = current_world() if shard_directions else World()
+    mine = torch.arange(world.rank, angles, world.size)  # every direction in a world of one
     offsets = slice_offsets(slices)
     accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
-    total_slices = angles * (slices + 2)
+    total_slices = len(mine) * (slices + 2)
     done_slices = 0
+    partials = partials and not world.distributed
 
     def value(count: int, final: bool = False):
         maps = tuple((a.mul_ if final else a.mul)(f.scale(count)) for f, a in zip(formulas, accs))
         return maps if several else maps[0]
 
-    for start in range(0, angles, step):
-        stop = min(angles, start + step)
-        chunk = (dirs.normals[start:stop], dirs.u[start:stop], dirs.v[start:stop])
+    for start in range(0, len(mine), step):
+        stop = min(len(mine), start + step)
+        pick = mine[start:stop]
+        chunk = (dirs.normals[pick], dirs.u[pick], dirs.v[pick])
         cut = tuple(frame.for_slicing(t) for t in chunk)
         scores = []
         for count, batch_scores in iter_profiles(vol, scorer, offsets, *cut, size, batch_size, compile):
@@ -173,6 +183,8 @@ def tomography_iter(
                          tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
         if partials and stop < angles:
             yield Partial(value(stop), stop, angles)
+    for acc in accs:
+        reduce_in_slabs(acc, world)
     yield Partial(value(angles, final=True), angles, angles, final=True)
 
 

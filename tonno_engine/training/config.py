@@ -42,6 +42,14 @@ class TrainConfig:
     #: ``slice``: every slice carries its volume's label (the paper); ``mil``: multiple-instance, one
     #: loss per volume on the log-sum-exp pool of its slices' logits (a lesion may be in few slices)
     objective: str = "slice"
+    #: streaming (docs/distributed.md): ``cache_gb`` set → volumes are streamed through a pool on the device
+    #: (``pool_volumes``, default from the budget) read ahead by ``loader_workers`` processes into at most
+    #: ``cache_gb`` of host memory; unset → every volume is loaded before training (fastest when they fit).
+    #: ``disk_cache``: a folder for preprocessed float16 copies, so later epochs skip decoding.
+    cache_gb: float | None = None
+    pool_volumes: int | None = None
+    loader_workers: int = 2
+    disk_cache: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -52,6 +60,26 @@ class TrainConfig:
 
 
 OBJECTIVES = ("slice", "mil")
+
+#: ``--recipe``: training defaults by purpose (options given explicitly override them; docs/training.md).
+#: ``paper``: the paper's (frozen BN, 224² slices, every slice labelled, the data set's intensity mode),
+#: meant for GPUs and pretrained weights. ``small-lesions``: learns lesions of a few voxels from scratch on a
+#: CPU budget (bench/RESULTS.md): batch norm, 64² slices, 4 volumes × 16 slices, the multiple-instance
+#: objective, and the ``robust`` intensity mode, which keeps lesions brighter than the percentile clip of
+#: ``mr`` would (it flattens a few hundred bright voxels to white matter's level).
+RECIPES: dict[str, dict] = {
+    "paper": {},
+    "small-lesions": dict(norm="bn", slice_size=64, steps=800, batch_volumes=4, slices_per_volume=16,
+                          intensity="robust", objective="mil", val_slices=64),
+}
+
+
+def recipe_config(recipe: str = "paper", **explicit) -> TrainConfig:
+    """The :class:`TrainConfig` of ``recipe`` with every ``explicit`` value that is not ``None`` on top.
+    ``ValueError`` for an unknown recipe."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    return TrainConfig(**{**RECIPES[recipe], **{k: v for k, v in explicit.items() if v is not None}})
 
 #: the defaults, for help texts and for widgets
 DEFAULTS = TrainConfig()

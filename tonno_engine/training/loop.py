@@ -11,6 +11,8 @@ state, so a resumed run takes exactly the steps an uninterrupted one would.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,11 +21,20 @@ import numpy as np
 import torch
 
 from ..base.devices import resolve_device
+from ..base.distributed import (
+    World,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_world,
+    launched_by_torchrun,
+    local_device,
+)
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.versions import versions
 from ..data.augment import Augmentation
-from ..data.dataset import check_both_classes, data_hash, dataset_intensity, read_cases, resolve_csv, split_cases
+from ..data.dataset import Case, check_both_classes, data_hash, dataset_intensity, read_cases, resolve_csv, split_cases
 from ..data.preprocessing import Preprocessing
 from ..models.checkpoint import load_weights, read_checkpoint
 from ..models.encoders import create_encoder
@@ -37,9 +48,11 @@ from .sampling import (
     mil_loss,
     optimisation_step,
     sample_batch,
-    validate,
+    validation_logits,
     validation_planes,
+    validation_scores,
 )
+from .streaming import PreprocessedVolumes, VolumePool, pool_layout, streamed_cases
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +63,14 @@ class TrainStep(Progress):
     lr: float
     slices_per_s: float
     validation: ValidationScores | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainStopped(Progress):
+    """Training stopped early by ``signal`` (SIGTERM, SIGUSR1: e.g. SLURM pre-emption); every rank stopped
+    after the same step and ``checkpoint_last.pt`` holds it, so ``--resume`` continues exactly."""
+
+    signal: str
 
 
 @dataclass
@@ -71,20 +92,57 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     gen: torch.Generator
     state: RunState
+    pool: VolumePool | None  # streaming; None: every training volume is in ``train_vols``
     train_vols: list[LoadedCase]
-    val_vols: list[LoadedCase]
+    val: ValidationSet
     meta: dict
+    world: World
+
+    @property
+    def volumes(self) -> list[LoadedCase]:
+        """The volumes a step draws from: the pool, or all of this rank's training volumes."""
+        return self.pool.volumes if self.pool is not None else self.train_vols
 
     def train_state(self) -> dict:
+        """Optimiser, schedule, run state, and every rank's random and pool state (a collective call)."""
+        ranks = gather_objects({"rng": _rng_state(self.gen), "pool": self.pool.state_dict() if self.pool else None},
+                               self.world)
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": _rng_state(self.gen), "run": asdict(self.state)}
+                "rng": ranks[0]["rng"], "pool": ranks[0]["pool"], "ranks": ranks, "world_size": self.world.size,
+                "run": asdict(self.state)}
 
     def checkpoint(self, path) -> None:
-        self.folder.checkpoint(path, self.model, self.state.step, self.train_state())
+        """Write a checkpoint (rank 0; every rank must call it, at the same step)."""
+        train_state = self.train_state()
+        if self.world.is_main:
+            self.folder.checkpoint(path, _bare(self.model), self.state.step, train_state)
 
     def write_run_json(self) -> None:
-        self.folder.write_run_json(step=self.state.step, steps=self.cfg.steps, best_step=self.state.best_step,
-                                   best_auc=self.state.best_score[0] if self.state.best_step else None)
+        if self.world.is_main:
+            self.folder.write_run_json(step=self.state.step, steps=self.cfg.steps, best_step=self.state.best_step,
+                                       best_auc=self.state.best_score[0] if self.state.best_step else None)
+
+
+@dataclass
+class ValidationSet:
+    """This rank's validation volumes: loaded (``vols``) or streamed from ``source`` each time."""
+
+    indices: list[int]  # into all validation cases (their fixed planes)
+    planes: list
+    vols: list[LoadedCase] | None
+    source: PreprocessedVolumes | None = None
+    stream_args: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def pairs(self) -> Iterator[tuple[LoadedCase, tuple]]:
+        vols = self.vols if self.vols is not None else streamed_cases(self.source, self.indices, **self.stream_args)
+        return zip(vols, (self.planes[i] for i in self.indices))
+
+
+def _bare(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def _schedule(cfg: TrainConfig):
@@ -129,6 +187,8 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         if folder.last.exists():
             raise DataError(folder.out, "run folder already holds a training (use --resume, or another --out)")
     device = resolve_device(cfg.device)
+    world = init_world(device) if launched_by_torchrun() else World()
+    device = local_device(device, world)
     csv_path = resolve_csv(data)
     # starting weights are checked (and their source probed) before any volume loads; a resumed run
     # takes its weights from the checkpoint and records the source the run started from
@@ -144,31 +204,55 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
     if payload is not None and payload["meta"]["data_hash"] != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
 
-    loaded: list[LoadedCase] = []
-    for event in load_cases(train_cases + val_cases, prep, device, geometry=cfg.geometry,
-                            field_of_view=cfg.field_of_view):
-        if isinstance(event, LoadedCase):
-            loaded.append(event)
-        else:
-            yield event
+    barrier(world)  # every rank has checked the run folder before rank 0 writes into it
+    # each rank trains on its own share of the training volumes (all of them in a world of one)
+    mine = train_cases[world.rank::world.size]
+    ts = payload["train_state"] if payload is not None else None
+    same_world = ts is not None and ts.get("world_size", 1) == world.size
+    rank_state = ts.get("ranks", [ts])[world.rank] if same_world else None
+    pool, train_vols, val = None, [], None
+    val_index = list(range(len(val_cases)))[world.rank::world.size]
+    val_planes = validation_planes(len(val_cases), cfg)
+    if cfg.cache_gb is None:
+        loaded: list[LoadedCase] = []
+        for event in load_cases(mine + [val_cases[i] for i in val_index], prep, device, geometry=cfg.geometry,
+                                field_of_view=cfg.field_of_view):
+            if isinstance(event, LoadedCase):
+                loaded.append(event)
+            else:
+                yield event
+        train_vols, val = loaded[: len(mine)], ValidationSet(val_index, val_planes, loaded[len(mine):])
+    else:
+        pool = yield from _fill_pool(mine, prep, cfg, device, world, rank_state, ts)
+        stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view,
+                           workers=cfg.loader_workers)
+        val = ValidationSet(val_index, val_planes, None, _volumes(val_cases, prep, cfg), stream_args)
 
     torch.manual_seed(cfg.seed)
     model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    # rank 0 draws the seed's numbers; the others their own (and their own dropout/noise)
+    gen = torch.Generator().manual_seed(cfg.seed + 1_000_033 * world.rank)
     state = RunState()
     if payload is not None:
         load_weights(model, payload, folder.last)
-        ts = payload["train_state"]
+    if world.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    if ts is not None:
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
-        _restore_rng(gen, ts["rng"])
         state = RunState(**ts["run"])
-    mm_per_pixel = [lc.frame.mm_per_pixel(cfg.slice_size) for lc in loaded[: len(train_cases)]]
+        if rank_state is not None:
+            _restore_rng(gen, rank_state["rng"])
+        else:  # another world size: fresh, rank- and step-seeded draws
+            gen.manual_seed(cfg.seed + 1_000_033 * world.rank + 7_919 * state.step)
+    measured = train_vols or (pool.volumes if pool is not None else [])
+    mm_per_pixel = [lc.frame.mm_per_pixel(cfg.slice_size) for lc in measured]
     meta = {
         "model": cfg.model, "norm": cfg.norm, "in_chans": 1, "slice_size": cfg.slice_size,
         "geometry": cfg.geometry, "field_of_view": cfg.field_of_view,
@@ -178,10 +262,36 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         "weights": weights.as_meta() if weights is not None else payload["meta"].get("weights"),
         "data_hash": digest, "data": str(csv_path),
         "train_cases": [c.case for c in train_cases], "val_cases": [c.case for c in val_cases],
+        "world_size": world.size,
     }
-    folder.open(meta, device, state.step if payload is not None else None)
-    return Run(cfg, device, folder, model, optimizer, scheduler, gen, state, loaded[: len(train_cases)],
-               loaded[len(train_cases):], meta)
+    if world.is_main:
+        folder.open(meta, device, state.step if payload is not None else None)
+    return Run(cfg, device, folder, model, optimizer, scheduler, gen, state, pool, train_vols, val, meta, world)
+
+
+def _volumes(cases: list[Case], prep: Preprocessing, cfg: TrainConfig) -> PreprocessedVolumes:
+    return PreprocessedVolumes(cases, prep, physical=cfg.geometry == "physical", disk_cache=cfg.disk_cache)
+
+
+def _fill_pool(cases, prep, cfg: TrainConfig, device, world: World, rank_state: dict | None, ts: dict | None):
+    """The streaming pool of this rank's training ``cases``, restored from a checkpoint of the same world
+    size or new; yields ``Progress("load")`` while it fills; returns it."""
+    source = _volumes(cases, prep, cfg)
+    if rank_state is not None and rank_state.get("pool"):
+        state = rank_state["pool"]
+    else:
+        state = None
+    first = source[state["slots"][0] if state else 0][1]
+    size, ahead = pool_layout(first.nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
+    if state is not None and len(state["slots"]) != size:
+        state = None  # the budget changed: start a new stream
+    # a resumed run in another world size starts new streams, seeded by the step it resumes at
+    seed = cfg.seed if ts is None or rank_state is not None else cfg.seed + 7_919 * ts["run"]["step"]
+    pool = VolumePool(source, device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view, size=size,
+                      ahead=ahead, workers=cfg.loader_workers, seed=seed, rank=world.rank, state=state)
+    for done in pool.fill():
+        yield Progress("load", done, size, "volumes")
+    return pool
 
 
 def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = False) -> Iterator[Progress]:
@@ -190,7 +300,10 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
     With ``resume``, continue from ``out/checkpoint_last.pt`` with its saved configuration
     (``config`` is then ignored except for ``steps``, which may extend the run). Raises
     :class:`DataError` (naming the file or row) before any training step for bad data. Yields
-    ``Progress("load")`` while volumes load, then a :class:`TrainStep` per step.
+    ``Progress("load")`` while volumes load, then a :class:`TrainStep` per step, and
+    :class:`TrainStopped` last if SIGTERM/SIGUSR1 stopped it (checkpointed; resume continues).
+    Under ``torchrun`` every rank runs it: each draws its own slices from its share of the volumes,
+    gradients are averaged (DDP), validation is split across ranks, and rank 0 writes the run folder.
     """
     run = yield from setup(data, out, config, resume=resume)
     try:
@@ -199,38 +312,90 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
         run.folder.close()
 
 
-def _loop(run: Run) -> Iterator[TrainStep]:
-    cfg, state, device = run.cfg, run.state, run.device
+class _StopSignals:
+    """Notes SIGTERM and SIGUSR1 (SLURM's pre-emption and time-limit warnings) instead of dying, so the
+    loop can checkpoint first. Only in the main thread (napari trains in a worker thread)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _loop(run: Run) -> Iterator[TrainStep | TrainStopped]:
+    cfg, state, device, world = run.cfg, run.state, run.device, run.world
     aug = Augmentation() if cfg.augment else Augmentation.off()
-    val_planes = validation_planes(run.val_vols, cfg)
     run.write_run_json()
     run.model.train()
     loss_fn = mil_loss(cfg.slices_per_volume) if cfg.objective == "mil" else torch.nn.BCEWithLogitsLoss()
     use_amp = cfg.amp and device.type == "cuda"
-    while state.step < cfg.steps:
-        t0 = time.perf_counter()
-        x, y = sample_batch(run.train_vols, cfg, run.gen, aug, device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = optimisation_step(run.model, x, y, loss_fn, run.optimizer, use_amp).item()
-        run.scheduler.step()
-        state.step += 1
-        lr, speed = run.scheduler.get_last_lr()[0], len(x) / (time.perf_counter() - t0)
-        row = {"step": state.step, "loss": f"{loss:.6f}", "lr": f"{lr:.3e}", "slices_per_s": f"{speed:.1f}"}
-        scores = None
-        if run.val_vols and (state.step % cfg.val_every == 0 or state.step == cfg.steps):
-            scores = validate(run.model, run.val_vols, val_planes, cfg, device)
-            row.update({k: f"{v:.6f}" for k, v in asdict(scores).items()})
-            score = [-math.inf if math.isnan(s) else s for s in (scores.val_volume_auc, -scores.val_loss)]
-            if score > state.best_score:
-                state.best_score, state.best_step = score, state.step
-                run.checkpoint(run.folder.best)
-        run.folder.append_metrics(row)
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-            run.checkpoint(run.folder.last)
-            run.write_run_json()
-        yield TrainStep("train", state.step, cfg.steps, "steps", loss=float(row["loss"]), lr=float(row["lr"]),
-                        slices_per_s=float(row["slices_per_s"]), validation=scores)
-    if not run.val_vols:  # no validation split: the last checkpoint is the best one we can name
+    with _StopSignals() as signals:
+        while state.step < cfg.steps:
+            t0 = time.perf_counter()
+            x, y = sample_batch(run.volumes, cfg, run.gen, aug, device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = optimisation_step(run.model, x, y, loss_fn, run.optimizer, use_amp)
+            run.scheduler.step()
+            if run.pool is not None:
+                run.pool.refresh()
+            state.step += 1
+            loss = _mean_over_ranks(loss.detach(), world)
+            lr, speed = run.scheduler.get_last_lr()[0], len(x) * world.size / (time.perf_counter() - t0)
+            row = {"step": state.step, "loss": f"{loss:.6f}", "lr": f"{lr:.3e}", "slices_per_s": f"{speed:.1f}"}
+            scores = None
+            if len(run.val) or world.distributed:
+                if state.step % cfg.val_every == 0 or state.step == cfg.steps:
+                    scores = _validate(run)
+            if scores is not None:
+                row.update({k: f"{v:.6f}" for k, v in asdict(scores).items()})
+                score = [-math.inf if math.isnan(s) else s for s in (scores.val_volume_auc, -scores.val_loss)]
+                if score > state.best_score:
+                    state.best_score, state.best_step = score, state.step
+                    run.checkpoint(run.folder.best)
+            if world.is_main:
+                run.folder.append_metrics(row)
+            stop = any_rank(signals.received is not None, world, device)
+            if stop or state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                run.checkpoint(run.folder.last)
+                run.write_run_json()
+            yield TrainStep("train", state.step, cfg.steps, "steps", loss=float(row["loss"]), lr=float(row["lr"]),
+                            slices_per_s=float(row["slices_per_s"]), validation=scores)
+            if stop:
+                names = gather_objects(signals.received, world)
+                rank = next(r for r, name in enumerate(names) if name)
+                where = f" (on rank {rank})" if world.distributed else ""
+                yield TrainStopped("train", state.step, cfg.steps, "steps", signal=f"{names[rank]}{where}")
+                return
+    if not run.meta["val_cases"]:  # no validation split: the last checkpoint is the best one we can name
         run.checkpoint(run.folder.best)
     run.write_run_json()
+
+
+def _mean_over_ranks(value: torch.Tensor, world: World) -> float:
+    if world.distributed:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= world.size
+    return value.item()
+
+
+def _validate(run: Run) -> ValidationScores | None:
+    """Every rank scores its validation volumes; the scores of all of them, on every rank."""
+    mine = validation_logits(run.model, run.val.pairs(), run.cfg, run.device)
+    every = [x for part in gather_objects(mine, run.world) for x in part]
+    return validation_scores(every) if every else None

@@ -8,7 +8,7 @@ label. All random numbers come from one CPU ``torch.Generator``, so runs are rep
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +81,10 @@ def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimize
     return loss
 
 
-def validation_planes(vols: list[LoadedCase], cfg: TrainConfig):
-    """Fixed validation planes per volume (seeded apart from training), no augmentation."""
+def validation_planes(count: int, cfg: TrainConfig):
+    """Fixed validation planes for each of ``count`` validation volumes (seeded apart from training), no augmentation."""
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
-    return [random_planes(cfg.val_slices, gen, Augmentation.off()) for _ in vols]
+    return [random_planes(cfg.val_slices, gen, Augmentation.off()) for _ in range(count)]
 
 
 @dataclass(frozen=True)
@@ -97,22 +97,32 @@ class ValidationScores:
 
 
 @torch.no_grad()
-def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:
-    """Score the fixed validation planes of every validation volume."""
+def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: TrainConfig, device) -> list[tuple[int, list]]:
+    """``(label, slice logits)`` of each ``(volume, its planes)``; the model is back in training mode after."""
     model.eval()
     size = (cfg.slice_size, cfg.slice_size)
-    logits, labels, vol_scores = [], [], []
-    for lc, (offsets, n, u, v) in zip(vols, planes):
+    out = []
+    for lc, (offsets, n, u, v) in vols:
         x = extract_slices(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size)[:, None]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            out = model(x).float().reshape(-1)
-        logits.append(out.cpu())
-        labels += [lc.case.label] * len(out)
-        vol_scores.append(out.max().item())
+            logits = model(x).float().reshape(-1)
+        out.append((int(lc.case.label), logits.cpu().tolist()))
     model.train()
-    logit = torch.cat(logits)
+    return out
+
+
+def validation_scores(per_volume: list[tuple[int, list]]) -> ValidationScores:
+    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks)."""
+    logit = torch.tensor([x for _, logits in per_volume for x in logits])
+    labels = [label for label, logits in per_volume for _ in logits]
     target = torch.tensor(labels, dtype=torch.float32)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
-    return ValidationScores(loss, roc_auc(labels, logit.numpy()), roc_auc([lc.case.label for lc in vols], vol_scores))
+    return ValidationScores(loss, roc_auc(labels, logit.numpy()),
+                            roc_auc([label for label, _ in per_volume], [max(logits) for _, logits in per_volume]))
+
+
+def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:
+    """Score the fixed validation planes of every validation volume."""
+    return validation_scores(validation_logits(model, zip(vols, planes), cfg, device))

@@ -1,0 +1,115 @@
+"""Several processes under ``torchrun``: who this process is, and the few collectives the engine uses.
+
+Everything goes through ``torch.distributed`` (NCCL on CUDA, gloo on CPU); nothing here is a
+transport of our own. Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) every function
+behaves as for a world of one process, so single-process code needs no branch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's ``rank`` among ``size`` processes, and its ``local_rank`` on its node."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment ``torchrun`` sets up for a world of more than one process is present."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_world(device: torch.device) -> World:
+    """Join the process group ``torchrun`` describes (NCCL for CUDA, else gloo), once; on CUDA each
+    process takes the GPU of its ``LOCAL_RANK``. Returns :class:`World()` outside ``torchrun``."""
+    if not launched_by_torchrun():
+        return World()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return current_world()
+
+
+def current_world() -> World:
+    """The process group already joined, or a world of one."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def local_device(device: torch.device, world: World) -> torch.device:
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun (one GPU per process); others stay."""
+    if world.distributed and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def gather_objects(obj, world: World) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not world.distributed:
+        return [obj]
+    out: list = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, world: World, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on at least one (e.g. a signal reached one of them)."""
+    if not world.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def reduce_in_slabs(tensor: torch.Tensor, world: World, *, dst: int = 0, slab_bytes: int = 64 * 2**20) -> int:
+    """Sum ``tensor`` over all ranks into rank ``dst``'s copy, in place, one slab of the first axis at a
+    time (each collective moves at most ``slab_bytes``, so no second full-size buffer is ever needed).
+
+    Returns the bytes this rank sent (its tensor's size; 0 in a world of one). Other ranks' copies
+    are left in an unspecified state, as ``torch.distributed.reduce`` leaves them.
+    """
+    if not world.distributed:
+        return 0
+    row = tensor[0].numel() * tensor.element_size() if tensor.ndim else tensor.element_size()
+    rows = max(1, slab_bytes // max(1, row))
+    flat = tensor if tensor.ndim else tensor.view(1)
+    for start in range(0, flat.shape[0], rows):
+        slab = flat[start:start + rows]
+        if not slab.is_contiguous():  # pragma: no cover - slabs of the first axis of a contiguous tensor are
+            raise ValueError("reduce_in_slabs needs a contiguous tensor")
+        dist.reduce(slab, dst=dst, op=dist.ReduceOp.SUM)
+    return tensor.numel() * tensor.element_size()

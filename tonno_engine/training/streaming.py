@@ -1,0 +1,176 @@
+"""Training volumes streamed through a bounded pool, for data sets larger than memory (docs/distributed.md).
+
+``torch.utils.data`` workers read and preprocess volumes in a seeded order; a bounded number of them
+wait, read ahead, in host memory; a pool of ``size`` volumes lives on the training device, and after
+every step the oldest one is swapped for the next in the order. Slices are cut from the pool on the
+device as before. The order is a function of the seed, the rank and the position alone, and the
+swap happens at fixed steps whatever the loader's speed, so a run is reproducible and a resumed one
+(pool slots and position come from the checkpoint) takes exactly the same steps.
+
+Optionally each preprocessed volume is kept on disk (``disk_cache``: float16 ``.npy``, memory-mapped
+when read), so that later epochs do not decode gzip NIfTI or DICOM again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..base.atomic import atomic_path
+from ..data.dataset import Case
+from ..data.images import load_image
+from ..data.preprocessing import Preprocessing
+from ..tomography.frames import make_frame
+from .sampling import LoadedCase
+
+
+class PreprocessedVolumes(Dataset):
+    """Index → ``(index, array (D, H, W) float32, spacing (mm per axis))``: a case read and preprocessed."""
+
+    def __init__(self, cases: list[Case], prep: Preprocessing, *, physical: bool, disk_cache: str | Path | None = None):
+        self.cases, self.prep, self.physical = cases, prep, physical
+        self.disk_cache = Path(disk_cache) if disk_cache else None
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int):
+        cached = self._cache_path(index)
+        if cached is not None and cached.exists():
+            stored = np.load(cached, mmap_mode="r", allow_pickle=False)
+            spacing = tuple(float(s) for s in json.loads(cached.with_suffix(".json").read_text())["spacing"])
+            return index, np.asarray(stored, dtype=np.float32), spacing
+        array, spacing = self.prep.apply(load_image(self.cases[index].image), physical=self.physical)
+        if cached is not None:
+            # the values a later read returns, so a cold and a warm cache give the same run
+            array = array.astype(np.float16).astype(np.float32)
+            with atomic_path(cached.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps({"spacing": list(spacing), "image": str(self.cases[index].image)}))
+            with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array.astype(np.float16))
+        return index, array, tuple(float(s) for s in spacing)
+
+    def _cache_path(self, index: int) -> Path | None:
+        """``disk_cache/<key>.npy``, the key a hash of the image file (path, size, mtime) and the
+        preprocessing, so that a changed file or setting never reads a stale entry."""
+        if self.disk_cache is None:
+            return None
+        image = Path(self.cases[index].image)
+        stat = os.stat(image)
+        key = json.dumps([str(image.resolve()), stat.st_size, stat.st_mtime_ns, self.prep.as_dict(), self.physical])
+        return self.disk_cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
+
+
+def stream_index(n: int, seed: int, rank: int, position: int) -> int:
+    """The case at ``position`` of the order: epoch ``position // n`` is a permutation seeded by
+    ``(seed, rank, epoch)``."""
+    epoch, k = divmod(position, n)
+    return int(np.random.default_rng([seed, rank, epoch]).permutation(n)[k])
+
+
+class StreamOrder(Sampler[int]):
+    """The endless order of case indices from ``start`` (see :func:`stream_index`)."""
+
+    def __init__(self, n: int, seed: int, rank: int, start: int):
+        self.n, self.seed, self.rank, self.start = n, seed, rank, start
+
+    def __iter__(self) -> Iterator[int]:
+        position = self.start
+        while True:
+            epoch, k = divmod(position, self.n)
+            order = np.random.default_rng([self.seed, self.rank, epoch]).permutation(self.n)
+            for index in order[k:]:
+                yield int(index)
+            position = (epoch + 1) * self.n
+
+
+def pool_layout(volume_bytes: int, cache_gb: float, count: int, batch_volumes: int,
+                pool_volumes: int | None) -> tuple[int, int]:
+    """``(pool size, volumes read ahead)`` for volumes of ``volume_bytes``: three quarters of ``cache_gb``
+    for the pool (at least one step's volumes, at most all ``count``) unless ``pool_volumes`` is
+    given, a quarter (at least one volume) for reading ahead."""
+    budget = cache_gb * 2**30
+    size = pool_volumes or max(batch_volumes, int(0.75 * budget // max(1, volume_bytes)))
+    ahead = max(1, int(0.25 * budget // max(1, volume_bytes)))
+    return min(size, count), ahead
+
+
+class VolumePool:
+    """``size`` training volumes on ``device``, refreshed one at a time from the seeded stream.
+
+    ``state`` (from :meth:`state_dict`) restores the pool a checkpoint recorded: the same slots,
+    position and next slot to replace.
+    """
+
+    def __init__(self, source: PreprocessedVolumes, *, device: torch.device, geometry: str, field_of_view: str,
+                 size: int, ahead: int, workers: int, seed: int, rank: int = 0, state: dict | None = None):
+        self.source, self.device = source, device
+        self.geometry, self.field_of_view = geometry, field_of_view
+        self.seed, self.rank = seed, rank
+        n = len(source)
+        if state is None:
+            state = {"position": size, "slots": [stream_index(n, seed, rank, p) for p in range(size)], "next_slot": 0}
+        self.position, self.next_slot = state["position"], state["next_slot"]
+        self.slots: list[int] = list(state["slots"])
+        self.volumes: list[LoadedCase] = []
+        self.workers, self.ahead = workers, ahead
+        self._loader = None
+
+    def fill(self) -> Iterator[int]:
+        """Load the pool's slots (yielding how many are loaded), then start reading ahead."""
+        for k, index in enumerate(self.slots):
+            self.volumes.append(self._on_device(*self.source[index]))
+            yield k + 1
+        self._start()
+
+    def _start(self) -> None:
+        order = StreamOrder(len(self.source), self.seed, self.rank, self.position)
+        workers = self.workers
+        extra = dict(prefetch_factor=max(1, self.ahead // workers), persistent_workers=False) if workers else {}
+        self._loader = iter(DataLoader(self.source, sampler=order, batch_size=None, num_workers=workers,
+                                       collate_fn=_as_is, **extra))
+
+    def refresh(self) -> None:
+        """Swap the oldest slot for the next volume of the stream (waits for it if it is not read yet)."""
+        index, array, spacing = next(self._loader)
+        self.volumes[self.next_slot] = self._on_device(index, array, spacing)
+        self.slots[self.next_slot] = index
+        self.next_slot = (self.next_slot + 1) % len(self.slots)
+        self.position += 1
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "slots": list(self.slots), "next_slot": self.next_slot}
+
+    def close(self) -> None:
+        self._loader = None  # the iterator's workers shut down when it is collected
+
+    def _on_device(self, index: int, array, spacing) -> LoadedCase:
+        return loaded_case(self.source.cases[index], array, spacing, self.device, self.geometry, self.field_of_view)
+
+
+def loaded_case(case: Case, array, spacing, device, geometry: str, field_of_view: str) -> LoadedCase:
+    """A preprocessed ``array`` (D, H, W) on ``device`` with the frame it is sliced in."""
+    array = np.asarray(array, dtype=np.float32)
+    frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    return LoadedCase(case, torch.from_numpy(array).to(device), frame)
+
+
+def _as_is(item):
+    """DataLoader collate that leaves ``(index, ndarray, spacing)`` alone (no copy into a tensor)."""
+    return item
+
+
+def streamed_cases(source: PreprocessedVolumes, indices: list[int], *, device, geometry: str, field_of_view: str,
+                   workers: int) -> Iterator[LoadedCase]:
+    """The cases ``indices`` of ``source`` one after the other on ``device`` (validation without
+    keeping every volume), read ahead by ``workers`` loader processes."""
+    loader = DataLoader(source, sampler=indices, batch_size=None, num_workers=workers, collate_fn=_as_is)
+    for index, array, spacing in loader:
+        yield loaded_case(source.cases[index], array, spacing, device, geometry, field_of_view)
