@@ -70,9 +70,9 @@ def reconstruct(
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
                       num_parts=num_parts, part_id=part_id, shard_directions=shard_directions)
-    quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
-    if not quiet:
+    if is_rank_zero():  # under torchrun one rank reports
         print(f"device: {dev}", flush=True)
+    quiet = quiet or not is_rank_zero()
     result = None
     with engine_errors():
         for event in show_progress(reconstruct_batch_iter(source, out, checkpoint, cfg), "reconstruct", quiet=quiet):
