@@ -224,8 +224,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
         train_vols, val = loaded[: len(mine)], ValidationSet(val_index, val_planes, loaded[len(mine):])
     else:
         pool = yield from _fill_pool(mine, prep, cfg, device, world, rank_state, ts)
-        stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view,
-                           workers=cfg.loader_workers)
+        stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view)
         val = ValidationSet(val_index, val_planes, None, _volumes(val_cases, prep, cfg), stream_args)
 
     torch.manual_seed(cfg.seed)
@@ -398,4 +397,4 @@ def _validate(run: Run) -> ValidationScores | None:
     """Every rank scores its validation volumes; the scores of all of them, on every rank."""
     mine = validation_logits(run.model, run.val.pairs(), run.cfg, run.device)
     every = [x for part in gather_objects(mine, run.world) for x in part]
-    return validation_scores(every) if every else None
+    return validation_scores(every, run.cfg.objective) if every else None

@@ -89,7 +89,8 @@ def validation_planes(count: int, cfg: TrainConfig):
 
 @dataclass(frozen=True)
 class ValidationScores:
-    """BCE, slice AUC and volume AUC (a volume scores its maximum slice logit) on the validation cases."""
+    """Loss (the training objective's), slice AUC and volume AUC (a volume scores its maximum slice logit) on
+    the validation cases."""
 
     val_loss: float
     val_slice_auc: float
@@ -113,16 +114,23 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
     return out
 
 
-def validation_scores(per_volume: list[tuple[int, list]]) -> ValidationScores:
-    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks)."""
+def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slice") -> ValidationScores:
+    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks). The loss is
+    the training objective's: BCE per slice (``slice``), or per volume on its pooled logits (``mil``: a
+    model that rightly scores a positive volume's lesion-free slices low is not penalised for them)."""
     logit = torch.tensor([x for _, logits in per_volume for x in logits])
     labels = [label for label, logits in per_volume for _ in logits]
     target = torch.tensor(labels, dtype=torch.float32)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
+    if objective == "mil":
+        pooled = torch.stack([torch.logsumexp(torch.tensor(logits), 0) - math.log(len(logits)) for _, logits in per_volume])
+        volume_target = torch.tensor([float(label) for label, _ in per_volume])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(pooled, volume_target).item()
+    else:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
     return ValidationScores(loss, roc_auc(labels, logit.numpy()),
                             roc_auc([label for label, _ in per_volume], [max(logits) for _, logits in per_volume]))
 
 
 def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:
     """Score the fixed validation planes of every validation volume."""
-    return validation_scores(validation_logits(model, zip(vols, planes), cfg, device))
+    return validation_scores(validation_logits(model, zip(vols, planes), cfg, device), cfg.objective)

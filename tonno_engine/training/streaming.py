@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +168,17 @@ def _as_is(item):
     return item
 
 
-def streamed_cases(source: PreprocessedVolumes, indices: list[int], *, device, geometry: str, field_of_view: str,
-                   workers: int) -> Iterator[LoadedCase]:
-    """The cases ``indices`` of ``source`` one after the other on ``device`` (validation without
-    keeping every volume), read ahead by ``workers`` loader processes."""
-    loader = DataLoader(source, sampler=indices, batch_size=None, num_workers=workers, collate_fn=_as_is)
-    for index, array, spacing in loader:
-        yield loaded_case(source.cases[index], array, spacing, device, geometry, field_of_view)
+def streamed_cases(source: PreprocessedVolumes, indices: list[int], *, device, geometry: str,
+                   field_of_view: str) -> Iterator[LoadedCase]:
+    """The cases ``indices`` of ``source`` one after the other on ``device`` (validation without keeping
+    every volume). One thread reads the next volume while the caller scores this one: a thread, not
+    loader processes, because each such process costs ~200 MB of its own and validation is occasional."""
+    if not indices:
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(source.__getitem__, indices[0])
+        for k in range(len(indices)):
+            index, array, spacing = pending.result()
+            if k + 1 < len(indices):
+                pending = reader.submit(source.__getitem__, indices[k + 1])
+            yield loaded_case(source.cases[index], array, spacing, device, geometry, field_of_view)

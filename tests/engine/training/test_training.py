@@ -185,3 +185,16 @@ def test_disk_cache_gives_the_same_run_cold_and_warm(data, tmp_path):
     a, b = (read_checkpoint(tmp_path / r / "checkpoint_last.pt")["state_dict"] for r in ("cold", "warm"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_mil_validation_loss_is_the_pooled_volume_loss():
+    from tonno_engine.training.sampling import validation_scores
+
+    # a positive volume with one confident lesion slice among lesion-free ones, and a clean negative volume
+    per_volume = [(1, [8.0, -6.0, -6.0, -6.0]), (0, [-6.0, -6.0, -6.0, -6.0])]
+    mil, per_slice = validation_scores(per_volume, "mil"), validation_scores(per_volume, "slice")
+    assert mil.val_volume_auc == per_slice.val_volume_auc == 1.0
+    pooled = torch.tensor([torch.logsumexp(torch.tensor(v), 0) - math.log(4) for _, v in per_volume])
+    assert mil.val_loss == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(
+        pooled, torch.tensor([1.0, 0.0])).item())
+    assert mil.val_loss < 0.01 < per_slice.val_loss  # per slice, the lesion-free slices of the positive count as errors
