@@ -7,6 +7,8 @@ import sys
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox, TextEdit
 
+from tonno_engine.training.config import RECIPES, recipe_config
+
 #: the command line of the child process (the console script may not be on PATH inside napari)
 CLI = [sys.executable, "-c", "from tonno_cli.app import main; main()"]
 
@@ -19,6 +21,8 @@ class TrainWidget(Container):
         self.viewer = napari_viewer
         self.data = FileEdit(label="data (labels.csv or folder)", mode="r")
         self.out = FileEdit(label="run folder", mode="d")
+        # the recipe fills steps, slice size and norm (docs/training.md); small-lesions is the CPU one
+        self.recipe = ComboBox(label="recipe", choices=list(RECIPES), value="small-lesions")
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=400)
         self.slice_size = SpinBox(label="slice size", min=16, max=1024, value=64)
         self.norm = ComboBox(label="norm", choices=["bn", "frozen_bn", "gn"], value="bn")
@@ -28,16 +32,23 @@ class TrainWidget(Container):
         self.status = Label(label="status", value="")
         self.log = TextEdit(label="log", value="")
         self.log.read_only = True
-        self.extend([self.data, self.out, self.steps, self.slice_size, self.norm, self.device, self.start_button,
-                     self.stop_button, self.status, self.log])
+        self.extend([self.data, self.out, self.recipe, self.steps, self.slice_size, self.norm, self.device,
+                     self.start_button, self.stop_button, self.status, self.log])
+        self.recipe.changed.connect(self._take_recipe)
+        self._take_recipe()
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.process = None
         self.dock = None  # the activity-dock progress bar of the running training
         self.timer = None
 
+    def _take_recipe(self, *_) -> None:
+        cfg = recipe_config(self.recipe.value)
+        self.steps.value, self.slice_size.value, self.norm.value = cfg.steps, cfg.slice_size, cfg.norm
+
     def arguments(self) -> list[str]:
-        return ["train", str(self.data.value), "--out", str(self.out.value), "--steps", str(self.steps.value),
+        return ["train", str(self.data.value), "--out", str(self.out.value), "--recipe", self.recipe.value,
+                "--steps", str(self.steps.value),
                 "--slice-size", str(self.slice_size.value), "--norm", self.norm.value, "--device",
                 self.device.value, "--val-every", str(max(1, self.steps.value // 8))]
 

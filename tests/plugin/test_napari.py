@@ -236,6 +236,9 @@ def test_train_runs_as_a_child_process_and_stops(make_napari_viewer, qtbot, tiny
     from napari_tonno.widgets.train import TrainWidget
 
     widget = TrainWidget(make_napari_viewer())
+    assert (widget.recipe.value, widget.slice_size.value, widget.norm.value) == ("small-lesions", 64, "bn")
+    widget.recipe.value = "paper"  # the recipe fills the fields it sets
+    assert (widget.steps.value, widget.slice_size.value, widget.norm.value) == (2000, 224, "frozen_bn")
     widget.data.value, widget.out.value = tiny_cases, tmp_path / "run"
     widget.steps.value, widget.slice_size.value, widget.device.value = 100000, 32, "cpu"
     widget.start()
@@ -244,6 +247,7 @@ def test_train_runs_as_a_child_process_and_stops(make_napari_viewer, qtbot, tiny
     widget.stop()
     qtbot.waitUntil(lambda: not widget.stop_button.enabled, timeout=10_000)
     assert widget.status.value == "stopped" and (tmp_path / "run" / "metrics.csv").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["meta"]["train_args"]["slice_size"] == 32
 
 
 def test_demo_checkpoint_is_made_by_training_and_cached(make_napari_viewer, qtbot, tmp_path, monkeypatch):
