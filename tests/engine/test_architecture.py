@@ -93,7 +93,7 @@ TOY = textwrap.dedent('''
 
 def test_a_registered_method_reaches_the_cli_the_listing_and_the_engine(tmp_path):
     (tmp_path / "toy_method.py").write_text(TOY)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "250"}  # help text unwrapped
 
     def cli(*args):
         code = "import toy_method; from tonno_cli.app import main; main()"

@@ -74,10 +74,24 @@ def test_presets():
     out = Preprocessing("mr")(mr)
     fg = mr > 0
     assert abs(out[fg].mean()) < 1e-5 and abs(out[fg].std() - 1) < 0.05 and (out[~fg] == 0).all()
-    with pytest.raises(ValueError, match="valid: ct, mr, pet, none"):
+    with pytest.raises(ValueError, match="valid: ct, mr, pet, robust, none"):
         Preprocessing("xray")
     assert Preprocessing.from_dict(Preprocessing("ct", spacing=2.0).as_dict()) == Preprocessing("ct", spacing=2.0)
 
 
 def test_isotropic_resampling_shape():
     assert resample_isotropic(np.zeros((10, 20, 30)), (2.0, 1.0, 0.5), 1.0).shape == (20, 20, 15)
+
+
+def test_robust_intensity_keeps_a_small_bright_lesion_that_mr_flattens():
+    rng = np.random.default_rng(0)
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[4:36, 4:36, 4:36] = rng.normal(1.0, 0.05, (32, 32, 32))
+    brain[18:21, 18:21, 18:21] = 1.6  # 27 voxels: 0.08 % of the foreground, above its 99.5th percentile
+    lesion, tissue = (slice(18, 21),) * 3, brain > 0
+    mr, robust = Preprocessing("mr")(brain), Preprocessing("robust")(brain)
+    top_tissue = np.percentile(mr[tissue], 99)
+    assert mr[lesion].max() - top_tissue < 0.5  # mr's clip: the lesion is barely above bright tissue
+    assert robust[lesion].min() > np.percentile(robust[tissue], 99) + 5  # robust: > 5 SDs above it
+    assert abs(np.median(robust[tissue])) < 0.05 and (robust[~tissue] == 0).all()
+    assert robust.dtype == np.float32 and np.abs(robust).max() <= 20
