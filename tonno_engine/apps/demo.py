@@ -4,7 +4,7 @@ few minutes on 2 CPU cores (measured in bench/RESULTS.md), while lesions stay vi
 from __future__ import annotations
 
 from ..methods.settings import PRESETS
-from ..training.config import TrainConfig
+from ..training.config import recipe_config
 from .benchmark import BenchmarkConfig, default_methods
 
 #: lesion semi-axes (voxels per 64) for the demo: larger than the MS-like default so that a model
@@ -13,7 +13,7 @@ DEMO_LESION_RADIUS = (3.5, 6.0)
 
 
 def demo_config(device, *, steps: int = 400) -> BenchmarkConfig:
-    """64² slices, batch norm (no ImageNet weights offline), the ``demo`` quality preset (M=24, L=192, hemisphere)."""
-    train = TrainConfig(model="resnet10t", norm="bn", slice_size=64, steps=steps, batch_volumes=8,
-                        slices_per_volume=8, val_every=100, device=str(device), seed=0)
+    """The ``small-lesions`` training recipe (64² slices, batch norm: no ImageNet weights offline) for
+    ``steps``, the ``demo`` quality preset (M=24, L=192, hemisphere)."""
+    train = recipe_config("small-lesions", steps=steps, val_every=100, device=str(device), seed=0)
     return BenchmarkConfig(train=train, methods=default_methods(2), settings=PRESETS["demo"], device=str(device), seed=0)
