@@ -10,6 +10,7 @@ scorer batch and retries the case.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import resource
@@ -230,7 +231,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
         remove_stale_parts(out)
     else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
         for item in inputs:
-            for stale in out.glob(f".{item.case}_*.part*"):
+            for stale in out.glob(f".{glob.escape(item.case)}_*.part*"):
                 stale.unlink(missing_ok=True)
     run_info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
