@@ -31,14 +31,14 @@ from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
-from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image
+from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
 from ..data.nifti import axial_axis, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
 from ..models.checkpoint import load_model
 from ..tomography.reconstruction import default_batch_size
-from .batch_parts import assign_parts, case_weight, merge_lock, merged_rows, read_part_records, write_part_record
+from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
 
 SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
                   "slice_size", "output", "error")
@@ -212,7 +212,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     world = init_world(device) if launched_by_torchrun() else current_world()
     device = local_device(device, world)
     part, parts = _parts(cfg, world)
-    owner = assign_parts([case_weight(i.image) for i in all_inputs], parts) if parts > 1 else [0] * len(all_inputs)
+    owner = assign_parts([size_estimate(i.image) for i in all_inputs], parts) if parts > 1 else [0] * len(all_inputs)
     inputs = [i for i, o in zip(all_inputs, owner) if o == part]
     writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     model, meta = load_model(checkpoint, device)

@@ -14,28 +14,12 @@ import contextlib
 import fcntl
 import heapq
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..base.atomic import write_text_atomic
 
 PARTS_DIR = "parts"
-
-
-def case_weight(image: Path) -> int:
-    """Work estimate of one case: voxels from a NIfTI header, else bytes on disk (a DICOM folder: all its
-    files); 0 for what cannot be read (it fails fast as a case)."""
-    import nibabel as nib
-
-    try:
-        if image.name.endswith((".nii", ".nii.gz")):
-            return math.prod(nib.load(image).shape[:3])  # the header only
-        if image.is_dir():
-            return sum(p.stat().st_size for p in image.iterdir() if p.is_file())
-        return image.stat().st_size
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError):
-        return 0
 
 
 def assign_parts(weights: list[int], parts: int) -> list[int]:

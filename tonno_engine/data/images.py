@@ -154,3 +154,22 @@ def input_files(path: str | Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and is_dicom_file(p))
     return [path]
+
+
+def size_estimate(path: str | Path) -> int:
+    """Voxels of an image from its header alone (NIfTI), else its bytes on disk (a DICOM folder: all its
+    files); 0 when it cannot be read (it then fails, by name, where it is loaded). For planning only:
+    balancing batch parts, and whether a data set fits in memory."""
+    import math
+
+    import nibabel as nib
+
+    path = Path(str(path).partition("#")[0])
+    try:
+        if is_nifti(str(path)):
+            return math.prod(nib.load(path).shape[:3])
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+        return path.stat().st_size
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError):
+        return 0

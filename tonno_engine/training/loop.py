@@ -52,7 +52,7 @@ from .sampling import (
     validation_planes,
     validation_scores,
 )
-from .streaming import PreprocessedVolumes, VolumePool, pool_layout, streamed_cases
+from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, streamed_cases
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +214,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
     val_index = list(range(len(val_cases)))[world.rank::world.size]
     val_planes = validation_planes(len(val_cases), cfg)
     if cfg.cache_gb is None:
+        check_fits(mine + [val_cases[i] for i in val_index], device, csv_path)
         loaded: list[LoadedCase] = []
         for event in load_cases(mine + [val_cases[i] for i in val_index], prep, device, geometry=cfg.geometry,
                                 field_of_view=cfg.field_of_view):
@@ -280,7 +281,7 @@ def _fill_pool(cases, prep, cfg: TrainConfig, device, world: World, rank_state: 
         state = rank_state["pool"]
     else:
         state = None
-    first = source[state["slots"][0] if state else 0][1]
+    first = source.read(state["slots"][0] if state else 0)[1]
     size, ahead = pool_layout(first.nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
     if state is not None and len(state["slots"]) != size:
         state = None  # the budget changed: start a new stream

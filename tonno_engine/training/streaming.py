@@ -25,8 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..base.atomic import atomic_path
+from ..base.errors import DataError
 from ..data.dataset import Case
-from ..data.images import load_image
+from ..data.images import load_image, size_estimate
 from ..data.preprocessing import Preprocessing
 from ..tomography.frames import make_frame
 from .sampling import LoadedCase
@@ -43,6 +44,15 @@ class PreprocessedVolumes(Dataset):
         return len(self.cases)
 
     def __getitem__(self, index: int):
+        """For loader processes: a bad file comes back as ``(index, None, (where, cause))`` and is raised as a
+        :class:`DataError` in the training process (a worker's exception would lose its file and cause)."""
+        try:
+            return self.read(index)
+        except DataError as exc:
+            return index, None, (exc.where, exc.cause)
+
+    def read(self, index: int):
+        """``(index, array, spacing)``; :class:`DataError` naming the file for a bad one."""
         cached = self._cache_path(index)
         if cached is not None and cached.exists():
             stored = np.load(cached, mmap_mode="r", allow_pickle=False)
@@ -127,7 +137,7 @@ class VolumePool:
     def fill(self) -> Iterator[int]:
         """Load the pool's slots (yielding how many are loaded), then start reading ahead."""
         for k, index in enumerate(self.slots):
-            self.volumes.append(self._on_device(*self.source[index]))
+            self.volumes.append(self._on_device(*self.source.read(index)))
             yield k + 1
         self._start()
 
@@ -157,7 +167,10 @@ class VolumePool:
 
 
 def loaded_case(case: Case, array, spacing, device, geometry: str, field_of_view: str) -> LoadedCase:
-    """A preprocessed ``array`` (D, H, W) on ``device`` with the frame it is sliced in."""
+    """A preprocessed ``array`` (D, H, W) on ``device`` with the frame it is sliced in (``array`` None:
+    a loader process could not read the case; ``spacing`` is then ``(where, cause)``)."""
+    if array is None:
+        raise DataError(*spacing)
     array = np.asarray(array, dtype=np.float32)
     frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
     return LoadedCase(case, torch.from_numpy(array).to(device), frame)
@@ -176,9 +189,35 @@ def streamed_cases(source: PreprocessedVolumes, indices: list[int], *, device, g
     if not indices:
         return
     with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(source.__getitem__, indices[0])
+        pending = reader.submit(source.read, indices[0])
         for k in range(len(indices)):
             index, array, spacing = pending.result()
             if k + 1 < len(indices):
-                pending = reader.submit(source.__getitem__, indices[k + 1])
+                pending = reader.submit(source.read, indices[k + 1])
             yield loaded_case(source.cases[index], array, spacing, device, geometry, field_of_view)
+
+
+def check_fits(cases: list[Case], device: torch.device, where) -> None:
+    """:class:`DataError` (naming ``where``, the data set) when loading every case would take more than 80 %
+    of the memory free on ``device``, estimated from the headers (float32; for non-NIfTI inputs twice their
+    bytes on disk), so that a data set too large is told to stream before any volume loads."""
+    need = sum(size_estimate(c.image) * (4 if str(c.image).endswith((".nii", ".nii.gz")) else 2) for c in cases)
+    free = free_memory(device)
+    if free and need > 0.8 * free:
+        raise DataError(where, f"{len(cases)} volumes need about {need / 2**30:.1f} GB as float32 and "
+                               f"{device} has {free / 2**30:.1f} GB free: stream them with --cache-gb "
+                               "(docs/distributed.md)")
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's own count, else the host's ``MemAvailable`` (0 if unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

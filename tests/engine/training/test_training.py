@@ -198,3 +198,35 @@ def test_mil_validation_loss_is_the_pooled_volume_loss():
     assert mil.val_loss == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(
         pooled, torch.tensor([1.0, 0.0])).item())
     assert mil.val_loss < 0.01 < per_slice.val_loss  # per slice, the lesion-free slices of the positive count as errors
+
+
+def test_a_bad_volume_met_while_streaming_names_its_file(data, tmp_path):
+    import shutil
+
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.preprocessing import Preprocessing
+    from tonno_engine.training.streaming import PreprocessedVolumes, loaded_case
+
+    bad_data = tmp_path / "data"
+    shutil.copytree(data, bad_data)
+    victim = sorted((bad_data / "images").glob("*.nii.gz"))[3]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated after the header
+    cases = read_cases(bad_data)
+    source = PreprocessedVolumes(cases, Preprocessing("none"), physical=False)
+    index = next(i for i, c in enumerate(cases) if c.image == victim)
+    marker = source[index]  # as a loader process returns it
+    assert marker[1] is None and str(victim) in marker[2][0]
+    with pytest.raises(DataError, match="truncated"):
+        loaded_case(cases[index], marker[1], marker[2], torch.device("cpu"), "paper", "full")
+    with pytest.raises(DataError, match=victim.name):  # through the pool and its loader process
+        list(train_iter(bad_data, tmp_path / "run", TrainConfig(steps=40, **STREAM)))
+
+
+def test_a_data_set_too_large_for_memory_is_told_to_stream(data, tmp_path, monkeypatch):
+    from tonno_engine.training import streaming
+
+    monkeypatch.setattr(streaming, "free_memory", lambda device: 100_000)  # 100 kB free
+    with pytest.raises(DataError, match="stream them with --cache-gb"):
+        list(train_iter(data, tmp_path / "run", TrainConfig(steps=2, **TINY)))
+    assert not (tmp_path / "run").exists()
+    list(train_iter(data, tmp_path / "streamed", TrainConfig(steps=2, **STREAM)))  # streaming needs no check
