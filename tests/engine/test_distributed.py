@@ -44,13 +44,14 @@ def _metric_steps(run: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def easy_cases(tmp_path_factory):
-    """Ten 16³ volumes a classifier separates in a few steps: positives hold a bright ball, negatives noise."""
+    """Fifteen 16³ volumes a classifier separates in a few steps: positives hold a bright ball, negatives
+    noise. Three validate: the two ranks get uneven shares."""
     root = tmp_path_factory.mktemp("easy")
     rng = np.random.default_rng(0)
     rows = ["case,label,image"]
     grid = np.indices((16, 16, 16)) - 7.5
     ball = (np.sqrt((grid ** 2).sum(0)) < 5).astype(np.float32)
-    for i in range(10):
+    for i in range(15):
         label = i % 2
         image = rng.normal(0, 0.1, (16, 16, 16)).astype(np.float32) + label * ball
         nib.save(nib.Nifti1Image(image, np.eye(4)), root / f"c{i}.nii.gz")

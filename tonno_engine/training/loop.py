@@ -396,6 +396,8 @@ def _mean_over_ranks(value: torch.Tensor, world: World) -> float:
 
 def _validate(run: Run) -> ValidationScores | None:
     """Every rank scores its validation volumes; the scores of all of them, on every rank."""
-    mine = validation_logits(run.model, run.val.pairs(), run.cfg, run.device)
+    # the bare module: validation takes no collective step, whatever each rank's share of volumes (every
+    # rank holds the same weights)
+    mine = validation_logits(_bare(run.model), run.val.pairs(), run.cfg, run.device)
     every = [x for part in gather_objects(mine, run.world) for x in part]
     return validation_scores(every, run.cfg.objective) if every else None
