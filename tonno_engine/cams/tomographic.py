@@ -37,8 +37,12 @@ def backproject_stack(
     out: torch.Tensor,
     *,
     memory_budget: int = 256 * 2**20,
+    cells: str = "bilinear",
 ) -> torch.Tensor:
     """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``.
+
+    ``cells``: how a voxel reads the CAM cells across the slice and the maps along ``s``: ``bilinear``
+    (trilinear in the stack; the default) or ``nearest`` (each cell a constant block).
 
     ``stack``: ``(L, K, a, b)``, map ``k`` of direction ``l`` at offset ``first + k·step``;
     ``normals``, ``u``, ``v``: ``(L, 3)`` in ``(x0, x1, x2)``; ``out``: ``(D, H, W)``
@@ -64,34 +68,42 @@ def backproject_stack(
         inside = (t >= -1e-4) & (t <= k - 1 + 1e-4) & (su.abs() <= 1 + 1e-6) & (sv.abs() <= 1 + 1e-6)
         # grid_sample with align_corners=False reads index t at (2t + 1)/K - 1; (x=b↔v, y=a↔u, z=k↔s)
         grid = torch.stack((sv, su, (2.0 * t.clamp(0, k - 1) + 1.0) / k - 1.0), dim=-1)
-        val = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+        val = F.grid_sample(stack, grid, mode=cells, padding_mode="border", align_corners=False)[:, 0]
         out[start:stop] += torch.where(inside, val, 0.0).sum(0)
     return out
 
 
 class AveragedCam(Formula):
-    """Averaged CAM: the mean over directions of the interpolated raw map stacks (eq. 12)."""
+    """Averaged CAM: the mean over directions of the interpolated raw map stacks (eq. 12). ``cells``: see
+    :func:`backproject_stack`."""
 
     name = "averaged-cam"
+
+    def __init__(self, cells: str = "bilinear"):
+        self.cells = cells
 
     def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         delta = 2.0 / (slices - 1)
-        backproject_stack(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget)
+        backproject_stack(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget, cells=self.cells)
 
     def scale(self, angles: int) -> float:
         return 1.0 / angles
 
 
 class TomographicCam(Formula):
-    """Tomographic CAM: per-cell second difference along ``m``, ToNNO's constant (eq. 13)."""
+    """Tomographic CAM: per-cell second difference along ``m``, ToNNO's constant (eq. 13). ``cells``: see
+    :func:`backproject_stack`."""
 
     name = "tomographic-cam"
+
+    def __init__(self, cells: str = "bilinear"):
+        self.cells = cells
 
     def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         q = second_difference(stack, slices, dim=1)
-        backproject_stack(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget)
+        backproject_stack(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget, cells=self.cells)
 
     def scale(self, angles: int) -> float:
         return reconstruction_scale(angles)

@@ -42,6 +42,10 @@ def test_backproject_stack_reads_cells_at_the_right_place():
     # voxel (x1, x2) = (-1, -1) lies beyond the first cell centre -> the border cell (1.0)
     assert out[2, 0, 0] == 1.0 and out[2, 4, 0] == 3.0 and out[2, 0, 4] == 2.0 and out[2, 4, 4] == 4.0
     assert out[2, 2, 2] == pytest.approx(2.5)  # the centre is the mean of the four cells
+    blocks = backproject_stack(stack, eye[:1], eye[1:2], eye[2:3], -1.0, 1.0, torch.zeros(5, 5, 5), cells="nearest")
+    assert set(blocks[2].unique().tolist()) <= {1.0, 2.0, 3.0, 4.0}  # each voxel reads one cell, as a block
+    assert blocks[2, 1, 1] == 1.0 and blocks[2, 3, 3] == 4.0
+    assert not set(out[2].unique().tolist()) <= {1.0, 2.0, 3.0, 4.0}  # bilinear blends neighbouring cells
 
 
 def test_cam_reconstruction_streams_partials(device):
