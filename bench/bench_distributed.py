@@ -28,6 +28,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from timing import tonno_command
 
 CORES = os.cpu_count() or 1
 
@@ -43,8 +44,9 @@ def run(cmd: list[str], threads: int) -> float:
 
 def launcher(nproc: int) -> list[str]:
     if nproc == 1:
-        return [sys.executable, "-m", "tonno_cli"]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "tonno_cli"]
+        return tonno_command()
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            *tonno_command()[1:]]
 
 
 def median_speed(run_dir: Path) -> float:

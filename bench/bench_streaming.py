@@ -1,7 +1,7 @@
 """Streaming training data: host memory with a bounded cache, and throughput against in-memory training.
 
     .venv/bin/python bench/bench_streaming.py rss [--counts 50 200] [--cache-gb 0.5] [--steps 40]
-    .venv/bin/python bench/bench_streaming.py throughput [--steps 60] [--repeats 2]
+    .venv/bin/python bench/bench_streaming.py throughput [--steps 60] [--repeats 2] [--device cpu] [--slice-size 64]
 
 ``rss``: for each count, that many 128³ float32 volumes (8 MiB each) as ``.nii.gz``; ``tonno train``
 runs in a subprocess with ``--cache-gb`` (streaming) and without (every volume loaded), and the peak
@@ -28,8 +28,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import psutil
+from timing import tonno_command
 
-TONNO = [sys.executable, "-m", "tonno_cli"]
+TONNO = tonno_command()
 
 
 def make_volumes(root: Path, count: int, side: int = 128) -> Path:
@@ -105,8 +106,9 @@ def throughput(args) -> None:
     volume_mib = 64 * 76 * 64 * 4 / 2**20
     pool = 10  # a third of the 32 training volumes
     cache_gb = pool * volume_mib / 0.75 / 1024
-    train = ["--slice-size", "64", "--steps", str(args.steps), "--batch-volumes", "8", "--slices-per-volume", "8",
-             "--norm", "bn", "--device", "cpu", "--val-every", str(10**6), "--checkpoint-every", str(10**6), "-q"]
+    train = ["--slice-size", str(args.slice_size), "--steps", str(args.steps), "--batch-volumes", "8",
+             "--slices-per-volume", "8", "--norm", "bn", "--device", args.device, "--val-every", str(10**6),
+             "--checkpoint-every", str(10**6), "-q"]
     speeds = {"in memory": [], "streaming": []}
     for r in range(args.repeats):
         order = ["in memory", "streaming"] if r % 2 == 0 else ["streaming", "in memory"]
@@ -132,6 +134,8 @@ def main() -> None:
     b = sub.add_parser("throughput")
     b.add_argument("--steps", type=int, default=60)
     b.add_argument("--repeats", type=int, default=2)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--slice-size", type=int, default=64)
     for p in (a, b):
         p.add_argument("--work", default="/tmp/bench_streaming")
     args = ap.parse_args()

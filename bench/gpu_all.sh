@@ -31,5 +31,7 @@ OUT_MD=${RESULTS:-bench/RESULTS.md}  # appended to: the CPU numbers stay
   step 60 $PY bench/bench_memory.py --device cuda --size 512 --slices 100 --angles 16 --batch-size 1024
   # target 6: training throughput vs the encoder's forward+backward
   step 90 $PY bench/bench_train_throughput.py --device cuda --slice-size 224 --steps 50
+  # streaming training data vs in memory on the GPU (loader processes must keep up with a GPU step)
+  step 150 $PY bench/bench_streaming.py throughput --device cuda --slice-size 224 --steps 60
   step 150 $PY -m pytest -q -p no:cacheprovider -m gpu tests
 } 2>&1 | tee -a "$OUT_MD"

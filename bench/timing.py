@@ -42,3 +42,12 @@ def alternating_pairs(first: Callable[[], Timed], second: Callable[[], Timed], r
             a = first()
             pairs.append((a, second()))
     return pairs
+
+
+def tonno_command() -> list[str]:
+    """How to start the ``tonno`` command in a child process: the installed ``tonno_cli``, else (a GPU
+    machine running bench/gpu_all.sh with the repository on ``PYTHONPATH``) the ``cli`` folder itself."""
+    import importlib.util
+    import sys
+
+    return [sys.executable, "-m", "tonno_cli" if importlib.util.find_spec("tonno_cli") else "cli"]

@@ -1,5 +1,5 @@
 """``python -m tonno_cli`` (and ``torchrun -m tonno_cli``): the ``tonno`` command."""
 
-from tonno_cli.app import main
+from .app import main
 
 main()
