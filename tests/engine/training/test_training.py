@@ -230,3 +230,19 @@ def test_a_data_set_too_large_for_memory_is_told_to_stream(data, tmp_path, monke
         list(train_iter(data, tmp_path / "run", TrainConfig(steps=2, **TINY)))
     assert not (tmp_path / "run").exists()
     list(train_iter(data, tmp_path / "streamed", TrainConfig(steps=2, **STREAM)))  # streaming needs no check
+
+
+def test_recipe_sets_defaults_that_options_override(tiny_cases, tmp_path):
+    from typer.testing import CliRunner
+
+    from tonno_cli.app import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(run), "--recipe", "small-lesions",
+                                   "--slice-size", "32", "--steps", "2", "--norm", "gn", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    args = json.loads((run / "run.json").read_text())["meta"]["train_args"]
+    assert (args["objective"], args["intensity"], args["batch_volumes"], args["slices_per_volume"]) == ("mil", "robust", 4, 16)
+    assert (args["slice_size"], args["norm"], args["steps"]) == (32, "gn", 2)  # given explicitly: they win
+    bad = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(tmp_path / "x"), "--recipe", "fast"])
+    assert bad.exit_code == 2 and "unknown recipe 'fast'" in bad.output
