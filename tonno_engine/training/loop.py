@@ -210,23 +210,9 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size
     rank_state = ts.get("ranks", [ts])[world.rank] if same_world else None
-    pool, train_vols, val = None, [], None
     val_index = list(range(len(val_cases)))[world.rank::world.size]
-    val_planes = validation_planes(len(val_cases), cfg)
-    if cfg.cache_gb is None:
-        check_fits(mine + [val_cases[i] for i in val_index], device, csv_path)
-        loaded: list[LoadedCase] = []
-        for event in load_cases(mine + [val_cases[i] for i in val_index], prep, device, geometry=cfg.geometry,
-                                field_of_view=cfg.field_of_view):
-            if isinstance(event, LoadedCase):
-                loaded.append(event)
-            else:
-                yield event
-        train_vols, val = loaded[: len(mine)], ValidationSet(val_index, val_planes, loaded[len(mine):])
-    else:
-        pool = yield from _fill_pool(mine, prep, cfg, device, world, rank_state, ts)
-        stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view)
-        val = ValidationSet(val_index, val_planes, None, _volumes(val_cases, prep, cfg), stream_args)
+    pool, train_vols, val = yield from _volumes_of_rank(mine, val_cases, val_index, prep, cfg, device, world,
+                                                        rank_state, ts, csv_path)
 
     torch.manual_seed(cfg.seed)
     model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights).to(device)
@@ -251,7 +237,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
             _restore_rng(gen, rank_state["rng"])
         else:  # another world size: fresh, rank- and step-seeded draws
             gen.manual_seed(cfg.seed + 1_000_033 * world.rank + 7_919 * state.step)
-    measured = train_vols or (pool.volumes if pool is not None else [])
+    measured = pool.volumes if pool is not None else train_vols
     mm_per_pixel = [lc.frame.mm_per_pixel(cfg.slice_size) for lc in measured]
     meta = {
         "model": cfg.model, "norm": cfg.norm, "in_chans": 1, "slice_size": cfg.slice_size,
@@ -269,6 +255,26 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
     return Run(cfg, device, folder, model, optimizer, scheduler, gen, state, pool, train_vols, val, meta, world)
 
 
+def _volumes_of_rank(mine, val_cases, val_index, prep, cfg: TrainConfig, device, world: World, rank_state, ts,
+                     csv_path):
+    """This rank's training volumes (all loaded, or a streaming pool) and validation set; yields load
+    progress; returns ``(pool or None, loaded training volumes, ValidationSet)``."""
+    planes = validation_planes(len(val_cases), cfg)
+    my_val = [val_cases[i] for i in val_index]
+    if cfg.cache_gb is not None:
+        pool = yield from _fill_pool(mine, prep, cfg, device, world, rank_state, ts)
+        stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view)
+        return pool, [], ValidationSet(val_index, planes, None, _volumes(val_cases, prep, cfg), stream_args)
+    check_fits(mine + my_val, device, csv_path)
+    loaded: list[LoadedCase] = []
+    for event in load_cases(mine + my_val, prep, device, geometry=cfg.geometry, field_of_view=cfg.field_of_view):
+        if isinstance(event, LoadedCase):
+            loaded.append(event)
+        else:
+            yield event
+    return None, loaded[: len(mine)], ValidationSet(val_index, planes, loaded[len(mine):])
+
+
 def _volumes(cases: list[Case], prep: Preprocessing, cfg: TrainConfig) -> PreprocessedVolumes:
     return PreprocessedVolumes(cases, prep, physical=cfg.geometry == "physical", disk_cache=cfg.disk_cache)
 
@@ -277,10 +283,7 @@ def _fill_pool(cases, prep, cfg: TrainConfig, device, world: World, rank_state: 
     """The streaming pool of this rank's training ``cases``, restored from a checkpoint of the same world
     size or new; yields ``Progress("load")`` while it fills; returns it."""
     source = _volumes(cases, prep, cfg)
-    if rank_state is not None and rank_state.get("pool"):
-        state = rank_state["pool"]
-    else:
-        state = None
+    state = rank_state.get("pool") if rank_state is not None else None
     first = source.read(state["slots"][0] if state else 0)[1]
     size, ahead = pool_layout(first.nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
     if state is not None and len(state["slots"]) != size:
