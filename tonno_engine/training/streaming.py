@@ -79,11 +79,15 @@ class PreprocessedVolumes(Dataset):
         return self.disk_cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
 
 
+def epoch_order(n: int, seed: int, rank: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` cases in ``epoch``: a permutation seeded by ``(seed, rank, epoch)``."""
+    return np.random.default_rng([seed, rank, epoch]).permutation(n)
+
+
 def stream_index(n: int, seed: int, rank: int, position: int) -> int:
-    """The case at ``position`` of the order: epoch ``position // n`` is a permutation seeded by
-    ``(seed, rank, epoch)``."""
+    """The case at ``position`` of the endless order (epoch after epoch)."""
     epoch, k = divmod(position, n)
-    return int(np.random.default_rng([seed, rank, epoch]).permutation(n)[k])
+    return int(epoch_order(n, seed, rank, epoch)[k])
 
 
 class StreamOrder(Sampler[int]):
@@ -96,8 +100,7 @@ class StreamOrder(Sampler[int]):
         position = self.start
         while True:
             epoch, k = divmod(position, self.n)
-            order = np.random.default_rng([self.seed, self.rank, epoch]).permutation(self.n)
-            for index in order[k:]:
+            for index in epoch_order(self.n, self.seed, self.rank, epoch)[k:]:
                 yield int(index)
             position = (epoch + 1) * self.n
 
