@@ -17,6 +17,7 @@ from .options import (
     QuietOpt,
     cam_help,
     check_geometry,
+    check_named,
     engine_errors,
     fail,
     parse_methods,
@@ -98,10 +99,9 @@ def benchmark(
     specs = list({s.label: s for k in chosen for s in parse_methods(method, cam=cam, layer=k)}.values()) \
         or default_methods(layers=chosen)
     check_geometry(geometry, field_of_view)
+    check_named(recipe, RECIPES, "recipe", "--recipe")
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
-    if recipe not in RECIPES:
-        raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="--recipe")
     train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                           steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,

@@ -16,6 +16,7 @@ from .options import (
     DeviceOpt,
     QuietOpt,
     check_geometry,
+    check_named,
     engine_errors,
     is_rank_zero,
     renamed,
@@ -73,14 +74,10 @@ def train(
     if lr <= 0:
         raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
     intensity = renamed("--preset", "--intensity", preset, intensity)
-    if intensity is not None and intensity not in INTENSITIES:
-        raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
-                                 param_hint="--intensity")
+    check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
     check_geometry(geometry, field_of_view)
-    if recipe not in RECIPES:
-        raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="--recipe")
-    if objective is not None and objective not in OBJECTIVES:
-        raise typer.BadParameter(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}", param_hint="--objective")
+    check_named(recipe, RECIPES, "recipe", "--recipe")
+    check_named(objective, OBJECTIVES, "objective", "--objective")
     dev = resolve_device_or_exit(device)
     cfg = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                         steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,

@@ -96,6 +96,13 @@ GEOMETRY_HELP = ("paper: every array axis spans [-1, 1] (the paper's); physical:
 FIELD_OF_VIEW_HELP = "Physical geometry: full (every voxel, corners included, inside the unit ball) or ball."
 
 
+def check_named(value, valid, what: str, param_hint: str):
+    """``value`` when it is ``None`` or one of ``valid``; else a usage error ``unknown <what> 'x'; valid: …``."""
+    if value is not None and value not in valid:
+        raise typer.BadParameter(f"unknown {what} {value!r}; valid: {', '.join(valid)}", param_hint=param_hint)
+    return value
+
+
 def check_choice(value, valid, param_hint: str):
     """``value`` when it is ``None`` or one of ``valid``; a usage error naming the option otherwise."""
     if value is not None and value not in valid:

@@ -148,7 +148,7 @@ def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
         "dist.init_process_group('gloo')\n"
         "w = current_world()\n"
         "t = torch.arange(5 * 7 * 3, dtype=torch.float32).reshape(5, 7, 3) * (w.rank + 1)\n"
-        "sent = reduce_in_slabs(t, w, slab_bytes=2 * 7 * 3 * 4)  # three slabs: 2, 2 and 1 rows\n"
+        "sent = reduce_in_slabs(t, w, slab_bytes=2 * 7 * 3 * 4)  # three slabs: 42, 42 and 21 values\n"
         "if w.rank == 0:\n"
         "    expected = torch.arange(5 * 7 * 3, dtype=torch.float32).reshape(5, 7, 3) * 3\n"
         "    assert torch.equal(t, expected), (t - expected).abs().max()\n"

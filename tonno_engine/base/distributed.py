@@ -96,20 +96,16 @@ def any_rank(flag: bool, world: World, device: torch.device) -> bool:
 
 
 def reduce_in_slabs(tensor: torch.Tensor, world: World, *, dst: int = 0, slab_bytes: int = 64 * 2**20) -> int:
-    """Sum ``tensor`` over all ranks into rank ``dst``'s copy, in place, one slab of the first axis at a
-    time (each collective moves at most ``slab_bytes``, so no second full-size buffer is ever needed).
+    """Sum the contiguous ``tensor`` over all ranks into rank ``dst``'s copy, in place, in slabs of at most
+    ``slab_bytes`` (consecutive elements), so that no second full-size buffer is ever needed.
 
     Returns the bytes this rank sent (its tensor's size; 0 in a world of one). Other ranks' copies
     are left in an unspecified state, as ``torch.distributed.reduce`` leaves them.
     """
     if not world.distributed:
         return 0
-    row = tensor[0].numel() * tensor.element_size() if tensor.ndim else tensor.element_size()
-    rows = max(1, slab_bytes // max(1, row))
-    flat = tensor if tensor.ndim else tensor.view(1)
-    for start in range(0, flat.shape[0], rows):
-        slab = flat[start:start + rows]
-        if not slab.is_contiguous():  # pragma: no cover - slabs of the first axis of a contiguous tensor are
-            raise ValueError("reduce_in_slabs needs a contiguous tensor")
-        dist.reduce(slab, dst=dst, op=dist.ReduceOp.SUM)
+    flat = tensor.view(-1)  # shares memory: reducing its slabs reduces the tensor
+    step = max(1, slab_bytes // tensor.element_size())
+    for start in range(0, flat.numel(), step):
+        dist.reduce(flat[start:start + step], dst=dst, op=dist.ReduceOp.SUM)
     return tensor.numel() * tensor.element_size()

@@ -52,7 +52,7 @@ from .sampling import (
     validation_planes,
     validation_scores,
 )
-from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, streamed_cases
+from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,15 +284,16 @@ def _fill_pool(cases, prep, cfg: TrainConfig, device, world: World, rank_state: 
     size or new; yields ``Progress("load")`` while it fills; returns it."""
     source = _volumes(cases, prep, cfg)
     state = rank_state.get("pool") if rank_state is not None else None
-    first = source.read(state["slots"][0] if state else 0)[1]
-    size, ahead = pool_layout(first.nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
-    if state is not None and len(state["slots"]) != size:
-        state = None  # the budget changed: start a new stream
     # a resumed run in another world size starts new streams, seeded by the step it resumes at
     seed = cfg.seed if ts is None or rank_state is not None else cfg.seed + 7_919 * ts["run"]["step"]
+    # the pool's first volume (whatever its size) sizes the pool, and is not read again
+    first = source.read(state["slots"][0] if state else stream_index(len(cases), seed, world.rank, 0))
+    size, ahead = pool_layout(first[1].nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
+    if state is not None and len(state["slots"]) != size:
+        state = None  # the budget changed: start a new stream (whose first volume is the same one)
     pool = VolumePool(source, device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view, size=size,
                       ahead=ahead, workers=cfg.loader_workers, seed=seed, rank=world.rank, state=state)
-    for done in pool.fill():
+    for done in pool.fill(first):
         yield Progress("load", done, size, "volumes")
     return pool
 
@@ -313,6 +314,8 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
         yield from _loop(run)
     finally:
         run.folder.close()
+        if run.pool is not None:
+            run.pool.close()  # its loader processes stop now, not when the run is collected
 
 
 class _StopSignals:

@@ -137,10 +137,12 @@ class VolumePool:
         self.workers, self.ahead = workers, ahead
         self._loader = None
 
-    def fill(self) -> Iterator[int]:
-        """Load the pool's slots (yielding how many are loaded), then start reading ahead."""
+    def fill(self, first: tuple | None = None) -> Iterator[int]:
+        """Load the pool's slots (yielding how many are loaded), then start reading ahead. ``first``: the first
+        slot's ``(index, array, spacing)`` when the caller has read it already."""
         for k, index in enumerate(self.slots):
-            self.volumes.append(self._on_device(*self.source.read(index)))
+            item = first if k == 0 and first is not None and first[0] == index else self.source.read(index)
+            self.volumes.append(self._on_device(*item))
             yield k + 1
         self._start()
 
@@ -163,7 +165,7 @@ class VolumePool:
         return {"position": self.position, "slots": list(self.slots), "next_slot": self.next_slot}
 
     def close(self) -> None:
-        self._loader = None  # the iterator's workers shut down when it is collected
+        self._loader = None  # the last reference: the iterator shuts its worker processes down
 
     def _on_device(self, index: int, array, spacing) -> LoadedCase:
         return loaded_case(self.source.cases[index], array, spacing, self.device, self.geometry, self.field_of_view)
