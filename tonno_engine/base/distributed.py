@@ -7,6 +7,7 @@ behaves as for a world of one process, so single-process code needs no branch.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -46,7 +47,17 @@ def init_world(device: torch.device) -> World:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
+        # A process that exits with its group alive can abort in gloo's worker threads while the
+        # interpreter is torn down ("terminate called without an active exception", pytorch#190489):
+        # leave the group we joined while Python is still whole, however the command ends.
+        atexit.register(leave_world)
     return current_world()
+
+
+def leave_world() -> None:
+    """Destroy the process group, if one is joined (a no-op otherwise, so it is safe to call twice)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current_world() -> World:
