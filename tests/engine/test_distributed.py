@@ -174,6 +174,44 @@ def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tmp_path):
+    """Otherwise the healthy rank waits in the reduce, or pairs it with the failed rank's next case."""
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import torch\n"
+        "from tonno_engine.base.distributed import RankFailed, init_world\n"
+        "from tonno_engine.tomography.reconstruction import final_result, reconstruct_iter\n"
+        "w = init_world(torch.device('cpu'))\n"
+        "vol = torch.rand(12, 12, 12, generator=torch.Generator().manual_seed(0))\n"
+        "opts = dict(slices=5, angles=8, slice_size=12, shard_directions=True, partials=False, device='cpu')\n"
+        "def mean(s):\n"
+        "    return s.mean(dim=(1, 2))\n"
+        "def broken(s):\n"
+        "    if w.rank == 1:\n"
+        "        raise ValueError('bad scorer')\n"
+        "    return mean(s)\n"
+        "def oom(s):\n"
+        "    if w.rank == 0:\n"
+        "        raise torch.OutOfMemoryError('out of memory')\n"
+        "    return mean(s)\n"
+        "for scorer, expected in ((broken, ValueError if w.rank else RankFailed), (oom, torch.OutOfMemoryError)):\n"
+        "    try:\n"
+        "        final_result(reconstruct_iter(vol, scorer, **opts))\n"
+        "        raise SystemExit(f'rank {w.rank}: no error from {scorer.__name__}')\n"
+        "    except expected as exc:\n"
+        "        print(f'rank {w.rank}: {type(exc).__name__}: {exc}')\n"
+        "both = final_result(reconstruct_iter(vol, mean, **opts))  # the ranks are still in step\n"
+        "if w.rank == 0:\n"
+        "    one = final_result(reconstruct_iter(vol, mean, **{**opts, 'shard_directions': False}))\n"
+        "    torch.testing.assert_close(both, one)\n"
+        "    print('ok')\n")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+    assert "rank 0: RankFailed: rank 1 failed: ValueError: bad scorer" in done.stdout
+    assert "rank 1: OutOfMemoryError: rank 0 ran out of device memory" in done.stdout
+
+
 def test_shard_directions_refuses_slicewise_methods(tiny_cases, tiny_checkpoint, tmp_path):
     bad = tonno("reconstruct", "-i", tiny_cases, "-o", tmp_path / "o", "-c", tiny_checkpoint, "-m", "layercam",
                 "--shard-directions", *RECON)

@@ -97,6 +97,34 @@ def broadcast_object(obj, world: World, src: int = 0):
     return box[0]
 
 
+class RankFailed(RuntimeError):
+    """Another rank failed in a step all ranks take together, so this one stops that step too."""
+
+
+def agree_on_failure(error: Exception | None, world: World) -> None:
+    """Before ranks pair up in a collective, make a failure on one rank a failure on all.
+
+    Raises on every rank when any rank passes an ``error``: that rank its own error; the others a
+    ``torch.OutOfMemoryError`` when every failure was one (so all ranks retry with smaller batches in
+    step), else :class:`RankFailed` naming the first failed rank and its message. Otherwise returns.
+    Without it a rank that skips a collective pairs the next one with the wrong data.
+    """
+    if not world.distributed:
+        if error is not None:
+            raise error
+        return
+    mine = None if error is None else (type(error).__name__, str(error), isinstance(error, torch.OutOfMemoryError))
+    failed = [(rank, e) for rank, e in enumerate(gather_objects(mine, world)) if e is not None]
+    if error is not None:
+        raise error
+    if not failed:
+        return
+    if all(out_of_memory for _, (_, _, out_of_memory) in failed):
+        raise torch.OutOfMemoryError(f"rank {failed[0][0]} ran out of device memory")
+    rank, (name, message, _) = failed[0]
+    raise RankFailed(f"rank {rank} failed: {name}: {message}")
+
+
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on at least one (e.g. a signal reached one of them)."""
     if not world.distributed:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base.devices import resolve_device
-from ..base.distributed import World, current_world, reduce_in_slabs
+from ..base.distributed import World, agree_on_failure, current_world, reduce_in_slabs
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3, as_size2, as_volume, check_count
 from .backprojection import backproject, reconstruction_scale, second_difference
@@ -136,7 +136,8 @@ def tomography_iter(
     ``shard_directions`` (under ``torchrun``): each of the ``N`` processes takes every ``N``-th
     direction of the spread order (a well-spread subset), and the sums are reduced onto rank 0 in
     slabs; the final value is the whole heatmap on rank 0 only (other ranks' are partial sums), and
-    no intermediate partials are yielded. Every rank must call it with the same arguments.
+    no intermediate partials are yielded. Every rank must call it with the same arguments. An error on
+    one rank is raised on every rank (see :func:`~tonno_engine.base.distributed.agree_on_failure`).
     With a tuple of formulas the scorer returns a tuple of outputs, one per formula (e.g. logits
     and CAM maps from one forward/backward pass), and partial values are tuples of heatmaps.
     ``compile``: slicing and ToNNO's backprojection as fused ``torch.compile``-d kernels
@@ -167,22 +168,26 @@ def tomography_iter(
         maps = tuple((a.mul_ if final else a.mul)(f.scale(count)) for f, a in zip(formulas, accs))
         return maps if several else maps[0]
 
-    for start in range(0, len(mine), step):
-        stop = min(len(mine), start + step)
-        pick = mine[start:stop]
-        chunk = (dirs.normals[pick], dirs.u[pick], dirs.v[pick])
-        cut = tuple(frame.for_slicing(t) for t in chunk)
-        scores = []
-        for count, batch_scores in iter_profiles(vol, scorer, offsets, *cut, size, batch_size, compile):
-            scores.append(batch_scores if several else (batch_scores,))
-            done_slices += count
-            yield Progress("slices", done_slices, total_slices, "slices", detail=True)
-        for k, (f, acc) in enumerate(zip(formulas, accs)):
-            stack = torch.cat([s[k] for s in scores])
-            f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]),
-                         tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
-        if partials and stop < angles:
-            yield Partial(value(stop), stop, angles)
+    try:
+        for start in range(0, len(mine), step):
+            stop = min(len(mine), start + step)
+            pick = mine[start:stop]
+            chunk = (dirs.normals[pick], dirs.u[pick], dirs.v[pick])
+            cut = tuple(frame.for_slicing(t) for t in chunk)
+            scores = []
+            for count, batch_scores in iter_profiles(vol, scorer, offsets, *cut, size, batch_size, compile):
+                scores.append(batch_scores if several else (batch_scores,))
+                done_slices += count
+                yield Progress("slices", done_slices, total_slices, "slices", detail=True)
+            for k, (f, acc) in enumerate(zip(formulas, accs)):
+                stack = torch.cat([s[k] for s in scores])
+                f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]),
+                             tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
+            if partials and stop < angles:
+                yield Partial(value(stop), stop, angles)
+    except Exception as exc:  # the ranks agree on a failure before the reduce pairs their sums
+        agree_on_failure(exc, world)
+    agree_on_failure(None, world)
     for acc in accs:
         reduce_in_slabs(acc, world)
     yield Partial(value(angles, final=True), angles, angles, final=True)
