@@ -32,6 +32,12 @@ def torchrun(*args, nproc: int = 2, **kwargs) -> subprocess.CompletedProcess | s
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
 
 
+def torchrun_script(script: Path) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 SCRIPT``."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+
+
 def tonno(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tonno_cli", *map(str, args)], env=ENV, capture_output=True,
                           text=True, timeout=240)
@@ -155,8 +161,7 @@ def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
         "    assert sent == t.numel() * 4\n"
         "    print('ok')\n"
         "dist.destroy_process_group()\n")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+    done = torchrun_script(script)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
 
 
@@ -169,8 +174,7 @@ def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
         "w = init_world(torch.device('cpu'))\n"
         "reduce_in_slabs(torch.ones(2_000_000), w, slab_bytes=2**20)\n")
     for _ in range(5):
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+        done = torchrun_script(script)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -205,8 +209,7 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "    one = final_result(reconstruct_iter(vol, mean, **{**opts, 'shard_directions': False}))\n"
         "    torch.testing.assert_close(both, one)\n"
         "    print('ok')\n")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+    done = torchrun_script(script)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
     assert "rank 0: RankFailed: rank 1 failed: ValueError: bad scorer" in done.stdout
     assert "rank 1: OutOfMemoryError: rank 0 ran out of device memory" in done.stdout
