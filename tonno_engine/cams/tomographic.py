@@ -16,6 +16,8 @@ slice, cell ``(a, b)`` covers a block, so cells sit at ``align_corners=False`` c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +41,28 @@ def backproject_stack(
     memory_budget: int = 256 * 2**20,
     cells: str = "bilinear",
 ) -> torch.Tensor:
-    """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``.
+    """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``; see
+    :func:`backproject_stack_passes`. Returns ``out``."""
+    for _ in backproject_stack_passes(stack, normals, u, v, first, step, out, memory_budget=memory_budget,
+                                      cells=cells):
+        pass
+    return out
+
+
+def backproject_stack_passes(
+    stack: torch.Tensor,
+    normals: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    first: float,
+    step: float,
+    out: torch.Tensor,
+    *,
+    memory_budget: int = 256 * 2**20,
+    cells: str = "bilinear",
+) -> Iterator[None]:
+    """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``, one slab at a
+    time: yields after each slab is added (the points where a reconstruction can be cancelled).
 
     ``cells``: how a voxel reads the CAM cells across the slice and the maps along ``s``: ``bilinear``
     (trilinear in the stack; the default) or ``nearest`` (each cell a constant block).
@@ -47,7 +70,7 @@ def backproject_stack(
     ``stack``: ``(L, K, a, b)``, map ``k`` of direction ``l`` at offset ``first + k·step``;
     ``normals``, ``u``, ``v``: ``(L, 3)`` in ``(x0, x1, x2)``; ``out``: ``(D, H, W)``
     accumulator (voxels at ``align_corners=True`` coordinates). Chunked over slabs of axis 0 to
-    keep temporaries under ``memory_budget`` bytes. Returns ``out``.
+    keep temporaries under ``memory_budget`` bytes.
     """
     directions, k = stack.shape[:2]
     device, dtype = out.device, out.dtype
@@ -70,7 +93,7 @@ def backproject_stack(
         grid = torch.stack((sv, su, (2.0 * t.clamp(0, k - 1) + 1.0) / k - 1.0), dim=-1)
         val = F.grid_sample(stack, grid, mode=cells, padding_mode="border", align_corners=False)[:, 0]
         out[start:stop] += torch.where(inside, val, 0.0).sum(0)
-    return out
+        yield
 
 
 class AveragedCam(Formula):
@@ -85,7 +108,8 @@ class AveragedCam(Formula):
     def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         delta = 2.0 / (slices - 1)
-        backproject_stack(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget, cells=self.cells)
+        return backproject_stack_passes(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget,
+                                        cells=self.cells)
 
     def scale(self, angles: int) -> float:
         return 1.0 / angles
@@ -103,7 +127,8 @@ class TomographicCam(Formula):
     def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
         slices = stack.shape[1] - 2
         q = second_difference(stack, slices, dim=1)
-        backproject_stack(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget, cells=self.cells)
+        return backproject_stack_passes(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
+                                        cells=self.cells)
 
     def scale(self, angles: int) -> float:
         return reconstruction_scale(angles)

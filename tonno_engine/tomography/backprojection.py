@@ -9,6 +9,7 @@ interpolation of ``q_·(n_l)`` at ``s_m = 2m/(M-1) - 1`` (``m = 0 … M-1``), ze
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +49,29 @@ def backproject(
     memory_budget: int = 256 * 2**20,
     compiled: bool = False,
 ) -> torch.Tensor:
-    """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place).
+    """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place); see
+    :func:`backproject_passes`. Returns ``out``."""
+    for _ in backproject_passes(q, normals, out, memory_budget=memory_budget, compiled=compiled):
+        pass
+    return out
+
+
+def backproject_passes(
+    q: torch.Tensor,
+    normals: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    memory_budget: int = 256 * 2**20,
+    compiled: bool = False,
+) -> Iterator[None]:
+    """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place), one slab at
+    a time: yields after each slab is added (the points where a reconstruction can be cancelled).
 
     ``q``: ``(L, M)`` second differences; ``normals``: ``(L, 3)`` in ``(x0, x1, x2)`` order;
     ``out``: ``(D, H, W)`` accumulator on the device that does the work. Chunked over slabs of
     axis 0 so that temporaries stay under ``memory_budget`` bytes. ``compiled``: the
     ``torch.compile``-d fused kernel of :mod:`tonno_engine.tomography.fused` instead (no temporaries, so
-    no slabs; same values to rounding). Returns ``out``.
+    no slabs, one pass; same values to rounding).
     """
     directions, samples = q.shape
     device, dtype = out.device, out.dtype
@@ -62,7 +79,9 @@ def backproject(
         from .fused import compiled as fused_kernel
 
         axes = (axis_coords(k, dtype, device) for k in out.shape)
-        return out.add_(fused_kernel("backprojection_sum")(q.to(device, dtype), normals.to(device, dtype), *axes))
+        out.add_(fused_kernel("backprojection_sum")(q.to(device, dtype), normals.to(device, dtype), *axes))
+        yield
+        return
     # Linear interpolation of each profile by grid_sample: direction l is batch element l, its q
     # a 1 × M image, read at x = s (align_corners=True puts s_m = 2m/(M-1) - 1 on sample m) and
     # y = 0. One fused kernel instead of floor/frac/two gathers/lerp as separate passes.
@@ -88,4 +107,4 @@ def backproject(
         lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
         outside = (x2 < lo[..., None]) | (x2 > hi[..., None])
         out[start:stop] += val.masked_fill_(outside, 0.0).sum(0)
-    return out
+        yield

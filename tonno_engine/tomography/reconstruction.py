@@ -16,7 +16,7 @@ from ..base.devices import resolve_device
 from ..base.distributed import World, agree_on_failure, current_world, reduce_in_slabs
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3, as_size2, as_volume, check_count
-from .backprojection import backproject, reconstruction_scale, second_difference
+from .backprojection import backproject_passes, reconstruction_scale, second_difference
 from .frames import make_frame
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
 from .slicing import extract_slices
@@ -92,15 +92,18 @@ class Formula:
 
     ``accumulate(stack, directions, acc, memory_budget, compiled)`` adds the chunk's (unscaled)
     sum over directions into ``acc`` (``compiled``: with a fused kernel where the formula has
-    one); ``scale(L)`` turns the sum over ``L`` directions into the heatmap.
+    one), either at once (returning ``None``) or pass by pass: it then returns an iterator the
+    caller runs to its end, each step one bounded pass (a point where the work can be cancelled).
+    ``scale(L)`` turns the sum over ``L`` directions into the heatmap.
     """
 
     name = "tonno"
 
-    def accumulate(self, stack, dirs: tuple, acc: torch.Tensor, memory_budget: int, compiled: bool = False) -> None:
-        """ToNNO (eq. 11): second difference of the logit profiles, filtered backprojection."""
-        backproject(second_difference(stack, stack.shape[1] - 2, dim=1), dirs[0], acc, memory_budget=memory_budget,
-                    compiled=compiled)
+    def accumulate(self, stack, dirs: tuple, acc: torch.Tensor, memory_budget: int,
+                   compiled: bool = False) -> Iterator[None] | None:
+        """ToNNO (eq. 11): second difference of the logit profiles, filtered backprojection (slab by slab)."""
+        return backproject_passes(second_difference(stack, stack.shape[1] - 2, dim=1), dirs[0], acc,
+                                  memory_budget=memory_budget, compiled=compiled)
 
     def scale(self, angles: int) -> float:
         return reconstruction_scale(angles)
@@ -181,8 +184,10 @@ def tomography_iter(
                 yield Progress("slices", done_slices, total_slices, "slices", detail=True)
             for k, (f, acc) in enumerate(zip(formulas, accs)):
                 stack = torch.cat([s[k] for s in scores])
-                f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]),
-                             tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
+                passes = f.accumulate(stack.reshape(stop - start, slices + 2, *stack.shape[1:]),
+                                      tuple(frame.for_backprojection(t) for t in chunk), acc, memory_budget, compile)
+                for _ in passes or ():  # a chunk's backprojection can take seconds: an event per pass
+                    yield Progress("slices", done_slices, total_slices, "slices", detail=True)
             if partials and stop < angles:
                 yield Partial(value(stop), stop, angles)
     except Exception as exc:  # the ranks agree on a failure before the reduce pairs their sums
@@ -196,7 +201,8 @@ def tomography_iter(
 def reconstruct_iter(volume, scorer: Scorer, **options) -> Iterator[Progress | Partial]:
     """Generator form of :func:`reconstruct`.
 
-    Yields ``Progress("slices", done, total)`` after every scorer batch and, every
+    Yields ``Progress("slices", done, total)`` after every scorer batch and every backprojection
+    pass (a slab of at most ``memory_budget`` bytes of temporaries), and, every
     ``directions_per_update`` directions, ``Partial`` with the heatmap of the directions seen so
     far (a ``(D, H, W)`` tensor, normalised for that prefix; skipped when ``partials`` is false).
     The last event is always ``Partial(final=True)`` holding the result of :func:`reconstruct`.
