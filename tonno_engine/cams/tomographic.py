@@ -29,22 +29,9 @@ from ..tomography.reconstruction import Formula, tomography_iter
 _BYTES_PER_PAIR = 48
 
 
-def backproject_stack(
-    stack: torch.Tensor,
-    normals: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
-    first: float,
-    step: float,
-    out: torch.Tensor,
-    *,
-    memory_budget: int = 256 * 2**20,
-    cells: str = "bilinear",
-) -> torch.Tensor:
-    """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``; see
-    :func:`backproject_stack_passes`. Returns ``out``."""
-    for _ in backproject_stack_passes(stack, normals, u, v, first, step, out, memory_budget=memory_budget,
-                                      cells=cells):
+def backproject_stack(stack, normals, u, v, first: float, step: float, out: torch.Tensor, **options) -> torch.Tensor:
+    """:func:`backproject_stack_passes` (the same arguments) run to its end. Returns ``out``."""
+    for _ in backproject_stack_passes(stack, normals, u, v, first, step, out, **options):
         pass
     return out
 

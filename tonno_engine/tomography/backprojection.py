@@ -41,17 +41,9 @@ def reconstruction_scale(directions: int) -> float:
     return RECONSTRUCTION_CONSTANT * SPHERE_AREA / directions
 
 
-def backproject(
-    q: torch.Tensor,
-    normals: torch.Tensor,
-    out: torch.Tensor,
-    *,
-    memory_budget: int = 256 * 2**20,
-    compiled: bool = False,
-) -> torch.Tensor:
-    """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place); see
-    :func:`backproject_passes`. Returns ``out``."""
-    for _ in backproject_passes(q, normals, out, memory_budget=memory_budget, compiled=compiled):
+def backproject(q: torch.Tensor, normals: torch.Tensor, out: torch.Tensor, **options) -> torch.Tensor:
+    """:func:`backproject_passes` (the same arguments) run to its end. Returns ``out``."""
+    for _ in backproject_passes(q, normals, out, **options):
         pass
     return out
 
