@@ -32,8 +32,10 @@ def torchrun(*args, nproc: int = 2, **kwargs) -> subprocess.CompletedProcess | s
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
 
 
-def torchrun_script(script: Path) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc_per_node 2 SCRIPT``."""
+def torchrun_script(folder: Path, code: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2`` of a script holding ``code`` (written into ``folder``)."""
+    script = folder / "script.py"
+    script.write_text(code)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], env=ENV, capture_output=True, text=True, timeout=120)
 
@@ -147,8 +149,7 @@ def test_direction_sharded_heatmap_equals_the_single_process_one(tiny_cases, tin
 
 
 def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
-    script = tmp_path / "reduce.py"
-    script.write_text(
+    code = (
         "import torch, torch.distributed as dist\n"
         "from tonno_engine.base.distributed import current_world, reduce_in_slabs\n"
         "dist.init_process_group('gloo')\n"
@@ -161,27 +162,25 @@ def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
         "    assert sent == t.numel() * 4\n"
         "    print('ok')\n"
         "dist.destroy_process_group()\n")
-    done = torchrun_script(script)
+    done = torchrun_script(tmp_path, code)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
 
 
 def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
     """init_world leaves the group at exit: without it 9 of 15 such runs aborted in gloo's threads."""
-    script = tmp_path / "end.py"
-    script.write_text(
+    code = (
         "import torch\n"
         "from tonno_engine.base.distributed import init_world, reduce_in_slabs\n"
         "w = init_world(torch.device('cpu'))\n"
         "reduce_in_slabs(torch.ones(2_000_000), w, slab_bytes=2**20)\n")
     for _ in range(5):
-        done = torchrun_script(script)
+        done = torchrun_script(tmp_path, code)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tmp_path):
     """Otherwise the healthy rank waits in the reduce, or pairs it with the failed rank's next case."""
-    script = tmp_path / "fail.py"
-    script.write_text(
+    code = (
         "import torch\n"
         "from tonno_engine.base.distributed import RankFailed, init_world\n"
         "from tonno_engine.tomography.reconstruction import final_result, reconstruct_iter\n"
@@ -209,7 +208,7 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "    one = final_result(reconstruct_iter(vol, mean, **{**opts, 'shard_directions': False}))\n"
         "    torch.testing.assert_close(both, one)\n"
         "    print('ok')\n")
-    done = torchrun_script(script)
+    done = torchrun_script(tmp_path, code)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
     assert "rank 0: RankFailed: rank 1 failed: ValueError: bad scorer" in done.stdout
     assert "rank 1: OutOfMemoryError: rank 0 ran out of device memory" in done.stdout
