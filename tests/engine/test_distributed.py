@@ -32,12 +32,15 @@ def torchrun(*args, nproc: int = 2, **kwargs) -> subprocess.CompletedProcess | s
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
 
 
-def torchrun_script(folder: Path, code: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc_per_node 2`` of a script holding ``code`` (written into ``folder``)."""
+def torchrun_script(folder: Path, code: str) -> str:
+    """``torchrun --standalone --nproc_per_node 2`` of a script holding ``code`` (written into ``folder``);
+    asserts that it succeeded and returns its standard output."""
     script = folder / "script.py"
     script.write_text(code)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def tonno(*args) -> subprocess.CompletedProcess:
@@ -162,8 +165,7 @@ def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
         "    assert sent == t.numel() * 4\n"
         "    print('ok')\n"
         "dist.destroy_process_group()\n")
-    done = torchrun_script(tmp_path, code)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+    assert "ok" in torchrun_script(tmp_path, code)
 
 
 def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
@@ -174,8 +176,7 @@ def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
         "w = init_world(torch.device('cpu'))\n"
         "reduce_in_slabs(torch.ones(2_000_000), w, slab_bytes=2**20)\n")
     for _ in range(5):
-        done = torchrun_script(tmp_path, code)
-        assert done.returncode == 0, done.stdout + done.stderr
+        torchrun_script(tmp_path, code)  # asserts a clean exit of every rank
 
 
 def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tmp_path):
@@ -208,10 +209,10 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "    one = final_result(reconstruct_iter(vol, mean, **{**opts, 'shard_directions': False}))\n"
         "    torch.testing.assert_close(both, one)\n"
         "    print('ok')\n")
-    done = torchrun_script(tmp_path, code)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
-    assert "rank 0: RankFailed: rank 1 failed: ValueError: bad scorer" in done.stdout
-    assert "rank 1: OutOfMemoryError: rank 0 ran out of device memory" in done.stdout
+    out = torchrun_script(tmp_path, code)
+    assert "ok" in out
+    assert "rank 0: RankFailed: rank 1 failed: ValueError: bad scorer" in out
+    assert "rank 1: OutOfMemoryError: rank 0 ran out of device memory" in out
 
 
 def test_shard_directions_refuses_slicewise_methods(tiny_cases, tiny_checkpoint, tmp_path):
