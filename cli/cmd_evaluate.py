@@ -25,6 +25,8 @@ def evaluate(
     iou_threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="--metrics instances: IoU a match needs "
                                                                       "(below 0.5: optimal one-to-one assignment)."),
     tolerance_mm: float = typer.Option(2.0, min=0.0, help="--metrics instances: surface Dice tolerance in mm."),
+    missing_as_empty: bool = typer.Option(False, "--missing-as-empty", help="A ground-truth case without a heatmap "
+                                          "(e.g. a failed reconstruction) counts as nothing detected instead of failing."),
     quiet: QuietOpt = False,
 ) -> None:
     """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
@@ -63,7 +65,7 @@ def evaluate(
             print(f"calibrated threshold {rule.value:.6g} (validation lesion F1 {f1:.3f})")
         result = None
         events = evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks, metrics=metrics,
-                               instances=InstanceOptions(iou_threshold, tolerance_mm))
+                               instances=InstanceOptions(iou_threshold, tolerance_mm), missing_as_empty=missing_as_empty)
         for event in show_progress(events, "evaluate", quiet=quiet):
             if isinstance(event, EvaluationResult):
                 result = event
@@ -71,6 +73,8 @@ def evaluate(
         write_text_atomic(lesions_path(out), lesions_csv(result.lesions))
     for row in result.failed:
         typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
+    for row in (r for r in result.rows if r["status"] == "missing"):
+        typer.echo(f"missing: {row['case']} ({row['heatmap']}): counted as nothing detected", err=True)
     s = result.summary
     if s and metrics != "instances":
         print(f"{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "

@@ -59,6 +59,7 @@ def reconstruct(
 ) -> None:
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
     from tonno_engine.apps.batch import BatchConfig, BatchResult, BatchSizeHalved, CaseFinished, reconstruct_batch_iter
+    from tonno_engine.base.events import Notice
 
     from .progress import show_progress
 
@@ -67,6 +68,10 @@ def reconstruct(
                                 hemisphere=hemisphere, slice_size=slice_size, batch_size=batch_size,
                                 compile=compile or None, geometry=geometry, field_of_view=field_of_view)
     specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
+    if resume and overwrite:
+        raise typer.BadParameter("--continue and --overwrite exclude each other", param_hint="--continue/--overwrite")
+    if part_id >= num_parts:
+        raise typer.BadParameter(f"must be in 0..{num_parts - 1} (--num-parts {num_parts})", param_hint="--part-id")
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
                       num_parts=num_parts, part_id=part_id, shard_directions=shard_directions)
@@ -74,9 +79,12 @@ def reconstruct(
         print(f"device: {dev}", flush=True)
     quiet = quiet or not is_rank_zero()
     result = None
-    with engine_errors():
+    hint = f"the heatmaps written so far are complete; finish with the same command and --continue (into {out})"
+    with engine_errors(interrupted=hint):
         for event in show_progress(reconstruct_batch_iter(source, out, checkpoint, cfg), "reconstruct", quiet=quiet):
-            if isinstance(event, BatchResult):
+            if isinstance(event, Notice):
+                typer.echo(f"warning: {event.message}", err=True)
+            elif isinstance(event, BatchResult):
                 result = event
             elif isinstance(event, CaseFinished):
                 for f in event.failures:

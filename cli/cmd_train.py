@@ -91,7 +91,8 @@ def train(
         print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
     last = stopped = None
     quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
-    with engine_errors():
+    hint = f"checkpoint_last.pt keeps the last checkpointed step: continue with `tonno train ... --out {out} --resume`"
+    with engine_errors(interrupted=hint):
         for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet):
             if isinstance(event, TrainStep):
                 last = event

@@ -32,14 +32,17 @@ def fail(message: str, code: int = 1):
 
 
 @contextlib.contextmanager
-def engine_errors():
+def engine_errors(interrupted: str = ""):
     """Turn the engine's errors about data and files (bad input, a missing file, an output that
-    cannot be written, a full disk) into one line on stderr and exit 1, never a traceback."""
-    from tonno_engine.base.errors import MissingExtra
+    cannot be written, a full disk, a killed loader process) into one line on stderr and exit 1, never
+    a traceback; Ctrl-C into ``interrupted: <hint>`` and exit 130."""
+    from tonno_engine.base.errors import MissingExtra, ResourceError
 
     try:
         yield
-    except (ValueError, OSError, MissingExtra) as exc:  # DataError is a ValueError; FileNotFoundError an OSError
+    except KeyboardInterrupt:
+        fail("interrupted" + (f"; {interrupted}" if interrupted else ""), 130)
+    except (ValueError, OSError, MissingExtra, ResourceError) as exc:  # DataError is a ValueError
         fail(str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}")
 
 

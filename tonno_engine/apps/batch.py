@@ -9,6 +9,7 @@ scorer batch and retries the case.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
@@ -25,23 +26,27 @@ import torch
 from ..base.atomic import make_output_folder, remove_stale_parts, write_text_atomic
 from ..base.devices import device_name, resolve_device
 from ..base.distributed import World, current_world, init_world, launched_by_torchrun, local_device
-from ..base.errors import DataError
-from ..base.events import Partial, Progress
+from ..base.errors import DataError, DiskFull
+from ..base.events import Notice, Partial, Progress
+from ..base.folder_lock import LOCK_NAME, folder_lock
 from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
-from ..data.nifti import axial_axis, save_nifti
+from ..data.nifti import axial_axis, read_provenance, save_nifti
 from ..data.preprocessing import Preprocessing
 from ..methods.run import methods_iter
 from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
 from ..models.checkpoint import load_model
 from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
+from .provenance import Provenance, differences, heatmap_parts
 
 SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
-                  "slice_size", "output", "error")
+                  "slice_size", "output", "made", "error")
+#: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
+FEW_ANGLES = 50
 
 
 @dataclass
@@ -185,14 +190,60 @@ def _check_shardable(cfg: BatchConfig) -> None:
                              "has none (run slice-wise methods without it)")
 
 
-def _check_existing(inputs, out: Path, cfg: BatchConfig) -> None:
+def check_resume_overwrite(cfg: BatchConfig) -> None:
     if cfg.resume and cfg.overwrite:
         raise ValueError("--continue and --overwrite exclude each other")
-    existing = [output_path(out, i.case, s) for i in inputs for s in cfg.methods
+
+
+def _reusable(inputs, out: Path, cfg: BatchConfig, expected: dict) -> set[tuple[str, str]]:
+    """The ``(case, method)`` outputs ``--continue`` may skip: those that exist and whose provenance
+    matches ``expected`` (``{(case, label): parts}``). Raises :class:`DataError` listing the outputs
+    made differently (``--continue``) or, without ``--continue``/``--overwrite``, any existing output."""
+    check_resume_overwrite(cfg)
+    existing = [(i.case, s.label, output_path(out, i.case, s)) for i in inputs for s in cfg.methods
                 if output_path(out, i.case, s).exists()]
     if existing and not (cfg.resume or cfg.overwrite):
-        raise DataError(out, f"already holds {len(existing)} of this batch's outputs (e.g. {existing[0].name}); "
+        raise DataError(out, f"already holds {len(existing)} of this batch's outputs (e.g. {existing[0][2].name}); "
                              "pass --continue to skip them or --overwrite to redo them")
+    if not cfg.resume:
+        return set()
+    stale = [f"{path.name} ({why})" for case, label, path in existing
+             if (why := differences(read_provenance(path), expected[(case, label)]))]
+    if stale:
+        raise DataError(out, f"--continue would mix results: {len(stale)} existing output(s) were made from other "
+                             f"inputs or settings: {'; '.join(stale[:8])}{' …' if len(stale) > 8 else ''}. "
+                             "Pass --overwrite to redo them, or use another --out")
+    return {(case, label) for case, label, _ in existing}
+
+
+def _notices(cfg: BatchConfig, settings: ReconstructionSettings, meta: dict) -> Iterator[Notice]:
+    """Warnings about settings that are valid but probably a mistake."""
+    trained = meta.get("slice_size")
+    if cfg.settings.slice_size and trained and cfg.settings.slice_size * 2 <= trained:
+        yield Notice(f"--slice-size {cfg.settings.slice_size} is far below the {trained}² slices the model was trained "
+                     "on: its scores (and heatmaps) are unlikely to mean anything")
+    tomographic = [s for s in cfg.methods if s.tomographic]
+    low = sorted({a for s in tomographic if (a := settings.angles_for(s.default_angles)) and a < FEW_ANGLES})
+    if low:
+        yield Notice(f"{low[0]} direction(s) give mostly streak artefacts; use at least {FEW_ANGLES} "
+                     "(the paper uses 2000, --quality preview a few hundred)")
+
+
+@contextlib.contextmanager
+def _writing_into(out: Path, *, shared: bool, writes: bool) -> Iterator[None]:
+    """Create ``out`` and hold its lock (shared for a batch's parts); when ``out`` was made here and the
+    run fails before writing anything, it is removed again (nothing partial left on disk)."""
+    created = not out.exists()
+    make_output_folder(out)
+    try:
+        with folder_lock(out, shared=shared) if writes else contextlib.nullcontext():
+            yield
+    except BaseException:
+        if created:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
 
 
 def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterator[Progress | BatchResult]:
@@ -215,8 +266,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     owner = assign_parts([size_estimate(i.image) for i in all_inputs], parts) if parts > 1 else [0] * len(all_inputs)
     inputs = [i for i, o in zip(all_inputs, owner) if o == part]
     writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
+    check_resume_overwrite(cfg)
     model, meta = load_model(checkpoint, device)
-    _check_existing(inputs, out, cfg)
     preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
     # unset settings take the checkpoint's: its slice size, and the geometry it was trained in
     settings = replace(cfg.settings, slice_size=cfg.settings.slice_size or meta.get("slice_size", 224),
@@ -225,40 +276,66 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     # physical geometry keeps the millimetres per pixel the model was trained at (the slice size then
     # follows each scan's field of view), unless the user set a slice size
     per_case_size = meta if settings.geometry == "physical" and not cfg.settings.slice_size else None
-
-    make_output_folder(out)
-    if parts == 1:
-        remove_stale_parts(out)
-    else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
-        for item in inputs:
-            for stale in out.glob(f".{glob.escape(item.case)}_*.part*"):
-                stale.unlink(missing_ok=True)
+    checkpoint_sha256 = file_sha256(checkpoint)
+    expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
+                                                 image=i.image) for i in inputs for s in cfg.methods}
+    yield from _notices(cfg, settings, meta)
     run_info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
                       "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
                       "shard_directions": cfg.shard_directions, "world_size": world.size},
-        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": checkpoint_sha256,
         "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
         "device": str(device), "device_name": device_name(device), "versions": versions(),
         "started": _now(), "finished": None,
     }
-    if parts == 1 and writes:
-        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    with _writing_into(out, shared=parts > 1, writes=writes):
+        reusable = _reusable(inputs, out, cfg, expected)  # on every rank: they must agree on the cases
+        if parts == 1:
+            remove_stale_parts(out)
+        else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
+            for item in inputs:
+                remove_stale_parts(out, f"{glob.escape(item.case)}_*")
+        if parts == 1 and writes:
+            write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+        rows = yield from _cases(inputs, out, cfg, expected, reusable, run_info["started"], model, preprocessing,
+                                 settings, device, per_case_size, writes=writes, part=part, parts=parts)
+        if parts > 1:
+            _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
+        elif writes:
+            run_info.update(finished=_now(), counts=_counts(rows), cases=_case_records(rows))
+            write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+    yield BatchResult(rows, out, part, parts, writes)
 
+
+def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, model, preprocessing, settings, device,
+           per_case_size, *, writes, part, parts):
+    """Every case in turn (skipping the ``reusable`` outputs); returns the summary rows. A full disk stops
+    the batch (every later write would fail too) with :class:`DiskFull` naming the file."""
     previous = _previous_rows(out) if cfg.resume else {}
     rows: list[dict] = []
     for done, item in enumerate(inputs, start=1):
         todo, case_rows = [], []
         for spec in cfg.methods:
             target = output_path(out, item.case, spec)
-            if cfg.resume and target.exists():
-                case_rows.append({**_row(item, spec, target, "skipped"), **_kept(previous.get((item.case, spec.label)))})
+            if (item.case, spec.label) in reusable:
+                made = (read_provenance(target) or {}).get("run_started", "")
+                case_rows.append({**_row(item, spec, target, "skipped", made=made),
+                                  **_kept(previous.get((item.case, spec.label)))})
             else:
+                if writes:  # redone: the old output goes first, so a failure now leaves no stale file
+                    target.unlink(missing_ok=True)
                 todo.append(spec)
         if todo:
-            case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size,
-                                              writes=writes, shard_directions=cfg.shard_directions)
+            provenance = {s.label: Provenance(expected[(item.case, s.label)], started) for s in todo}
+            try:
+                case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size,
+                                                  writes=writes, shard_directions=cfg.shard_directions,
+                                                  provenance=provenance)
+            except DiskFull as exc:
+                raise DiskFull(exc.filename, f"the batch stopped at case {done} of {len(inputs)}; free space and "
+                                             "rerun with --continue") from exc
         order = {s.label: k for k, s in enumerate(cfg.methods)}
         rows += sorted(case_rows, key=lambda r: order[r["method"]])
         if parts > 1:
@@ -266,12 +343,12 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
         elif writes:
             write_text_atomic(out / "summary.csv", _summary_csv(rows))
         yield CaseFinished("cases", done, len(inputs), "cases", case=item.case, failures=tuple(_failures(case_rows)))
-    if parts > 1:
-        _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
-    elif writes:
-        run_info.update(finished=_now(), counts=_counts(rows))
-        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
-    yield BatchResult(rows, out, part, parts, writes)
+    return rows
+
+
+def _case_records(rows: list[dict]) -> list[dict]:
+    """What ``run.json`` says of each output: its status and when the run that made it started."""
+    return [{k: r.get(k, "") for k in ("case", "method", "status", "output", "made")} for r in rows]
 
 
 def _counts(rows: list[dict]) -> dict[str, int]:
@@ -289,16 +366,18 @@ def _finish_part(out: Path, part: int, parts: int, rows: list[dict], run_info: d
         missing = sorted({i.case for i in inputs for s in cfg.methods if (i.case, s.label) not in done})
         finished = {r["part"] for r in records if r["parts"] == parts and r["finished"]}
         run_info.update(finished=_now() if not missing else None, counts=_counts(merged),
-                        parts_finished=sorted(finished), cases_missing=missing)
+                        parts_finished=sorted(finished), cases_missing=missing, cases=_case_records(merged))
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
 
 
 def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device,
-              per_case_size: dict | None = None, *, writes: bool = True, shard_directions: bool = False):
+              per_case_size: dict | None = None, *, writes: bool = True, shard_directions: bool = False,
+              provenance: dict | None = None):
     """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
 
-    Data errors and failures of the computation become ``failed`` rows; nothing is raised.
-    ``writes``: save the heatmaps (false on the ranks that only contribute directions).
+    Data errors and failures of the computation become ``failed`` rows (and leave no output); a full
+    disk (:class:`DiskFull`) is raised. ``writes``: save the heatmaps (false on the ranks that only
+    contribute directions); ``provenance``: ``{label: Provenance}`` written into each heatmap.
     """
     start = time.perf_counter()
     batch_size = settings.batch_size or default_batch_size(device)
@@ -326,10 +405,17 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
                     torch.cuda.empty_cache()
                 yield BatchSizeHalved(item.case, batch_size)
         for spec in specs if writes else ():
-            save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header)
-        rows = [_row(item, s, targets[s.label], "ok") for s in specs]
+            made = provenance[spec.label].as_dict() if provenance else None
+            save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header,
+                       provenance=made)
+        rows = [_row(item, s, targets[s.label], "ok", made=provenance[s.label].run_started if provenance else "")
+                for s in specs]
+    except DiskFull:
+        raise
     except (DataError, ValueError, RuntimeError, OSError) as exc:
-        rows = [_row(item, s, targets[s.label], "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
+        for target in targets.values() if writes else ():  # methods written before another failed
+            target.unlink(missing_ok=True)
+        rows = [_row(item, s, None, "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
     stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
                  peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
                  batch_size=str(batch_size), slice_size=str(settings.slice_size))
@@ -349,9 +435,11 @@ def _method_events(specs, array, model, settings: ReconstructionSettings, device
     raise RuntimeError("methods ended without a result")  # pragma: no cover
 
 
-def _row(item: BatchInput, spec: MethodSpec, target: Path, status: str, error: str = "") -> dict:
+def _row(item: BatchInput, spec: MethodSpec, target: Path | None, status: str, error: str = "", made: str = "") -> dict:
+    """A summary row; ``target`` ``None`` for a failed job (it has no output)."""
     return {"case": item.case, "method": spec.label, "status": status, "seconds": "", "peak_rss_mb": "",
-            "peak_gpu_mb": "", "batch_size": "", "slice_size": "", "output": target.name, "error": error}
+            "peak_gpu_mb": "", "batch_size": "", "slice_size": "", "output": target.name if target else "",
+            "made": made, "error": error}
 
 
 def _kept(previous: dict | None) -> dict:

@@ -1,36 +1,83 @@
-"""Atomic file writes: a reader (or a rerun after ``kill -9``) never sees a partial file."""
+"""Atomic file writes: a reader (or a rerun after ``kill -9``) never sees a partial file.
+
+Temporary files are named ``.tonno-part.<name>.<random><suffixes>``: a name only tonno makes, so
+:func:`remove_stale_parts` never touches a user's own hidden files. They are created with mode
+``0o666`` and the process umask applies (as for any ``open()``), unlike ``tempfile.mkstemp``,
+which always makes ``0o600`` files that the collaborators of a lab cannot read.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, DiskFull
+
+#: the prefix of every temporary file tonno writes (and the only files it removes as stale)
+PART_PREFIX = ".tonno-part."
+#: errors that mean "the file system is full": a batch or a training stops on them
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def part_name(path: Path) -> str:
+    """A fresh temporary name beside ``path`` that keeps its suffixes (``.nii.gz``, ``.pt``)."""
+    return f"{PART_PREFIX}{path.name}.{secrets.token_hex(4)}{''.join(path.suffixes)}"
+
+
+def _create_part(path: Path) -> Path:
+    # O_EXCL with mode 0o666: unique like mkstemp, but the umask decides the mode (see module doc)
+    while True:
+        tmp = path.parent / part_name(path)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+
+
+def make_part_folder(path: Path) -> Path:
+    """A fresh temporary folder beside ``path`` (mode ``0o777`` less the umask, unlike ``mkdtemp``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / part_name(path)
+        try:
+            tmp.mkdir(0o777)
+            return tmp
+        except FileExistsError:  # pragma: no cover
+            continue
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On any error the temporary file is removed and ``path`` is left as it was. The temporary
-    name keeps ``path``'s suffixes (``.nii.gz``, ``.pt``) so that writers choose the right format.
+    On any error the temporary file is removed and ``path`` is left as it was. A full file system
+    (ENOSPC, EDQUOT) is raised as :class:`DiskFull` naming ``path``, whatever the writer raised.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        tmp_path = _create_part(path)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFull):
+            raise DiskFull(path) from exc
+        raise
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
 
 
 def make_output_folder(path: str | os.PathLike) -> Path:
@@ -52,9 +99,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporary files that a killed writer left in ``folder``; returns what was removed."""
-    stale = sorted(Path(folder).glob(".*.part*"))
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, after checking the file system has room for it (so a
+    full disk is found before the old file's replacement is even started)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < len(data):
+        raise DiskFull(path, f"needs {len(data) / 2**20:.1f} MB, {free / 2**20:.1f} MB free")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_stale_parts(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
+    """Delete the temporary files a killed tonno writer left in ``folder`` (only tonno's own names,
+    ``.tonno-part.<pattern>``); returns what was removed."""
+    stale = sorted(Path(folder).glob(f"{PART_PREFIX}{pattern}"))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -14,3 +14,21 @@ class DataError(ValueError):
 
 class MissingExtra(ImportError):
     """An optional dependency is not installed; ``str()`` says which extra to install."""
+
+
+class DiskFull(OSError):
+    """The file system is full while writing ``filename``: a batch or a training stops on it (every
+    later write would fail too). ``str()`` reads ``"<file>: no space left on device (<detail>)"``."""
+
+    def __init__(self, path, detail: str = ""):
+        import errno
+
+        super().__init__(errno.ENOSPC, "no space left on device" + (f" ({detail})" if detail else ""), str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+class ResourceError(RuntimeError):
+    """The machine ran out of something outside tonno's control (a loader process killed, memory);
+    ``str()`` says what happened and what to do."""

@@ -37,3 +37,10 @@ class Partial:
     done: int
     total: int
     final: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the work (a setting that is probably a mistake)."""
+
+    message: str

@@ -44,7 +44,8 @@ def resolve_csv(source: str | Path) -> Path:
 def read_cases(source: str | Path, *, check_files: bool = True) -> list[Case]:
     """Parse and validate a data set CSV; raises :class:`DataError` naming the file and row."""
     path = resolve_csv(source)
-    with open(path, newline="") as fh:
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the first column name
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]

@@ -115,7 +115,44 @@ def series_files(ref: SeriesRef) -> list[str]:
     uid = ref.uid or uids[0]
     if uid not in uids:
         raise DataError(ref, f"no series {uid} here; the folder holds {', '.join(uids)}")
+    _check_no_orphans(ref, uids)
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+
+
+def _orphan_problem(path: Path) -> str | None:
+    """Why a DICOM file that no series lists is bad (``None``: a readable object without pixels, e.g. SR)."""
+    import pydicom
+
+    from pydicom.uid import UID
+
+    try:
+        ds = pydicom.dcmread(str(path), force=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for broken files
+        return f"unreadable ({type(exc).__name__})"
+    sop = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta", {}), "MediaStorageSOPClassUID", "") or "")
+    if "PixelData" in ds:
+        return "an image that belongs to no readable series"
+    if not sop:
+        return "truncated or not a complete DICOM object (no SOP class)"
+    if "Image" in UID(sop).name:
+        return f"a {UID(sop).name} object without pixel data (truncated?)"
+    return None
+
+
+def _check_no_orphans(ref: SeriesRef, uids: list[str]) -> None:
+    """Refuse a folder with a DICOM file GDCM leaves out of every series: GDCM silently skips a file it
+    cannot parse, so a truncated first or last slice would vanish (origin shifted, status ok) and a
+    corrupt middle one would show as uneven spacing without its name."""
+    import SimpleITK as sitk
+
+    listed = {Path(f).resolve() for u in uids for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(ref.folder), u)}
+    candidates = sorted(p for p in ref.folder.iterdir()
+                        if p.is_file() and not p.name.startswith(".") and p.resolve() not in listed and is_dicom_file(p))
+    bad = [(p.name, why) for p in candidates if (why := _orphan_problem(p))]
+    if bad:
+        shown = "; ".join(f"{name} ({why})" for name, why in bad[:5]) + (" …" if len(bad) > 5 else "")
+        raise DataError(ref, f"{len(bad)} DICOM file(s) could not be read into the series: {shown}. Replace or "
+                             "remove them; tonno never drops a slice silently")
 
 
 def check_series_geometry(ref, positions: np.ndarray, orientations: np.ndarray) -> None:

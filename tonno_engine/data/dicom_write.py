@@ -10,11 +10,11 @@ SimpleITK (and dcm2niix) map a series back to NIfTI.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..base.atomic import make_part_folder
 from .acquisition import spacing_of
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -58,7 +58,7 @@ def write_dicom_series(folder: str | Path, array, affine, *, slope: float = 1.0,
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    work = make_part_folder(folder)
     array = np.asarray(array, dtype=np.float64)
     lps = RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
     steps = spacing_of(affine)  # the LPS flip keeps the column norms

@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from ..base.errors import DataError
+from .declared_size import check_declared_size, check_memory
 from .dicom import holds_dicom, is_dicom_file, parse_series, read_series
 from .nifti import NIFTI_SUFFIXES, Volume, is_nifti, load_nifti, nifti_stem
 
@@ -94,7 +95,13 @@ def _read_itk_file(path: Path, kind: str) -> Volume:
     if not path.is_file():
         raise DataError(path, f"{kind} file not found")
     try:
-        image = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        check_memory(path, reader.GetSize(), kind=kind)
+        image = reader.Execute()
+    except MemoryError as exc:
+        raise DataError(path, f"{kind} does not fit in memory") from exc
     except RuntimeError as exc:
         cause = str(exc).strip().splitlines()[-1]
         raise DataError(path, f"unreadable or truncated image ({cause})") from exc
@@ -167,7 +174,10 @@ def size_estimate(path: str | Path) -> int:
     path = Path(str(path).partition("#")[0])
     try:
         if is_nifti(str(path)):
-            return math.prod(nib.load(path).shape[:3])
+            img = nib.load(path)
+            check_declared_size(path, img.shape, img.get_data_dtype().itemsize, compressed=str(path).lower().endswith(".gz"),
+                                offset=int(img.dataobj.offset))
+            return math.prod(img.shape[:3])
         if path.is_dir():
             return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
         return path.stat().st_size

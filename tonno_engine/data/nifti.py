@@ -15,6 +15,7 @@ import numpy as np
 
 from ..base.atomic import atomic_path
 from ..base.errors import DataError
+from .declared_size import check_declared_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -63,7 +64,13 @@ def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
         raise DataError(path, f"not a NIfTI file (expected {' or '.join(NIFTI_SUFFIXES)})")
     try:
         img = nib.load(str(path))
+        check_declared_size(path, img.shape, img.get_data_dtype().itemsize, compressed=str(path).lower().endswith(".gz"),
+                            offset=int(img.dataobj.offset), kind=kind)
         data = np.asanyarray(img.dataobj)
+    except DataError:
+        raise
+    except MemoryError as exc:
+        raise DataError(path, f"{kind} {img.shape} does not fit in memory") from exc
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(path, f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})") from exc
     if data.ndim == 4 and 1 in data.shape:
@@ -90,8 +97,14 @@ def _raw_zooms(path: Path, img) -> tuple[float, float, float] | None:
         return None
 
 
-def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.float32) -> Path:
-    """Write ``array`` ``(D, H, W)`` atomically with ``affine`` (identity if ``None``)."""
+#: the NIfTI header extension that carries a tonno output's provenance (JSON; code 6 = "comment")
+PROVENANCE_KEY = "tonno_provenance"
+
+
+def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.float32,
+               provenance: dict | None = None) -> Path:
+    """Write ``array`` ``(D, H, W)`` atomically with ``affine`` (identity if ``None``); ``provenance``
+    (JSON-serialisable) goes into a header extension that :func:`read_provenance` reads back."""
     path = Path(path)
     if not is_nifti(path):
         raise DataError(path, f"output must end in {' or '.join(NIFTI_SUFFIXES)}")
@@ -100,12 +113,47 @@ def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.fl
     hdr = None if header is None else header.copy()
     img = nib.Nifti1Image(array, affine, hdr)
     img.set_data_dtype(dtype)
+    _set_provenance(img.header, provenance)
     if hdr is not None:
         img.header.set_qform(affine, code=int(header["qform_code"]) or 1)
         img.header.set_sform(affine, code=int(header["sform_code"]) or 1)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
+
+
+def _set_provenance(header, provenance: dict | None) -> None:
+    """Drop provenance copied from another file's header; add ``provenance`` when given."""
+    import json
+
+    kept = [e for e in header.extensions if not _provenance_of(e)]
+    header.extensions.clear()
+    header.extensions.extend(kept)
+    if provenance is not None:
+        text = json.dumps({PROVENANCE_KEY: provenance}, sort_keys=True)
+        header.extensions.append(nib.nifti1.Nifti1Extension("comment", text.encode()))
+
+
+def _provenance_of(extension) -> dict | None:
+    import json
+
+    if extension.get_code() != 6:
+        return None
+    try:
+        value = json.loads(extension.get_content())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value.get(PROVENANCE_KEY) if isinstance(value, dict) else None
+
+
+def read_provenance(path: str | Path) -> dict | None:
+    """The provenance a tonno output carries in its header (``None``: none, or not a readable NIfTI).
+    Reads the header only."""
+    try:
+        header = nib.load(str(path)).header
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError):
+        return None
+    return next((p for p in map(_provenance_of, header.extensions) if p is not None), None)
 
 
 def nifti_stem(path: Path) -> str:

@@ -108,21 +108,37 @@ def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
 
 
 def pair_files(heatmaps: str | Path, truths: str | Path) -> list[Pair]:
-    """Pair every heatmap file of ``heatmaps`` with its ground truth in ``truths`` (see module doc)."""
+    """Pair every heatmap file of ``heatmaps`` with its ground truth in ``truths`` (see module doc).
+
+    For a folder of heatmaps, every ground-truth case must have a heatmap of each method the folder
+    holds (``<case>_<method>``): a missing one becomes a pair whose heatmap file does not exist, which
+    :func:`evaluate_iter` reports as failed (or scores as an empty prediction), so that a failed
+    reconstruction can never raise the recall by leaving its case out."""
     gt = _truths(Path(truths))
     by_length = sorted(gt, key=len, reverse=True)
-    pairs = []
+    pairs, methods = [], {}
     for path in _nifti_files(Path(heatmaps), "heatmaps"):
         stem = nifti_stem(path)
         case = next((c for c in by_length if stem == c or stem.startswith(c + "_")), None)
         truth, label = gt[case] if case else (None, None)
         pairs.append(Pair(case or stem, path, truth, label))
+        if case:
+            methods.setdefault(stem[len(case):], set()).add(case)
+    if Path(heatmaps).is_dir():
+        for suffix, seen in methods.items():
+            pairs += [Pair(case, Path(heatmaps) / f"{case}{suffix}.nii.gz", *gt[case]) for case in gt if case not in seen]
     return pairs
 
 
-def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, object]:
+def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
     if pair.truth is None:
         raise DataError(pair.heatmap, "no ground truth with a matching case name")
+    if not pair.heatmap.exists():
+        if not missing_as_empty:
+            raise DataError(pair.heatmap, "no heatmap for this ground-truth case (did its reconstruction fail?); "
+                                          "pass --missing-as-empty to count it as nothing detected")
+        truth = load_image(pair.truth, kind="ground truth")
+        return np.zeros(truth.array.shape, np.float32), truth.array > 0.5, truth
     heat = load_nifti(pair.heatmap, kind="heatmap")
     truth = load_image(pair.truth, kind="ground truth")
     if heat.array.shape != truth.array.shape:
@@ -142,8 +158,11 @@ def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Th
 
 def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
                   masks_out: str | Path | None = None, metrics: str = "paper",
-                  instances: InstanceOptions = InstanceOptions()) -> Iterator[Progress | EvaluationResult]:
+                  instances: InstanceOptions = InstanceOptions(),
+                  missing_as_empty: bool = False) -> Iterator[Progress | EvaluationResult]:
     """Binarise and score every pair; a bad pair becomes a ``failed`` row and the rest go on.
+    ``missing_as_empty``: a pair whose heatmap file is missing scores as an empty prediction (status
+    ``missing``) instead of failing.
 
     ``metrics``: one of :data:`METRIC_SETS`. Yields ``Progress("evaluate")`` per case, then an
     :class:`EvaluationResult` whose summary pools the successful cases. Binary masks (uint8, the
@@ -157,9 +176,12 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
     for done, pair in enumerate(pairs, start=1):
         row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
         try:
-            heat, truth, vol = _load_pair(pair)
-            level = threshold.level(heat)
-            pred = heat > level
+            if not pair.heatmap.exists():
+                row.update(status="missing", error="no heatmap: scored as nothing detected")
+            heat, truth, vol = _load_pair(pair, missing_as_empty)
+            missing = row["status"] == "missing"
+            level = float("nan") if missing else threshold.level(heat)
+            pred = np.zeros(truth.shape, bool) if missing else heat > level
             m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
             mm3 = voxel_volume_mm3(vol.affine)
             row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
@@ -171,7 +193,7 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
                 matched.append(inst)
             scored.append(m)
             lesions += lesion_records(pred, truth, vol.affine, case=pair.case, connectivity=connectivity)
-            if masks_out is not None:
+            if masks_out is not None and row["status"] == "ok":
                 save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
                            dtype=np.uint8)
         except (DataError, ValueError) as exc:

@@ -7,11 +7,12 @@ size, preprocessing, training arguments, versions, data hash, step), plus ``trai
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
-from ..base.atomic import atomic_path
+from ..base.atomic import write_bytes_atomic
 from ..base.errors import DataError
 from .encoders import create_encoder
 
@@ -19,14 +20,19 @@ from .encoders import create_encoder
 def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, train_state: dict | None = None) -> Path:
     payload = {"format": "tonno-checkpoint-1", "state_dict": model.state_dict(), "meta": meta,
                "train_state": train_state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # serialised in memory first: the disk's room is checked before the old file is touched, and a full
+    # disk is an OSError naming the file (torch.save into a file raises a RuntimeError naming none)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getbuffer())
     return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict; :class:`DataError` naming the file if it is not one of ours."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a checkpoint file (give e.g. RUN/checkpoint_best.pt)")
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:

@@ -46,6 +46,18 @@ def batchnorm_to_groupnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def _from_weights_file(name: str, file: str, kwargs: dict) -> torch.nn.Module:
+    """timm's model ``name`` with the weights of a local ``file``; :class:`DataError` naming the file when
+    it holds no state dict or one of another architecture (timm raises bare pickle/key errors)."""
+    try:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=file), **kwargs)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        raise DataError(file, f"these weights do not fit {name} (another architecture?): {' '.join(lines[:3])[:400]}") from exc
+    except Exception as exc:  # noqa: BLE001 - unpickling or safetensors parsing fails with many types
+        raise DataError(file, f"not a weights file that timm can read ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
 def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: int = 1,
                    weights: WeightsSource | str | Path | None = None) -> torch.nn.Module:
     """A timm model ``name`` with ``in_chans`` input channels and one output logit.
@@ -63,7 +75,7 @@ def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: i
     kwargs = dict(num_classes=1, in_chans=in_chans)
     source = weights if isinstance(weights, WeightsSource) else resolve_weights(name, weights)
     if source.kind == "file":
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=source.location), **kwargs)
+        model = _from_weights_file(name, source.location, kwargs)
     elif source.kind == "hub":
         check_reachable(source)
         try:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..base.atomic import atomic_path
 from ..base.errors import DataError
 from ..data.dataset import Case
+from ..data.declared_size import available_memory
 from ..data.images import load_image, size_estimate
 from ..data.preprocessing import Preprocessing
 from ..tomography.frames import make_frame
@@ -218,11 +219,4 @@ def free_memory(device: torch.device) -> int:
     """Bytes free on ``device``: CUDA's own count, else the host's ``MemAvailable`` (0 if unknown)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return available_memory()

@@ -1,0 +1,77 @@
+"""What made an output, recorded in it and checked before it is reused.
+
+A heatmap's provenance (in its NIfTI header, :func:`~tonno_engine.data.nifti.read_provenance`) holds
+``parts``: the checkpoint's SHA-256, the method, the reconstruction settings that change the result
+(not the batch size or ``compile``), the input's files (count, bytes, newest mtime) and tonno's version;
+``fingerprint`` is the SHA-256 of ``parts``. ``--continue`` skips an output only when its fingerprint
+equals the one this run would write; :func:`differences` says what differs when it does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..base.versions import versions
+from ..data.images import input_files
+
+#: settings that do not change a heatmap beyond float rounding, left out of its fingerprint
+NEUTRAL_SETTINGS = ("batch_size", "compile")
+
+
+def input_signature(image: str | Path) -> dict:
+    """The files behind an input: how many, their total bytes and the newest modification time (ns)."""
+    files = input_files(image)
+    stats = [f.stat() for f in files if f.exists()]
+    return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+
+
+def heatmap_parts(*, checkpoint_sha256: str, spec, settings, image) -> dict:
+    """The parts of a heatmap's fingerprint (see module doc); ``spec`` a ``MethodSpec``,
+    ``settings`` the resolved ``ReconstructionSettings`` of the batch."""
+    chosen = {k: v for k, v in settings.as_dict().items() if k not in NEUTRAL_SETTINGS}
+    chosen["angles"] = settings.angles_for(spec.default_angles)
+    return {"checkpoint_sha256": checkpoint_sha256, "method": spec.as_dict(), "settings": chosen,
+            "input": input_signature(image), "tonno": versions(("napari-tonno",))["napari-tonno"]}
+
+
+def fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What goes into an output's header: ``parts``, their ``fingerprint`` and when the run that made it began."""
+
+    parts: dict
+    run_started: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.parts)
+
+    def as_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "run_started": self.run_started, "parts": self.parts}
+
+
+def differences(recorded: dict | None, expected: dict) -> str:
+    """Why an output with provenance ``recorded`` is not the one ``expected`` parts would make:
+    ``""`` when the fingerprints match, else e.g. ``"settings.angles 2000 → 500, checkpoint"``."""
+    if recorded is None:
+        return "no provenance (made by an older tonno or another tool)"
+    if recorded.get("fingerprint") == fingerprint(expected):
+        return ""
+    old = recorded.get("parts", {})
+    out = []
+    for key, new in expected.items():
+        before = old.get(key)
+        if before == new:
+            continue
+        if isinstance(new, dict) and isinstance(before, dict):
+            out += [f"{key}.{k} {before.get(k)!r} → {v!r}" for k, v in new.items() if before.get(k) != v]
+        else:
+            out.append("checkpoint" if key == "checkpoint_sha256" else f"{key} {before!r} → {new!r}")
+    return ", ".join(out) or "fingerprint differs"
