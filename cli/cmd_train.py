@@ -31,8 +31,8 @@ INTENSITY_HELP = ("Intensity normalisation: ct, mr, pet, robust or none (default
 def train(
     data: Path = typer.Argument(..., help="labels CSV (case,label,image[,mask]) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, metrics and curves."),
-    model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
-    recipe: str = typer.Option("paper", help=RECIPE_HELP),
+    model: str = typer.Option(None, help=f"Any timm model name (default {DEFAULTS.model})."),
+    recipe: str = typer.Option(None, help=RECIPE_HELP + " Default: paper."),
     norm: str = typer.Option(None, help="frozen_bn (paper), bn or gn. Default: the recipe's."),
     weights: str = typer.Option(None, help="Starting weights: a local file (.pth/.bin/.safetensors), 'imagenet' (timm's "
                                            "published weights for --model; needs internet or the Hugging Face cache) "
@@ -41,23 +41,24 @@ def train(
     steps: int = typer.Option(None, min=1, help="Training steps (paper: 2000; small-lesions: 800)."),
     batch_volumes: int = typer.Option(None, min=1, help="Volumes drawn (with replacement) per step (paper: 8)."),
     slices_per_volume: int = typer.Option(None, min=1, help="Random slices per drawn volume (paper: 8)."),
-    lr: float = typer.Option(DEFAULTS.lr, min=0.0, help="AdamW learning rate (peak of the cosine schedule), > 0."),
+    lr: float = typer.Option(None, min=0.0, help=f"AdamW learning rate (cosine peak), > 0 (default {DEFAULTS.lr:g})."),
     intensity: str = typer.Option(None, help=INTENSITY_HELP),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
-    val_every: int = typer.Option(DEFAULTS.val_every, min=1, help="Validate every this many steps."),
-    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, min=1,
-                                         help="Write checkpoint_last.pt every this many steps."),
-    geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
+    val_every: int = typer.Option(None, min=1, help=f"Validate every this many steps (default {DEFAULTS.val_every})."),
+    checkpoint_every: int = typer.Option(None, min=1, help="Write checkpoint_last.pt every this many steps "
+                                                                f"(default {DEFAULTS.checkpoint_every})."),
+    geometry: str = typer.Option(None, help=GEOMETRY_HELP + f" Default: {DEFAULTS.geometry}."),
     objective: str = typer.Option(None, help="slice: every slice carries its volume's label (paper); mil: one loss "
                                              "per volume on a smooth maximum of its slices (small-lesions)."),
-    field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
+    field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
     device: DeviceOpt = "auto",
-    seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed."),
+    seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
     cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
                                                          "many GB of host memory for volumes (pool and read-ahead)."),
     pool_volumes: int = typer.Option(None, min=1, help="Streaming: volumes kept on the training device "
                                                        "(default: three quarters of --cache-gb)."),
-    loader_workers: int = typer.Option(DEFAULTS.loader_workers, min=0, help="Streaming: processes reading volumes ahead."),
+    loader_workers: int = typer.Option(None, min=0, help="Streaming: processes reading volumes ahead "
+                                                              f"(default {DEFAULTS.loader_workers})."),
     disk_cache: Path = typer.Option(None, help="Streaming: a folder for preprocessed float16 copies of the volumes, "
                                                "so later epochs skip decoding (safe to share between runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
@@ -71,22 +72,27 @@ def train(
 
     from .progress import show_progress
 
-    if lr <= 0:
+    if lr is not None and lr <= 0:
         raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
     intensity = renamed("--preset", "--intensity", preset, intensity)
     check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
     check_geometry(geometry, field_of_view)
     check_named(recipe, RECIPES, "recipe", "--recipe")
+    recipe = recipe or "paper"
     check_named(objective, OBJECTIVES, "objective", "--objective")
     dev = resolve_device_or_exit(device)
-    cfg = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                        steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
-                        intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
-                        seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
-                        cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
-                        disk_cache=str(disk_cache) if disk_cache else None)
-    if resume and steps is None:
-        cfg = None  # a resumed run keeps its own settings; only --steps may extend it
+    device = None if device == "auto" else device  # "auto" given or not: the recipe's, else auto
+    given = dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+                 steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
+                 intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
+                 seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
+                 cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
+                 disk_cache=str(disk_cache) if disk_cache else None)
+    cfg = recipe_config(recipe, **given)
+    if resume:
+        _check_resume(out, given)
+        if steps is None:
+            cfg = None  # a resumed run keeps its own settings; only --steps may extend it
     if is_rank_zero():
         print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
     last = stopped = None
@@ -106,3 +112,15 @@ def train(
     if last is not None and is_rank_zero():
         auc = f", val volume AUC {last.validation.val_volume_auc:.3f}" if last.validation else ""
         print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}")
+
+
+def _check_resume(out: Path, given: dict) -> None:
+    """A resumed run keeps its own settings: an option that differs from them is a usage error listing each."""
+    from tonno_engine.training.run_folder import RESUMABLE_CHANGES, resume_conflicts
+
+    with engine_errors():
+        conflicts = resume_conflicts(out, given)
+    if conflicts:
+        raise typer.BadParameter(f"--resume continues the run in {out} with its own settings; these options differ from "
+                                 f"them: {'; '.join(conflicts)}. Drop them (only {', '.join(RESUMABLE_CHANGES)} may "
+                                 "change), or start a new run with another --out", param_hint="--resume")

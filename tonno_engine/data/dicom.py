@@ -122,7 +122,6 @@ def series_files(ref: SeriesRef) -> list[str]:
 def _orphan_problem(path: Path) -> str | None:
     """Why a DICOM file that no series lists is bad (``None``: a readable object without pixels, e.g. SR)."""
     import pydicom
-
     from pydicom.uid import UID
 
     try:

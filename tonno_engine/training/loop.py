@@ -11,6 +11,7 @@ state, so a resumed run takes exactly the steps an uninterrupted one would.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from ..base.distributed import (
     launched_by_torchrun,
     local_device,
 )
-from ..base.errors import DataError
+from ..base.errors import DataError, ResourceError
 from ..base.events import Progress
 from ..base.versions import versions
 from ..data.augment import Augmentation
@@ -172,20 +173,32 @@ def _restore_rng(gen: torch.Generator, state: dict) -> None:
 
 
 def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False) -> Iterator[Progress]:
+    """Lock the run folder (rank 0, which alone writes it), then :func:`_setup`; the lock is released
+    again when setting up fails. Returns the :class:`Run` (``yield from`` it)."""
+    folder = RunFolder(out)
+    if int(os.environ.get("RANK", "0")) == 0:  # read before the process group exists
+        folder.lock()
+    try:
+        return (yield from _setup(folder, data, config, resume=resume))
+    except BaseException:
+        folder.abandon()
+        raise
+
+
+def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool) -> Iterator[Progress]:
     """Check the data, load the volumes (yielding progress), build or restore model, optimiser,
     schedule and RNG, open the run folder; returns the :class:`Run` (``yield from`` it)."""
-    folder = RunFolder(out)
     payload = None
     if resume:
         folder.clean_after_kill()
         payload = read_checkpoint(folder.last)
+        folder.last_good = (folder.last, payload["meta"].get("step", 0))
         cfg = TrainConfig.from_dict(payload["meta"]["train_args"])
         if config is not None:
             cfg.steps = config.steps  # the one setting a resumed run may change: it may be extended
     else:
         cfg = config or TrainConfig()
-        if folder.last.exists():
-            raise DataError(folder.out, "run folder already holds a training (use --resume, or another --out)")
+        folder.check_fresh()
     device = resolve_device(cfg.device)
     world = init_world(device) if launched_by_torchrun() else World()
     device = local_device(device, world)
@@ -312,6 +325,13 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
     run = yield from setup(data, out, config, resume=resume)
     try:
         yield from _loop(run)
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        good = run.folder.last_good
+        where = f"{good[0]} holds step {good[1]}: --resume continues" if good else "no checkpoint yet"
+        raise ResourceError(f"a data-loader process died ({str(exc).splitlines()[0]}); often the memory ran out: "
+                            f"lower --loader-workers or --cache-gb. {where}") from exc
     finally:
         run.folder.close()
         if run.pool is not None:

@@ -4,13 +4,19 @@ the CSV is trimmed back to the last checkpoint's step on resume."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
 from pathlib import Path
 
 from ..base.atomic import remove_stale_parts, write_text_atomic
-from ..models.checkpoint import save_checkpoint
+from ..base.errors import DataError, DiskFull
+from ..base.folder_lock import LOCK_NAME, folder_lock
+from ..models.checkpoint import read_checkpoint, save_checkpoint
+
+#: what a resumed run may take from the command line (it may be extended); every other option must match the run
+RESUMABLE_CHANGES = ("steps",)
 
 METRIC_COLUMNS = ("step", "loss", "lr", "slices_per_s", "val_loss", "val_slice_auc", "val_volume_auc")
 
@@ -26,6 +32,31 @@ class RunFolder:
         self.run_json = self.out / "run.json"
         self.info: dict = {}
         self._fh = self._writer = None
+        self._lock = None
+        self.last_good: tuple[Path, int] | None = None  # the newest checkpoint known complete, and its step
+
+    def lock(self) -> None:
+        """Hold the folder's lock until :meth:`close`: a second training into it stops at once, naming this one."""
+        self._created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = folder_lock(self.out)
+        self._lock.__enter__()
+
+    def abandon(self) -> None:
+        """Set-up failed: release the lock, and remove the folder again if this run made it and it is empty."""
+        self.close()
+        if getattr(self, "_created", False):
+            (self.out / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.out.rmdir()
+
+    def check_fresh(self) -> None:
+        """:class:`DataError` when the folder holds any file of an earlier training (a plain rerun must not
+        overwrite a surviving ``checkpoint_best.pt`` when ``checkpoint_last.pt`` is missing)."""
+        found = [p.name for p in (self.last, self.best, self.metrics, self.run_json) if p.exists()]
+        if found:
+            raise DataError(self.out, f"run folder already holds a training ({', '.join(found)}); continue it with "
+                                      "--resume, or use another --out")
 
     def clean_after_kill(self) -> None:
         """Delete the temporary files a ``kill -9`` mid-write leaves behind."""
@@ -56,7 +87,15 @@ class RunFolder:
         self._fh.flush()
 
     def checkpoint(self, path: Path, model, step: int, train_state: dict) -> None:
-        save_checkpoint(path, model, {**self.meta, "step": step}, train_state)
+        """Write a checkpoint atomically; a full disk stops the run naming the file and the last good one."""
+        try:
+            save_checkpoint(path, model, {**self.meta, "step": step}, train_state)
+        except DiskFull as exc:
+            good = (f"{self.last_good[0].name} (step {self.last_good[1]}) is intact: free space, then --resume"
+                    if self.last_good else "no checkpoint was written yet: free space and start again")
+            raise DiskFull(path, f"{exc.strerror.removeprefix('no space left on device').strip(' ()')}; {good}") from exc
+        if path == self.last:
+            self.last_good = (path, step)
 
     def write_run_json(self, *, step: int, steps: int, best_step: int, best_auc: float | None) -> None:
         info = {**self.info, "step": step, "steps": steps, "best_step": best_step, "best_val_volume_auc": best_auc,
@@ -67,6 +106,21 @@ class RunFolder:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+
+def resume_conflicts(out: str | Path, given: dict) -> list[str]:
+    """The options in ``given`` (``{field: value}``, only those the user set) that differ from the run's
+    own settings in ``out/checkpoint_last.pt``, as ``"slice_size 128 (the run's: 64)"``; those in
+    :data:`RESUMABLE_CHANGES` may change. ``[]`` when there is no checkpoint (resuming then fails, by name)."""
+    last = Path(out) / "checkpoint_last.pt"
+    if not last.is_file():
+        return []
+    args = read_checkpoint(last)["meta"].get("train_args", {})
+    return [f"{k} {v!r} (the run's: {args.get(k)!r})" for k, v in given.items()
+            if v is not None and k not in RESUMABLE_CHANGES and k in args and args[k] != v]
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:

@@ -66,7 +66,7 @@ def test_resume_takes_exactly_the_steps_of_an_uninterrupted_run(data, tmp_path):
         if isinstance(event, TrainStep) and event.done == 5:
             break
     assert read_checkpoint(tmp_path / "cut" / "checkpoint_last.pt")["meta"]["step"] == 4
-    stale = tmp_path / "cut" / ".checkpoint_last.pt.x1y2.part.pt"  # as a kill mid-write leaves it
+    stale = tmp_path / "cut" / ".tonno-part.checkpoint_last.pt.x1y2.pt"  # as a kill mid-write leaves it
     stale.write_bytes(b"partial")
     list(train_iter(data, tmp_path / "cut", None, resume=True))
     assert not stale.exists()
