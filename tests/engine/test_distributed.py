@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
+LOCK = ".tonno.lock"  # the folder lock stays (removing a flock'd file would race with the next writer)
+
 
 def torchrun(*args, nproc: int = 2, **kwargs) -> subprocess.CompletedProcess | subprocess.Popen:
     """``torchrun --standalone --nproc_per_node N -m tonno_cli ARGS`` (Popen when ``background``)."""
@@ -81,7 +83,7 @@ def test_two_rank_training_one_run_folder_and_resume_in_any_world_size(easy_case
     done = torchrun("train", easy_cases, "--out", run, "--steps", 20, *TRAIN)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("done: step 20/20") == 1  # rank 0 reports
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint_best.pt", "checkpoint_last.pt", "curves.png",
+    assert sorted(p.name for p in run.iterdir() if p.name != LOCK) == ["checkpoint_best.pt", "checkpoint_last.pt", "curves.png",
                                                      "metrics.csv", "run.json"]
     assert _metric_steps(run) == list(range(1, 21))  # one row per step: rank 0 alone writes
     with open(run / "metrics.csv", newline="") as fh:
@@ -146,7 +148,7 @@ def test_direction_sharded_heatmap_equals_the_single_process_one(tiny_cases, tin
     b = nib.load(tmp_path / "two" / "phantom_0001_tonno.nii.gz").get_fdata()
     assert np.abs(a).max() > 0
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["phantom_0001_tonno.nii.gz", "run.json",
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.name != LOCK) == ["phantom_0001_tonno.nii.gz", "run.json",
                                                                     "summary.csv"]
     assert two.stdout.count("1 done") == 1  # rank 0 writes and reports
 
