@@ -9,6 +9,7 @@ equals the one this run would write; :func:`differences` says what differs when 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from ..data.images import input_files
 
 #: settings that do not change a heatmap beyond float rounding, left out of its fingerprint
 NEUTRAL_SETTINGS = ("batch_size", "compile")
+
+
+@functools.cache
+def _tonno_version() -> str | None:
+    return versions(("napari-tonno",))["napari-tonno"]
 
 
 def input_signature(image: str | Path) -> dict:
@@ -35,7 +41,7 @@ def heatmap_parts(*, checkpoint_sha256: str, spec, settings, image) -> dict:
     chosen = {k: v for k, v in settings.as_dict().items() if k not in NEUTRAL_SETTINGS}
     chosen["angles"] = settings.angles_for(spec.default_angles)
     return {"checkpoint_sha256": checkpoint_sha256, "method": spec.as_dict(), "settings": chosen,
-            "input": input_signature(image), "tonno": versions(("napari-tonno",))["napari-tonno"]}
+            "input": input_signature(image), "tonno": _tonno_version()}
 
 
 def fingerprint(parts: dict) -> str:
