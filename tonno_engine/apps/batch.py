@@ -195,25 +195,26 @@ def check_resume_overwrite(cfg: BatchConfig) -> None:
         raise ValueError("--continue and --overwrite exclude each other")
 
 
-def _reusable(inputs, out: Path, cfg: BatchConfig, expected: dict) -> set[tuple[str, str]]:
-    """The ``(case, method)`` outputs ``--continue`` may skip: those that exist and whose provenance
-    matches ``expected`` (``{(case, label): parts}``). Raises :class:`DataError` listing the outputs
-    made differently (``--continue``) or, without ``--continue``/``--overwrite``, any existing output."""
-    check_resume_overwrite(cfg)
+def _reusable(inputs, out: Path, cfg: BatchConfig, expected: dict) -> dict[tuple[str, str], str]:
+    """The ``(case, method)`` outputs ``--continue`` may skip, each with the start of the run that made
+    it: those that exist and whose provenance matches ``expected`` (``{(case, label): parts}``). Raises
+    :class:`DataError` listing the outputs made differently (``--continue``) or, without
+    ``--continue``/``--overwrite``, any existing output."""
     existing = [(i.case, s.label, output_path(out, i.case, s)) for i in inputs for s in cfg.methods
                 if output_path(out, i.case, s).exists()]
     if existing and not (cfg.resume or cfg.overwrite):
         raise DataError(out, f"already holds {len(existing)} of this batch's outputs (e.g. {existing[0][2].name}); "
                              "pass --continue to skip them or --overwrite to redo them")
     if not cfg.resume:
-        return set()
+        return {}
+    recorded = {(case, label): read_provenance(path) for case, label, path in existing}
     stale = [f"{path.name} ({why})" for case, label, path in existing
-             if (why := differences(read_provenance(path), expected[(case, label)]))]
+             if (why := differences(recorded[(case, label)], expected[(case, label)]))]
     if stale:
         raise DataError(out, f"--continue would mix results: {len(stale)} existing output(s) were made from other "
                              f"inputs or settings: {'; '.join(stale[:8])}{' …' if len(stale) > 8 else ''}. "
                              "Pass --overwrite to redo them, or use another --out")
-    return {(case, label) for case, label, _ in existing}
+    return {key: (made or {}).get("run_started", "") for key, made in recorded.items()}
 
 
 def _notices(cfg: BatchConfig, settings: ReconstructionSettings, meta: dict) -> Iterator[Notice]:
@@ -320,8 +321,7 @@ def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, model, pr
         for spec in cfg.methods:
             target = output_path(out, item.case, spec)
             if (item.case, spec.label) in reusable:
-                made = (read_provenance(target) or {}).get("run_started", "")
-                case_rows.append({**_row(item, spec, target, "skipped", made=made),
+                case_rows.append({**_row(item, spec, target, "skipped", made=reusable[(item.case, spec.label)]),
                                   **_kept(previous.get((item.case, spec.label)))})
             else:
                 if writes:  # redone: the old output goes first, so a failure now leaves no stale file

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,27 +29,26 @@ def part_name(path: Path) -> str:
     return f"{PART_PREFIX}{path.name}.{secrets.token_hex(4)}{''.join(path.suffixes)}"
 
 
-def _create_part(path: Path) -> Path:
-    # O_EXCL with mode 0o666: unique like mkstemp, but the umask decides the mode (see module doc)
+def _fresh_part(path: Path, create) -> Path:
+    """``create(tmp)`` at a fresh temporary name beside ``path`` (``create`` fails if it exists)."""
     while True:
         tmp = path.parent / part_name(path)
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            create(tmp)
             return tmp
         except FileExistsError:  # pragma: no cover - 32 random bits collided
             continue
 
 
+def _create_part(path: Path) -> Path:
+    # O_EXCL with mode 0o666: unique like mkstemp, but the umask decides the mode (see module doc)
+    return _fresh_part(path, lambda tmp: os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+
+
 def make_part_folder(path: Path) -> Path:
     """A fresh temporary folder beside ``path`` (mode ``0o777`` less the umask, unlike ``mkdtemp``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / part_name(path)
-        try:
-            tmp.mkdir(0o777)
-            return tmp
-        except FileExistsError:  # pragma: no cover
-            continue
+    return _fresh_part(path, lambda tmp: tmp.mkdir(0o777))
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -104,8 +104,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     full disk is found before the old file's replacement is even started)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    import shutil
-
     free = shutil.disk_usage(path.parent).free
     if free < len(data):
         raise DiskFull(path, f"needs {len(data) / 2**20:.1f} MB, {free / 2**20:.1f} MB free")

@@ -37,6 +37,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank from torchrun's environment (0 outside torchrun), before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_world(device: torch.device) -> World:
     """Join the process group ``torchrun`` describes (NCCL for CUDA, else gloo), once; on CUDA each
     process takes the GPU of its ``LOCAL_RANK``. Returns :class:`World()` outside ``torchrun``."""

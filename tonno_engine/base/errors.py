@@ -24,6 +24,7 @@ class DiskFull(OSError):
         import errno
 
         super().__init__(errno.ENOSPC, "no space left on device" + (f" ({detail})" if detail else ""), str(path))
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.filename}: {self.strerror}"

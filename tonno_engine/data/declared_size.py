@@ -50,6 +50,12 @@ def check_declared_size(path: str | Path, shape, itemsize: int, *, compressed: b
     check_memory(path, shape, kind=kind)
 
 
+def check_nifti(path: str | Path, img, *, kind: str = "image") -> None:
+    """:func:`check_declared_size` for a nibabel image loaded from ``path`` (header only, nothing read yet)."""
+    check_declared_size(path, img.shape, img.get_data_dtype().itemsize, compressed=str(path).lower().endswith(".gz"),
+                        offset=int(img.dataobj.offset), kind=kind)
+
+
 def check_memory(path, shape, *, kind: str = "image") -> None:
     """:class:`DataError` naming ``path`` when reading a ``shape`` image (its array and the float32 copy)
     needs more memory than is available."""

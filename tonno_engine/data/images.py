@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from ..base.errors import DataError
-from .declared_size import check_declared_size, check_memory
+from .declared_size import check_memory, check_nifti
 from .dicom import holds_dicom, is_dicom_file, parse_series, read_series
 from .nifti import NIFTI_SUFFIXES, Volume, is_nifti, load_nifti, nifti_stem
 
@@ -175,8 +175,7 @@ def size_estimate(path: str | Path) -> int:
     try:
         if is_nifti(str(path)):
             img = nib.load(path)
-            check_declared_size(path, img.shape, img.get_data_dtype().itemsize, compressed=str(path).lower().endswith(".gz"),
-                                offset=int(img.dataobj.offset))
+            check_nifti(path, img)
             return math.prod(img.shape[:3])
         if path.is_dir():
             return sum(p.stat().st_size for p in path.iterdir() if p.is_file())

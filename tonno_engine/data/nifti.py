@@ -15,7 +15,7 @@ import numpy as np
 
 from ..base.atomic import atomic_path
 from ..base.errors import DataError
-from .declared_size import check_declared_size
+from .declared_size import check_nifti
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -64,8 +64,7 @@ def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
         raise DataError(path, f"not a NIfTI file (expected {' or '.join(NIFTI_SUFFIXES)})")
     try:
         img = nib.load(str(path))
-        check_declared_size(path, img.shape, img.get_data_dtype().itemsize, compressed=str(path).lower().endswith(".gz"),
-                            offset=int(img.dataobj.offset), kind=kind)
+        check_nifti(path, img, kind=kind)
         data = np.asanyarray(img.dataobj)
     except DataError:
         raise

@@ -176,10 +176,10 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
     for done, pair in enumerate(pairs, start=1):
         row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
         try:
-            if not pair.heatmap.exists():
-                row.update(status="missing", error="no heatmap: scored as nothing detected")
+            missing = not pair.heatmap.exists()  # _load_pair raises for it unless missing_as_empty
             heat, truth, vol = _load_pair(pair, missing_as_empty)
-            missing = row["status"] == "missing"
+            if missing:
+                row.update(status="missing", error="no heatmap: scored as nothing detected")
             level = float("nan") if missing else threshold.level(heat)
             pred = np.zeros(truth.shape, bool) if missing else heat > level
             m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)

@@ -11,7 +11,6 @@ state, so a resumed run takes exactly the steps an uninterrupted one would.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from ..base.distributed import (
     barrier,
     gather_objects,
     init_world,
+    launch_rank,
     launched_by_torchrun,
     local_device,
 )
@@ -176,7 +176,7 @@ def setup(data, out, config: TrainConfig | None = None, *, resume: bool = False)
     """Lock the run folder (rank 0, which alone writes it), then :func:`_setup`; the lock is released
     again when setting up fails. Returns the :class:`Run` (``yield from`` it)."""
     folder = RunFolder(out)
-    if int(os.environ.get("RANK", "0")) == 0:  # read before the process group exists
+    if launch_rank() == 0:
         folder.lock()
     try:
         return (yield from _setup(folder, data, config, resume=resume))

@@ -33,6 +33,7 @@ class RunFolder:
         self.info: dict = {}
         self._fh = self._writer = None
         self._lock = None
+        self._created = False  # whether :meth:`lock` made the folder
         self.last_good: tuple[Path, int] | None = None  # the newest checkpoint known complete, and its step
 
     def lock(self) -> None:
@@ -45,7 +46,7 @@ class RunFolder:
     def abandon(self) -> None:
         """Set-up failed: release the lock, and remove the folder again if this run made it and it is empty."""
         self.close()
-        if getattr(self, "_created", False):
+        if self._created:
             (self.out / LOCK_NAME).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.out.rmdir()
@@ -93,7 +94,7 @@ class RunFolder:
         except DiskFull as exc:
             good = (f"{self.last_good[0].name} (step {self.last_good[1]}) is intact: free space, then --resume"
                     if self.last_good else "no checkpoint was written yet: free space and start again")
-            raise DiskFull(path, f"{exc.strerror.removeprefix('no space left on device').strip(' ()')}; {good}") from exc
+            raise DiskFull(path, f"{exc.detail}; {good}" if exc.detail else good) from exc
         if path == self.last:
             self.last_good = (path, step)
 
