@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY
 from tonno_engine.training.config import DEFAULTS, RECIPES
 
 from .app import app
@@ -23,6 +24,7 @@ from .options import (
     parse_methods,
     quality_help,
     quality_settings,
+    renamed,
     resolve_device_or_exit,
 )
 
@@ -59,8 +61,8 @@ def benchmark(
     checkpoint: Path = typer.Option(None, "--checkpoint", "-c", help="Use this model instead of training one."),
     method: list[str] = typer.Option(None, "--method", "-m", help="Methods to compare (repeatable or comma-separated; "
                                      "default: Table 2's GradCAM, LayerCAM, ToNNO, Averaged and Tomographic LayerCAM)."),
-    cam: str = typer.Option("layercam", help=cam_help()),
-    layer: int = typer.Option(2, min=1, max=4, help="Layer for the CAM methods."),
+    cam: str = typer.Option(CAM, help=cam_help()),
+    layer: int = typer.Option(CAM_LAYER, min=1, max=4, help="Layer for the CAM methods."),
     layers: str = typer.Option("", help="Several layers, e.g. 1,2,3,4: every CAM row once per layer (overrides --layer); "
                                         "differences are to LayerCAM at the first."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples of the test cases for the 95 % intervals."),
@@ -71,15 +73,16 @@ def benchmark(
     norm: str = typer.Option(None, help="frozen_bn (paper), bn or gn (default: the recipe's)."),
     model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
     weights: str = typer.Option(None, help="Starting weights: a local file, 'imagenet' or a timm tag (see tonno train)."),
-    quality: str = typer.Option("paper", help=quality_help()),
+    quality: str = typer.Option(QUALITY, help=quality_help()),
     slices: int = typer.Option(None, min=3, help="M for the tomographic methods; overrides the preset."),
-    angles: int = typer.Option(None, min=1, help="L; overrides the preset."),
+    directions: int = typer.Option(None, min=1, help="L: directions; overrides the preset."),
+    angles: int = typer.Option(None, min=1, hidden=True, help="Deprecated spelling of --directions."),
     hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (half the cost) "
                                                                        "or the sphere; overrides the preset."),
     test_fraction: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
     geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
     field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE,
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
     quiet: QuietOpt = False,
 ) -> None:
@@ -89,7 +92,8 @@ def benchmark(
 
     if not 0.0 < test_fraction < 1.0:
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_fraction}", param_hint="--test-fraction")
-    settings = quality_settings(quality, slices=slices, angles=angles, hemisphere=hemisphere)
+    settings = quality_settings(quality, slices=slices, directions=renamed("--angles", "--directions", angles, directions),
+                                hemisphere=hemisphere)
     try:
         chosen = tuple(dict.fromkeys(int(k) for k in layers.split(","))) if layers else (layer,)
     except ValueError:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.base.defaults import DEVICE
+
 from .app import app
 from .options import DeviceOpt, QuietOpt, engine_errors, resolve_device_or_exit
 
@@ -16,7 +18,7 @@ def demo(
     out: Path = typer.Option(Path("tonno-demo"), "--out", "-o", help="Folder for data, model, heatmaps, table, figure."),
     cases: int = typer.Option(40, min=10, help="Synthetic brain volumes (half with lesions); at least 10."),
     steps: int = typer.Option(400, min=1, help="Training steps."),
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE,
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari at the end."),
     quiet: QuietOpt = False,
 ) -> None:

@@ -9,7 +9,7 @@ from .app import app
 
 @app.command()
 def methods(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")) -> None:
-    """List every registered heatmap method and CAM: name, kind, what it needs, default L, formula."""
+    """List every registered heatmap method and CAM: name, kind, what it needs, default L (directions), equation."""
     import json
 
     from rich.console import Console
@@ -22,8 +22,8 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Print the record
                           "cams": [{"name": c.name, "title": c.title, "reference": c.reference}
                                    for c in CAMS.values()]}, indent=2))
         return
-    table = Table("name", "kind", "needs", "default L", "title", "formula", title="heatmap methods")
+    table = Table("name", "kind", "needs", "default L", "title", "equation", title="heatmap methods")
     for r in METHODS.values():
-        table.add_row(r.name, r.kind, r.needs, str(r.default_angles or "-"), r.title, r.formula)
+        table.add_row(r.name, r.kind, r.needs, str(r.default_directions or "-"), r.title, r.equation)
     Console(width=200).print(table)
     print("CAMs: " + ", ".join(f"{c.name} ({c.title}, {c.reference})" for c in CAMS.values()))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY
+
 from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
@@ -31,20 +33,21 @@ def reconstruct(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for heatmaps, summary.csv and run.json."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `tonno train`."),
     method: list[str] = typer.Option(["tonno"], "--method", "-m", help=method_help()),
-    cam: str = typer.Option("layercam", help=cam_help()),
-    layer: int = typer.Option(2, min=1, max=4, help="Encoder layer (1-4) the CAMs read."),
+    cam: str = typer.Option(CAM, help=cam_help()),
+    layer: int = typer.Option(CAM_LAYER, min=1, max=4, help="Encoder layer (1-4) the CAMs read."),
     axes: int = typer.Option(1, min=1, max=3, help="Slice-wise CAMs: 1 = axial slices, 3 = mean over the three axes."),
-    quality: str = typer.Option("paper", help=quality_help()),
+    quality: str = typer.Option(QUALITY, help=quality_help()),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --quality."),
     slices: int = typer.Option(None, min=3, help="M: slices per direction (M+2 are cut); overrides the preset."),
-    angles: int = typer.Option(None, min=1, help="L: directions; overrides the preset."),
+    directions: int = typer.Option(None, min=1, help="L: directions; overrides the preset."),
+    angles: int = typer.Option(None, min=1, hidden=True, help="Deprecated spelling of --directions."),
     hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (same planes, "
                                                                        "half the cost) or the sphere; overrides the preset."),
     slice_size: int = typer.Option(None, min=2, help="Slice side in pixels (default: the checkpoint's)."),
     batch_size: int = typer.Option(None, min=1, help="Slices per network call (default 64 on CPU, 1024 on GPU)."),
     geometry: str = typer.Option(None, help=GEOMETRY_HELP + " Default: the checkpoint's."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + " Default: the checkpoint's."),
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE,
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output already exists."),
     num_parts: int = typer.Option(1, min=1, help="Split the cases into this many parts, balanced by volume size "
@@ -64,7 +67,8 @@ def reconstruct(
     from .progress import show_progress
 
     geometry, field_of_view = check_geometry(geometry, field_of_view)
-    settings = quality_settings(renamed("--preset", "--quality", preset, quality), slices=slices, angles=angles,
+    settings = quality_settings(renamed("--preset", "--quality", preset, quality), slices=slices,
+                                directions=renamed("--angles", "--directions", angles, directions),
                                 hemisphere=hemisphere, slice_size=slice_size, batch_size=batch_size,
                                 compile=compile or None, geometry=geometry, field_of_view=field_of_view)
     specs = parse_methods(method, cam=cam, layer=layer, axes=axes)

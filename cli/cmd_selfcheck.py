@@ -6,13 +6,15 @@ import json
 
 import typer
 
+from tonno_engine.base.defaults import DEVICE
+
 from .app import app
 from .options import DeviceOpt, QuietOpt, renamed, resolve_device_or_exit
 
 
 @app.command()
 def selfcheck(
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE,
     size: str = typer.Option("quick", help="Problem size: quick (32³, ~10 s on 2 CPU cores) or paper "
                                            "(64³, M=96, L=2000)."),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --size."),
@@ -55,6 +57,6 @@ def selfcheck(
         print(f"selfcheck {verdict}: correlation {result.correlation:.4f} (>= {low}), "
               f"relative error {result.relative_error:.4f} (<= {high}){corners}, "
               f"{result.seconds:.1f} s on {result.device} "
-              f"[{result.geometry} geometry, {shape} phantom, M={result.slices}, L={result.angles}, "
+              f"[{result.geometry} geometry, {shape} phantom, M={result.slices}, L={result.directions}, "
               f"{result.slice_size}² slices{', hemisphere' if result.hemisphere else ''}]")
     raise typer.Exit(0 if result.passed else 1)

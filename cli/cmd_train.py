@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import DEFAULTS, OBJECTIVES, RECIPES
 
 from .app import app
@@ -51,7 +52,7 @@ def train(
     objective: str = typer.Option(None, help="slice: every slice carries its volume's label (paper); mil: one loss "
                                              "per volume on a smooth maximum of its slices (small-lesions)."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE,
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
     cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
                                                          "many GB of host memory for volumes (pool and read-ahead)."),

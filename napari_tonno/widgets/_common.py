@@ -39,26 +39,21 @@ def spacing_of(layer) -> tuple[float, float, float]:
     return tuple(float(abs(s)) for s in layer.scale[-3:])
 
 
-def prepare_iter(data, spacing, checkpoint: str, device: str = "auto"):
-    """Load the checkpoint, then preprocess ``data`` ``(D, H, W)`` as it says; yields two
-    ``Progress("prepare")`` events and returns ``(volume, model, meta, device)``. Runs in a worker."""
-    from tonno_engine.base.devices import resolve_device
+def load_iter(checkpoint: str, device: str):
+    """Load the checkpoint onto ``device``; yields one ``Progress("load")`` and returns the engine's
+    ``LoadedCheckpoint``. Runs in a worker."""
     from tonno_engine.base.events import Progress
-    from tonno_engine.data.preprocessing import Preprocessing
-    from tonno_engine.models.checkpoint import load_model
+    from tonno_engine.models.checkpoint import load_checkpoint
 
-    dev = resolve_device(device)
-    model, meta = load_model(str(checkpoint), dev)
-    yield Progress("prepare", 1, 2, "steps")
-    volume = Preprocessing.from_dict(meta.get("preprocessing", {}))(np.asarray(data), spacing)
-    yield Progress("prepare", 2, 2, "steps")
-    return volume, model, meta, dev
+    loaded = load_checkpoint(str(checkpoint), device)
+    yield Progress("load", 1, 1, "checkpoints")
+    return loaded
 
 
 DIRECTIONS = ("axis 0", "axis 1", "axis 2", "lattice")
 
 
-def direction_vector(choice: str, index: int = 0, angles: int = 192):
+def direction_vector(choice: str, index: int = 0, directions: int = 192):
     """A unit normal ``(3,)`` float64 in ``(x0, x1, x2)``: an array axis or lattice direction ``index``."""
     import torch
 
@@ -66,8 +61,8 @@ def direction_vector(choice: str, index: int = 0, angles: int = 192):
 
     if choice.startswith("axis"):
         return torch.eye(3, dtype=torch.float64)[int(choice[-1])]
-    dirs = make_directions(angles, hemisphere=True)
-    return dirs.normals[int(index) % angles]
+    lattice = make_directions(directions, hemisphere=True)
+    return lattice.normals[int(index) % directions]
 
 
 def normalised_point(viewer, layer) -> np.ndarray:

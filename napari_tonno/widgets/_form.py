@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
+from tonno_engine.base.defaults import DEVICE
+
 from .._torch_import import ensure_torch
-from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, prepare_iter, spacing_of
+from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, load_iter, spacing_of
 from ._jobs import start_job
 
 
@@ -43,14 +45,14 @@ class ModelForm(Container):
         napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
         napari_viewer.layers.events.removed.connect(self.image.reset_choices)
 
-    def inputs(self, device: str = "auto"):
+    def inputs(self, device: str = DEVICE):
         """What a job needs from the GUI, read on the GUI thread without copying or loading anything:
-        ``(source layer, prepare generator)``, or ``None`` with the reason in the status."""
+        ``(source layer, generator loading the checkpoint)``, or ``None`` with the reason in the status."""
         source = self.image.value
         if source is None:
             self.status.value = "choose an image layer"
             return None
-        return source, prepare_iter(source.data, spacing_of(source), str(self.checkpoint.value), device)
+        return source, load_iter(str(self.checkpoint.value), device)
 
     def start(self, job, on_event, *, on_done=None, on_returned=None, desc: str = "tonno") -> None:
         """Run the generator ``job`` in a thread worker; ``on_event`` gets every event but progress,
@@ -91,12 +93,12 @@ class DirectionForm(ModelForm):
         super().__init__(napari_viewer, status_label)
         self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value=direction)
         self.index = SpinBox(label="lattice index", min=0, max=99999, value=0)
-        self.angles = SpinBox(label="lattice size", min=1, max=100000, value=192)
+        self.directions = SpinBox(label="lattice size (L)", min=1, max=100000, value=192)
         self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=slices)
 
     def chosen_normal(self):
         """The chosen unit normal ``(3,)`` float64."""
-        return direction_vector(self.direction.value, self.index.value, self.angles.value)
+        return direction_vector(self.direction.value, self.index.value, self.directions.value)
 
     def stack_job(self, *, keep_slices: bool):
         """A job cutting and scoring the chosen direction's slices; its final event holds a
@@ -104,19 +106,20 @@ class DirectionForm(ModelForm):
         ready = self.inputs()
         if ready is None:
             return None
-        source, prepare = ready
-        normal, slices, spacing = self.chosen_normal(), int(self.slices.value), spacing_of(source)
+        source, load = ready
+        normal, slices, spacing, data = self.chosen_normal(), int(self.slices.value), spacing_of(source), source.data
 
         def job():
-            from tonno_engine.methods.settings import slice_size_for
+            from tonno_engine.methods.case import prepare_case
             from tonno_engine.tomography.profiles import direction_stack_iter
             from tonno_engine.tomography.scorers import ModuleScorer
 
-            volume, model, meta, device = yield from prepare
-            geometry, fov = meta.get("geometry", "paper"), meta.get("field_of_view", "full")
-            size = slice_size_for(meta, volume.shape, spacing, geometry=geometry, field_of_view=fov)
-            yield from direction_stack_iter(volume, ModuleScorer(model), normal, slices=slices, slice_size=size,
-                                            device=device, keep_slices=keep_slices, geometry=geometry,
-                                            spacing=spacing, field_of_view=fov)
+            loaded = yield from load
+            case = prepare_case(data, spacing, loaded)  # the volume and settings a reconstruction would use
+            settings = case.settings
+            yield from direction_stack_iter(case.volume, ModuleScorer(loaded.model), normal, slices=slices,
+                                            slice_size=settings.slice_size, device=loaded.device,
+                                            keep_slices=keep_slices, geometry=settings.geometry, spacing=case.spacing,
+                                            field_of_view=settings.field_of_view)
 
         return job

@@ -7,41 +7,40 @@ import time
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
 
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, SLICES, TONNO_DIRECTIONS, WIDGET_QUALITY
 from tonno_engine.base.registry import CAMS, LAYERS, METHODS
-from tonno_engine.methods.settings import PRESETS, slice_size_for
+from tonno_engine.methods.settings import PRESETS
 
 from ._common import geometry_of, spacing_of
 from ._form import ModelForm
-
-#: the preset the widget starts with: a few seconds for a 64³ volume on a laptop CPU
-DEFAULT_QUALITY = "demo"
 
 
 def _devices() -> list[str]:
     from tonno_engine.base.devices import describe_devices
 
-    return ["auto"] + [d.split(" ")[0] for d in describe_devices()]
+    return [DEVICE] + [d.split(" ")[0] for d in describe_devices()]
 
 
 class ReconstructWidget(ModelForm):
     """Choose an image, a checkpoint, a method and a quality preset; the heatmap layer appears at once
     and refines as directions accumulate. ``run()``/``cancel()`` drive it; ``worker`` is the running
-    worker. Changing the form during a run does not affect the run."""
+    worker. Changing the form during a run does not affect the run. The job is the engine's
+    ``reconstruct_case_iter``, the road ``tonno reconstruct`` takes."""
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self.method = ComboBox(label="method", choices=list(METHODS), value="tonno")
-        self.cam = ComboBox(label="CAM", choices=list(CAMS), value="layercam")
-        self.layer = SpinBox(label="layer", min=min(LAYERS), max=max(LAYERS), value=2)
-        self.quality = ComboBox(label="quality", choices=list(PRESETS), value=DEFAULT_QUALITY)
-        self.slices = SpinBox(label="slices (M)", min=3, max=2000)
-        self.angles = SpinBox(label="angles (L)", min=1, max=100000)
+        self.cam = ComboBox(label="CAM", choices=list(CAMS), value=CAM)
+        self.layer = SpinBox(label="layer", min=min(LAYERS), max=max(LAYERS), value=CAM_LAYER)
+        self.quality = ComboBox(label="quality", choices=list(PRESETS), value=WIDGET_QUALITY)
+        self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=SLICES)
+        self.directions = SpinBox(label="directions (L)", min=1, max=100000, value=TONNO_DIRECTIONS)
         self.hemisphere = CheckBox(text="hemisphere")
-        self.device = ComboBox(label="device", choices=_devices(), value="auto")
+        self.device = ComboBox(label="device", choices=_devices(), value=DEVICE)
         self.run_button = PushButton(text="Reconstruct")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,
-                     self.angles, self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress,
+                     self.directions, self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress,
                      self.status, self.demo_button])
         self.quality.changed.connect(self.apply_quality)
         self.method.changed.connect(self.apply_quality)
@@ -56,7 +55,7 @@ class ReconstructWidget(ModelForm):
         the preset leaves it open)."""
         settings = PRESETS[self.quality.value]
         self.slices.value = settings.slices
-        self.angles.value = settings.angles_for(METHODS[self.method.value].default_angles) or self.angles.value
+        self.directions.value = settings.directions_for(METHODS[self.method.value].default_directions)
         self.hemisphere.value = settings.hemisphere
 
     def spec(self):
@@ -64,46 +63,49 @@ class ReconstructWidget(ModelForm):
 
         return MethodSpec(self.method.value, cam=self.cam.value, layer=int(self.layer.value))
 
+    def settings(self):
+        """The form's reconstruction settings (slice size and geometry: the checkpoint's)."""
+        from tonno_engine.methods.settings import ReconstructionSettings
+
+        return ReconstructionSettings(slices=int(self.slices.value), directions=int(self.directions.value),
+                                      hemisphere=bool(self.hemisphere.value))
+
     def run(self, *_):
         """Start the reconstruction of the chosen image layer in a thread worker."""
-        from tonno_engine.base.events import Progress
+        from tonno_engine.base.events import Partial, Progress
+        from tonno_engine.data.nifti import axial_axis
         from tonno_engine.evaluation.candidates import display_limits
-        from tonno_engine.methods.run import methods_iter
+        from tonno_engine.methods.case import CasePrepared, reconstruct_case_iter
 
         from ..overlays import heat_layer_kwargs
 
         ready = self.inputs(self.device.value)
         if ready is None:
             return
-        source, prepare = ready
-        spec = self.spec()  # read once: the run keeps its method whatever the form shows later
+        source, load = ready
+        spec, settings = self.spec(), self.settings()  # read once: the run keeps them whatever the form shows later
         geo = geometry_of(source)
-        params = {"method": spec.as_dict(), "slices": int(self.slices.value), "angles": int(self.angles.value),
-                  "hemisphere": bool(self.hemisphere.value), "quality": self.quality.value,
+        params = {"method": spec.as_dict(), **settings.as_dict(), "quality": self.quality.value,
                   "checkpoint": str(self.checkpoint.value), "source": source.name}
         self.output = self.viewer.add_image(
             np.zeros(source.data.shape, np.float32), name=f"{source.name} {spec.label}", **heat_layer_kwargs((0.0, 1.0)),
             scale=geo["scale"], translate=geo["translate"], affine=geo["affine"],
             metadata={"tonno": params, "affine": geo["affine_nifti"], "complete": False, "tonno_method": spec.label})
-        output, label, shape, spacing = self.output, spec.label, source.data.shape, spacing_of(source)
+        output, label, data, spacing = self.output, spec.label, source.data, spacing_of(source)
+        axial = axial_axis(geo["affine_nifti"])
 
         def job():
-            volume, model, meta, device = yield from prepare
-            # the geometry the checkpoint was trained in (paper for checkpoints that do not say)
-            params.update(device=str(device), geometry=meta.get("geometry", "paper"),
-                          field_of_view=meta.get("field_of_view", "full"))
-            params["slice_size"] = slice_size_for(meta, volume.shape, spacing, geometry=params["geometry"],
-                                                  field_of_view=params["field_of_view"])
-            events = methods_iter([spec], volume, model, slices=params["slices"], angles=params["angles"],
-                                  slice_size=params["slice_size"], hemisphere=params["hemisphere"], device=device,
-                                  output_shape=shape, directions_per_update=max(1, params["angles"] // 8),
-                                  geometry=params["geometry"], spacing=spacing, field_of_view=params["field_of_view"])
-            for event in events:
-                if isinstance(event, Progress):
+            loaded = yield from load
+            params["device"] = str(loaded.device)
+            for event in reconstruct_case_iter(data, spacing, loaded, [spec], settings, axial_axis=axial, partials=True,
+                                               directions_per_update=max(1, settings.directions // 8)):
+                if isinstance(event, CasePrepared):  # what the heatmap is made with, kept with the layer
+                    params.update(event.case.settings.as_dict())
+                elif isinstance(event, Progress):
                     yield event
-                else:  # the array and its display limits are made here, off the GUI thread
-                    data = event.value[label].float().cpu().numpy()
-                    yield event, data, display_limits(data)
+                elif isinstance(event, Partial):  # the array and its display limits are made here, off the GUI thread
+                    heatmap = event.value[label].float().cpu().numpy()
+                    yield event, heatmap, display_limits(heatmap)
 
         self.updates = 0
         self._started = time.perf_counter()

@@ -74,7 +74,7 @@ def test_a_dicom_data_set_trains_reconstructs_and_evaluates(tmp_path):
                                   "--val-every", "2", "-q"])
     assert trained.exit_code == 0, trained.output
     done = runner.invoke(app, ["reconstruct", "-i", str(data), "-o", str(heat), "-c", str(run / "checkpoint_last.pt"),
-                               "--slices", "6", "--angles", "8", "--device", "cpu", "-q"])
+                               "--slices", "6", "--directions", "8", "--device", "cpu", "-q"])
     assert done.exit_code == 0, done.output
     scored = runner.invoke(app, ["evaluate", str(heat), str(data), "-o", str(tmp_path / "metrics.csv")])
     assert scored.exit_code == 0, scored.output

@@ -21,14 +21,14 @@ BASE = {
     "selfcheck": ["selfcheck", "--device", "cpu", "-q"],
 }
 BAD = [
-    ("reconstruct", "--angles", "0"), ("reconstruct", "--angles", "-5"), ("reconstruct", "--slices", "2"),
+    ("reconstruct", "--directions", "0"), ("reconstruct", "--directions", "-5"), ("reconstruct", "--slices", "2"),
     ("reconstruct", "--slice-size", "1"), ("reconstruct", "--batch-size", "0"), ("reconstruct", "--layer", "5"),
     ("reconstruct", "--axes", "2"), ("reconstruct", "--quality", "draft"), ("reconstruct", "--method", "nope"),
     ("train", "--steps", "0"), ("train", "--slice-size", "8"), ("train", "--batch-volumes", "0"),
     ("train", "--slices-per-volume", "0"), ("train", "--lr", "0"), ("train", "--lr", "-1"),
     ("train", "--val-every", "0"), ("train", "--checkpoint-every", "0"), ("train", "--seed", "-1"),
     ("train", "--intensity", "xray"),
-    ("benchmark", "--angles", "0"), ("benchmark", "--slices", "2"), ("benchmark", "--steps", "0"),
+    ("benchmark", "--directions", "0"), ("benchmark", "--slices", "2"), ("benchmark", "--steps", "0"),
     ("benchmark", "--slice-size", "8"), ("benchmark", "--layer", "0"), ("benchmark", "--test-fraction", "0"),
     ("benchmark", "--test-fraction", "1.5"), ("benchmark", "--seed", "-1"),
     ("demo", "--cases", "3"), ("demo", "--steps", "0"),
@@ -68,7 +68,7 @@ def test_an_output_under_a_file_is_a_one_line_error(command, tiny_cases, tiny_ch
     out = blocker / "out"
     args = [a.format(data=tiny_cases, ckpt=tiny_checkpoint, out=out) for a in BASE[command]]
     if command == "reconstruct":
-        args += ["--slices", "3", "--angles", "2"]
+        args += ["--slices", "3", "--directions", "2"]
     res = runner.invoke(app, args)
     assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
@@ -84,6 +84,6 @@ def test_a_full_disk_is_a_one_line_error(tiny_cases, tiny_checkpoint, tmp_path, 
 
     monkeypatch.setattr(batch, "write_text_atomic", full)
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(tmp_path / "out"), "-c",
-                              str(tiny_checkpoint), "--slices", "3", "--angles", "2", "--device", "cpu", "-q"])
+                              str(tiny_checkpoint), "--slices", "3", "--directions", "2", "--device", "cpu", "-q"])
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
     assert "No space left on device" in res.output and "run.json" in res.output

@@ -139,9 +139,9 @@ RECON = ["--quality", "demo", "--slices", "6", "--device", "cpu", "-q"]
 @pytest.mark.slow
 def test_direction_sharded_heatmap_equals_the_single_process_one(tiny_cases, tiny_checkpoint, tmp_path):
     image = tiny_cases / "images" / "phantom_0001.nii.gz"
-    one = tonno("reconstruct", "-i", image, "-o", tmp_path / "one", "-c", tiny_checkpoint, "--angles", 33, *RECON)
+    one = tonno("reconstruct", "-i", image, "-o", tmp_path / "one", "-c", tiny_checkpoint, "--directions", 33, *RECON)
     assert one.returncode == 0, one.stderr
-    two = torchrun("reconstruct", "-i", image, "-o", tmp_path / "two", "-c", tiny_checkpoint, "--angles", 33,
+    two = torchrun("reconstruct", "-i", image, "-o", tmp_path / "two", "-c", tiny_checkpoint, "--directions", 33,
                    "--shard-directions", *RECON)
     assert two.returncode == 0, two.stdout + two.stderr
     a = nib.load(tmp_path / "one" / "phantom_0001_tonno.nii.gz").get_fdata()
@@ -187,9 +187,12 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "import torch\n"
         "from tonno_engine.base.distributed import RankFailed, init_world\n"
         "from tonno_engine.tomography.reconstruction import final_result, reconstruct_iter\n"
+        "from tonno_engine.tomography.sharding import sharded_iter\n"
         "w = init_world(torch.device('cpu'))\n"
         "vol = torch.rand(12, 12, 12, generator=torch.Generator().manual_seed(0))\n"
-        "opts = dict(slices=5, angles=8, slice_size=12, shard_directions=True, partials=False, device='cpu')\n"
+        "opts = dict(slices=5, directions=8, slice_size=12, partials=False, device='cpu')\n"
+        "def sharded(scorer):\n"
+        "    return sharded_iter(lambda subset: reconstruct_iter(vol, scorer, subset=subset, **opts), 8, w)\n"
         "def mean(s):\n"
         "    return s.mean(dim=(1, 2))\n"
         "def broken(s):\n"
@@ -202,13 +205,13 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "    return mean(s)\n"
         "for scorer, expected in ((broken, ValueError if w.rank else RankFailed), (oom, torch.OutOfMemoryError)):\n"
         "    try:\n"
-        "        final_result(reconstruct_iter(vol, scorer, **opts))\n"
+        "        final_result(sharded(scorer))\n"
         "        raise SystemExit(f'rank {w.rank}: no error from {scorer.__name__}')\n"
         "    except expected as exc:\n"
         "        print(f'rank {w.rank}: {type(exc).__name__}: {exc}')\n"
-        "both = final_result(reconstruct_iter(vol, mean, **opts))  # the ranks are still in step\n"
+        "both = final_result(sharded(mean))  # the ranks are still in step\n"
         "if w.rank == 0:\n"
-        "    one = final_result(reconstruct_iter(vol, mean, **{**opts, 'shard_directions': False}))\n"
+        "    one = final_result(reconstruct_iter(vol, mean, **opts))\n"
         "    torch.testing.assert_close(both, one)\n"
         "    print('ok')\n")
     out = torchrun_script(tmp_path, code)
@@ -239,7 +242,7 @@ def _summary(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_two_rank_batch_writes_every_case_exactly_once(eight_cases, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
-    done = torchrun("reconstruct", "-i", eight_cases, "-o", out, "-c", tiny_checkpoint, "--angles", 16, *RECON)
+    done = torchrun("reconstruct", "-i", eight_cases, "-o", out, "-c", tiny_checkpoint, "--directions", 16, *RECON)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(list(out.glob("*_tonno.nii.gz"))) == 8
     rows = _summary(out)
@@ -256,7 +259,7 @@ def test_two_rank_batch_writes_every_case_exactly_once(eight_cases, tiny_checkpo
 @pytest.mark.slow
 def test_a_part_killed_half_way_is_finished_by_continue(eight_cases, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
-    common = ["-i", eight_cases, "-o", out, "-c", tiny_checkpoint, "--angles", 600, "--num-parts", 2, *RECON]
+    common = ["-i", eight_cases, "-o", out, "-c", tiny_checkpoint, "--directions", 600, "--num-parts", 2, *RECON]
     first = tonno("reconstruct", *common, "--part-id", 0)
     assert first.returncode == 0, first.stderr
     info = json.loads((out / "run.json").read_text())

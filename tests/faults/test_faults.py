@@ -27,7 +27,7 @@ from tonno_cli.app import app
 from tonno_engine.base.errors import DataError
 
 runner = CliRunner()
-FAST = ["--slices", "6", "--angles", "60", "--device", "cpu", "-q"]
+FAST = ["--slices", "6", "--directions", "60", "--device", "cpu", "-q"]
 TRAIN = ["--model", "resnet10t", "--norm", "gn", "--slice-size", "32", "--batch-volumes", "2",
          "--slices-per-volume", "2", "--val-every", "2", "--checkpoint-every", "2", "--device", "cpu", "-q"]
 
@@ -45,15 +45,15 @@ def _other_checkpoint(tiny_checkpoint, tmp_path):
     return save_checkpoint(tmp_path / "other.pt", create_encoder("resnet10t", norm="gn"), payload["meta"])
 
 
-# 1. --continue with another checkpoint and --angles: refused, listing what differs
+# 1. --continue with another checkpoint and --directions: refused, listing what differs
 def test_continue_refuses_outputs_made_with_other_settings(tiny_cases, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     assert reconstruct(tiny_cases / "images" / "phantom_0000.nii.gz", out, tiny_checkpoint).exit_code == 0
     before = (out / "phantom_0000_tonno.nii.gz").read_bytes()
-    res = reconstruct(tiny_cases, out, _other_checkpoint(tiny_checkpoint, tmp_path), "--continue", "--angles", "80")
+    res = reconstruct(tiny_cases, out, _other_checkpoint(tiny_checkpoint, tmp_path), "--continue", "--directions", "80")
     assert res.exit_code == 1
     assert "--continue would mix results" in res.output and "phantom_0000_tonno.nii.gz" in res.output
-    assert "checkpoint" in res.output and "settings.angles 60 → 80" in res.output
+    assert "checkpoint" in res.output and "settings.directions 60 → 80" in res.output
     assert (out / "phantom_0000_tonno.nii.gz").read_bytes() == before
     assert not (out / "phantom_0001_tonno.nii.gz").exists()
 
@@ -344,7 +344,7 @@ def test_a_checkpoint_folder_is_named_as_a_folder(tiny_cases, tmp_path):
 
 def test_suspicious_settings_warn(tiny_cases, tiny_checkpoint, tmp_path):
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases / "images" / "phantom_0000.nii.gz"), "-o",
-                              str(tmp_path / "o"), "-c", str(tiny_checkpoint), "--slices", "6", "--angles", "1",
+                              str(tmp_path / "o"), "-c", str(tiny_checkpoint), "--slices", "6", "--directions", "1",
                               "--slice-size", "8", "--device", "cpu", "-q"])
     assert res.exit_code == 0, res.output
     assert "warning: --slice-size 8 is far below the 32² slices" in res.output

@@ -131,7 +131,7 @@ def results_folder(tiny_cases, tiny_checkpoint, tmp_path):
     out = tmp_path / "results"
     runner = CliRunner()
     done = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(out), "-c", str(tiny_checkpoint),
-                               "--method", "tonno,layercam", "--slices", "6", "--angles", "8", "--device", "cpu", "-q"])
+                               "--method", "tonno,layercam", "--slices", "6", "--directions", "8", "--device", "cpu", "-q"])
     assert done.exit_code == 0, done.output
     scored = runner.invoke(app, ["evaluate", str(out), str(tiny_cases), "-o", str(out / "metrics.csv"), "-q"])
     assert scored.exit_code == 0, scored.output

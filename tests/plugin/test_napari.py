@@ -132,7 +132,7 @@ def _reconstruct_widget(viewer, angles):
     from napari_tonno.widgets.reconstruct import ReconstructWidget
 
     widget = ReconstructWidget(viewer)
-    widget.slices.value, widget.angles.value, widget.device.value = 8, angles, "cpu"
+    widget.slices.value, widget.directions.value, widget.device.value = 8, angles, "cpu"
     return widget
 
 
@@ -158,7 +158,7 @@ def test_reconstruct_live_updates_and_a_responsive_event_loop(viewer_with_volume
     timer.stop()
     assert widget.updates >= 2 and widget.output.metadata["complete"]
     assert widget.output.metadata["tonno"]["method"]["name"] == "tonno"
-    assert widget.output.metadata["tonno"]["angles"] == 256
+    assert widget.output.metadata["tonno"]["directions"] == 256
     np.testing.assert_allclose(widget.output.scale, (2.0, 1.0, 1.5))
     assert np.abs(widget.output.data).max() > 0
     longest = max(stalls[1:])

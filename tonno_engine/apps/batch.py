@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..base.atomic import make_output_folder, remove_stale_parts, write_text_atomic
+from ..base.defaults import DEVICE, QUALITY
 from ..base.devices import device_name, resolve_device
 from ..base.distributed import World, current_world, init_world, launched_by_torchrun, local_device
 from ..base.errors import DataError, DiskFull
@@ -35,10 +36,9 @@ from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
 from ..data.nifti import axial_axis, read_provenance, save_nifti
-from ..data.preprocessing import Preprocessing
-from ..methods.run import methods_iter
-from ..methods.settings import PRESETS, ReconstructionSettings, slice_size_for
-from ..models.checkpoint import load_model
+from ..methods.case import CasePrepared, reconstruct_case_iter
+from ..methods.settings import PRESETS, ReconstructionSettings
+from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
 from .provenance import Provenance, differences, heatmap_parts
@@ -56,8 +56,8 @@ class BatchConfig:
     that exist (``resume``: skip them; ``overwrite``: redo them)."""
 
     methods: list[MethodSpec] = field(default_factory=lambda: [MethodSpec("tonno")])
-    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS["paper"])
-    device: str = "auto"
+    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS[QUALITY])
+    device: str = DEVICE
     resume: bool = False
     overwrite: bool = False
     #: this process's share of the cases (a job array's task); under ``torchrun`` the ranks are the parts
@@ -217,14 +217,14 @@ def _reusable(inputs, out: Path, cfg: BatchConfig, expected: dict) -> dict[tuple
     return {key: (made or {}).get("run_started", "") for key, made in recorded.items()}
 
 
-def _notices(cfg: BatchConfig, settings: ReconstructionSettings, meta: dict) -> Iterator[Notice]:
+def _notices(cfg: BatchConfig, settings: ReconstructionSettings, description: CheckpointDescription) -> Iterator[Notice]:
     """Warnings about settings that are valid but probably a mistake."""
-    trained = meta.get("slice_size")
-    if cfg.settings.slice_size and trained and cfg.settings.slice_size * 2 <= trained:
+    trained = description.slice_size
+    if cfg.settings.slice_size and cfg.settings.slice_size * 2 <= trained:
         yield Notice(f"--slice-size {cfg.settings.slice_size} is far below the {trained}² slices the model was trained "
                      "on: its scores (and heatmaps) are unlikely to mean anything")
     tomographic = [s for s in cfg.methods if s.tomographic]
-    low = sorted({a for s in tomographic if (a := settings.angles_for(s.default_angles)) and a < FEW_ANGLES})
+    low = sorted({a for s in tomographic if (a := settings.directions_for(s.default_directions)) and a < FEW_ANGLES})
     if low:
         yield Notice(f"{low[0]} direction(s) give mostly streak artefacts; use at least {FEW_ANGLES} "
                      "(the paper uses 2000, --quality preview a few hundred)")
@@ -268,26 +268,21 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     inputs = [i for i, o in zip(all_inputs, owner) if o == part]
     writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     check_resume_overwrite(cfg)
-    model, meta = load_model(checkpoint, device)
-    preprocessing = Preprocessing.from_dict(meta.get("preprocessing", {}))
-    # unset settings take the checkpoint's: its slice size, and the geometry it was trained in
-    settings = replace(cfg.settings, slice_size=cfg.settings.slice_size or meta.get("slice_size", 224),
-                       geometry=cfg.settings.geometry or meta.get("geometry", "paper"),
-                       field_of_view=cfg.settings.field_of_view or meta.get("field_of_view", "full"))
-    # physical geometry keeps the millimetres per pixel the model was trained at (the slice size then
-    # follows each scan's field of view), unless the user set a slice size
-    per_case_size = meta if settings.geometry == "physical" and not cfg.settings.slice_size else None
+    loaded = load_checkpoint(checkpoint, device)
+    # unset settings take the checkpoint's (each case's slice size may follow its field of view)
+    settings = cfg.settings.resolved(loaded.description)
     checkpoint_sha256 = file_sha256(checkpoint)
     expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
                                                  image=i.image) for i in inputs for s in cfg.methods}
-    yield from _notices(cfg, settings, meta)
+    yield from _notices(cfg, settings, loaded.description)
     run_info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
                       "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
                       "shard_directions": cfg.shard_directions, "world_size": world.size},
         "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": checkpoint_sha256,
-        "checkpoint_meta": {k: meta.get(k) for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
+        "checkpoint_meta": {k: getattr(loaded.description, k)
+                            for k in ("model", "norm", "slice_size", "preprocessing", "data_hash")},
         "device": str(device), "device_name": device_name(device), "versions": versions(),
         "started": _now(), "finished": None,
     }
@@ -300,8 +295,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
                 remove_stale_parts(out, f"{glob.escape(item.case)}_*")
         if parts == 1 and writes:
             write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
-        rows = yield from _cases(inputs, out, cfg, expected, reusable, run_info["started"], model, preprocessing,
-                                 settings, device, per_case_size, writes=writes, part=part, parts=parts)
+        rows = yield from _cases(inputs, out, cfg, expected, reusable, run_info["started"], loaded,
+                                 world if cfg.shard_directions else None, writes=writes, part=part, parts=parts)
         if parts > 1:
             _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
         elif writes:
@@ -310,8 +305,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     yield BatchResult(rows, out, part, parts, writes)
 
 
-def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, model, preprocessing, settings, device,
-           per_case_size, *, writes, part, parts):
+def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, loaded: LoadedCheckpoint, world: World | None,
+           *, writes, part, parts):
     """Every case in turn (skipping the ``reusable`` outputs); returns the summary rows. A full disk stops
     the batch (every later write would fail too) with :class:`DiskFull` naming the file."""
     previous = _previous_rows(out) if cfg.resume else {}
@@ -330,8 +325,7 @@ def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, model, pr
         if todo:
             provenance = {s.label: Provenance(expected[(item.case, s.label)], started) for s in todo}
             try:
-                case_rows += yield from _run_case(item, todo, out, model, preprocessing, settings, device, per_case_size,
-                                                  writes=writes, shard_directions=cfg.shard_directions,
+                case_rows += yield from _run_case(item, todo, out, loaded, cfg.settings, world=world, writes=writes,
                                                   provenance=provenance)
             except DiskFull as exc:
                 raise DiskFull(exc.filename, f"the batch stopped at case {done} of {len(inputs)}; free space and "
@@ -370,32 +364,31 @@ def _finish_part(out: Path, part: int, parts: int, rows: list[dict], run_info: d
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
 
 
-def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSettings, device,
-              per_case_size: dict | None = None, *, writes: bool = True, shard_directions: bool = False,
-              provenance: dict | None = None):
+def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
+              world: World | None = None, writes: bool = True, provenance: dict | None = None):
     """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
 
-    Data errors and failures of the computation become ``failed`` rows (and leave no output); a full
-    disk (:class:`DiskFull`) is raised. ``writes``: save the heatmaps (false on the ranks that only
-    contribute directions); ``provenance``: ``{label: Provenance}`` written into each heatmap.
+    ``settings`` are the batch's as given (each case resolves them against the checkpoint). Data errors
+    and failures of the computation become ``failed`` rows (and leave no output); a full disk
+    (:class:`DiskFull`) is raised. ``world``: split every case's directions over it (rank 0 writes);
+    ``writes``: save the heatmaps; ``provenance``: ``{label: Provenance}`` written into each heatmap.
     """
     start = time.perf_counter()
+    device = loaded.device
     batch_size = settings.batch_size or default_batch_size(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     targets = {s.label: output_path(out, item.case, s) for s in specs}
+    used = settings
     try:
         volume = load_image(item.image)
-        array, spacing = preprocessing.apply(volume, physical=settings.geometry == "physical")
-        if per_case_size is not None:  # the checkpoint's meta
-            settings = replace(settings, slice_size=slice_size_for(per_case_size, array.shape, spacing,
-                                                                   geometry=settings.geometry,
-                                                                   field_of_view=settings.field_of_view))
+        geometry = settings.geometry or loaded.description.geometry
+        spacing = volume.checked_spacing() if geometry == "physical" else volume.spacing
         while True:
             try:
-                heatmaps = yield from _method_events(specs, array, model, replace(settings, batch_size=batch_size),
-                                                     device, volume.array.shape, axial_axis(volume.affine), spacing,
-                                                     shard_directions)
+                events = reconstruct_case_iter(volume.array, spacing, loaded, specs, replace(settings, batch_size=batch_size),
+                                               axial_axis=axial_axis(volume.affine), world=world)
+                used, heatmaps = yield from _case_events(events)
                 break
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -418,21 +411,21 @@ def _run_case(item, specs, out, model, preprocessing, settings: ReconstructionSe
         rows = [_row(item, s, None, "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
     stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
                  peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
-                 batch_size=str(batch_size), slice_size=str(settings.slice_size))
+                 batch_size=str(batch_size), slice_size=str(used.slice_size or ""))
     return [{**r, **stats} for r in rows]
 
 
-def _method_events(specs, array, model, settings: ReconstructionSettings, device, shape, axial, spacing,
-                   shard_directions: bool = False):
-    """Forward the methods' progress events; return their final ``{label: heatmap}``."""
-    sharded = {"shard_directions": True} if shard_directions else {}
-    for event in methods_iter(specs, array, model, **settings.as_dict(), device=device, output_shape=shape,
-                              axial_axis=axial, partials=False, spacing=spacing, **sharded):
-        if isinstance(event, Partial) and event.final:
-            return event.value
-        if isinstance(event, Progress):
+def _case_events(events):
+    """Forward a case's progress events; return ``(its resolved settings, {label: heatmap})``."""
+    used = None
+    for event in events:
+        if isinstance(event, CasePrepared):
+            used = event.case.settings
+        elif isinstance(event, Partial) and event.final:
+            return used, event.value
+        elif isinstance(event, Progress):
             yield event
-    raise RuntimeError("methods ended without a result")  # pragma: no cover
+    raise RuntimeError("the case ended without a result")  # pragma: no cover
 
 
 def _row(item: BatchInput, spec: MethodSpec, target: Path | None, status: str, error: str = "", made: str = "") -> dict:

@@ -39,7 +39,7 @@ def heatmap_parts(*, checkpoint_sha256: str, spec, settings, image) -> dict:
     """The parts of a heatmap's fingerprint (see module doc); ``spec`` a ``MethodSpec``,
     ``settings`` the resolved ``ReconstructionSettings`` of the batch."""
     chosen = {k: v for k, v in settings.as_dict().items() if k not in NEUTRAL_SETTINGS}
-    chosen["angles"] = settings.angles_for(spec.default_angles)
+    chosen["directions"] = settings.directions_for(spec.default_directions)
     return {"checkpoint_sha256": checkpoint_sha256, "method": spec.as_dict(), "settings": chosen,
             "input": input_signature(image), "tonno": _tonno_version()}
 
@@ -65,7 +65,7 @@ class Provenance:
 
 def differences(recorded: dict | None, expected: dict) -> str:
     """Why an output with provenance ``recorded`` is not the one ``expected`` parts would make:
-    ``""`` when the fingerprints match, else e.g. ``"settings.angles 2000 → 500, checkpoint"``."""
+    ``""`` when the fingerprints match, else e.g. ``"settings.directions 2000 → 500, checkpoint"``."""
     if recorded is None:
         return "no provenance (made by an older tonno or another tool)"
     if recorded.get("fingerprint") == fingerprint(expected):

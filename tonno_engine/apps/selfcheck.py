@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY
 from ..base.devices import resolve_device, synchronize
 from ..base.events import Progress
 from ..tomography.phantoms import (
@@ -20,7 +21,7 @@ from ..tomography.phantoms import (
 from ..tomography.reconstruction import reconstruct_iter
 from ..tomography.scorers import radon_sum
 
-#: problem size: name -> (side of the paper geometry's two-balls phantom, slices M, angles L, slice size).
+#: problem size: name -> (side of the paper geometry's two-balls phantom, slices M, directions L, slice size).
 #: "quick" runs in ~10 s on 2 CPU cores; "paper" is the reference setting of docs/methods.md (~2 min on
 #: 2 CPU cores, well under a second on a GPU). Physical geometry always uses :func:`anisotropic_phantom`.
 SIZES = {"quick": (32, 64, 800, 64), "paper": (64, 96, 2000, 96)}
@@ -37,7 +38,7 @@ class SelfcheckResult:
     device: str
     shape: tuple[int, int, int]
     slices: int
-    angles: int
+    directions: int
     slice_size: int
     hemisphere: bool
     correlation: float
@@ -58,8 +59,8 @@ class SelfcheckResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def selfcheck_iter(size: str = "quick", *, device=None, hemisphere: bool = False, geometry: str = "paper",
-                   field_of_view: str = "full") -> Iterator[Progress | SelfcheckResult]:
+def selfcheck_iter(size: str = "quick", *, device=DEVICE, hemisphere: bool = False, geometry: str = GEOMETRY,
+                   field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | SelfcheckResult]:
     """The R_Σ check (:func:`radon_sum` in place of the network); yields progress, then the result.
 
     Paper geometry: the two-balls phantom, judged inside the unit ball. Physical geometry: balls
@@ -71,13 +72,13 @@ def selfcheck_iter(size: str = "quick", *, device=None, hemisphere: bool = False
     if geometry not in LIMITS:
         raise ValueError(f"unknown geometry {geometry!r}; valid: {', '.join(LIMITS)}")
     dev = resolve_device(device)
-    side, slices, angles, slice_size = SIZES[size]
+    side, slices, directions, slice_size = SIZES[size]
     if geometry == "physical":
         volume, spacing = anisotropic_phantom()
     else:
         volume, spacing = balls_phantom((side,) * 3), None
     start = time.perf_counter()
-    for event in reconstruct_iter(volume, radon_sum, slices=slices, angles=angles, slice_size=slice_size,
+    for event in reconstruct_iter(volume, radon_sum, slices=slices, directions=directions, slice_size=slice_size,
                                   hemisphere=hemisphere, device=dev, partials=False, batch_size=512,
                                   geometry=geometry, spacing=spacing, field_of_view=field_of_view):
         if isinstance(event, Progress):
@@ -95,5 +96,5 @@ def selfcheck_iter(size: str = "quick", *, device=None, hemisphere: bool = False
         corners = tuple(heatmap.cpu()[m].mean().item() / value for m, (_, _, value) in zip(masks, CORNER_BALLS_MM[1:]))
     else:
         corr, rel = quality_in_unit_ball(heatmap, volume)
-    yield SelfcheckResult(size, geometry, str(dev), tuple(volume.shape), slices, angles, slice_size, hemisphere, corr,
+    yield SelfcheckResult(size, geometry, str(dev), tuple(volume.shape), slices, directions, slice_size, hemisphere, corr,
                           rel, seconds, corners)

@@ -1,32 +1,34 @@
-"""The one registry of heatmap methods and CAMs. Torch-free: the CLI's help lists it.
+"""The one registry of heatmap methods and CAMs.
 
 Each method is one :class:`MethodRecord` (name, title used in tables and figures, kind, what it
-needs, default number of directions, formula); each CAM one :class:`CamRecord`, and every CAM is
-also a slice-wise method. The CLI's choices, the widgets' combo boxes, ``tonno benchmark``'s
-rows, output file labels and display names all come from here, so adding a method is one call to
-:func:`register_method` (see docs/methods.md for a worked example).
+needs, default number of directions, and the formula object that adds a chunk of directions to the
+heatmap); each CAM one :class:`CamRecord` holding its function, and every CAM is also a slice-wise
+method. The CLI's choices, the widgets' combo boxes, ``tonno benchmark``'s rows, output file labels
+and display names all come from here.
 
-Implementations are named as ``"module:attribute"`` strings and imported on first use, which keeps
-this module free of torch; a record may also hold the object itself.
+A method is registered where it is defined, by :func:`register_method` at import of its module. The
+registry imports those modules on first use through the entry-point group ``tonno.methods``
+(:data:`ENTRY_POINT_GROUP`): tonno's own modules are entries of this package, and an installed
+third-party package adds a method to the CLI, the widgets and ``tonno methods`` by declaring an entry
+in the same group (docs/methods.md), with nothing importing it first.
 """
 
 from __future__ import annotations
 
-import importlib
+import threading
 from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
+
+from .defaults import CAM, CAM_LAYER
 
 #: the encoder layers a CAM can read (outputs at strides 4, 8, 16, 32)
 LAYERS = (1, 2, 3, 4)
 KINDS = ("tomographic", "slicewise")
 NEEDS = ("logits", "cam")
-
-
-def resolve(ref):
-    """The object a ``"module:attribute"`` reference names (anything else is returned as it is)."""
-    if not isinstance(ref, str):
-        return ref
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+#: the entry-point group whose modules register methods and CAMs when imported
+ENTRY_POINT_GROUP = "tonno.methods"
+#: the distribution whose entries load first (its methods lead every listing)
+OWN_DISTRIBUTION = "napari-tonno"
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,13 @@ class CamRecord:
 class MethodRecord:
     """A heatmap method.
 
-    ``kind``: ``"tomographic"`` (slices along many directions, combined by ``accumulate``, a
-    :class:`~tonno_engine.tomography.reconstruction.Formula`) or ``"slicewise"`` (a CAM on every
-    slice of an axis). ``needs``: ``"logits"`` (the network's score of a slice) or ``"cam"`` (maps
-    of a CAM at a layer). ``title`` and ``label`` are templates with the fields ``{cam}`` (CAM
-    title / tag), ``{layer}`` and ``{axes}`` (``", 3 axes"`` / ``"-axes3"`` when averaged over
-    three axes). ``cam`` fixes the CAM (slice-wise records); otherwise the caller chooses it.
+    ``kind``: ``"tomographic"`` (slices along many directions, combined by ``formula``, an object of
+    the :class:`~tonno_engine.tomography.reconstruction.Formula` protocol) or ``"slicewise"`` (a CAM on
+    every slice of an axis). ``needs``: ``"logits"`` (the network's score of a slice) or ``"cam"``
+    (maps of a CAM at a layer). ``title`` and ``label`` are templates with the fields ``{cam}`` (CAM
+    title / tag), ``{layer}`` and ``{axes}`` (``", 3 axes"`` / ``"-axes3"`` when averaged over three
+    axes). ``cam`` fixes the CAM (slice-wise records); otherwise the caller chooses it. ``equation``
+    is the formula in words, for ``tonno methods``.
     """
 
     name: str
@@ -58,9 +61,9 @@ class MethodRecord:
     kind: str
     needs: str
     description: str
-    formula: str
-    default_angles: int | None = None
-    accumulate: object = None
+    equation: str
+    default_directions: int | None = None
+    formula: object = None
     cam: str | None = None
 
     def __post_init__(self):
@@ -68,56 +71,98 @@ class MethodRecord:
             raise ValueError(f"{self.name}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.needs not in NEEDS:
             raise ValueError(f"{self.name}: needs must be one of {', '.join(NEEDS)}, got {self.needs!r}")
-        if self.kind == "tomographic" and (self.accumulate is None or not self.default_angles):
-            raise ValueError(f"{self.name}: a tomographic method needs accumulate and default_angles")
+        if self.kind == "tomographic" and (self.formula is None or not self.default_directions):
+            raise ValueError(f"{self.name}: a tomographic method needs a formula and default_directions")
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "accumulate"}
+        return {k: v for k, v in asdict(self).items() if k != "formula"}
 
 
-#: name -> record, in registration order (the order of every listing)
-METHODS: dict[str, MethodRecord] = {}
-#: name -> record
-CAMS: dict[str, CamRecord] = {}
+_METHODS: dict[str, MethodRecord] = {}
+_CAMS: dict[str, CamRecord] = {}
+_loaded = False
+_loading = threading.RLock()
+
+
+def load_methods() -> None:
+    """Import every module of the entry-point group (once): each registers its methods. tonno's own
+    entries first, then other distributions', each in name order."""
+    global _loaded
+    with _loading:
+        if _loaded:
+            return
+        _loaded = True  # set first: a module being loaded may list the registry
+        found = entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(found, key=lambda e: (getattr(e.dist, "name", "") != OWN_DISTRIBUTION, e.name)):
+            ep.load()
+
+
+def methods() -> dict[str, MethodRecord]:
+    """name -> record: the tomographic methods, then the slice-wise ones, each in registration order."""
+    load_methods()
+    ordered = sorted(_METHODS.values(), key=lambda r: KINDS.index(r.kind))
+    return {r.name: r for r in ordered}
+
+
+def cams() -> dict[str, CamRecord]:
+    """name -> record, in registration order."""
+    load_methods()
+    return dict(_CAMS)
+
+
+def __getattr__(name: str):
+    """``METHODS`` and ``CAMS``: the loaded registry (see :func:`methods`, :func:`cams`)."""
+    if name == "METHODS":
+        return methods()
+    if name == "CAMS":
+        return cams()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_method(record: MethodRecord, *, replace: bool = False) -> MethodRecord:
-    """Add ``record`` to :data:`METHODS`; ``ValueError`` if the name is taken (unless ``replace``)."""
-    if record.name in METHODS and not replace:
+    """Add ``record``; ``ValueError`` if the name is taken (unless ``replace``)."""
+    if record.name in _METHODS and not replace:
         raise ValueError(f"method {record.name!r} is already registered")
-    METHODS[record.name] = record
+    _METHODS[record.name] = record
     return record
 
 
+def unregister_method(name: str) -> None:
+    """Remove a method (a test's or a plugin's own clean-up); a CAM's slice-wise record stays with its CAM."""
+    _METHODS.pop(name, None)
+
+
 def register_cam(record: CamRecord, *, replace: bool = False) -> CamRecord:
-    """Add ``record`` to :data:`CAMS`, and its slice-wise baseline (paper §4.3) to :data:`METHODS`."""
-    if record.name in CAMS and not replace:
+    """Add ``record``, and its slice-wise baseline (paper §4.3) as a method."""
+    if record.name in _CAMS and not replace:
         raise ValueError(f"CAM {record.name!r} is already registered")
-    CAMS[record.name] = record
+    _CAMS[record.name] = record
     register_method(MethodRecord(
         record.name, title="{cam} (layer {layer}{axes})", label="{cam}-l{layer}{axes}", kind="slicewise", needs="cam",
         description=f"slice-wise {record.title}", cam=record.name,
-        formula="the CAM of every axial slice, stacked (or the mean over the three axes)"), replace=replace)
+        equation="the CAM of every axial slice, stacked (or the mean over the three axes)"), replace=replace)
     return record
 
 
 def method(name: str) -> MethodRecord:
     """The record of ``name``; ``ValueError`` listing the valid names."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
-    return METHODS[name]
+    known = methods()
+    if name not in known:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(known)}")
+    return known[name]
 
 
 def cam(name: str) -> CamRecord:
     """The record of ``name``; ``ValueError`` listing the valid names."""
-    if name not in CAMS:
-        raise ValueError(f"unknown CAM {name!r}; valid: {', '.join(CAMS)}")
-    return CAMS[name]
+    known = cams()
+    if name not in known:
+        raise ValueError(f"unknown CAM {name!r}; valid: {', '.join(known)}")
+    return known[name]
 
 
 def describe_methods() -> str:
     """One line per method for help texts: ``name: description``."""
-    return "; ".join(f"{r.name}: {r.description}" for r in METHODS.values())
+    return "; ".join(f"{r.name}: {r.description}" for r in methods().values())
 
 
 @dataclass(frozen=True)
@@ -126,8 +171,8 @@ class MethodSpec:
     ``axes`` (1: axial only, 3: mean over the three axes) to the slice-wise ones."""
 
     name: str = "tonno"
-    cam: str = "layercam"
-    layer: int = 2
+    cam: str = CAM
+    layer: int = CAM_LAYER
     axes: int = 1
 
     def __post_init__(self):
@@ -173,41 +218,8 @@ class MethodSpec:
         return self.record.title.format(**self._fields("title"))
 
     @property
-    def default_angles(self) -> int | None:
-        return self.record.default_angles
+    def default_directions(self) -> int | None:
+        return self.record.default_directions
 
     def as_dict(self) -> dict:
         return {**asdict(self), "label": self.label}
-
-
-_CAM_IMPL = "tonno_engine.cams.maps"
-for _record in (
-    CamRecord("gradcam", "GradCAM", "gradcam", f"{_CAM_IMPL}:gradcam", "Selvaraju et al. 2017"),
-    CamRecord("layercam", "LayerCAM", "layercam", f"{_CAM_IMPL}:layercam", "Jiang et al. 2021"),
-    CamRecord("gradcam++", "GradCAM++", "gradcampp", f"{_CAM_IMPL}:gradcampp", "Chattopadhay et al. 2018"),
-    CamRecord("scorecam", "ScoreCAM", "scorecam", f"{_CAM_IMPL}:scorecam", "Wang et al. 2020"),
-):
-    register_cam(_record)
-
-# The tomographic methods first: the CLI and the widgets list them in this order.
-_SLICEWISE = dict(METHODS)
-METHODS.clear()
-register_method(MethodRecord(
-    "tonno", title="ToNNO", label="tonno", kind="tomographic", needs="logits", default_angles=2000,
-    description="ToNNO, filtered backprojection of slice logits at many angles (paper 3.4)",
-    formula="eq. 11: G(x) = c·|S²|/L · Σ_l q̃_l(x·n_l), q = second difference of the logit profile / Δ²",
-    accumulate="tonno_engine.tomography.reconstruction:TONNO"))
-register_method(MethodRecord(
-    "averaged-cam", title="Averaged {cam} (layer {layer})", label="averaged-{cam}-l{layer}", kind="tomographic",
-    needs="cam", default_angles=1000,
-    description="Averaged CAM, raw CAM maps of the same slices averaged over directions (eq. 12)",
-    formula="eq. 12: mean over directions of the map stack read at (x·n_l, x·u_l, x·v_l)",
-    accumulate="tonno_engine.cams.tomographic:AVERAGED_CAM"))
-register_method(MethodRecord(
-    "tomographic-cam", title="Tomographic {cam} (layer {layer})", label="tomographic-{cam}-l{layer}",
-    kind="tomographic", needs="cam", default_angles=1000,
-    description="Tomographic CAM, per-cell second difference then backprojection (eq. 13)",
-    formula="eq. 13: eq. 11 applied to every CAM cell (a, b) of the map stack",
-    accumulate="tonno_engine.cams.tomographic:TOMOGRAPHIC_CAM"))
-METHODS.update(_SLICEWISE)
-del _SLICEWISE, _record

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from ..base.defaults import DEVICE
 from ..tomography.phantoms import balls_phantom, quality_in_unit_ball
-from ..tomography.reconstruction import final_result
-from .tomographic import cam_reconstruct_iter
+from ..tomography.reconstruction import reconstruct
+from .tomographic import AVERAGED_CAM, TOMOGRAPHIC_CAM
+
+FORMULAS = {"averaged-cam": AVERAGED_CAM, "tomographic-cam": TOMOGRAPHIC_CAM}
 
 
 def fake_cam_check(
-    kernels=(2, 4, 8, 16), *, size: int = 32, slices: int = 32, angles: int = 400, slice_size: int = 64,
-    device=None,
+    kernels=(2, 4, 8, 16), *, size: int = 32, slices: int = 32, directions: int = 400, slice_size: int = 64,
+    device=DEVICE,
 ) -> dict[tuple[str, int], float]:
     """Paper Fig. 4: average-pool each slice as a fake CAM and reconstruct the input.
 
@@ -26,9 +29,8 @@ def fake_cam_check(
         def pooled(batch, k=kernel):
             return F.avg_pool2d(batch[:, None], k)[:, 0]
 
-        for formula in ("averaged-cam", "tomographic-cam"):
-            heatmap = final_result(cam_reconstruct_iter(
-                volume, pooled, formula, slices=slices, angles=angles, slice_size=slice_size,
-                device=device, partials=False, batch_size=512))
-            out[formula, kernel] = quality_in_unit_ball(heatmap, volume)[0]
+        for name, formula in FORMULAS.items():
+            heatmap = reconstruct(volume, pooled, formula=formula, slices=slices, directions=directions,
+                                  slice_size=slice_size, device=device, batch_size=512)
+            out[name, kernel] = quality_in_unit_ball(heatmap, volume)[0]
     return out

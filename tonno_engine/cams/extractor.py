@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..base.registry import LAYERS, cam, resolve
+from ..base.defaults import CAM, CAM_LAYER
+from ..base.registry import LAYERS, cam
 
 
 def layer_module(model: torch.nn.Module, layer: int) -> torch.nn.Module:
@@ -47,10 +48,10 @@ class CamExtractor:
     so ToNNO and the CAM variants can share one pass over the slices.
     """
 
-    def __init__(self, model: torch.nn.Module, method: str = "layercam", layer: int = 4, *,
+    def __init__(self, model: torch.nn.Module, method: str = CAM, layer: int = CAM_LAYER, *,
                  channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256,
                  with_logits: bool = False):
-        self.impl = resolve(cam(method).impl)  # (extractor, x) -> (logits, maps): see tonno_engine.cams.maps
+        self.impl = cam(method).impl  # (extractor, x) -> (logits, maps): see tonno_engine.cams.maps
         self.model = model.eval()
         self.method, self.layer = method, layer
         self.module = layer_module(model, layer)

@@ -1,4 +1,4 @@
-"""The CAMs of the registry (:mod:`tonno_engine.base.registry`), one function each.
+"""The CAMs of the registry (:mod:`tonno_engine.base.registry`), one function each, registered here.
 
 Each takes a :class:`~tonno_engine.cams.extractor.CamExtractor` and its input ``x``
 ``(B, 1, h, w)`` and returns ``(logits (B,), maps (B, a, b))``: raw float32 maps at the layer's
@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..base.registry import CamRecord, register_cam
 
 
 def gradient_cam(weigh: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
@@ -68,3 +70,13 @@ def scorecam(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             scores.append(extractor.model(chunk).float().reshape(len(chunk), -1)[:, 0])
     weights = torch.softmax(torch.cat(scores).reshape(b, c), dim=1)[:, :, None, None]
     return logits, (weights * acts).sum(1).clamp(min=0).contiguous()
+
+
+for _record in (
+    CamRecord("gradcam", "GradCAM", "gradcam", gradcam, "Selvaraju et al. 2017"),
+    CamRecord("layercam", "LayerCAM", "layercam", layercam, "Jiang et al. 2021"),
+    CamRecord("gradcam++", "GradCAM++", "gradcampp", gradcampp, "Chattopadhay et al. 2018"),
+    CamRecord("scorecam", "ScoreCAM", "scorecam", scorecam, "Wang et al. 2020"),
+):
+    register_cam(_record)
+del _record

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
+from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
 from ..base.inputs import as_size2, as_volume
@@ -28,16 +29,16 @@ def slicewise_iter(
     cam,
     *,
     axes=(2,),
-    slice_size=224,
-    device=None,
+    slice_size=SLICE_SIZE,
+    device=DEVICE,
     batch_size: int | None = None,
-    geometry: str = "paper",
+    geometry: str = GEOMETRY,
     spacing=None,
-    field_of_view: str = "full",
+    field_of_view: str = FIELD_OF_VIEW,
 ) -> Iterator[Progress | Partial]:
     """Slice-wise CAM of ``volume`` ``(D, H, W)`` along each of ``axes``; the mean over axes.
 
-    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``. Yields ``Progress("slices")`` per
+    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``. Yields ``Progress("scoring")`` per
     batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap. In physical geometry
     (:mod:`tonno_engine.tomography.frames`) each slice is a square in mm that holds the whole
     plane of the volume (the shorter in-plane side padded with zeros), so pixels are isotropic;
@@ -68,6 +69,6 @@ def slicewise_iter(
             batch = extract_slices(vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
             planes.append(cam_to_plane(cam(batch).float(), (vol.shape[b], vol.shape[c]), extent))
             done += rows
-            yield Progress("slices", done, total, "slices", detail=True)
+            yield Progress("scoring", done, total, "slices", detail=True)
         out += torch.cat(planes).movedim(0, axis)
     yield Partial(out / len(axes), 1, 1, final=True)

@@ -21,9 +21,11 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..base.defaults import CAM_DIRECTIONS, MEMORY_BUDGET
+from ..base.registry import MethodRecord, register_method
 from ..tomography.backprojection import reconstruction_scale, second_difference
 from ..tomography.geometry import axis_coords
-from ..tomography.reconstruction import Formula, tomography_iter
+from . import maps  # noqa: F401 - the CAMs these methods read are registered with them
 
 #: bytes of temporaries per (voxel, direction) pair in :func:`backproject_stack`
 _BYTES_PER_PAIR = 48
@@ -45,7 +47,7 @@ def backproject_stack_passes(
     step: float,
     out: torch.Tensor,
     *,
-    memory_budget: int = 256 * 2**20,
+    memory_budget: int = MEMORY_BUDGET,
     cells: str = "bilinear",
 ) -> Iterator[None]:
     """Add ``Σ_l p̃_l(x·n_l, x·u_l, x·v_l)`` for every voxel ``x`` of ``out`` into ``out``, one slab at a
@@ -83,55 +85,50 @@ def backproject_stack_passes(
         yield
 
 
-class AveragedCam(Formula):
+class AveragedCam:
     """Averaged CAM: the mean over directions of the interpolated raw map stacks (eq. 12). ``cells``: see
-    :func:`backproject_stack`."""
-
-    name = "averaged-cam"
+    :func:`backproject_stack`. A :class:`~tonno_engine.tomography.reconstruction.Formula`."""
 
     def __init__(self, cells: str = "bilinear"):
         self.cells = cells
 
-    def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
-        slices = stack.shape[1] - 2
-        delta = 2.0 / (slices - 1)
-        return backproject_stack_passes(stack, *dirs, -1.0 - delta, delta, acc, memory_budget=memory_budget,
-                                        cells=self.cells)
+    def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
+        delta = 2.0 / (stack.shape[1] - 3)
+        yield from backproject_stack_passes(stack, *directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
+                                            cells=self.cells)
 
-    def scale(self, angles: int) -> float:
-        return 1.0 / angles
+    def scale(self, directions: int) -> float:
+        return 1.0 / directions
 
 
-class TomographicCam(Formula):
+class TomographicCam:
     """Tomographic CAM: per-cell second difference along ``m``, ToNNO's constant (eq. 13). ``cells``: see
-    :func:`backproject_stack`."""
-
-    name = "tomographic-cam"
+    :func:`backproject_stack`. A :class:`~tonno_engine.tomography.reconstruction.Formula`."""
 
     def __init__(self, cells: str = "bilinear"):
         self.cells = cells
 
-    def accumulate(self, stack, dirs, acc, memory_budget, compiled=False):  # eager only
+    def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
         slices = stack.shape[1] - 2
         q = second_difference(stack, slices, dim=1)
-        return backproject_stack_passes(q, *dirs, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
-                                        cells=self.cells)
+        yield from backproject_stack_passes(q, *directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
+                                            cells=self.cells)
 
-    def scale(self, angles: int) -> float:
-        return reconstruction_scale(angles)
+    def scale(self, directions: int) -> float:
+        return reconstruction_scale(directions)
 
 
-#: the formulas the registry's "averaged-cam" and "tomographic-cam" records name
 AVERAGED_CAM, TOMOGRAPHIC_CAM = AveragedCam(), TomographicCam()
 
-
-def cam_reconstruct_iter(volume, cam, formula: str = "tomographic-cam", **options):
-    """Averaged or Tomographic CAM of ``volume`` from ``cam``: slices ``(B, h, w)`` → maps ``(B, a, b)``.
-
-    ``formula``: ``"averaged-cam"`` or ``"tomographic-cam"``; keywords and events as for
-    :func:`tonno_engine.tomography.reconstruction.reconstruct_iter` (paper default for CAMs: ``angles=1000``).
-    """
-    formulas = {"averaged-cam": AVERAGED_CAM, "tomographic-cam": TOMOGRAPHIC_CAM}
-    if formula not in formulas:
-        raise ValueError(f"unknown CAM formula {formula!r}; valid: {', '.join(formulas)}")
-    return tomography_iter(volume, cam, formulas[formula], **options)
+register_method(MethodRecord(
+    "averaged-cam", title="Averaged {cam} (layer {layer})", label="averaged-{cam}-l{layer}", kind="tomographic",
+    needs="cam", default_directions=CAM_DIRECTIONS,
+    description="Averaged CAM, raw CAM maps of the same slices averaged over directions (eq. 12)",
+    equation="eq. 12: mean over directions of the map stack read at (x·n_l, x·u_l, x·v_l)",
+    formula=AVERAGED_CAM))
+register_method(MethodRecord(
+    "tomographic-cam", title="Tomographic {cam} (layer {layer})", label="tomographic-{cam}-l{layer}",
+    kind="tomographic", needs="cam", default_directions=CAM_DIRECTIONS,
+    description="Tomographic CAM, per-cell second difference then backprojection (eq. 13)",
+    equation="eq. 13: eq. 11 applied to every CAM cell (a, b) of the map stack",
+    formula=TOMOGRAPHIC_CAM))

@@ -52,12 +52,16 @@ class Preprocessing:
             out = resample_isotropic(out, spacing, self.spacing)
         return _INTENSITY[self.intensity](out, **self.params)
 
+    def run(self, array: np.ndarray, spacing) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """``(D, H, W)`` with ``spacing`` (mm per axis) → ``(preprocessed float32, its spacing)``: the
+        spacing after resampling, which is what the array's geometry must use."""
+        spacing = tuple(float(s) for s in spacing)
+        return self(array, spacing), ((float(self.spacing),) * 3 if self.spacing else spacing)
+
     def apply(self, volume, *, physical: bool = False) -> tuple[np.ndarray, tuple[float, float, float]]:
-        """A loaded :class:`~tonno_engine.data.nifti.Volume` preprocessed, with the spacing (mm per axis)
-        of the array returned. ``physical``: the header's spacing must be usable (checked, naming the file)."""
-        spacing = volume.checked_spacing() if physical else volume.spacing
-        array = self(volume.array, spacing)
-        return array, ((self.spacing,) * 3 if self.spacing else spacing)
+        """A loaded :class:`~tonno_engine.data.nifti.Volume` through :meth:`run`. ``physical``: the header's
+        spacing must be usable (checked, naming the file)."""
+        return self.run(volume.array, volume.checked_spacing() if physical else volume.spacing)
 
 
 def resample_isotropic(array: np.ndarray, spacing, target: float, order: int = 1) -> np.ndarray:

@@ -1,35 +1,44 @@
-"""Running the registry's methods (:mod:`tonno_engine.base.registry`) on a volume.
+"""Running the registry's methods (:mod:`tonno_engine.base.registry`) on a volume with a model.
 
 >>> spec = MethodSpec("tomographic-cam", cam="layercam", layer=2)
 >>> spec.label
 'tomographic-layercam-l2'
->>> heatmap = run_method(spec, volume, model, slices=100, angles=1000)   # doctest: +SKIP
+>>> settings = ReconstructionSettings(slices=100, directions=1000, slice_size=224)
+>>> heatmap = run_method(spec, volume, model, settings)   # doctest: +SKIP
 
-Each method is a generator of :class:`Progress` and :class:`Partial` events (see
-:func:`method_iter`), so the CLI and napari render them the same way.
+:func:`methods_iter` is a generator of :class:`Progress` and :class:`Partial` events, so the CLI and
+napari render them the same way. A whole case (a scan and a checkpoint) goes through
+:func:`tonno_engine.methods.case.reconstruct_case_iter`, which preprocesses it and resolves the
+settings against the checkpoint first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
+from ..base.defaults import DEVICE, DIRECTIONS_PER_UPDATE, FIELD_OF_VIEW, GEOMETRY, MEMORY_BUDGET, SLICE_SIZE
+from ..base.distributed import World
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3
-from ..base.registry import MethodSpec, resolve
+from ..base.registry import MethodSpec
 from ..cams.extractor import CamExtractor
 from ..cams.slicewise import slicewise_iter
-from ..tomography.reconstruction import final_result, tomography_iter
+from ..tomography.reconstruction import final_result, reconstruct_iter
 from ..tomography.scorers import ModuleScorer
+from ..tomography.sharding import sharded_iter
+from .settings import PRESETS, ReconstructionSettings
+
+#: the settings a call without any takes
+PAPER = PRESETS["paper"]
+#: the axis whose slices the slice-wise methods take (the last array axis; cases give their own)
+AXIAL_AXIS = 2
 
 
-def _angles(spec: MethodSpec, angles: int | None) -> int:
-    return angles if angles is not None else spec.default_angles
-
-
-def plan_passes(specs, angles: int | None = None) -> list[list[MethodSpec]]:
+def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[MethodSpec]]:
     """Group methods that can share one pass over the slices.
 
     Tomographic methods that need CAM maps with the same CAM, layer and L read the same maps, and
@@ -41,15 +50,16 @@ def plan_passes(specs, angles: int | None = None) -> list[list[MethodSpec]]:
     groups: dict[tuple, list[MethodSpec]] = {}
     for spec in specs:
         if spec.tomographic and spec.needs_cam:
-            groups.setdefault((spec.cam, spec.layer, _angles(spec, angles)), []).append(spec)
+            groups.setdefault((spec.cam, spec.layer, settings.directions_for(spec.default_directions)), []).append(spec)
     logit_passes: dict[int, list[MethodSpec]] = {}
     for spec in specs:
         if spec.tomographic and not spec.needs_cam:
-            host = next((g for key, g in groups.items() if key[2] == _angles(spec, angles)), None)
+            directions = settings.directions_for(spec.default_directions)
+            host = next((g for key, g in groups.items() if key[2] == directions), None)
             if host is not None:
                 host.insert(sum(not s.needs_cam for s in host), spec)
             else:
-                logit_passes.setdefault(_angles(spec, angles), []).append(spec)
+                logit_passes.setdefault(directions, []).append(spec)
     return [*logit_passes.values(), *groups.values(), *([s] for s in specs if not s.tomographic)]
 
 
@@ -57,37 +67,37 @@ def methods_iter(
     specs,
     volume,
     model: torch.nn.Module,
+    settings: ReconstructionSettings = PAPER,
     *,
-    slices: int = 100,
-    angles: int | None = None,
-    slice_size=224,
-    hemisphere: bool = False,
-    device=None,
+    device=DEVICE,
     output_shape=None,
-    batch_size: int | None = None,
-    axial_axis: int = 2,
-    **options,
+    axial_axis: int = AXIAL_AXIS,
+    spacing=None,
+    partials: bool = True,
+    directions_per_update: int = DIRECTIONS_PER_UPDATE,
+    memory_budget: int = MEMORY_BUDGET,
+    world: World | None = None,
 ) -> Iterator[Progress | Partial]:
-    """Events of several methods on one ``volume`` ``(D, H, W)`` with the one-logit ``model``.
+    """Events of several methods on one preprocessed ``volume`` ``(D, H, W)`` with the one-logit ``model``.
 
-    Methods that can share a pass over the slices do (see :func:`plan_passes`). Tomographic
-    methods take ``slices``, ``angles`` (default: the paper's, 2000 for ToNNO, 1000 for CAMs),
-    ``hemisphere`` and further :func:`reconstruct_iter` keywords in ``options``; slice-wise
-    methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``). Every method takes
-    ``geometry``, ``spacing`` and ``field_of_view`` (:mod:`tonno_engine.tomography.frames`). Yields ``Progress``
-    and ``Partial`` events; partial values are ``{label: heatmap}`` for the pass in progress,
-    and the final value is ``{label: heatmap}`` for all methods, each ``(D, H, W)`` (or
-    ``output_shape``) float32 on ``device``.
+    Methods that can share a pass over the slices do (:func:`plan_passes`). ``settings`` as they are
+    (``slice_size``, ``geometry``, ``field_of_view`` left ``None`` take 224, paper, full; a case
+    resolves them against its checkpoint first); ``spacing``: mm per axis of ``volume`` (physical
+    geometry); slice-wise methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``).
+    ``world``: a joined process group over which the tomographic methods split their directions
+    (rank 0 then holds the heatmaps; no partials). Yields ``Progress`` and ``Partial`` events; partial
+    values are ``{label: heatmap}`` for the pass in progress, and the final value ``{label: heatmap}``
+    for all methods, each ``(D, H, W)`` (or ``output_shape``) float32 on ``device``.
     """
+    run = partial(_pass_iter, volume=volume, model=model, settings=settings, device=device, output_shape=output_shape,
+                  axial_axis=axial_axis, spacing=spacing, partials=partials and not (world and world.distributed),
+                  directions_per_update=directions_per_update, memory_budget=memory_budget, world=world)
     results: dict[str, torch.Tensor] = {}
-    for group in plan_passes(specs, angles):
-        labels = [s.label for s in group]
-        for event in _pass_iter(group, volume, model, slices=slices, angles=angles, slice_size=slice_size,
-                                hemisphere=hemisphere, device=device, output_shape=output_shape,
-                                batch_size=batch_size, axial_axis=axial_axis, **options):
+    for group in plan_passes(specs, settings):
+        for event in run(group):
             if isinstance(event, Partial):
                 maps = event.value if isinstance(event.value, tuple) else (event.value,)
-                value = dict(zip(labels, maps))
+                value = dict(zip((s.label for s in group), maps))
                 if event.final:
                     results.update(value)
                     continue
@@ -96,56 +106,65 @@ def methods_iter(
     yield Partial(results, 1, 1, final=True)
 
 
-def _pass_iter(group, volume, model, *, slices, angles, slice_size, hemisphere, device, output_shape, batch_size,
-               axial_axis, **options):
+def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device, output_shape, axial_axis, spacing,
+               partials, directions_per_update, memory_budget, world):
+    """One pass over the slices for the methods of ``group``; partial values are tuples, one map per method."""
     first = group[0]
-    if first.tomographic:
-        cams = [s for s in group if s.needs_cam]
-        common = dict(slices=slices, angles=_angles(first, angles), slice_size=slice_size, hemisphere=hemisphere,
-                      device=device, output_shape=output_shape, batch_size=batch_size, **options)
-        formulas = tuple(resolve(s.record.accumulate) for s in group)
-        if cams:
-            extractor = CamExtractor(model, cams[0].cam, cams[0].layer, with_logits=True)
-            keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
-
-            def scorer(batch):
-                outputs = extractor(batch)
-                return tuple(outputs[k] for k in keep)
-        else:
-            logits = ModuleScorer(model, compile=options.get("compile", False))
-
-            def scorer(batch):
-                return (logits(batch),) * len(group)
-
-        yield from tomography_iter(volume, scorer, formulas, **common)
+    size = settings.slice_size or SLICE_SIZE
+    frame = dict(geometry=settings.geometry or GEOMETRY, spacing=spacing,
+                 field_of_view=settings.field_of_view or FIELD_OF_VIEW)
+    if not first.tomographic:
+        axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
+        extractor = CamExtractor(model, first.cam_name, first.layer)
+        for event in slicewise_iter(volume, extractor, axes=axes, slice_size=size, device=device,
+                                    batch_size=settings.batch_size, **frame):
+            if isinstance(event, Partial) and output_shape is not None:
+                event = Partial(resize(event.value, as_shape3(output_shape)), event.done, event.total, event.final)
+            yield event
         return
-    axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
-    extractor = CamExtractor(model, first.cam_name, first.layer)
-    frame = {k: options[k] for k in ("geometry", "spacing", "field_of_view") if k in options}
-    for event in slicewise_iter(volume, extractor, axes=axes, slice_size=slice_size, device=device,
-                                batch_size=batch_size, **frame):
-        if isinstance(event, Partial) and output_shape is not None:
-            event = Partial(resize(event.value, as_shape3(output_shape)), event.done, event.total, event.final)
-        yield event
+    directions = settings.directions_for(first.default_directions)
+    scorer = _scorer(group, model, settings.compile)
+
+    def events_of(subset):
+        return reconstruct_iter(volume, scorer, formula=tuple(s.record.formula for s in group), slices=settings.slices,
+                                directions=directions, slice_size=size, hemisphere=settings.hemisphere, device=device,
+                                output_shape=output_shape, batch_size=settings.batch_size,
+                                directions_per_update=directions_per_update, partials=partials,
+                                memory_budget=memory_budget, compile=settings.compile, subset=subset, **frame)
+
+    yield from sharded_iter(events_of, directions, world)
 
 
-def method_iter(spec: MethodSpec, volume, model: torch.nn.Module, **options) -> Iterator[Progress | Partial]:
-    """Events of one method (see :func:`methods_iter`); partial and final values are heatmaps."""
-    for event in methods_iter([spec], volume, model, **options):
-        if isinstance(event, Partial):
-            event = Partial(event.value[spec.label], event.done, event.total, event.final)
-        yield event
+def _scorer(group, model, compile: bool):
+    """Slices → a tuple of outputs, one per method of ``group``: logits, or the maps of one CAM
+    extractor (whose logits come with them)."""
+    if not any(s.needs_cam for s in group):
+        logits = ModuleScorer(model, compile=compile)
+        return lambda batch: (logits(batch),) * len(group)
+    cam = next(s for s in group if s.needs_cam)
+    extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True)
+    keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
+
+    def scorer(batch):
+        outputs = extractor(batch)
+        return tuple(outputs[k] for k in keep)
+
+    return scorer
 
 
-def run_methods(specs, volume, model: torch.nn.Module, **options) -> dict[str, torch.Tensor]:
-    """``{label: heatmap}`` for every method of ``specs`` (no partials)."""
-    options.setdefault("partials", False)
-    return final_result(methods_iter(specs, volume, model, **options))
+def run_methods(specs, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *, device=DEVICE,
+                output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None,
+                world: World | None = None) -> dict[str, torch.Tensor]:
+    """``{label: heatmap}`` for every method of ``specs`` (:func:`methods_iter` without partials)."""
+    return final_result(methods_iter(specs, volume, model, settings, device=device, output_shape=output_shape,
+                                     axial_axis=axial_axis, spacing=spacing, partials=False, world=world))
 
 
-def run_method(spec: MethodSpec, volume, model: torch.nn.Module, **options) -> torch.Tensor:
-    """The final heatmap of :func:`method_iter` (no partials)."""
-    return run_methods([spec], volume, model, **options)[spec.label]
+def run_method(spec: MethodSpec, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *,
+               device=DEVICE, output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None) -> torch.Tensor:
+    """The heatmap of one method (:func:`run_methods`)."""
+    return run_methods([spec], volume, model, settings, device=device, output_shape=output_shape,
+                       axial_axis=axial_axis, spacing=spacing)[spec.label]
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

@@ -1,29 +1,31 @@
 """Reconstruction settings and their named presets, defined once (torch-free).
 
 The CLI (``--quality``), the napari widgets (a preset combo box) and the Table 2 benchmark all
-read :data:`PRESETS`. ``angles=None`` means each method's own paper default (2000 directions for
-ToNNO, 1000 for the CAM variants); ``slice_size=None`` means the checkpoint's.
+read :data:`PRESETS`. ``directions=None`` means each method's own paper default (2000 directions for
+ToNNO, 1000 for the CAM variants); ``slice_size``, ``geometry`` and ``field_of_view`` ``None`` mean
+the checkpoint's (:meth:`ReconstructionSettings.resolved`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ..base.defaults import CAM_DIRECTIONS, SLICES, TONNO_DIRECTIONS
 from ..base.inputs import check_count
 from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES, make_frame
 
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
-    """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction), ``angles`` = L
-    directions (``None``: the method's default), ``hemisphere`` (the same planes at half the cost),
+    """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction), ``directions`` = L
+    (``None``: the method's default), ``hemisphere`` (the same planes at half the cost),
     ``slice_size`` in pixels (``None``: the checkpoint's), ``batch_size`` slices per network call
     (``None``: 64 on CPU, 1024 on accelerators), ``compile`` (``torch.compile`` the kernels),
     ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``; both
     ``None``: the checkpoint's, see :mod:`tonno_engine.tomography.frames`)."""
 
-    slices: int = 100
-    angles: int | None = None
+    slices: int = SLICES
+    directions: int | None = None
     hemisphere: bool = False
     slice_size: int | None = None
     batch_size: int | None = None
@@ -33,7 +35,7 @@ class ReconstructionSettings:
 
     def __post_init__(self):
         check_count(self.slices, 3, "slices (M)", " (the second difference needs them)")
-        for name, minimum in (("angles", 1), ("slice_size", 2), ("batch_size", 1)):
+        for name, minimum in (("directions", 1), ("slice_size", 2), ("batch_size", 1)):
             if getattr(self, name) is not None:
                 check_count(getattr(self, name), minimum, name)
         for name, valid in (("geometry", GEOMETRIES), ("field_of_view", FIELDS_OF_VIEW)):
@@ -44,29 +46,46 @@ class ReconstructionSettings:
         """A copy with every change that is not ``None`` applied (CLI options left unset keep the preset)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def angles_for(self, default: int | None) -> int | None:
+    def directions_for(self, default: int | None) -> int | None:
         """L for a method whose own default is ``default``."""
-        return self.angles if self.angles is not None else default
+        return self.directions if self.directions is not None else default
+
+    def resolved(self, description, shape=None, spacing=None) -> ReconstructionSettings:
+        """The settings left unset taken from a checkpoint's ``description``
+        (:class:`~tonno_engine.models.checkpoint.CheckpointDescription`): its geometry, field of view and
+        slice size. In physical geometry with no slice size set and a volume's ``shape`` and ``spacing``
+        (mm per axis) given, the side that keeps the checkpoint's millimetres per pixel over this
+        volume's field of view (the side follows the scan's size, docs/methods.md)."""
+        geometry = self.geometry or description.geometry
+        field_of_view = self.field_of_view or description.field_of_view
+        size = self.slice_size or description.slice_size
+        if not self.slice_size and geometry == "physical" and description.mm_per_pixel and shape is not None:
+            frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+            size = frame.slice_size_for(description.mm_per_pixel)
+        return replace(self, geometry=geometry, field_of_view=field_of_view, slice_size=size)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ReconstructionSettings:
+        """From :meth:`as_dict` (or an older ``run.json``, which called L ``angles``)."""
         names = {f.name for f in fields(cls)}
+        d = {"directions": d["angles"], **d} if "angles" in d else d
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def describe(self) -> str:
-        angles = self.angles if self.angles is not None else "2000 (1000 for CAM variants)"
-        return f"M={self.slices}, L={angles}, {'hemisphere' if self.hemisphere else 'full sphere'}"
+        directions = self.directions if self.directions is not None else (
+            f"{TONNO_DIRECTIONS} ({CAM_DIRECTIONS} for CAM variants)")
+        return f"M={self.slices}, L={directions}, {'hemisphere' if self.hemisphere else 'full sphere'}"
 
 
 #: named settings: the paper's (§4.2), a CPU preview (a 128³ volume in under 30 s on 2 cores with
 #: the demo model; its agreement with the paper setting is in bench/RESULTS.md), and the CPU demo's
 PRESETS = {
-    "paper": ReconstructionSettings(slices=100, angles=None, hemisphere=False),
-    "preview": ReconstructionSettings(slices=20, angles=448, hemisphere=True),
-    "demo": ReconstructionSettings(slices=24, angles=192, hemisphere=True),
+    "paper": ReconstructionSettings(slices=SLICES, directions=None, hemisphere=False),
+    "preview": ReconstructionSettings(slices=20, directions=448, hemisphere=True),
+    "demo": ReconstructionSettings(slices=24, directions=192, hemisphere=True),
 }
 
 
@@ -80,14 +99,3 @@ def preset(name: str) -> ReconstructionSettings:
 def presets_help() -> str:
     """One clause per preset for help texts."""
     return "; ".join(f"{name}: {p.describe()}" for name, p in PRESETS.items())
-
-
-def slice_size_for(meta: dict, shape, spacing, *, geometry: str, field_of_view: str) -> int:
-    """The slice side in pixels for a ``shape`` volume with a checkpoint's ``meta``: in physical
-    geometry the checkpoint's millimetres per pixel over this volume's field of view (the side
-    follows the scan's size, docs/methods.md), otherwise the checkpoint's slice size."""
-    mm_per_pixel = meta.get("mm_per_pixel")
-    if geometry == "physical" and mm_per_pixel:
-        frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
-        return frame.slice_size_for(mm_per_pixel)
-    return meta.get("slice_size", 224)

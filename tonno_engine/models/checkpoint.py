@@ -1,24 +1,126 @@
 """Checkpoints that carry everything needed to use the weights.
 
-A checkpoint is a ``torch.save`` dict: ``state_dict`` and ``meta`` (model name, norm, slice
-size, preprocessing, training arguments, versions, data hash, step), plus ``train_state``
-(optimizer, scheduler, RNG states) for resuming. Written atomically.
+A checkpoint is a ``torch.save`` dict: ``format``, ``state_dict``, ``meta`` (the
+:class:`CheckpointDescription` as a dict) and ``train_state`` (optimiser, scheduler, RNG states) for
+resuming. Written atomically. :func:`read_description` validates ``meta`` on load, naming the file and
+the field; checkpoints written by earlier versions of tonno (description version 1: no version key,
+fields added later missing) load with the defaults those versions used.
 """
 
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
 from ..base.atomic import write_bytes_atomic
+from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
+from ..base.devices import resolve_device
 from ..base.errors import DataError
-from .encoders import create_encoder
+from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
+from .encoders import NORMS, create_encoder
+
+FORMAT = "tonno-checkpoint-1"
+#: the version of :class:`CheckpointDescription` this tonno writes (1: before it was versioned)
+DESCRIPTION_VERSION = 2
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, train_state: dict | None = None) -> Path:
-    payload = {"format": "tonno-checkpoint-1", "state_dict": model.state_dict(), "meta": meta,
+@dataclass(frozen=True, kw_only=True)
+class CheckpointDescription:
+    """What a checkpoint's weights are and how they were made.
+
+    ``model``/``norm``/``in_chans``: the timm encoder to rebuild; ``slice_size``: the side (pixels) of the
+    slices it was trained on; ``geometry``/``field_of_view``: the sliced space it was trained in, and in
+    physical geometry ``mm_per_pixel`` (the median over its training volumes); ``preprocessing``: the
+    ``Preprocessing.as_dict()`` applied to every volume; ``weights``: the starting weights' source;
+    ``train_args``: the ``TrainConfig`` as a dict; ``versions``: package versions; ``data_hash``,
+    ``data``, ``train_cases``, ``val_cases``: the data set it saw; ``world_size``: training processes;
+    ``step``: the optimisation step of these weights.
+    """
+
+    model: str
+    norm: str
+    in_chans: int = 1
+    slice_size: int = SLICE_SIZE
+    geometry: str = GEOMETRY
+    field_of_view: str = FIELD_OF_VIEW
+    mm_per_pixel: float | None = None
+    preprocessing: dict = field(default_factory=dict)
+    weights: dict | None = None
+    train_args: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    data_hash: str | None = None
+    data: str | None = None
+    train_cases: tuple[str, ...] = ()
+    val_cases: tuple[str, ...] = ()
+    world_size: int = 1
+    step: int = 0
+    version: int = DESCRIPTION_VERSION
+
+    @classmethod
+    def from_meta(cls, meta, where) -> CheckpointDescription:
+        """Validate a checkpoint's ``meta`` dict; :class:`DataError` naming ``where`` and the field."""
+        if not isinstance(meta, dict):
+            raise DataError(where, f"checkpoint description must be a dict, got {type(meta).__name__}")
+        version = meta.get("version", 1)
+        if version not in (1, DESCRIPTION_VERSION):
+            raise DataError(where, f"checkpoint description version {version!r} is newer than this tonno reads "
+                                   f"({DESCRIPTION_VERSION}); update tonno")
+        for name in ("model", "norm"):
+            if name not in meta:
+                raise DataError(where, f"checkpoint description has no field {name!r}")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in meta.items() if k in known and v is not None}
+        for name in ("train_cases", "val_cases"):
+            if name in values:
+                values[name] = tuple(values[name])
+        values["version"] = DESCRIPTION_VERSION
+        description = cls(**values)
+        description.check(where)
+        return description
+
+    def check(self, where) -> None:
+        """:class:`DataError` naming ``where`` and the first field whose value cannot be right."""
+        problems = {
+            "model": not (isinstance(self.model, str) and self.model),
+            "norm": self.norm not in NORMS,
+            "in_chans": not _is_int(self.in_chans, 1),
+            "slice_size": not _is_int(self.slice_size, 2),
+            "geometry": self.geometry not in GEOMETRIES,
+            "field_of_view": self.field_of_view not in FIELDS_OF_VIEW,
+            "mm_per_pixel": self.mm_per_pixel is not None and not _is_positive(self.mm_per_pixel),
+            "preprocessing": not isinstance(self.preprocessing, dict),
+            "train_args": not isinstance(self.train_args, dict),
+            "step": not _is_int(self.step, 0),
+        }
+        for name, bad in problems.items():
+            if bad:
+                raise DataError(where, f"checkpoint field {name!r} holds an invalid value {getattr(self, name)!r}")
+
+    def as_meta(self) -> dict:
+        """The dict stored in the checkpoint (lists, not tuples, for JSON)."""
+        meta = asdict(self)
+        meta.update(train_cases=list(self.train_cases), val_cases=list(self.val_cases))
+        return meta
+
+    def at_step(self, step: int) -> CheckpointDescription:
+        return replace(self, step=step)
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, description: CheckpointDescription,
+                    train_state: dict | None = None) -> Path:
+    payload = {"format": FORMAT, "state_dict": model.state_dict(), "meta": description.as_meta(),
                "train_state": train_state}
     # serialised in memory first: the disk's room is checked before the old file is touched, and a full
     # disk is an OSError naming the file (torch.save into a file raises a RuntimeError naming none)
@@ -39,9 +141,14 @@ def read_checkpoint(path: str | Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
         raise DataError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != "tonno-checkpoint-1":
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(path, "not a tonno checkpoint")
     return payload
+
+
+def read_description(path: str | Path) -> CheckpointDescription:
+    """The validated description of the checkpoint at ``path``."""
+    return CheckpointDescription.from_meta(read_checkpoint(path).get("meta"), path)
 
 
 def load_weights(model: torch.nn.Module, payload: dict, where) -> None:
@@ -55,10 +162,28 @@ def load_weights(model: torch.nn.Module, payload: dict, where) -> None:
                                f"that do not fit this architecture: {' '.join(first)}") from exc
 
 
-def load_model(path: str | Path, device=None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint describes and load its weights: ``(model in eval mode, meta)``."""
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint's model (eval mode, on ``device``), its description and the file it came from."""
+
+    model: torch.nn.Module
+    description: CheckpointDescription
+    device: torch.device
+    path: Path
+
+
+def load_checkpoint(path: str | Path, device=DEVICE) -> LoadedCheckpoint:
+    """Rebuild the model a checkpoint describes, load its weights, move it to ``device`` (``"auto"``: CUDA
+    when present)."""
     payload = read_checkpoint(path)
-    meta = payload["meta"]
-    model = create_encoder(meta["model"], norm=meta["norm"], in_chans=meta.get("in_chans", 1))
+    description = CheckpointDescription.from_meta(payload.get("meta"), path)
+    model = create_encoder(description.model, norm=description.norm, in_chans=description.in_chans)
     load_weights(model, payload, path)
-    return model.to(device or "cpu").eval(), meta
+    dev = resolve_device(device)
+    return LoadedCheckpoint(model.to(dev).eval(), description, dev, Path(path))
+
+
+def load_model(path: str | Path, device=DEVICE) -> tuple[torch.nn.Module, CheckpointDescription]:
+    """``(model in eval mode on device, description)`` of the checkpoint at ``path``."""
+    loaded = load_checkpoint(path, device)
+    return loaded.model, loaded.description

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..base.defaults import MEMORY_BUDGET
 from .geometry import axis_coords, inside_interval, profile_limit
 
 RECONSTRUCTION_CONSTANT = -1.0 / (8.0 * math.pi**2)
@@ -53,22 +54,22 @@ def backproject_passes(
     normals: torch.Tensor,
     out: torch.Tensor,
     *,
-    memory_budget: int = 256 * 2**20,
-    compiled: bool = False,
+    memory_budget: int = MEMORY_BUDGET,
+    compile: bool = False,
 ) -> Iterator[None]:
     """Add ``Σ_l q̃_l(x · n_l)`` for every voxel ``x`` of ``out`` into ``out`` (in place), one slab at
     a time: yields after each slab is added (the points where a reconstruction can be cancelled).
 
     ``q``: ``(L, M)`` second differences; ``normals``: ``(L, 3)`` in ``(x0, x1, x2)`` order;
     ``out``: ``(D, H, W)`` accumulator on the device that does the work. Chunked over slabs of
-    axis 0 so that temporaries stay under ``memory_budget`` bytes. ``compiled``: the
+    axis 0 so that temporaries stay under ``memory_budget`` bytes. ``compile``: the
     ``torch.compile``-d fused kernel of :mod:`tonno_engine.tomography.fused` instead (no temporaries, so
     no slabs, one pass; same values to rounding).
     """
     directions, samples = q.shape
     device, dtype = out.device, out.dtype
-    if compiled:
-        from .fused import compiled as fused_kernel
+    if compile:
+        from .fused import compiled_kernel as fused_kernel
 
         axes = (axis_coords(k, dtype, device) for k in out.shape)
         out.add_(fused_kernel("backprojection_sum")(q.to(device, dtype), normals.to(device, dtype), *axes))

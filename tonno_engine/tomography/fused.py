@@ -80,7 +80,7 @@ def backprojection_sum(q: torch.Tensor, normals: torch.Tensor, x0: torch.Tensor,
 
 
 @functools.cache
-def compiled(name: str):
+def compiled_kernel(name: str):
     """The ``torch.compile``-d form of this module's function ``name``: compiled for the first
     shapes it meets, then (Dynamo's default) once more with dynamic sizes when shapes change."""
     return torch.compile(globals()[name], options={"realize_reads_threshold": 64})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE, SLICES
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
 from ..base.inputs import as_size2, as_volume, check_count
@@ -21,9 +22,9 @@ def profiles(
     scorer: Scorer,
     normals: torch.Tensor,
     *,
-    slices: int = 100,
-    slice_size=224,
-    device=None,
+    slices: int = SLICES,
+    slice_size=SLICE_SIZE,
+    device=DEVICE,
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Logit profiles ``p_m(n_l)`` for ``m = -1 … M``: ``(L, M + 2)`` on the CPU, float32.
@@ -58,14 +59,14 @@ class DirectionStack:
     v: torch.Tensor
 
 
-def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, slice_size=224, device=None,
-                         batch_size: int | None = None, keep_slices: bool = True, geometry: str | None = "paper",
-                         spacing=None, field_of_view: str | None = "full") -> Iterator[Progress | Partial]:
+def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES, slice_size=SLICE_SIZE, device=DEVICE,
+                         batch_size: int | None = None, keep_slices: bool = True, geometry: str = GEOMETRY,
+                         spacing=None, field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | Partial]:
     """Cut and score the slices the network sees along one direction (paper Fig. 2b).
 
     ``normal``: ``(3,)`` in ``(x0, x1, x2)`` of the sliced space (see
     :mod:`tonno_engine.tomography.frames` for ``geometry``); ``(u, v)`` from
-    :func:`orthonormal_basis`, as in :func:`reconstruct`. Yields ``Progress("slices")`` per scorer
+    :func:`orthonormal_basis`, as in :func:`reconstruct`. Yields ``Progress("scoring")`` per scorer
     batch, then a final :class:`Partial` holding a :class:`DirectionStack` (without slices unless
     ``keep_slices``); its ``normal``, ``u``, ``v`` are those of the sliced space.
     """
@@ -90,6 +91,6 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = 100, s
     for count, batch_scores in iter_profiles(vol, scoring, offsets, *cut, size, batch_size or default_batch_size(dev)):
         scores.append(batch_scores.cpu())
         done += count
-        yield Progress("slices", done, len(offsets), "slices", detail=True)
+        yield Progress("scoring", done, len(offsets), "slices", detail=True)
     stack = DirectionStack(torch.cat(kept) if keep_slices else None, torch.cat(scores), offsets, n[0], u[0], v[0])
     yield Partial(stack, 1, 1, final=True)

@@ -22,17 +22,17 @@ def extract_slices(
     v: torch.Tensor,
     size: tuple[int, int],
     *,
-    compiled: bool = False,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Trilinear slices of ``volume`` ``(D, H, W)``, zero outside: returns ``(B, h, w)``.
 
     One ``grid_sample`` call for the whole batch; the caller chunks ``B`` to its memory budget
-    (the grid takes ``12·B·h·w`` bytes in float32). ``compiled``: the ``torch.compile``-d
+    (the grid takes ``12·B·h·w`` bytes in float32). ``compile``: the ``torch.compile``-d
     fused kernel of :mod:`tonno_engine.tomography.fused` instead (no grid; same values to rounding).
     """
     dtype, dev = volume.dtype, volume.device
-    if compiled:
-        from .fused import compiled as fused_kernel
+    if compile:
+        from .fused import compiled_kernel as fused_kernel
 
         vectors = (t.to(dev, dtype) for t in (offsets, normals, u, v))
         return fused_kernel("trilinear_slices")(volume, *vectors, *size)

@@ -22,7 +22,7 @@ from tonno_engine.base.errors import DataError
 from tonno_engine.base.registry import MethodSpec
 from tonno_engine.methods.settings import ReconstructionSettings
 
-FAST = ["--slices", "6", "--angles", "16", "--device", "cpu", "-q"]
+FAST = ["--slices", "6", "--directions", "16", "--device", "cpu", "-q"]
 runner = CliRunner()
 
 
@@ -132,7 +132,7 @@ def test_kill_9_then_continue(tiny_cases, tiny_checkpoint, tmp_path):
         (images / f"v{i}.nii.gz").write_bytes((tiny_cases / "images" / f"phantom_{i % 4:04d}.nii.gz").read_bytes())
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "from tonno_cli.app import main; main()", "reconstruct", "-i", str(images),
-           "-o", str(out), "-c", str(tiny_checkpoint), "--slices", "12", "--angles", "96", "--device", "cpu", "-q"]
+           "-o", str(out), "-c", str(tiny_checkpoint), "--slices", "12", "--directions", "96", "--device", "cpu", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and len(list(out.glob("v*_tonno.nii.gz"))) < 3:
@@ -159,13 +159,13 @@ def test_kill_9_then_continue(tiny_cases, tiny_checkpoint, tmp_path):
 def test_quality_preset_with_overrides(tiny_cases, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases / "images" / "phantom_0000.nii.gz"), "-o", str(out),
-                              "-c", str(tiny_checkpoint), "--quality", "preview", "--angles", "8", "--device", "cpu",
+                              "-c", str(tiny_checkpoint), "--quality", "preview", "--directions", "8", "--device", "cpu",
                               "-q"])
     assert res.exit_code == 0, res.output
     args = json.loads((out / "run.json").read_text())["arguments"]
     from tonno_engine.methods.settings import PRESETS
 
-    assert (args["slices"], args["angles"], args["hemisphere"]) == (PRESETS["preview"].slices, 8, True)
+    assert (args["slices"], args["directions"], args["hemisphere"]) == (PRESETS["preview"].slices, 8, True)
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(out), "-c", str(tiny_checkpoint),
                               "--quality", "draft"])
     assert res.exit_code == 2 and "unknown quality preset" in res.output

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tonno_cli.app import app
 from tonno_engine.data.dicom_write import write_dicom_series
 
-FAST = ["--slices", "6", "--angles", "16", "--device", "cpu", "-q"]
+FAST = ["--slices", "6", "--directions", "16", "--device", "cpu", "-q"]
 runner = CliRunner()
 
 

@@ -17,7 +17,7 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     list(synthesize(data, kind="phantom", n=14, seed=3, shape=(20, 20, 20)))
     out = tmp_path / "bench"
     res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "--steps", "3", "--slice-size", "32",
-                              "--norm", "gn", "--slices", "6", "--angles", "12", "--layer", "3", "--device", "cpu",
+                              "--norm", "gn", "--slices", "6", "--directions", "12", "--layer", "3", "--device", "cpu",
                               "-q"])
     assert res.exit_code == 0, res.output
     with open(out / "table.csv", newline="") as fh:
@@ -68,7 +68,7 @@ def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoin
     out = tmp_path / "bench"
     res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method",
                               "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layers", "3,4",
-                              "--slices", "5", "--angles", "8", "--device", "cpu", "--resamples", "200", "-q"])
+                              "--slices", "5", "--directions", "8", "--device", "cpu", "--resamples", "200", "-q"])
     assert res.exit_code == 0, res.output
     with open(out / "table.csv", newline="") as fh:
         assert [r["label"] for r in csv.DictReader(fh)] == ["gradcampp-l3", "tonno", "averaged-gradcam-l3",

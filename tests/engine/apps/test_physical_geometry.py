@@ -42,7 +42,7 @@ def test_reconstruction_follows_the_checkpoint_and_keeps_the_affine(thick, physi
     out = tmp_path / "out"
     image = thick / "images" / "phantom_0000.nii.gz"
     res = runner.invoke(app, ["reconstruct", "-i", str(image), "-o", str(out), "-c", str(physical_checkpoint),
-                              "--method", "tonno,layercam", "--slices", "4", "--angles", "6", "--device", "cpu", "-q"])
+                              "--method", "tonno,layercam", "--slices", "4", "--directions", "6", "--device", "cpu", "-q"])
     assert res.exit_code == 0, res.output
     args = json.loads((out / "run.json").read_text())["arguments"]
     assert args["geometry"] == "physical" and args["field_of_view"] == "full"
@@ -53,7 +53,7 @@ def test_reconstruction_follows_the_checkpoint_and_keeps_the_affine(thick, physi
         assert np.isfinite(np.asarray(heat.dataobj)).all()
     paper = tmp_path / "paper"
     res = runner.invoke(app, ["reconstruct", "-i", str(image), "-o", str(paper), "-c", str(physical_checkpoint),
-                              "--geometry", "paper", "--slices", "4", "--angles", "6", "--device", "cpu", "-q"])
+                              "--geometry", "paper", "--slices", "4", "--directions", "6", "--device", "cpu", "-q"])
     assert res.exit_code == 0 and json.loads((paper / "run.json").read_text())["arguments"]["geometry"] == "paper"
     assert not np.allclose(nib.load(str(paper / "phantom_0000_tonno.nii.gz")).get_fdata(),
                            nib.load(str(out / "phantom_0000_tonno.nii.gz")).get_fdata())
@@ -68,7 +68,7 @@ def test_a_header_without_a_usable_spacing_fails_by_name(physical_checkpoint, tm
     nib.save(img, str(path))
     out = tmp_path / "out"
     res = runner.invoke(app, ["reconstruct", "-i", str(path), "-o", str(out), "-c", str(physical_checkpoint),
-                              "--slices", "4", "--angles", "6", "--device", "cpu", "-q"])
+                              "--slices", "4", "--directions", "6", "--device", "cpu", "-q"])
     assert res.exit_code == 1
     assert "bad.nii.gz" in res.output and "spacing" in res.output
     assert not list(out.glob("*.nii.gz"))
@@ -90,7 +90,7 @@ def test_a_larger_field_of_view_keeps_the_millimetres_per_pixel(thick, physical_
     for extra, size in (([], expected), (["--slice-size", "40"], 40)):
         out = tmp_path / f"out{size}"
         res = runner.invoke(app, ["reconstruct", "-i", str(tmp_path / "wide.nii.gz"), "-o", str(out), "-c",
-                                  str(physical_checkpoint), "--slices", "4", "--angles", "4", "--device", "cpu", "-q",
+                                  str(physical_checkpoint), "--slices", "4", "--directions", "4", "--device", "cpu", "-q",
                                   *extra])
         assert res.exit_code == 0, res.output
         with open(out / "summary.csv", newline="") as fh:

@@ -8,14 +8,15 @@ from tonno_engine.base.events import Partial, Progress
 from tonno_engine.cams.checks import fake_cam_check
 from tonno_engine.cams.extractor import cam_to_plane
 from tonno_engine.cams.slicewise import slicewise_iter
-from tonno_engine.cams.tomographic import backproject_stack, cam_reconstruct_iter
+from tonno_engine.cams.tomographic import AVERAGED_CAM, TOMOGRAPHIC_CAM, backproject_stack
 from tonno_engine.methods.run import MethodSpec, run_method
+from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
-from tonno_engine.tomography.reconstruction import final_result
+from tonno_engine.tomography.reconstruction import final_result, reconstruct, reconstruct_iter
 
 
 def test_fig4_fake_cam_averaged_wins_at_fine_maps_tomographic_at_coarse(device):
-    corr = fake_cam_check(kernels=(2, 16), angles=300, device=device)
+    corr = fake_cam_check(kernels=(2, 16), directions=300, device=device)
     # Fine maps (kernel 2): averaging recovers the input; the second difference over-sharpens.
     assert corr["averaged-cam", 2] > 0.95
     assert corr["averaged-cam", 2] > corr["tomographic-cam", 2] + 0.1
@@ -26,8 +27,8 @@ def test_fig4_fake_cam_averaged_wins_at_fine_maps_tomographic_at_coarse(device):
 
 def test_averaged_cam_of_the_slices_themselves_is_the_volume(device):
     volume = balls_phantom((24, 24, 24))
-    heatmap = final_result(cam_reconstruct_iter(volume, lambda s: s, "averaged-cam", slices=32, angles=200,
-                                                slice_size=48, device=device, partials=False))
+    heatmap = reconstruct(volume, lambda s: s, formula=AVERAGED_CAM, slices=32, directions=200, slice_size=48,
+                          device=device)
     corr, _ = quality_in_unit_ball(heatmap, volume)
     assert corr > 0.97  # would fail if (u, v) were swapped or cells misplaced on this asymmetric phantom
 
@@ -50,8 +51,8 @@ def test_backproject_stack_reads_cells_at_the_right_place():
 
 def test_cam_reconstruction_streams_partials(device):
     volume = balls_phantom((16, 16, 16))
-    events = list(cam_reconstruct_iter(volume, lambda s: F.avg_pool2d(s[:, None], 4)[:, 0], "tomographic-cam",
-                                       slices=12, angles=64, slice_size=16, device=device, directions_per_update=16))
+    events = list(reconstruct_iter(volume, lambda s: F.avg_pool2d(s[:, None], 4)[:, 0], formula=TOMOGRAPHIC_CAM,
+                                   slices=12, directions=64, slice_size=16, device=device, directions_per_update=16))
     partials = [e for e in events if isinstance(e, Partial)]
     assert [p.done for p in partials] == [16, 32, 48, 64] and partials[-1].final
     assert any(isinstance(e, Progress) for e in events)
@@ -94,7 +95,8 @@ def test_every_method_runs_end_to_end(device, name):
     model = create_encoder("resnet10t", norm="gn")
     volume = balls_phantom((12, 14, 16))
     spec = MethodSpec(name, layer=3, axes=3 if name == "layercam" else 1)
-    heatmap = run_method(spec, volume, model, slices=6, angles=8, slice_size=32, device=device, output_shape=(10, 10, 10))
+    heatmap = run_method(spec, volume, model, ReconstructionSettings(slices=6, directions=8, slice_size=32), device=device,
+                         output_shape=(10, 10, 10))
     assert heatmap.shape == (10, 10, 10) and heatmap.dtype == torch.float32
     assert torch.isfinite(heatmap).all() and heatmap.abs().sum() > 0
 
@@ -108,10 +110,11 @@ def test_methods_sharing_a_pass_equal_separate_runs(device):
     volume = balls_phantom((12, 12, 12))
     specs = [MethodSpec("tonno"), MethodSpec("averaged-cam", layer=3), MethodSpec("tomographic-cam", layer=3),
              MethodSpec("gradcam", layer=3)]
-    assert [[s.label for s in p] for p in plan_passes(specs, 8)] == [
+    assert [[s.label for s in p] for p in plan_passes(specs, ReconstructionSettings(directions=8))] == [
         ["tonno", "averaged-layercam-l3", "tomographic-layercam-l3"], ["gradcam-l3"]]
     assert len(plan_passes(specs)) == 3  # default L differs (2000 vs 1000): ToNNO runs alone
-    opts = dict(slices=6, angles=8, slice_size=32, device=device)
-    shared = run_methods(specs, volume, model, **opts)
+    settings = ReconstructionSettings(slices=6, directions=8, slice_size=32)
+    shared = run_methods(specs, volume, model, settings, device=device)
     for spec in specs:
-        torch.testing.assert_close(shared[spec.label], run_method(spec, volume, model, **opts), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(shared[spec.label], run_method(spec, volume, model, settings, device=device),
+                                   rtol=1e-4, atol=1e-5)

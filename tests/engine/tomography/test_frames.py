@@ -46,7 +46,7 @@ def test_unknown_geometry_or_field_of_view():
 
 def test_physical_ball_on_a_cube_of_isotropic_voxels_is_the_paper_geometry(device):
     volume = balls_phantom((16, 16, 16))
-    kw = dict(slices=10, angles=24, slice_size=20, device=device)
+    kw = dict(slices=10, directions=24, slice_size=20, device=device)
     paper = reconstruct(volume, radon_sum, **kw)
     physical = reconstruct(volume, radon_sum, geometry="physical", spacing=(0.7, 0.7, 0.7), field_of_view="ball", **kw)
     torch.testing.assert_close(physical, paper)
@@ -76,7 +76,7 @@ def test_radon_sum_check_in_physical_geometry_recovers_the_whole_anisotropic_vol
     """The paper's proof on balls defined in mm at 1 × 1 × 3 mm, two of them near the corners."""
     volume, spacing = anisotropic_phantom()
     masks = ball_masks_mm(volume.shape, spacing)
-    kw = dict(slices=64, angles=800, slice_size=64, device=device, batch_size=512, spacing=spacing)
+    kw = dict(slices=64, directions=800, slice_size=64, device=device, batch_size=512, spacing=spacing)
     full = reconstruct(volume, radon_sum, geometry="physical", field_of_view="full", **kw).cpu()
     paper = reconstruct(volume, radon_sum, geometry="paper", **kw).cpu()
     corr = torch.corrcoef(torch.stack([full.flatten().double(), volume.flatten().double()]))[0, 1].item()
@@ -89,14 +89,15 @@ def test_radon_sum_check_in_physical_geometry_recovers_the_whole_anisotropic_vol
 def test_every_method_in_physical_geometry(device):
     from tonno_engine.base.registry import METHODS, MethodSpec
     from tonno_engine.methods.run import run_methods
+    from tonno_engine.methods.settings import ReconstructionSettings
     from tonno_engine.models.encoders import create_encoder
 
     torch.manual_seed(0)
     model = create_encoder("resnet10t", norm="gn").to(device)
     volume = balls_phantom_mm((20, 16, 8), (1.0, 1.0, 3.0), [((0.0, 0.0, 0.0), 5.0, 1.0)])
     specs = [MethodSpec(name, layer=3) for name in METHODS if name != "scorecam"]
-    maps = run_methods(specs, volume, model, slices=6, angles=8, slice_size=32, device=device, geometry="physical",
-                       spacing=(1.0, 1.0, 3.0))
+    settings = ReconstructionSettings(slices=6, directions=8, slice_size=32, geometry="physical")
+    maps = run_methods(specs, volume, model, settings, device=device, spacing=(1.0, 1.0, 3.0))
     assert all(m.shape == (20, 16, 8) and torch.isfinite(m).all() for m in maps.values())
 
 

@@ -39,7 +39,7 @@ def test_fused_backprojection_equals_backproject():
 def test_compiled_reconstruction_equals_eager(device):
     """torch.compile's kernels (Inductor: C++ on a CPU, Triton on a GPU) in the whole pipeline."""
     volume = balls_phantom((12, 14, 13))
-    kw = dict(slices=9, angles=12, slice_size=16, device=device, batch_size=40)
+    kw = dict(slices=9, directions=12, slice_size=16, device=device, batch_size=40)
     eager = reconstruct(volume, radon_sum, **kw)
     compiled = reconstruct(volume, radon_sum, compile=True, **kw)
     assert eager.abs().max() > 0.1

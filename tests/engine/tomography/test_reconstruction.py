@@ -39,7 +39,7 @@ def test_constants_against_the_analytic_radon_transform_of_a_ball():
 
 def test_hemisphere_is_at_least_as_good_for_the_same_number_of_slices(device):
     volume = balls_phantom((32, 32, 32))
-    kw = dict(slices=48, angles=400, slice_size=48, device=device, batch_size=512)
+    kw = dict(slices=48, directions=400, slice_size=48, device=device, batch_size=512)
     full = quality_in_unit_ball(reconstruct(volume, radon_sum, **kw), volume)
     half = quality_in_unit_ball(reconstruct(volume, radon_sum, hemisphere=True, **kw), volume)
     assert half[0] >= full[0] and half[1] <= full[1], (full, half)
@@ -55,7 +55,7 @@ def test_profiles_are_antipodally_symmetric(device):
 
 def test_partial_stream_ends_at_the_one_shot_result(device):
     volume = balls_phantom((16, 16, 16))
-    kw = dict(slices=16, angles=50, slice_size=24, device=device)
+    kw = dict(slices=16, directions=50, slice_size=24, device=device)
     events = list(reconstruct_iter(volume, radon_sum, directions_per_update=8, **kw))
     partials = [e for e in events if isinstance(e, Partial)]
     assert [p.done for p in partials] == [8, 16, 24, 32, 40, 48, 50]
@@ -73,7 +73,7 @@ def test_partial_stream_ends_at_the_one_shot_result(device):
 @pytest.mark.parametrize("shape", [(17, 24, 31), (33, 20, 25)])
 def test_non_cubic_and_odd_shapes(shape, device):
     volume = balls_phantom(shape)
-    heatmap = reconstruct(volume, radon_sum, slices=48, angles=300, slice_size=48, device=device)
+    heatmap = reconstruct(volume, radon_sum, slices=48, directions=300, slice_size=48, device=device)
     assert heatmap.shape == shape and heatmap.dtype == torch.float32
     corr, _ = quality_in_unit_ball(heatmap, volume)
     assert corr > 0.93
@@ -81,20 +81,20 @@ def test_non_cubic_and_odd_shapes(shape, device):
 
 def test_output_shape_and_numpy_input(device):
     volume = balls_phantom((16, 20, 24)).numpy().astype(np.float64)
-    heatmap = reconstruct(volume, radon_sum, slices=16, angles=100, slice_size=24, device=device,
+    heatmap = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
                           output_shape=(8, 10, 12))
     assert heatmap.shape == (8, 10, 12)
     # the output grid samples the same normalised coordinates: its centre is near the input's
-    full = reconstruct(volume, radon_sum, slices=16, angles=100, slice_size=24, device=device,
+    full = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
                        output_shape=(9, 11, 13))
-    coarse = reconstruct(volume, radon_sum, slices=16, angles=100, slice_size=24, device=device,
+    coarse = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
                          output_shape=(17, 21, 25))
     torch.testing.assert_close(full, coarse[::2, ::2, ::2], rtol=1e-4, atol=1e-4)
 
 
 def test_scorer_that_ignores_the_batch_size_is_rejected(device):
     with pytest.raises(ValueError, match="scorer returned"):
-        reconstruct(torch.rand(8, 8, 8), lambda x: x.new_zeros(1), slices=4, angles=2, slice_size=8, device=device)
+        reconstruct(torch.rand(8, 8, 8), lambda x: x.new_zeros(1), slices=4, directions=2, slice_size=8, device=device)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_scorer_that_ignores_the_batch_size_is_rejected(device):
         (np.full((4, 4, 4), np.inf), {}, "NaN or Inf"),
         (np.array([["a"]]), {}, "numeric"),
         (np.zeros((4, 4, 4)), {"slices": 2}, "slices must be an integer >= 3"),
-        (np.zeros((4, 4, 4)), {"angles": 0}, "angles must be an integer >= 1"),
+        (np.zeros((4, 4, 4)), {"directions": 0}, "directions must be an integer >= 1"),
         (np.zeros((4, 4, 4)), {"device": "quantum"}, "unknown device 'quantum'"),
         (np.zeros((4, 4, 4)), {"device": "cuda:7"}, "cuda:7"),
         (np.zeros((4, 4, 4)), {"output_shape": (4, 4)}, "output_shape"),
@@ -116,13 +116,13 @@ def test_scorer_that_ignores_the_batch_size_is_rejected(device):
 )
 def test_bad_input_names_the_problem(volume, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        reconstruct(volume, radon_sum, **{"slices": 4, "angles": 2, "slice_size": 8, **kwargs})
+        reconstruct(volume, radon_sum, **{"slices": 4, "directions": 2, "slice_size": 8, **kwargs})
 
 
 def test_consumers_of_the_generator_keep_their_grad_mode(device):
     from tonno_engine import radon_sum, reconstruct_iter
 
-    events = reconstruct_iter(torch.rand(8, 8, 8), radon_sum, slices=4, angles=4, slice_size=8, device=device)
+    events = reconstruct_iter(torch.rand(8, 8, 8), radon_sum, slices=4, directions=4, slice_size=8, device=device)
     next(events)  # suspended mid-way, as a napari worker is between events or after an abort
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     events.close()
