@@ -36,14 +36,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A randomly initialised resnet10t (GroupNorm) checkpoint for 32² slices, no preprocessing."""
-    from tonno_engine.models.checkpoint import save_checkpoint
+    from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
     from tonno_engine.models.encoders import create_encoder
 
     torch.manual_seed(0)
     model = create_encoder("resnet10t", norm="gn")
-    meta = {"model": "resnet10t", "norm": "gn", "in_chans": 1, "slice_size": 32,
-            "preprocessing": {"intensity": "none", "params": {}, "spacing": None}}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
+    description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32,
+                                        preprocessing={"intensity": "none", "params": {}, "spacing": None})
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, description)
 
 
 @pytest.fixture(scope="session")

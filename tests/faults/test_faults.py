@@ -37,12 +37,12 @@ def reconstruct(src, out, ckpt, *extra):
 
 
 def _other_checkpoint(tiny_checkpoint, tmp_path):
-    from tonno_engine.models.checkpoint import read_checkpoint, save_checkpoint
+    from tonno_engine.models.checkpoint import read_description, save_checkpoint
     from tonno_engine.models.encoders import create_encoder
 
-    payload = read_checkpoint(tiny_checkpoint)
+    description = read_description(tiny_checkpoint)
     torch.manual_seed(1)
-    return save_checkpoint(tmp_path / "other.pt", create_encoder("resnet10t", norm="gn"), payload["meta"])
+    return save_checkpoint(tmp_path / "other.pt", create_encoder("resnet10t", norm="gn"), description)
 
 
 # 1. --continue with another checkpoint and --directions: refused, listing what differs

@@ -341,14 +341,14 @@ def test_reconstruct_uses_the_checkpoints_geometry_and_the_layers_scale(make_nap
     """A checkpoint trained in physical geometry: the widget slices the layer with its own voxel size."""
     import torch
 
-    from tonno_engine.models.checkpoint import save_checkpoint
+    from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
     from tonno_engine.models.encoders import create_encoder
     from tonno_engine.tomography.phantoms import balls_phantom
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "physical.pt", create_encoder("resnet10t", norm="gn"), {
-        "model": "resnet10t", "norm": "gn", "in_chans": 1, "slice_size": 32, "geometry": "physical",
-        "field_of_view": "full", "preprocessing": {"intensity": "none", "params": {}, "spacing": None}})
+    ckpt = save_checkpoint(tmp_path / "physical.pt", create_encoder("resnet10t", norm="gn"), CheckpointDescription(
+        model="resnet10t", norm="gn", slice_size=32, geometry="physical", field_of_view="full",
+        preprocessing={"intensity": "none", "params": {}, "spacing": None}))
     viewer = make_napari_viewer()
     viewer.add_image(balls_phantom((20, 22, 8)).numpy(), name="thick", scale=(1.0, 1.0, 3.0),
                      metadata={"tonno_checkpoint": str(ckpt)})

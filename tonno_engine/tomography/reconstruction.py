@@ -226,9 +226,10 @@ def reconstruct_iter(
     step = check_count(directions_per_update, 1, "directions_per_update")
     several = isinstance(formula, (tuple, list))
     formulas = tuple(formula) if several else (formula,)
-    run = _Pass(vol, scorer, formulas, several, make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view),
-                make_directions(directions, hemisphere=hemisphere), slice_offsets(slices), as_size2(slice_size),
-                check_count(batch_size or default_batch_size(dev), 1, "batch_size"), memory_budget, compile)
+    frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    run = _Pass(vol, scorer, formulas, several, frame, make_directions(directions, hemisphere=hemisphere),
+                slice_offsets(slices), as_size2(slice_size), check_count(batch_size or default_batch_size(dev), 1,
+                                                                         "batch_size"), memory_budget, compile)
     picks = torch.arange(directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
     out_shape = tuple(vol.shape) if output_shape is None else as_shape3(output_shape)
     accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
@@ -264,7 +265,7 @@ def reconstruct(volume, scorer: Scorer, **options) -> torch.Tensor:
     try:
         _RECONSTRUCT_ITER.bind(volume, scorer, **options)
     except TypeError as exc:
-        raise TypeError(f"reconstruct(): {exc}") from None
+        raise TypeError(f"reconstruct() {exc}") from None
     return final_result(reconstruct_iter(volume, scorer, **{**options, "partials": False}))
 
 

@@ -19,10 +19,13 @@ from ..models.checkpoint import read_checkpoint, save_checkpoint
 RESUMABLE_CHANGES = ("steps",)
 
 METRIC_COLUMNS = ("step", "loss", "lr", "slices_per_s", "val_loss", "val_slice_auc", "val_volume_auc")
+#: how each number is written into ``metrics.csv`` (the events keep the numbers themselves)
+METRIC_FORMATS = {"loss": "{:.6f}", "lr": "{:.3e}", "slices_per_s": "{:.1f}", "val_loss": "{:.6f}",
+                  "val_slice_auc": "{:.6f}", "val_volume_auc": "{:.6f}"}
 
 
 class RunFolder:
-    """Writer of one run folder ``out``. ``meta`` goes into every checkpoint and ``run.json``."""
+    """Writer of one run folder ``out``. Its ``description`` goes into every checkpoint and ``run.json``."""
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
@@ -64,12 +67,13 @@ class RunFolder:
         if self.out.exists():
             remove_stale_parts(self.out)
 
-    def open(self, meta: dict, device, resumed_at: int | None) -> None:
+    def open(self, description, device, resumed_at: int | None) -> None:
         """Create the folder, start ``run.json``'s record (keeping earlier ones as ``history``) and
-        open ``metrics.csv``: trimmed to ``resumed_at`` when resuming, new otherwise."""
+        open ``metrics.csv``: trimmed to ``resumed_at`` when resuming, new otherwise. ``description``: the
+        run's :class:`~tonno_engine.models.checkpoint.CheckpointDescription`."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self.meta = meta
-        self.info = {"meta": meta, "device": str(device), "started": _now(), "resumed_at_step": resumed_at}
+        self.description = description
+        self.info = {"meta": description.as_meta(), "device": str(device), "started": _now(), "resumed_at_step": resumed_at}
         if resumed_at is not None:
             _trim_metrics(self.metrics, resumed_at)
             if self.run_json.exists():
@@ -84,13 +88,14 @@ class RunFolder:
             self._writer.writeheader()
 
     def append_metrics(self, row: dict) -> None:
-        self._writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+        """One step's numbers (``{column: value}``; validation columns only when it validated)."""
+        self._writer.writerow({k: METRIC_FORMATS.get(k, "{}").format(row[k]) if k in row else "" for k in METRIC_COLUMNS})
         self._fh.flush()
 
     def checkpoint(self, path: Path, model, step: int, train_state: dict) -> None:
         """Write a checkpoint atomically; a full disk stops the run naming the file and the last good one."""
         try:
-            save_checkpoint(path, model, {**self.meta, "step": step}, train_state)
+            save_checkpoint(path, model, self.description.at_step(step), train_state)
         except DiskFull as exc:
             good = (f"{self.last_good[0].name} (step {self.last_good[1]}) is intact: free space, then --resume"
                     if self.last_good else "no checkpoint was written yet: free space and start again")

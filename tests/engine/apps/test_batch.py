@@ -100,14 +100,14 @@ def test_bad_arguments_fail_before_anything_is_written(tiny_cases, tiny_checkpoi
 
 
 def test_out_of_memory_halves_the_batch_and_retries(tiny_cases, tiny_checkpoint, tmp_path, monkeypatch):
-    real = batch.methods_iter
+    real = batch.reconstruct_case_iter
 
-    def picky(specs, volume, model, *, batch_size, **kw):
-        if batch_size > 16:
+    def picky(image, spacing, checkpoint, specs, settings, **kw):
+        if settings.batch_size > 16:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(specs, volume, model, batch_size=batch_size, **kw)
+        return real(image, spacing, checkpoint, specs, settings, **kw)
 
-    monkeypatch.setattr(batch, "methods_iter", picky)
+    monkeypatch.setattr(batch, "reconstruct_case_iter", picky)
     cfg = BatchConfig(methods=[MethodSpec("tonno")], settings=ReconstructionSettings(6, 16, batch_size=64), device="cpu")
     events = list(reconstruct_batch_iter(tiny_cases / "images" / "phantom_0003.nii.gz", tmp_path / "o", tiny_checkpoint, cfg))
     assert [e.batch_size for e in events if isinstance(e, batch.BatchSizeHalved)] == [32, 16]

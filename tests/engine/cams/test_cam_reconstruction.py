@@ -77,15 +77,6 @@ def test_slicewise_matches_a_slice_by_slice_loop(device, axes):
     torch.testing.assert_close(result, expected, atol=1e-5, rtol=0)
 
 
-def test_method_spec_labels_and_validation():
-    assert MethodSpec("tonno").label == "tonno"
-    assert MethodSpec("averaged-cam", cam="gradcam++", layer=1).label == "averaged-gradcampp-l1"
-    assert MethodSpec("scorecam", layer=4, axes=3).label == "scorecam-l4-axes3"
-    for bad in (dict(name="gradcam3d"), dict(cam="eigencam"), dict(layer=0), dict(axes=2)):
-        with pytest.raises(ValueError):
-            MethodSpec(**{"name": "layercam", **bad})
-
-
 @pytest.mark.parametrize("name", ["tonno", "averaged-cam", "tomographic-cam", "gradcam", "layercam", "gradcam++",
                                   "scorecam"])
 def test_every_method_runs_end_to_end(device, name):

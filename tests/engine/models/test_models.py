@@ -3,8 +3,6 @@ import timm
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d  # what timm.layers.freeze_batch_norm_2d uses
 
-from tonno_engine.base.errors import DataError
-from tonno_engine.models.checkpoint import load_model, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
 
 
@@ -39,23 +37,6 @@ def test_bad_model_norm_or_weights():
         create_encoder("resnet10t", norm="ln")
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         create_encoder("resnet10t", weights="/nonexistent/w.pth")
-
-
-def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
-    model = create_encoder("resnet10t", norm="gn").eval()
-    meta = {"model": "resnet10t", "norm": "gn", "in_chans": 1, "slice_size": 32}
-    path = save_checkpoint(tmp_path / "c.pt", model, meta)
-    loaded, loaded_meta = load_model(path)
-    x = torch.rand(2, 1, 32, 32)
-    torch.testing.assert_close(loaded(x), model(x))
-    assert loaded_meta == meta
-    wrong = save_checkpoint(tmp_path / "w.pt", model, {**meta, "model": "resnet18"})
-    with pytest.raises(DataError, match="do not fit this architecture") as info:
-        load_model(wrong)
-    assert "w.pt" in str(info.value)
-    (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(DataError, match="unreadable checkpoint"):
-        load_model(tmp_path / "junk.pt")
 
 
 @pytest.mark.parametrize("norm", ["bn", "frozen_bn"])

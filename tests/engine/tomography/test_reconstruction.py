@@ -163,3 +163,10 @@ def test_backprojection_is_zero_beyond_the_last_offset():
     clear = (((s.abs() - 1).abs() > 1e-3) | (s.abs() == 1)).all(1).reshape(shape)  # no rounding ambiguity
     assert (s.abs() > 1.05).any() and clear.float().mean() > 0.5
     torch.testing.assert_close(out.double()[clear], value.sum(1).reshape(shape)[clear], atol=1e-4, rtol=1e-4)
+
+
+def test_a_misspelt_keyword_names_reconstruct():
+    with pytest.raises(TypeError, match=r"^reconstruct\(\) got an unexpected keyword argument 'directins'"):
+        reconstruct(torch.rand(4, 4, 4), radon_sum, directins=3)
+    with pytest.raises(TypeError, match=r"^reconstruct_iter\(\) got an unexpected keyword argument"):
+        reconstruct_iter(torch.rand(4, 4, 4), radon_sum, directins=3)

@@ -154,7 +154,7 @@ def test_streaming_pool_is_bounded_reproducible_and_resumes_exactly(data, tmp_pa
             next(gen)
     except StopIteration as stop:
         run = stop.value
-    assert run.pool is not None and len(run.pool.volumes) == 2 < len(run.meta["train_cases"])
+    assert run.pool is not None and len(run.pool.volumes) == 2 < len(run.description.train_cases)
     run.folder.close()
 
     cfg = TrainConfig(steps=7, **STREAM)
