@@ -3,8 +3,7 @@
 Pure Python + torch; never imports Qt, napari, magicgui or typer. Subpackages by layer, each
 importing only those below it (docs/architecture.md; import-linter checks it): ``base``,
 ``tomography``, ``cams`` | ``models`` | ``data``, ``methods`` | ``evaluation``, ``training``,
-``apps``. The top-level names load their module on first use (PEP 562), so
-``import tonno_engine.base.registry`` stays free of torch.
+``apps``. The top-level names load their module on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -24,9 +23,11 @@ _EXPORTS = {
     "reconstruct_iter": "tomography.reconstruction",
     "radon_sum": "tomography.scorers", "ModuleScorer": "tomography.scorers",
     "extract_slices": "tomography.slicing",
-    "CamExtractor": "cams.extractor", "cam_reconstruct_iter": "cams.tomographic", "slicewise_iter": "cams.slicewise",
+    "CamExtractor": "cams.extractor", "slicewise_iter": "cams.slicewise",
     "MethodSpec": "base.registry", "METHODS": "base.registry", "register_method": "base.registry",
-    "method_iter": "methods.run", "methods_iter": "methods.run", "run_method": "methods.run",
+    "methods_iter": "methods.run", "run_method": "methods.run",
+    "reconstruct_case_iter": "methods.case", "prepare_case": "methods.case",
+    "load_checkpoint": "models.checkpoint", "CheckpointDescription": "models.checkpoint",
     "run_methods": "methods.run", "ReconstructionSettings": "methods.settings", "PRESETS": "methods.settings",
     "direction_stack_iter": "tomography.profiles",
 }

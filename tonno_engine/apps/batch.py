@@ -386,9 +386,15 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
         spacing = volume.checked_spacing() if geometry == "physical" else volume.spacing
         while True:
             try:
-                events = reconstruct_case_iter(volume.array, spacing, loaded, specs, replace(settings, batch_size=batch_size),
-                                               axial_axis=axial_axis(volume.affine), world=world)
-                used, heatmaps = yield from _case_events(events)
+                for event in reconstruct_case_iter(volume.array, spacing, loaded, specs,
+                                                   replace(settings, batch_size=batch_size),
+                                                   axial_axis=axial_axis(volume.affine), world=world):
+                    if isinstance(event, CasePrepared):
+                        used = event.case.settings  # resolved for this case: its slice size goes in the row
+                    elif isinstance(event, Partial):
+                        heatmaps = event.value  # the final one: no partials were asked for
+                    else:
+                        yield event
                 break
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -413,19 +419,6 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
                  peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",
                  batch_size=str(batch_size), slice_size=str(used.slice_size or ""))
     return [{**r, **stats} for r in rows]
-
-
-def _case_events(events):
-    """Forward a case's progress events; return ``(its resolved settings, {label: heatmap})``."""
-    used = None
-    for event in events:
-        if isinstance(event, CasePrepared):
-            used = event.case.settings
-        elif isinstance(event, Partial) and event.final:
-            return used, event.value
-        elif isinstance(event, Progress):
-            yield event
-    raise RuntimeError("the case ended without a result")  # pragma: no cover
 
 
 def _row(item: BatchInput, spec: MethodSpec, target: Path | None, status: str, error: str = "", made: str = "") -> dict:

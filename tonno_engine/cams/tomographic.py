@@ -94,8 +94,8 @@ class AveragedCam:
 
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
         delta = 2.0 / (stack.shape[1] - 3)
-        yield from backproject_stack_passes(stack, *directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
-                                            cells=self.cells)
+        return backproject_stack_passes(stack, *directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
+                                        cells=self.cells)
 
     def scale(self, directions: int) -> float:
         return 1.0 / directions
@@ -111,8 +111,8 @@ class TomographicCam:
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
         slices = stack.shape[1] - 2
         q = second_difference(stack, slices, dim=1)
-        yield from backproject_stack_passes(q, *directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
-                                            cells=self.cells)
+        return backproject_stack_passes(q, *directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
+                                        cells=self.cells)
 
     def scale(self, directions: int) -> float:
         return reconstruction_scale(directions)

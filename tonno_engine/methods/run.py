@@ -132,7 +132,10 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
                                 directions_per_update=directions_per_update, partials=partials,
                                 memory_budget=memory_budget, compile=settings.compile, subset=subset, **frame)
 
-    yield from sharded_iter(events_of, directions, world)
+    if world is not None and world.distributed:
+        yield from sharded_iter(events_of, directions, world)
+    else:
+        yield from events_of(None)
 
 
 def _scorer(group, model, compile: bool):

@@ -108,8 +108,8 @@ def iter_profiles(
 class Formula(Protocol):
     """How one chunk of per-direction results ``(Lc, M + 2, ...)`` is added to the heatmap.
 
-    ``accumulate`` adds the chunk's (unscaled) sum over its directions into ``acc`` ``(D, H, W)``,
-    yielding after every bounded pass (the points where the work can be cancelled); the caller runs it
+    ``accumulate`` returns an iterator that adds the chunk's (unscaled) sum over its directions into
+    ``acc`` ``(D, H, W)``, yielding after every bounded pass (the points where the work can be cancelled); the caller runs it
     to its end. ``directions`` is ``(normals, u, v)``, each ``(Lc, 3)`` in backprojection coordinates.
     ``compile``: a fused kernel where the formula has one. ``scale(L)`` turns the sum over ``L``
     directions into the heatmap.
@@ -125,8 +125,8 @@ class Tonno:
     """ToNNO (eq. 11): the second difference of the logit profiles, filtered backprojection slab by slab."""
 
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):
-        yield from backproject_passes(second_difference(stack, stack.shape[1] - 2, dim=1), directions[0], acc,
-                                      memory_budget=memory_budget, compile=compile)
+        return backproject_passes(second_difference(stack, stack.shape[1] - 2, dim=1), directions[0], acc,
+                                  memory_budget=memory_budget, compile=compile)
 
     def scale(self, directions: int) -> float:
         return reconstruction_scale(directions)
