@@ -14,7 +14,6 @@ from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
     RECIPE_HELP,
-    DeviceOpt,
     QuietOpt,
     check_geometry,
     check_named,
@@ -52,7 +51,7 @@ def train(
     objective: str = typer.Option(None, help="slice: every slice carries its volume's label (paper); mil: one loss "
                                              "per volume on a smooth maximum of its slices (small-lesions)."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
-    device: DeviceOpt = DEVICE,
+    device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE}: CUDA when present)."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
     cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
                                                          "many GB of host memory for volumes (pool and read-ahead)."),
@@ -64,6 +63,8 @@ def train(
                                                "so later epochs skip decoding (safe to share between runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
+    events: bool = typer.Option(False, "--events", help="Print every event (load progress, each step with its loss, "
+                                                       "learning rate and validation) as a JSON line on stdout."),
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
     from tonno_engine.apps.training_run import train_run_iter
@@ -71,6 +72,7 @@ def train(
     from tonno_engine.training.config import recipe_config
     from tonno_engine.training.loop import TrainStep, TrainStopped
 
+    from .events import event_line
     from .progress import show_progress
 
     if lr is not None and lr <= 0:
@@ -81,8 +83,7 @@ def train(
     check_named(recipe, RECIPES, "recipe", "--recipe")
     recipe = recipe or "paper"
     check_named(objective, OBJECTIVES, "objective", "--objective")
-    dev = resolve_device_or_exit(device)
-    device = None if device == "auto" else device  # "auto" given or not: the recipe's, else auto
+    dev = resolve_device_or_exit(device or DEVICE)
     given = dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                  steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
                  intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
@@ -100,7 +101,9 @@ def train(
     quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
     hint = f"checkpoint_last.pt keeps the last checkpointed step: continue with `tonno train ... --out {out} --resume`"
     with engine_errors(interrupted=hint):
-        for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet):
+        for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet or events):
+            if events and is_rank_zero():
+                print(event_line(event), flush=True)
             if isinstance(event, TrainStep):
                 last = event
             elif isinstance(event, TrainStopped):

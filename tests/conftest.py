@@ -24,9 +24,15 @@ def accelerator():
     return torch.device("cuda")
 
 
+#: fixtures that open a napari viewer or drive Qt: their tests are ``gui`` tests
+GUI_FIXTURES = {"make_napari_viewer", "qtbot", "viewer_with_volume"}
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
+        if GUI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gui)
         if "gpu" in item.keywords:
             item.add_marker(_GPU_WARNINGS)
             if not torch.cuda.is_available():

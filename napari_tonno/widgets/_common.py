@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def device_choices() -> list[str]:
+    """``auto`` and every device torch sees (``cpu``, ``cuda:N``, ``mps``)."""
+    from tonno_engine.base.defaults import DEVICE
+    from tonno_engine.base.devices import describe_devices
+
+    return [DEVICE] + [d.split(" ")[0] for d in describe_devices()]
+
+
 def layers_of(viewer, kind: str):
     """A magicgui ``choices`` callable listing the viewer's layers of ``kind`` ("Image", "Labels")."""
 

@@ -11,14 +11,8 @@ from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, SLICES, TONNO_DIR
 from tonno_engine.base.registry import CAMS, LAYERS, METHODS
 from tonno_engine.methods.settings import PRESETS
 
-from ._common import geometry_of, spacing_of
+from ._common import device_choices, geometry_of, spacing_of
 from ._form import ModelForm
-
-
-def _devices() -> list[str]:
-    from tonno_engine.base.devices import describe_devices
-
-    return [DEVICE] + [d.split(" ")[0] for d in describe_devices()]
 
 
 class ReconstructWidget(ModelForm):
@@ -36,7 +30,7 @@ class ReconstructWidget(ModelForm):
         self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=SLICES)
         self.directions = SpinBox(label="directions (L)", min=1, max=100000, value=TONNO_DIRECTIONS)
         self.hemisphere = CheckBox(text="hemisphere")
-        self.device = ComboBox(label="device", choices=_devices(), value=DEVICE)
+        self.device = ComboBox(label="device", choices=device_choices(), value=DEVICE)
         self.run_button = PushButton(text="Reconstruct")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..base.atomic import make_output_folder, write_text_atomic
+from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.registry import MethodSpec
@@ -33,7 +34,7 @@ from .training_run import train_run_iter
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
            ("balanced_accuracy", "Balanced accuracy"))
 
-def default_methods(layer: int = 2, layers: tuple[int, ...] | None = None) -> list[MethodSpec]:
+def default_methods(layer: int = CAM_LAYER, layers: tuple[int, ...] | None = None) -> list[MethodSpec]:
     """Table 2's rows: slice-wise GradCAM and LayerCAM, ToNNO, Averaged and Tomographic LayerCAM; with
     ``layers``, each CAM row once per layer (the paper's appendix), ToNNO once."""
     layers = tuple(layers or (layer,))
@@ -49,10 +50,10 @@ class BenchmarkConfig:
     checkpoint: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: list[MethodSpec] = field(default_factory=default_methods)
-    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS["paper"])
+    settings: ReconstructionSettings = field(default_factory=lambda: PRESETS[QUALITY])
     test_fraction: float = 0.3
     connectivity: int = 26
-    device: str = "auto"
+    device: str = DEVICE
     seed: int = 0
     resamples: int = 2000  # bootstrap resamples of the test cases for the 95 % intervals
 

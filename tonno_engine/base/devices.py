@@ -1,8 +1,11 @@
-"""Device selection: ``None``/``"auto"`` picks CUDA when present, else CPU."""
+"""Device selection: ``"auto"`` (:data:`~tonno_engine.base.defaults.DEVICE`, every signature's default)
+picks CUDA when present, then MPS, else the CPU; ``None`` means "not given", the same."""
 
 from __future__ import annotations
 
 import torch
+
+from .defaults import DEVICE
 
 VALID = "auto, cpu, cuda, cuda:N or mps"
 
@@ -17,9 +20,9 @@ def auto_device() -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
+def resolve_device(device: str | torch.device | None = DEVICE) -> torch.device:
     """Turn a user's device choice into a usable ``torch.device``; ``ValueError`` if it is not."""
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+    if device is None or (isinstance(device, str) and device.strip().lower() == DEVICE):
         return auto_device()
     try:
         dev = torch.device(device)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..base.defaults import FIELD_OF_VIEW, GEOMETRY
+
 GEOMETRIES = ("paper", "physical")
 FIELDS_OF_VIEW = ("ball", "full")
 
@@ -68,7 +70,7 @@ class Frame:
         return None if self.mm_per_unit is None else 2.0 * self.mm_per_unit / (slice_size - 1)
 
 
-def make_frame(shape, *, geometry: str | None = "paper", spacing=None, field_of_view: str | None = "full") -> Frame:
+def make_frame(shape, *, geometry: str | None = GEOMETRY, spacing=None, field_of_view: str | None = FIELD_OF_VIEW) -> Frame:
     """The frame of a ``(D, H, W)`` volume with ``spacing`` mm per axis (physical geometry only).
     ``None`` means the default: paper geometry, full field of view."""
     geometry, field_of_view = geometry or "paper", field_of_view or "full"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
+
 
 @dataclass
 class TrainConfig:
@@ -19,7 +21,7 @@ class TrainConfig:
     model: str = "resnet10t"
     norm: str = "frozen_bn"
     weights: str | None = None
-    slice_size: int = 224
+    slice_size: int = SLICE_SIZE
     steps: int = 2000
     batch_volumes: int = 8
     slices_per_volume: int = 8
@@ -31,14 +33,14 @@ class TrainConfig:
     val_slices: int = 32
     checkpoint_every: int = 25
     seed: int = 0
-    device: str = "auto"
+    device: str = DEVICE
     amp: bool = True
     intensity: str | None = None
     spacing: float | None = None
     augment: bool = True
     channels_last: bool = True
-    geometry: str = "paper"
-    field_of_view: str = "full"
+    geometry: str = GEOMETRY
+    field_of_view: str = FIELD_OF_VIEW
     #: ``slice``: every slice carries its volume's label (the paper); ``mil``: multiple-instance, one
     #: loss per volume on the log-sum-exp pool of its slices' logits (a lesion may be in few slices)
     objective: str = "slice"

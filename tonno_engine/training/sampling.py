@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..base.defaults import FIELD_OF_VIEW, GEOMETRY
 from ..base.events import Progress
 from ..data.augment import Augmentation, augment_intensity, random_planes
 from ..data.dataset import Case
@@ -31,8 +32,8 @@ class LoadedCase:
     frame: Frame  # where the volume sits in the sliced space
 
 
-def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = "paper",
-               field_of_view: str = "full") -> Iterator[Progress | LoadedCase]:
+def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = GEOMETRY,
+               field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | LoadedCase]:
     """Read, check and preprocess every case before training starts (errors name the file)."""
     for i, case in enumerate(cases):
         vol = load_image(case.image)

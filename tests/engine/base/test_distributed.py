@@ -170,6 +170,7 @@ def test_reduce_in_slabs_sums_every_slab_onto_rank_zero(tmp_path):
     assert "ok" in torchrun_script(tmp_path, code)
 
 
+@pytest.mark.slow
 def test_ranks_that_end_right_after_a_collective_exit_cleanly(tmp_path):
     """init_world leaves the group at exit: without it 9 of 15 such runs aborted in gloo's threads."""
     code = (
