@@ -1,0 +1,55 @@
+"""One case from a scan and a checkpoint: preprocessing, settings resolved against the checkpoint, the
+spacing of the array that is sliced (after resampling), the heatmap on the scan's own grid."""
+
+import numpy as np
+import pytest
+import torch
+
+from tonno_engine.base.events import Partial
+from tonno_engine.base.registry import MethodSpec
+from tonno_engine.methods.case import CasePrepared, prepare_case, reconstruct_case_iter
+from tonno_engine.methods.run import run_methods
+from tonno_engine.methods.settings import ReconstructionSettings
+from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, save_checkpoint
+from tonno_engine.models.encoders import create_encoder
+from tonno_engine.tomography.phantoms import balls_phantom
+
+SETTINGS = ReconstructionSettings(slices=6, directions=16, hemisphere=True)
+
+
+@pytest.fixture
+def resampling(tmp_path):
+    """A checkpoint trained in physical geometry on volumes resampled to 2 mm."""
+    torch.manual_seed(0)
+    description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32, geometry="physical",
+                                        mm_per_pixel=1.5,
+                                        preprocessing={"intensity": "none", "params": {}, "spacing": 2.0})
+    path = save_checkpoint(tmp_path / "c.pt", create_encoder("resnet10t", norm="gn"), description)
+    return load_checkpoint(path, "cpu")
+
+
+def test_prepare_case_resamples_and_resolves_against_the_checkpoint(resampling):
+    scan = balls_phantom((24, 20, 8)).numpy()
+    case = prepare_case(scan, (1.0, 1.0, 4.0), resampling, SETTINGS)
+    assert case.spacing == (2.0, 2.0, 2.0) and case.volume.shape == (12, 10, 16) and case.shape == (24, 20, 8)
+    assert case.settings.geometry == "physical" and case.settings.field_of_view == "full"
+    # no slice size set: the side that keeps the checkpoint's 1.5 mm per pixel over this field of view
+    diagonal = np.linalg.norm([(12 - 1) * 2.0, (10 - 1) * 2.0, (16 - 1) * 2.0])
+    assert case.settings.slice_size == round(diagonal / 1.5) + 1  # pixels at the ends of the 2R mm patch
+    assert prepare_case(scan, (1.0, 1.0, 4.0), resampling, SETTINGS.override(slice_size=40)).settings.slice_size == 40
+
+
+def test_the_case_heatmap_is_the_methods_on_the_prepared_volume_with_its_own_spacing(resampling):
+    scan = balls_phantom((24, 20, 8)).numpy()
+    events = list(reconstruct_case_iter(scan, (1.0, 1.0, 4.0), resampling, [MethodSpec("tonno")], SETTINGS))
+    assert isinstance(events[0], CasePrepared) and isinstance(events[-1], Partial) and events[-1].final
+    heatmap = events[-1].value["tonno"]
+    case = events[0].case
+    assert heatmap.shape == (24, 20, 8)
+    same = run_methods([MethodSpec("tonno")], case.volume, resampling.model, case.settings, device="cpu",
+                       output_shape=case.shape, spacing=case.spacing)["tonno"]
+    torch.testing.assert_close(heatmap, same)
+    # the scan's own spacing would slice the resampled array in another frame: a different heatmap
+    other = run_methods([MethodSpec("tonno")], case.volume, resampling.model, case.settings, device="cpu",
+                        output_shape=case.shape, spacing=(1.0, 1.0, 4.0))["tonno"]
+    assert not torch.allclose(heatmap, other, rtol=1e-3, atol=1e-3 * heatmap.abs().max().item())
