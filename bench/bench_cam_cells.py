@@ -1,6 +1,6 @@
 """How Averaged and Tomographic CAM read the CAM cells: bilinear (default) vs nearest, with ToNNO beside them.
 
-    .venv/bin/python bench/bench_cam_cells.py DATA CHECKPOINT [--layer 2] [--slices 24] [--angles 192] [--cases 8]
+    .venv/bin/python bench/bench_cam_cells.py DATA CHECKPOINT [--layer 2] [--slices 24] [--directions 192] [--cases 8]
 
 One pass over the slices of each positive case (the ``demo`` quality by default: M=24, L=192 on the
 hemisphere) gives ToNNO and both CAM variants with both cell readings. Threshold-free scores, averaged
@@ -24,7 +24,7 @@ from tonno_engine.data.images import load_image
 from tonno_engine.data.preprocessing import Preprocessing
 from tonno_engine.evaluation.auc import roc_auc
 from tonno_engine.models.checkpoint import load_model
-from tonno_engine.tomography.reconstruction import TONNO, final_result, tomography_iter
+from tonno_engine.tomography.reconstruction import TONNO, reconstruct
 
 VARIANTS = {"ToNNO": TONNO, "Averaged, bilinear cells": AveragedCam("bilinear"),
             "Averaged, nearest cells": AveragedCam("nearest"), "Tomographic, bilinear cells": TomographicCam("bilinear"),
@@ -46,11 +46,11 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--layer", type=int, default=2)
     ap.add_argument("--slices", type=int, default=24)
-    ap.add_argument("--angles", type=int, default=192)
+    ap.add_argument("--directions", type=int, default=192)
     ap.add_argument("--cases", type=int, default=8)
     args = ap.parse_args()
     model, meta = load_model(args.checkpoint, "cpu")
-    prep = Preprocessing.from_dict(meta["preprocessing"])
+    prep = Preprocessing.from_dict(meta.preprocessing)
     extractor = CamExtractor(model, "layercam", args.layer, with_logits=True)
     keep = [0] + [1] * (len(VARIANTS) - 1)  # ToNNO reads the logits, the CAM variants the maps
 
@@ -66,12 +66,11 @@ def main() -> None:
         array = prep(volume.array, volume.spacing)
         mask = load_image(case.mask, kind="mask").array > 0.5
         brain = array != 0
-        maps = final_result(tomography_iter(array, scorer, tuple(VARIANTS.values()), slices=args.slices,
-                                            angles=args.angles, slice_size=meta["slice_size"], hemisphere=True,
-                                            device="cpu", partials=False))
+        maps = reconstruct(array, scorer, formula=tuple(VARIANTS.values()), slices=args.slices,
+                           directions=args.directions, slice_size=meta.slice_size, hemisphere=True, device="cpu")
         for name, heat in zip(VARIANTS, maps):
             results[name].append(scores(heat.numpy(), mask, brain))
-    print(f"{len(cases)} positive cases, layer {args.layer}, M={args.slices}, L={args.angles} (hemisphere), "
+    print(f"{len(cases)} positive cases, layer {args.layer}, M={args.slices}, L={args.directions} (hemisphere), "
           f"{time.perf_counter() - start:.0f} s\n")
     print("| heatmap | voxel AUC, lesion vs brain | lesions whose peak reaches the brain's 99th percentile |")
     print("|---|---|---|")

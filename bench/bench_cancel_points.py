@@ -4,9 +4,9 @@ Side by side, in alternating pairs: the engine as it is (an event after every ba
 and the same run with each direction chunk backprojected at once, with no event in between (ToNNO's
 formula wrapped to run its passes to the end). The scorer is the slice mean (no network), so the
 gaps are the engine's own. The napari Reconstruct widget asks for a partial heatmap every
-``angles // 8`` directions, so its chunks are that long.
+``directions // 8`` directions, so its chunks are that long.
 
-    .venv/bin/python bench/bench_cancel_points.py [--shape 128 128 128] [--angles 256] [--slices 16]
+    .venv/bin/python bench/bench_cancel_points.py [--shape 128 128 128] [--directions 256] [--slices 16]
 """
 
 from __future__ import annotations
@@ -17,27 +17,28 @@ import time
 
 import torch
 
-from tonno_engine.tomography.reconstruction import TONNO, Formula, tomography_iter
+from tonno_engine.tomography.reconstruction import TONNO, reconstruct_iter
 
 
-class AtOnce(Formula):
-    """ToNNO's formula with a chunk's passes run to the end inside ``accumulate`` (no event between them)."""
+class AtOnce:
+    """ToNNO's formula with a chunk's passes run to the end before ``accumulate`` yields once."""
 
-    def accumulate(self, *args):
-        for _ in TONNO.accumulate(*args):
+    def accumulate(self, *args, **kwargs):
+        for _ in TONNO.accumulate(*args, **kwargs):
             pass
+        yield
 
-    def scale(self, angles: int) -> float:
-        return TONNO.scale(angles)
+    def scale(self, directions: int) -> float:
+        return TONNO.scale(directions)
 
 
 def run(volume, args, whole_chunks: bool) -> tuple[float, float]:
     """``(total seconds, longest seconds between two events)``."""
     start = last = time.perf_counter()
     longest = 0.0
-    for _ in tomography_iter(volume, lambda s: s.mean(dim=(1, 2)), AtOnce() if whole_chunks else TONNO,
-                             slices=args.slices, angles=args.angles, slice_size=args.slice_size, device="cpu",
-                             directions_per_update=max(1, args.angles // 8)):
+    for _ in reconstruct_iter(volume, lambda s: s.mean(dim=(1, 2)), formula=AtOnce() if whole_chunks else TONNO,
+                               slices=args.slices, directions=args.directions, slice_size=args.slice_size, device="cpu",
+                              directions_per_update=max(1, args.directions // 8)):
         now = time.perf_counter()
         longest, last = max(longest, now - last), now
     return time.perf_counter() - start, longest
@@ -46,13 +47,13 @@ def run(volume, args, whole_chunks: bool) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 128))
-    parser.add_argument("--angles", type=int, default=256)
+    parser.add_argument("--directions", type=int, default=256)
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--slice-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     volume = torch.rand(*args.shape, generator=torch.Generator().manual_seed(0))
-    print(f"volume {tuple(args.shape)}, {args.angles} directions in chunks of {max(1, args.angles // 8)}, "
+    print(f"volume {tuple(args.shape)}, {args.directions} directions in chunks of {max(1, args.directions // 8)}, "
           f"M = {args.slices}, slices {args.slice_size}², torch threads {torch.get_num_threads()}")
     pairs = []
     for r in range(args.repeats):

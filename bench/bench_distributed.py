@@ -106,7 +106,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(out)], check=True)
         shard = ["--shard-directions"] if n > 1 else []
         dwalls[n] = run([*launcher(n), "reconstruct", "-i", str(big), "-o", str(out), "-c", str(checkpoint),
-                         "--angles", "768", "--slices", "24", "--hemisphere", "--device", args.device, "-q", *shard],
+                         "--directions", "768", "--slices", "24", "--hemisphere", "--device", args.device, "-q", *shard],
                         sides[n])
         heat[n] = nib.load(out / "big_tonno.nii.gz").get_fdata()
     diff = np.abs(heat[args.nproc] - heat[1]).max() / np.abs(heat[1]).max()

@@ -2,7 +2,7 @@
 the corners): the R_Σ check over the whole volume and in the corner balls, and the cost of each
 geometry at the same M, L and slice size, side by side in one run (interleaved repeats, fastest counts).
 
-    .venv/bin/python bench/bench_geometry.py [--slices 64 --angles 800 --slice-size 64] [--device cpu]
+    .venv/bin/python bench/bench_geometry.py [--slices 64 --directions 800 --slice-size 64] [--device cpu]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tonno_engine.tomography.phantoms import CORNER_BALLS_MM, anisotropic_phanto
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=64)
-    ap.add_argument("--angles", type=int, default=800)
+    ap.add_argument("--directions", type=int, default=800)
     ap.add_argument("--slice-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
@@ -27,9 +27,9 @@ def main() -> None:
     device = resolve_device(args.device)
     volume, spacing = anisotropic_phantom()
     masks = ball_masks_mm(volume.shape, spacing)
-    kw = dict(slices=args.slices, angles=args.angles, slice_size=args.slice_size, device=device, batch_size=512,
+    kw = dict(slices=args.slices, directions=args.directions, slice_size=args.slice_size, device=device, batch_size=512,
               spacing=spacing)
-    print(f"{tuple(volume.shape)} voxels at {spacing} mm, M={args.slices}, L={args.angles}, {args.slice_size}² slices,"
+    print(f"{tuple(volume.shape)} voxels at {spacing} mm, M={args.slices}, L={args.directions}, {args.slice_size}² slices,"
           f" device {device}")
     settings = (("paper", "full"), ("physical", "ball"), ("physical", "full"))
     runs = {s: [] for s in settings}

@@ -47,7 +47,7 @@ def main() -> None:
     volume = np.random.default_rng(0).normal(100, 20, (args.size,) * 3).astype(np.float32)
     viewer.add_image(volume, name="volume", metadata={"tonno_checkpoint": str(ckpt)})
     widget = ReconstructWidget(viewer)
-    widget.slices.value, widget.angles.value, widget.device.value = 4, 8, "cpu"
+    widget.slices.value, widget.directions.value, widget.device.value = 4, 8, "cpu"
     seconds, stall, ticks = _stalls(widget.run, lambda: widget.status.value.startswith(("done", "error")))
     print(f"{args.size}³ volume, Reconstruct widget (random resnet10t, MR intensity, M=4, L=8, 32² slices): "
           f"job {seconds:.1f} s, longest main-thread stall {stall} ms over {ticks} timer ticks; "

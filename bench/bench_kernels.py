@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_kernels.py [--device cpu]
 
 - slicing one batch (64 slices of 128² from 64³): eager ``extract_slices`` vs the fused
-  ``torch.compile``-d kernel (``compiled=True``), and building the sample points as three planes
+  ``torch.compile``-d kernel (``compile=True``), and building the sample points as three planes
   vs as a ``(B, h, w, 3)`` grid;
 - ``grid_sample``: the 3D kernel with the points in one batch element vs split over 8 (what
   ``extract_slices`` does on a CPU), and the 3D kernel (trilinear) vs the 2D one (bilinear);
@@ -67,7 +67,7 @@ def main() -> None:
     print(f"{device}, threads {torch.get_num_threads()}; best of 10")
     with torch.inference_mode():
         eager = _ms(device, extract_slices, volume, *planes, size)
-        fused = _ms(device, extract_slices, volume, *planes, size, compiled=True)
+        fused = _ms(device, extract_slices, volume, *planes, size, compile=True)
         print(f"slicing 64 × 128² from 64³: eager {eager:.1f} ms, fused compiled {fused:.1f} ms "
               f"({eager / fused:.1f}×)")
         s, n, u, v = planes

@@ -1,6 +1,6 @@
 """Peak memory of a reconstruction: host RSS on the CPU (256³), GPU memory on CUDA (512³).
 
-    .venv/bin/python bench/bench_memory.py [--device cpu] [--size 256] [--slices 10] [--angles 8]
+    .venv/bin/python bench/bench_memory.py [--device cpu] [--size 256] [--slices 10] [--directions 8]
 
 Memory does not grow with L (directions are accumulated chunk by chunk) nor with M beyond one
 scorer batch, so a small L and M measure the peak of a full run. Runs in this process; start it
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--slices", type=int, default=10)
-    ap.add_argument("--angles", type=int, default=8)
+    ap.add_argument("--directions", type=int, default=8)
     ap.add_argument("--slice-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=None)
     args = ap.parse_args()
@@ -37,11 +37,11 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t = time.perf_counter()
-    heat = reconstruct(volume, ModuleScorer(model), slices=args.slices, angles=args.angles,
+    heat = reconstruct(volume, ModuleScorer(model), slices=args.slices, directions=args.directions,
                        slice_size=args.slice_size, device=device, batch_size=args.batch_size)
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"device {device}, volume {args.size}³, M={args.slices}, L={args.angles}, {args.slice_size}² slices, "
+    print(f"device {device}, volume {args.size}³, M={args.slices}, L={args.directions}, {args.slice_size}² slices, "
           f"{seconds:.1f} s, output {tuple(heat.shape)}")
     print(f"peak host RSS: {peak:.2f} GiB (after imports {before:.2f} GiB)"
           + ("  (target <= 4 GiB for 256³ on the CPU)" if device.type == "cpu" else ""))

@@ -1,7 +1,7 @@
 """ToNNO at the paper's settings on one GPU: seconds per volume, overhead, sphere vs hemisphere.
 
     python bench/bench_paper_settings.py [--device cuda] [--shape 128 256 256] [--slices 100]
-        [--angles 2000] [--slice-size 224] [--batch-size 1024] [--variants fp32,bf16,bf16-compile]
+        [--directions 2000] [--slice-size 224] [--batch-size 1024] [--variants fp32,bf16,bf16-compile]
 
 Per variant (``fp32``: eager float32; ``bf16``: bf16 autocast + channels_last, the default;
 ``bf16-compile``: the same with ``compile=True``: the network, slicing and backprojection under
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--shape", type=int, nargs=3, default=(128, 256, 256))
     ap.add_argument("--slices", type=int, default=100)
-    ap.add_argument("--angles", type=int, default=2000)
+    ap.add_argument("--directions", type=int, default=2000)
     ap.add_argument("--slice-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--variants", default="fp32,bf16,bf16-compile")
@@ -61,8 +61,8 @@ def main() -> None:
     volume = (balls_phantom(args.shape) + 0.05 * torch.rand(args.shape)).to(device)
     model = create_encoder("resnet10t", norm="bn").to(device)
     k = args.slices + 2
-    print(f"{device_name(device)}: volume {tuple(args.shape)}, M={args.slices}, L={args.angles} sphere / "
-          f"{args.angles // 2} hemisphere, {args.slice_size}² slices, batch {args.batch_size}, resnet10t, "
+    print(f"{device_name(device)}: volume {tuple(args.shape)}, M={args.slices}, L={args.directions} sphere / "
+          f"{args.directions // 2} hemisphere, {args.slice_size}² slices, batch {args.batch_size}, resnet10t, "
           f"torch {torch.__version__}", flush=True)
 
     dirs = make_directions(1)
@@ -70,21 +70,21 @@ def main() -> None:
     one_batch = extract_slices(volume, offsets.repeat(math.ceil(args.batch_size / k))[: args.batch_size],
                                dirs.normals.expand(args.batch_size, 3), dirs.u.expand(args.batch_size, 3),
                                dirs.v.expand(args.batch_size, 3), (args.slice_size,) * 2)
-    paper = (tuple(args.shape), args.slices, args.angles, args.slice_size) == ((128, 256, 256), 100, 2000, 224)
+    paper = (tuple(args.shape), args.slices, args.directions, args.slice_size) == ((128, 256, 256), 100, 2000, 224)
     common = {"slices": args.slices, "slice_size": args.slice_size, "device": device, "batch_size": args.batch_size}
     for name in args.variants.split(","):
         options = VARIANTS[name]
         scorer = ModuleScorer(model, autocast=options["autocast"], compile=options["compile"])
-        t = timed(device, reconstruct, volume, scorer, angles=48, compile=options["compile"], **common).wall
+        t = timed(device, reconstruct, volume, scorer, directions=48, compile=options["compile"], **common).wall
         print(f"[{name}] warm-up (compiles when compiling): {t:.1f} s", flush=True)
         rows = {}
-        for label, angles, hemisphere in (("sphere", args.angles, False), ("hemisphere", args.angles // 2, True)):
+        for label, angles, hemisphere in (("sphere", args.directions, False), ("hemisphere", args.directions // 2, True)):
             n = angles * k
             # compiled code meets each new batch shape once (the last, partial batches): run both
             # sides once untimed so that no compilation lands inside a timing
             for _ in range(2 if options["compile"] else 1):
                 enc = timed(device, _score, scorer, one_batch, n, args.batch_size).wall
-                whole, _, heat = timed(device, reconstruct, volume, scorer, angles=angles, hemisphere=hemisphere,
+                whole, _, heat = timed(device, reconstruct, volume, scorer, directions=angles, hemisphere=hemisphere,
                                        compile=options["compile"], **common)
             rows[label] = heat
             target = 2.5 if label == "sphere" else 1.3
@@ -96,8 +96,8 @@ def main() -> None:
         if device.type == "cuda":
             print(f"[{name}] peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB", flush=True)
     if args.check:
-        for label, angles, hemisphere in (("sphere", args.angles, False), ("hemisphere", args.angles // 2, True)):
-            t, _, heat = timed(device, reconstruct, volume, radon_sum, angles=angles, hemisphere=hemisphere, **common)
+        for label, angles, hemisphere in (("sphere", args.directions, False), ("hemisphere", args.directions // 2, True)):
+            t, _, heat = timed(device, reconstruct, volume, radon_sum, directions=angles, hemisphere=hemisphere, **common)
             corr, rel = quality_in_unit_ball(heat, volume)
             print(f"R_Σ check, {label}: correlation {corr:.4f}, relative error {rel:.4f} ({t:.1f} s)", flush=True)
 

@@ -1,7 +1,7 @@
 """Whole ToNNO pipeline vs the scorer alone on the same slices, side by side in one run.
 
     .venv/bin/python bench/bench_reconstruct.py [--device auto] [--size 64] [--slices 20]
-        [--angles 20] [--slice-size 128] [--batch-size 64] [--repeats 6] [--compile]
+        [--directions 20] [--slice-size 128] [--batch-size 64] [--repeats 6] [--compile]
 
 Prints seconds for ``reconstruct()`` (slicing + scoring + backprojection) and for the scorer
 alone on the very slices ``reconstruct()`` cuts (materialised beforehand), and their ratio.
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--slices", type=int, default=20)
-    ap.add_argument("--angles", type=int, default=20)
+    ap.add_argument("--directions", type=int, default=20)
     ap.add_argument("--slice-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--compile", action="store_true", help="reconstruct(compile=True): fused slicing and "
@@ -44,14 +44,14 @@ def main() -> None:
     volume = balls_phantom((args.size,) * 3).to(device) + 0.1 * torch.rand((args.size,) * 3, device=device)
     size = (args.slice_size, args.slice_size)
 
-    dirs = make_directions(args.angles)
+    dirs = make_directions(args.directions)
     offsets = slice_offsets(args.slices)
     k = len(offsets)
     all_slices = extract_slices(
-        volume, offsets.repeat(args.angles), dirs.normals.repeat_interleave(k, 0),
+        volume, offsets.repeat(args.directions), dirs.normals.repeat_interleave(k, 0),
         dirs.u.repeat_interleave(k, 0), dirs.v.repeat_interleave(k, 0), size,
     )
-    kw = dict(slices=args.slices, angles=args.angles, slice_size=args.slice_size, device=device,
+    kw = dict(slices=args.slices, directions=args.directions, slice_size=args.slice_size, device=device,
               batch_size=args.batch_size, compile=args.compile)
     scorer(all_slices[: args.batch_size])  # warm-up
     reconstruct(volume, scorer, **kw)  # warm-up (and compilation, with --compile)
@@ -68,7 +68,7 @@ def main() -> None:
     cpu_ratios = [pipe.cpu / enc.cpu for enc, pipe in pairs]
     n = len(all_slices)
     print(f"device {device_name(device)}, threads {torch.get_num_threads()}, volume {args.size}³, "
-          f"M={args.slices}, L={args.angles}, {n} slices of {args.slice_size}², batch {args.batch_size}, "
+          f"M={args.slices}, L={args.directions}, {n} slices of {args.slice_size}², batch {args.batch_size}, "
           f"resnet10t, {args.repeats} interleaved pairs{', compile=True' if args.compile else ''}")
     enc, pipe = (statistics.median(t[k].wall for t in pairs) for k in (0, 1))
     print(f"scorer alone : {enc:8.2f} s median  ({n / enc:8.1f} slices/s)")

@@ -26,9 +26,9 @@ OUT_MD=${RESULTS:-bench/RESULTS.md}  # appended to: the CPU numbers stay
   # targets 1 (overhead on GPU) and 2 (paper settings, sphere vs hemisphere, bf16, compile)
   step 300 $PY bench/bench_paper_settings.py --device cuda --check
   # target 3: CAM variants at L=1000 vs ToNNO at L=1000, paper M and slice size
-  step 150 $PY bench/bench_methods.py --device cuda --slices 100 --angles 1000 --slice-size 224 --skip-tomographic-scorecam
+  step 150 $PY bench/bench_methods.py --device cuda --slices 100 --directions 1000 --slice-size 224 --skip-tomographic-scorecam
   # target 5: 512³ at paper settings within 16 GB
-  step 60 $PY bench/bench_memory.py --device cuda --size 512 --slices 100 --angles 16 --batch-size 1024
+  step 60 $PY bench/bench_memory.py --device cuda --size 512 --slices 100 --directions 16 --batch-size 1024
   # target 6: training throughput vs the encoder's forward+backward
   step 90 $PY bench/bench_train_throughput.py --device cuda --slice-size 224 --steps 50
   # streaming training data vs in memory on the GPU (loader processes must keep up with a GPU step)

@@ -66,3 +66,11 @@ def test_no_import_cycles():
         if a < b and graph.chain_exists(importer=b, imported=a)
     )
     assert cycles == []
+
+
+def test_no_engine_function_is_longer_than_a_screen():
+    """bench/longest_functions.py --limit 60: every engine function fits in about 60 lines."""
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "longest_functions.py"), "--limit", "60"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "| lines | function |" in res.stdout

@@ -133,6 +133,13 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
+    scores = yield from _score_methods(cfg, heat_dir, val, test)
+    yield _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores)
+
+
+def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
+    """Calibrate each method's threshold on ``val``, evaluate it on ``test``; yields a :class:`MethodScored`
+    per method; returns ``(rows, thresholds, lesions, their methods, case rows, per-case arrays)``."""
     rows, binaries, lesions, lesion_methods, case_rows, per_case = [], {}, [], [], [], {}
     for k, spec in enumerate(cfg.methods):
         def pairs(group, spec=spec):
@@ -155,7 +162,13 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         s = result.summary
         yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
                            recall=s["recall"], f1=s["f1"], dice=s["dice"])
+    return rows, binaries, lesions, lesion_methods, case_rows, per_case
 
+
+def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkpoint, val, test, rows, binaries,
+                   lesions, lesion_methods, case_rows, per_case) -> BenchmarkResult:
+    """Bootstrap intervals, then ``table.md``/``table.csv``, ``thresholds.json``, ``lesions.csv``, the
+    heatmaps' ``metrics.csv`` and ``figure.png``."""
     base = _baseline(rows)
     intervals = bootstrap_intervals(per_case, base["label"] if base else None, resamples=cfg.resamples, seed=cfg.seed)
     for row in rows:
@@ -175,7 +188,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         figure = comparison_figure(out / "figure.png", test, heat_dir, cfg.methods, binaries)
     except ValueError:  # no positive test case to show
         figure = None
-    yield BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods))
+    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods))
 
 
 def _baseline(rows: list[dict]) -> dict | None:

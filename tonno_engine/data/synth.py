@@ -227,6 +227,24 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
 
 
+def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str) -> tuple[int, int, int]:
+    """``ValueError`` for what :func:`synthesize` cannot make; the volume shape it makes."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (both classes), got {n}")
+    shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
+    if len(shape) != 3 or min(shape) < 16:
+        raise ValueError(f"shape must be three sizes >= 16, got {shape}")
+    if spacing is not None:
+        check_spacing(spacing)
+    if difficulty is not None and difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}")
+    return shape
+
+
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
                max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
                image_format: str = "nifti", difficulty: str | None = None) -> Iterator[Progress]:
@@ -242,20 +260,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    if n < 2:
-        raise ValueError(f"n must be >= 2 (both classes), got {n}")
-    shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
-    if len(shape) != 3 or min(shape) < 16:
-        raise ValueError(f"shape must be three sizes >= 16, got {shape}")
-    if spacing is not None:
-        check_spacing(spacing)
-    if difficulty is not None and difficulty not in DIFFICULTIES:
-        raise ValueError(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
+    shape = _check_request(kind, n, shape, spacing, difficulty, image_format)
     level = DIFFICULTIES[difficulty or "ms"]
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"unknown image format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}")
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))

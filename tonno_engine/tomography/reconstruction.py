@@ -190,34 +190,26 @@ def reconstruct_iter(
     device=DEVICE,
     output_shape=None,
     batch_size: int | None = None,
-    directions_per_update: int = DIRECTIONS_PER_UPDATE,
-    partials: bool = True,
+    directions_per_update: int = DIRECTIONS_PER_UPDATE, partials: bool = True,
     memory_budget: int = MEMORY_BUDGET,
     compile: bool = False,
-    geometry: str = GEOMETRY,
-    spacing=None,
-    field_of_view: str = FIELD_OF_VIEW,
+    geometry: str = GEOMETRY, spacing=None, field_of_view: str = FIELD_OF_VIEW,
     subset=None,
 ) -> Iterator[Progress | Partial]:
     """Slice along the lattice's ``directions``, score every slice, add each chunk of directions by ``formula``.
 
-    ``volume``: ``(D, H, W)`` array or tensor; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)``
-    (or, with a tuple of formulas, a tuple of outputs, one per formula: e.g. logits and CAM maps of
-    one forward/backward pass); ``slices`` = M (``M + 2`` offsets per direction), ``directions`` = L
-    on the Fibonacci lattice (the sphere, or with ``hemisphere`` one half, whose planes are the same);
-    ``slice_size``: int or ``(h, w)``. ``geometry``: ``"paper"`` (every axis spans ``[-1, 1]``) or
-    ``"physical"`` (one isotropic scale from ``spacing``, mm per array axis, with ``field_of_view``
-    ``"full"`` or ``"ball"``; see :mod:`tonno_engine.tomography.frames`). ``subset``: indices of the
-    lattice's directions to add (default: all); the final value is then their sum scaled for all
-    ``L`` (the sum over disjoint subsets is the whole heatmap). ``compile``: slicing and ToNNO's
-    backprojection as fused ``torch.compile``-d kernels (the scorer is the caller's).
+    ``volume``: ``(D, H, W)``; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)``, or with a tuple of formulas
+    a tuple of outputs, one per formula (logits and CAM maps of one pass). ``slices`` = M (``M + 2`` offsets
+    per direction), ``directions`` = L on the Fibonacci lattice (the sphere, or with ``hemisphere`` one
+    half: the same planes); ``slice_size``: int or ``(h, w)``. ``geometry``/``spacing``/``field_of_view``:
+    the sliced space (:mod:`tonno_engine.tomography.frames`). ``subset``: indices of the lattice's directions
+    to add (default all); the final value is then their sum scaled for all ``L``, so disjoint subsets sum to
+    the heatmap. ``compile``: fused ``torch.compile``-d slicing and backprojection.
 
-    Yields ``Progress("scoring", done, total, "slices")`` after every scorer batch and every
-    backprojection pass (a slab of at most ``memory_budget`` bytes of temporaries), and every
-    ``directions_per_update`` directions (unless ``partials`` is false) a ``Partial`` with the heatmap
-    of the directions seen so far (normalised for them). The last event is ``Partial(final=True)``:
-    float32 ``(D, H, W)`` (or ``output_shape``, the same extent) on ``device`` (``"auto"``: CUDA when
-    present), a tuple of them for a tuple of formulas.
+    Yields ``Progress("scoring", done, total, "slices")`` per scorer batch and backprojection pass (at most
+    ``memory_budget`` bytes of temporaries), a ``Partial`` heatmap of the directions so far every
+    ``directions_per_update`` (with ``partials``), and last ``Partial(final=True)``: float32 ``(D, H, W)`` (or
+    ``output_shape``, the same extent) on ``device``, a tuple of them for a tuple of formulas.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
