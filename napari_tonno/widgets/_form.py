@@ -100,7 +100,7 @@ class DirectionForm(ModelForm):
         """The chosen unit normal ``(3,)`` float64."""
         return direction_vector(self.direction.value, self.index.value, self.directions.value)
 
-    def stack_job(self, *, keep_slices: bool):
+    def stack_job(self, *, keep_images: bool):
         """A job cutting and scoring the chosen direction's slices; its final event holds a
         ``DirectionStack``. ``None`` (reason in the status) when the inputs are missing."""
         ready = self.inputs()
@@ -119,7 +119,7 @@ class DirectionForm(ModelForm):
             settings = case.settings
             yield from direction_stack_iter(case.volume, ModuleScorer(loaded.model), normal, slices=slices,
                                             slice_size=settings.slice_size, device=loaded.device,
-                                            keep_slices=keep_slices, geometry=settings.geometry, spacing=case.spacing,
+                                            keep_images=keep_images, geometry=settings.geometry, spacing=case.spacing,
                                             field_of_view=settings.field_of_view)
 
         return job

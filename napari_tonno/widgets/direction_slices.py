@@ -24,7 +24,7 @@ class DirectionSlicesWidget(DirectionForm):
 
     def show_slices(self, *_):
         """Cut and score the chosen direction's slices in a thread worker; the stack appears when done."""
-        job = self.stack_job(keep_slices=True)
+        job = self.stack_job(keep_images=True)
         if job is None:
             return
         name = f"{self.image.value.name} slices {self.direction.value}" + (
@@ -36,7 +36,7 @@ class DirectionSlicesWidget(DirectionForm):
         self.show_button.enabled = not busy
 
     def _show(self, name: str, stack) -> None:
-        data = stack.slices.numpy()
+        data = stack.images.numpy()
         meta_out = {"offsets": stack.offsets.numpy(), "logits": stack.scores.numpy(), "normal": stack.normal.numpy(),
                     "u": stack.u.numpy(), "v": stack.v.numpy()}
         if name in self.viewer.layers:

@@ -37,7 +37,7 @@ class LogitProfileWidget(DirectionForm):
 
     def compute(self, *_):
         """Score the chosen direction's slices in a thread worker; the plot appears when done."""
-        job = self.stack_job(keep_slices=False)
+        job = self.stack_job(keep_images=False)
         if job is None:
             return
         self.status.value = "scoring slices…"

@@ -26,7 +26,7 @@ from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
-from ..models.checkpoint import read_checkpoint
+from ..models.checkpoint import read_description
 from ..training.config import TrainConfig
 from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
 from .training_run import train_run_iter
@@ -97,13 +97,13 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         checkpoint = run / "checkpoint_best.pt"
         if not checkpoint.exists():
             checkpoint = run / "checkpoint_last.pt"
-        val_names = set(read_checkpoint(checkpoint)["meta"].get("val_cases", []))
+        val_names = set(read_description(checkpoint).val_cases)
         return checkpoint, [c for c in rest if c.case in val_names], test
-    meta = read_checkpoint(cfg.checkpoint)["meta"]
-    names = set(meta.get("train_cases", [])) | set(meta.get("val_cases", []))
-    if names and data_hash([c for c in cases if c.case in names]) == meta.get("data_hash"):
+    description = read_description(cfg.checkpoint)
+    names = set(description.train_cases) | set(description.val_cases)
+    if names and data_hash([c for c in cases if c.case in names]) == description.data_hash:
         # the very data the checkpoint was trained on: its validation cases calibrate, unseen ones test
-        val = [c for c in cases if c.case in set(meta.get("val_cases", []))]
+        val = [c for c in cases if c.case in set(description.val_cases)]
         test = [c for c in cases if c.case not in names]
     else:  # other data (names may coincide): split it into calibration and test halves
         test, val = split_cases(cases, 0.5, cfg.seed)

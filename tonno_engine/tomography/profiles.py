@@ -47,11 +47,11 @@ def profiles(
 class DirectionStack:
     """The ``M + 2`` slices along one direction and their scores.
 
-    ``slices``: ``(M + 2, h, w)`` float32 on the CPU, ``scores``: ``(M + 2,)``, ``offsets``:
+    ``images``: the slices ``(M + 2, h, w)`` float32 on the CPU, ``scores``: ``(M + 2,)``, ``offsets``:
     ``s_m`` ``(M + 2,)``, ``normal``/``u``/``v``: ``(3,)`` float64 in ``(x0, x1, x2)``.
     """
 
-    slices: torch.Tensor | None
+    images: torch.Tensor | None
     scores: torch.Tensor
     offsets: torch.Tensor
     normal: torch.Tensor
@@ -60,15 +60,15 @@ class DirectionStack:
 
 
 def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES, slice_size=SLICE_SIZE, device=DEVICE,
-                         batch_size: int | None = None, keep_slices: bool = True, geometry: str = GEOMETRY,
+                         batch_size: int | None = None, keep_images: bool = True, geometry: str = GEOMETRY,
                          spacing=None, field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | Partial]:
     """Cut and score the slices the network sees along one direction (paper Fig. 2b).
 
     ``normal``: ``(3,)`` in ``(x0, x1, x2)`` of the sliced space (see
     :mod:`tonno_engine.tomography.frames` for ``geometry``); ``(u, v)`` from
     :func:`orthonormal_basis`, as in :func:`reconstruct`. Yields ``Progress("scoring")`` per scorer
-    batch, then a final :class:`Partial` holding a :class:`DirectionStack` (without slices unless
-    ``keep_slices``); its ``normal``, ``u``, ``v`` are those of the sliced space.
+    batch, then a final :class:`Partial` holding a :class:`DirectionStack` (without images unless
+    ``keep_images``); its ``normal``, ``u``, ``v`` are those of the sliced space.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -83,7 +83,7 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES
     kept: list[torch.Tensor] = []
 
     def scoring(batch: torch.Tensor) -> torch.Tensor:
-        if keep_slices:
+        if keep_images:
             kept.append(batch.cpu())
         return scorer(batch)
 
@@ -92,5 +92,5 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES
         scores.append(batch_scores.cpu())
         done += count
         yield Progress("scoring", done, len(offsets), "slices", detail=True)
-    stack = DirectionStack(torch.cat(kept) if keep_slices else None, torch.cat(scores), offsets, n[0], u[0], v[0])
+    stack = DirectionStack(torch.cat(kept) if keep_images else None, torch.cat(scores), offsets, n[0], u[0], v[0])
     yield Partial(stack, 1, 1, final=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..base.atomic import remove_stale_parts, write_text_atomic
 from ..base.errors import DataError, DiskFull
 from ..base.folder_lock import LOCK_NAME, folder_lock
-from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.checkpoint import read_description, save_checkpoint
 
 #: what a resumed run may take from the command line (it may be extended); every other option must match the run
 RESUMABLE_CHANGES = ("steps",)
@@ -124,7 +124,7 @@ def resume_conflicts(out: str | Path, given: dict) -> list[str]:
     last = Path(out) / "checkpoint_last.pt"
     if not last.is_file():
         return []
-    args = read_checkpoint(last)["meta"].get("train_args", {})
+    args = read_description(last).train_args
     return [f"{k} {v!r} (the run's: {args.get(k)!r})" for k, v in given.items()
             if v is not None and k not in RESUMABLE_CHANGES and k in args and args[k] != v]
 

@@ -152,12 +152,14 @@ class TrainingData:
     digest: str
 
 
-def _config(folder: RunFolder, config: TrainConfig | None, resume: bool) -> tuple[TrainConfig, dict | None]:
-    """The run's configuration and, when resuming, the last checkpoint's payload. A resumed run keeps its
-    own configuration; ``config`` may only extend its ``steps`` (the CLI refuses other differences)."""
+def _config(folder: RunFolder, config: TrainConfig | None,
+            resume: bool) -> tuple[TrainConfig, dict | None, CheckpointDescription | None]:
+    """The run's configuration and, when resuming, the last checkpoint's payload and description. A resumed
+    run keeps its own configuration; ``config`` may only extend its ``steps`` (the CLI refuses other
+    differences)."""
     if not resume:
         folder.check_fresh()
-        return config or TrainConfig(), None
+        return config or TrainConfig(), None, None
     folder.clean_after_kill()
     payload = read_checkpoint(folder.last)
     description = CheckpointDescription.from_meta(payload.get("meta"), folder.last)
@@ -165,10 +167,10 @@ def _config(folder: RunFolder, config: TrainConfig | None, resume: bool) -> tupl
     cfg = TrainConfig.from_dict(description.train_args)
     if config is not None:
         cfg.steps = config.steps  # the one setting a resumed run may change: it may be extended
-    return cfg, payload
+    return cfg, payload, description
 
 
-def _data(data, cfg: TrainConfig, payload: dict | None) -> TrainingData:
+def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> TrainingData:
     """Read and check the data set; a resumed run must see the data it started with."""
     csv_path = resolve_csv(data)
     cases = read_cases(csv_path)
@@ -177,7 +179,7 @@ def _data(data, cfg: TrainConfig, payload: dict | None) -> TrainingData:
     train_cases, val_cases = split_cases(cases, cfg.val_fraction, cfg.seed)
     check_both_classes(train_cases, f"{csv_path} (training split)")
     digest = data_hash(cases)
-    if payload is not None and payload["meta"]["data_hash"] != digest:
+    if previous is not None and previous.data_hash != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
     return TrainingData(csv_path, cases, prep, train_cases, val_cases, digest)
 
@@ -222,8 +224,8 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
     return Optimisation(model, optimizer, scheduler, gen, state)
 
 
-def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | None, payload: dict | None,
-                 measured: list[LoadedCase], world: World) -> CheckpointDescription:
+def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | None,
+                 previous: CheckpointDescription | None, measured: list[LoadedCase], world: World) -> CheckpointDescription:
     """What every checkpoint of this run says of its weights."""
     # physical geometry: the millimetres per slice pixel the model saw (median over training volumes)
     mm_per_pixel = (float(np.median([lc.frame.mm_per_pixel(cfg.slice_size) for lc in measured]))
@@ -232,7 +234,7 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
         model=cfg.model, norm=cfg.norm, in_chans=1, slice_size=cfg.slice_size, geometry=cfg.geometry,
         field_of_view=cfg.field_of_view, mm_per_pixel=mm_per_pixel, preprocessing=data.preprocessing.as_dict(),
         train_args=asdict(cfg), versions=versions(),
-        weights=weights.as_meta() if weights is not None else payload["meta"].get("weights"),
+        weights=weights.as_meta() if weights is not None else previous.weights,
         data_hash=data.digest, data=str(data.csv_path), train_cases=tuple(c.case for c in data.train),
         val_cases=tuple(c.case for c in data.val), world_size=world.size)
 
@@ -240,7 +242,7 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
 def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool) -> Iterator[Progress]:
     """Check the data, load the volumes (yielding progress), build or restore model, optimiser,
     schedule and RNG, open the run folder; returns the :class:`Run` (``yield from`` it)."""
-    cfg, payload = _config(folder, config, resume)
+    cfg, payload, previous = _config(folder, config, resume)
     device = resolve_device(cfg.device)
     world = init_world(device) if launched_by_torchrun() else World()
     device = local_device(device, world)
@@ -249,7 +251,7 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     weights = resolve_weights(cfg.model, cfg.weights) if payload is None else None
     if weights is not None:
         check_reachable(weights)
-    found = _data(data, cfg, payload)
+    found = _data(data, cfg, previous)
     barrier(world)  # every rank has checked the run folder before rank 0 writes into it
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size
@@ -260,7 +262,7 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     pool, train_vols, val = yield from _volumes_of_rank(mine, found.val, val_index, found.preprocessing, cfg, device,
                                                         world, rank_state, ts, found.csv_path)
     opt = _optimisation(cfg, device, world, weights, payload, rank_state, folder.last)
-    description = _description(cfg, found, weights, payload, pool.volumes if pool is not None else train_vols, world)
+    description = _description(cfg, found, weights, previous, pool.volumes if pool is not None else train_vols, world)
     if world.is_main:
         folder.open(description, device, opt.state.step if payload is not None else None)
     return Run(cfg, device, folder, opt.model, opt.optimizer, opt.scheduler, opt.gen, opt.state, pool, train_vols, val,

@@ -16,12 +16,12 @@ def test_direction_stack_equals_the_profile_and_its_slices(device):
     assert [e.done for e in events if isinstance(e, Progress)] == [4, 8, 11]
     stack = events[-1].value
     assert isinstance(events[-1], Partial) and events[-1].final
-    assert stack.slices.shape == (11, 24, 24) and stack.scores.shape == (11,)
-    torch.testing.assert_close(stack.scores, radon_sum(stack.slices))
+    assert stack.images.shape == (11, 24, 24) and stack.scores.shape == (11,)
+    torch.testing.assert_close(stack.scores, radon_sum(stack.images))
     expected = profiles(volume, radon_sum, (normal / normal.norm())[None], slices=9, slice_size=24, device=device)[0]
     torch.testing.assert_close(stack.scores, expected)
     assert abs(float(stack.normal @ stack.u)) < 1e-12 and abs(float(stack.normal @ stack.v)) < 1e-12
     light = list(direction_stack_iter(volume, radon_sum, normal, slices=9, slice_size=24, device=device,
-                                      keep_slices=False))[-1].value
-    assert light.slices is None
+                                      keep_images=False))[-1].value
+    assert light.images is None
     torch.testing.assert_close(light.scores, stack.scores)
