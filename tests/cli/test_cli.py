@@ -80,3 +80,12 @@ def test_a_dicom_data_set_trains_reconstructs_and_evaluates(tmp_path):
     assert scored.exit_code == 0, scored.output
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()[1:]
     assert sorted(r.split(",")[2] for r in rows) == ["ok"] * 4 + ["summary"]  # ground truth paired for every case
+
+
+def test_angles_is_a_deprecated_spelling_of_directions(tiny_cases, tiny_checkpoint, tmp_path):
+    out = tmp_path / "heat"
+    res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases / "images" / "phantom_0001.nii.gz"), "-o", str(out),
+                              "-c", str(tiny_checkpoint), "--slices", "4", "--angles", "6", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "--angles is deprecated" in res.output and "use --directions" in res.output
+    assert json.loads((out / "run.json").read_text())["arguments"]["directions"] == 6
