@@ -109,10 +109,13 @@ class Formula(Protocol):
     """How one chunk of per-direction results ``(Lc, M + 2, ...)`` is added to the heatmap.
 
     ``accumulate`` returns an iterator that adds the chunk's (unscaled) sum over its directions into
-    ``acc`` ``(D, H, W)``, yielding after every bounded pass (the points where the work can be cancelled); the caller runs it
-    to its end. ``directions`` is ``(normals, u, v)``, each ``(Lc, 3)`` in backprojection coordinates.
-    ``compile``: a fused kernel where the formula has one. ``scale(L)`` turns the sum over ``L``
-    directions into the heatmap.
+    ``acc`` ``(D, H, W)``, yielding after every bounded pass (where the work can be cancelled); the caller
+    runs it to its end. ``directions`` is ``(normals, u, v)``, each ``(Lc, 3)`` in backprojection
+    coordinates. ``compile``: a fused kernel where the formula has one. ``scale(L)`` turns the sum over
+    ``L`` directions into the heatmap. A formula may also ``solve`` (the iterative methods,
+    :mod:`tonno_engine.tomography.iterative`): from its scaled heatmap, every chunk's stack ``(L, M + 2,
+    ...)`` and the :class:`Acquisition`, a generator of ``(iteration, iterations, estimate)`` returning
+    the refined heatmap.
     """
 
     def accumulate(self, stack: torch.Tensor, directions: tuple, acc: torch.Tensor, *, memory_budget: int,
@@ -156,6 +159,23 @@ class _Pass:
     batch_size: int
     memory_budget: int
     compile: bool
+    #: per formula, the stacks of every chunk when the formula solves (``None`` when it does not)
+    collected: tuple
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """What a formula that solves (an iterative one) needs of the slices behind its data: the heatmap's
+    ``shape``, the directions' ``normals``/``u``/``v`` ``(L, 3)`` in its ``t`` space (the frame's
+    ``for_slicing``), the ``offsets`` ``(K,)``, the network's slice ``size`` and the ``memory_budget``."""
+
+    shape: tuple[int, int, int]
+    normals: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+    offsets: torch.Tensor
+    size: tuple[int, int]
+    memory_budget: int
 
 
 def _add_chunk(run: _Pass, pick: torch.Tensor, accs: list, progress: list[int]) -> Iterator[Progress]:
@@ -173,6 +193,8 @@ def _add_chunk(run: _Pass, pick: torch.Tensor, accs: list, progress: list[int]) 
     for k, (formula, acc) in enumerate(zip(run.formulas, accs)):
         stack = torch.cat([s[k] for s in scores])
         stack = stack.reshape(len(pick), len(run.offsets), *stack.shape[1:])
+        if run.collected[k] is not None:
+            run.collected[k].append(stack.clone())
         for _ in formula.accumulate(stack, where, acc, memory_budget=run.memory_budget, compile=run.compile):
             # a chunk's backprojection can take seconds: an event per pass
             yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
@@ -183,9 +205,7 @@ def reconstruct_iter(
     scorer: Scorer,
     *,
     formula: Formula | tuple = TONNO,
-    slices: int = SLICES,
-    directions: int = TONNO_DIRECTIONS,
-    slice_size=SLICE_SIZE,
+    slices: int = SLICES, directions: int = TONNO_DIRECTIONS, slice_size=SLICE_SIZE,
     hemisphere: bool = False,
     device=DEVICE,
     output_shape=None,
@@ -198,18 +218,16 @@ def reconstruct_iter(
 ) -> Iterator[Progress | Partial]:
     """Slice along the lattice's ``directions``, score every slice, add each chunk of directions by ``formula``.
 
-    ``volume``: ``(D, H, W)``; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)``, or with a tuple of formulas
-    a tuple of outputs, one per formula (logits and CAM maps of one pass). ``slices`` = M (``M + 2`` offsets
-    per direction), ``directions`` = L on the Fibonacci lattice (the sphere, or with ``hemisphere`` one
-    half: the same planes); ``slice_size``: int or ``(h, w)``. ``geometry``/``spacing``/``field_of_view``:
-    the sliced space (:mod:`tonno_engine.tomography.frames`). ``subset``: indices of the lattice's directions
-    to add (default all); the final value is then their sum scaled for all ``L``, so disjoint subsets sum to
-    the heatmap. ``compile``: fused ``torch.compile``-d slicing and backprojection.
-
-    Yields ``Progress("scoring", done, total, "slices")`` per scorer batch and backprojection pass (at most
-    ``memory_budget`` bytes of temporaries), a ``Partial`` heatmap of the directions so far every
-    ``directions_per_update`` (with ``partials``), and last ``Partial(final=True)``: float32 ``(D, H, W)`` (or
-    ``output_shape``, the same extent) on ``device``, a tuple of them for a tuple of formulas.
+    ``volume``: ``(D, H, W)``; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)`` (with a tuple of formulas, a
+    tuple of outputs, one per formula). ``slices`` = M (``M + 2`` offsets per direction), ``directions`` = L on
+    the Fibonacci lattice (``hemisphere``: one half, the same planes); ``slice_size``: int or ``(h, w)``;
+    ``geometry``/``spacing``/``field_of_view``: :mod:`tonno_engine.tomography.frames`. ``subset``: the lattice
+    directions to add (default all; the sum is scaled for all ``L``, so disjoint subsets add up to the
+    heatmap). ``compile``: fused ``torch.compile``-d slicing and backprojection. Yields
+    ``Progress("scoring", done, total, "slices")`` per scorer batch and backprojection pass (at most
+    ``memory_budget`` bytes), ``Progress("solving")`` per iteration of an iterative formula, a ``Partial``
+    heatmap every ``directions_per_update`` (with ``partials``), and last ``Partial(final=True)``: float32
+    ``(D, H, W)`` (or ``output_shape``, the same extent) on ``device``, a tuple for a tuple of formulas.
     """
     dev = resolve_device(device)
     vol = as_volume(volume, dev)
@@ -218,10 +236,11 @@ def reconstruct_iter(
     step = check_count(directions_per_update, 1, "directions_per_update")
     several = isinstance(formula, (tuple, list))
     formulas = tuple(formula) if several else (formula,)
+    solving = _collectors(formulas, subset)
     frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
     run = _Pass(vol, scorer, formulas, several, frame, make_directions(directions, hemisphere=hemisphere),
                 slice_offsets(slices), as_size2(slice_size), check_count(batch_size or default_batch_size(dev), 1,
-                                                                         "batch_size"), memory_budget, compile)
+                                                                         "batch_size"), memory_budget, compile, solving)
     picks = torch.arange(directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
     out_shape = tuple(vol.shape) if output_shape is None else as_shape3(output_shape)
     accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
@@ -236,7 +255,43 @@ def reconstruct_iter(
         yield from _add_chunk(run, picks[start:stop], accs, progress)
         if partials and stop < len(picks):
             yield Partial(value(stop), stop, len(picks))
-    yield Partial(value(directions, final=True), len(picks), len(picks), final=True)
+    maps = value(directions, final=True)
+    if any(c is not None for c in solving):  # the iterative methods refine their filtered backprojection
+        maps = (yield from _solve(run, picks, maps if several else (maps,), out_shape, partials))[slice(None) if several else 0]
+    yield Partial(maps, len(picks), len(picks), final=True)
+
+
+def _collectors(formulas, subset) -> tuple:
+    """Per formula, a list for its chunks' stacks when it solves, else ``None``; an iterative method sees
+    every direction, so it refuses a ``subset``."""
+    solving = tuple([] if hasattr(f, "solve") else None for f in formulas)
+    if subset is not None and any(c is not None for c in solving):
+        raise ValueError("an iterative method needs every direction in one process: run it without --shard-directions")
+    return solving
+
+
+def _solve(run: _Pass, picks: torch.Tensor, maps: tuple, shape, partials: bool):
+    """Refine the heatmaps of the formulas that solve, each from its filtered backprojection in ``maps``:
+    yields ``Progress("solving")`` per iteration (and partial heatmaps); returns the tuple of heatmaps."""
+    chunk = (run.lattice.normals[picks], run.lattice.u[picks], run.lattice.v[picks])
+    acquisition = Acquisition(shape, *(run.frame.for_slicing(t) for t in chunk), run.offsets, run.size,
+                              run.memory_budget)
+    maps = list(maps)
+    for k, formula in enumerate(run.formulas):
+        if run.collected[k] is None:
+            continue
+        solving = formula.solve(maps[k], torch.cat(run.collected[k]), acquisition)
+        while True:
+            try:
+                done, total, estimate = next(solving)
+            except StopIteration as finished:
+                maps[k] = finished.value
+                break
+            yield Progress("solving", done, total, "iterations", detail=True)
+            if partials:
+                yield Partial(tuple(estimate if j == k else m for j, m in enumerate(maps))
+                              if run.several else estimate, done, total)
+    return tuple(maps)
 
 
 def final_result(events) -> torch.Tensor:

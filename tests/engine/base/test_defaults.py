@@ -47,8 +47,9 @@ def test_engine_signatures_read_the_defaults():
     assert TrainConfig().slice_size == D.SLICE_SIZE == CheckpointDescription(model="m", norm="gn").slice_size
     assert TrainConfig().device == D.DEVICE and TrainConfig().geometry == D.GEOMETRY
     assert {r.name: r.default_directions for r in __import__("tonno_engine").METHODS.values()
-            if r.kind == "tomographic"} == {"tonno": D.TONNO_DIRECTIONS, "averaged-cam": D.CAM_DIRECTIONS,
-                                            "tomographic-cam": D.CAM_DIRECTIONS}
+            if r.kind == "tomographic"} == {"tonno": D.TONNO_DIRECTIONS, "tonno-iterative": D.TONNO_DIRECTIONS,
+                                            "averaged-cam": D.CAM_DIRECTIONS, "tomographic-cam": D.CAM_DIRECTIONS,
+                                            "iterative-cam": D.CAM_DIRECTIONS}
     import torch
 
     assert default_batch_size(torch.device("cpu")) == D.CPU_BATCH_SIZE

@@ -13,6 +13,9 @@ import torch
 
 from tonno_engine.base.registry import CAMS, ENTRY_POINT_GROUP, METHODS, MethodRecord, MethodSpec, register_method
 
+#: tonno's own tomographic methods, in the order every listing shows them
+TONNO_ORDER = ["tonno", "tonno-iterative", "averaged-cam", "tomographic-cam", "iterative-cam"]
+
 TOY = textwrap.dedent('''
     """A toy method in one file: the plain (unfiltered) backprojection of the logits."""
     from tonno_engine.base.registry import MethodRecord, register_method
@@ -57,8 +60,10 @@ def test_an_installed_package_adds_a_method_to_the_cli_the_listing_and_the_engin
     assert "toy-backprojection" in help_text
     listing = json.loads(subprocess.run([sys.executable, "-c", cli, "methods", "--json"], capture_output=True,
                                         text=True, env=toy_site, check=True).stdout)
-    assert [m["name"] for m in listing["methods"]][:4] == ["tonno", "averaged-cam", "tomographic-cam",
-                                                          "toy-backprojection"]
+    names = [m["name"] for m in listing["methods"]]
+    assert names[:5] == TONNO_ORDER and "toy-backprojection" in names
+    # tonno's own entries load first: the toy is the last tomographic method, before the slice-wise ones
+    assert names.index("toy-backprojection") == names.index("gradcam") - 1
     out = _python(textwrap.dedent('''
         import sys, torch
         from tonno_engine.base.registry import MethodSpec
@@ -82,7 +87,7 @@ def test_without_the_package_the_method_is_unknown(toy_site):
 
 
 def test_records_hold_objects_and_tonno_leads_every_listing():
-    assert list(METHODS)[:3] == ["tonno", "averaged-cam", "tomographic-cam"]
+    assert list(METHODS)[:5] == TONNO_ORDER
     assert list(CAMS) == ["gradcam", "layercam", "gradcam++", "scorecam"]
     for record in METHODS.values():
         if record.kind == "tomographic":
@@ -116,7 +121,7 @@ def test_registry_titles_labels_and_validation():
     assert MethodSpec("layercam", layer=2, axes=3).title == "LayerCAM (layer 2, 3 axes)"
     assert MethodSpec("averaged-cam", cam="gradcam++", layer=1).label == "averaged-gradcampp-l1"
     assert MethodSpec("scorecam", layer=4, axes=3).label == "scorecam-l4-axes3"
-    with pytest.raises(ValueError, match="valid: tonno, averaged-cam"):
+    with pytest.raises(ValueError, match="valid: tonno, tonno-iterative, averaged-cam"):
         MethodSpec("nope")
     for bad in (dict(name="gradcam3d"), dict(cam="eigencam"), dict(layer=0), dict(axes=2)):
         with pytest.raises(ValueError):
