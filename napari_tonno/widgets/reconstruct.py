@@ -91,15 +91,17 @@ class ReconstructWidget(ModelForm):
         def job():
             loaded = yield from load
             params["device"] = str(loaded.device)
+            unit = "directions"  # partial heatmaps come per chunk of directions, then per solver iteration
             for event in reconstruct_case_iter(data, spacing, loaded, [spec], settings, axial_axis=axial, partials=True,
                                                directions_per_update=max(1, settings.directions // 8)):
                 if isinstance(event, CasePrepared):  # what the heatmap is made with, kept with the layer
                     params.update(event.case.settings.as_dict())
                 elif isinstance(event, Progress):
+                    unit = "iterations" if event.stage == "solving" else unit
                     yield event
                 elif isinstance(event, Partial):  # the array and its display limits are made here, off the GUI thread
                     heatmap = event.value[label].float().cpu().numpy()
-                    yield event, heatmap, display_limits(heatmap)
+                    yield event, heatmap, display_limits(heatmap), unit
 
         self.updates = 0
         self._started = time.perf_counter()
@@ -109,7 +111,7 @@ class ReconstructWidget(ModelForm):
     def _busy(self, busy: bool) -> None:
         self.run_button.enabled = self.demo_button.enabled = not busy
 
-    def _show(self, event, data, limits, output):
+    def _show(self, event, data, limits, unit, output):
         """Put a partial or final heatmap of the run into its own output layer (robust display limits)."""
         output.data = data
         output.contrast_limits = limits
@@ -118,7 +120,7 @@ class ReconstructWidget(ModelForm):
             self.status.value = f"done in {time.perf_counter() - self._started:.1f} s"
         else:
             self.updates += 1
-            self.status.value = f"{event.done}/{event.total} directions"
+            self.status.value = f"{event.done}/{event.total} {unit}"
 
     def make_demo_checkpoint(self, *_, steps: int = 400, cases: int = 40):
         """Train the sample data's demo model in a thread worker (cached for next time)."""

@@ -392,3 +392,18 @@ def test_widget_initial_values_read_the_engine_defaults(make_napari_viewer):
     start = recipe_config(RECIPE)
     assert (train.steps.value, train.slice_size.value, train.norm.value) == (start.steps, start.slice_size, start.norm)
     assert tuple(train.norm.choices) == NORMS and train.device.value == D.DEVICE
+
+
+def test_reconstruct_runs_an_iterative_method_with_live_estimates(viewer_with_volume, qtbot):
+    from napari_tonno.widgets.reconstruct import ReconstructWidget
+
+    widget = ReconstructWidget(viewer_with_volume)
+    widget.method.value = "tonno-iterative"  # the registry's method, as the CLI has it
+    widget.slices.value, widget.directions.value, widget.device.value = 6, 16, "cpu"
+    widget.run()
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    assert widget.output.metadata["complete"] and widget.output.metadata["tonno_method"] == "tonno-iterative"
+    # 7 partial heatmaps come with the directions (every 2 of 16), the rest are the solver's estimates
+    assert widget.updates > 7
+    assert np.isfinite(widget.output.data).all() and np.abs(widget.output.data).max() > 0
