@@ -1,6 +1,7 @@
 """Iterative reconstruction against the filtered backprojection, side by side in one run.
 
     .venv/bin/python bench/bench_iterative.py selfcheck [--directions 2000,500,200,100] [--iterations 20]
+        [--geometries paper,physical]
     .venv/bin/python bench/bench_iterative.py cost CHECKPOINT [--slices 24 --directions 192]
 
 ``selfcheck``: the R_Σ check (the slice integral in place of the network) at each L, for ToNNO's
@@ -34,8 +35,11 @@ def _whole(heatmap: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
 def selfcheck(args) -> None:
     iterative = IterativeTonno(SolverSettings(iterations=args.iterations))
     cases = {"paper, 32³ two balls": (balls_phantom((32,) * 3), dict(geometry="paper"), quality_in_unit_ball)}
-    volume, spacing = anisotropic_phantom()
-    cases["physical, 64×48×14 at 1×1×3 mm"] = (volume, dict(geometry="physical", spacing=spacing), _whole)
+    if "physical" in args.geometries:
+        volume, spacing = anisotropic_phantom()
+        cases["physical, 64×48×14 at 1×1×3 mm"] = (volume, dict(geometry="physical", spacing=spacing), _whole)
+    if "paper" not in args.geometries:
+        cases.pop("paper, 32³ two balls")
     print(f"R_Σ check, M={args.slices}, {args.slice_size}² slices, {args.iterations} CGLS iterations, "
           f"torch threads {torch.get_num_threads()}")
     print("| phantom | L | filtered backprojection: corr. / rel. error | iterative: corr. / rel. error | "
@@ -88,6 +92,7 @@ def main() -> None:
     check.add_argument("--slices", type=int, default=64)
     check.add_argument("--slice-size", type=int, default=64)
     check.add_argument("--iterations", type=int, default=20)
+    check.add_argument("--geometries", default="paper,physical")
     spend = sub.add_parser("cost")
     spend.add_argument("checkpoint")
     spend.add_argument("--slices", type=int, default=24)
