@@ -53,7 +53,7 @@ def test_training_writes_the_run_folder(data, tmp_path):
     assert meta["preprocessing"]["intensity"] == "none"  # from the data set's dataset.json
     assert run["step"] == 6 and run["meta"]["data_hash"] == meta["data_hash"]
     assert not set(meta["train_cases"]) & set(meta["val_cases"])
-    model, _ = load_model(tmp_path / "checkpoint_best.pt")
+    model, _ = load_model(tmp_path / "checkpoint_best.pt", "cpu")
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1)
     with pytest.raises(DataError, match="already holds a training"):
         list(train_iter(data, tmp_path, TrainConfig(steps=6, **TINY)))
