@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..base.defaults import CAM_DIRECTIONS
 from ..base.registry import MethodRecord, register_method
-from ..tomography.iterative import operator_size
-from ..tomography.operators import SliceOperator
+from ..tomography.iterative import operator_for
 from ..tomography.reconstruction import Acquisition
 from ..tomography.solvers import SolverSettings, cgls_iter
 from .tomographic import AVERAGED_CAM
@@ -30,12 +29,8 @@ class IterativeCam:
         return AVERAGED_CAM.scale(directions)
 
     def solve(self, start, data, acquisition: Acquisition):
-        device = start.device
-        op = SliceOperator(acquisition.shape, acquisition.normals.to(device), acquisition.u.to(device),
-                           acquisition.v.to(device), acquisition.offsets.to(device),
-                           operator_size(acquisition, tuple(data.shape[2:])), cells=tuple(data.shape[2:]),
-                           memory_budget=acquisition.memory_budget)
-        return (yield from cgls_iter(op, data.to(device).float(), start, self.settings))
+        op = operator_for(acquisition, start.device, cells=tuple(data.shape[2:]))
+        return (yield from cgls_iter(op, data.to(start.device).float(), start, self.settings))
 
 
 ITERATIVE_CAM = IterativeCam()

@@ -27,6 +27,14 @@ def operator_size(acquisition: Acquisition, cells: tuple[int, int] | None = None
     return tuple(c * max(1, min(s // c, -(-side // c))) for s, c in zip(acquisition.size, cells))
 
 
+def operator_for(acquisition: Acquisition, device, *, cells: tuple[int, int] | None = None,
+                 centre: bool = False) -> SliceOperator:
+    """The forward operator of the slices behind a formula's data, on ``device`` (see :func:`operator_size`)."""
+    n, u, v, offsets = (t.to(device) for t in (acquisition.normals, acquisition.u, acquisition.v, acquisition.offsets))
+    return SliceOperator(acquisition.shape, n, u, v, offsets, operator_size(acquisition, cells), cells=cells,
+                         centre=centre, memory_budget=acquisition.memory_budget)
+
+
 class IterativeTonno:
     """ToNNO's filtered backprojection, refined by least squares (a :class:`Formula` that solves)."""
 
@@ -40,11 +48,9 @@ class IterativeTonno:
         return TONNO.scale(directions)
 
     def solve(self, start, data, acquisition: Acquisition):
-        op = SliceOperator(acquisition.shape, acquisition.normals.to(start.device), acquisition.u.to(start.device),
-                           acquisition.v.to(start.device), acquisition.offsets.to(start.device),
-                           operator_size(acquisition), centre=True, memory_budget=acquisition.memory_budget)
         target = data.to(start.device).float()
-        return (yield from cgls_iter(op, target - target.mean(dim=1, keepdim=True), start, self.settings))
+        return (yield from cgls_iter(operator_for(acquisition, start.device, centre=True),
+                                     target - target.mean(dim=1, keepdim=True), start, self.settings))
 
 
 ITERATIVE_TONNO = IterativeTonno()
