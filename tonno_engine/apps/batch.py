@@ -382,8 +382,8 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
     used = settings
     try:
         volume = load_image(item.image)
-        geometry = settings.geometry or loaded.description.geometry
-        spacing = volume.checked_spacing() if geometry == "physical" else volume.spacing
+        physical = settings.resolved(loaded.description).geometry == "physical"
+        spacing = volume.checked_spacing() if physical else volume.spacing  # a header that cannot be used: by name
         while True:
             try:
                 for event in reconstruct_case_iter(volume.array, spacing, loaded, specs,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..base.defaults import CAM_DIRECTIONS
 from ..base.registry import MethodRecord, register_method
 from ..tomography.iterative import operator_for
-from ..tomography.reconstruction import Acquisition
+from ..tomography.operators import Acquisition
 from ..tomography.solvers import SolverSettings, cgls_iter
 from .tomographic import AVERAGED_CAM
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ..base.defaults import TONNO_DIRECTIONS
 from ..base.registry import MethodRecord, register_method
-from .operators import SliceOperator
-from .reconstruction import TONNO, Acquisition
+from .operators import Acquisition, SliceOperator
+from .reconstruction import TONNO
 from .solvers import SolverSettings, cgls_iter
 
 
@@ -30,9 +30,7 @@ def operator_size(acquisition: Acquisition, cells: tuple[int, int] | None = None
 def operator_for(acquisition: Acquisition, device, *, cells: tuple[int, int] | None = None,
                  centre: bool = False) -> SliceOperator:
     """The forward operator of the slices behind a formula's data, on ``device`` (see :func:`operator_size`)."""
-    n, u, v, offsets = (t.to(device) for t in (acquisition.normals, acquisition.u, acquisition.v, acquisition.offsets))
-    return SliceOperator(acquisition.shape, n, u, v, offsets, operator_size(acquisition, cells), cells=cells,
-                         centre=centre, memory_budget=acquisition.memory_budget)
+    return SliceOperator(acquisition.to(device), operator_size(acquisition, cells), cells=cells, centre=centre)
 
 
 class IterativeTonno:

@@ -15,7 +15,7 @@ planes, and their 3D solvers need CUDA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +28,10 @@ _BYTES_PER_PIXEL = 64
 
 
 @dataclass(frozen=True)
-class SliceOperator:
-    """``A``: a volume ``(D, H, W)`` on ``[-1, 1]³`` → the reductions of its slices along ``normals``.
-
-    ``normals``, ``u``, ``v``: ``(L, 3)`` in the volume's ``t`` space (a frame's ``for_slicing``);
-    ``offsets``: ``(K,)``; ``size``: slice pixels ``(h, w)`` (the patch ``[-1, 1]²`` in ``(u, v)``).
-    ``cells`` ``None``: each slice's patch integral, ``4 × mean`` (``(L, K)``); ``(a, b)``: the slice
-    average-pooled onto ``a × b`` cells (``(L, K, a, b)``). ``centre``: remove each direction's mean over
-    its ``K`` offsets (an orthogonal projection; the network's bias is then no part of the fit).
-    Applied in chunks of directions, at most ``memory_budget`` bytes of temporaries each.
-    """
+class Acquisition:
+    """The slices behind a reconstruction's data: the heatmap's ``shape``, the directions' ``normals``/``u``/``v``
+    ``(L, 3)`` in its ``t`` space (a frame's ``for_slicing``), the ``offsets`` ``(K,)``, the network's slice
+    ``size`` and the ``memory_budget`` (bytes of temporaries) of one application of an operator on them."""
 
     shape: tuple[int, int, int]
     normals: torch.Tensor
@@ -45,24 +39,47 @@ class SliceOperator:
     v: torch.Tensor
     offsets: torch.Tensor
     size: tuple[int, int]
+    memory_budget: int = MEMORY_BUDGET
+
+    def to(self, device) -> Acquisition:
+        return replace(self, **{k: getattr(self, k).to(device) for k in ("normals", "u", "v", "offsets")})
+
+
+@dataclass(frozen=True)
+class SliceOperator:
+    """``A``: a volume of ``acquisition.shape`` on ``[-1, 1]³`` → the reductions of its slices, each ``size``
+    pixels ``(h, w)`` over the patch ``[-1, 1]²`` in ``(u, v)``.
+
+    ``cells`` ``None``: each slice's patch integral, ``4 × mean`` (``(L, K)``); ``(a, b)``: the slice
+    average-pooled onto ``a × b`` cells (``(L, K, a, b)``). ``centre``: remove each direction's mean over
+    its ``K`` offsets (an orthogonal projection; the network's bias is then no part of the fit).
+    Applied in chunks of directions, at most ``acquisition.memory_budget`` bytes of temporaries each.
+    """
+
+    acquisition: Acquisition
+    size: tuple[int, int]
     cells: tuple[int, int] | None = None
     centre: bool = False
-    memory_budget: int = MEMORY_BUDGET
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.acquisition.shape
 
     @property
     def data_shape(self) -> tuple[int, ...]:
-        return (len(self.normals), len(self.offsets), *(self.cells or ()))
+        return (len(self.acquisition.normals), len(self.acquisition.offsets), *(self.cells or ()))
 
     def _chunks(self):
-        per_direction = len(self.offsets) * self.size[0] * self.size[1] * _BYTES_PER_PIXEL
-        step = max(1, self.memory_budget // per_direction)
-        return [slice(start, min(len(self.normals), start + step)) for start in range(0, len(self.normals), step)]
+        acq = self.acquisition
+        per_direction = len(acq.offsets) * self.size[0] * self.size[1] * _BYTES_PER_PIXEL
+        step = max(1, acq.memory_budget // per_direction)
+        return [slice(start, min(len(acq.normals), start + step)) for start in range(0, len(acq.normals), step)]
 
     def _reduce(self, volume: torch.Tensor, chunk: slice) -> torch.Tensor:
-        count = chunk.stop - chunk.start
-        k = len(self.offsets)
-        flat = [t[chunk].repeat_interleave(k, dim=0) for t in (self.normals, self.u, self.v)]
-        slices = extract_slices(volume, self.offsets.repeat(count), *flat, self.size)
+        acq = self.acquisition
+        count, k = chunk.stop - chunk.start, len(acq.offsets)
+        flat = [t[chunk].repeat_interleave(k, dim=0) for t in (acq.normals, acq.u, acq.v)]
+        slices = extract_slices(volume, acq.offsets.repeat(count), *flat, self.size)
         if self.cells is None:
             out = 4.0 * slices.mean(dim=(1, 2)).view(count, k)
         else:

@@ -37,6 +37,7 @@ from ..base.registry import MethodRecord, register_method
 from .backprojection import backproject_passes, reconstruction_scale, second_difference
 from .frames import Frame, make_frame
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
+from .operators import Acquisition
 from .slicing import extract_slices
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -161,21 +162,6 @@ class _Pass:
     compile: bool
     #: per formula, the stacks of every chunk when the formula solves (``None`` when it does not)
     collected: tuple
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """What a formula that solves (an iterative one) needs of the slices behind its data: the heatmap's
-    ``shape``, the directions' ``normals``/``u``/``v`` ``(L, 3)`` in its ``t`` space (the frame's
-    ``for_slicing``), the ``offsets`` ``(K,)``, the network's slice ``size`` and the ``memory_budget``."""
-
-    shape: tuple[int, int, int]
-    normals: torch.Tensor
-    u: torch.Tensor
-    v: torch.Tensor
-    offsets: torch.Tensor
-    size: tuple[int, int]
-    memory_budget: int
 
 
 def _add_chunk(run: _Pass, pick: torch.Tensor, accs: list, progress: list[int]) -> Iterator[Progress]:

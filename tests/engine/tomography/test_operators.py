@@ -5,7 +5,7 @@ import torch
 
 from tonno_engine.tomography.frames import make_frame
 from tonno_engine.tomography.geometry import slice_offsets
-from tonno_engine.tomography.operators import SliceOperator
+from tonno_engine.tomography.operators import Acquisition, SliceOperator
 from tonno_engine.tomography.reconstruction import make_directions
 from tonno_engine.tomography.solvers import SolverSettings, cgls_iter
 
@@ -15,8 +15,8 @@ def _operator(geometry, cells, shape=(12, 14, 10), directions=7, budget=10**5):
     frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view="full")
     lattice = make_directions(directions)
     n, u, v = (frame.for_slicing(t) for t in (lattice.normals, lattice.u, lattice.v))
-    return SliceOperator(shape, n, u, v, slice_offsets(6), (16, 16), cells=cells, centre=cells is None,
-                         memory_budget=budget)
+    acquisition = Acquisition(shape, n, u, v, slice_offsets(6), (16, 16), memory_budget=budget)
+    return SliceOperator(acquisition, (16, 16), cells=cells, centre=cells is None)
 
 
 @pytest.mark.parametrize("geometry", ["paper", "physical"])
@@ -38,10 +38,11 @@ def test_the_operator_is_the_slices_reduction():
     from tonno_engine.tomography.slicing import extract_slices
 
     op = _operator("paper", None)
+    acq = op.acquisition
     x = torch.rand(op.shape, generator=torch.Generator().manual_seed(1))
-    k = len(op.offsets)
-    flat = [t.repeat_interleave(k, 0) for t in (op.normals, op.u, op.v)]
-    plain = radon_sum(extract_slices(x, op.offsets.repeat(len(op.normals)), *flat, op.size)).view(-1, k)
+    k = len(acq.offsets)
+    flat = [t.repeat_interleave(k, 0) for t in (acq.normals, acq.u, acq.v)]
+    plain = radon_sum(extract_slices(x, acq.offsets.repeat(len(acq.normals)), *flat, op.size)).view(-1, k)
     torch.testing.assert_close(op.forward(x), plain - plain.mean(1, keepdim=True), rtol=1e-5, atol=1e-6)
 
 
