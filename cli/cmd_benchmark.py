@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SOLVER_ITERATIONS
 from tonno_engine.training.config import DEFAULTS, RECIPES
 
 from .app import app
@@ -15,7 +15,11 @@ from .options import (
     GEOMETRY_HELP,
     RECIPE_HELP,
     DeviceOpt,
+    IterationsOpt,
+    NonnegativeOpt,
     QuietOpt,
+    RegulariserOpt,
+    StrengthOpt,
     cam_help,
     check_geometry,
     check_named,
@@ -26,12 +30,14 @@ from .options import (
     quality_settings,
     renamed,
     resolve_device_or_exit,
+    solver_settings,
 )
 
 
 def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
     """Render a benchmark's events; return its result (shared with ``tonno demo``)."""
     from tonno_engine.apps.benchmark import BenchmarkResult, MethodScored, benchmark_iter
+    from tonno_engine.base.events import Notice
 
     from .progress import show_progress
 
@@ -39,6 +45,8 @@ def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
         for event in show_progress(benchmark_iter(data, out, cfg), "benchmark", quiet=quiet):
             if isinstance(event, BenchmarkResult):
                 return event
+            if isinstance(event, Notice):
+                typer.echo(f"warning: {event.message}", err=True)
             if isinstance(event, MethodScored):
                 print(f"  {event.title:36s} F1 {event.f1:.2f}  precision {event.precision:.2f}  "
                       f"recall {event.recall:.2f}  Dice {event.dice:.2f}", flush=True)
@@ -82,6 +90,10 @@ def benchmark(
     test_fraction: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
     geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
     field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
+    iterations: IterationsOpt = SOLVER_ITERATIONS,
+    regulariser: RegulariserOpt = "none",
+    strength: StrengthOpt = None,
+    nonnegative: NonnegativeOpt = False,
     device: DeviceOpt = DEVICE,
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
     quiet: QuietOpt = False,
@@ -100,7 +112,8 @@ def benchmark(
         chosen = ()
     if not chosen or not all(1 <= k <= 4 for k in chosen):
         raise typer.BadParameter(f"must be layers 1 to 4 like 1,2,3,4, got {layers!r}", param_hint="--layers")
-    specs = list({s.label: s for k in chosen for s in parse_methods(method, cam=cam, layer=k)}.values()) \
+    solver = solver_settings(iterations=iterations, regulariser=regulariser, strength=strength, nonnegative=nonnegative)
+    specs = list({s.label: s for k in chosen for s in parse_methods(method, cam=cam, layer=k, solver=solver)}.values()) \
         or default_methods(layers=chosen)
     check_geometry(geometry, field_of_view)
     check_named(recipe, RECIPES, "recipe", "--recipe")

@@ -6,14 +6,18 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SOLVER_ITERATIONS
 
 from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
     DeviceOpt,
+    IterationsOpt,
+    NonnegativeOpt,
     QuietOpt,
+    RegulariserOpt,
+    StrengthOpt,
     cam_help,
     check_geometry,
     engine_errors,
@@ -24,6 +28,7 @@ from .options import (
     quality_settings,
     renamed,
     resolve_device_or_exit,
+    solver_settings,
 )
 
 
@@ -47,6 +52,10 @@ def reconstruct(
     batch_size: int = typer.Option(None, min=1, help="Slices per network call (default 64 on CPU, 1024 on GPU)."),
     geometry: str = typer.Option(None, help=GEOMETRY_HELP + " Default: the checkpoint's."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + " Default: the checkpoint's."),
+    iterations: IterationsOpt = SOLVER_ITERATIONS,
+    regulariser: RegulariserOpt = "none",
+    strength: StrengthOpt = None,
+    nonnegative: NonnegativeOpt = False,
     device: DeviceOpt = DEVICE,
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output already exists."),
@@ -71,7 +80,9 @@ def reconstruct(
                                 directions=renamed("--angles", "--directions", angles, directions),
                                 hemisphere=hemisphere, slice_size=slice_size, batch_size=batch_size,
                                 compile=compile or None, geometry=geometry, field_of_view=field_of_view)
-    specs = parse_methods(method, cam=cam, layer=layer, axes=axes)
+    specs = parse_methods(method, cam=cam, layer=layer, axes=axes,
+                          solver=solver_settings(iterations=iterations, regulariser=regulariser, strength=strength,
+                                                 nonnegative=nonnegative))
     if resume and overwrite:
         raise typer.BadParameter("--continue and --overwrite exclude each other", param_hint="--continue/--overwrite")
     if part_id >= num_parts:

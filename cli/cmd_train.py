@@ -68,6 +68,7 @@ def train(
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
     from tonno_engine.apps.training_run import train_run_iter
+    from tonno_engine.base.events import Notice
     from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.config import recipe_config
     from tonno_engine.training.loop import TrainStep, TrainStopped
@@ -108,13 +109,15 @@ def train(
                 last = event
             elif isinstance(event, TrainStopped):
                 stopped = event
+            elif isinstance(event, Notice) and is_rank_zero() and not events:
+                typer.echo(f"warning: {event.message}", err=True)
     if stopped is not None:
         if is_rank_zero():
             print(f"stopped by {stopped.signal} after step {stopped.done}/{stopped.total}; checkpoint_last.pt holds it: "
                   f"continue with `tonno train ... --out {out} --resume`", flush=True)
         return
     if last is not None and is_rank_zero():
-        auc = f", val volume AUC {last.validation.val_volume_auc:.3f}" if last.validation else ""
+        auc = f", val volume AUC {last.validation.describe()}" if last.validation else ""
         print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}")
 
 

@@ -54,16 +54,45 @@ def renamed(old: str, new: str, old_value, new_value):
     return old_value
 
 
-def parse_methods(method: list[str] | None, *, cam: str, layer: int, axes: int = 1) -> list:
-    """``--method`` values (repeatable, comma-separated) as distinct ``MethodSpec``s, in order;
-    a bad name, CAM, layer or axes is a usage error naming the option."""
+IterationsOpt = Annotated[int, typer.Option(
+    "--iterations", min=0, help="Iterative methods: the most CGLS steps (they stop earlier at a small residual).")]
+RegulariserOpt = Annotated[str, typer.Option(
+    "--regulariser", help="Iterative methods: none, tv (total variation, edge-preserving) or gradient (smooth).")]
+StrengthOpt = Annotated[float, typer.Option(
+    "--strength", min=0.0, help="Iterative methods: the regulariser's weight against the data (default 0.1 with one).")]
+NonnegativeOpt = Annotated[bool, typer.Option("--nonnegative", help="Iterative methods: keep the heatmap >= 0.")]
+
+
+def solver_settings(*, iterations: int, regulariser: str, strength: float | None, nonnegative: bool):
+    """The iterative methods' ``SolverSettings`` from their options; a bad one is a usage error."""
+    from tonno_engine.base.solver_settings import SolverSettings
+
+    if strength is None:
+        strength = 0.1 if regulariser != "none" else 0.0
+    try:
+        return SolverSettings(iterations=iterations, regulariser=regulariser, strength=strength, nonnegative=nonnegative)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--regulariser/--strength") from exc
+
+
+def parse_methods(method: list[str] | None, *, cam: str, layer: int, axes: int = 1, solver=None) -> list:
+    """``--method`` values (repeatable, comma-separated) as distinct ``MethodSpec``s, in order; ``solver``
+    (``SolverSettings``) goes to the iterative ones, and is a usage error when none is chosen. A bad
+    name, CAM, layer or axes is a usage error naming the option."""
     from tonno_engine.base.registry import MethodSpec
+    from tonno_engine.base.solver_settings import SolverSettings
 
     names = [n.strip() for item in (method or []) for n in item.split(",") if n.strip()]
     try:
-        return list(dict.fromkeys(MethodSpec(n, cam=cam, layer=layer, axes=axes) for n in names))
+        specs = [MethodSpec(n, cam=cam, layer=layer, axes=axes) for n in names]
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method/--cam/--axes") from exc
+    if solver is not None and solver != SolverSettings():
+        if not any(s.solves for s in specs):
+            raise typer.BadParameter("--iterations, --regulariser, --strength and --nonnegative apply to the iterative "
+                                     "methods (tonno-iterative, iterative-cam); none is chosen", param_hint="--method")
+        specs = [MethodSpec(s.name, cam=cam, layer=layer, axes=axes, solver=solver) if s.solves else s for s in specs]
+    return list(dict.fromkeys(specs))
 
 
 def method_help() -> str:

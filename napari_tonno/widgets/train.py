@@ -26,9 +26,9 @@ RECIPE = "small-lesions"
 
 
 def parse_event(line: str):
-    """A ``tonno train --events`` line as the engine's event (``TrainStep``, ``TrainStopped``, ``Progress``),
+    """A ``tonno train --events`` line as the engine's event (``TrainStep``, ``TrainStopped``, ``Progress``, ``Notice``),
     or ``None`` for any other output line."""
-    from tonno_engine.base.events import Progress
+    from tonno_engine.base.events import Notice, Progress
     from tonno_engine.training.loop import TrainStep, TrainStopped
     from tonno_engine.training.sampling import ValidationScores
 
@@ -38,7 +38,8 @@ def parse_event(line: str):
         fields = json.loads(line)
     except json.JSONDecodeError:
         return None
-    kind = {"TrainStep": TrainStep, "TrainStopped": TrainStopped, "Progress": Progress}.get(fields.pop("event", None))
+    kind = {"TrainStep": TrainStep, "TrainStopped": TrainStopped, "Progress": Progress,
+            "Notice": Notice}.get(fields.pop("event", None))
     if kind is TrainStep and fields.get("validation"):
         fields["validation"] = ValidationScores(**fields["validation"])
     return kind(**fields) if kind is not None else None
@@ -119,17 +120,20 @@ class TrainWidget(Container):
             self.log.native.moveCursor(QTextCursor.MoveOperation.End)  # follow the log
 
     def _show(self, event) -> None:
+        from tonno_engine.base.events import Notice
         from tonno_engine.training.loop import TrainStep, TrainStopped
 
         if isinstance(event, TrainStep):
             self.last_step = event
-            auc = f", val AUC {event.validation.val_volume_auc:.3f}" if event.validation else ""
+            auc = f", val AUC {event.validation.describe()}" if event.validation else ""
             self.status.value = f"step {event.done}/{event.total}, loss {event.loss:.4f}{auc}"
             if self.dock is not None:
                 self.dock.n = event.done
                 self.dock.refresh()
         elif isinstance(event, TrainStopped):
             self.status.value = f"stopped by {event.signal} after step {event.done}"
+        elif isinstance(event, Notice):
+            self.log.value = (self.log.value + f"warning: {event.message}\n")[-20000:]
         else:
             self.status.value = f"{event.stage}: {event.done}/{event.total} {event.unit}"
 

@@ -89,3 +89,25 @@ def test_angles_is_a_deprecated_spelling_of_directions(tiny_cases, tiny_checkpoi
     assert res.exit_code == 0, res.output
     assert "--angles is deprecated" in res.output and "use --directions" in res.output
     assert json.loads((out / "run.json").read_text())["arguments"]["directions"] == 6
+
+
+def test_solver_options_reach_the_iterative_method_and_its_provenance(tiny_cases, tiny_checkpoint, tmp_path):
+    from tonno_engine.data.nifti import read_provenance
+
+    out = tmp_path / "heat"
+    image = tiny_cases / "images" / "phantom_0001.nii.gz"
+    res = runner.invoke(app, ["reconstruct", "-i", str(image), "-o", str(out), "-c", str(tiny_checkpoint),
+                              "-m", "tonno,tonno-iterative", "--slices", "4", "--directions", "6", "--regulariser", "tv",
+                              "--nonnegative", "--iterations", "3", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    made = {p.name for p in out.glob("*.nii.gz")}
+    assert made == {"phantom_0001_tonno.nii.gz", "phantom_0001_tonno-iterative-tv0.1-nonneg-it3.nii.gz"}
+    heat = nib.load(out / "phantom_0001_tonno-iterative-tv0.1-nonneg-it3.nii.gz").get_fdata()
+    assert heat.min() >= 0 and heat.max() > 0
+    solver = read_provenance(out / "phantom_0001_tonno-iterative-tv0.1-nonneg-it3.nii.gz")["parts"]["method"]["solver"]
+    assert solver["regulariser"] == "tv" and solver["strength"] == 0.1 and solver["iterations"] == 3
+    assert "solver" not in read_provenance(out / "phantom_0001_tonno.nii.gz")["parts"]["method"]
+    alone = runner.invoke(app, ["reconstruct", "-i", str(image), "-o", str(tmp_path / "x"), "-c", str(tiny_checkpoint),
+                                "-m", "tonno", "--regulariser", "tv", "--device", "cpu", "-q"])
+    assert alone.exit_code == 2 and "apply to the iterative methods" in alone.output
+    assert not (tmp_path / "x").exists()

@@ -5,7 +5,8 @@ Writes into ``out/``: ``model/`` (the training run, unless a checkpoint is given
 (a restartable batch, see :mod:`tonno_engine.apps.batch`), ``table.md`` and ``table.csv`` (rows laid
 out like Table 2, differences to slice-wise LayerCAM in parentheses), ``thresholds.json`` and
 ``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation) and
-``lesions.csv`` (every test lesion per method: mm³, position, detected).
+``lesions.csv`` (every test lesion per method: mm³, position, detected), and ``classification.json``
+(the classifier's volume AUC on the test cases beside the intensity baseline's, also under the table).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from pathlib import Path
 from ..base.atomic import make_output_folder, write_text_atomic
 from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
-from ..base.events import Progress
+from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
-from ..models.checkpoint import read_description
+from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from .classification import Classification, classify_iter
 from .training_run import train_run_iter
 
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
@@ -78,6 +80,7 @@ class BenchmarkResult:
     checkpoint: Path
     test_cases: list[str]
     methods: list[MethodSpec]
+    classification: Classification | None = None
 
 
 def _write_csv(path: Path, cases: list[Case]) -> None:
@@ -133,8 +136,13 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
+    classification = yield from classify_iter(test, load_checkpoint(checkpoint, cfg.device), cfg.settings, seed=cfg.seed)
     scores = yield from _score_methods(cfg, heat_dir, val, test)
-    yield _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores)
+    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classification)
+    if classification.below_baseline:
+        yield Notice(f"the classifier's volume AUC on the test cases ({classification.auc:.2f}) is below the "
+                     f"intensity baseline's, {classification.baseline.describe()} ({result.table_md})")
+    yield result
 
 
 def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
@@ -166,15 +174,17 @@ def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
 
 
 def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkpoint, val, test, rows, binaries,
-                   lesions, lesion_methods, case_rows, per_case) -> BenchmarkResult:
-    """Bootstrap intervals, then ``table.md``/``table.csv``, ``thresholds.json``, ``lesions.csv``, the
-    heatmaps' ``metrics.csv`` and ``figure.png``."""
+                   lesions, lesion_methods, case_rows, per_case, classification: Classification) -> BenchmarkResult:
+    """Bootstrap intervals, then ``table.md`` (with the volume classification under it)/``table.csv``,
+    ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps' ``metrics.csv`` and ``figure.png``."""
     base = _baseline(rows)
     intervals = bootstrap_intervals(per_case, base["label"] if base else None, resamples=cfg.resamples, seed=cfg.seed)
     for row in rows:
         row["intervals"] = intervals[row["label"]]
     table_md, table_csv = out / "table.md", out / "table.csv"
-    write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val)))
+    write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val))
+                      + "\n" + classification.markdown())
+    write_text_atomic(out / "classification.json", json.dumps(classification.as_dict(), indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
@@ -188,7 +198,8 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
         figure = comparison_figure(out / "figure.png", test, heat_dir, cfg.methods, binaries)
     except ValueError:  # no positive test case to show
         figure = None
-    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods))
+    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods),
+                           classification)
 
 
 def _baseline(rows: list[dict]) -> dict | None:

@@ -89,10 +89,18 @@ def plot_curves(metrics_csv: Path, png: Path) -> None:
     val = [r for r in rows if r["val_loss"]]
     if val:
         ax1.plot([int(r["step"]) for r in val], [float(r["val_loss"]) for r in val], "o-", label="val loss")
+        at = [int(r["step"]) for r in val]
         for key in ("val_slice_auc", "val_volume_auc"):
-            ax2.plot([int(r["step"]) for r in val], [float(r[key]) for r in val], "o-", label=key)
+            ax2.plot(at, [float(r[key]) for r in val], "o-", label=key)
+        if all(r.get("val_volume_auc_lo") for r in val):  # older runs' metrics.csv lack the interval
+            ax2.fill_between(at, [float(r["val_volume_auc_lo"]) for r in val],
+                             [float(r["val_volume_auc_hi"]) for r in val], color="C1", alpha=0.2,
+                             label="val_volume_auc, 95 % interval")
+        baseline = [float(r["val_intensity_auc"]) for r in val if r.get("val_intensity_auc")]
+        if baseline and np.isfinite(baseline[-1]):
+            ax2.axhline(baseline[-1], color="0.4", ls="--", lw=1, label="intensity baseline")
     ax1.set_xlabel("step"), ax1.set_ylabel("BCE"), ax1.legend()
-    ax2.set_xlabel("step"), ax2.set_ylabel("AUC"), ax2.set_ylim(0, 1.02), ax2.legend()
+    ax2.set_xlabel("step"), ax2.set_ylabel("AUC"), ax2.set_ylim(0, 1.02), ax2.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=90)

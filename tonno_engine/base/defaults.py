@@ -33,3 +33,7 @@ FIELD_OF_VIEW = "full"
 #: the reconstruction quality preset of the CLI, the benchmark and the Reconstruct widget
 QUALITY = "paper"
 WIDGET_QUALITY = "demo"
+#: the iterative methods' solver: at most this many CGLS steps, stopping earlier when the normal
+#: equations' residual falls below this share of its start
+SOLVER_ITERATIONS = 20
+SOLVER_TOLERANCE = 1e-3

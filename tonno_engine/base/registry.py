@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 
 from .defaults import CAM, CAM_LAYER
+from .solver_settings import SolverSettings
 
 #: the encoder layers a CAM can read (outputs at strides 4, 8, 16, 32)
 LAYERS = (1, 2, 3, 4)
@@ -160,6 +161,10 @@ def cam(name: str) -> CamRecord:
     return known[name]
 
 
+def _solves(record: MethodRecord) -> bool:
+    return hasattr(record.formula, "solve")
+
+
 def describe_methods() -> str:
     """One line per method for help texts: ``name: description``."""
     return "; ".join(f"{r.name}: {r.description}" for r in methods().values())
@@ -167,13 +172,15 @@ def describe_methods() -> str:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method with its CAM options. ``cam``/``layer`` apply to every method that needs CAM maps;
-    ``axes`` (1: axial only, 3: mean over the three axes) to the slice-wise ones."""
+    """A method with its options. ``cam``/``layer`` apply to every method that needs CAM maps;
+    ``axes`` (1: axial only, 3: mean over the three axes) to the slice-wise ones; ``solver`` to the
+    iterative ones (whose formula solves; any other method refuses settings other than the defaults)."""
 
     name: str = "tonno"
     cam: str = CAM
     layer: int = CAM_LAYER
     axes: int = 1
+    solver: SolverSettings = SolverSettings()
 
     def __post_init__(self):
         method(self.name)
@@ -182,6 +189,19 @@ class MethodSpec:
             raise ValueError(f"layer must be one of 1, 2, 3, 4; got {self.layer!r}")
         if self.axes not in (1, 3):
             raise ValueError(f"axes must be 1 (axial) or 3 (mean over the three axes); got {self.axes!r}")
+        if self.solver != SolverSettings() and not self.solves:
+            raise ValueError(f"{self.name} is not an iterative method: solver settings apply to "
+                             f"{', '.join(n for n, r in methods().items() if _solves(r))}")
+
+    @property
+    def solves(self) -> bool:
+        """Whether the method refines its heatmap by a solver (and so reads ``solver``)."""
+        return _solves(self.record)
+
+    @property
+    def formula(self):
+        """The record's formula, with this spec's solver settings when the method solves."""
+        return self.record.formula.with_solver(self.solver) if self.solves else self.record.formula
 
     @property
     def record(self) -> MethodRecord:
@@ -209,17 +229,24 @@ class MethodSpec:
 
     @property
     def label(self) -> str:
-        """A filename-safe tag: ``tonno``, ``averaged-gradcampp-l2``, ``layercam-l2-axes3``."""
-        return self.record.label.format(**self._fields("label"))
+        """A filename-safe tag: ``tonno``, ``averaged-gradcampp-l2``, ``layercam-l2-axes3``,
+        ``tonno-iterative-tv0.1-nonneg`` (an iterative method's solver settings when not the defaults)."""
+        return self.record.label.format(**self._fields("label")) + (self.solver.tag if self.solves else "")
 
     @property
     def title(self) -> str:
-        """The name in tables and figures: ``ToNNO``, ``Tomographic LayerCAM (layer 2)``."""
-        return self.record.title.format(**self._fields("title"))
+        """The name in tables and figures: ``ToNNO``, ``Tomographic LayerCAM (layer 2)``,
+        ``Iterative ToNNO, TV 0.1, f ≥ 0``."""
+        return self.record.title.format(**self._fields("title")) + (self.solver.title if self.solves else "")
 
     @property
     def default_directions(self) -> int | None:
         return self.record.default_directions
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "label": self.label}
+        """The fields and the label; ``solver`` only for a method that solves (the others' outputs keep
+        the fingerprint they had before methods had solver settings)."""
+        fields = asdict(self)
+        if not self.solves:
+            del fields["solver"]
+        return {**fields, "label": self.label}

@@ -126,7 +126,7 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
     scorer = _scorer(group, model, settings.compile)
 
     def events_of(subset):
-        return reconstruct_iter(volume, scorer, formula=tuple(s.record.formula for s in group), slices=settings.slices,
+        return reconstruct_iter(volume, scorer, formula=tuple(s.formula for s in group), slices=settings.slices,
                                 directions=directions, slice_size=size, hemisphere=settings.hemisphere, device=device,
                                 output_shape=output_shape, batch_size=settings.batch_size,
                                 directions_per_update=directions_per_update, partials=partials,

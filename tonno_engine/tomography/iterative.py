@@ -39,6 +39,10 @@ class IterativeTonno:
     def __init__(self, settings: SolverSettings = SolverSettings()):
         self.settings = settings
 
+    def with_solver(self, settings: SolverSettings) -> IterativeTonno:
+        """The same method with other solver settings."""
+        return self if settings == self.settings else type(self)(settings)
+
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):
         return TONNO.accumulate(stack, directions, acc, memory_budget=memory_budget, compile=compile)
 

@@ -11,31 +11,12 @@ torch has none, and scipy's ``lsqr`` would move every operator application to nu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
-REGULARISERS = ("none", "gradient", "tv")
+from ..base.solver_settings import REGULARISERS, SolverSettings
 
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """``iterations``: the most CGLS steps (over all reweightings); ``tolerance``: stop when the normal
-    equations' residual ``||Aᵀ(y − Af) − λ∇ᵀW∇f||`` falls below this share of its start; ``regulariser`` and
-    its weight ``strength`` (relative to the data term, see :func:`cgls_iter`), ``reweightings`` (TV)."""
-
-    iterations: int = 20
-    tolerance: float = 1e-3
-    regulariser: str = "none"
-    strength: float = 0.0
-    nonnegative: bool = False
-    reweightings: int = 3
-
-    def __post_init__(self):
-        if self.regulariser not in REGULARISERS:
-            raise ValueError(f"unknown regulariser {self.regulariser!r}; valid: {', '.join(REGULARISERS)}")
-        if self.iterations < 0 or self.tolerance < 0 or self.strength < 0:
-            raise ValueError("iterations, tolerance and strength must be >= 0")
+__all__ = ["REGULARISERS", "SolverSettings", "cgls_iter"]
 
 
 def _gradient(x: torch.Tensor) -> list[torch.Tensor]:

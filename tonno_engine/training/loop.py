@@ -21,10 +21,19 @@ import torch
 
 from ..base.distributed import World, any_rank, gather_objects
 from ..base.errors import ResourceError
-from ..base.events import Progress
+from ..base.events import Notice, Progress
 from ..data.augment import Augmentation
+from ..evaluation.intensity import IntensityBaseline, intensity_baseline
 from .config import TrainConfig
-from .sampling import ValidationScores, mil_loss, optimisation_step, sample_batch, validation_logits, validation_scores
+from .sampling import (
+    ValidationScores,
+    mil_loss,
+    optimisation_step,
+    sample_batch,
+    validation_extremes,
+    validation_logits,
+    validation_scores,
+)
 from .setup import Run, _bare, setup
 
 
@@ -98,7 +107,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def _loop(run: Run) -> Iterator[TrainStep | TrainStopped]:
+def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     cfg, state, device, world = run.cfg, run.state, run.device, run.world
     aug = Augmentation() if cfg.augment else Augmentation.off()
     run.write_run_json()
@@ -145,7 +154,11 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped]:
                 return
     if not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name
         run.checkpoint(run.folder.best)
+    notice = _below_baseline(run)
+    run.folder.below_baseline = notice is not None if run.val.baseline is not None else None
     run.write_run_json()
+    if notice is not None:
+        yield notice
 
 
 def _mean_over_ranks(value: torch.Tensor, world: World) -> float:
@@ -162,4 +175,24 @@ def _validate(run: Run) -> ValidationScores | None:
     # rank holds the same weights)
     mine = validation_logits(_bare(run.model), run.val.pairs(), run.cfg, run.device)
     every = [x for part in gather_objects(mine, run.world) for x in part]
-    return validation_scores(every, run.cfg.objective) if every else None
+    return validation_scores(every, run.cfg.objective, _baseline(run)) if every else None
+
+
+def _baseline(run: Run) -> IntensityBaseline | None:
+    """The intensity baseline of every validation volume (computed at the first validation, then kept)."""
+    if not run.val.baseline_known:
+        every = [x for part in gather_objects(validation_extremes(run.val.pairs()), run.world) for x in part]
+        run.val.baseline = intensity_baseline([label for label, _ in every], [e for _, e in every]) if every else None
+        run.val.baseline_known = True
+        run.folder.intensity_baseline = run.val.baseline
+    return run.val.baseline
+
+
+def _below_baseline(run: Run) -> Notice | None:
+    """A notice when the chosen checkpoint's validation volume AUC is below the intensity baseline's."""
+    baseline, best = run.val.baseline, run.state.best_score[0] if run.state.best_step else math.nan
+    if baseline is None or not run.description.val_cases or not baseline.beats(best):
+        return None
+    return Notice(f"the chosen checkpoint's validation volume AUC ({best:.2f}) is below the intensity baseline's, "
+                  f"{baseline.describe()}: a threshold on intensity separates these volumes better than the "
+                  "classifier (docs/training.md, 'The intensity baseline')")

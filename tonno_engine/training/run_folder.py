@@ -8,6 +8,7 @@ import contextlib
 import csv
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ..base.atomic import remove_stale_parts, write_text_atomic
@@ -18,10 +19,11 @@ from ..models.checkpoint import read_description, save_checkpoint
 #: what a resumed run may take from the command line (it may be extended); every other option must match the run
 RESUMABLE_CHANGES = ("steps",)
 
-METRIC_COLUMNS = ("step", "loss", "lr", "slices_per_s", "val_loss", "val_slice_auc", "val_volume_auc")
+METRIC_COLUMNS = ("step", "loss", "lr", "slices_per_s", "val_loss", "val_slice_auc", "val_volume_auc",
+                  "val_volume_auc_lo", "val_volume_auc_hi", "val_intensity_auc")
 #: how each number is written into ``metrics.csv`` (the events keep the numbers themselves)
 METRIC_FORMATS = {"loss": "{:.6f}", "lr": "{:.3e}", "slices_per_s": "{:.1f}", "val_loss": "{:.6f}",
-                  "val_slice_auc": "{:.6f}", "val_volume_auc": "{:.6f}"}
+                  **{k: "{:.6f}" for k in METRIC_COLUMNS if k.startswith("val_") and k != "val_loss"}}
 
 
 class RunFolder:
@@ -38,6 +40,9 @@ class RunFolder:
         self._lock = None
         self._created = False  # whether :meth:`lock` made the folder
         self.last_good: tuple[Path, int] | None = None  # the newest checkpoint known complete, and its step
+        #: the validation volumes' intensity baseline, and whether the chosen checkpoint is below it (run.json)
+        self.intensity_baseline = None
+        self.below_baseline: bool | None = None
 
     def lock(self) -> None:
         """Hold the folder's lock until :meth:`close`: a second training into it stops at once, naming this one."""
@@ -104,8 +109,10 @@ class RunFolder:
             self.last_good = (path, step)
 
     def write_run_json(self, *, step: int, steps: int, best_step: int, best_auc: float | None) -> None:
+        baseline = self.intensity_baseline
         info = {**self.info, "step": step, "steps": steps, "best_step": best_step, "best_val_volume_auc": best_auc,
-                "updated": _now()}
+                "intensity_baseline": asdict(baseline) if baseline is not None else None,
+                "below_intensity_baseline": self.below_baseline, "updated": _now()}
         write_text_atomic(self.run_json, json.dumps(info, indent=2, default=str) + "\n")
 
     def close(self) -> None:

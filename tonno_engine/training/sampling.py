@@ -19,7 +19,8 @@ from ..data.augment import Augmentation, augment_intensity, random_planes
 from ..data.dataset import Case
 from ..data.images import load_image
 from ..data.preprocessing import Preprocessing
-from ..evaluation.auc import roc_auc
+from ..evaluation.auc import auc_interval, roc_auc
+from ..evaluation.intensity import IntensityBaseline, robust_extremes
 from ..tomography.frames import Frame, make_frame
 from ..tomography.slicing import extract_slices
 from .config import TrainConfig
@@ -91,11 +92,23 @@ def validation_planes(count: int, cfg: TrainConfig):
 @dataclass(frozen=True)
 class ValidationScores:
     """Loss (the training objective's), slice AUC and volume AUC (a volume scores its maximum slice logit) on
-    the validation cases."""
+    the validation cases; the volume AUC's 95 % bootstrap interval (volumes resampled within each class), and
+    the intensity baseline's volume AUC on the same volumes (:mod:`tonno_engine.evaluation.intensity`; NaN
+    when not known)."""
 
     val_loss: float
     val_slice_auc: float
     val_volume_auc: float
+    val_volume_auc_lo: float = math.nan
+    val_volume_auc_hi: float = math.nan
+    val_intensity_auc: float = math.nan
+
+    def describe(self) -> str:
+        """The volume AUC as a user reads it: ``0.88 [0.62, 1.00] (intensity baseline 1.00)``."""
+        lo, hi = self.val_volume_auc_lo, self.val_volume_auc_hi
+        interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
+        baseline = f" (intensity baseline {self.val_intensity_auc:.2f})" if math.isfinite(self.val_intensity_auc) else ""
+        return f"{self.val_volume_auc:.3f}{interval}{baseline}"
 
 
 @torch.no_grad()
@@ -115,8 +128,10 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
     return out
 
 
-def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slice") -> ValidationScores:
-    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks). The loss is
+def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slice",
+                      baseline: IntensityBaseline | None = None) -> ValidationScores:
+    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks), beside the
+    intensity ``baseline`` of the same volumes. The loss is
     the training objective's: BCE per slice (``slice``), or per volume on its pooled logits (``mil``: a
     model that rightly scores a positive volume's lesion-free slices low is not penalised for them)."""
     logit = torch.tensor([x for _, logits in per_volume for x in logits])
@@ -128,8 +143,15 @@ def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slic
         loss = torch.nn.functional.binary_cross_entropy_with_logits(pooled, volume_target).item()
     else:
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
-    return ValidationScores(loss, roc_auc(labels, logit.numpy()),
-                            roc_auc([label for label, _ in per_volume], [max(logits) for _, logits in per_volume]))
+    volume_labels, volume_scores = [label for label, _ in per_volume], [max(logits) for _, logits in per_volume]
+    return ValidationScores(loss, roc_auc(labels, logit.numpy()), roc_auc(volume_labels, volume_scores),
+                            *auc_interval(volume_labels, volume_scores),
+                            baseline.auc if baseline is not None else math.nan)
+
+
+def validation_extremes(vols: Iterable[tuple[LoadedCase, tuple]]) -> list[tuple[int, tuple[float, float]]]:
+    """``(label, robust_extremes)`` of each validation volume, for the intensity baseline."""
+    return [(int(lc.case.label), robust_extremes(lc.volume.cpu().numpy())) for lc, _ in vols]
 
 
 def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:

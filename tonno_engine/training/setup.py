@@ -20,6 +20,7 @@ from ..base.events import Progress
 from ..base.versions import versions
 from ..data.dataset import Case, check_both_classes, data_hash, dataset_intensity, read_cases, resolve_csv, split_cases
 from ..data.preprocessing import Preprocessing
+from ..evaluation.intensity import IntensityBaseline
 from ..models.checkpoint import CheckpointDescription, load_weights, read_checkpoint
 from ..models.encoders import create_encoder
 from ..models.weights import WeightsSource, check_reachable, resolve_weights
@@ -88,6 +89,9 @@ class ValidationSet:
     vols: list[LoadedCase] | None
     source: PreprocessedVolumes | None = None
     stream_args: dict | None = None
+    #: the intensity baseline on these volumes (all ranks'), once the first validation computed it
+    baseline: IntensityBaseline | None = None
+    baseline_known: bool = False
 
     def __len__(self) -> int:
         return len(self.indices)

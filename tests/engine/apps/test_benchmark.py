@@ -28,6 +28,15 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     table = (out / "table.md").read_text()
     assert "| ToNNO |" in table and "| LayerCAM (layer 3) |" in table and "Balanced accuracy" in table
     assert "95 % bootstrap intervals" in table
+    import json
+
+    classified = json.loads((out / "classification.json").read_text())  # beside the table: AUC and the baseline
+    lo, hi = classified["interval"]
+    assert classified["cases"] == int(rows[0]["cases"])  # every test case, as the methods' rows count them
+    assert lo <= classified["auc"] <= hi and f"Volume classification on the {classified['cases']} test cases" in table
+    baseline = classified["intensity_baseline"]
+    assert classified["below_intensity_baseline"] == (max(baseline["bright"], baseline["dark"]) > classified["auc"])
+    assert ("below the intensity baseline" in res.output) == classified["below_intensity_baseline"]
     for r in rows:  # each interval holds its estimate; LayerCAM has no difference to itself
         assert float(r["f1_lo"]) <= float(r["f1"]) <= float(r["f1_hi"])
         assert (r["f1_diff_lo"] == "") == (r["label"] == "layercam-l3")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tonno_engine.base.registry import CAMS, ENTRY_POINT_GROUP, METHODS, MethodRecord, MethodSpec, register_method
+from tonno_engine.base.solver_settings import SolverSettings
 
 #: tonno's own tomographic methods, in the order every listing shows them
 TONNO_ORDER = ["tonno", "tonno-iterative", "averaged-cam", "tomographic-cam", "iterative-cam"]
@@ -128,6 +129,16 @@ def test_registry_titles_labels_and_validation():
             MethodSpec(**{"name": "layercam", **bad})
     with pytest.raises(ValueError, match="already registered"):
         register_method(METHODS["tonno"])
+    tv = SolverSettings(regulariser="tv", strength=0.1, nonnegative=True)
+    spec = MethodSpec("tonno-iterative", solver=tv)
+    assert spec.label == "tonno-iterative-tv0.1-nonneg" and spec.title == "Iterative ToNNO, TV 0.1, f ≥ 0"
+    assert spec.formula.settings == tv and METHODS["tonno-iterative"].formula.settings == SolverSettings()
+    assert MethodSpec("iterative-cam", solver=SolverSettings(iterations=5)).label == "iterative-layercam-l2-it5"
+    assert MethodSpec("tonno-iterative").label == "tonno-iterative" and "solver" not in MethodSpec().as_dict()
+    with pytest.raises(ValueError, match="not an iterative method"):
+        MethodSpec("tonno", solver=tv)
+    with pytest.raises(ValueError, match="needs a strength"):
+        SolverSettings(regulariser="tv")
     with pytest.raises(ValueError, match="needs a formula"):
         MethodRecord("x", title="x", label="x", kind="tomographic", needs="logits", description="", equation="")
 

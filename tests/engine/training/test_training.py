@@ -246,3 +246,23 @@ def test_recipe_sets_defaults_that_options_override(tiny_cases, tmp_path):
     assert (args["slice_size"], args["norm"], args["steps"]) == (32, "gn", 2)  # given explicitly: they win
     bad = CliRunner().invoke(app, ["train", str(tiny_cases), "--out", str(tmp_path / "x"), "--recipe", "fast"])
     assert bad.exit_code == 2 and "unknown recipe 'fast'" in bad.output
+
+
+def test_validation_reports_an_interval_and_the_intensity_baseline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom16")
+    list(synthesize(root, kind="phantom", n=16, seed=2, shape=(24, 24, 24)))
+    out = tmp_path_factory.mktemp("run")
+    events = list(train_iter(root, out, TrainConfig(steps=3, **TINY)))
+    (scores,) = [e.validation for e in events if isinstance(e, TrainStep) and e.validation is not None]
+    assert scores.val_volume_auc_lo <= scores.val_volume_auc <= scores.val_volume_auc_hi
+    with open(out / "metrics.csv", newline="") as fh:
+        (row,) = [r for r in csv.DictReader(fh) if r["val_volume_auc"]]
+    assert float(row["val_volume_auc_lo"]) == pytest.approx(scores.val_volume_auc_lo, abs=1e-6)
+    run = json.loads((out / "run.json").read_text())
+    baseline = run["intensity_baseline"]
+    assert float(row["val_intensity_auc"]) == pytest.approx(max(baseline["bright"], baseline["dark"]), abs=1e-6)
+    assert 0 <= baseline["bright"] <= 1 and 0 <= baseline["dark"] <= 1  # (the phantoms' bright shells are in both classes)
+    below = max(baseline["bright"], baseline["dark"]) > run["best_val_volume_auc"]
+    notices = [e for e in events if type(e).__name__ == "Notice"]
+    assert run["below_intensity_baseline"] is below and len(notices) == int(below)
+    assert all("below the intensity baseline" in n.message for n in notices)

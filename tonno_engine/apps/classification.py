@@ -1,0 +1,88 @@
+"""Volume classification on the benchmark's test cases: the classifier's AUC beside the intensity baseline's.
+
+A case scores the largest logit of the checkpoint's network over ``planes`` fixed random planes (as
+validation scores a volume), cut from the volume as the checkpoint preprocesses it
+(:func:`~tonno_engine.methods.case.prepare_case`); the baseline scores its largest (and smallest)
+robust intensity (:mod:`tonno_engine.evaluation.intensity`). When the baseline is the better one, a
+threshold on intensity knows more about these volumes than the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..base.events import Progress
+from ..data.augment import Augmentation, random_planes
+from ..data.dataset import Case
+from ..data.images import load_image
+from ..evaluation.auc import auc_interval, roc_auc
+from ..evaluation.intensity import IntensityBaseline, intensity_baseline, robust_extremes
+from ..methods.case import prepare_case
+from ..methods.settings import ReconstructionSettings
+from ..models.checkpoint import LoadedCheckpoint
+from ..tomography.frames import make_frame
+from ..tomography.slicing import extract_slices
+
+#: planes per case for its volume score (the training's default number of validation planes)
+PLANES = 64
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The classifier's volume AUC on the cases with its 95 % interval, and the intensity baseline's."""
+
+    cases: int
+    auc: float
+    interval: tuple[float, float]
+    baseline: IntensityBaseline
+
+    @property
+    def below_baseline(self) -> bool:
+        return self.baseline.beats(self.auc)
+
+    def as_dict(self) -> dict:
+        return {"cases": self.cases, "auc": self.auc, "interval": list(self.interval),
+                "intensity_baseline": asdict(self.baseline), "below_intensity_baseline": self.below_baseline}
+
+    def markdown(self) -> str:
+        lo, hi = self.interval
+        line = (f"Volume classification on the {self.cases} test cases (largest logit over {PLANES} planes): "
+                f"AUC {self.auc:.2f} [{lo:.2f}, {hi:.2f}]; intensity baseline {self.baseline.describe()}.")
+        if self.below_baseline:
+            line += " The classifier is below the baseline: a threshold on intensity separates these volumes better."
+        return line + "\n"
+
+
+@torch.no_grad()
+def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *, planes: int = PLANES,
+                 seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """``(largest logit over the planes, robust_extremes)`` of one case as the checkpoint sees it."""
+    volume = load_image(case.image)
+    resolved = settings.resolved(loaded.description)
+    spacing = volume.checked_spacing() if resolved.geometry == "physical" else volume.spacing
+    prepared = prepare_case(volume.array, spacing, loaded, settings)
+    used = prepared.settings
+    frame = make_frame(prepared.volume.shape, geometry=used.geometry, spacing=prepared.spacing,
+                       field_of_view=used.field_of_view)
+    offsets, n, u, v = random_planes(planes, torch.Generator().manual_seed(seed), Augmentation.off())
+    tensor = torch.from_numpy(prepared.volume).to(loaded.device)
+    slices = extract_slices(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2)
+    logits = loaded.model(slices[:, None]).float().reshape(-1)
+    return float(logits.max()), robust_extremes(prepared.volume)
+
+
+def classify_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
+                  seed: int = 0) -> Iterator[Progress]:
+    """Score every case (yields ``Progress("classify")``); returns the :class:`Classification`."""
+    scores, extremes = [], []
+    for i, case in enumerate(cases):
+        score, extreme = volume_score(case, loaded, settings, seed=seed + i)
+        scores.append(score)
+        extremes.append(extreme)
+        yield Progress("classify", i + 1, len(cases), "cases")
+    labels = [c.label for c in cases]
+    return Classification(len(cases), roc_auc(labels, scores), auc_interval(labels, scores, seed=seed),
+                          intensity_baseline(labels, extremes, seed=seed))

@@ -1,0 +1,70 @@
+"""The trivial baseline beside every AUC: how well a threshold on intensity alone separates the volumes.
+
+A volume scores its largest robust z-score ``(v − median) / IQR`` over its foreground (the voxels above
+the Otsu threshold, ``skimage.filters.threshold_otsu``, tissue apart from air or background, with the holes
+filled by ``scipy.ndimage.binary_fill_holes``, so that a dark finding inside the tissue stays in it), and,
+for dark findings, its smallest. When these separate the classes better than the classifier does, the
+network learnt less than a threshold knows (bench/RESULTS.md, issue 24).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+from skimage.filters import threshold_otsu
+
+from .auc import auc_interval, roc_auc
+
+#: voxels the foreground's statistics are estimated from (an even subsample of larger volumes)
+_SAMPLE = 2_000_000
+
+
+def robust_extremes(volume) -> tuple[float, float]:
+    """``(largest, smallest)`` robust z-score of the foreground of ``volume`` ``(D, H, W)``."""
+    array = np.asarray(volume, dtype=np.float32)
+    finite = np.isfinite(array)
+    v = array[finite]
+    if v.size == 0 or v.min() == v.max():
+        return 0.0, 0.0
+    mask = binary_fill_holes(array > threshold_otsu(v[:: max(1, v.size // _SAMPLE)])) & finite
+    foreground = array[mask] if mask.sum() >= 2 else v
+    q1, median, q3 = np.percentile(foreground[:: max(1, foreground.size // _SAMPLE)], (25, 50, 75))
+    spread = max(float(q3 - q1), 1e-6 * max(abs(float(median)), 1.0))
+    return float((foreground.max() - median) / spread), float((foreground.min() - median) / spread)
+
+
+@dataclass(frozen=True)
+class IntensityBaseline:
+    """Volume AUC of the largest (``bright``) and of minus the smallest (``dark``) robust z-score, with
+    their 95 % bootstrap intervals; ``auc``: the better of the two (a threshold on one or the other)."""
+
+    bright: float
+    dark: float
+    bright_interval: tuple[float, float]
+    dark_interval: tuple[float, float]
+
+    @property
+    def auc(self) -> float:
+        return float(np.nanmax([self.bright, self.dark]))
+
+    @property
+    def which(self) -> str:
+        return "brightest" if not self.dark > self.bright else "darkest"
+
+    def beats(self, classifier_auc: float) -> bool:
+        """Whether the threshold separates the volumes better than a classifier with ``classifier_auc``."""
+        return bool(np.isfinite(self.auc) and (not np.isfinite(classifier_auc) or self.auc > classifier_auc))
+
+    def describe(self) -> str:
+        lo, hi = self.bright_interval if self.which == "brightest" else self.dark_interval
+        return f"{self.auc:.2f} [{lo:.2f}, {hi:.2f}] (its {self.which} voxel)"
+
+
+def intensity_baseline(labels, extremes, *, seed: int = 0) -> IntensityBaseline:
+    """The baseline of volumes with ``labels`` ``(n,)`` and :func:`robust_extremes` ``[(largest, smallest), ...]``."""
+    high = np.array([e[0] for e in extremes], dtype=float)
+    low = -np.array([e[1] for e in extremes], dtype=float)
+    return IntensityBaseline(roc_auc(labels, high), roc_auc(labels, low),
+                             auc_interval(labels, high, seed=seed), auc_interval(labels, low, seed=seed))
