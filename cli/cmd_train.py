@@ -61,6 +61,12 @@ def train(
                                                               f"(default {DEFAULTS.loader_workers})."),
     disk_cache: Path = typer.Option(None, help="Streaming: a folder for preprocessed float16 copies of the volumes, "
                                                "so later epochs skip decoding (safe to share between runs)."),
+    ema: float = typer.Option(None, min=0.0, max=0.9999, help="Average the weights over the steps (an exponential "
+                                                             "moving average with this decay per step, e.g. 0.99); "
+                                                             "validation and the checkpoints then hold the average. "
+                                                             "Default: the recipe's (off: 0)."),
+    keep_checkpoints: bool = typer.Option(None, "--keep-checkpoints", help="Also keep the weights of every validated "
+                                                                          "step in checkpoints/step_NNNNNN.pt."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
     events: bool = typer.Option(False, "--events", help="Print every event (load progress, each step with its loss, "
@@ -90,7 +96,7 @@ def train(
                  intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
                  seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
                  cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
-                 disk_cache=str(disk_cache) if disk_cache else None)
+                 disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints)
     cfg = recipe_config(recipe, **given)
     if resume:
         _check_resume(out, given)

@@ -52,6 +52,12 @@ class TrainConfig:
     pool_volumes: int | None = None
     loader_workers: int = 2
     disk_cache: str | None = None
+    #: the decay per step of an exponential moving average of the weights (``torch.optim.swa_utils``;
+    #: 0: off). When on, validation scores the average and every checkpoint holds it: the weights of a
+    #: checkpoint then change slowly, so the best one is not whichever step the noise favoured
+    ema: float = 0.0
+    #: also keep the weights of every validated step (``checkpoints/step_NNNNNN.pt``, without training state)
+    keep_checkpoints: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

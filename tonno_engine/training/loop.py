@@ -122,6 +122,8 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = optimisation_step(run.model, x, y, loss_fn, run.optimizer, use_amp)
             run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(_bare(run.model))
             if run.pool is not None:
                 run.pool.refresh()
             state.step += 1
@@ -138,6 +140,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 if score > state.best_score:
                     state.best_score, state.best_step = score, state.step
                     run.checkpoint(run.folder.best)
+                run.keep()
             if world.is_main:
                 run.folder.append_metrics(row)
             stop = any_rank(signals.received is not None, world, device)
@@ -173,7 +176,7 @@ def _validate(run: Run) -> ValidationScores | None:
     """Every rank scores its validation volumes; the scores of all of them, on every rank."""
     # the bare module: validation takes no collective step, whatever each rank's share of volumes (every
     # rank holds the same weights)
-    mine = validation_logits(_bare(run.model), run.val.pairs(), run.cfg, run.device)
+    mine = validation_logits(run.scored, run.val.pairs(), run.cfg, run.device)
     every = [x for part in gather_objects(mine, run.world) for x in part]
     return validation_scores(every, run.cfg.objective, _baseline(run)) if every else None
 

@@ -97,7 +97,11 @@ class RunFolder:
         self._writer.writerow({k: METRIC_FORMATS.get(k, "{}").format(row[k]) if k in row else "" for k in METRIC_COLUMNS})
         self._fh.flush()
 
-    def checkpoint(self, path: Path, model, step: int, train_state: dict) -> None:
+    def kept(self, step: int) -> Path:
+        """Where ``keep_checkpoints`` puts the weights of ``step``."""
+        return self.out / "checkpoints" / f"step_{step:06d}.pt"
+
+    def checkpoint(self, path: Path, model, step: int, train_state: dict | None) -> None:
         """Write a checkpoint atomically; a full disk stops the run naming the file and the last good one."""
         try:
             save_checkpoint(path, model, self.description.at_step(step), train_state)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..base.devices import resolve_device
 from ..base.distributed import World, barrier, gather_objects, init_world, launch_rank, launched_by_torchrun, local_device
@@ -54,6 +55,12 @@ class Run:
     val: ValidationSet
     description: CheckpointDescription
     world: World
+    ema: AveragedModel | None = None  # the average of the weights, when ``cfg.ema``
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights validation scores and checkpoints hold: the average when there is one."""
+        return self.ema.module if self.ema is not None else _bare(self.model)
 
     @property
     def volumes(self) -> list[LoadedCase]:
@@ -64,15 +71,22 @@ class Run:
         """Optimiser, schedule, run state, and every rank's random and pool state (a collective call)."""
         ranks = gather_objects({"rng": _rng_state(self.gen), "pool": self.pool.state_dict() if self.pool else None},
                                self.world)
+        averaged = {"ema": self.ema.state_dict(), "model": _bare(self.model).state_dict()} if self.ema is not None else {}
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": ranks[0]["rng"], "pool": ranks[0]["pool"], "ranks": ranks, "world_size": self.world.size,
-                "run": asdict(self.state)}
+                "run": asdict(self.state), **averaged}
 
     def checkpoint(self, path) -> None:
-        """Write a checkpoint (rank 0; every rank must call it, at the same step)."""
+        """Write a checkpoint (rank 0; every rank must call it, at the same step): the :attr:`scored` weights,
+        and the training state (with the average, the trained weights too)."""
         train_state = self.train_state()
         if self.world.is_main:
-            self.folder.checkpoint(path, _bare(self.model), self.state.step, train_state)
+            self.folder.checkpoint(path, self.scored, self.state.step, train_state)
+
+    def keep(self) -> None:
+        """With ``cfg.keep_checkpoints``: this step's :attr:`scored` weights as ``checkpoints/step_NNNNNN.pt``."""
+        if self.cfg.keep_checkpoints and self.world.is_main:
+            self.folder.checkpoint(self.folder.kept(self.state.step), self.scored, self.state.step, None)
 
     def write_run_json(self) -> None:
         if self.world.is_main:
@@ -195,6 +209,7 @@ class Optimisation:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     gen: torch.Generator
     state: RunState
+    ema: AveragedModel | None = None
 
 
 def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource | None, payload: dict | None,
@@ -208,15 +223,22 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
     # rank 0 draws the seed's numbers; the others their own (and their own dropout/noise)
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_033 * world.rank)
     state = RunState()
+    ts = payload["train_state"] if payload is not None else None
     if payload is not None:
         load_weights(model, payload, where)
+        if ts is not None and "ema" in ts:  # the checkpoint holds the average; the trained weights are apart
+            model.load_state_dict(ts["model"])
+    ema = None
+    if cfg.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if ts is not None and "ema" in ts:
+            ema.load_state_dict(ts["ema"])
     if world.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    ts = payload["train_state"] if payload is not None else None
     if ts is not None:
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
@@ -225,7 +247,7 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
             _restore_rng(gen, rank_state["rng"])
         else:  # another world size: fresh, rank- and step-seeded draws
             gen.manual_seed(cfg.seed + 1_000_033 * world.rank + 7_919 * state.step)
-    return Optimisation(model, optimizer, scheduler, gen, state)
+    return Optimisation(model, optimizer, scheduler, gen, state, ema)
 
 
 def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | None,
@@ -270,7 +292,7 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     if world.is_main:
         folder.open(description, device, opt.state.step if payload is not None else None)
     return Run(cfg, device, folder, opt.model, opt.optimizer, opt.scheduler, opt.gen, opt.state, pool, train_vols, val,
-               description, world)
+               description, world, opt.ema)
 
 
 def _volumes_of_rank(mine, val_cases, val_index, prep, cfg: TrainConfig, device, world: World, rank_state, ts,

@@ -266,3 +266,24 @@ def test_validation_reports_an_interval_and_the_intensity_baseline(tmp_path_fact
     notices = [e for e in events if type(e).__name__ == "Notice"]
     assert run["below_intensity_baseline"] is below and len(notices) == int(below)
     assert all("below the intensity baseline" in n.message for n in notices)
+
+
+def test_an_averaged_run_resumes_exactly_and_keeps_every_validated_step(data, tmp_path):
+    cfg = TrainConfig(steps=7, ema=0.9, keep_checkpoints=True, **TINY)
+    list(train_iter(data, tmp_path / "straight", cfg))
+    for event in train_iter(data, tmp_path / "cut", cfg):
+        if isinstance(event, TrainStep) and event.done == 5:
+            break
+    list(train_iter(data, tmp_path / "cut", None, resume=True))
+    a, b = (read_checkpoint(tmp_path / run / "checkpoint_last.pt") for run in ("straight", "cut"))
+    for key in a["state_dict"]:  # the average, and the trained weights apart from it
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(a["train_state"]["model"][key], b["train_state"]["model"][key], rtol=0, atol=0)
+    moved = [k for k in a["state_dict"] if a["state_dict"][k].is_floating_point()
+             and not torch.equal(a["state_dict"][k], a["train_state"]["model"][k])]
+    assert moved  # the checkpoint holds the average, not the last step's weights
+    kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
+    assert kept == ["step_000003.pt", "step_000006.pt", "step_000007.pt"]
+    assert read_checkpoint(tmp_path / "straight" / "checkpoints" / "step_000006.pt")["meta"]["step"] == 6
+    model, _ = load_model(tmp_path / "straight" / "checkpoints" / "step_000003.pt", "cpu")
+    assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1)
