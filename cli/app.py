@@ -21,6 +21,7 @@ def _register() -> None:
         cmd_evaluate,
         cmd_info,
         cmd_methods,
+        cmd_pretrain,
         cmd_reconstruct,
         cmd_selfcheck,
         cmd_synth,

@@ -73,14 +73,8 @@ def train(
                                                        "learning rate and validation) as a JSON line on stdout."),
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
-    from tonno_engine.apps.training_run import train_run_iter
-    from tonno_engine.base.events import Notice
     from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.config import recipe_config
-    from tonno_engine.training.loop import TrainStep, TrainStopped
-
-    from .events import event_line
-    from .progress import show_progress
 
     if lr is not None and lr <= 0:
         raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
@@ -98,17 +92,32 @@ def train(
                  cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints)
     cfg = recipe_config(recipe, **given)
+    run_training(data, out, cfg, given, command="train", device=dev, resume=resume, quiet=quiet, events=events)
+
+
+def run_training(data: Path, out: Path, cfg, given: dict, *, command: str, device, resume: bool, quiet: bool,
+                 events: bool) -> None:
+    """Run ``cfg`` (``given``: the options the user set), rendering its events; shared by ``tonno train``
+    and ``tonno pretrain`` (``command``)."""
+    from tonno_engine.apps.training_run import train_run_iter
+    from tonno_engine.base.events import Notice
+    from tonno_engine.training.loop import ENCODER_FILE, TrainStep, TrainStopped
+
+    from .events import event_line
+    from .progress import show_progress
+
     if resume:
         _check_resume(out, given)
-        if steps is None:
+        if given.get("steps") is None:
             cfg = None  # a resumed run keeps its own settings; only --steps may extend it
     if is_rank_zero():
-        print(f"training on {dev}" + (" (resuming)" if resume else ""), flush=True)
+        print(f"{command}ing on {device}" + (" (resuming)" if resume else ""), flush=True)
     last = stopped = None
     quiet = quiet or not is_rank_zero()  # under torchrun one rank draws the progress
-    hint = f"checkpoint_last.pt keeps the last checkpointed step: continue with `tonno train ... --out {out} --resume`"
+    again = f"`tonno {command} ... --out {out} --resume`"
+    hint = f"checkpoint_last.pt keeps the last checkpointed step: continue with {again}"
     with engine_errors(interrupted=hint):
-        for event in show_progress(train_run_iter(data, out, cfg, resume=resume), "train", quiet=quiet or events):
+        for event in show_progress(train_run_iter(data, out, cfg, resume=resume), command, quiet=quiet or events):
             if events and is_rank_zero():
                 print(event_line(event), flush=True)
             if isinstance(event, TrainStep):
@@ -120,11 +129,13 @@ def train(
     if stopped is not None:
         if is_rank_zero():
             print(f"stopped by {stopped.signal} after step {stopped.done}/{stopped.total}; checkpoint_last.pt holds it: "
-                  f"continue with `tonno train ... --out {out} --resume`", flush=True)
+                  f"continue with {again}", flush=True)
         return
     if last is not None and is_rank_zero():
         auc = f", val volume AUC {last.validation.describe()}" if last.validation else ""
-        print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}")
+        encoder = out / ENCODER_FILE
+        made = f"; encoder weights {encoder} (for `tonno train --weights`)" if encoder.exists() else ""
+        print(f"done: step {last.done}/{last.total}, loss {last.loss:.4f}{auc}; run folder {out}{made}")
 
 
 def _check_resume(out: Path, given: dict) -> None:

@@ -100,7 +100,9 @@ def plot_curves(metrics_csv: Path, png: Path) -> None:
         if baseline and np.isfinite(baseline[-1]):
             ax2.axhline(baseline[-1], color="0.4", ls="--", lw=1, label="intensity baseline")
     ax1.set_xlabel("step"), ax1.set_ylabel("BCE"), ax1.legend()
-    ax2.set_xlabel("step"), ax2.set_ylabel("AUC"), ax2.set_ylim(0, 1.02), ax2.legend(fontsize=7)
+    ax2.set_xlabel("step"), ax2.set_ylabel("AUC"), ax2.set_ylim(0, 1.02)
+    if val:
+        ax2.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=90)

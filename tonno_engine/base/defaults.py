@@ -37,3 +37,5 @@ WIDGET_QUALITY = "demo"
 #: equations' residual falls below this share of its start
 SOLVER_ITERATIONS = 20
 SOLVER_TOLERANCE = 1e-3
+#: the training objective of ``tonno pretrain`` (self-supervised: its checkpoints hold no classifier)
+CONTRASTIVE = "contrastive"

@@ -35,6 +35,12 @@ def random_planes(count: int, gen: torch.Generator, aug: Augmentation):
     n = torch.randn(count, 3, generator=gen, dtype=torch.float64)
     n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
     offsets = torch.rand(count, generator=gen, dtype=torch.float64) * 2 - 1
+    return (offsets, n, *in_plane_axes(n, gen, aug))
+
+
+def in_plane_axes(n: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random in-plane axes ``(u, v)`` ``(count, 3)`` for the normals ``n``: rotated, scaled, sheared, mirrored."""
+    count = len(n)
     u, v = orthonormal_basis(n)
     phi = torch.rand(count, 1, generator=gen, dtype=torch.float64) * 2 * math.pi
     u, v = torch.cos(phi) * u + torch.sin(phi) * v, -torch.sin(phi) * u + torch.cos(phi) * v
@@ -45,7 +51,18 @@ def random_planes(count: int, gen: torch.Generator, aug: Augmentation):
     if aug.mirror:
         sign = torch.where(torch.rand(count, 1, generator=gen) < 0.5, -1.0, 1.0).double()
         v = v * sign
-    return offsets, n, u, v
+    return u, v
+
+
+def neighbour_planes(offsets: torch.Tensor, n: torch.Tensor, gen: torch.Generator, aug: Augmentation, *,
+                     tilt_degrees: float, shift: float):
+    """A second view of each plane ``(offsets, n)``: its normal tilted by up to about ``tilt_degrees``,
+    its offset moved by up to ``shift`` (in ``[-1, 1]`` units), new in-plane axes; as :func:`random_planes`."""
+    tilt = torch.randn(n.shape, generator=gen, dtype=torch.float64) * math.radians(tilt_degrees) / 2
+    m = n + tilt - (tilt * n).sum(1, keepdim=True) * n  # a tangent step: the tilt is about its size
+    m = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    moved = (offsets + (torch.rand(len(n), generator=gen, dtype=torch.float64) * 2 - 1) * shift).clamp(-1, 1)
+    return (moved, m, *in_plane_axes(m, gen, aug))
 
 
 def augment_intensity(slices: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.Tensor:

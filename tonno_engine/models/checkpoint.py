@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..base.atomic import write_bytes_atomic
-from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
+from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
@@ -177,6 +177,9 @@ def load_checkpoint(path: str | Path, device=DEVICE) -> LoadedCheckpoint:
     when present)."""
     payload = read_checkpoint(path)
     description = CheckpointDescription.from_meta(payload.get("meta"), path)
+    if description.train_args.get("objective") == CONTRASTIVE:
+        raise DataError(path, "a pretraining checkpoint (tonno pretrain): its encoder has no classifier; train one "
+                              f"with `tonno train --weights {Path(path).parent / 'encoder.pth'}`")
     model = create_encoder(description.model, norm=description.norm, in_chans=description.in_chans)
     load_weights(model, payload, path)
     dev = resolve_device(device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
+from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 
 
 @dataclass
@@ -56,6 +56,11 @@ class TrainConfig:
     #: 0: off). When on, validation scores the average and every checkpoint holds it: the weights of a
     #: checkpoint then change slowly, so the best one is not whichever step the noise favoured
     ema: float = 0.0
+    #: ``contrastive`` (``tonno pretrain``): the NT-Xent temperature, and how far a view's neighbour plane
+    #: tilts (degrees) and moves (``[-1, 1]`` units) from it (:mod:`tonno_engine.training.contrastive`)
+    temperature: float = 0.2
+    view_tilt: float = 10.0
+    view_shift: float = 0.03
     #: also keep the weights of every validated step (``checkpoints/step_NNNNNN.pt``, without training state)
     keep_checkpoints: bool = False
 
@@ -69,6 +74,7 @@ class TrainConfig:
 
 OBJECTIVES = ("slice", "mil")
 
+
 #: ``--recipe``: training defaults by purpose (options given explicitly override them; docs/training.md).
 #: ``paper``: the paper's (frozen BN, 224² slices, every slice labelled, the data set's intensity mode),
 #: meant for GPUs and pretrained weights. ``small-lesions``: learns lesions of a few voxels from scratch on a
@@ -80,6 +86,18 @@ RECIPES: dict[str, dict] = {
     "small-lesions": dict(norm="bn", slice_size=64, steps=800, batch_volumes=4, slices_per_volume=16,
                           intensity="robust", objective="mil", val_slices=64),
 }
+
+
+#: ``tonno pretrain``'s defaults: the encoder of ``small-lesions`` (batch norm, 64² slices, ``robust``
+#: intensities), SimCLR on view pairs of every volume, no validation split (labels are not read)
+PRETRAINING = dict(norm="bn", slice_size=64, steps=400, batch_volumes=8, slices_per_volume=16, intensity="robust",
+                   objective=CONTRASTIVE, val_fraction=0.0)
+
+
+def pretrain_config(**explicit) -> TrainConfig:
+    """``tonno pretrain``'s :class:`TrainConfig`: :data:`PRETRAINING` with every ``explicit`` value that is
+    not ``None`` on top."""
+    return TrainConfig(**{**PRETRAINING, **{k: v for k, v in explicit.items() if v is not None}})
 
 
 def recipe_config(recipe: str = "paper", **explicit) -> TrainConfig:

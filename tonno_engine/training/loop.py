@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..base.defaults import CONTRASTIVE
 from ..base.distributed import World, any_rank, gather_objects
 from ..base.errors import ResourceError
 from ..base.events import Notice, Progress
 from ..data.augment import Augmentation
 from ..evaluation.intensity import IntensityBaseline, intensity_baseline
 from .config import TrainConfig
+from .contrastive import export_encoder, nt_xent, sample_view_pairs
 from .sampling import (
     ValidationScores,
     mil_loss,
@@ -83,6 +85,10 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
             run.pool.close()  # its loader processes stop now, not when the run is collected
 
 
+#: what a completed ``tonno pretrain`` leaves in its run folder
+ENCODER_FILE = "encoder.pth"
+
+
 class _StopSignals:
     """Notes SIGTERM and SIGUSR1 (SLURM's pre-emption and time-limit warnings) instead of dying, so the
     loop can checkpoint first. Only in the main thread (napari trains in a worker thread)."""
@@ -112,12 +118,15 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     aug = Augmentation() if cfg.augment else Augmentation.off()
     run.write_run_json()
     run.model.train()
-    loss_fn = mil_loss(cfg.slices_per_volume) if cfg.objective == "mil" else torch.nn.BCEWithLogitsLoss()
+    contrastive = cfg.objective == CONTRASTIVE
+    loss_fn = (nt_xent(cfg.temperature) if contrastive else mil_loss(cfg.slices_per_volume) if cfg.objective == "mil"
+               else torch.nn.BCEWithLogitsLoss())
+    sample = sample_view_pairs if contrastive else sample_batch
     use_amp = cfg.amp and device.type == "cuda"
     with _StopSignals() as signals:
         while state.step < cfg.steps:
             t0 = time.perf_counter()
-            x, y = sample_batch(run.volumes, cfg, run.gen, aug, device)
+            x, y = sample(run.volumes, cfg, run.gen, aug, device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = optimisation_step(run.model, x, y, loss_fn, run.optimizer, use_amp)
@@ -155,7 +164,10 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 where = f" (on rank {rank})" if world.distributed else ""
                 yield TrainStopped("train", state.step, cfg.steps, "steps", signal=f"{names[rank]}{where}")
                 return
-    if not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name
+    if contrastive:  # pretraining: the encoder, as a weights file for `tonno train --weights`
+        if world.is_main:
+            export_encoder(_bare(run.model), run.folder.out / ENCODER_FILE)
+    elif not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name
         run.checkpoint(run.folder.best)
     notice = _below_baseline(run)
     run.folder.below_baseline = notice is not None if run.val.baseline is not None else None

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..base.defaults import CONTRASTIVE
 from ..base.devices import resolve_device
 from ..base.distributed import World, barrier, gather_objects, init_world, launch_rank, launched_by_torchrun, local_device
 from ..base.errors import DataError
@@ -26,6 +27,7 @@ from ..models.checkpoint import CheckpointDescription, load_weights, read_checkp
 from ..models.encoders import create_encoder
 from ..models.weights import WeightsSource, check_reachable, resolve_weights
 from .config import TrainConfig
+from .contrastive import ContrastiveModel
 from .run_folder import RunFolder
 from .sampling import LoadedCase, load_cases, validation_planes
 from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
@@ -192,10 +194,13 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
     """Read and check the data set; a resumed run must see the data it started with."""
     csv_path = resolve_csv(data)
     cases = read_cases(csv_path)
-    check_both_classes(cases, csv_path)
     prep = Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing)
-    train_cases, val_cases = split_cases(cases, cfg.val_fraction, cfg.seed)
-    check_both_classes(train_cases, f"{csv_path} (training split)")
+    if cfg.objective == CONTRASTIVE:  # pretraining reads no labels: every case trains
+        train_cases, val_cases = cases, []
+    else:
+        check_both_classes(cases, csv_path)
+        train_cases, val_cases = split_cases(cases, cfg.val_fraction, cfg.seed)
+        check_both_classes(train_cases, f"{csv_path} (training split)")
     digest = data_hash(cases)
     if previous is not None and previous.data_hash != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
@@ -217,7 +222,8 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
     """The model (with the starting or the checkpoint's weights; DDP under several ranks), AdamW, the
     warm-up + cosine schedule, and this rank's random generator, restored when resuming."""
     torch.manual_seed(cfg.seed)
-    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights).to(device)
+    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights)
+    model = (ContrastiveModel(model) if cfg.objective == CONTRASTIVE else model).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # rank 0 draws the seed's numbers; the others their own (and their own dropout/noise)
