@@ -26,6 +26,10 @@ def synth(
     spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
                                          "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
     oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
+    contrast_scale: float = typer.Option(1.0, min=0.01, help="brain: multiply the lesions' contrast (0.5: half as bright "
+                                                            "above white matter)."),
+    bias_field: float = typer.Option(0.0, min=0.0, max=2.0, help="brain: a slowly varying multiplicative field "
+                                                                "exp(b·g), g of unit std (0.3: ±30 %% across the head)."),
     image_format: str = typer.Option("nifti", "--format", help="Images as nifti (.nii.gz) or dicom (one series folder "
                                                               "per case); masks are NIfTI either way."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
@@ -67,7 +71,7 @@ def synth(
         make_output_folder(out)
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
                             oblique=oblique, lesion_radius=radius, image_format=image_format,
-                            difficulty=difficulty)
+                            difficulty=difficulty, contrast_scale=contrast_scale, bias_field=bias_field)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")

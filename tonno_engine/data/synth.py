@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,15 +188,21 @@ DIFFICULTIES = {
 
 
 def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS,
-               difficulty: Difficulty | None = None) -> SynthCase:
+               difficulty: Difficulty | None = None, *, contrast_scale: float = 1.0,
+               bias_field: float = 0.0) -> SynthCase:
     """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
 
     ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
     the shape). ``difficulty``: lesion contrast and lesion-like distractors (its radius is the caller's
     to pass as ``lesion_radius``); their random draws come after all others, so the cases of a
-    difficulty without distractors are those of earlier versions.
+    difficulty without distractors are those of earlier versions. ``contrast_scale`` multiplies the
+    lesions' (and distractors') contrast; ``bias_field`` > 0 multiplies the image by a slowly varying
+    field ``exp(b · g)`` (``g`` smooth, unit standard deviation), as a receive coil leaves in MR; drawn
+    last, so that 0 gives the cases of earlier versions.
     """
     difficulty = difficulty or Difficulty(tuple(lesion_radius))
+    if contrast_scale != 1.0:
+        difficulty = replace(difficulty, contrast=tuple(c * contrast_scale for c in difficulty.contrast))
     t1, wm, brain, affine = template
     shape = t1.shape
     coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
@@ -224,10 +230,13 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
                      int(rng.integers(low, high + 1)), (lesion_radius[0] * scale, lesion_radius[1] * scale),
                      (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
         image *= brainw
+    if bias_field > 0:
+        image *= np.exp(bias_field * _smooth_noise(rng, shape, 16.0, 1.0))
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
 
 
-def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str) -> tuple[int, int, int]:
+def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str, contrast_scale: float = 1.0,
+                   bias_field: float = 0.0) -> tuple[int, int, int]:
     """``ValueError`` for what :func:`synthesize` cannot make; the volume shape it makes."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -238,6 +247,8 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
         raise ValueError(f"shape must be three sizes >= 16, got {shape}")
     if spacing is not None:
         check_spacing(spacing)
+    if contrast_scale <= 0 or bias_field < 0:
+        raise ValueError(f"contrast_scale must be > 0 and bias_field >= 0, got {contrast_scale}, {bias_field}")
     if difficulty is not None and difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
     if image_format not in IMAGE_FORMATS:
@@ -247,20 +258,22 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
                max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
-               image_format: str = "nifti", difficulty: str | None = None) -> Iterator[Progress]:
+               image_format: str = "nifti", difficulty: str | None = None, contrast_scale: float = 1.0,
+               bias_field: float = 0.0) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
     smallest side) for ``brain``; default: the ``difficulty``'s (:data:`DIFFICULTIES`, default ``ms``). ``spacing`` (mm per array
     axis): each case, made on its usual grid, is re-acquired with voxels of that size (thick slices
     average, :mod:`tonno_engine.data.acquisition`; the mask is the same average > 0.5), the same
-    anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees.
+    anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees. ``contrast_scale``
+    and ``bias_field``: see :func:`brain_case`.
     ``image_format="dicom"`` writes each image as a DICOM series folder ``images/<case>/`` (int16 with a
     RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI).
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
-    shape = _check_request(kind, n, shape, spacing, difficulty, image_format)
+    shape = _check_request(kind, n, shape, spacing, difficulty, image_format, contrast_scale, bias_field)
     level = DIFFICULTIES[difficulty or "ms"]
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -270,7 +283,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     rows = ["case,label,image,mask"]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
-        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or level.lesion_radius, level)
+        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or level.lesion_radius, level,
+                           contrast_scale=contrast_scale, bias_field=bias_field)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         image, mask, affine = case.image, case.mask, case.affine
@@ -293,6 +307,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
             "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
+            "contrast_scale": contrast_scale, "bias_field": bias_field,
             "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

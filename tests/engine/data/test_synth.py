@@ -71,3 +71,27 @@ def test_difficulties_add_look_alikes_to_both_classes(tmp_path):
     wm_ref = np.percentile(read("ms")[read("ms") > 0], 75)
     assert extra.min() >= -1e-5 and extra.max() > DIFFICULTIES["hard"].contrast[0] * 0.5 * wm_ref
     assert read("hard", "masks").sum() == 0  # look-alikes are not lesions
+
+
+def test_lesion_contrast_and_a_bias_field_change_only_what_they_say(tmp_path):
+    shape = (32, 38, 32)
+    for name, extra in (("plain", {}), ("faint", {"contrast_scale": 0.5}), ("biased", {"bias_field": 0.3})):
+        list(synthesize(tmp_path / name, kind="brain", n=4, seed=5, shape=shape, **extra))
+    rows = (tmp_path / "plain" / "labels.csv").read_text().splitlines()[1:]
+    positive = next(r.split(",")[0] for r in rows if r.split(",")[1] == "1")
+
+    def read(kind, what="images"):
+        return load_nifti(tmp_path / kind / what / f"{positive}.nii.gz").array
+
+    lesion = read("plain", "masks") > 0
+    np.testing.assert_array_equal(lesion, read("faint", "masks") > 0)
+    np.testing.assert_array_equal(lesion, read("biased", "masks") > 0)
+    from scipy.ndimage import binary_dilation
+
+    brighter = read("plain") - read("faint")  # the lesions' excess halves (and their soft rim); the rest stays
+    assert brighter[lesion].mean() > 0.1 and np.abs(brighter[~binary_dilation(lesion, iterations=4)]).max() < 1e-5
+    ratio = read("biased")[read("plain") > 0] / read("plain")[read("plain") > 0]
+    assert 0.2 < ratio.std() / ratio.mean() < 0.6 and ratio.min() > 0  # a smooth multiplicative field
+    assert json.loads((tmp_path / "biased" / "dataset.json").read_text())["bias_field"] == 0.3
+    with pytest.raises(ValueError, match="contrast_scale"):
+        list(synthesize(tmp_path / "bad", kind="brain", n=2, contrast_scale=0))
