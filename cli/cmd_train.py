@@ -45,6 +45,9 @@ def train(
     intensity: str = typer.Option(None, help=INTENSITY_HELP),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
     val_every: int = typer.Option(None, min=1, help=f"Validate every this many steps (default {DEFAULTS.val_every})."),
+    val_slices: int = typer.Option(None, min=1, help="Fixed random planes per validation volume; a volume scores "
+                                                      f"its largest logit (default {DEFAULTS.val_slices}; "
+                                                      "small-lesions: 64). More planes, steadier volume scores."),
     checkpoint_every: int = typer.Option(None, min=1, help="Write checkpoint_last.pt every this many steps "
                                                                 f"(default {DEFAULTS.checkpoint_every})."),
     geometry: str = typer.Option(None, help=GEOMETRY_HELP + f" Default: {DEFAULTS.geometry}."),
@@ -87,7 +90,8 @@ def train(
     dev = resolve_device_or_exit(device or DEVICE)
     given = dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                  steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
-                 intensity=intensity, val_every=val_every, checkpoint_every=checkpoint_every, device=device,
+                 intensity=intensity, val_every=val_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
+                 device=device,
                  seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
                  cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints)
