@@ -5,10 +5,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
 
-from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, SLICES, TONNO_DIRECTIONS, WIDGET_QUALITY
+from tonno_engine.base.defaults import (
+    CAM,
+    CAM_LAYER,
+    DEVICE,
+    SLICES,
+    SOLVER_ITERATIONS,
+    TONNO_DIRECTIONS,
+    WIDGET_QUALITY,
+)
 from tonno_engine.base.registry import CAMS, LAYERS, METHODS
+from tonno_engine.base.solver_settings import REGULARISERS
 from tonno_engine.methods.settings import PRESETS
 
 from ._common import device_choices, geometry_of, spacing_of
@@ -30,14 +39,23 @@ class ReconstructWidget(ModelForm):
         self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=SLICES)
         self.directions = SpinBox(label="directions (L)", min=1, max=100000, value=TONNO_DIRECTIONS)
         self.hemisphere = CheckBox(text="hemisphere")
+        # the iterative methods' solver (enabled when one is chosen)
+        self.iterations = SpinBox(label="iterations", min=0, max=1000, value=SOLVER_ITERATIONS)
+        self.regulariser = ComboBox(label="regulariser", choices=list(REGULARISERS), value="none")
+        self.strength = FloatSpinBox(label="strength", min=0.001, max=100.0, step=0.05, value=0.1)
+        self.nonnegative = CheckBox(text="heatmap >= 0")
         self.device = ComboBox(label="device", choices=device_choices(), value=DEVICE)
         self.run_button = PushButton(text="Reconstruct")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,
-                     self.directions, self.hemisphere, self.device, self.run_button, self.cancel_button, self.progress,
+                     self.directions, self.hemisphere, self.iterations, self.regulariser, self.strength,
+                     self.nonnegative, self.device, self.run_button, self.cancel_button, self.progress,
                      self.status, self.demo_button])
         self.quality.changed.connect(self.apply_quality)
         self.method.changed.connect(self.apply_quality)
+        self.method.changed.connect(self._enable_solver)
+        self.regulariser.changed.connect(self._enable_solver)
+        self._enable_solver()
         self.demo_button.changed.connect(self.make_demo_checkpoint)
         self.run_button.changed.connect(self.run)
         self.apply_quality()
@@ -52,10 +70,24 @@ class ReconstructWidget(ModelForm):
         self.directions.value = settings.directions_for(METHODS[self.method.value].default_directions)
         self.hemisphere.value = settings.hemisphere
 
+    def _enable_solver(self, *_):
+        solves = hasattr(METHODS[self.method.value].formula, "solve")
+        for widget in (self.iterations, self.regulariser, self.nonnegative):
+            widget.enabled = solves
+        self.strength.enabled = solves and self.regulariser.value != "none"
+
     def spec(self):
         from tonno_engine.base.registry import MethodSpec
+        from tonno_engine.base.solver_settings import SolverSettings
 
-        return MethodSpec(self.method.value, cam=self.cam.value, layer=int(self.layer.value))
+        spec = MethodSpec(self.method.value, cam=self.cam.value, layer=int(self.layer.value))
+        if not spec.solves:
+            return spec
+        regulariser = self.regulariser.value
+        solver = SolverSettings(iterations=int(self.iterations.value), regulariser=regulariser,
+                                strength=float(self.strength.value) if regulariser != "none" else 0.0,
+                                nonnegative=bool(self.nonnegative.value))
+        return MethodSpec(spec.name, cam=spec.cam, layer=spec.layer, solver=solver)
 
     def settings(self):
         """The form's reconstruction settings (slice size and geometry: the checkpoint's)."""

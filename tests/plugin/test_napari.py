@@ -407,3 +407,14 @@ def test_reconstruct_runs_an_iterative_method_with_live_estimates(viewer_with_vo
     # 7 partial heatmaps come with the directions (every 2 of 16), the rest are the solver's estimates
     assert widget.updates > 7
     assert np.isfinite(widget.output.data).all() and np.abs(widget.output.data).max() > 0
+    # the solver's options: greyed out for a method that does not solve, part of the label when set
+    assert widget.regulariser.enabled and not widget.strength.enabled
+    widget.regulariser.value, widget.nonnegative.value, widget.iterations.value = "tv", True, 4
+    assert widget.strength.enabled and widget.spec().label == "tonno-iterative-tv0.1-nonneg-it4"
+    widget.run()
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    assert widget.output.metadata["tonno_method"] == "tonno-iterative-tv0.1-nonneg-it4"
+    assert widget.output.data.min() >= 0 and widget.output.data.max() > 0
+    widget.method.value = "tonno"
+    assert not widget.regulariser.enabled and widget.spec().label == "tonno"
