@@ -118,10 +118,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     aug = Augmentation() if cfg.augment else Augmentation.off()
     run.write_run_json()
     run.model.train()
-    contrastive = cfg.objective == CONTRASTIVE
-    loss_fn = (nt_xent(cfg.temperature) if contrastive else mil_loss(cfg.slices_per_volume) if cfg.objective == "mil"
-               else torch.nn.BCEWithLogitsLoss())
-    sample = sample_view_pairs if contrastive else sample_batch
+    loss_fn, sample = _objective(cfg)
     use_amp = cfg.amp and device.type == "cuda"
     with _StopSignals() as signals:
         while state.step < cfg.steps:
@@ -164,8 +161,21 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 where = f" (on rank {rank})" if world.distributed else ""
                 yield TrainStopped("train", state.step, cfg.steps, "steps", signal=f"{names[rank]}{where}")
                 return
-    if contrastive:  # pretraining: the encoder, as a weights file for `tonno train --weights`
-        if world.is_main:
+    yield from _finish(run)
+
+
+def _objective(cfg: TrainConfig):
+    """``(loss, batch sampler)`` of the run's objective: BCE per slice, multiple-instance, or contrastive."""
+    if cfg.objective == CONTRASTIVE:
+        return nt_xent(cfg.temperature), sample_view_pairs
+    return (mil_loss(cfg.slices_per_volume) if cfg.objective == "mil" else torch.nn.BCEWithLogitsLoss()), sample_batch
+
+
+def _finish(run: Run) -> Iterator[Notice]:
+    """After the last step: the encoder file of a pretraining, or the best checkpoint of a run without
+    validation; ``run.json``; a notice when the chosen checkpoint is below the intensity baseline."""
+    if run.cfg.objective == CONTRASTIVE:  # pretraining: the encoder, as a weights file for `tonno train --weights`
+        if run.world.is_main:
             export_encoder(_bare(run.model), run.folder.out / ENCODER_FILE)
     elif not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name
         run.checkpoint(run.folder.best)
