@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tonno_engine.apps.classification import classify_iter
 from tonno_engine.apps.training_run import train_run_iter
-from tonno_engine.data.dataset import read_cases
+from tonno_engine.data.dataset import read_cases, split_cases
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import load_checkpoint
 from tonno_engine.training.config import pretrain_config, recipe_config
@@ -30,8 +30,8 @@ from tonno_engine.training.config import pretrain_config, recipe_config
 CANDIDATES = {
     "small-lesions": dict(train=dict()),
     "long-ema": dict(train=dict(steps=3000, ema=0.99)),
-    "pretrained": dict(pretrain=dict(steps=400), train=dict(steps=2000, ema=0.99)),
-    "pretrained-short": dict(pretrain=dict(steps=400), train=dict()),
+    "pretrained": dict(pretrain=dict(steps=150), train=dict(steps=2000, ema=0.99)),
+    "pretrained-short": dict(pretrain=dict(steps=150), train=dict()),
 }
 
 
@@ -89,12 +89,20 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--candidates", default="small-lesions,long-ema,pretrained")
     ap.add_argument("--holdout", default="")
+    ap.add_argument("--test-fraction", type=float, default=0.0)
     args = ap.parse_args()
     holdout = read_cases(args.holdout) if args.holdout else None
     out = Path(args.out)
+    data = Path(args.data)
+    if args.test_fraction:
+        rest, holdout = split_cases(read_cases(data), args.test_fraction, 0)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train.csv").write_text("case,label,image,mask\n" + "".join(
+            f"{c.case},{c.label},{c.image},{c.mask}\n" for c in rest))
+        data = out / "train.csv"
     rows = []
     for name in args.candidates.split(","):
-        row = run_candidate(name, Path(args.data), out, holdout)
+        row = run_candidate(name, data, out, holdout)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\n| candidate | validation volume AUC of the chosen checkpoint [95 %] | step | held-out AUC [95 %] | "
