@@ -3,7 +3,7 @@ over a grid of (L, M) budgets, with a checkpoint (the split it was trained on, a
 --checkpoint`` takes it).
 
     .venv/bin/python bench/bench_budget.py DATA CHECKPOINT OUT [--budgets 19x12,38x12,96x12,19x24,38x24,96x24]
-        [--methods tonno,tonno-iterative,tonno-iterative-tv]
+        [--methods tonno,tonno-iterative,tonno-iterative-tv] [--reference DEMO_DIR@192x24]
 
 Each budget ``LxM`` is one benchmark run (L directions on the hemisphere, M slices each, so ``L × (M + 2)``
 network evaluations per case) under ``OUT/LxM``; ``OUT/budgets.md`` gathers F1 and Dice with their 95 %
@@ -80,6 +80,17 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def reference_rows(spec: str) -> list[dict]:
+    """``DIR@LxM``: the rows of an earlier benchmark's ``DIR/table.csv`` (e.g. the demo's own, at the full
+    budget), with that budget."""
+    folder, budget = spec.rsplit("@", 1)
+    directions, slices = (int(v) for v in budget.split("x"))
+    with open(Path(folder) / "table.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] == "tonno"]
+    return [{**r, "method": f"{r['method']} (reference)", "L": directions, "M": slices,
+             "evaluations": directions * (slices + 2), "seconds": float("nan")} for r in rows]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data")
@@ -87,9 +98,11 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--budgets", default="19x12,38x12,96x12,19x24,38x24,96x24", help="LxM, comma-separated")
     ap.add_argument("--methods", default="tonno,tonno-iterative,tonno-iterative-tv")
+    ap.add_argument("--reference", default="", help="DIR@LxM: ToNNO's row of an earlier benchmark at its budget")
     args = ap.parse_args()
     budgets = [tuple(int(v) for v in b.split("x")) for b in args.budgets.split(",")]
     rows = [row for directions, slices in budgets for row in run_budget(args, directions, slices)]
+    rows += reference_rows(args.reference) if args.reference else []
     out = Path(args.out)
     (out / "budgets.md").write_text(table(rows))
     plot(rows, out / "budgets.png")
