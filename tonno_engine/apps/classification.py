@@ -59,7 +59,7 @@ class Classification:
 @torch.no_grad()
 def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *, planes: int = PLANES,
                  seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """``(largest logit over the planes, robust_extremes)`` of one case as the checkpoint sees it."""
+    """``(largest logit over the planes of the case as the checkpoint sees it, robust_extremes of its image)``."""
     volume = load_image(case.image)
     resolved = settings.resolved(loaded.description)
     spacing = volume.checked_spacing() if resolved.geometry == "physical" else volume.spacing
@@ -71,7 +71,7 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
     tensor = torch.from_numpy(prepared.volume).to(loaded.device)
     slices = extract_slices(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2)
     logits = loaded.model(slices[:, None]).float().reshape(-1)
-    return float(logits.max()), robust_extremes(prepared.volume)
+    return float(logits.max()), robust_extremes(volume.array)
 
 
 def classify_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,

@@ -206,7 +206,7 @@ def _validate(run: Run) -> ValidationScores | None:
 def _baseline(run: Run) -> IntensityBaseline | None:
     """The intensity baseline of every validation volume (computed at the first validation, then kept)."""
     if not run.val.baseline_known:
-        every = [x for part in gather_objects(validation_extremes(run.val.pairs()), run.world) for x in part]
+        every = [x for part in gather_objects(validation_extremes(run.val.cases()), run.world) for x in part]
         run.val.baseline = intensity_baseline([label for label, _ in every], [e for _, e in every]) if every else None
         run.val.baseline_known = True
         run.folder.intensity_baseline = run.val.baseline

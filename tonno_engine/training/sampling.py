@@ -149,9 +149,11 @@ def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slic
                             baseline.auc if baseline is not None else math.nan)
 
 
-def validation_extremes(vols: Iterable[tuple[LoadedCase, tuple]]) -> list[tuple[int, tuple[float, float]]]:
-    """``(label, robust_extremes)`` of each validation volume, for the intensity baseline."""
-    return [(int(lc.case.label), robust_extremes(lc.volume.cpu().numpy())) for lc, _ in vols]
+def validation_extremes(cases: Iterable[Case]) -> list[tuple[int, tuple[float, float]]]:
+    """``(label, robust_extremes)`` of each case's image as stored, for the intensity baseline: a threshold
+    on the scan's own intensities, not on the network's normalised input (whose background may sit inside
+    the tissue's range)."""
+    return [(int(c.label), robust_extremes(load_image(c.image).array)) for c in cases]
 
 
 def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:

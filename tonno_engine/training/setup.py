@@ -112,6 +112,12 @@ class ValidationSet:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def cases(self) -> list[Case]:
+        """This rank's validation cases."""
+        if self.vols is not None:
+            return [lc.case for lc in self.vols]
+        return [self.source.cases[i] for i in self.indices]
+
     def pairs(self) -> Iterator[tuple[LoadedCase, tuple]]:
         vols = self.vols if self.vols is not None else streamed_cases(self.source, self.indices, **self.stream_args)
         return zip(vols, (self.planes[i] for i in self.indices))
