@@ -8,7 +8,7 @@ Candidates (all from ``small-lesions``): ``small-lesions`` (800 steps), ``long-e
 averaged with decay 0.99), ``pretrained`` (``tonno pretrain`` for 400 steps, then 2000 steps from its
 encoder, averaged), ``pretrained-short`` (the same pretraining, then 800 steps), ``large-slices`` (128²
 slices, 2 pixels per voxel of a 64-voxel brain, so that a lesion of a few voxels outlives the stem's
-stride of 4; 1500 steps, averaged). With ``--holdout``, every
+stride of 4; 800 steps, averaged). With ``--holdout``, every
 chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
 the candidate (2 cores: up to twice the wall time).
 """
@@ -34,7 +34,7 @@ CANDIDATES = {
     "long-ema": dict(train=dict(steps=3000, ema=0.99)),
     "pretrained": dict(pretrain=dict(steps=150), train=dict(steps=2000, ema=0.99)),
     "pretrained-short": dict(pretrain=dict(steps=150), train=dict()),
-    "large-slices": dict(train=dict(slice_size=128, steps=1500, ema=0.99)),
+    "large-slices": dict(train=dict(slice_size=128, steps=800, ema=0.99)),
 }
 
 
