@@ -10,27 +10,16 @@ from __future__ import annotations
 
 from ..base.defaults import CAM_DIRECTIONS
 from ..base.registry import MethodRecord, register_method
-from ..tomography.iterative import operator_for
+from ..tomography.iterative import RefinedFormula, operator_for
 from ..tomography.operators import Acquisition
-from ..tomography.solvers import SolverSettings, cgls_iter
+from ..tomography.solvers import cgls_iter
 from .tomographic import AVERAGED_CAM
 
 
-class IterativeCam:
+class IterativeCam(RefinedFormula):
     """Averaged CAM refined by least squares on the pooled-slice operator (a :class:`Formula` that solves)."""
 
-    def __init__(self, settings: SolverSettings = SolverSettings()):
-        self.settings = settings
-
-    def with_solver(self, settings: SolverSettings) -> IterativeCam:
-        """The same method with other solver settings."""
-        return self if settings == self.settings else type(self)(settings)
-
-    def accumulate(self, stack, directions, acc, *, memory_budget, compile):
-        return AVERAGED_CAM.accumulate(stack, directions, acc, memory_budget=memory_budget, compile=compile)
-
-    def scale(self, directions: int) -> float:
-        return AVERAGED_CAM.scale(directions)
+    start = AVERAGED_CAM
 
     def solve(self, start, data, acquisition: Acquisition):
         op = operator_for(acquisition, start.device, cells=tuple(data.shape[2:]))

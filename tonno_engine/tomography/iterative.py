@@ -33,21 +33,31 @@ def operator_for(acquisition: Acquisition, device, *, cells: tuple[int, int] | N
     return SliceOperator(acquisition.to(device), operator_size(acquisition, cells), cells=cells, centre=centre)
 
 
-class IterativeTonno:
-    """ToNNO's filtered backprojection, refined by least squares (a :class:`Formula` that solves)."""
+class RefinedFormula:
+    """A formula whose heatmap is its ``start`` formula's, refined by a solver: ``accumulate`` and ``scale``
+    are the start's; subclasses add ``solve`` (the iterative methods)."""
+
+    #: the formula whose heatmap the solver starts from
+    start = TONNO
 
     def __init__(self, settings: SolverSettings = SolverSettings()):
         self.settings = settings
 
-    def with_solver(self, settings: SolverSettings) -> IterativeTonno:
+    def with_solver(self, settings: SolverSettings) -> RefinedFormula:
         """The same method with other solver settings."""
         return self if settings == self.settings else type(self)(settings)
 
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):
-        return TONNO.accumulate(stack, directions, acc, memory_budget=memory_budget, compile=compile)
+        return self.start.accumulate(stack, directions, acc, memory_budget=memory_budget, compile=compile)
 
     def scale(self, directions: int) -> float:
-        return TONNO.scale(directions)
+        return self.start.scale(directions)
+
+
+class IterativeTonno(RefinedFormula):
+    """ToNNO's filtered backprojection, refined by least squares (a :class:`Formula` that solves)."""
+
+    start = TONNO
 
     def solve(self, start, data, acquisition: Acquisition):
         target = data.to(start.device).float()
