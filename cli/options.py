@@ -79,7 +79,7 @@ def parse_methods(method: list[str] | None, *, cam: str, layer: int, axes: int =
     """``--method`` values (repeatable, comma-separated) as distinct ``MethodSpec``s, in order; ``solver``
     (``SolverSettings``) goes to the iterative ones, and is a usage error when none is chosen. A bad
     name, CAM, layer or axes is a usage error naming the option."""
-    from tonno_engine.base.registry import MethodSpec
+    from tonno_engine.base.registry import MethodSpec, solving_methods
     from tonno_engine.base.solver_settings import SolverSettings
 
     names = [n.strip() for item in (method or []) for n in item.split(",") if n.strip()]
@@ -90,7 +90,7 @@ def parse_methods(method: list[str] | None, *, cam: str, layer: int, axes: int =
     if solver is not None and solver != SolverSettings():
         if not any(s.solves for s in specs):
             raise typer.BadParameter("--iterations, --regulariser, --strength and --nonnegative apply to the iterative "
-                                     "methods (tonno-iterative, iterative-cam); none is chosen", param_hint="--method")
+                                     f"methods ({', '.join(solving_methods())}); none is chosen", param_hint="--method")
         specs = [MethodSpec(s.name, cam=cam, layer=layer, axes=axes, solver=solver) if s.solves else s for s in specs]
     return list(dict.fromkeys(specs))
 

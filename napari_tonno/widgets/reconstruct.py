@@ -71,7 +71,7 @@ class ReconstructWidget(ModelForm):
         self.hemisphere.value = settings.hemisphere
 
     def _enable_solver(self, *_):
-        solves = hasattr(METHODS[self.method.value].formula, "solve")
+        solves = METHODS[self.method.value].solves
         for widget in (self.iterations, self.regulariser, self.nonnegative):
             widget.enabled = solves
         self.strength.enabled = solves and self.regulariser.value != "none"

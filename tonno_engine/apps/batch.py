@@ -36,7 +36,7 @@ from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
 from ..data.nifti import axial_axis, read_provenance, save_nifti
-from ..methods.case import CasePrepared, reconstruct_case_iter
+from ..methods.case import CasePrepared, case_spacing, reconstruct_case_iter
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
@@ -382,8 +382,7 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
     used = settings
     try:
         volume = load_image(item.image)
-        physical = settings.resolved(loaded.description).geometry == "physical"
-        spacing = volume.checked_spacing() if physical else volume.spacing  # a header that cannot be used: by name
+        spacing = case_spacing(volume, loaded, settings)
         while True:
             try:
                 for event in reconstruct_case_iter(volume.array, spacing, loaded, specs,

@@ -20,7 +20,7 @@ from ..data.dataset import Case
 from ..data.images import load_image
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.intensity import IntensityBaseline, intensity_baseline, robust_extremes
-from ..methods.case import prepare_case
+from ..methods.case import case_spacing, prepare_case
 from ..methods.settings import ReconstructionSettings
 from ..models.checkpoint import LoadedCheckpoint
 from ..tomography.frames import make_frame
@@ -61,9 +61,7 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
                  seed: int = 0) -> tuple[float, tuple[float, float]]:
     """``(largest logit over the planes of the case as the checkpoint sees it, robust_extremes of its image)``."""
     volume = load_image(case.image)
-    resolved = settings.resolved(loaded.description)
-    spacing = volume.checked_spacing() if resolved.geometry == "physical" else volume.spacing
-    prepared = prepare_case(volume.array, spacing, loaded, settings)
+    prepared = prepare_case(volume.array, case_spacing(volume, loaded, settings), loaded, settings)
     used = prepared.settings
     frame = make_frame(prepared.volume.shape, geometry=used.geometry, spacing=prepared.spacing,
                        field_of_view=used.field_of_view)

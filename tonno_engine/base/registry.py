@@ -75,6 +75,11 @@ class MethodRecord:
         if self.kind == "tomographic" and (self.formula is None or not self.default_directions):
             raise ValueError(f"{self.name}: a tomographic method needs a formula and default_directions")
 
+    @property
+    def solves(self) -> bool:
+        """Whether the formula refines its heatmap by a solver (the iterative methods; they take solver settings)."""
+        return hasattr(self.formula, "solve")
+
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "formula"}
 
@@ -161,8 +166,9 @@ def cam(name: str) -> CamRecord:
     return known[name]
 
 
-def _solves(record: MethodRecord) -> bool:
-    return hasattr(record.formula, "solve")
+def solving_methods() -> list[str]:
+    """The names of the iterative methods (whose formula solves), in listing order."""
+    return [n for n, r in methods().items() if r.solves]
 
 
 def describe_methods() -> str:
@@ -191,12 +197,12 @@ class MethodSpec:
             raise ValueError(f"axes must be 1 (axial) or 3 (mean over the three axes); got {self.axes!r}")
         if self.solver != SolverSettings() and not self.solves:
             raise ValueError(f"{self.name} is not an iterative method: solver settings apply to "
-                             f"{', '.join(n for n, r in methods().items() if _solves(r))}")
+                             f"{', '.join(solving_methods())}")
 
     @property
     def solves(self) -> bool:
         """Whether the method refines its heatmap by a solver (and so reads ``solver``)."""
-        return _solves(self.record)
+        return self.record.solves
 
     @property
     def formula(self):

@@ -36,6 +36,13 @@ class PreparedCase:
     shape: tuple[int, int, int]
 
 
+def case_spacing(volume, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER):
+    """The spacing to slice a read ``Volume`` with: its header's checked spacing in physical geometry (a header
+    that cannot be used is a :class:`DataError` naming the file), else the header's spacing as it is."""
+    physical = settings.resolved(checkpoint.description).geometry == "physical"
+    return volume.checked_spacing() if physical else volume.spacing
+
+
 def prepare_case(image, spacing, checkpoint: LoadedCheckpoint,
                  settings: ReconstructionSettings = PAPER) -> PreparedCase:
     """Preprocess ``image`` ``(D, H, W)`` with voxel ``spacing`` (mm per axis, as in its header) as
