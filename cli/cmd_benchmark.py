@@ -96,6 +96,14 @@ def benchmark(
     nonnegative: NonnegativeOpt = False,
     device: DeviceOpt = DEVICE,
     seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
+    stage2: bool = typer.Option(False, "--stage2", help="Add a second stage: pseudo-labels of the non-test cases, a 3D "
+                                                       "U-Net trained on them, its row in the table (docs/segmenter.md)."),
+    stage2_from: str = typer.Option("best", help="--stage2: the method whose heatmaps become pseudo-labels, or best "
+                                                 "(highest validation F1)."),
+    stage2_steps: int = typer.Option(1000, min=1, help="--stage2: segmenter training steps."),
+    stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
+    band: float = typer.Option(0.5, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
+    margin_mm: float = typer.Option(2.0, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
     quiet: QuietOpt = False,
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
@@ -121,6 +129,15 @@ def benchmark(
     print(f"device: {dev}", flush=True)
     train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                           steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
+    second = None
+    if stage2:
+        from tonno_engine.apps.benchmark_stage2 import Stage2Config
+        from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
+        from tonno_engine.training.segmenter import SegmenterConfig
+
+        with engine_errors():
+            second = Stage2Config(source=stage2_from, rule=PseudoLabelRule(band=band, margin_mm=margin_mm),
+                                  segmenter=SegmenterConfig(steps=stage2_steps, patch=stage2_patch, seed=seed, device=str(dev)))
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
-                          test_fraction=test_fraction, device=str(dev), seed=seed, resamples=resamples)
+                          test_fraction=test_fraction, device=str(dev), seed=seed, resamples=resamples, stage2=second)
     print_result(run_benchmark(data, out, cfg, quiet=quiet))

@@ -30,6 +30,7 @@ from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from .benchmark_stage2 import PROBABILITY, Stage2Config, stage2_iter
 from .classification import Classification, classify_iter
 from .training_run import train_run_iter
 
@@ -58,6 +59,7 @@ class BenchmarkConfig:
     device: str = DEVICE
     seed: int = 0
     resamples: int = 2000  # bootstrap resamples of the test cases for the 95 % intervals
+    stage2: Stage2Config | None = None  # a second-stage U-Net on pseudo-labels, and its row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +140,20 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
 
     classification = yield from classify_iter(test, load_checkpoint(checkpoint, cfg.device), cfg.settings, seed=cfg.seed)
     scores = yield from _score_methods(cfg, heat_dir, val, test)
-    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classification)
+    methods = list(cfg.methods)
+    if cfg.stage2 is not None:
+        rows, levels, lesions, lesion_methods, case_rows, per_case = scores
+        tested = {c.case for c in test}
+        intensity = cfg.train.intensity or dataset_intensity(data)
+        row, method, rows_2, arrays_2, lesions_2 = yield from stage2_iter(
+            out, cfg, heat_dir, checkpoint, [c for c in cases if c.case not in tested], test, rows, levels, per_case, intensity)
+        rows.append(row)
+        levels[method.label], per_case[method.label] = PROBABILITY, arrays_2
+        lesions += lesions_2
+        lesion_methods += [method.label] * len(lesions_2)
+        case_rows += rows_2
+        methods.append(method)
+    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classification, methods)
     if classification.below_baseline:
         yield Notice(f"the classifier's volume AUC on the test cases ({classification.auc:.2f}) is below the "
                      f"intensity baseline's, {classification.baseline.describe()} ({result.table_md})")
@@ -174,7 +189,7 @@ def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
 
 
 def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkpoint, val, test, rows, binaries,
-                   lesions, lesion_methods, case_rows, per_case, classification: Classification) -> BenchmarkResult:
+                   lesions, lesion_methods, case_rows, per_case, classification: Classification, methods) -> BenchmarkResult:
     """Bootstrap intervals, then ``table.md`` (with the volume classification under it)/``table.csv``,
     ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps' ``metrics.csv`` and ``figure.png``."""
     base = _baseline(rows)
@@ -195,11 +210,10 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
     try:
         from .figures import comparison_figure
 
-        figure = comparison_figure(out / "figure.png", test, heat_dir, cfg.methods, binaries)
+        figure = comparison_figure(out / "figure.png", test, heat_dir, methods, binaries)
     except ValueError:  # no positive test case to show
         figure = None
-    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], list(cfg.methods),
-                           classification)
+    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], methods, classification)
 
 
 def _baseline(rows: list[dict]) -> dict | None:
@@ -230,6 +244,10 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
             cells = [_span(ci[key]) + (f" ({_span(ci['diff'][key], signed=True)})" if "diff" in ci else "")
                      for key, _ in COLUMNS]
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    for row in (r for r in rows if "source_diff" in r):
+        spans = ", ".join(f"{name} {_span(row['source_diff'][key], signed=True)}" for key, name in COLUMNS)
+        lines += ["", f"{row['method']} (probability > {row['threshold']:g}, not calibrated) minus {row['source']}, "
+                      f"paired 95 % bootstrap intervals over the test cases: {spans}"]
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ NEUTRAL_SETTINGS = ("batch_size", "compile")
 
 
 @functools.cache
-def _tonno_version() -> str | None:
+def tonno_version() -> str | None:
     return versions(("napari-tonno",))["napari-tonno"]
 
 
@@ -41,7 +41,7 @@ def heatmap_parts(*, checkpoint_sha256: str, spec, settings, image) -> dict:
     chosen = {k: v for k, v in settings.as_dict().items() if k not in NEUTRAL_SETTINGS}
     chosen["directions"] = settings.directions_for(spec.default_directions)
     return {"checkpoint_sha256": checkpoint_sha256, "method": spec.as_dict(), "settings": chosen,
-            "input": input_signature(image), "tonno": _tonno_version()}
+            "input": input_signature(image), "tonno": tonno_version()}
 
 
 def fingerprint(parts: dict) -> str:

@@ -3,7 +3,8 @@
 A reconstruct folder holds ``summary.csv`` (one row per case and method) and ``run.json`` (whose
 ``source`` names the input: an image, a folder or a labels CSV); a benchmark folder holds such a
 folder as ``heatmaps/`` beside ``thresholds.json``. ``metrics.csv`` written by ``tonno evaluate`` into
-the folder adds each case's scores. The napari Results browser lists :attr:`ResultsFolder.cases`.
+the folder adds each case's scores; stage-2 predictions in the folder (``{case}_stage2.nii.gz``) count as a
+method ``stage2``. The napari Results browser lists :attr:`ResultsFolder.cases`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..base.errors import DataError
 from ..data.dataset import read_cases
 from .batch import batch_inputs
+from .stage2 import STAGE2, prediction_path
 
 
 @dataclass
@@ -67,8 +69,21 @@ class ResultsFolder:
             case.seconds += float(row["seconds"] or 0)
             if row["output"] in metrics:
                 case.metrics[method] = metrics[row["output"]]
+        _add_predictions(folder, cases, methods, metrics)
         thresholds = next((p for p in (path / "thresholds.json", folder.parent / "thresholds.json") if p.exists()), None)
         return cls(folder, list(cases.values()), methods, thresholds)
+
+
+def _add_predictions(folder: Path, cases: dict[str, ResultCase], methods: list[str], metrics: dict) -> None:
+    """Stage-2 predictions (``{case}_stage2.nii.gz``, :mod:`~tonno_engine.apps.stage2`) beside the heatmaps."""
+    for case in cases.values():
+        path = prediction_path(folder, case.case)
+        if path.exists():
+            case.heatmaps[STAGE2] = path
+            if path.name in metrics:
+                case.metrics[STAGE2] = metrics[path.name]
+            if STAGE2 not in methods:
+                methods.append(STAGE2)
 
 
 def _inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:

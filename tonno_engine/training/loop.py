@@ -89,7 +89,7 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
 ENCODER_FILE = "encoder.pth"
 
 
-class _StopSignals:
+class StopSignals:
     """Notes SIGTERM and SIGUSR1 (SLURM's pre-emption and time-limit warnings) instead of dying, so the
     loop can checkpoint first. Only in the main thread (napari trains in a worker thread)."""
 
@@ -120,7 +120,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     run.model.train()
     loss_fn, sample = _objective(cfg)
     use_amp = cfg.amp and device.type == "cuda"
-    with _StopSignals() as signals:
+    with StopSignals() as signals:
         while state.step < cfg.steps:
             t0 = time.perf_counter()
             x, y = sample(run.volumes, cfg, run.gen, aug, device)

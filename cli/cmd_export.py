@@ -1,0 +1,67 @@
+"""``tonno export nnunet``: pseudo-labels of a data set as an nnU-Net v2 raw data set (and a MONAI datalist)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .options import QuietOpt, engine_errors, fail
+
+export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("nnunet")
+def nnunet(
+    data: Path = typer.Argument(..., help="Labels CSV or folder of the cases to label (their volume labels decide: "
+                                          "a negative case is background everywhere)."),
+    heatmaps: Path = typer.Option(..., "--heatmaps", help="Folder of <case>_<method>.nii.gz heatmaps (tonno reconstruct "
+                                                         "or the heatmaps/ of tonno benchmark)."),
+    out: Path = typer.Option(..., "--out", "-o", envvar="nnUNet_raw", help="nnU-Net's raw folder (default: $nnUNet_raw)."),
+    method: str = typer.Option("tonno", help="The heatmaps' method label."),
+    thresholds: Path = typer.Option(None, help="thresholds.json of tonno benchmark: the method's calibrated level."),
+    level: float = typer.Option(None, help="A level of your own (instead of --thresholds)."),
+    percentile: float = typer.Option(None, help="Each heatmap's own level at this percentile (instead of --thresholds)."),
+    test: Path = typer.Option(None, help="Labels CSV or folder of cases without labels: written to imagesTs."),
+    annotations: Path = typer.Option(None, help="Reviewed cases from napari's Lesion candidates widget: "
+                                                "<case>.nii.gz and <case>_decisions.csv; they replace the pseudo-labels."),
+    band: float = typer.Option(0.5, min=0.0, max=1.0, help="Ignore band: voxels above median + band·(level - median) "
+                                                          "that are not lesion are ignored (1: no band)."),
+    margin_mm: float = typer.Option(2.0, min=0.0, help="Ignore shell around each lesion component, in mm."),
+    min_mm3: float = typer.Option(0.0, min=0.0, help="Smaller components above the level are ignored, not lesion."),
+    dataset_id: int = typer.Option(501, "--id", min=1, max=999, help="nnU-Net data set id (Dataset<id>_<name>)."),
+    name: str = typer.Option("TonnoLesions", help="Data set name."),
+    intensity: str = typer.Option(None, help="ct (nnU-Net's CT normalisation) or mr/pet/robust (z-score); default: "
+                                             "the data set's dataset.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty data set folder."),
+    quiet: QuietOpt = False,
+) -> None:
+    """Write Dataset<id>_<name>/ with imagesTr, labelsTr (0 background, 1 lesion, 2 ignore), imagesTs, dataset.json,
+    datalist.json and tonno_export.json (docs/segmenter.md)."""
+    from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+    from tonno_engine.data.dataset import dataset_intensity, read_cases, read_dataset_meta
+    from tonno_engine.evaluation.candidates import calibrated_level
+    from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
+
+    from .progress import show_progress
+
+    if sum(v is not None for v in (thresholds, level, percentile)) != 1:
+        raise typer.BadParameter("give exactly one of --thresholds, --level, --percentile", param_hint="--thresholds")
+    with engine_errors("nothing was written; run it again"):
+        if thresholds is not None:
+            level, source = calibrated_level(thresholds, method), str(thresholds)
+        else:
+            source = "given"
+        cfg = ExportConfig(method=method, level=level, level_from=source, percentile=percentile,
+                           rule=PseudoLabelRule(band=band, margin_mm=margin_mm, min_mm3=min_mm3), dataset_id=dataset_id,
+                           name=name, intensity=intensity or dataset_intensity(data),
+                           modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite)
+        cases, test_cases = read_cases(data), read_cases(test) if test else []
+        for event in show_progress(export_nnunet_iter(cases, test_cases, heatmaps, out, cfg), "export", quiet=quiet):
+            if isinstance(event, ExportResult):
+                print(f"{event.folder}: {event.training} training cases ({len(event.reviewed)} reviewed), "
+                      f"{event.testing} test cases; nnU-Net integrity check: {event.nnunet_check}")
+                return
+    fail("export ended without a result")  # pragma: no cover

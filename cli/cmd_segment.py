@@ -1,0 +1,77 @@
+"""``tonno segment train|predict``: the second stage, a 3D U-Net learnt from exported pseudo-labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tonno_engine.base.defaults import DEVICE
+
+from .app import app
+from .options import DeviceOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
+
+segment_app = typer.Typer(help="Second stage: a 3D U-Net trained on pseudo-labels (the eval extra: MONAI).",
+                          no_args_is_help=True)
+app.add_typer(segment_app, name="segment")
+
+
+@segment_app.command("train")
+def train(
+    export: Path = typer.Argument(..., help="A data set folder written by tonno export nnunet."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (segmenter.pt, segmenter_last.pt, metrics.csv, run.json)."),
+    steps: int = typer.Option(1000, min=1, help="Optimisation steps (a resumed run may be extended)."),
+    patch: int = typer.Option(48, min=8, help="Patch side in voxels (a multiple of 8)."),
+    batch_size: int = typer.Option(2, min=1, help="Patches per step."),
+    lr: float = typer.Option(2e-3, min=0.0, help="Learning rate (AdamW, polynomial decay)."),
+    lesion_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
+    cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    device: DeviceOpt = DEVICE,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the segmenter; the ignore label (2) is left out of the loss (docs/segmenter.md)."""
+    from tonno_engine.training.segmenter import SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
+
+    from .progress import show_progress
+
+    dev = resolve_device_or_exit(device)
+    with engine_errors(f"continue with: tonno segment train {export} --out {out} --resume"):
+        cfg = SegmenterConfig(steps=steps, patch=patch, batch_size=batch_size, lr=lr, lesion_fraction=lesion_fraction,
+                              cache_cases=cache_cases, seed=seed, device=str(dev))
+        for event in show_progress(train_segmenter_iter(export, out, cfg, resume=resume), "segment train", quiet=quiet):
+            if isinstance(event, SegmenterStopped):
+                fail(f"stopped by {event.signal} after step {event.done}; continue with --resume", 143)
+            if isinstance(event, SegmenterResult):
+                print(f"segmenter: {event.checkpoint} ({event.steps} steps)")
+                return
+    fail("training ended without a result")  # pragma: no cover
+
+
+@segment_app.command("predict")
+def predict(
+    checkpoint: Path = typer.Argument(..., help="segmenter.pt of tonno segment train."),
+    source: Path = typer.Argument(..., help="An image, a folder of images or a labels CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: <case>_stage2.nii.gz lesion probabilities."),
+    overlap: float = typer.Option(0.25, min=0.0, max=0.9, help="Sliding-window overlap."),
+    device: DeviceOpt = DEVICE,
+    quiet: QuietOpt = False,
+) -> None:
+    """Predict lesion probabilities; rerunning skips what is up to date; exit 1 if a case failed."""
+    from tonno_engine.apps.stage2 import PredictResult, predict_iter
+
+    from .progress import show_progress
+
+    dev = resolve_device_or_exit(device)
+    with engine_errors():
+        for event in show_progress(predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap), "predict",
+                                   quiet=quiet):
+            if isinstance(event, PredictResult):
+                print(f"{out}: {len(event.written)} written, {len(event.skipped)} up to date, {len(event.failed)} failed")
+                for case, error in event.failed:
+                    typer.echo(f"failed: {case}: {error}", err=True)
+                if event.failed:
+                    raise typer.Exit(1)
+                return
+    fail("prediction ended without a result")  # pragma: no cover

@@ -1,0 +1,169 @@
+"""``tonno benchmark --stage2``: pseudo-labels from the best heatmap method, a 3D U-Net trained on them, and its
+row in Table 2 beside the heatmap it learnt from.
+
+In ``out/stage2/``: ``heatmaps/`` (the source method on every labelled case),
+``Dataset{id}_Benchmark/`` (the export: every non-test case labelled, the test cases in
+``imagesTs``), ``model/`` (the segmenter run) and ``stage2.json`` (the source method, its level, the rule,
+and the paired bootstrap interval of stage 2 minus its source). Predictions go into ``heatmaps/`` as
+``{case}_stage2.nii.gz``. A rerun reuses the segmenter only when it learnt from exactly the labels exported
+now (``labels_sha256``), resumes it when it stopped, and retrains it (saying so) when the labels changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base.atomic import write_text_atomic
+from ..base.errors import DataError
+from ..base.events import Notice
+from ..data.dataset import Case
+from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
+from ..evaluation.evaluate import EvaluationResult, Pair, evaluate_iter
+from ..evaluation.metrics import Threshold
+from ..evaluation.pseudo_labels import PseudoLabelRule
+from ..models.segmenter import read_segmenter
+from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
+from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+from .stage2 import STAGE2, PredictResult, predict_iter
+
+#: the probability above which a stage-2 voxel is lesion (a segmenter's own decision; not calibrated)
+PROBABILITY = 0.5
+
+
+@dataclass
+class Stage2Config:
+    """``source``: the heatmap method label whose pseudo-labels are learnt, or ``best`` (highest validation F1)."""
+
+    source: str = "best"
+    rule: PseudoLabelRule = field(default_factory=PseudoLabelRule)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    dataset_id: int = 999
+
+
+@dataclass(frozen=True)
+class Stage2Method:
+    """What the table and figure need of a row: its label and title."""
+
+    title: str
+    label: str = STAGE2
+
+
+def pick_source(rows: list[dict], methods, source: str):
+    """The method spec whose heatmaps become pseudo-labels: ``source`` by label, or the best validation F1."""
+    if source != "best":
+        spec = next((s for s in methods if s.label == source), None)
+        if spec is None:
+            raise DataError(source, f"not among the benchmark's methods ({', '.join(s.label for s in methods)})")
+        return spec
+    scored = [(r["val_f1"] if not math.isnan(r["val_f1"]) else -1.0, -k) for k, r in enumerate(rows)]
+    return methods[-max(scored)[1]]
+
+
+def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: list[Case], test: list[Case],
+                rows: list[dict], levels: dict[str, float], per_case: dict, intensity: str | None) -> Iterator:
+    """Yield the stage's events; return ``(row, method, case rows, per-case arrays, lesions)`` for Table 2.
+    ``rows``, ``levels``, ``per_case``: the heatmap methods' rows, calibrated levels and per-case arrays."""
+    cfg: Stage2Config = bench.stage2
+    spec = pick_source(rows, bench.methods, cfg.source)
+    folder = out / "stage2"
+    heatmaps = yield from _heatmaps_for(labelled, spec, folder, heat_dir, checkpoint, bench)
+    export = None
+    export_cfg = ExportConfig(method=spec.label, level=levels[spec.label], level_from=f"calibrated ({out / 'thresholds.json'})",
+                              rule=cfg.rule, dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True,
+                              intensity=intensity)
+    for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
+        if isinstance(event, ExportResult):
+            export = event
+        else:
+            yield event
+    checkpoint_2 = yield from _segmenter(export.folder, folder / "model", cfg.segmenter)
+    yield from _predictions(checkpoint_2, test, folder / "test.csv", heat_dir, bench.device)
+    method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels")
+    pairs = [Pair(c.case, output_path(heat_dir, c.case, method), c.mask, c.label) for c in test]
+    result = None
+    for event in evaluate_iter(pairs, Threshold("fixed", PROBABILITY), connectivity=bench.connectivity):
+        if isinstance(event, EvaluationResult):
+            result = event
+    if result.failed:
+        raise DataError(result.failed[0]["case"], result.failed[0]["error"])
+    row = {"method": method.title, "label": STAGE2, "threshold": PROBABILITY, "val_f1": float("nan"), **result.summary}
+    versus = bootstrap_intervals({spec.label: per_case[spec.label], STAGE2: case_arrays(result.rows)}, spec.label,
+                                 resamples=bench.resamples, seed=bench.seed)[STAGE2]
+    row["source"], row["source_diff"] = spec.label, versus["diff"]
+    record = {"source": spec.label, "level": levels[spec.label], "rule": cfg.rule.as_dict(),
+              "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,
+              "difference_to_source": {k: list(v) for k, v in versus["diff"].items()},
+              "metrics": {k: result.summary[k] for k in ("precision", "recall", "f1", "dice")}}
+    write_text_atomic(folder / "stage2.json", json.dumps(record, indent=2) + "\n")
+    return row, method, result.rows, case_arrays(result.rows), result.lesions
+
+
+def _write_cases(path: Path, cases: list[Case]) -> None:
+    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask or ''}" for c in cases]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpoint: Path, bench) -> Iterator:
+    """The source method's heatmaps of every labelled case in ``folder/heatmaps`` (a batch of its own, so the
+    benchmark's ``heatmaps/`` keeps its summary); those the benchmark made already are linked, not redone."""
+    target = folder / "heatmaps"
+    target.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        made, link = output_path(heat_dir, case.case, spec), output_path(target, case.case, spec)
+        if made.exists() and not link.exists():
+            try:
+                os.link(made, link)
+            except OSError:  # another file system: a copy
+                shutil.copy2(made, link)
+    _write_cases(folder / "labelled.csv", cases)
+    batch_cfg = BatchConfig(methods=[spec], settings=bench.settings, device=bench.device, resume=True)
+    for event in reconstruct_batch_iter(folder / "labelled.csv", target, checkpoint, batch_cfg):
+        if isinstance(event, BatchResult):
+            if event.failed:
+                raise DataError(event.failed[0]["case"], f"reconstruction failed: {event.failed[0]['error']}")
+        else:
+            yield event
+    return target
+
+
+def _segmenter(export: Path, run: Path, cfg: SegmenterConfig) -> Iterator:
+    """Train (or reuse, or resume) the segmenter on ``export``; returns its checkpoint."""
+    from ..data.nnunet_layout import labels_sha256
+
+    sha = labels_sha256(export)
+    for name, resume in ((FINAL, None), (LAST, True)):
+        path = run / name
+        if path.exists():
+            meta = read_segmenter(path)["meta"]
+            if meta["labels"]["labels_sha256"] == sha and meta["train_args"] == cfg.as_dict():
+                if resume is None:
+                    return path
+                break
+            yield Notice(f"{path}: made from other labels or settings; training the segmenter again")
+            shutil.rmtree(run)
+            break
+    resume = (run / LAST).exists()
+    for event in train_segmenter_iter(export, run, cfg, resume=resume):
+        if isinstance(event, SegmenterStopped):
+            raise DataError(run, f"stopped by {event.signal}; run the benchmark again to continue")
+        if isinstance(event, SegmenterResult):
+            return event.checkpoint
+        yield event
+    raise DataError(run, "the segmenter's training ended without a result")  # pragma: no cover
+
+
+def _predictions(checkpoint: Path, test: list[Case], csv_path: Path, heat_dir: Path, device: str) -> Iterator:
+    _write_cases(csv_path, test)
+    for event in predict_iter(checkpoint, csv_path, heat_dir, device=device):
+        if isinstance(event, PredictResult):
+            if event.failed:
+                raise DataError(event.failed[0][0], f"stage-2 prediction failed: {event.failed[0][1]}")
+        else:
+            yield event

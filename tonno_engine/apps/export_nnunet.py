@@ -1,0 +1,267 @@
+"""Pseudo-labels of a data set, written as an nnU-Net v2 raw data set with a MONAI datalist beside it.
+
+``root/Dataset{id:03d}_{name}/``: ``imagesTr/{case}_0000.nii.gz`` and ``labelsTr/{case}.nii.gz`` (0
+background, 1 lesion, 2 ignore: :mod:`~tonno_engine.evaluation.pseudo_labels`), ``imagesTs/`` for the
+cases without labels, ``dataset.json`` (nnU-Net's fields), ``datalist.json`` (MONAI's
+``load_decathlon_datalist`` layout, paths relative to the folder) and ``tonno_export.json`` (what made
+the labels: heatmaps, method, level, rule, each case's heatmap fingerprint, review and label counts,
+and ``labels_sha256`` over the label files). Every image keeps its input's voxel grid and affine (DICOM
+and MetaImage inputs become NIfTI with that affine); each label has its image's affine and header.
+
+The data set is built in a temporary folder beside its final place and renamed into it when complete,
+so an interrupted export leaves no half-written case (the next run removes the remains and starts
+again); a non-empty data set folder is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..base.atomic import PART_PREFIX, make_output_folder, make_part_folder, write_text_atomic
+from ..base.errors import DataError
+from ..base.events import Progress
+from ..base.folder_lock import folder_lock
+from ..data.dataset import Case
+from ..data.images import load_image
+from ..data.nifti import load_nifti, read_provenance, save_nifti
+from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
+from ..evaluation.candidates import percentile_level
+from ..evaluation.pseudo_labels import (
+    LABEL_NAMES,
+    PseudoLabelRule,
+    apply_review,
+    label_stats,
+    pseudo_labels,
+    read_decisions,
+)
+from .provenance import input_signature
+
+#: nnU-Net's name per tonno intensity mode: "CT" gets its CT normalisation, every other name z-scores
+CHANNEL_NAMES = {"ct": "CT", "mr": "MR", "pet": "PET"}
+
+
+@dataclass
+class ExportConfig:
+    """``method``: the heatmaps' method label (files ``{case}_{method}.nii.gz`` in the heatmaps folder);
+    ``level``: the threshold (e.g. from ``thresholds.json``), with ``level_from`` saying where it came from,
+    or ``percentile``: each heatmap's own level at that percentile of its values;
+    ``annotations``: a folder of reviewed cases (``{case}.nii.gz`` + ``{case}_decisions.csv``)."""
+
+    method: str
+    level: float | None = None
+    level_from: str = "given"
+    percentile: float | None = None
+    rule: PseudoLabelRule = field(default_factory=PseudoLabelRule)
+    dataset_id: int = 501
+    name: str = "TonnoLesions"
+    intensity: str | None = None
+    modality: str | None = None
+    annotations: Path | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if (self.level is None) == (self.percentile is None):
+            raise ValueError("give a level or a percentile (one of them)")
+        if self.percentile is not None and not 0.0 < self.percentile < 100.0:
+            raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
+        if not 1 <= self.dataset_id <= 999:
+            raise ValueError(f"the nnU-Net data set id must be 1 to 999, got {self.dataset_id}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"the data set name may hold letters, digits, _ and -, got {self.name!r}")
+
+    @property
+    def folder_name(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.name}"
+
+    @property
+    def level_text(self) -> str:
+        if self.level is not None:
+            return f"level {self.level:g} ({self.level_from})"
+        return f"the {self.percentile:g}th percentile of each heatmap"
+
+    def level_of(self, heatmap) -> float:
+        return float(self.level) if self.level is not None else percentile_level(heatmap, self.percentile)
+
+    @property
+    def channel_name(self) -> str:
+        return CHANNEL_NAMES.get(self.intensity or "", self.modality or "image")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    training: int
+    testing: int
+    reviewed: list[str]
+    nnunet_check: str  # "passed", or why it did not run
+
+
+def export_nnunet_iter(cases: list[Case], test_cases: list[Case], heatmaps: str | Path, root: str | Path,
+                       cfg: ExportConfig) -> Iterator[Progress | ExportResult]:
+    """Write the data set (see module doc); yields a :class:`Progress` per case, then the :class:`ExportResult`."""
+    root, heatmaps = make_output_folder(root), Path(heatmaps)
+    target = root / cfg.folder_name
+    _check_names(cases, test_cases)
+    with folder_lock(root):
+        if target.exists() and any(target.iterdir()) and not cfg.overwrite:
+            raise DataError(target, "the data set folder is not empty; choose another id or name, or overwrite it")
+        _remove_stale(root, target.name)
+        stage = make_part_folder(target)
+        try:
+            result = yield from _write(stage, cases, test_cases, heatmaps, cfg)
+            _publish(stage, target)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    yield ExportResult(target, *result)
+
+
+def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) -> Iterator:
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (stage / sub).mkdir()
+    records, total = [], len(cases) + len(test_cases)
+    for k, case in enumerate(cases):
+        records.append(_labelled_case(stage, case, heatmaps, cfg))
+        yield Progress("export", k + 1, total, "cases")
+    for k, case in enumerate(test_cases):
+        _write_image(case, stage / "imagesTs" / image_name(case.case))
+        yield Progress("export", len(cases) + k + 1, total, "cases")
+    dataset = {"channel_names": {"0": cfg.channel_name}, "labels": dict(LABEL_NAMES), "numTraining": len(cases),
+               "file_ending": FILE_ENDING, "name": cfg.name,
+               "description": f"tonno pseudo-labels from {cfg.method} heatmaps at {cfg.level_text}"}
+    write_text_atomic(stage / "dataset.json", json.dumps(dataset, indent=2) + "\n")
+    write_text_atomic(stage / DATALIST, json.dumps(_datalist(cases, test_cases), indent=2) + "\n")
+    check = nnunet_integrity_check(stage)
+    record = {"made": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heatmaps": str(heatmaps),
+              "method": cfg.method, "level": cfg.level, "level_from": cfg.level_from,
+              "percentile": cfg.percentile, "rule": cfg.rule.as_dict(),
+              "annotations": str(cfg.annotations) if cfg.annotations else None, "nnunet_check": check,
+              "labels_sha256": labels_sha256(stage), "cases": records,
+              "test_cases": [c.case for c in test_cases]}
+    write_text_atomic(stage / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
+    reviewed = [r["case"] for r in records if r["reviewed"]]
+    return len(cases), len(test_cases), reviewed, check
+
+
+def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
+    """Write one training case's image and label; return its record for ``tonno_export.json``."""
+    volume = _write_image(case, stage / "imagesTr" / image_name(case.case))
+    heat, fingerprint = _heatmap(case, heatmaps, cfg.method, volume)
+    level = cfg.level_of(heat)
+    labels = pseudo_labels(heat, bool(case.label), level, volume.affine, cfg.rule)
+    review = _review(case, cfg.annotations)
+    if review is not None:
+        annotation_path, annotation, decisions = review
+        labels = apply_review(labels, heat, annotation, decisions, where=annotation_path,
+                              connectivity=cfg.rule.connectivity)
+    save_nifti(stage / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
+    stats = label_stats(labels, heat, level, cfg.rule, reviewed=review is not None)
+    return {"case": case.case, "label": case.label, "image": str(case.image), "heatmap_fingerprint": fingerprint,
+            "reviewed": review is not None, **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
+
+
+def _write_image(case: Case, path: Path):
+    """The case's image as NIfTI at ``path`` on its own grid; returns the loaded volume. A ``.nii.gz`` input is
+    copied byte for byte (its header, affine and data type stay exactly)."""
+    volume = load_image(case.image)
+    if str(case.image).lower().endswith(FILE_ENDING):
+        shutil.copyfile(case.image, path)
+    else:
+        dtype = volume.header.get_data_dtype()
+        exact = np.issubdtype(dtype, np.integer) and np.array_equal(volume.array, np.round(volume.array))
+        save_nifti(path, volume.array, volume.affine, volume.header, dtype=dtype if exact else np.float32)
+    return volume
+
+
+def _heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.ndarray | None, str | None]:
+    """The case's heatmap and its fingerprint, checked against the image; a negative case needs none."""
+    path = heatmaps / f"{case.case}_{method}{FILE_ENDING}"
+    if not path.exists():
+        if not case.label:
+            return np.zeros(volume.array.shape, np.float32), None
+        raise DataError(path, f"no {method} heatmap for the positive case {case.case!r} (reconstruct it first)")
+    heat = load_nifti(path, kind="heatmap")
+    if heat.array.shape != volume.array.shape or not np.allclose(heat.affine, volume.affine, atol=1e-4):
+        raise DataError(path, f"heatmap grid {heat.array.shape} does not match the image {case.image} "
+                              f"({volume.array.shape}); it was made from another image")
+    provenance = read_provenance(path) or {}
+    parts = provenance.get("parts", {})
+    if parts.get("input") and parts["input"] != input_signature(case.image):
+        raise DataError(path, f"stale heatmap: the image {case.image} changed after it was made; reconstruct it again")
+    if parts.get("method", {}).get("label", method) != method:
+        raise DataError(path, f"the heatmap was made by {parts['method'].get('label')!r}, not {method!r}")
+    return heat.array, provenance.get("fingerprint")
+
+
+def _review(case: Case, annotations: Path | None):
+    """``(path, annotation array, decisions)`` of a reviewed case, or ``None``."""
+    if annotations is None:
+        return None
+    path = Path(annotations) / f"{case.case}{FILE_ENDING}"
+    if not path.exists():
+        return None
+    table = path.with_name(f"{case.case}_decisions.csv")
+    decisions = read_decisions(table) if table.exists() else []
+    return path, load_nifti(path, kind="annotation").array, decisions
+
+
+def _datalist(cases, test_cases) -> dict:
+    return {"training": [{"image": f"imagesTr/{image_name(c.case)}", "label": f"labelsTr/{c.case}{FILE_ENDING}",
+                          "case": c.case, "class": c.label} for c in cases],
+            "testing": [{"image": f"imagesTs/{image_name(c.case)}", "case": c.case} for c in test_cases]}
+
+
+def nnunet_integrity_check(folder: Path) -> str:
+    """nnU-Net v2's own ``verify_dataset_integrity`` on ``folder`` when ``nnunetv2`` is installed ("passed"),
+    in a child process (it prints and spawns workers); :class:`DataError` with its last lines if it fails."""
+    if importlib.util.find_spec("nnunetv2") is None:
+        return "not run (nnunetv2 is not installed)"
+    code = ("import sys; from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity; "
+            "verify_dataset_integrity(sys.argv[1], 1)")
+    # nnU-Net warns at import when its folders are unset; they are not used by the check
+    env = {**os.environ, **{k: os.environ.get(k, str(folder.parent)) for k in
+                            ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env)
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+        raise DataError(folder, f"nnU-Net's data set integrity check failed:\n{tail}")
+    return "passed"
+
+
+def _check_names(cases, test_cases) -> None:
+    names = [c.case for c in cases + test_cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(dupes[0], f"case(s) {', '.join(dupes[:5])} both in training and test, or twice")
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise DataError(name, "a case name in an nnU-Net data set may hold letters, digits, '.', '_' and '-' only")
+
+
+def _remove_stale(root: Path, name: str) -> None:
+    """Remove the temporary folders an interrupted export of ``name`` left in ``root``."""
+    for path in root.glob(f"{PART_PREFIX}{name}.*"):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _publish(stage: Path, target: Path) -> None:
+    """Put the complete ``stage`` where ``target`` is (replacing an old data set only after the new one is whole)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f"{PART_PREFIX}{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(stage, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

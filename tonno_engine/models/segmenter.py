@@ -1,0 +1,81 @@
+"""The second-stage segmenter: a small MONAI 3D U-Net, its intensity normalisation and its checkpoint.
+
+The network maps one normalised image channel ``(B, 1, D, H, W)`` to two logits per voxel (background,
+lesion) ``(B, 2, D, H, W)``, on the image's own voxel grid. A checkpoint (``tonno-segmenter-1``) holds
+the weights, the network's settings, ``labels``: where its training labels came from (the export's
+``tonno_export.json`` summary and ``labels_sha256``), ``train_args`` and, for resuming, ``train_state``.
+MONAI is the optional ``eval`` extra: imported when a segmenter is built.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..base.atomic import write_bytes_atomic
+from ..base.errors import DataError
+
+FORMAT = "tonno-segmenter-1"
+#: U-Net feature channels per level and the strides between levels (four levels: a 16× downsampling)
+CHANNELS = (16, 32, 64, 128)
+STRIDES = (2, 2, 2)
+
+
+def build_unet(channels=CHANNELS, strides=STRIDES, res_units: int = 1) -> torch.nn.Module:
+    """MONAI's ``UNet`` for one input channel and two classes, instance-normalised (batch-size independent)."""
+    try:
+        from monai.networks.nets import UNet
+    except ImportError as exc:  # pragma: no cover - monai is part of the test install
+        raise DataError("monai", "the second stage needs MONAI: pip install 'napari-tonno[eval]'") from exc
+    return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=tuple(channels), strides=tuple(strides),
+                num_res_units=res_units, norm="instance")
+
+
+def multiple_of(strides=STRIDES) -> int:
+    """Each side of the network's input must be a multiple of this."""
+    return int(np.prod(strides))
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """``(D, H, W)`` → float32 clipped to its 0.5–99.5th percentiles, zero mean, unit variance (per volume,
+    so scanners' intensity scales do not matter; CT and MR alike)."""
+    a = np.asarray(image, np.float32)
+    step = max(1, a.size // 1_000_000)
+    lo, hi = np.percentile(a.reshape(-1)[::step], (0.5, 99.5))
+    a = np.clip(a, lo, hi)
+    return ((a - a.mean()) / max(float(a.std()), 1e-6)).astype(np.float32)
+
+
+def save_segmenter(path: str | Path, model: torch.nn.Module, meta: dict, train_state: dict | None = None) -> Path:
+    """Write a segmenter checkpoint atomically; ``meta``: network settings, ``labels``, ``train_args``, ``step``."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "state_dict": model.state_dict(), "meta": meta, "train_state": train_state}, buffer)
+    write_bytes_atomic(path, buffer.getbuffer())
+    return Path(path)
+
+
+def read_segmenter(path: str | Path) -> dict:
+    """The checkpoint dict; :class:`DataError` naming the file if it is not a tonno segmenter."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "segmenter checkpoint not found (give e.g. RUN/segmenter.pt)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
+        raise DataError(path, f"unreadable segmenter checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        hint = " (this is a slice classifier's checkpoint)" if isinstance(payload, dict) and "state_dict" in payload else ""
+        raise DataError(path, f"not a tonno segmenter checkpoint{hint}")
+    return payload
+
+
+def load_segmenter(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """``(model in eval mode on device, meta)``."""
+    payload = read_segmenter(path)
+    meta = payload["meta"]
+    model = build_unet(meta["channels"], meta["strides"], meta["res_units"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), meta

@@ -1,0 +1,281 @@
+"""Training the second-stage 3D U-Net on pseudo-labels, with the ``ignore`` label out of the loss.
+
+Reads an export of :mod:`~tonno_engine.apps.export_nnunet` (its ``datalist.json`` and
+``tonno_export.json``). Each step draws ``batch_size`` cubes of ``patch`` voxels from random training
+cases (``lesion_fraction`` of them centred on a lesion voxel, the rest anywhere; padding outside a
+volume is ``ignore``), flips them at random, and minimises cross-entropy plus the lesion channel's Dice,
+both over the voxels whose label is not ``ignore`` (:func:`masked_loss`). Volumes load lazily and at
+most ``cache_cases`` stay in memory, so a data set may be larger than memory.
+
+The run folder ``out/``: ``segmenter_last.pt`` (with the optimiser and RNG states: a resumed run
+takes exactly the steps an uninterrupted one would), ``segmenter.pt`` when done, ``metrics.csv``,
+``run.json``. SIGTERM/SIGUSR1 checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..base.atomic import make_output_folder, write_text_atomic
+from ..base.devices import resolve_device
+from ..base.errors import DataError
+from ..base.events import Progress
+from ..base.folder_lock import folder_lock
+from ..data.nifti import load_nifti
+from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, labels_sha256
+from ..evaluation.pseudo_labels import IGNORE, LESION
+from ..models.segmenter import (
+    CHANNELS,
+    STRIDES,
+    build_unet,
+    multiple_of,
+    normalise,
+    read_segmenter,
+    save_segmenter,
+)
+from .loop import StopSignals
+
+LAST, FINAL = "segmenter_last.pt", "segmenter.pt"
+METRICS = ("step", "loss", "lr", "patches_per_s")
+#: what a resumed run may change (it may be extended)
+RESUMABLE = ("steps", "device")
+
+
+@dataclass
+class SegmenterConfig:
+    """A stage-2 training run. ``patch``: cube side in voxels (a multiple of 8)."""
+
+    steps: int = 1000
+    patch: int = 48
+    batch_size: int = 2
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    lesion_fraction: float = 0.5
+    cache_cases: int = 64
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    channels: tuple[int, ...] = CHANNELS
+    strides: tuple[int, ...] = STRIDES
+    res_units: int = 1
+
+    def __post_init__(self):
+        if self.patch % multiple_of(self.strides):
+            raise ValueError(f"patch must be a multiple of {multiple_of(self.strides)}, got {self.patch}")
+        if not 0.0 <= self.lesion_fraction <= 1.0:
+            raise ValueError(f"lesion_fraction must be in [0, 1], got {self.lesion_fraction}")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"], d["strides"] = list(self.channels), list(self.strides)
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmenterStep(Progress):
+    loss: float
+    lr: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmenterStopped(Progress):
+    signal: str
+
+
+@dataclass(frozen=True)
+class SegmenterResult:
+    checkpoint: Path
+    steps: int
+
+
+def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + Dice of the lesion channel over the voxels not labelled ``ignore``.
+    ``logits`` ``(B, 2, D, H, W)``; ``labels`` ``(B, 1, D, H, W)`` in {0, 1, 2}. Ignored voxels get no
+    gradient: MONAI's ``MaskedDiceLoss`` masks after its softmax, ``cross_entropy`` skips ``ignore_index``."""
+    from monai.losses import MaskedDiceLoss
+
+    valid = labels != IGNORE
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, labels[:, 0].long(), ignore_index=IGNORE)
+    target = torch.where(valid, labels, torch.zeros_like(labels)).float()
+    dice = MaskedDiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)(
+        logits, target, mask=valid.float())
+    return ce + dice
+
+
+class PatchSource:
+    """Training cases of an export, loaded on first use (normalised image, labels, lesion voxels) and kept
+    in a least-recently-used cache of ``cache_cases``. ``entries``: ``[(image path, label path), ...]``."""
+
+    def __init__(self, entries: list[tuple[Path, Path]], cache_cases: int):
+        self.entries = entries
+        self.cache: OrderedDict[int, tuple] = OrderedDict()
+        self.cache_cases = max(1, cache_cases)
+
+    def case(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if k in self.cache:
+            self.cache.move_to_end(k)
+            return self.cache[k]
+        image_path, label_path = self.entries[k]
+        image = load_nifti(image_path, kind="image").array
+        labels = load_nifti(label_path, kind="label").array
+        if labels.shape != image.shape:
+            raise DataError(label_path, f"label shape {labels.shape} differs from its image's {image.shape}")
+        values = np.unique(labels)
+        if not set(values.tolist()) <= {0, 1, 2}:
+            raise DataError(label_path, f"labels must be 0, 1 or 2, found {values[:6].tolist()}")
+        item = (normalise(image), labels.astype(np.uint8), np.flatnonzero(labels == LESION))
+        self.cache[k] = item
+        if len(self.cache) > self.cache_cases:
+            self.cache.popitem(last=False)
+        return item
+
+    def sample(self, rng: np.random.Generator, patch: int, lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """One random cube ``(patch,)*3`` of image and labels, flipped at random."""
+        image, labels, lesion = self.case(int(rng.integers(len(self.entries))))
+        shape = np.asarray(image.shape)
+        if lesion.size and rng.random() < lesion_fraction:
+            centre = np.asarray(np.unravel_index(int(lesion[rng.integers(lesion.size)]), image.shape))
+        else:
+            centre = np.asarray([rng.integers(n) for n in shape])
+        start = centre - patch // 2
+        x = _crop(image, start, patch, float(image.min()))
+        y = _crop(labels, start, patch, IGNORE)
+        for axis in range(3):
+            if rng.random() < 0.5:
+                x, y = np.flip(x, axis), np.flip(y, axis)
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def _crop(array: np.ndarray, start: np.ndarray, size: int, fill) -> np.ndarray:
+    """``array[start : start + size]`` along each axis, ``fill`` where the cube leaves the volume."""
+    out = np.full((size,) * 3, fill, dtype=array.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + size, array.shape)
+    if np.all(hi > lo):
+        src = tuple(slice(a, b) for a, b in zip(lo, hi))
+        dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+        out[dst] = array[src]
+    return out
+
+
+def read_export(folder: str | Path) -> tuple[list[tuple[Path, Path]], dict]:
+    """The training pairs of an export and its ``tonno_export.json`` (with ``labels_sha256``)."""
+    folder = Path(folder)
+    datalist, record = folder / DATALIST, folder / EXPORT_RECORD
+    for path in (datalist, record):
+        if not path.is_file():
+            raise DataError(path, "not a tonno export (make one with `tonno export nnunet`)")
+    entries = [(folder / e["image"], folder / e["label"]) for e in json.loads(datalist.read_text())["training"]]
+    if not entries:
+        raise DataError(datalist, "no training cases")
+    info = json.loads(record.read_text())
+    sha = labels_sha256(folder)
+    if sha != info.get("labels_sha256"):
+        raise DataError(folder / "labelsTr", "the label files differ from those the export recorded (edited since?)")
+    summary = {k: info.get(k) for k in ("heatmaps", "method", "level", "level_from", "percentile", "rule", "annotations", "made")}
+    summary["reviewed"] = [c["case"] for c in info.get("cases", []) if c.get("reviewed")]
+    return entries, {"export": str(folder.resolve()), "labels_sha256": sha, **summary}
+
+
+def train_segmenter_iter(export: str | Path, out: str | Path, cfg: SegmenterConfig, *,
+                         resume: bool = False) -> Iterator[Progress | SegmenterResult]:
+    """Train on ``export`` into ``out`` (see module doc); yields a :class:`SegmenterStep` per step, then a
+    :class:`SegmenterResult` (or :class:`SegmenterStopped` after a signal)."""
+    entries, labels = read_export(export)
+    out = make_output_folder(out)
+    with folder_lock(out):
+        state = _start(out, cfg, labels, resume)
+        yield from _train(out, PatchSource(entries, cfg.cache_cases), *state)
+
+
+def _start(out: Path, cfg: SegmenterConfig, labels: dict, resume: bool):
+    last = out / LAST
+    if last.exists() and not resume:
+        raise DataError(out, f"run folder already holds a segmenter training ({LAST}); continue it with --resume")
+    if resume and not last.exists():
+        raise DataError(last, "nothing to resume")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_unet(cfg.channels, cfg.strides, cfg.res_units).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng, step = np.random.default_rng(cfg.seed), 0
+    if resume:
+        payload = read_segmenter(last)
+        earlier = payload["meta"]
+        changed = [k for k, v in cfg.as_dict().items() if k not in RESUMABLE and earlier["train_args"].get(k) != v]
+        if changed:
+            raise DataError(last, f"resuming with other settings ({', '.join(changed)}); use the run's own")
+        if earlier["labels"]["labels_sha256"] != labels["labels_sha256"]:
+            raise DataError(last, "the export's labels changed since this run started; train into a new folder")
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["train_state"]["optimizer"])
+        rng.bit_generator.state = payload["train_state"]["rng"]
+        torch.set_rng_state(payload["train_state"]["torch_rng"])
+        step = earlier["step"]
+        _trim_metrics(out / "metrics.csv", step)
+    else:
+        (out / "metrics.csv").write_text(",".join(METRICS) + "\n")
+    meta = {"channels": list(cfg.channels), "strides": list(cfg.strides), "res_units": cfg.res_units,
+            "patch": cfg.patch, "labels": labels, "train_args": cfg.as_dict(), "step": step}
+    return cfg, model, optimizer, rng, meta, device
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the complete rows up to the checkpoint's ``step`` (a kill may have left later or partial ones)."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if len(r) == len(METRICS) and r[0].isdigit() and int(r[0]) <= step]
+    write_text_atomic(path, "\n".join(",".join(r) for r in [list(METRICS), *rows]) + "\n")
+
+
+def _train(out: Path, source: PatchSource, cfg: SegmenterConfig, model, optimizer, rng, meta: dict, device):
+    def lr_at(step: int) -> float:  # nnU-Net's polynomial decay
+        return cfg.lr * (1 - step / cfg.steps) ** 0.9
+
+    def checkpoint(path: Path) -> None:
+        state = {"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        save_segmenter(path, model, meta, state)
+
+    write_text_atomic(out / "run.json", json.dumps({k: meta[k] for k in ("labels", "train_args")}, indent=2) + "\n")
+    model.train()
+    with StopSignals() as signals, open(out / "metrics.csv", "a", newline="") as fh:
+        writer = csv.writer(fh)
+        while meta["step"] < cfg.steps:
+            t0 = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(meta["step"])
+            pairs = [source.sample(rng, cfg.patch, cfg.lesion_fraction) for _ in range(cfg.batch_size)]
+            x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).to(device)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None].astype(np.int64)).to(device)
+            loss = masked_loss(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            meta["step"] += 1
+            step, value = meta["step"], float(loss.detach())
+            speed = cfg.batch_size / (time.perf_counter() - t0)
+            writer.writerow([step, f"{value:.6f}", f"{lr_at(step - 1):.3e}", f"{speed:.2f}"])
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or signals.received:
+                fh.flush()
+                checkpoint(out / LAST)
+            yield SegmenterStep("segmenter", step, cfg.steps, "steps", loss=value, lr=lr_at(step - 1))
+            if signals.received and step < cfg.steps:
+                yield SegmenterStopped("segmenter", step, cfg.steps, "steps", signal=signals.received)
+                return
+    model.eval()
+    save_segmenter(out / FINAL, model, meta)
+    yield SegmenterResult(out / FINAL, meta["step"])
+
