@@ -23,7 +23,7 @@ from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
-from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases
+from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases, write_cases_csv
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
 from ..methods.settings import PRESETS, ReconstructionSettings
@@ -85,16 +85,11 @@ class BenchmarkResult:
     classification: Classification | None = None
 
 
-def _write_csv(path: Path, cases: list[Case]) -> None:
-    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask}" for c in cases]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
 def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterator:
     """Yield training events; return ``(checkpoint, validation cases, test cases)``."""
     if cfg.checkpoint is None:
         rest, test = split_cases(cases, cfg.test_fraction, cfg.seed)
-        _write_csv(out / "train.csv", rest)
+        write_cases_csv(out / "train.csv", rest)
         run = out / "model"
         # train.csv lives in out/, away from the data's dataset.json: carry its intensity mode over
         train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data))
@@ -127,7 +122,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     if not test or not any(c.label for c in val):
         raise DataError(data, f"too few cases to calibrate and test ({len(val)} validation cases, "
                               f"{sum(c.label for c in val)} positive; {len(test)} test cases)")
-    _write_csv(out / "eval.csv", val + test)
+    write_cases_csv(out / "eval.csv", val + test)
     batch_cfg = BatchConfig(methods=cfg.methods, settings=cfg.settings, device=cfg.device, resume=True)
     heat_dir = out / "heatmaps"
     for event in reconstruct_batch_iter(out / "eval.csv", heat_dir, checkpoint, batch_cfg):

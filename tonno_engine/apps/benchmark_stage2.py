@@ -22,7 +22,7 @@ from pathlib import Path
 from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice
-from ..data.dataset import Case
+from ..data.dataset import Case, write_cases_csv
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import EvaluationResult, Pair, evaluate_iter
 from ..evaluation.metrics import Threshold
@@ -62,8 +62,11 @@ def pick_source(rows: list[dict], methods, source: str):
         if spec is None:
             raise DataError(source, f"not among the benchmark's methods ({', '.join(s.label for s in methods)})")
         return spec
-    scored = [(r["val_f1"] if not math.isnan(r["val_f1"]) else -1.0, -k) for k, r in enumerate(rows)]
-    return methods[-max(scored)[1]]
+    def score(k: int) -> tuple[float, int]:  # the highest validation F1; the first of equals
+        f1 = rows[k]["val_f1"]
+        return (-1.0 if math.isnan(f1) else f1, -k)
+
+    return methods[max(range(len(rows)), key=score)]
 
 
 def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: list[Case], test: list[Case],
@@ -83,7 +86,7 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
             export = event
         else:
             yield event
-    checkpoint_2 = yield from _segmenter(export.folder, folder / "model", cfg.segmenter)
+    checkpoint_2 = yield from _segmenter(export, folder / "model", cfg.segmenter)
     yield from _predictions(checkpoint_2, test, folder / "test.csv", heat_dir, bench.device)
     method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels")
     pairs = [Pair(c.case, output_path(heat_dir, c.case, method), c.mask, c.label) for c in test]
@@ -105,11 +108,6 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
     return row, method, result.rows, case_arrays(result.rows), result.lesions
 
 
-def _write_cases(path: Path, cases: list[Case]) -> None:
-    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask or ''}" for c in cases]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
 def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpoint: Path, bench) -> Iterator:
     """The source method's heatmaps of every labelled case in ``folder/heatmaps`` (a batch of its own, so the
     benchmark's ``heatmaps/`` keeps its summary); those the benchmark made already are linked, not redone."""
@@ -122,7 +120,7 @@ def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpo
                 os.link(made, link)
             except OSError:  # another file system: a copy
                 shutil.copy2(made, link)
-    _write_cases(folder / "labelled.csv", cases)
+    write_cases_csv(folder / "labelled.csv", cases)
     batch_cfg = BatchConfig(methods=[spec], settings=bench.settings, device=bench.device, resume=True)
     for event in reconstruct_batch_iter(folder / "labelled.csv", target, checkpoint, batch_cfg):
         if isinstance(event, BatchResult):
@@ -133,11 +131,9 @@ def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpo
     return target
 
 
-def _segmenter(export: Path, run: Path, cfg: SegmenterConfig) -> Iterator:
+def _segmenter(export: ExportResult, run: Path, cfg: SegmenterConfig) -> Iterator:
     """Train (or reuse, or resume) the segmenter on ``export``; returns its checkpoint."""
-    from ..data.nnunet_layout import labels_sha256
-
-    sha = labels_sha256(export)
+    sha = export.labels_sha256
     for name, resume in ((FINAL, None), (LAST, True)):
         path = run / name
         if path.exists():
@@ -150,7 +146,7 @@ def _segmenter(export: Path, run: Path, cfg: SegmenterConfig) -> Iterator:
             shutil.rmtree(run)
             break
     resume = (run / LAST).exists()
-    for event in train_segmenter_iter(export, run, cfg, resume=resume):
+    for event in train_segmenter_iter(export.folder, run, cfg, resume=resume):
         if isinstance(event, SegmenterStopped):
             raise DataError(run, f"stopped by {event.signal}; run the benchmark again to continue")
         if isinstance(event, SegmenterResult):
@@ -160,7 +156,7 @@ def _segmenter(export: Path, run: Path, cfg: SegmenterConfig) -> Iterator:
 
 
 def _predictions(checkpoint: Path, test: list[Case], csv_path: Path, heat_dir: Path, device: str) -> Iterator:
-    _write_cases(csv_path, test)
+    write_cases_csv(csv_path, test)
     for event in predict_iter(checkpoint, csv_path, heat_dir, device=device):
         if isinstance(event, PredictResult):
             if event.failed:

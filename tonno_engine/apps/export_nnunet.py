@@ -43,6 +43,7 @@ from ..evaluation.pseudo_labels import (
     PseudoLabelRule,
     apply_review,
     label_stats,
+    low_level,
     pseudo_labels,
     read_decisions,
 )
@@ -106,6 +107,7 @@ class ExportResult:
     testing: int
     reviewed: list[str]
     nnunet_check: str  # "passed", or why it did not run
+    labels_sha256: str
 
 
 def export_nnunet_iter(cases: list[Case], test_cases: list[Case], heatmaps: str | Path, root: str | Path,
@@ -151,7 +153,7 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
               "test_cases": [c.case for c in test_cases]}
     write_text_atomic(stage / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
     reviewed = [r["case"] for r in records if r["reviewed"]]
-    return len(cases), len(test_cases), reviewed, check
+    return len(cases), len(test_cases), reviewed, check, record["labels_sha256"]
 
 
 def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
@@ -159,14 +161,15 @@ def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -
     volume = _write_image(case, stage / "imagesTr" / image_name(case.case))
     heat, fingerprint = _heatmap(case, heatmaps, cfg.method, volume)
     level = cfg.level_of(heat)
-    labels = pseudo_labels(heat, bool(case.label), level, volume.affine, cfg.rule)
+    low = low_level(heat, level, cfg.rule.band)
+    labels = pseudo_labels(heat, bool(case.label), level, volume.affine, cfg.rule, low=low)
     review = _review(case, cfg.annotations)
     if review is not None:
         annotation_path, annotation, decisions = review
         labels = apply_review(labels, heat, annotation, decisions, where=annotation_path,
                               connectivity=cfg.rule.connectivity)
     save_nifti(stage / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
-    stats = label_stats(labels, heat, level, cfg.rule, reviewed=review is not None)
+    stats = label_stats(labels, level, low, cfg.rule, reviewed=review is not None)
     return {"case": case.case, "label": case.label, "image": str(case.image), "heatmap_fingerprint": fingerprint,
             "reviewed": review is not None, **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
 

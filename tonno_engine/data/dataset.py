@@ -79,6 +79,14 @@ def _resolve(base: Path, entry: str) -> Path:
     return Path(f"{(base / path).resolve()}{mark}{uid}")
 
 
+def write_cases_csv(path: str | Path, cases: list[Case]) -> None:
+    """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths), written atomically."""
+    from ..base.atomic import write_text_atomic
+
+    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask or ''}" for c in cases]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
 def check_both_classes(cases: list[Case], where) -> None:
     labels = {c.label for c in cases}
     if labels != {0, 1}:

@@ -64,14 +64,14 @@ class PseudoLabelStats:
 
 
 def pseudo_labels(heatmap: np.ndarray, positive: bool, level: float, affine=None,
-                  rule: PseudoLabelRule = PseudoLabelRule()) -> np.ndarray:
-    """The label map ``(D, H, W)`` uint8 of one case (see module doc)."""
+                  rule: PseudoLabelRule = PseudoLabelRule(), *, low: float | None = None) -> np.ndarray:
+    """The label map ``(D, H, W)`` uint8 of one case (see module doc); ``low``: :func:`low_level`, if known."""
     heat = np.asarray(heatmap, np.float32)
     labels = np.zeros(heat.shape, np.uint8)
     if not positive:
         return labels
     affine = np.eye(4) if affine is None else np.asarray(affine, float)
-    low = low_level(heat, level, rule.band)
+    low = low_level(heat, level, rule.band) if low is None else low
     components, count = label_components(heat > level, rule.connectivity)
     sizes = ndimage.sum_labels(np.ones_like(heat), components, np.arange(1, count + 1)) * voxel_volume_mm3(affine)
     big = np.zeros(count + 1, bool)
@@ -92,12 +92,12 @@ def low_level(heatmap: np.ndarray, level: float, band: float) -> float:
     return median + band * (float(level) - median) if level > median else float(level)
 
 
-def label_stats(labels: np.ndarray, heatmap: np.ndarray, level: float, rule: PseudoLabelRule, *,
+def label_stats(labels: np.ndarray, level: float, low: float, rule: PseudoLabelRule, *,
                 reviewed: bool = False) -> PseudoLabelStats:
     counts = np.bincount(labels.reshape(-1), minlength=3)
     _, components = label_components(labels == LESION, rule.connectivity)
     return PseudoLabelStats(int(counts[BACKGROUND]), int(counts[LESION]), int(counts[IGNORE]), int(components),
-                            float(level), low_level(heatmap, level, rule.band), reviewed)
+                            float(level), float(low), reviewed)
 
 
 def read_decisions(path: str | Path) -> list[dict]:

@@ -130,17 +130,23 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, description: Check
     return Path(path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The raw checkpoint dict; :class:`DataError` naming the file if it is not one of ours."""
+def load_payload(path: str | Path, what: str, example: str):
+    """``torch.load`` of a file of ours on the CPU; :class:`DataError` naming it when it is a folder, missing
+    or unreadable (``what``: "checkpoint"; ``example``: the file to give instead of a folder)."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(path, "is a folder, not a checkpoint file (give e.g. RUN/checkpoint_best.pt)")
+        raise DataError(path, f"is a folder, not a {what} file (give e.g. {example})")
     if not path.is_file():
-        raise DataError(path, "checkpoint not found")
+        raise DataError(path, f"{what} not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise DataError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise DataError(path, f"unreadable {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw checkpoint dict; :class:`DataError` naming the file if it is not one of ours."""
+    payload = load_payload(path, "checkpoint", "RUN/checkpoint_best.pt")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(path, "not a tonno checkpoint")
     return payload

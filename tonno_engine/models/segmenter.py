@@ -17,6 +17,7 @@ import torch
 
 from ..base.atomic import write_bytes_atomic
 from ..base.errors import DataError
+from .checkpoint import load_payload
 
 FORMAT = "tonno-segmenter-1"
 #: U-Net feature channels per level and the strides between levels (four levels: a 16× downsampling)
@@ -59,13 +60,7 @@ def save_segmenter(path: str | Path, model: torch.nn.Module, meta: dict, train_s
 
 def read_segmenter(path: str | Path) -> dict:
     """The checkpoint dict; :class:`DataError` naming the file if it is not a tonno segmenter."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "segmenter checkpoint not found (give e.g. RUN/segmenter.pt)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise DataError(path, f"unreadable segmenter checkpoint ({type(exc).__name__}: {exc})") from exc
+    payload = load_payload(path, "segmenter checkpoint", "RUN/segmenter.pt")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (this is a slice classifier's checkpoint)" if isinstance(payload, dict) and "state_dict" in payload else ""
         raise DataError(path, f"not a tonno segmenter checkpoint{hint}")

@@ -123,7 +123,8 @@ class PatchSource:
         self.cache: OrderedDict[int, tuple] = OrderedDict()
         self.cache_cases = max(1, cache_cases)
 
-    def case(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def case(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Case ``k``: normalised image, labels, flat indices of its lesion voxels, and the image's minimum."""
         if k in self.cache:
             self.cache.move_to_end(k)
             return self.cache[k]
@@ -135,7 +136,8 @@ class PatchSource:
         values = np.unique(labels)
         if not set(values.tolist()) <= {0, 1, 2}:
             raise DataError(label_path, f"labels must be 0, 1 or 2, found {values[:6].tolist()}")
-        item = (normalise(image), labels.astype(np.uint8), np.flatnonzero(labels == LESION))
+        image = normalise(image)
+        item = (image, labels.astype(np.uint8), np.flatnonzero(labels == LESION), float(image.min()))
         self.cache[k] = item
         if len(self.cache) > self.cache_cases:
             self.cache.popitem(last=False)
@@ -143,14 +145,14 @@ class PatchSource:
 
     def sample(self, rng: np.random.Generator, patch: int, lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """One random cube ``(patch,)*3`` of image and labels, flipped at random."""
-        image, labels, lesion = self.case(int(rng.integers(len(self.entries))))
+        image, labels, lesion, lowest = self.case(int(rng.integers(len(self.entries))))
         shape = np.asarray(image.shape)
         if lesion.size and rng.random() < lesion_fraction:
             centre = np.asarray(np.unravel_index(int(lesion[rng.integers(lesion.size)]), image.shape))
         else:
             centre = np.asarray([rng.integers(n) for n in shape])
         start = centre - patch // 2
-        x = _crop(image, start, patch, float(image.min()))
+        x = _crop(image, start, patch, lowest)
         y = _crop(labels, start, patch, IGNORE)
         for axis in range(3):
             if rng.random() < 0.5:
