@@ -24,7 +24,7 @@ def train(
     patch: int = typer.Option(48, min=8, help="Patch side in voxels (a multiple of 8)."),
     batch_size: int = typer.Option(2, min=1, help="Patches per step."),
     lr: float = typer.Option(2e-3, min=0.0, help="Learning rate (AdamW, polynomial decay)."),
-    lesion_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
+    lesion_fraction: float = typer.Option(0.33, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
     cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
     seed: int = typer.Option(0, min=0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),

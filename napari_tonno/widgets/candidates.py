@@ -1,5 +1,6 @@
 """Lesion candidates: the components of a heatmap above a threshold, in a sortable table; go to one,
-accept, reject or merge them into an editable annotation layer; save it as NIfTI with a decisions CSV.
+accept, reject or merge them into an editable annotation layer; save it as NIfTI with a decisions CSV,
+or add it to a ``tonno export nnunet`` data set, where it replaces that case's pseudo-label.
 
 The components are found and measured in a thread worker (progress in napari's activity dock); the
 GUI thread only fills the table and writes chosen components into the annotation layer.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, Label, ProgressBar, PushButton, Table
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, Label, LineEdit, ProgressBar, PushButton, Table
 
 from .._torch_import import ensure_torch
 from ._common import fill_table, geometry_of, layers_of
@@ -22,7 +23,8 @@ COLUMNS = ("id", "volume mm³", "peak", "mean", "x mm", "y mm", "z mm", "decisio
 
 class LesionCandidatesWidget(Container):
     """``find()`` lists the candidates of the chosen heatmap; ``go_to(id)``; ``decide("accept"|"reject")``
-    and ``merge()`` act on the selected rows; ``save(path)`` writes the annotation and its decisions."""
+    and ``merge()`` act on the selected rows; ``save(path)`` writes the annotation and its decisions;
+    ``add_to_export(folder, case)`` lays them over that case's pseudo-label in an export."""
 
     def __init__(self, napari_viewer):
         ensure_torch()
@@ -40,11 +42,14 @@ class LesionCandidatesWidget(Container):
         self.merge_button = PushButton(text="Merge")
         self.out = FileEdit(label="save annotation as", filter="*.nii.gz", mode="w")
         self.save_button = PushButton(text="Save annotation")
+        self.export = FileEdit(label="export data set", mode="d")
+        self.case = LineEdit(label="case")
+        self.export_button = PushButton(text="Add to export")
         self.status = Label(label="status", value="")
         actions = Container(widgets=[self.accept_button, self.reject_button, self.merge_button], layout="horizontal",
                             labels=False)
         self.extend([self.heatmap, self.rule, self.value, self.thresholds, self.find_button, self.progress, self.table,
-                     actions, self.out, self.save_button, self.status])
+                     actions, self.out, self.save_button, self.export, self.case, self.export_button, self.status])
         self.table.native.setSortingEnabled(True)
         self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
         self.table.native.setEditTriggers(self.table.native.EditTrigger.NoEditTriggers)
@@ -64,6 +69,7 @@ class LesionCandidatesWidget(Container):
         self.reject_button.changed.connect(lambda: self.decide("reject"))
         self.merge_button.changed.connect(self.merge)
         self.save_button.changed.connect(lambda: self.save(self.out.value))
+        self.export_button.changed.connect(lambda: self.add_to_export(self.export.value, self.case.value))
         self.found = None  # the CandidateSet shown
         self.source = None  # the heatmap layer it came from
         self.annotation = None  # the Labels layer the decisions go into
@@ -140,8 +146,11 @@ class LesionCandidatesWidget(Container):
                                 on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"))
 
     def _show(self, layer, found) -> None:
+        from tonno_engine.apps.export_review import case_of_heatmap
+
         self.earlier += list(self.decisions.values())
         self.found, self.source, self.decisions = found, layer, {}
+        self.case.value = case_of_heatmap(layer.metadata.get("source_path") or layer.name)
         self._fill_table()
         self._annotation_layer(layer)
         self.status.value = f"{len(found.candidates)} candidates above {found.level:.4g}"
@@ -230,3 +239,25 @@ class LesionCandidatesWidget(Container):
         write_text_atomic(table, decisions_csv(self.earlier + list(self.decisions.values())))
         self.status.value = f"saved {path.name} and {table.name}"
         return [*written, str(table)]
+
+    def add_to_export(self, folder, case: str):
+        """In a thread worker: the annotation and decisions replace ``case``'s pseudo-label in the export
+        ``folder`` (a ``Dataset<id>_<name>`` of ``tonno export nnunet``); returns the worker."""
+        from tonno_engine.apps.export_review import add_review
+
+        if self.annotation is None or str(folder) in ("", ".") or not case:
+            self.status.value = "find candidates, then choose the export folder and the case"
+            return None
+        annotation = np.asarray(self.annotation.data).copy()
+        decisions = self.earlier + list(self.decisions.values())
+
+        def job():
+            yield add_review(folder, case, annotation, decisions)
+
+        def added(entry):
+            self.status.value = (f"{case}: label replaced in {Path(str(folder)).name} ({entry['lesion']} lesion, "
+                                 f"{entry['ignore']} ignored voxels)")
+
+        self.status.value = f"adding {case} to the export"
+        return start_job(job(), desc="Add to export", on_event=added, bar=self.progress,
+                         on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"))

@@ -191,3 +191,63 @@ def test_browser_names_a_folder_that_is_not_a_result(make_napari_viewer, tmp_pat
     widget = ResultsBrowserWidget(make_napari_viewer())
     widget.open(tmp_path)
     assert "no summary.csv" in widget.status.value and widget.results is None
+
+
+def test_browser_shows_the_stage2_prediction_beside_the_heatmaps(make_napari_viewer, qtbot, results_folder, tiny_cases,
+                                                                  tmp_path):
+    from napari_tonno.widgets.results import ResultsBrowserWidget
+    from tonno_engine.apps.stage2 import PredictResult, predict_iter
+    from tonno_engine.models.segmenter import build_unet, save_segmenter
+
+    checkpoint = save_segmenter(tmp_path / "segmenter.pt", build_unet(),
+                                {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16})
+    done = list(predict_iter(checkpoint, tiny_cases, results_folder))[-1]
+    assert isinstance(done, PredictResult) and len(done.written) == 4
+    viewer = make_napari_viewer()
+    widget = ResultsBrowserWidget(viewer)
+    widget.open(results_folder)
+    assert widget.results.methods == ["tonno", "layercam-l2", "stage2"]
+    widget.show(0)
+    qtbot.waitUntil(lambda: len(widget.layers) == 5, timeout=20000)
+    case = widget.results.cases[0].case
+    stage2 = next(layer for layer in widget.layers if layer.name == f"{case} stage2")
+    expected = np.asarray(nib.load(results_folder / f"{case}_stage2.nii.gz").dataobj)
+    np.testing.assert_array_equal(stage2.data, expected)
+    assert stage2.metadata["tonno_method"] == "stage2"
+
+
+def test_a_review_is_added_to_an_export(make_napari_viewer, qtbot, tmp_path):
+    from napari_tonno.widgets.candidates import LesionCandidatesWidget
+    from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.nifti import load_nifti, save_nifti
+    from tonno_engine.data.synth import synthesize
+
+    list(synthesize(tmp_path / "data", kind="phantom", n=4, seed=1, shape=(16, 18, 20)))
+    cases = read_cases(tmp_path / "data")
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    for c in cases:
+        v = load_nifti(c.image)
+        save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
+    export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
+    assert isinstance(export, ExportResult)
+    positive = next(c for c in cases if c.label)
+    label_path = export.folder / "labelsTr" / f"{positive.case}.nii.gz"
+    before = np.asarray(nib.load(label_path).dataobj)
+    viewer = make_napari_viewer()
+    layer = _open(viewer, heat / f"{positive.case}_tonno.nii.gz")
+    widget = LesionCandidatesWidget(viewer)
+    widget.heatmap.value, widget.rule.value = layer, "fixed"
+    widget.value.value = 0.5
+    _found(qtbot, widget)
+    assert widget.case.value == positive.case  # taken from the heatmap's file name
+    ids = [c.id for c in widget.found.candidates]
+    widget.decide("reject", ids)  # the annotator says the heatmap's lesions are none
+    widget.annotation.data[1:3, 1:3, 1:3] = 1  # and paints one it missed
+    worker = widget.add_to_export(export.folder, widget.case.value)
+    qtbot.waitUntil(lambda: not worker.is_running and not widget.status.value.startswith("adding"), timeout=20000)
+    assert widget.status.value.startswith(f"{positive.case}: label replaced"), widget.status.value
+    after = np.asarray(nib.load(label_path).dataobj)
+    assert (before[widget.found.labels > 0] == 1).all() and (after[widget.found.labels > 0] == 0).all()
+    assert (after[1:3, 1:3, 1:3] == 1).all() and (export.folder / "reviews" / f"{positive.case}_decisions.csv").exists()

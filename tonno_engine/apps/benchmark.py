@@ -30,7 +30,7 @@ from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
-from .benchmark_stage2 import PROBABILITY, Stage2Config, stage2_iter
+from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_iter
 from .training_run import train_run_iter
 
@@ -140,10 +140,11 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         rows, levels, lesions, lesion_methods, case_rows, per_case = scores
         tested = {c.case for c in test}
         intensity = cfg.train.intensity or dataset_intensity(data)
-        row, method, rows_2, arrays_2, lesions_2 = yield from stage2_iter(
-            out, cfg, heat_dir, checkpoint, [c for c in cases if c.case not in tested], test, rows, levels, per_case, intensity)
+        row, method, level, rows_2, arrays_2, lesions_2 = yield from stage2_iter(
+            out, cfg, heat_dir, checkpoint, [c for c in cases if c.case not in tested], val, test, rows, levels,
+            per_case, intensity)
         rows.append(row)
-        levels[method.label], per_case[method.label] = PROBABILITY, arrays_2
+        levels[method.label], per_case[method.label] = level, arrays_2
         lesions += lesions_2
         lesion_methods += [method.label] * len(lesions_2)
         case_rows += rows_2
@@ -241,8 +242,8 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     for row in (r for r in rows if "source_diff" in r):
         spans = ", ".join(f"{name} {_span(row['source_diff'][key], signed=True)}" for key, name in COLUMNS)
-        lines += ["", f"{row['method']} (probability > {row['threshold']:g}, not calibrated) minus {row['source']}, "
-                      f"paired 95 % bootstrap intervals over the test cases: {spans}"]
+        lines += ["", f"{row['method']} (probability > {row['threshold']:.3g}, calibrated like the others) minus "
+                      f"{row['source']}, paired 95 % bootstrap intervals over the test cases: {spans}"]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,8 @@ In ``out/stage2/``: ``heatmaps/`` (the source method on every labelled case),
 ``Dataset{id}_Benchmark/`` (the export: every non-test case labelled, the test cases in
 ``imagesTs``), ``model/`` (the segmenter run) and ``stage2.json`` (the source method, its level, the rule,
 and the paired bootstrap interval of stage 2 minus its source). Predictions go into ``heatmaps/`` as
-``{case}_stage2.nii.gz``. A rerun reuses the segmenter only when it learnt from exactly the labels exported
+``{case}_stage2.nii.gz``; the probability level is calibrated on the validation cases (their ground truth,
+as for every heatmap method's row). A rerun reuses the segmenter only when it learnt from exactly the labels exported
 now (``labels_sha256``), resumes it when it stopped, and retrains it (saying so) when the labels changed.
 """
 
@@ -24,17 +25,13 @@ from ..base.errors import DataError
 from ..base.events import Notice
 from ..data.dataset import Case, write_cases_csv
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
-from ..evaluation.evaluate import EvaluationResult, Pair, evaluate_iter
-from ..evaluation.metrics import Threshold
+from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
 from ..evaluation.pseudo_labels import PseudoLabelRule
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
 from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
 from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
 from .stage2 import STAGE2, PredictResult, predict_iter
-
-#: the probability above which a stage-2 voxel is lesion (a segmenter's own decision; not calibrated)
-PROBABILITY = 0.5
 
 
 @dataclass
@@ -69,10 +66,12 @@ def pick_source(rows: list[dict], methods, source: str):
     return methods[max(range(len(rows)), key=score)]
 
 
-def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: list[Case], test: list[Case],
-                rows: list[dict], levels: dict[str, float], per_case: dict, intensity: str | None) -> Iterator:
-    """Yield the stage's events; return ``(row, method, case rows, per-case arrays, lesions)`` for Table 2.
-    ``rows``, ``levels``, ``per_case``: the heatmap methods' rows, calibrated levels and per-case arrays."""
+def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: list[Case], val: list[Case],
+                test: list[Case], rows: list[dict], levels: dict[str, float], per_case: dict,
+                intensity: str | None) -> Iterator:
+    """Yield the stage's events; return ``(row, method, level, case rows, per-case arrays, lesions)`` for Table 2.
+    ``labelled``: every non-test case; ``val``: the calibration cases among them; ``rows``, ``levels``,
+    ``per_case``: the heatmap methods' rows, calibrated levels and per-case arrays."""
     cfg: Stage2Config = bench.stage2
     spec = pick_source(rows, bench.methods, cfg.source)
     folder = out / "stage2"
@@ -87,25 +86,30 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
         else:
             yield event
     checkpoint_2 = yield from _segmenter(export, folder / "model", cfg.segmenter)
-    yield from _predictions(checkpoint_2, test, folder / "test.csv", heat_dir, bench.device)
+    yield from _predictions(checkpoint_2, val + test, folder / "test.csv", heat_dir, bench.device)
     method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels")
-    pairs = [Pair(c.case, output_path(heat_dir, c.case, method), c.mask, c.label) for c in test]
+
+    def pairs(group):
+        return [Pair(c.case, output_path(heat_dir, c.case, method), c.mask, c.label) for c in group]
+
+    threshold, val_f1 = calibrate_on_files(pairs(val), connectivity=bench.connectivity)
     result = None
-    for event in evaluate_iter(pairs, Threshold("fixed", PROBABILITY), connectivity=bench.connectivity):
+    for event in evaluate_iter(pairs(test), threshold, connectivity=bench.connectivity):
         if isinstance(event, EvaluationResult):
             result = event
     if result.failed:
         raise DataError(result.failed[0]["case"], result.failed[0]["error"])
-    row = {"method": method.title, "label": STAGE2, "threshold": PROBABILITY, "val_f1": float("nan"), **result.summary}
+    row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "val_f1": val_f1, **result.summary}
     versus = bootstrap_intervals({spec.label: per_case[spec.label], STAGE2: case_arrays(result.rows)}, spec.label,
                                  resamples=bench.resamples, seed=bench.seed)[STAGE2]
     row["source"], row["source_diff"] = spec.label, versus["diff"]
-    record = {"source": spec.label, "level": levels[spec.label], "rule": cfg.rule.as_dict(),
+    record = {"source": spec.label, "level": levels[spec.label], "probability_level": threshold.value,
+              "rule": cfg.rule.as_dict(),
               "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,
               "difference_to_source": {k: list(v) for k, v in versus["diff"].items()},
               "metrics": {k: result.summary[k] for k in ("precision", "recall", "f1", "dice")}}
     write_text_atomic(folder / "stage2.json", json.dumps(record, indent=2) + "\n")
-    return row, method, result.rows, case_arrays(result.rows), result.lesions
+    return row, method, threshold.value, result.rows, case_arrays(result.rows), result.lesions
 
 
 def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpoint: Path, bench) -> Iterator:

@@ -82,6 +82,12 @@ class ExportConfig:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
             raise ValueError(f"the data set name may hold letters, digits, _ and -, got {self.name!r}")
 
+    @classmethod
+    def of_export(cls, record: dict) -> ExportConfig:
+        """The settings an export was made with, from its ``tonno_export.json``."""
+        return cls(method=record["method"], level=record["level"], level_from=record["level_from"],
+                   percentile=record["percentile"], rule=PseudoLabelRule(**record["rule"]))
+
     @property
     def folder_name(self) -> str:
         return f"Dataset{self.dataset_id:03d}_{self.name}"
@@ -159,16 +165,22 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
 def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
     """Write one training case's image and label; return its record for ``tonno_export.json``."""
     volume = _write_image(case, stage / "imagesTr" / image_name(case.case))
-    heat, fingerprint = _heatmap(case, heatmaps, cfg.method, volume)
+    heat, fingerprint = case_heatmap(case, heatmaps, cfg.method, volume)
+    return write_label(stage, case, volume, heat, fingerprint, cfg, _review(case, cfg.annotations))
+
+
+def write_label(folder: Path, case: Case, volume, heat: np.ndarray, fingerprint: str | None, cfg: ExportConfig,
+                review) -> dict:
+    """Write ``folder/labelsTr/{case}.nii.gz`` from ``heat`` ``(D, H, W)`` on ``volume``'s grid, with an annotator's
+    ``review`` ``(path, annotation, decisions)`` laid over it when given; return the case's record."""
     level = cfg.level_of(heat)
     low = low_level(heat, level, cfg.rule.band)
     labels = pseudo_labels(heat, bool(case.label), level, volume.affine, cfg.rule, low=low)
-    review = _review(case, cfg.annotations)
     if review is not None:
         annotation_path, annotation, decisions = review
         labels = apply_review(labels, heat, annotation, decisions, where=annotation_path,
                               connectivity=cfg.rule.connectivity)
-    save_nifti(stage / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
+    save_nifti(folder / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
     stats = label_stats(labels, level, low, cfg.rule, reviewed=review is not None)
     return {"case": case.case, "label": case.label, "image": str(case.image), "heatmap_fingerprint": fingerprint,
             "reviewed": review is not None, **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
@@ -187,7 +199,7 @@ def _write_image(case: Case, path: Path):
     return volume
 
 
-def _heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.ndarray | None, str | None]:
+def case_heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.ndarray | None, str | None]:
     """The case's heatmap and its fingerprint, checked against the image; a negative case needs none."""
     path = heatmaps / f"{case.case}_{method}{FILE_ENDING}"
     if not path.exists():

@@ -60,7 +60,7 @@ class SegmenterConfig:
     batch_size: int = 2
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    lesion_fraction: float = 0.5
+    lesion_fraction: float = 0.33  # nnU-Net's foreground oversampling
     cache_cases: int = 64
     checkpoint_every: int = 100
     seed: int = 0

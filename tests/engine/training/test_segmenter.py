@@ -1,0 +1,47 @@
+"""The second-stage segmenter's training: the masked loss and exact resumption."""
+
+import numpy as np
+import torch
+
+
+def test_ignored_voxels_do_not_enter_the_loss():
+    from tonno_engine.training.segmenter import masked_loss
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (2, 1, 8, 8, 8))
+    logits = torch.randn(2, 2, 8, 8, 8, requires_grad=True)
+    loss = masked_loss(logits, labels)
+    loss.backward()
+    ignored = (labels == 2).expand_as(logits)
+    assert logits.grad[ignored].abs().max() == 0 and logits.grad[~ignored].abs().max() > 0
+    changed = logits.detach().clone()
+    changed[ignored] = 50.0
+    assert torch.isclose(masked_loss(changed, labels), loss.detach())
+
+
+def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path):
+    from tonno_engine.apps.export_nnunet import ExportConfig, export_nnunet_iter
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.nifti import load_nifti, save_nifti
+    from tonno_engine.data.synth import synthesize
+    from tonno_engine.models.segmenter import read_segmenter
+    from tonno_engine.training.segmenter import SegmenterConfig, SegmenterResult, train_segmenter_iter
+
+    list(synthesize(tmp_path / "data", kind="phantom", n=4, seed=1, shape=(16, 16, 16)))
+    cases = read_cases(tmp_path / "data")
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    for c in cases:
+        v = load_nifti(c.image)
+        save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
+    export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
+    cfg = SegmenterConfig(steps=4, patch=16, checkpoint_every=2)
+    whole = list(train_segmenter_iter(export.folder, tmp_path / "whole", cfg))[-1]
+    events = train_segmenter_iter(export.folder, tmp_path / "parts", cfg)
+    for _ in range(2):  # two steps (the checkpoint at step 2), then the process dies
+        next(events)
+    events.close()
+    resumed = list(train_segmenter_iter(export.folder, tmp_path / "parts", cfg, resume=True))[-1]
+    assert isinstance(whole, SegmenterResult) and isinstance(resumed, SegmenterResult) and resumed.steps == 4
+    a, b = read_segmenter(whole.checkpoint)["state_dict"], read_segmenter(resumed.checkpoint)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
