@@ -60,3 +60,27 @@ def tiny_cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("cases")
     list(synthesize(root, kind="phantom", n=4, seed=1, shape=(24, 24, 24)))
     return root
+
+
+@pytest.fixture
+def masked_phantoms(tmp_path):
+    """Factory: ``n`` phantoms of ``shape`` in ``tmp_path/data`` with their masks written as ``tonno`` heatmaps in
+    ``tmp_path/heat`` (perfect heatmaps: a pseudo-label test then knows where every lesion is); returns
+    ``(cases, heatmap folder)``."""
+    import numpy as np
+
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.nifti import load_nifti, save_nifti
+    from tonno_engine.data.synth import synthesize
+
+    def make(n: int = 6, shape=(16, 18, 20)):
+        list(synthesize(tmp_path / "data", kind="phantom", n=n, seed=1, shape=shape))
+        cases = read_cases(tmp_path / "data")
+        heat = tmp_path / "heat"
+        heat.mkdir()
+        for c in cases:
+            v = load_nifti(c.image)
+            save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
+        return cases, heat
+
+    return make

@@ -216,20 +216,11 @@ def test_browser_shows_the_stage2_prediction_beside_the_heatmaps(make_napari_vie
     assert stage2.metadata["tonno_method"] == "stage2"
 
 
-def test_a_review_is_added_to_an_export(make_napari_viewer, qtbot, tmp_path):
+def test_a_review_is_added_to_an_export(make_napari_viewer, qtbot, tmp_path, masked_phantoms):
     from napari_tonno.widgets.candidates import LesionCandidatesWidget
     from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
-    from tonno_engine.data.dataset import read_cases
-    from tonno_engine.data.nifti import load_nifti, save_nifti
-    from tonno_engine.data.synth import synthesize
 
-    list(synthesize(tmp_path / "data", kind="phantom", n=4, seed=1, shape=(16, 18, 20)))
-    cases = read_cases(tmp_path / "data")
-    heat = tmp_path / "heat"
-    heat.mkdir()
-    for c in cases:
-        v = load_nifti(c.image)
-        save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
+    cases, heat = masked_phantoms(4)
     export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
     assert isinstance(export, ExportResult)
     positive = next(c for c in cases if c.label)

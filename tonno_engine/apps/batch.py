@@ -36,6 +36,7 @@ from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
 from ..data.nifti import axial_axis, read_provenance, save_nifti
+from ..evaluation.evaluate import Pair
 from ..methods.case import CasePrepared, case_spacing, reconstruct_case_iter
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
@@ -146,6 +147,11 @@ def batch_inputs(source: str | Path) -> list[BatchInput]:
 
 def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
     return Path(out) / f"{case}_{spec.label}.nii.gz"
+
+
+def output_pairs(out: Path, cases, spec) -> list[Pair]:
+    """Each case's output of method ``spec`` in ``out`` paired with its mask and label, for scoring."""
+    return [Pair(c.case, output_path(out, c.case, spec), c.mask, c.label) for c in cases]
 
 
 def peak_rss_mb() -> float:

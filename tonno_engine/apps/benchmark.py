@@ -25,11 +25,15 @@ from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases, write_cases_csv
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
-from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, case_rows_csv, evaluate_iter, lesions_csv
+from ..evaluation.evaluate import (
+    calibrated_scores,
+    case_rows_csv,
+    lesions_csv,
+)
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
-from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from .batch import BatchConfig, BatchResult, output_pairs, reconstruct_batch_iter
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_iter
 from .training_run import train_run_iter
@@ -161,16 +165,8 @@ def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
     per method; returns ``(rows, thresholds, lesions, their methods, case rows, per-case arrays)``."""
     rows, binaries, lesions, lesion_methods, case_rows, per_case = [], {}, [], [], [], {}
     for k, spec in enumerate(cfg.methods):
-        def pairs(group, spec=spec):
-            return [Pair(c.case, output_path(heat_dir, c.case, spec), c.mask, c.label) for c in group]
-
-        threshold, val_f1 = calibrate_on_files(pairs(val), connectivity=cfg.connectivity)
-        result = None
-        for event in evaluate_iter(pairs(test), threshold, connectivity=cfg.connectivity):
-            if isinstance(event, EvaluationResult):
-                result = event
-        if result.failed:
-            raise DataError(result.failed[0]["case"], result.failed[0]["error"])
+        threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, spec), output_pairs(heat_dir, test, spec),
+                                                      connectivity=cfg.connectivity)
         rows.append({"method": spec.title, "label": spec.label, "threshold": threshold.value,
                      "val_f1": val_f1, **result.summary})
         binaries[spec.label] = threshold.value

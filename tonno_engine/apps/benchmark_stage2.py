@@ -25,11 +25,11 @@ from ..base.errors import DataError
 from ..base.events import Notice
 from ..data.dataset import Case, write_cases_csv
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
-from ..evaluation.evaluate import EvaluationResult, Pair, calibrate_on_files, evaluate_iter
+from ..evaluation.evaluate import calibrated_scores
 from ..evaluation.pseudo_labels import PseudoLabelRule
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
-from .batch import BatchConfig, BatchResult, output_path, reconstruct_batch_iter
+from .batch import BatchConfig, BatchResult, output_pairs, output_path, reconstruct_batch_iter
 from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
 from .stage2 import STAGE2, PredictResult, predict_iter
 
@@ -88,17 +88,8 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
     checkpoint_2 = yield from _segmenter(export, folder / "model", cfg.segmenter)
     yield from _predictions(checkpoint_2, val + test, folder / "test.csv", heat_dir, bench.device)
     method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels")
-
-    def pairs(group):
-        return [Pair(c.case, output_path(heat_dir, c.case, method), c.mask, c.label) for c in group]
-
-    threshold, val_f1 = calibrate_on_files(pairs(val), connectivity=bench.connectivity)
-    result = None
-    for event in evaluate_iter(pairs(test), threshold, connectivity=bench.connectivity):
-        if isinstance(event, EvaluationResult):
-            result = event
-    if result.failed:
-        raise DataError(result.failed[0]["case"], result.failed[0]["error"])
+    threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, method), output_pairs(heat_dir, test, method),
+                                                  connectivity=bench.connectivity)
     row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "val_f1": val_f1, **result.summary}
     versus = bootstrap_intervals({spec.label: per_case[spec.label], STAGE2: case_arrays(result.rows)}, spec.label,
                                  resamples=bench.resamples, seed=bench.seed)[STAGE2]

@@ -156,6 +156,20 @@ def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Th
                                labels=[p.label for p in pairs] if all(p.label is not None for p in pairs) else None)
 
 
+def calibrated_scores(val: list[Pair], test: list[Pair], *,
+                      connectivity: int = 26) -> tuple[Threshold, float, EvaluationResult]:
+    """Table 2's protocol for one method: the lesion-F1 threshold calibrated on ``val``, then ``test`` scored with
+    it; returns ``(threshold, validation F1, result)``. A test pair that cannot be scored is a :class:`DataError`."""
+    threshold, val_f1 = calibrate_on_files(val, connectivity=connectivity)
+    result = None
+    for event in evaluate_iter(test, threshold, connectivity=connectivity):
+        if isinstance(event, EvaluationResult):
+            result = event
+    if result.failed:
+        raise DataError(result.failed[0]["case"], result.failed[0]["error"])
+    return threshold, val_f1, result
+
+
 def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
                   masks_out: str | Path | None = None, metrics: str = "paper",
                   instances: InstanceOptions = InstanceOptions(),

@@ -13,20 +13,9 @@ from tonno_engine.base.errors import DataError
 
 
 @pytest.fixture
-def phantoms(tmp_path):
-    """Six phantoms ``(16, 18, 20)`` on an anisotropic oblique grid with their masks as ``tonno`` heatmaps."""
-    from tonno_engine.data.dataset import read_cases
-    from tonno_engine.data.nifti import load_nifti, save_nifti
-    from tonno_engine.data.synth import synthesize
-
-    list(synthesize(tmp_path / "data", kind="phantom", n=6, seed=1, shape=(16, 18, 20)))
-    cases = read_cases(tmp_path / "data")
-    heat = tmp_path / "heat"
-    heat.mkdir()
-    for c in cases:
-        v = load_nifti(c.image)
-        save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
-    return cases, heat
+def phantoms(masked_phantoms):
+    """Six phantoms ``(16, 18, 20)`` with their masks as ``tonno`` heatmaps."""
+    return masked_phantoms(6)
 
 
 def _export(cases, test, heat, root, **kw):

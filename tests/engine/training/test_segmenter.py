@@ -1,6 +1,5 @@
 """The second-stage segmenter's training: the masked loss and exact resumption."""
 
-import numpy as np
 import torch
 
 
@@ -19,21 +18,12 @@ def test_ignored_voxels_do_not_enter_the_loss():
     assert torch.isclose(masked_loss(changed, labels), loss.detach())
 
 
-def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path):
+def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path, masked_phantoms):
     from tonno_engine.apps.export_nnunet import ExportConfig, export_nnunet_iter
-    from tonno_engine.data.dataset import read_cases
-    from tonno_engine.data.nifti import load_nifti, save_nifti
-    from tonno_engine.data.synth import synthesize
     from tonno_engine.models.segmenter import read_segmenter
     from tonno_engine.training.segmenter import SegmenterConfig, SegmenterResult, train_segmenter_iter
 
-    list(synthesize(tmp_path / "data", kind="phantom", n=4, seed=1, shape=(16, 16, 16)))
-    cases = read_cases(tmp_path / "data")
-    heat = tmp_path / "heat"
-    heat.mkdir()
-    for c in cases:
-        v = load_nifti(c.image)
-        save_nifti(heat / f"{c.case}_tonno.nii.gz", load_nifti(c.mask).array.astype(np.float32), v.affine, v.header)
+    cases, heat = masked_phantoms(4, (16, 16, 16))
     export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
     cfg = SegmenterConfig(steps=4, patch=16, checkpoint_every=2)
     whole = list(train_segmenter_iter(export.folder, tmp_path / "whole", cfg))[-1]
