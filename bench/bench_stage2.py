@@ -2,13 +2,14 @@
 interval of the difference, and the time of one stage-2 prediction beside one ToNNO reconstruction.
 
     .venv/bin/python bench/bench_stage2.py DATA OUT [--demo] [--recipe small-lesions] [--methods tonno,layercam]
-        [--quality demo] [--source tonno] [--bands 0.5] [--margins 2] [--steps 1000] [--patch 48] [--repeats 3]
+        [--quality demo] [--source tonno] [--bands 0.5] [--margins 2] [--steps 1000] [--patch 48] [--rounds 1]
+        [--repeats 3]
 
 ``--demo``: the settings of ``tonno demo`` (give its folder as OUT and its ``data/`` as DATA to reuse the
 model and heatmaps it made). Otherwise a benchmark with ``--recipe``, ``--methods`` and ``--quality``. For
 each (band, margin) the stage is run again (the export and segmenter are redone when the rule changes) and
-its table, ``stage2.json`` and the export's record are kept in ``OUT/stage2-{source}-b{band}-m{margin}-s{steps}/``. The timing
-takes the first positive test case: ToNNO at the ``demo`` preset with the benchmark's checkpoint and the
+its table, ``stage2.json`` and the export's record are kept in
+``OUT/stage2-{source}-b{band}-m{margin}-s{steps}-r{rounds}/``. The timing takes the first positive test case: ToNNO at the ``demo`` preset with the benchmark's checkpoint and the
 segmenter's sliding-window prediction, in alternating pairs (``bench/timing.py``); the ratio is the
 geometric mean of the pairs' ratios.
 """
@@ -41,7 +42,7 @@ from tonno_engine.training.segmenter import SegmenterConfig
 
 
 def _config(args, rule: PseudoLabelRule) -> BenchmarkConfig:
-    stage2 = Stage2Config(source=args.source, rule=rule,
+    stage2 = Stage2Config(source=args.source, rule=rule, rounds=args.rounds,
                           segmenter=SegmenterConfig(steps=args.steps, patch=args.patch, seed=0, device="cpu"))
     if args.demo:
         cfg = demo_config("cpu")
@@ -63,20 +64,21 @@ def run_rule(args, rule: PseudoLabelRule) -> dict:
     for event in benchmark_iter(args.data, args.out, _config(args, rule)):
         if isinstance(event, BenchmarkResult):
             result = event
-    keep = args.out / f"stage2-{args.source}-b{rule.band:g}-m{rule.margin_mm:g}-s{args.steps}"
+    keep = args.out / f"stage2-{args.source}-b{rule.band:g}-m{rule.margin_mm:g}-s{args.steps}-r{args.rounds}"
     keep.mkdir(exist_ok=True)
     for name in ("table.md", "table.csv", "stage2/stage2.json", "stage2/Dataset999_Benchmark/tonno_export.json"):
         shutil.copy2(args.out / name, keep / Path(name).name)
     record = json.loads((args.out / "stage2" / "stage2.json").read_text())
     rows = {r["label"]: r for r in result.rows}
     source, second = rows[record["source"]], rows["stage2"]
-    line = {"band": rule.band, "margin_mm": rule.margin_mm, "steps": args.steps, "source": record["source"],
+    line = {"band": rule.band, "margin_mm": rule.margin_mm, "steps": args.steps, "rounds": args.rounds,
+            "source": record["source"],
             "probability_level": record["probability_level"],
             "minutes": (time.perf_counter() - start) / 60}
     for key in ("f1", "dice"):
         line[f"source_{key}"], line[f"stage2_{key}"] = source[key], second[key]
         line[f"diff_{key}"] = record["difference_to_source"][key]
-    print(f"band {rule.band:g}, margin {rule.margin_mm:g} mm, {args.steps} steps, source {record['source']} "
+    print(f"band {rule.band:g}, margin {rule.margin_mm:g} mm, {args.steps} steps, {args.rounds} round(s), source {record['source']} "
           f"({line['minutes']:.1f} min), probability level {record['probability_level']:.3g}: "
           f"F1 {source['f1']:.3f} -> {second['f1']:.3f} (diff {_span(line['diff_f1'])}), "
           f"Dice {source['dice']:.3f} -> {second['dice']:.3f} (diff {_span(line['diff_dice'])})", flush=True)
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--margins", default="2")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--patch", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     lines = [run_rule(args, PseudoLabelRule(band=float(b), margin_mm=float(m)))

@@ -101,6 +101,8 @@ def benchmark(
     stage2_from: str = typer.Option("best", help="--stage2: the method whose heatmaps become pseudo-labels, or best "
                                                  "(highest validation F1)."),
     stage2_steps: int = typer.Option(1000, min=1, help="--stage2: segmenter training steps."),
+    stage2_rounds: int = typer.Option(1, min=1, help="--stage2: rounds of self-training (each round learns from the "
+                                                    "last one's predictions)."),
     stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
     band: float = typer.Option(0.5, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
     margin_mm: float = typer.Option(2.0, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
@@ -136,7 +138,7 @@ def benchmark(
         from tonno_engine.training.segmenter import SegmenterConfig
 
         with engine_errors():
-            second = Stage2Config(source=stage2_from, rule=PseudoLabelRule(band=band, margin_mm=margin_mm),
+            second = Stage2Config(source=stage2_from, rule=PseudoLabelRule(band=band, margin_mm=margin_mm), rounds=stage2_rounds,
                                   segmenter=SegmenterConfig(steps=stage2_steps, patch=stage2_patch, seed=seed, device=str(dev)))
     cfg = BenchmarkConfig(checkpoint=checkpoint, train=train, methods=specs, settings=settings,
                           test_fraction=test_fraction, device=str(dev), seed=seed, resamples=resamples, stage2=second)

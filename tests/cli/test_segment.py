@@ -93,3 +93,11 @@ def test_benchmark_stage2_adds_its_row_and_reuses_the_segmenter(tmp_path, tiny_c
     assert segmenter.stat().st_mtime_ns != before  # other labels: trained again
     assert json.loads((out / "stage2" / "stage2.json").read_text())["rule"]["band"] == 1.0
     assert json.loads((out / "stage2" / "model" / "run.json").read_text())["labels"]["rule"]["margin_mm"] == 0.0
+    twice = runner.invoke(app, args + ["--band", "1", "--margin-mm", "0", "--stage2-rounds", "2"])
+    assert twice.exit_code == 0, twice.output
+    rounds = json.loads((out / "stage2" / "stage2.json").read_text())["rounds"]
+    assert [r["labels_from"] for r in rounds] == [record["source"], "stage2"]
+    assert rounds[0]["segmenter"] == str(segmenter)  # round 1 is the run above, reused
+    assert (out / "stage2" / "model-round2" / "segmenter.pt").exists() and "2 rounds" in (out / "table.md").read_text()
+    exported = json.loads((out / "stage2" / "Dataset999_Benchmark" / "tonno_export.json").read_text())
+    assert exported["method"] == "stage2" and exported["heatmaps"] == str(out / "stage2" / "round1")

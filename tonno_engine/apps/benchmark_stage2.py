@@ -5,8 +5,10 @@ In ``out/stage2/``: ``heatmaps/`` (the source method on every labelled case),
 ``Dataset{id}_Benchmark/`` (the export: every non-test case labelled, the test cases in
 ``imagesTs``), ``model/`` (the segmenter run) and ``stage2.json`` (the source method, its level, the rule,
 and the paired bootstrap interval of stage 2 minus its source). Predictions go into ``heatmaps/`` as
-``{case}_stage2.nii.gz``; the probability level is calibrated on the validation cases (their ground truth,
-as for every heatmap method's row). A rerun reuses the segmenter only when it learnt from exactly the labels exported
+``{case}_stage2.nii.gz``. With ``rounds`` > 1 the stage trains again on its own predictions of the labelled
+cases (``round{r}/``, exported at the level calibrated on the validation cases; ``model-round{r}/``). The
+probability level of the row is calibrated on the validation cases (their ground truth, as for every heatmap
+method's row). A rerun reuses the segmenter only when it learnt from exactly the labels exported
 now (``labels_sha256``), resumes it when it stopped, and retrains it (saying so) when the labels changed.
 """
 
@@ -25,7 +27,7 @@ from ..base.errors import DataError
 from ..base.events import Notice
 from ..data.dataset import Case, write_cases_csv
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
-from ..evaluation.evaluate import calibrated_scores
+from ..evaluation.evaluate import calibrate_on_files, calibrated_scores
 from ..evaluation.pseudo_labels import PseudoLabelRule
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
@@ -42,6 +44,11 @@ class Stage2Config:
     rule: PseudoLabelRule = field(default_factory=PseudoLabelRule)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     dataset_id: int = 999
+    rounds: int = 1  # > 1: self-training, each round's segmenter learns from the last one's predictions
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
 
 
 @dataclass(frozen=True)
@@ -76,18 +83,28 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
     spec = pick_source(rows, bench.methods, cfg.source)
     folder = out / "stage2"
     heatmaps = yield from _heatmaps_for(labelled, spec, folder, heat_dir, checkpoint, bench)
-    export = None
-    export_cfg = ExportConfig(method=spec.label, level=levels[spec.label], level_from=f"calibrated ({out / 'thresholds.json'})",
-                              rule=cfg.rule, dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True,
-                              intensity=intensity)
-    for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
-        if isinstance(event, ExportResult):
-            export = event
-        else:
-            yield event
-    checkpoint_2 = yield from _segmenter(export, folder / "model", cfg.segmenter)
+    label, level, level_from = spec.label, levels[spec.label], f"calibrated ({out / 'thresholds.json'})"
+    rounds, checkpoint_2 = [], None
+    for r in range(1, cfg.rounds + 1):
+        if r > 1:  # self-training: the last segmenter's predictions of the labelled cases become the new labels
+            heatmaps = folder / f"round{r - 1}"
+            yield from _predictions(checkpoint_2, labelled, folder / f"round{r - 1}.csv", heatmaps, bench.device)
+            threshold, _ = calibrate_on_files(output_pairs(heatmaps, val, Stage2Method("")), connectivity=bench.connectivity)
+            label, level = STAGE2, threshold.value
+            level_from = f"calibrated on the validation cases' round-{r - 1} predictions"
+        export_cfg = ExportConfig(method=label, level=level, level_from=level_from, rule=cfg.rule,
+                                  dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=intensity)
+        export = None
+        for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
+            if isinstance(event, ExportResult):
+                export = event
+            else:
+                yield event
+        checkpoint_2 = yield from _segmenter(export, folder / ("model" if r == 1 else f"model-round{r}"), cfg.segmenter)
+        rounds.append({"round": r, "labels_from": label, "level": level, "labels_sha256": export.labels_sha256,
+                       "segmenter": str(checkpoint_2)})
     yield from _predictions(checkpoint_2, val + test, folder / "test.csv", heat_dir, bench.device)
-    method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels")
+    method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels" + (f", {cfg.rounds} rounds" if cfg.rounds > 1 else ""))
     threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, method), output_pairs(heat_dir, test, method),
                                                   connectivity=bench.connectivity)
     row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "val_f1": val_f1, **result.summary}
@@ -97,6 +114,7 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
     record = {"source": spec.label, "level": levels[spec.label], "probability_level": threshold.value,
               "rule": cfg.rule.as_dict(),
               "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,
+              "rounds": rounds,
               "difference_to_source": {k: list(v) for k, v in versus["diff"].items()},
               "metrics": {k: result.summary[k] for k in ("precision", "recall", "f1", "dice")}}
     write_text_atomic(folder / "stage2.json", json.dumps(record, indent=2) + "\n")
