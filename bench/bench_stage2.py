@@ -9,9 +9,9 @@ interval of the difference, and the time of one stage-2 prediction beside one To
 model and heatmaps it made). Otherwise a benchmark with ``--recipe``, ``--methods`` and ``--quality``. For
 each (band, margin) the stage is run again (the export and segmenter are redone when the rule changes) and
 its table, ``stage2.json`` and the export's record are kept in
-``OUT/stage2-{source}-b{band}-m{margin}-s{steps}-r{rounds}/``. The timing takes the first positive test case: ToNNO at the ``demo`` preset with the benchmark's checkpoint and the
-segmenter's sliding-window prediction, in alternating pairs (``bench/timing.py``); the ratio is the
-geometric mean of the pairs' ratios.
+``OUT/stage2-{source}-b{band}-m{margin}-s{steps}-r{rounds}/``. The timing takes the first positive test
+case: ToNNO at the ``demo`` preset with the benchmark's checkpoint and the segmenter's sliding-window
+prediction, in alternating pairs (``bench/timing.py``); the ratio is the geometric mean of the pairs' ratios.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def run_rule(args, rule: PseudoLabelRule) -> dict:
     for key in ("f1", "dice"):
         line[f"source_{key}"], line[f"stage2_{key}"] = source[key], second[key]
         line[f"diff_{key}"] = record["difference_to_source"][key]
-    print(f"band {rule.band:g}, margin {rule.margin_mm:g} mm, {args.steps} steps, {args.rounds} round(s), source {record['source']} "
-          f"({line['minutes']:.1f} min), probability level {record['probability_level']:.3g}: "
+    print(f"band {rule.band:g}, margin {rule.margin_mm:g} mm, {args.steps} steps, {args.rounds} round(s), "
+          f"source {record['source']} ({line['minutes']:.1f} min), probability level {record['probability_level']:.3g}: "
           f"F1 {source['f1']:.3f} -> {second['f1']:.3f} (diff {_span(line['diff_f1'])}), "
           f"Dice {source['dice']:.3f} -> {second['dice']:.3f} (diff {_span(line['diff_dice'])})", flush=True)
     return line
