@@ -25,6 +25,8 @@ def evaluate(
     iou_threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="--metrics instances: IoU a match needs "
                                                                       "(below 0.5: optimal one-to-one assignment)."),
     tolerance_mm: float = typer.Option(2.0, min=0.0, help="--metrics instances: surface Dice tolerance in mm."),
+    min_mm3: float = typer.Option(0.0, min=0.0, help="Drop predicted components smaller than this (mm³) before "
+                                                    "scoring (e.g. a segmenter's speckles; docs/segmenter.md)."),
     missing_as_empty: bool = typer.Option(False, "--missing-as-empty", help="A ground-truth case without a heatmap "
                                           "(e.g. a failed reconstruction) counts as nothing detected instead of failing."),
     quiet: QuietOpt = False,
@@ -65,7 +67,8 @@ def evaluate(
             print(f"calibrated threshold {rule.value:.6g} (validation lesion F1 {f1:.3f})")
         result = None
         events = evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks, metrics=metrics,
-                               instances=InstanceOptions(iou_threshold, tolerance_mm), missing_as_empty=missing_as_empty)
+                               instances=InstanceOptions(iou_threshold, tolerance_mm), missing_as_empty=missing_as_empty,
+                               min_mm3=min_mm3)
         for event in show_progress(events, "evaluate", quiet=quiet):
             if isinstance(event, EvaluationResult):
                 result = event

@@ -238,8 +238,9 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     for row in (r for r in rows if "source_diff" in r):
         spans = ", ".join(f"{name} {_span(row['source_diff'][key], signed=True)}" for key, name in COLUMNS)
-        lines += ["", f"{row['method']} (probability > {row['threshold']:.3g}, calibrated like the others) minus "
-                      f"{row['source']}, paired 95 % bootstrap intervals over the test cases: {spans}"]
+        lines += ["", f"{row['method']} (probability > {row['threshold']:g}, components of at least "
+                      f"{row['min_mm3']:g} mm³, the size calibrated on the validation cases) minus {row['source']}, "
+                      f"paired 95 % bootstrap intervals over the test cases: {spans}"]
     return "\n".join(lines) + "\n"
 
 

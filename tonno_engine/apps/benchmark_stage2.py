@@ -6,10 +6,12 @@ In ``out/stage2/``: ``heatmaps/`` (the source method on every labelled case),
 ``imagesTs``), ``model/`` (the segmenter run) and ``stage2.json`` (the source method, its level, the rule,
 and the paired bootstrap interval of stage 2 minus its source). Predictions go into ``heatmaps/`` as
 ``{case}_stage2.nii.gz``. With ``rounds`` > 1 the stage trains again on its own predictions of the labelled
-cases (``round{r}/``, exported at the level calibrated on the validation cases; ``model-round{r}/``). The
-probability level of the row is calibrated on the validation cases (their ground truth, as for every heatmap
-method's row). A rerun reuses the segmenter only when it learnt from exactly the labels exported
-now (``labels_sha256``), resumes it when it stopped, and retrains it (saying so) when the labels changed.
+cases (``round{r}/``, exported at probability 0.5, components below the size calibrated on the validation
+cases ignored; ``model-round{r}/``). The
+row binarises at the segmenter's own level (probability 0.5) and drops components smaller than a size
+calibrated on the validation cases (their ground truth; one free parameter, as each heatmap method's level).
+A rerun reuses the segmenter only when it learnt from exactly the labels exported now (``labels_sha256``),
+resumes it when it stopped, and retrains it (saying so) when the labels changed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..base.atomic import write_text_atomic
@@ -27,13 +29,17 @@ from ..base.errors import DataError
 from ..base.events import Notice
 from ..data.dataset import Case, write_cases_csv
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
-from ..evaluation.evaluate import calibrate_on_files, calibrated_scores
+from ..evaluation.evaluate import calibrate_min_size, calibrated_scores
+from ..evaluation.metrics import Threshold
 from ..evaluation.pseudo_labels import PseudoLabelRule
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
 from .batch import BatchConfig, BatchResult, output_pairs, output_path, reconstruct_batch_iter
 from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
 from .stage2 import STAGE2, PredictResult, predict_iter
+
+#: the probability above which a stage-2 voxel is lesion: the segmenter's own decision (its argmax)
+PROBABILITY = 0.5
 
 
 @dataclass
@@ -84,15 +90,16 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
     folder = out / "stage2"
     heatmaps = yield from _heatmaps_for(labelled, spec, folder, heat_dir, checkpoint, bench)
     label, level, level_from = spec.label, levels[spec.label], f"calibrated ({out / 'thresholds.json'})"
-    rounds, checkpoint_2 = [], None
+    rounds, checkpoint_2, rule = [], None, cfg.rule
     for r in range(1, cfg.rounds + 1):
         if r > 1:  # self-training: the last segmenter's predictions of the labelled cases become the new labels
             heatmaps = folder / f"round{r - 1}"
             yield from _predictions(checkpoint_2, labelled, folder / f"round{r - 1}.csv", heatmaps, bench.device)
-            threshold, _ = calibrate_on_files(output_pairs(heatmaps, val, Stage2Method("")), connectivity=bench.connectivity)
-            label, level = STAGE2, threshold.value
-            level_from = f"calibrated on the validation cases' round-{r - 1} predictions"
-        export_cfg = ExportConfig(method=label, level=level, level_from=level_from, rule=cfg.rule,
+            min_mm3, _ = calibrate_min_size(output_pairs(heatmaps, val, Stage2Method("")), Threshold("fixed", PROBABILITY),
+                                            connectivity=bench.connectivity)
+            label, level, level_from = STAGE2, PROBABILITY, "the segmenter's own level"
+            rule = replace(cfg.rule, min_mm3=max(cfg.rule.min_mm3, min_mm3))  # its speckles become ignore, not lesion
+        export_cfg = ExportConfig(method=label, level=level, level_from=level_from, rule=rule,
                                   dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=intensity)
         export = None
         for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
@@ -101,17 +108,20 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
             else:
                 yield event
         checkpoint_2 = yield from _segmenter(export, folder / ("model" if r == 1 else f"model-round{r}"), cfg.segmenter)
-        rounds.append({"round": r, "labels_from": label, "level": level, "labels_sha256": export.labels_sha256,
+        rounds.append({"round": r, "labels_from": label, "level": level, "min_mm3": rule.min_mm3,
+                       "labels_sha256": export.labels_sha256,
                        "segmenter": str(checkpoint_2)})
     yield from _predictions(checkpoint_2, val + test, folder / "test.csv", heat_dir, bench.device)
     method = Stage2Method(f"Stage 2: U-Net on {spec.title} pseudo-labels" + (f", {cfg.rounds} rounds" if cfg.rounds > 1 else ""))
     threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, method), output_pairs(heat_dir, test, method),
-                                                  connectivity=bench.connectivity)
-    row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "val_f1": val_f1, **result.summary}
+                                                  connectivity=bench.connectivity, level=Threshold("fixed", PROBABILITY))
+    row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "min_mm3": result.min_mm3,
+           "val_f1": val_f1, **result.summary}
     versus = bootstrap_intervals({spec.label: per_case[spec.label], STAGE2: case_arrays(result.rows)}, spec.label,
                                  resamples=bench.resamples, seed=bench.seed)[STAGE2]
     row["source"], row["source_diff"] = spec.label, versus["diff"]
     record = {"source": spec.label, "level": levels[spec.label], "probability_level": threshold.value,
+              "min_mm3": result.min_mm3,
               "rule": cfg.rule.as_dict(),
               "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,
               "rounds": rounds,

@@ -196,6 +196,19 @@ class LesionRecord:
         return d
 
 
+def keep_large_components(mask: np.ndarray, min_mm3: float, affine, connectivity: int = 26) -> np.ndarray:
+    """``mask`` ``(D, H, W)`` without its connected components smaller than ``min_mm3`` (the voxel volume from
+    ``affine``, the NIfTI voxel-to-mm matrix); ``min_mm3`` 0 keeps every component."""
+    mask = np.asarray(mask, bool)
+    if min_mm3 <= 0:
+        return mask
+    components, count = label_components(mask, connectivity)
+    sizes = ndimage.sum_labels(np.ones(mask.shape, np.float32), components, np.arange(1, count + 1))
+    keep = np.zeros(count + 1, bool)
+    keep[1:] = sizes * voxel_volume_mm3(affine) >= min_mm3
+    return keep[components]
+
+
 def voxel_volume_mm3(affine) -> float:
     """The volume of one voxel in mm³: ``|det|`` of the affine's ``3 × 3`` part."""
     return float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))

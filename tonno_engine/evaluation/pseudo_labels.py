@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..base.errors import DataError
 from .candidates import find_candidates
-from .metrics import label_components, voxel_volume_mm3
+from .metrics import keep_large_components, label_components
 
 BACKGROUND, LESION, IGNORE = 0, 1, 2
 LABEL_NAMES = {"background": BACKGROUND, "lesion": LESION, "ignore": IGNORE}
@@ -72,12 +72,9 @@ def pseudo_labels(heatmap: np.ndarray, positive: bool, level: float, affine=None
         return labels
     affine = np.eye(4) if affine is None else np.asarray(affine, float)
     low = low_level(heat, level, rule.band) if low is None else low
-    components, count = label_components(heat > level, rule.connectivity)
-    sizes = ndimage.sum_labels(np.ones_like(heat), components, np.arange(1, count + 1)) * voxel_volume_mm3(affine)
-    big = np.zeros(count + 1, bool)
-    big[1:] = sizes >= rule.min_mm3
-    lesion = big[components]
-    uncertain = (heat > low) | ((components > 0) & ~lesion)
+    above = heat > level
+    lesion = keep_large_components(above, rule.min_mm3, affine, rule.connectivity)
+    uncertain = (heat > low) | (above & ~lesion)
     if rule.margin_mm > 0 and lesion.any():
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
         uncertain |= ndimage.distance_transform_edt(~lesion, sampling=spacing) <= rule.margin_mm

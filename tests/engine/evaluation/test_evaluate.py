@@ -121,3 +121,29 @@ def test_instance_metrics_without_the_extra_say_which_to_install(files, monkeypa
                               "-o", str(files / "m.csv")])
     assert res.exit_code == 1 and "pip install 'napari-tonno[eval]'" in res.output
     assert not (files / "m.csv").exists()
+
+
+def test_the_minimum_size_drops_speckles_in_mm3_and_is_calibrated_on_validation(tmp_path):
+    import nibabel as nib
+
+    from tonno_engine.evaluation.evaluate import Pair, calibrate_min_size, calibrated_scores
+    from tonno_engine.evaluation.metrics import Threshold, keep_large_components
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 mm³ voxels
+    pairs = []
+    for k in range(3):
+        truth = np.zeros((16, 16, 16), np.uint8)
+        truth[4:7, 4:7, 4:7] = 1  # 27 voxels, 216 mm³
+        heat = truth.astype(np.float32)
+        heat[12, 12, 12 - k] = heat[1, 14, 3 + k] = 0.9  # two one-voxel speckles, 8 mm³ each
+        nib.save(nib.Nifti1Image(heat, affine), tmp_path / f"c{k}_stage2.nii.gz")
+        nib.save(nib.Nifti1Image(truth, affine), tmp_path / f"c{k}.nii.gz")
+        pairs.append(Pair(f"c{k}", tmp_path / f"c{k}_stage2.nii.gz", tmp_path / f"c{k}.nii.gz", 1))
+    mask = np.asarray(nib.load(pairs[0].heatmap).dataobj) > 0.5
+    assert keep_large_components(mask, 7.5, affine).sum() == 29 and keep_large_components(mask, 9.0, affine).sum() == 27
+    size, f1 = calibrate_min_size(pairs[:2], Threshold("fixed", 0.5))
+    assert size == 10.0 and f1 == 1.0  # the smallest candidate above the speckles; 0 would give F1 0.5
+    threshold, val_f1, result = calibrated_scores(pairs[:2], pairs[2:], level=Threshold("fixed", 0.5))
+    assert threshold.value == 0.5 and result.min_mm3 == 10.0 and result.summary["precision"] == 1.0
+    _, _, plain = calibrated_scores(pairs[:2], pairs[2:])  # a level of its own calibrated instead: no size
+    assert plain.min_mm3 == 0.0
