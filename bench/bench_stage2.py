@@ -101,7 +101,7 @@ def timing(args) -> dict:
     def predict():
         from tonno_engine.apps.stage2 import predict_volume
 
-        return timed(torch.device("cpu"), predict_volume, segmenter, volume.array, meta["patch"], "cpu")
+        return timed(torch.device("cpu"), predict_volume, segmenter, volume.array, meta, "cpu")
 
     tonno(), predict()  # warm-up
     pairs = alternating_pairs(tonno, predict, args.repeats)

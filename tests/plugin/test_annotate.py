@@ -200,7 +200,8 @@ def test_browser_shows_the_stage2_prediction_beside_the_heatmaps(make_napari_vie
     from tonno_engine.models.segmenter import build_unet, save_segmenter
 
     checkpoint = save_segmenter(tmp_path / "segmenter.pt", build_unet(),
-                                {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16})
+                                {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16,
+                                   "preprocessing": {"intensity": "robust"}})
     done = list(predict_iter(checkpoint, tiny_cases, results_folder))[-1]
     assert isinstance(done, PredictResult) and len(done.written) == 4
     viewer = make_napari_viewer()

@@ -25,7 +25,8 @@ from ..base.events import Progress
 from ..base.hashing import file_sha256
 from ..data.images import load_image
 from ..data.nifti import read_provenance, save_nifti
-from ..models.segmenter import load_segmenter, normalise
+from ..data.preprocessing import Preprocessing
+from ..models.segmenter import load_segmenter
 from .batch import batch_inputs
 from .provenance import Provenance, differences, input_signature, tonno_version
 
@@ -47,12 +48,13 @@ def prediction_path(out: str | Path, case: str) -> Path:
 
 
 @torch.no_grad()
-def predict_volume(model: torch.nn.Module, image: np.ndarray, patch: int, device, *, overlap: float = 0.25) -> np.ndarray:
-    """Lesion probability ``(D, H, W)`` float32 of a raw image ``(D, H, W)``: MONAI's Gaussian-weighted
-    sliding window of ``patch``-voxel cubes."""
+def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device, *, overlap: float = 0.25) -> np.ndarray:
+    """Lesion probability ``(D, H, W)`` float32 of a raw image ``(D, H, W)``, preprocessed as the segmenter's
+    ``meta`` says: MONAI's Gaussian-weighted sliding window of its ``patch``-voxel cubes."""
     from monai.inferers import sliding_window_inference
 
-    x = torch.from_numpy(normalise(image))[None, None].to(device)
+    patch = meta["patch"]
+    x = torch.from_numpy(Preprocessing.from_dict(meta["preprocessing"])(image))[None, None].to(device)
     logits = sliding_window_inference(x, (patch,) * 3, sw_batch_size=4, predictor=model, overlap=overlap, mode="gaussian")
     return torch.softmax(logits, 1)[0, 1].float().cpu().numpy()
 
@@ -77,7 +79,7 @@ def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *,
             else:
                 t0 = time.perf_counter()
                 volume = load_image(item.image)
-                probability = predict_volume(model, volume.array, meta["patch"], dev, overlap=overlap)
+                probability = predict_volume(model, volume.array, meta, dev, overlap=overlap)
                 save_nifti(target, probability, volume.affine, volume.header, provenance=Provenance(parts, started).as_dict())
                 result.seconds[item.case] = time.perf_counter() - t0
                 result.written.append(item.case)

@@ -1,9 +1,11 @@
 """The second-stage segmenter: a small MONAI 3D U-Net, its intensity normalisation and its checkpoint.
 
-The network maps one normalised image channel ``(B, 1, D, H, W)`` to two logits per voxel (background,
-lesion) ``(B, 2, D, H, W)``, on the image's own voxel grid. A checkpoint (``tonno-segmenter-1``) holds
-the weights, the network's settings, ``labels``: where its training labels came from (the export's
-``tonno_export.json`` summary and ``labels_sha256``), ``train_args`` and, for resuming, ``train_state``.
+The network maps one image channel ``(B, 1, D, H, W)``, preprocessed as the checkpoint's ``preprocessing``
+says (:class:`~tonno_engine.data.preprocessing.Preprocessing`), to two logits per voxel (background,
+lesion) ``(B, 2, D, H, W)``, on the image's own voxel grid. A checkpoint (``tonno-segmenter-2``) holds
+the weights, the network's settings, ``preprocessing``, ``labels``: where its training labels came from (the
+export's ``tonno_export.json`` summary and ``labels_sha256``), ``train_args`` and, for resuming,
+``train_state``.
 MONAI is the optional ``eval`` extra: imported when a segmenter is built.
 """
 
@@ -19,7 +21,7 @@ from ..base.atomic import write_bytes_atomic
 from ..base.errors import DataError
 from .checkpoint import load_payload
 
-FORMAT = "tonno-segmenter-1"
+FORMAT = "tonno-segmenter-2"
 #: U-Net feature channels per level and the strides between levels (four levels: a 16× downsampling)
 CHANNELS = (16, 32, 64, 128)
 STRIDES = (2, 2, 2)
@@ -40,16 +42,6 @@ def multiple_of(strides=STRIDES) -> int:
     return int(np.prod(strides))
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """``(D, H, W)`` → float32 clipped to its 0.5–99.5th percentiles, zero mean, unit variance (per volume,
-    so scanners' intensity scales do not matter; CT and MR alike)."""
-    a = np.asarray(image, np.float32)
-    step = max(1, a.size // 1_000_000)
-    lo, hi = np.percentile(a.reshape(-1)[::step], (0.5, 99.5))
-    a = np.clip(a, lo, hi)
-    return ((a - a.mean()) / max(float(a.std()), 1e-6)).astype(np.float32)
-
-
 def save_segmenter(path: str | Path, model: torch.nn.Module, meta: dict, train_state: dict | None = None) -> Path:
     """Write a segmenter checkpoint atomically; ``meta``: network settings, ``labels``, ``train_args``, ``step``."""
     buffer = io.BytesIO()
@@ -63,6 +55,8 @@ def read_segmenter(path: str | Path) -> dict:
     payload = load_payload(path, "segmenter checkpoint", "RUN/segmenter.pt")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (this is a slice classifier's checkpoint)" if isinstance(payload, dict) and "state_dict" in payload else ""
+        if isinstance(payload, dict) and str(payload.get("format", "")).startswith("tonno-segmenter-"):
+            hint = f" of this version ({payload['format']}, made by an earlier development version: train it again)"
         raise DataError(path, f"not a tonno segmenter checkpoint{hint}")
     return payload
 

@@ -33,13 +33,13 @@ from ..base.events import Progress
 from ..base.folder_lock import folder_lock
 from ..data.nifti import load_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, labels_sha256
+from ..data.preprocessing import Preprocessing
 from ..evaluation.pseudo_labels import IGNORE, LESION
 from ..models.segmenter import (
     CHANNELS,
     STRIDES,
     build_unet,
     multiple_of,
-    normalise,
     read_segmenter,
     save_segmenter,
 )
@@ -68,6 +68,8 @@ class SegmenterConfig:
     channels: tuple[int, ...] = CHANNELS
     strides: tuple[int, ...] = STRIDES
     res_units: int = 1
+    #: per volume (data.preprocessing): ``robust`` keeps lesions brighter than everything else, on any modality
+    intensity: str = "robust"
 
     def __post_init__(self):
         if self.patch % multiple_of(self.strides):
@@ -118,8 +120,9 @@ class PatchSource:
     """Training cases of an export, loaded on first use (normalised image, labels, lesion voxels) and kept
     in a least-recently-used cache of ``cache_cases``. ``entries``: ``[(image path, label path), ...]``."""
 
-    def __init__(self, entries: list[tuple[Path, Path]], cache_cases: int):
+    def __init__(self, entries: list[tuple[Path, Path]], cache_cases: int, preprocessing: Preprocessing):
         self.entries = entries
+        self.preprocessing = preprocessing
         self.cache: OrderedDict[int, tuple] = OrderedDict()
         self.cache_cases = max(1, cache_cases)
 
@@ -136,7 +139,7 @@ class PatchSource:
         values = np.unique(labels)
         if not set(values.tolist()) <= {0, 1, 2}:
             raise DataError(label_path, f"labels must be 0, 1 or 2, found {values[:6].tolist()}")
-        image = normalise(image)
+        image = self.preprocessing(image)
         item = (image, labels.astype(np.uint8), np.flatnonzero(labels == LESION), float(image.min()))
         self.cache[k] = item
         if len(self.cache) > self.cache_cases:
@@ -199,7 +202,7 @@ def train_segmenter_iter(export: str | Path, out: str | Path, cfg: SegmenterConf
     out = make_output_folder(out)
     with folder_lock(out):
         state = _start(out, cfg, labels, resume)
-        yield from _train(out, PatchSource(entries, cfg.cache_cases), *state)
+        yield from _train(out, PatchSource(entries, cfg.cache_cases, Preprocessing(cfg.intensity)), *state)
 
 
 def _start(out: Path, cfg: SegmenterConfig, labels: dict, resume: bool):
@@ -230,7 +233,8 @@ def _start(out: Path, cfg: SegmenterConfig, labels: dict, resume: bool):
     else:
         (out / "metrics.csv").write_text(",".join(METRICS) + "\n")
     meta = {"channels": list(cfg.channels), "strides": list(cfg.strides), "res_units": cfg.res_units,
-            "patch": cfg.patch, "labels": labels, "train_args": cfg.as_dict(), "step": step}
+            "patch": cfg.patch, "preprocessing": Preprocessing(cfg.intensity).as_dict(), "labels": labels,
+            "train_args": cfg.as_dict(), "step": step}
     return cfg, model, optimizer, rng, meta, device
 
 

@@ -9,7 +9,8 @@ def test_prediction_keeps_the_grid_skips_up_to_date_cases_and_reports_a_bad_one(
     from tonno_engine.models.segmenter import build_unet, save_segmenter
 
     checkpoint = save_segmenter(tmp_path / "segmenter.pt", build_unet(),
-                                  {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16})
+                                  {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16,
+                                   "preprocessing": {"intensity": "robust"}})
     out = tmp_path / "pred"
     done = list(predict_iter(checkpoint, tiny_cases, out))[-1]
     assert isinstance(done, PredictResult) and len(done.written) == 4 and not done.failed
