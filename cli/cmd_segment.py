@@ -26,20 +26,25 @@ def train(
     lr: float = typer.Option(2e-3, min=0.0, help="Learning rate (AdamW, polynomial decay)."),
     lesion_fraction: float = typer.Option(0.33, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
     cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
+    intensity: str = typer.Option("robust", help="Intensity mode of the input (ct, mr, pet, robust, none; docs/data.md)."),
     seed: int = typer.Option(0, min=0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     device: DeviceOpt = DEVICE,
     quiet: QuietOpt = False,
 ) -> None:
     """Train the segmenter; the ignore label (2) is left out of the loss (docs/segmenter.md)."""
+    from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.segmenter import SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
 
     from .progress import show_progress
 
+    if intensity not in INTENSITIES:
+        raise typer.BadParameter(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}",
+                                 param_hint="--intensity")
     dev = resolve_device_or_exit(device)
     with engine_errors(f"continue with: tonno segment train {export} --out {out} --resume"):
         cfg = SegmenterConfig(steps=steps, patch=patch, batch_size=batch_size, lr=lr, lesion_fraction=lesion_fraction,
-                              cache_cases=cache_cases, seed=seed, device=str(dev))
+                              cache_cases=cache_cases, seed=seed, device=str(dev), intensity=intensity)
         for event in show_progress(train_segmenter_iter(export, out, cfg, resume=resume), "segment train", quiet=quiet):
             if isinstance(event, SegmenterStopped):
                 fail(f"stopped by {event.signal} after step {event.done}; continue with --resume", 143)

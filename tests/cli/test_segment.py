@@ -32,6 +32,8 @@ def test_export_train_resume_and_predict(tmp_path, tiny_cases, tiny_checkpoint):
     assert again.exit_code == 1 and "not empty" in again.output
 
     run = tmp_path / "seg"
+    bad = runner.invoke(app, ["segment", "train", str(export), "-o", str(run), "--intensity", "xray", "-q"])
+    assert bad.exit_code == 2 and "--intensity" in bad.output and not run.exists()
     first = runner.invoke(app, ["segment", "train", str(export), "-o", str(run), "--steps", "2", "--patch", "16",
                                 "--device", "cpu", "-q"])
     assert first.exit_code == 0, first.output

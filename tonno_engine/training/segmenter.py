@@ -76,6 +76,7 @@ class SegmenterConfig:
             raise ValueError(f"patch must be a multiple of {multiple_of(self.strides)}, got {self.patch}")
         if not 0.0 <= self.lesion_fraction <= 1.0:
             raise ValueError(f"lesion_fraction must be in [0, 1], got {self.lesion_fraction}")
+        Preprocessing(self.intensity)  # an unknown mode is a ValueError listing the valid ones
 
     def as_dict(self) -> dict:
         d = asdict(self)
