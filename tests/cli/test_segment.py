@@ -103,3 +103,6 @@ def test_benchmark_stage2_adds_its_row_and_reuses_the_segmenter(tmp_path, tiny_c
     assert (out / "stage2" / "model-round2" / "segmenter.pt").exists() and "2 rounds" in (out / "table.md").read_text()
     exported = json.loads((out / "stage2" / "Dataset999_Benchmark" / "tonno_export.json").read_text())
     assert exported["method"] == "stage2" and exported["heatmaps"] == str(out / "stage2" / "round1")
+    (out / "stage2" / "model" / "segmenter.pt").write_bytes(b"not a checkpoint")  # e.g. a disk that filled up
+    mended = runner.invoke(app, args)
+    assert mended.exit_code == 0 and "training the segmenter again" in mended.output, mended.output

@@ -160,7 +160,12 @@ def _segmenter(export: ExportResult, run: Path, cfg: SegmenterConfig) -> Iterato
     for name, resume in ((FINAL, None), (LAST, True)):
         path = run / name
         if path.exists():
-            meta = read_segmenter(path)["meta"]
+            try:
+                meta = read_segmenter(path)["meta"]
+            except DataError as exc:  # the benchmark's own folder: what it cannot read it makes again
+                yield Notice(f"{exc}; training the segmenter again")
+                shutil.rmtree(run)
+                break
             if meta["labels"]["labels_sha256"] == sha and meta["train_args"] == cfg.as_dict():
                 if resume is None:
                     return path
