@@ -275,11 +275,13 @@ def _train(out: Path, source: PatchSource, cfg: SegmenterConfig, model, optimize
             step, value = meta["step"], float(loss.detach())
             speed = cfg.batch_size / (time.perf_counter() - t0)
             writer.writerow([step, f"{value:.6f}", f"{lr_at(step - 1):.3e}", f"{speed:.2f}"])
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or signals.received:
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 fh.flush()
                 checkpoint(out / LAST)
             yield SegmenterStep("segmenter", step, cfg.steps, "steps", loss=value, lr=lr_at(step - 1))
-            if signals.received and step < cfg.steps:
+            if signals.received and step < cfg.steps:  # (a signal may arrive while the consumer holds the step)
+                fh.flush()
+                checkpoint(out / LAST)
                 yield SegmenterStopped("segmenter", step, cfg.steps, "steps", signal=signals.received)
                 return
     model.eval()

@@ -35,3 +35,24 @@ def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path,
     assert isinstance(whole, SegmenterResult) and isinstance(resumed, SegmenterResult) and resumed.steps == 4
     a, b = read_segmenter(whole.checkpoint)["state_dict"], read_segmenter(resumed.checkpoint)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_checkpoints_and_stops_then_resume_finishes(tmp_path, masked_phantoms):
+    import os
+    import signal
+
+    from tonno_engine.apps.export_nnunet import ExportConfig, export_nnunet_iter
+    from tonno_engine.models.segmenter import read_segmenter
+    from tonno_engine.training.segmenter import LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
+
+    cases, heat = masked_phantoms(4, (16, 16, 16))
+    export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
+    cfg = SegmenterConfig(steps=5, patch=16)
+    events = train_segmenter_iter(export.folder, tmp_path / "run", cfg)
+    next(events)
+    os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends before it kills a job
+    rest = list(events)
+    assert isinstance(rest[-1], SegmenterStopped) and rest[-1].signal == "SIGTERM" and rest[-1].done == 1
+    assert read_segmenter(tmp_path / "run" / LAST)["meta"]["step"] == 1  # the step it stopped at is saved
+    done = list(train_segmenter_iter(export.folder, tmp_path / "run", cfg, resume=True))[-1]
+    assert isinstance(done, SegmenterResult) and done.steps == 5
