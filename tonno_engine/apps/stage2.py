@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..base.atomic import make_output_folder
+from ..base.defaults import DEVICE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
@@ -59,7 +60,7 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device
     return torch.softmax(logits, 1)[0, 1].float().cpu().numpy()
 
 
-def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *, device: str = "cpu",
+def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *, device: str = DEVICE,
                  overlap: float = 0.25) -> Iterator[Progress | PredictResult]:
     """Predict every case of ``source`` (an image, a folder or a labels CSV) into ``out``; yields a
     :class:`Progress` per case, then the :class:`PredictResult`."""

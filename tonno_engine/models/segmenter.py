@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from ..base.atomic import write_bytes_atomic
+from ..base.defaults import DEVICE
+from ..base.devices import resolve_device
 from ..base.errors import DataError
 from .checkpoint import load_payload
 
@@ -61,10 +63,10 @@ def read_segmenter(path: str | Path) -> dict:
     return payload
 
 
-def load_segmenter(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
-    """``(model in eval mode on device, meta)``."""
+def load_segmenter(path: str | Path, device=DEVICE) -> tuple[torch.nn.Module, dict]:
+    """``(model in eval mode on device, meta)``; ``device`` as :func:`~tonno_engine.base.devices.resolve_device` takes it."""
     payload = read_segmenter(path)
     meta = payload["meta"]
     model = build_unet(meta["channels"], meta["strides"], meta["res_units"])
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), meta
+    return model.to(resolve_device(device)).eval(), meta

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..base.atomic import make_output_folder, write_text_atomic
+from ..base.defaults import DEVICE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
@@ -64,7 +65,7 @@ class SegmenterConfig:
     cache_cases: int = 64
     checkpoint_every: int = 100
     seed: int = 0
-    device: str = "cpu"
+    device: str = DEVICE
     channels: tuple[int, ...] = CHANNELS
     strides: tuple[int, ...] = STRIDES
     res_units: int = 1
