@@ -33,6 +33,7 @@ from ..evaluation.evaluate import (
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
+from ..training.loop import TrainStopped
 from .batch import BatchConfig, BatchResult, output_pairs, reconstruct_batch_iter
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_iter
@@ -97,7 +98,11 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         run = out / "model"
         # train.csv lives in out/, away from the data's dataset.json: carry its intensity mode over
         train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data))
-        yield from train_run_iter(out / "train.csv", run, train_cfg, resume=(run / "checkpoint_last.pt").exists())
+        for event in train_run_iter(out / "train.csv", run, train_cfg, resume=(run / "checkpoint_last.pt").exists()):
+            if isinstance(event, TrainStopped):  # a half-trained model must not make Table 2
+                raise DataError(run, f"training stopped by {event.signal} at step {event.done} of {event.total}; "
+                                     "run the benchmark again to continue it")
+            yield event
         checkpoint = run / "checkpoint_best.pt"
         if not checkpoint.exists():
             checkpoint = run / "checkpoint_last.pt"

@@ -93,3 +93,27 @@ def test_benchmark_needs_masks(tmp_path, tiny_checkpoint, tiny_cases):
                                          f"b,0,{images / 'phantom_0001.nii.gz'}\n")
     res = runner.invoke(app, ["benchmark", str(tmp_path), "-o", str(tmp_path / "o"), "-c", str(tiny_checkpoint)])
     assert res.exit_code == 1 and "needs ground-truth masks" in res.output
+
+
+def test_a_signal_during_training_stops_the_benchmark_before_any_heatmap(tmp_path):
+    import os
+    import signal
+
+    from tonno_engine.apps.benchmark import BenchmarkConfig, benchmark_iter
+    from tonno_engine.base.errors import DataError
+    from tonno_engine.base.registry import MethodSpec
+    from tonno_engine.data.synth import synthesize
+    from tonno_engine.methods.settings import ReconstructionSettings
+    from tonno_engine.training.config import TrainConfig
+    from tonno_engine.training.loop import TrainStep
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=10, seed=3, shape=(16, 16, 16)))
+    cfg = BenchmarkConfig(train=TrainConfig(steps=20, slice_size=32, norm="gn", device="cpu"),
+                          methods=[MethodSpec("tonno")], settings=ReconstructionSettings(5, 8), device="cpu")
+    events = benchmark_iter(data, tmp_path / "bench", cfg)
+    with pytest.raises(DataError, match="training stopped by SIGTERM at step 2 of 20"):
+        for event in events:
+            if isinstance(event, TrainStep) and event.done == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends before it kills a job
+    assert not (tmp_path / "bench" / "heatmaps").exists() and not (tmp_path / "bench" / "table.md").exists()
