@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SOLVER_ITERATIONS
+from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SEGMENTER_STEPS, SOLVER_ITERATIONS
 from tonno_engine.training.config import DEFAULTS, RECIPES
 
 from .app import app
@@ -100,7 +100,7 @@ def benchmark(
                                                        "U-Net trained on them, its row in the table (docs/segmenter.md)."),
     stage2_from: str = typer.Option("best", help="--stage2: the method whose heatmaps become pseudo-labels, or best "
                                                  "(highest validation F1)."),
-    stage2_steps: int = typer.Option(1000, min=1, help="--stage2: segmenter training steps."),
+    stage2_steps: int = typer.Option(SEGMENTER_STEPS, min=1, help="--stage2: segmenter training steps."),
     stage2_rounds: int = typer.Option(1, min=1, help="--stage2: rounds of self-training (each round learns from the "
                                                     "last one's predictions)."),
     stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import DEVICE
+from tonno_engine.base.defaults import DEVICE, SEGMENTER_STEPS
 
 from .app import app
 from .options import DeviceOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
@@ -20,7 +20,7 @@ app.add_typer(segment_app, name="segment")
 def train(
     export: Path = typer.Argument(..., help="A data set folder written by tonno export nnunet."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (segmenter.pt, segmenter_last.pt, metrics.csv, run.json)."),
-    steps: int = typer.Option(1000, min=1, help="Optimisation steps (a resumed run may be extended)."),
+    steps: int = typer.Option(SEGMENTER_STEPS, min=1, help="Optimisation steps (a resumed run may be extended)."),
     patch: int = typer.Option(48, min=8, help="Patch side in voxels (a multiple of 8)."),
     batch_size: int = typer.Option(2, min=1, help="Patches per step."),
     lr: float = typer.Option(2e-3, min=0.0, help="Learning rate (AdamW, polynomial decay)."),

@@ -39,3 +39,5 @@ SOLVER_ITERATIONS = 20
 SOLVER_TOLERANCE = 1e-3
 #: the training objective of ``tonno pretrain`` (self-supervised: its checkpoints hold no classifier)
 CONTRASTIVE = "contrastive"
+#: the second-stage segmenter's training steps (48³ patches, 2 a step: 4–5 CPU-minutes; bench/RESULTS.md)
+SEGMENTER_STEPS = 3000

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..base.atomic import make_output_folder, write_text_atomic
-from ..base.defaults import DEVICE
+from ..base.defaults import DEVICE, SEGMENTER_STEPS
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
@@ -56,7 +56,7 @@ RESUMABLE = ("steps", "device")
 class SegmenterConfig:
     """A stage-2 training run. ``patch``: cube side in voxels (a multiple of 8)."""
 
-    steps: int = 1000
+    steps: int = SEGMENTER_STEPS
     patch: int = 48
     batch_size: int = 2
     lr: float = 2e-3
