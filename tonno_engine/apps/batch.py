@@ -295,7 +295,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     with _writing_into(out, shared=parts > 1, writes=writes):
         reusable = _reusable(inputs, out, cfg, expected)  # on every rank: they must agree on the cases
         if parts == 1:
-            remove_stale_parts(out)
+            if writes:  # a rank that only shares directions writes nothing: cleaning would race rank 0's writes
+                remove_stale_parts(out)
         else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
             for item in inputs:
                 remove_stale_parts(out, f"{glob.escape(item.case)}_*")
