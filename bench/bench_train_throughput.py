@@ -44,7 +44,7 @@ def main() -> None:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randn(batch, 1, args.slice_size, args.slice_size, device=device).contiguous(
             memory_format=torch.channels_last)
-        y = (torch.rand(batch, device=device) < 0.5).float()
+        y = (torch.rand(batch, 1, device=device) < 0.5).float()
         loss_fn = torch.nn.BCEWithLogitsLoss()
 
         def encoder_steps(n):  # the very step train_iter takes, on a fixed batch

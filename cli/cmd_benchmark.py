@@ -15,6 +15,8 @@ from .options import (
     GEOMETRY_HELP,
     RECIPE_HELP,
     DeviceOpt,
+    FindingsOpt,
+    IdColumnOpt,
     IterationsOpt,
     NonnegativeOpt,
     QuietOpt,
@@ -25,6 +27,7 @@ from .options import (
     check_named,
     engine_errors,
     fail,
+    parse_findings,
     parse_methods,
     quality_help,
     quality_settings,
@@ -58,7 +61,7 @@ def print_result(result) -> None:
     print(result.table_md.read_text())
     print(f"table: {result.table_md} and {result.table_csv}")
     if result.figure:
-        print(f"figure: {result.figure}")
+        print(f"figure: {result.figure}" + (" (and one per finding)" if len(result.classifications) > 1 else ""))
     print(f"checkpoint: {result.checkpoint}")
 
 
@@ -106,6 +109,8 @@ def benchmark(
     stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
     band: float = typer.Option(0.5, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
     margin_mm: float = typer.Option(2.0, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
+    findings: FindingsOpt = None,
+    id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
@@ -130,7 +135,8 @@ def benchmark(
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
     train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                          steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view)
+                          steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view,
+                          findings=parse_findings(findings), id_column=id_column)
     second = None
     if stage2:
         from tonno_engine.apps.benchmark_stage2 import Stage2Config

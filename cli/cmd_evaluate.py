@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import QuietOpt, engine_errors
+from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, parse_findings
 
 
 @app.command()
@@ -29,6 +29,8 @@ def evaluate(
                                                     "scoring (e.g. a segmenter's speckles; docs/segmenter.md)."),
     missing_as_empty: bool = typer.Option(False, "--missing-as-empty", help="A ground-truth case without a heatmap "
                                           "(e.g. a failed reconstruction) counts as nothing detected instead of failing."),
+    findings: FindingsOpt = None,
+    id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
@@ -60,33 +62,51 @@ def evaluate(
         rule = Threshold.parse(threshold)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
+    names = parse_findings(findings)
+    failed = False
     with engine_errors():
-        pairs = pair_files(pred, gt)
-        if val_pred is not None:
-            rule, f1 = calibrate_on_files(pair_files(val_pred, val_gt), connectivity=connectivity)
-            print(f"calibrated threshold {rule.value:.6g} (validation lesion F1 {f1:.3f})")
-        result = None
-        events = evaluate_iter(pairs, rule, connectivity=connectivity, masks_out=masks, metrics=metrics,
-                               instances=InstanceOptions(iou_threshold, tolerance_mm), missing_as_empty=missing_as_empty,
-                               min_mm3=min_mm3)
-        for event in show_progress(events, "evaluate", quiet=quiet):
-            if isinstance(event, EvaluationResult):
-                result = event
-        write_metrics_csv(out, result)
-        write_text_atomic(lesions_path(out), lesions_csv(result.lesions))
+        pairs = pair_files(pred, gt, findings=names, id_column=id_column)
+        val_pairs = pair_files(val_pred, val_gt, findings=names, id_column=id_column) if val_pred is not None else None
+        for finding in names or [""]:
+            target = out.with_name(f"{out.stem}_{finding}{out.suffix}") if finding else out
+            mine = [p for p in pairs if p.finding in (finding, "?")] if finding else pairs
+            own_rule = rule
+            if val_pairs is not None:
+                own_rule, f1 = calibrate_on_files([p for p in val_pairs if p.finding == finding],
+                                                  connectivity=connectivity)
+                print(f"{finding + ': ' if finding else ''}calibrated threshold {own_rule.value:.6g} "
+                      f"(validation lesion F1 {f1:.3f})")
+            result = None
+            events = evaluate_iter(mine, own_rule, connectivity=connectivity, masks_out=masks, metrics=metrics,
+                                   instances=InstanceOptions(iou_threshold, tolerance_mm),
+                                   missing_as_empty=missing_as_empty, min_mm3=min_mm3)
+            for event in show_progress(events, "evaluate", quiet=quiet):
+                if isinstance(event, EvaluationResult):
+                    result = event
+            write_metrics_csv(target, result)
+            write_text_atomic(lesions_path(target), lesions_csv(result.lesions))
+            failed |= _report(result, own_rule, metrics, iou_threshold, tolerance_mm, target, masks, finding)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report(result, rule, metrics: str, iou_threshold: float, tolerance_mm: float, out: Path, masks, finding: str) -> bool:
+    """Print the failures and the summary of one finding (or of all heatmaps); whether a case failed."""
+    from tonno_engine.evaluation.evaluate import lesions_path
+
+    lead = f"{finding}: " if finding else ""
     for row in result.failed:
-        typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
+        typer.echo(f"failed: {row['case']} ({row['heatmap']}): {row['error']}", err=True)
     for row in (r for r in result.rows if r["status"] == "missing"):
         typer.echo(f"missing: {row['case']} ({row['heatmap']}): counted as nothing detected", err=True)
     s = result.summary
     if s and metrics != "instances":
-        print(f"{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "
+        print(f"{lead}{s['cases']} cases, {s['lesions']} lesions, threshold {rule}: precision {s['precision']:.3f}, "
               f"recall {s['recall']:.3f}, F1 {s['f1']:.3f}, Dice {s['dice']:.3f}, "
               f"balanced accuracy {s['balanced_accuracy']:.3f}")
     if s and metrics != "paper":
-        print(f"instances (IoU > {iou_threshold:g}): precision {s['inst_precision']:.3f}, recall {s['inst_recall']:.3f}, "
-              f"F1 {s['inst_f1']:.3f}, PQ {s['pq']:.3f}, SQ {s['sq']:.3f}; HD95 {s['hd95_mm']:.2f} mm, "
-              f"surface Dice at {tolerance_mm:g} mm {s['nsd']:.3f}")
-    print(f"metrics: {out}; lesions: {lesions_path(out)}" + (f"; masks: {masks}" if masks else ""))
-    if result.failed:
-        raise typer.Exit(1)
+        print(f"{lead}instances (IoU > {iou_threshold:g}): precision {s['inst_precision']:.3f}, "
+              f"recall {s['inst_recall']:.3f}, F1 {s['inst_f1']:.3f}, PQ {s['pq']:.3f}, SQ {s['sq']:.3f}; "
+              f"HD95 {s['hd95_mm']:.2f} mm, surface Dice at {tolerance_mm:g} mm {s['nsd']:.3f}")
+    print(f"{lead}metrics: {out}; lesions: {lesions_path(out)}" + (f"; masks: {masks}" if masks else ""))
+    return bool(result.failed)

@@ -23,6 +23,7 @@ from .options import (
     engine_errors,
     is_rank_zero,
     method_help,
+    parse_findings,
     parse_methods,
     quality_help,
     quality_settings,
@@ -67,6 +68,9 @@ def reconstruct(
                                                "directions of each case; rank 0 sums them and writes (one huge volume)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network, slicing and backprojection "
                                                           "(GPU; compiles once per shape, tens of seconds)."),
+    findings: str = typer.Option(None, "--findings", help="A classifier of several findings: make heatmaps of these "
+                                                          "(comma-separated; default: every finding, each "
+                                                          "<case>_<method>_<finding>.nii.gz, from one pass)."),
     quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
@@ -89,7 +93,8 @@ def reconstruct(
         raise typer.BadParameter(f"must be in 0..{num_parts - 1} (--num-parts {num_parts})", param_hint="--part-id")
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
-                      num_parts=num_parts, part_id=part_id, shard_directions=shard_directions)
+                      num_parts=num_parts, part_id=part_id, shard_directions=shard_directions,
+                      findings=parse_findings(findings))
     if is_rank_zero():  # under torchrun one rank reports
         print(f"device: {dev}", flush=True)
     quiet = quiet or not is_rank_zero()

@@ -32,12 +32,17 @@ def synth(
                                                                 "exp(b·g), g of unit std (0.3: ±30 %% across the head)."),
     image_format: str = typer.Option("nifti", "--format", help="Images as nifti (.nii.gz) or dicom (one series folder "
                                                               "per case); masks are NIfTI either way."),
+    findings: str = typer.Option("", help="brain: several findings, each in half the cases independently: "
+                                           "bright (ovoids), ring (dark core, bright rim), elongated; comma-separated "
+                                           "(or 'all'). A column and a mask per finding (docs/findings.md)."),
+    unknown: float = typer.Option(0.0, min=0.0, max=0.99, help="--findings: the fraction of finding labels left "
+                                                               "blank (unknown) in labels.csv."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     quiet: QuietOpt = False,
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
     from tonno_engine.base.atomic import make_output_folder
-    from tonno_engine.data.synth import DIFFICULTIES, IMAGE_FORMATS, KINDS, synthesize
+    from tonno_engine.data.synth import DIFFICULTIES, FINDING_TYPES, IMAGE_FORMATS, KINDS, synthesize
     from tonno_engine.tomography.frames import check_spacing
 
     from .progress import show_progress
@@ -65,13 +70,21 @@ def synth(
                                  param_hint="--difficulty")
     if image_format not in IMAGE_FORMATS:
         raise typer.BadParameter(f"unknown format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}", param_hint="--format")
+    types = FINDING_TYPES if findings == "all" else tuple(f.strip() for f in findings.split(",")) if findings else ()
+    if any(t not in FINDING_TYPES for t in types) or len(set(types)) != len(types):
+        raise typer.BadParameter(f"must be distinct names of {', '.join(FINDING_TYPES)} (or all), got {findings!r}",
+                                 param_hint="--findings")
+    if types and kind != "brain":
+        raise typer.BadParameter("findings are made in brains: add --kind brain", param_hint="--findings")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         fail(f"{out}: folder is not empty (use --overwrite)")
     with engine_errors():
         make_output_folder(out)
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
                             oblique=oblique, lesion_radius=radius, image_format=image_format,
-                            difficulty=difficulty, contrast_scale=contrast_scale, bias_field=bias_field)
+                            difficulty=difficulty, contrast_scale=contrast_scale, bias_field=bias_field,
+                            findings=types, unknown=unknown)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
-    print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'})")
+    also = f"; findings {','.join(types)}: train with --findings {','.join(types)}" if types else ""
+    print(f"wrote {n} {kind} cases to {out} (labels: {out / 'labels.csv'}{also})")

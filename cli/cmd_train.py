@@ -14,11 +14,14 @@ from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
     RECIPE_HELP,
+    FindingsOpt,
+    IdColumnOpt,
     QuietOpt,
     check_geometry,
     check_named,
     engine_errors,
     is_rank_zero,
+    parse_findings,
     renamed,
     resolve_device_or_exit,
 )
@@ -70,6 +73,10 @@ def train(
                                                              "Default: the recipe's (off: 0)."),
     keep_checkpoints: bool = typer.Option(None, "--keep-checkpoints", help="Also keep the weights of every validated "
                                                                           "step in checkpoints/step_NNNNNN.pt."),
+    findings: FindingsOpt = None,
+    id_column: IdColumnOpt = None,
+    pos_weight: bool = typer.Option(None, "--pos-weight", help="Weigh each finding's positive volumes by its "
+                                                               "negatives ÷ positives (for rare findings)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
     events: bool = typer.Option(False, "--events", help="Print every event (load progress, each step with its loss, "
@@ -94,7 +101,8 @@ def train(
                  device=device,
                  seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
                  cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
-                 disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints)
+                 disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
+                 findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight)
     cfg = recipe_config(recipe, **given)
     run_training(data, out, cfg, given, command="train", device=dev, resume=resume, quiet=quiet, events=events)
 

@@ -154,3 +154,27 @@ def is_rank_zero() -> bool:
     import os
 
     return int(os.environ.get("RANK", "0")) == 0
+
+
+FindingsOpt = Annotated[str, typer.Option(
+    "--findings", help="Several findings: their 0/1 columns in the labels CSV, comma-separated, one logit and one "
+                       "heatmap each (blank, nan or -1: unknown; docs/findings.md). Default: the label column.")]
+IdColumnOpt = Annotated[str, typer.Option(
+    "--id-column", help="The labels CSV's case column when it is not 'case' (e.g. CT-RATE's VolumeName; without an "
+                        "image column the id is the image's path relative to the CSV).")]
+
+
+def parse_findings(text: str | None) -> list[str] | None:
+    """``--findings a,b,c`` as a list (``None`` when not given); a usage error for an empty, repeated or
+    unusable name."""
+    if text is None:
+        return None
+    from tonno_engine.models.checkpoint import finding_name_problem
+
+    names = [n.strip() for n in text.split(",")]
+    for name in names:
+        if (problem := finding_name_problem(name)) is not None:
+            raise typer.BadParameter(problem, param_hint="--findings")
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"a finding is named twice in {text!r}", param_hint="--findings")
+    return names

@@ -1,7 +1,8 @@
 """Batch reconstruction of many volumes with several methods, restartable and fault tolerant.
 
-Outputs in ``out/``: ``<case>_<method label>.nii.gz`` (float32, the input's affine and header),
-each written atomically as soon as it is done; ``summary.csv`` (one row per case and method,
+Outputs in ``out/``: ``<case>_<method label>.nii.gz`` (float32, the input's affine and header;
+``<case>_<method label>_<finding>.nii.gz`` for a classifier of several findings, one per finding, all
+from one pass over the slices), each written atomically as soon as it is done; ``summary.csv`` (one row per case and method,
 rewritten atomically after every case) and ``run.json`` (arguments, versions, checkpoint hash,
 device). A failing case is recorded and the batch goes on. A CUDA out-of-memory error halves the
 scorer batch and retries the case.
@@ -38,13 +39,14 @@ from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_
 from ..data.nifti import axial_axis, read_provenance, save_nifti
 from ..evaluation.evaluate import Pair
 from ..methods.case import CasePrepared, case_spacing, reconstruct_case_iter
+from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
 from .provenance import Provenance, differences, heatmap_parts
 
-SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
+SUMMARY_FIELDS = ("case", "method", "finding", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
                   "slice_size", "output", "made", "error")
 #: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
 FEW_ANGLES = 50
@@ -66,6 +68,8 @@ class BatchConfig:
     part_id: int = 0
     #: every rank reconstructs every case from its subset of the directions; rank 0 writes (torchrun)
     shard_directions: bool = False
+    #: with a classifier of several findings: the findings to make heatmaps of (``None``: all of them)
+    findings: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,13 @@ def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
 
 
 def output_pairs(out: Path, cases, spec) -> list[Pair]:
-    """Each case's output of method ``spec`` in ``out`` paired with its mask and label, for scoring."""
-    return [Pair(c.case, output_path(out, c.case, spec), c.mask, c.label) for c in cases]
+    """Each case's output of method ``spec`` in ``out`` paired with its mask and label (those of the spec's
+    finding), for scoring."""
+    pairs = []
+    for c in cases:
+        mask, value, label = c.truth(spec.output if spec.finding else None)
+        pairs.append(Pair(c.case, output_path(out, c.case, spec), mask, label, value))
+    return pairs
 
 
 def peak_rss_mb() -> float:
@@ -186,6 +195,21 @@ def _parts(cfg: BatchConfig, world: World) -> tuple[int, int]:
             raise ValueError("--num-parts/--part-id are for job arrays; under torchrun the ranks are the parts")
         return world.rank, world.size
     return cfg.part_id, cfg.num_parts
+
+
+def expand_findings(methods: list[MethodSpec], findings, chosen, checkpoint) -> list[MethodSpec]:
+    """``methods`` once per finding of the checkpoint (:func:`~tonno_engine.methods.run.for_findings`); methods
+    that already name their findings are checked against the checkpoint's. :class:`DataError` naming the
+    checkpoint for a finding it does not have."""
+    try:
+        if any(s.finding for s in methods):
+            for_findings([], findings, [s.finding for s in methods])
+            if any(findings.index(s.finding) != s.output for s in methods):
+                raise ValueError("a method's finding and logit index do not match the checkpoint's")
+            return list(methods)
+        return for_findings(methods, findings, chosen)
+    except ValueError as exc:
+        raise DataError(checkpoint, str(exc)) from exc
 
 
 def _check_shardable(cfg: BatchConfig) -> None:
@@ -275,6 +299,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     check_resume_overwrite(cfg)
     loaded = load_checkpoint(checkpoint, device)
+    # one heatmap per method and finding; all findings of a method come from one pass over the slices
+    cfg = replace(cfg, methods=expand_findings(cfg.methods, loaded.description.findings, cfg.findings, checkpoint))
     # unset settings take the checkpoint's (each case's slice size may follow its field of view)
     settings = cfg.settings.resolved(loaded.description)
     checkpoint_sha256 = file_sha256(checkpoint)
@@ -429,7 +455,7 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
 
 def _row(item: BatchInput, spec: MethodSpec, target: Path | None, status: str, error: str = "", made: str = "") -> dict:
     """A summary row; ``target`` ``None`` for a failed job (it has no output)."""
-    return {"case": item.case, "method": spec.label, "status": status, "seconds": "", "peak_rss_mb": "",
+    return {"case": item.case, "method": spec.label, "finding": spec.finding, "status": status, "seconds": "", "peak_rss_mb": "",
             "peak_gpu_mb": "", "batch_size": "", "slice_size": "", "output": target.name if target else "",
             "made": made, "error": error}
 

@@ -7,6 +7,9 @@ out like Table 2, differences to slice-wise LayerCAM in parentheses), ``threshol
 ``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation) and
 ``lesions.csv`` (every test lesion per method: mm³, position, detected), and ``classification.json``
 (the classifier's volume AUC on the test cases beside the intensity baseline's, also under the table).
+With a classifier of several findings (docs/findings.md), every method runs once per finding (one pass
+over the slices for all of them), and ``table.md`` holds one Table 2 per finding, each calibrated,
+scored and compared with that finding's slice-wise LayerCAM on its own ground truth.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from ..evaluation.evaluate import (
     case_rows_csv,
     lesions_csv,
 )
+from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from ..training.loop import TrainStopped
 from .batch import BatchConfig, BatchResult, output_pairs, reconstruct_batch_iter
 from .benchmark_stage2 import Stage2Config, stage2_iter
-from .classification import Classification, classify_iter
+from .classification import Classification, classify_findings_iter
 from .training_run import train_run_iter
 
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
@@ -87,17 +91,19 @@ class BenchmarkResult:
     checkpoint: Path
     test_cases: list[str]
     methods: list[MethodSpec]
-    classification: Classification | None = None
+    classification: Classification | None = None  # the first finding's (the one logit's)
+    classifications: list[Classification] = field(default_factory=list)  # one per finding
 
 
 def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterator:
     """Yield training events; return ``(checkpoint, validation cases, test cases)``."""
     if cfg.checkpoint is None:
         rest, test = split_cases(cases, cfg.test_fraction, cfg.seed)
-        write_cases_csv(out / "train.csv", rest)
+        write_cases_csv(out / "train.csv", rest, cfg.train.findings)
         run = out / "model"
-        # train.csv lives in out/, away from the data's dataset.json: carry its intensity mode over
-        train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data))
+        # train.csv lives in out/, away from the data's dataset.json: carry its intensity mode over (its
+        # case column is `case`, whatever the data's)
+        train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data), id_column=None)
         for event in train_run_iter(out / "train.csv", run, train_cfg, resume=(run / "checkpoint_last.pt").exists()):
             if isinstance(event, TrainStopped):  # a half-trained model must not make Table 2
                 raise DataError(run, f"training stopped by {event.signal} at step {event.done} of {event.total}; "
@@ -122,16 +128,23 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
 def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | BenchmarkResult]:
     """Run the whole benchmark; yields training/reconstruction/evaluation progress, then the result."""
     out = Path(out)
-    cases = read_cases(data)
-    unmasked = [c.case for c in cases if c.mask is None]
+    findings = read_description(cfg.checkpoint).findings if cfg.checkpoint is not None else cfg.train.finding_names
+    if findings and cfg.stage2 is not None:
+        raise DataError(data, "--stage2 takes a classifier of one finding (train one with --findings NAME)")
+    cases = read_cases(data, findings=findings or None, id_column=cfg.train.id_column)
+    truths = range(len(findings)) if findings else (None,)
+    unmasked = [c.case for c in cases if any(c.truth(k)[0] is None for k in truths)]
     if unmasked:
         raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
     make_output_folder(out)
     checkpoint, val, test = yield from _splits(data, cases, out, cfg)
-    if not test or not any(c.label for c in val):
-        raise DataError(data, f"too few cases to calibrate and test ({len(val)} validation cases, "
-                              f"{sum(c.label for c in val)} positive; {len(test)} test cases)")
-    write_cases_csv(out / "eval.csv", val + test)
+    for k in truths:
+        positive = sum(c.truth(k)[2] == 1 for c in val)
+        if not test or not positive:
+            of = f" with {findings[k]}" if findings else ""
+            raise DataError(data, f"too few cases to calibrate and test ({len(val)} validation cases, "
+                                  f"{positive} positive{of}; {len(test)} test cases)")
+    write_cases_csv(out / "eval.csv", val + test, findings)
     batch_cfg = BatchConfig(methods=cfg.methods, settings=cfg.settings, device=cfg.device, resume=True)
     heat_dir = out / "heatmaps"
     for event in reconstruct_batch_iter(out / "eval.csv", heat_dir, checkpoint, batch_cfg):
@@ -142,9 +155,10 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         else:
             yield event
 
-    classification = yield from classify_iter(test, load_checkpoint(checkpoint, cfg.device), cfg.settings, seed=cfg.seed)
-    scores = yield from _score_methods(cfg, heat_dir, val, test)
-    methods = list(cfg.methods)
+    classifications = yield from classify_findings_iter(test, load_checkpoint(checkpoint, cfg.device), cfg.settings,
+                                                        seed=cfg.seed)
+    methods = for_findings(cfg.methods, findings)
+    scores = yield from _score_methods(cfg, methods, heat_dir, val, test)
     if cfg.stage2 is not None:
         rows, levels, lesions, lesion_methods, case_rows, per_case = scores
         tested = {c.case for c in test}
@@ -158,59 +172,88 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
         lesion_methods += [method.label] * len(lesions_2)
         case_rows += rows_2
         methods.append(method)
-    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classification, methods)
-    if classification.below_baseline:
-        yield Notice(f"the classifier's volume AUC on the test cases ({classification.auc:.2f}) is below the "
-                     f"intensity baseline's, {classification.baseline.describe()} ({result.table_md})")
+    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classifications, methods)
+    for c in classifications:
+        if c.below_baseline:
+            of = f" of {c.finding}" if c.finding else ""
+            yield Notice(f"the classifier's volume AUC{of} on the test cases ({c.auc:.2f}) is below the "
+                         f"intensity baseline's, {c.baseline.describe()} ({result.table_md})")
     yield result
 
 
-def _score_methods(cfg: BenchmarkConfig, heat_dir: Path, val, test):
-    """Calibrate each method's threshold on ``val``, evaluate it on ``test``; yields a :class:`MethodScored`
-    per method; returns ``(rows, thresholds, lesions, their methods, case rows, per-case arrays)``."""
+def _score_methods(cfg: BenchmarkConfig, methods: list[MethodSpec], heat_dir: Path, val, test):
+    """Calibrate each method's threshold on ``val``, evaluate it on ``test`` (each finding's on its own ground
+    truth); yields a :class:`MethodScored` per method; returns ``(rows, thresholds, lesions, their methods, case
+    rows, per-case arrays)``."""
     rows, binaries, lesions, lesion_methods, case_rows, per_case = [], {}, [], [], [], {}
-    for k, spec in enumerate(cfg.methods):
+    for k, spec in enumerate(methods):
         threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, spec), output_pairs(heat_dir, test, spec),
                                                       connectivity=cfg.connectivity)
-        rows.append({"method": spec.title, "label": spec.label, "threshold": threshold.value,
-                     "val_f1": val_f1, **result.summary})
+        rows.append({"method": spec.method_title, "label": spec.label, "finding": spec.finding,
+                     "threshold": threshold.value, "val_f1": val_f1, **result.summary})
         binaries[spec.label] = threshold.value
         lesions += result.lesions
         case_rows += result.rows
         per_case[spec.label] = case_arrays(result.rows)
         lesion_methods += [spec.label] * len(result.lesions)
         s = result.summary
-        yield MethodScored("evaluate", k + 1, len(cfg.methods), "methods", title=spec.title, precision=s["precision"],
+        yield MethodScored("evaluate", k + 1, len(methods), "methods", title=spec.title, precision=s["precision"],
                            recall=s["recall"], f1=s["f1"], dice=s["dice"])
     return rows, binaries, lesions, lesion_methods, case_rows, per_case
 
 
 def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkpoint, val, test, rows, binaries,
-                   lesions, lesion_methods, case_rows, per_case, classification: Classification, methods) -> BenchmarkResult:
-    """Bootstrap intervals, then ``table.md`` (with the volume classification under it)/``table.csv``,
-    ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps' ``metrics.csv`` and ``figure.png``."""
-    base = _baseline(rows)
-    intervals = bootstrap_intervals(per_case, base["label"] if base else None, resamples=cfg.resamples, seed=cfg.seed)
+                   lesions, lesion_methods, case_rows, per_case, classifications: list[Classification],
+                   methods) -> BenchmarkResult:
+    """Bootstrap intervals, then ``table.md`` (one table per finding, with the volume classification under
+    it)/``table.csv``, ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps'
+    ``metrics.csv`` and ``figure.png`` (``figure_<finding>.png`` per finding)."""
+    parts, figures = [], []
+    by_finding: dict[str, list[dict]] = {}
     for row in rows:
-        row["intervals"] = intervals[row["label"]]
+        by_finding.setdefault(row.get("finding", ""), []).append(row)
+    for (finding, group), classification in zip(by_finding.items(), classifications):
+        base = _baseline(group)
+        intervals = bootstrap_intervals({r["label"]: per_case[r["label"]] for r in group}, base["label"] if base else None,
+                                        resamples=cfg.resamples, seed=cfg.seed)
+        for row in group:
+            row["intervals"] = intervals[row["label"]]
+        head = f"## Finding: {finding}\n\n" if finding else ""
+        parts.append(head + markdown_table(group, data_name=Path(data).name, test=len(test), val=len(val))
+                     + "\n" + classification.markdown())
+        figures.append(_figure(out, finding, _cases_of(test, finding, methods), heat_dir,
+                               [s for s in methods if s.finding == finding], binaries))
     table_md, table_csv = out / "table.md", out / "table.csv"
-    write_text_atomic(table_md, markdown_table(rows, data_name=Path(data).name, test=len(test), val=len(val))
-                      + "\n" + classification.markdown())
-    write_text_atomic(out / "classification.json", json.dumps(classification.as_dict(), indent=2) + "\n")
+    write_text_atomic(table_md, "\n".join(parts))
+    info = [c.as_dict() for c in classifications]
+    write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     # each test case and method at its calibrated threshold, where the Results browser looks for it
     write_text_atomic(heat_dir / "metrics.csv", case_rows_csv(case_rows))
-    figure = None
-    try:
-        from .figures import comparison_figure
+    return BenchmarkResult(rows, table_md, table_csv, figures[0], checkpoint, [c.case for c in test], methods,
+                           classifications[0], classifications)
 
-        figure = comparison_figure(out / "figure.png", test, heat_dir, methods, binaries)
+
+def _cases_of(cases: list[Case], finding: str, methods) -> list[Case]:
+    """``cases`` as one finding sees them (its label and mask), for the figure; as they are without findings."""
+    if not finding:
+        return cases
+    k = next(s.output for s in methods if s.finding == finding)
+    return [replace(c, label=int(c.truth(k)[2] or 0), mask=c.truth(k)[0]) for c in cases]
+
+
+def _figure(out: Path, finding: str, cases, heat_dir: Path, methods, binaries) -> Path | None:
+    """Fig. 6 of one finding (``figure.png`` without findings), or ``None`` without a positive test case."""
+    from .figures import comparison_figure
+
+    try:
+        return comparison_figure(out / (f"figure_{finding}.png" if finding else "figure.png"), cases, heat_dir,
+                                 methods, binaries)
     except ValueError:  # no positive test case to show
-        figure = None
-    return BenchmarkResult(rows, table_md, table_csv, figure, checkpoint, [c.case for c in test], methods, classification)
+        return None
 
 
 def _baseline(rows: list[dict]) -> dict | None:
@@ -259,7 +302,8 @@ def csv_table(rows: list[dict]) -> str:
     """One row per method; with intervals, ``<metric>_lo/_hi`` and ``<metric>_diff_lo/_hi`` (to LayerCAM)."""
     buf = io.StringIO()
     bounds = [f"{m}_{part}" for m in METRICS for part in ("lo", "hi", "diff_lo", "diff_hi")]
-    keys = ["method", "label", "threshold", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases", "lesions",
+    finding = ("finding",) if any(r.get("finding") for r in rows) else ()
+    keys = ["method", "label", *finding, "threshold", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases", "lesions",
             "predicted_components", *bounds]
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

@@ -9,6 +9,7 @@ threshold on intensity knows more about these volumes than the network.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -38,18 +39,21 @@ class Classification:
     auc: float
     interval: tuple[float, float]
     baseline: IntensityBaseline
+    finding: str = ""  # with several findings: the one classified (on the cases where it is known)
 
     @property
     def below_baseline(self) -> bool:
         return self.baseline.beats(self.auc)
 
     def as_dict(self) -> dict:
-        return {"cases": self.cases, "auc": self.auc, "interval": list(self.interval),
+        return {**({"finding": self.finding} if self.finding else {}), "cases": self.cases, "auc": self.auc,
+                "interval": list(self.interval),
                 "intensity_baseline": asdict(self.baseline), "below_intensity_baseline": self.below_baseline}
 
     def markdown(self) -> str:
         lo, hi = self.interval
-        line = (f"Volume classification on the {self.cases} test cases (largest logit over {PLANES} planes): "
+        of = f" of {self.finding}" if self.finding else ""
+        line = (f"Volume classification{of} on the {self.cases} test cases (largest logit over {PLANES} planes): "
                 f"AUC {self.auc:.2f} [{lo:.2f}, {hi:.2f}]; intensity baseline {self.baseline.describe()}.")
         if self.below_baseline:
             line += " The classifier is below the baseline: a threshold on intensity separates these volumes better."
@@ -58,8 +62,9 @@ class Classification:
 
 @torch.no_grad()
 def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *, planes: int = PLANES,
-                 seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """``(largest logit over the planes of the case as the checkpoint sees it, robust_extremes of its image)``."""
+                 seed: int = 0) -> tuple[tuple[float, ...], tuple[float, float]]:
+    """``(largest logit of each finding over the planes of the case as the checkpoint sees it, robust_extremes of
+    its image)``."""
     volume = load_image(case.image)
     prepared = prepare_case(volume.array, case_spacing(volume, loaded, settings), loaded, settings)
     used = prepared.settings
@@ -68,19 +73,32 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
     offsets, n, u, v = random_planes(planes, torch.Generator().manual_seed(seed), Augmentation.off())
     tensor = torch.from_numpy(prepared.volume).to(loaded.device)
     slices = extract_slices(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2)
-    logits = loaded.model(slices[:, None]).float().reshape(-1)
-    return float(logits.max()), robust_extremes(volume.array)
+    logits = loaded.model(slices[:, None]).float().reshape(len(slices), -1)
+    return tuple(logits.max(0).values.tolist()), robust_extremes(volume.array)
 
 
-def classify_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
-                  seed: int = 0) -> Iterator[Progress]:
-    """Score every case (yields ``Progress("classify")``); returns the :class:`Classification`."""
+def classify_findings_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
+                           seed: int = 0) -> Iterator[Progress]:
+    """Score every case once (yields ``Progress("classify")``); returns one :class:`Classification` per
+    finding of the checkpoint (one for a one-logit checkpoint), each on the cases where the finding is known."""
     scores, extremes = [], []
     for i, case in enumerate(cases):
         score, extreme = volume_score(case, loaded, settings, seed=seed + i)
         scores.append(score)
         extremes.append(extreme)
         yield Progress("classify", i + 1, len(cases), "cases")
-    labels = [c.label for c in cases]
-    return Classification(len(cases), roc_auc(labels, scores), auc_interval(labels, scores, seed=seed),
-                          intensity_baseline(labels, extremes, seed=seed))
+    findings = loaded.description.findings or ("",)
+    out = []
+    for k, finding in enumerate(findings):
+        known = [i for i, c in enumerate(cases) if not math.isnan(c.targets[k])] if finding else range(len(cases))
+        labels = [int(cases[i].targets[k]) if finding else cases[i].label for i in known]
+        mine, theirs = [scores[i][k] for i in known], [extremes[i] for i in known]
+        out.append(Classification(len(labels), roc_auc(labels, mine), auc_interval(labels, mine, seed=seed),
+                                  intensity_baseline(labels, theirs, seed=seed), finding))
+    return out
+
+
+def classify_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
+                  seed: int = 0) -> Iterator[Progress]:
+    """:func:`classify_findings_iter` of a one-logit checkpoint: returns its :class:`Classification`."""
+    return (yield from classify_findings_iter(cases, loaded, settings, seed=seed))[0]

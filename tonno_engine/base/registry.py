@@ -16,7 +16,7 @@ in the same group (docs/methods.md), with nothing importing it first.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import entry_points
 
 from .defaults import CAM, CAM_LAYER
@@ -180,13 +180,17 @@ def describe_methods() -> str:
 class MethodSpec:
     """A method with its options. ``cam``/``layer`` apply to every method that needs CAM maps;
     ``axes`` (1: axial only, 3: mean over the three axes) to the slice-wise ones; ``solver`` to the
-    iterative ones (whose formula solves; any other method refuses settings other than the defaults)."""
+    iterative ones (whose formula solves; any other method refuses settings other than the defaults).
+    ``finding``/``output``: with a classifier of several findings, the finding this heatmap is of and
+    its logit's index (``""``: the one logit, index 0)."""
 
     name: str = "tonno"
     cam: str = CAM
     layer: int = CAM_LAYER
     axes: int = 1
     solver: SolverSettings = SolverSettings()
+    finding: str = ""
+    output: int = 0
 
     def __post_init__(self):
         method(self.name)
@@ -195,6 +199,8 @@ class MethodSpec:
             raise ValueError(f"layer must be one of 1, 2, 3, 4; got {self.layer!r}")
         if self.axes not in (1, 3):
             raise ValueError(f"axes must be 1 (axial) or 3 (mean over the three axes); got {self.axes!r}")
+        if not isinstance(self.output, int) or self.output < 0 or (self.output and not self.finding):
+            raise ValueError(f"output must be a logit index >= 0 of a named finding; got {self.output!r}")
         if self.solver != SolverSettings() and not self.solves:
             raise ValueError(f"{self.name} is not an iterative method: solver settings apply to "
                              f"{', '.join(solving_methods())}")
@@ -236,14 +242,27 @@ class MethodSpec:
     @property
     def label(self) -> str:
         """A filename-safe tag: ``tonno``, ``averaged-gradcampp-l2``, ``layercam-l2-axes3``,
-        ``tonno-iterative-tv0.1-nonneg`` (an iterative method's solver settings when not the defaults)."""
-        return self.record.label.format(**self._fields("label")) + (self.solver.tag if self.solves else "")
+        ``tonno-iterative-tv0.1-nonneg`` (an iterative method's solver settings when not the defaults),
+        ``tonno_effusion`` (a finding's)."""
+        return (self.record.label.format(**self._fields("label")) + (self.solver.tag if self.solves else "")
+                + (f"_{self.finding}" if self.finding else ""))
 
     @property
     def title(self) -> str:
         """The name in tables and figures: ``ToNNO``, ``Tomographic LayerCAM (layer 2)``,
-        ``Iterative ToNNO, TV 0.1, f ≥ 0``."""
-        return self.record.title.format(**self._fields("title")) + (self.solver.title if self.solves else "")
+        ``Iterative ToNNO, TV 0.1, f ≥ 0``, ``ToNNO [effusion]``."""
+        return (self.record.title.format(**self._fields("title")) + (self.solver.title if self.solves else "")
+                + (f" [{self.finding}]" if self.finding else ""))
+
+    @property
+    def method_title(self) -> str:
+        """:attr:`title` without the finding (a table per finding needs no more)."""
+        return self.title.removesuffix(f" [{self.finding}]") if self.finding else self.title
+
+    @property
+    def unit(self) -> MethodSpec:
+        """This method of the first finding: what one pass over the slices computes for every finding."""
+        return replace(self, finding="", output=0)
 
     @property
     def default_directions(self) -> int | None:
@@ -255,4 +274,6 @@ class MethodSpec:
         fields = asdict(self)
         if not self.solves:
             del fields["solver"]
+        if not self.finding:  # (one-finding outputs keep the fingerprint they had before findings)
+            del fields["finding"], fields["output"]
         return {**fields, "label": self.label}

@@ -46,12 +46,23 @@ class CamExtractor:
     ``scorecam_batch`` bounds the masked inputs per forward pass for ScoreCAM. With
     ``with_logits`` the call returns ``(logits (B,), maps)``: the logit comes free with the maps,
     so ToNNO and the CAM variants can share one pass over the slices.
+
+    ``targets``: the logits (findings) to explain; ``None`` explains logit 0 with the shapes above.
+    Given, the call returns maps ``(B, F, a, b)``, one per target, and with ``with_logits`` every logit
+    ``(B, K)``. The gradient CAMs take one forward pass and one backward pass per target (from the logit
+    down to the layer only); ScoreCAM one forward pass of the masked inputs for all targets; a CAM
+    registered by another package, which explains one logit at a time, one pass per target.
     """
 
     def __init__(self, model: torch.nn.Module, method: str = CAM, layer: int = CAM_LAYER, *,
                  channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256,
-                 with_logits: bool = False):
+                 with_logits: bool = False, targets: tuple[int, ...] | None = None):
         self.impl = cam(method).impl  # (extractor, x) -> (logits, maps): see tonno_engine.cams.maps
+        self.targets = tuple(targets) if targets is not None else None
+        #: the logit ``forward`` returns, for a CAM that explains one at a time
+        self.target = 0
+        #: every logit ``(B, K)`` of the last :meth:`forward`
+        self.all_logits: torch.Tensor | None = None
         self.model = model.eval()
         self.method, self.layer = method, layer
         self.module = layer_module(model, layer)
@@ -69,7 +80,8 @@ class CamExtractor:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast and device.type == "cuda")
 
     def forward(self, x: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B,)`` and the layer's activations ``(B, C, a, b)`` (a grad leaf if ``need_grad``)."""
+        """Logit :attr:`target` ``(B,)`` and the layer's activations ``(B, C, a, b)`` (a grad leaf if
+        ``need_grad``); every logit ``(B, K)`` is kept in :attr:`all_logits`."""
         store = {}
 
         def hook(_module, _inputs, output):
@@ -84,17 +96,28 @@ class CamExtractor:
             p.requires_grad_(False)
         try:
             with torch.set_grad_enabled(need_grad), self.amp(x.device):
-                logits = self.model(x).reshape(len(x), -1)[:, 0]
+                self.all_logits = self.model(x).reshape(len(x), -1)
         finally:
             handle.remove()
             for p in params:
                 p.requires_grad_(True)
-        return logits, store["a"]
+        return self.all_logits[:, self.target], store["a"]
 
     def __call__(self, slices: torch.Tensor):
         with torch.inference_mode(False):
             x = self._input(slices.clone() if slices.is_inference() else slices)
-            logits, maps = self.impl(self, x)
+            if self.targets is None:
+                logits, maps = self.impl(self, x)
+            elif getattr(self.impl, "several_targets", False):  # all targets from one forward pass
+                _, maps = self.impl(self, x)
+                logits = self.all_logits
+            else:  # a CAM that explains one logit per call
+                maps = []
+                for target in self.targets:
+                    self.target = target
+                    maps.append(self.impl(self, x)[1])
+                self.target = 0
+                logits, maps = self.all_logits, torch.stack(maps, 1)
         return (logits.detach().float(), maps) if self.with_logits else maps
 
 

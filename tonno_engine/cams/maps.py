@@ -2,7 +2,8 @@
 
 Each takes a :class:`~tonno_engine.cams.extractor.CamExtractor` and its input ``x``
 ``(B, 1, h, w)`` and returns ``(logits (B,), maps (B, a, b))``: raw float32 maps at the layer's
-resolution, clamped at 0 and never normalised per slice.
+resolution, clamped at 0 and never normalised per slice. Those marked ``several_targets`` explain
+every one of the extractor's ``targets`` (when it has them) from one forward pass: maps ``(B, F, a, b)``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ def gradient_cam(weigh: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
 
     def impl(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, acts = extractor.forward(x, need_grad=True)
-        (grads,) = torch.autograd.grad(logits.sum(), acts)
-        return logits, weigh(acts.detach().float(), grads.float()).clamp(min=0).contiguous()
+        if extractor.targets is None:
+            (grads,) = torch.autograd.grad(logits.sum(), acts)
+            return logits, weigh(acts.detach().float(), grads.float()).clamp(min=0).contiguous()
+        maps = []
+        for k, target in enumerate(extractor.targets):  # one backward pass per finding, the forward kept
+            (grads,) = torch.autograd.grad(extractor.all_logits[:, target].sum(), acts,
+                                           retain_graph=k < len(extractor.targets) - 1)
+            maps.append(weigh(acts.detach().float(), grads.float()).clamp(min=0))
+        return logits, torch.stack(maps, 1).contiguous()
 
     impl.__doc__ = weigh.__doc__
+    impl.several_targets = True
     return impl
 
 
@@ -67,9 +76,16 @@ def scorecam(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if extractor.channels_last:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
         with extractor.amp(x.device):
-            scores.append(extractor.model(chunk).float().reshape(len(chunk), -1)[:, 0])
-    weights = torch.softmax(torch.cat(scores).reshape(b, c), dim=1)[:, :, None, None]
-    return logits, (weights * acts).sum(1).clamp(min=0).contiguous()
+            scores.append(extractor.model(chunk).float().reshape(len(chunk), -1))
+    scores = torch.cat(scores)
+    if extractor.targets is None:
+        weights = torch.softmax(scores[:, extractor.target].reshape(b, c), dim=1)[:, :, None, None]
+        return logits, (weights * acts).sum(1).clamp(min=0).contiguous()
+    weights = torch.softmax(scores[:, list(extractor.targets)].reshape(b, c, -1), dim=1)  # (B, C, F)
+    return logits, torch.einsum("bcf,bcij->bfij", weights, acts).clamp(min=0).contiguous()
+
+
+scorecam.several_targets = True
 
 
 for _record in (

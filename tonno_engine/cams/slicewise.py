@@ -38,8 +38,9 @@ def slicewise_iter(
 ) -> Iterator[Progress | Partial]:
     """Slice-wise CAM of ``volume`` ``(D, H, W)`` along each of ``axes``; the mean over axes.
 
-    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``. Yields ``Progress("scoring")`` per
-    batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap. In physical geometry
+    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``, or ``(B, F, a, b)`` for ``F`` findings. Yields
+    ``Progress("scoring")`` per batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap (a
+    tuple of ``F`` of them for maps of several findings). In physical geometry
     (:mod:`tonno_engine.tomography.frames`) each slice is a square in mm that holds the whole
     plane of the volume (the shorter in-plane side padded with zeros), so pixels are isotropic;
     the maps are read back on the volume's own voxels of that plane.
@@ -55,7 +56,7 @@ def slicewise_iter(
     scale = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view).scale
     total = sum(vol.shape[a] for a in axes)
     done = 0
-    out = torch.zeros(vol.shape, dtype=torch.float32, device=dev)
+    out = None  # (D, H, W), or (F, D, H, W) once the maps say they are of F findings
     for axis in axes:
         b, c = (k for k in range(3) if k != axis)
         half = max(scale[b], scale[c])  # the slice's half-side, in the units of the x space
@@ -67,8 +68,13 @@ def slicewise_iter(
             s = offsets[start:start + batch_size]
             rows = len(s)
             batch = extract_slices(vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
-            planes.append(cam_to_plane(cam(batch).float(), (vol.shape[b], vol.shape[c]), extent))
+            maps = cam(batch).float()
+            plane = cam_to_plane(maps.flatten(0, maps.ndim - 3), (vol.shape[b], vol.shape[c]), extent)
+            planes.append(plane.unflatten(0, maps.shape[:-2]))  # (rows[, F], D_b, D_c)
             done += rows
             yield Progress("scoring", done, total, "slices", detail=True)
-        out += torch.cat(planes).movedim(0, axis)
-    yield Partial(out / len(axes), 1, 1, final=True)
+        stack = torch.cat(planes)
+        stack = stack.movedim(0, axis) if stack.ndim == 3 else stack.movedim(1, 0).movedim(1, axis + 1)
+        out = stack if out is None else out + stack
+    out = out / len(axes)
+    yield Partial(out if out.ndim == 3 else tuple(out), 1, 1, final=True)

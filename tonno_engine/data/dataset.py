@@ -6,6 +6,11 @@ series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mas
 ground-truth lesion mask used only for evaluation), or a folder that holds such a CSV named
 ``labels.csv`` (what ``tonno synth`` writes).
 An optional ``dataset.json`` beside the CSV may name the intensity mode (``"intensity"``).
+
+Several findings (docs/findings.md): ``findings`` names one 0/1 column per finding instead of ``label``
+(blank, ``nan`` or ``-1``: unknown); their masks are ``mask_<finding>`` columns, or one ``mask`` label
+image whose value ``k + 1`` marks finding ``k`` (0: background). ``id_column`` names the case column
+(e.g. CT-RATE's ``VolumeName``); without an ``image`` column the id is the image's path relative to the CSV.
 """
 
 from __future__ import annotations
@@ -13,22 +18,49 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import DataError
 from ..base.hashing import update_hash
-from .images import image_exists, input_files
+from .images import image_exists, image_stem, input_files
 
 REQUIRED = ("case", "label", "image")
+#: what a finding column may hold for "not known" (masked out of the loss, never read as 0)
+UNKNOWN_VALUES = ("", "nan", "na", "-1", "-1.0")
 
 
 @dataclass(frozen=True)
 class Case:
+    """One volume. ``label``: its class (with several findings: 1 when any finding is known present);
+    ``findings``: one label per named finding (``nan``: unknown), empty for the one ``label`` column;
+    ``finding_masks``: one mask per finding (``mask_<finding>`` columns), empty when ``mask`` serves all."""
+
     case: str
     label: int
     image: Path
     mask: Path | None = None
+    findings: tuple[float, ...] = ()
+    finding_masks: tuple[Path | None, ...] = ()
+
+    @property
+    def targets(self) -> tuple[float, ...]:
+        """The label of every finding (``nan``: unknown): ``(label,)`` without named findings."""
+        return self.findings or (float(self.label),)
+
+    def truth(self, finding: int | None) -> tuple[Path | None, int | None, int | None]:
+        """``(mask file, mask value, label)`` of finding ``finding`` (``None``: the case's one label).
+        The value is ``None`` when any non-zero voxel counts (a binary mask), else the label image's
+        ``finding + 1``; the label is ``None`` when unknown."""
+        if finding is None or not self.findings:
+            return self.mask, None, self.label
+        known = self.findings[finding]
+        label = None if math.isnan(known) else int(known)
+        if self.finding_masks:
+            return self.finding_masks[finding], None, label
+        return self.mask, (finding + 1 if len(self.findings) > 1 else None), label
 
 
 def resolve_csv(source: str | Path) -> Path:
@@ -41,36 +73,60 @@ def resolve_csv(source: str | Path) -> Path:
     return path
 
 
-def read_cases(source: str | Path, *, check_files: bool = True) -> list[Case]:
-    """Parse and validate a data set CSV; raises :class:`DataError` naming the file and row."""
+def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequence[str] | None = None,
+               id_column: str | None = None) -> list[Case]:
+    """Parse and validate a data set CSV; raises :class:`DataError` naming the file and row.
+    ``findings``: the finding columns to read (``None``: the ``label`` column); ``id_column``: the
+    case column (``None``: ``case``)."""
     path = resolve_csv(source)
+    key = id_column or "case"
     # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the first column name
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
+        needed = (key, *(findings or ("label",)), *(("image",) if id_column is None else ()))
+        missing = [c for c in needed if c not in header]
         if missing:
-            raise DataError(path, f"missing column(s) {', '.join(missing)}; need case,label,image[,mask]")
+            need = f"{key},{','.join(findings) if findings else 'label'},image[,mask]"
+            raise DataError(path, f"missing column(s) {', '.join(missing)}; need {need}")
+        per_finding_masks = findings and any(f"mask_{f}" in header for f in findings)
         cases, seen = [], set()
         for row_no, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
             where = f"{path}, row {row_no}"
-            if row["label"] not in ("0", "1"):
+            if not row[key]:
+                raise DataError(where, f"empty {key}")
+            if findings:
+                values = tuple(_finding_value(row[f], f, where) for f in findings)
+                label = int(any(v == 1 for v in values))
+            elif row["label"] not in ("0", "1"):
                 raise DataError(where, f"label must be 0 or 1, got {row['label']!r}")
-            if not row["case"]:
-                raise DataError(where, "empty case name")
-            if row["case"] in seen:
-                raise DataError(where, f"duplicate case {row['case']!r}")
-            seen.add(row["case"])
-            image = _resolve(path.parent, row["image"])
+            else:
+                values, label = (), int(row["label"])
+            name = row[key] if row.get("image") else image_stem(Path(row[key]))
+            if name in seen:
+                raise DataError(where, f"duplicate case {name!r}")
+            seen.add(name)
+            image = _resolve(path.parent, row.get("image") or row[key])
             mask = _resolve(path.parent, row["mask"]) if row.get("mask") else None
-            for kind, file in (("image", image), ("mask", mask)):
+            masks = tuple(_resolve(path.parent, row[f"mask_{f}"]) if row.get(f"mask_{f}") else None
+                          for f in findings) if per_finding_masks else ()
+            for kind, file in (("image", image), ("mask", mask), *((f"mask_{f}", m) for f, m in zip(findings or (), masks))):
                 if check_files and file is not None and not image_exists(file):
                     raise DataError(where, f"{kind} file not found: {file}")
-            cases.append(Case(row["case"], int(row["label"]), image, mask))
+            cases.append(Case(name, label, image, mask, values, masks))
     if not cases:
         raise DataError(path, "no cases")
     return cases
+
+
+def _finding_value(text: str, finding: str, where) -> float:
+    """A finding column's entry: 0 or 1, or ``nan`` for unknown (:data:`UNKNOWN_VALUES`)."""
+    if text.lower() in UNKNOWN_VALUES:
+        return math.nan
+    if text in ("0", "1", "0.0", "1.0"):
+        return float(text)
+    raise DataError(where, f"{finding} must be 0 or 1 (blank, nan or -1: unknown), got {text!r}")
 
 
 def _resolve(base: Path, entry: str) -> Path:
@@ -79,18 +135,33 @@ def _resolve(base: Path, entry: str) -> Path:
     return Path(f"{(base / path).resolve()}{mark}{uid}")
 
 
-def write_cases_csv(path: str | Path, cases: list[Case]) -> None:
-    """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths), written atomically."""
+def write_cases_csv(path: str | Path, cases: list[Case], findings: Sequence[str] | None = None) -> None:
+    """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths; with ``findings`` a column
+    per finding, blank when unknown, and its ``mask_<finding>`` column when the cases have them), written
+    atomically. Reading it back with the same ``findings`` gives the same cases."""
     from ..base.atomic import write_text_atomic
 
-    lines = ["case,label,image,mask"] + [f"{c.case},{c.label},{c.image},{c.mask or ''}" for c in cases]
+    names = list(findings or ())
+    split_masks = bool(names) and any(c.finding_masks for c in cases)
+    head = ["case", "label", "image", "mask", *names, *(f"mask_{f}" for f in names if split_masks)]
+    lines = [",".join(head)]
+    for c in cases:
+        cells = [c.case, str(c.label), str(c.image), str(c.mask or "")]
+        cells += ["" if math.isnan(v) else str(int(v)) for v in (c.findings if names else ())]
+        cells += [str(m or "") for m in (c.finding_masks or (None,) * len(names))] if split_masks else []
+        lines.append(",".join(cells))
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def check_both_classes(cases: list[Case], where) -> None:
-    labels = {c.label for c in cases}
-    if labels != {0, 1}:
-        raise DataError(where, f"training needs both classes, only label {labels.pop()} present")
+def check_both_classes(cases: list[Case], where, findings: Sequence[str] | None = None) -> None:
+    """:class:`DataError` unless every finding (or the one label) is known present in some case and known
+    absent in another."""
+    for k, name in enumerate(findings or (None,)):
+        known = {c.targets[k] for c in cases if not math.isnan(c.targets[k])}
+        if known != {0.0, 1.0}:
+            what = f"finding {name!r}" if name else "label"
+            seen = f"only {what} {int(known.pop())} present" if known else f"{what} is unknown in every case"
+            raise DataError(where, f"training needs both classes, {seen}")
 
 
 def read_dataset_meta(source: str | Path) -> dict:
@@ -110,6 +181,8 @@ def data_hash(cases: list[Case]) -> str:
     digest = hashlib.sha256()
     for case in sorted(cases, key=lambda c: c.case):
         digest.update(f"{case.case}\0{case.label}\0".encode())
+        if case.findings:  # (one-label data sets keep the digest they always had)
+            digest.update(f"{case.findings}\0".encode())
         for file in input_files(case.image):
             update_hash(digest, file)
     return digest.hexdigest()

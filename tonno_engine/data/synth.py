@@ -10,6 +10,10 @@ the recommended intensity mode):
   resampled to ``shape``, randomly deformed (smooth displacement field), with random gamma, bias
   field and noise. Lesions are small hyperintense ovoids, 90 % centred in white matter (MS-like).
 
+With ``findings`` (``brain`` only), every case holds each finding type of :data:`FINDING_TYPES`
+independently (half the cases each), the mask is a label image (value ``k + 1``: finding ``k``) and
+each finding has its own binary mask and column (docs/findings.md).
+
 Positive cases (half of them) hold 1 to ``max_lesions`` lesions of varied size and contrast;
 negative cases none. Both classes hold the same number distribution of look-alike distractors of
 the same brightness range — hollow shells (phantom) or short tubes (brain, vessel-like) — so that
@@ -187,9 +191,32 @@ DIFFICULTIES = {
 }
 
 
+#: ``tonno synth --findings``: what tells each finding apart — a bright ovoid, a dark core with a bright
+#: rim, a bright elongated lesion (twice to three times longer than wide, thicker than the vessel-like tubes)
+FINDING_TYPES = ("bright", "ring", "elongated")
+
+
+def _add_finding(rng, grid, image, labels, value: int, kind: str, centres, radius, wm_ref: float) -> None:
+    """One lesion of finding type ``kind`` (:data:`FINDING_TYPES`); its voxels get ``value`` in ``labels``."""
+    r = rng.uniform(*radius)
+    if kind == "elongated":
+        radii = np.array([r * rng.uniform(2.0, 3.0), r * 0.6, r * 0.6], np.float32)
+    else:
+        radii = (r * rng.uniform(0.85, 1.15, size=3)).astype(np.float32)
+    dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
+    if kind == "ring":
+        core = _soft(dist / 0.65)
+        rim = np.clip(1.0 - np.abs(dist - 0.85) / 0.2, 0.0, 1.0)
+        image *= 1.0 - rng.uniform(0.6, 0.8) * core
+        image += rng.uniform(0.5, 0.8) * wm_ref * rim
+    else:
+        image += rng.uniform(0.5, 0.9) * wm_ref * _soft(dist)
+    labels[dist <= 1.0] = value
+
+
 def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS,
                difficulty: Difficulty | None = None, *, contrast_scale: float = 1.0,
-               bias_field: float = 0.0) -> SynthCase:
+               bias_field: float = 0.0, findings: tuple[tuple[str, int], ...] = ()) -> SynthCase:
     """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
 
     ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
@@ -198,7 +225,8 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
     difficulty without distractors are those of earlier versions. ``contrast_scale`` multiplies the
     lesions' (and distractors') contrast; ``bias_field`` > 0 multiplies the image by a slowly varying
     field ``exp(b · g)`` (``g`` smooth, unit standard deviation), as a receive coil leaves in MR; drawn
-    last, so that 0 gives the cases of earlier versions.
+    last, so that 0 gives the cases of earlier versions. ``findings``: ``(type, count)`` pairs (count 0:
+    absent): their lesions, after the vessel-like tubes, make the mask a label image (value ``k + 1``).
     """
     difficulty = difficulty or Difficulty(tuple(lesion_radius))
     if contrast_scale != 1.0:
@@ -222,6 +250,11 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
                      (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
     _add_tubes(rng, grid, image, in_brain, int(rng.integers(1, 4)), (4.0 * scale, 7.0 * scale), 1.3 * scale,
                (0.5 * wm_ref, 0.9 * wm_ref))
+    labels = np.zeros(shape, np.uint8)
+    for k, (kind, count) in enumerate(findings):
+        for _ in range(count):
+            _add_finding(rng, grid, image, labels, k + 1, kind, in_wm if len(in_wm) else in_brain,
+                         (lesion_radius[0] * scale, lesion_radius[1] * scale), wm_ref)
     image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
     low, high = difficulty.distractors
     if high:
@@ -232,14 +265,23 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
         image *= brainw
     if bias_field > 0:
         image *= np.exp(bias_field * _smooth_noise(rng, shape, 16.0, 1.0))
+    if findings:
+        return SynthCase(image.astype(np.float32), labels * brainw, affine, label, sum(c for _, c in findings))
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
 
 
 def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str, contrast_scale: float = 1.0,
-                   bias_field: float = 0.0) -> tuple[int, int, int]:
+                   bias_field: float = 0.0, findings=(), unknown: float = 0.0) -> tuple[int, int, int]:
     """``ValueError`` for what :func:`synthesize` cannot make; the volume shape it makes."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    bad = [f for f in findings if f not in FINDING_TYPES]
+    if bad or len(set(findings)) != len(findings):
+        raise ValueError(f"findings must be distinct types of {', '.join(FINDING_TYPES)}; got {', '.join(findings)}")
+    if findings and kind != "brain":
+        raise ValueError("findings are made in brains: use --kind brain")
+    if not 0.0 <= unknown < 1.0:
+        raise ValueError(f"unknown must be a fraction in [0, 1), got {unknown}")
     if n < 2:
         raise ValueError(f"n must be >= 2 (both classes), got {n}")
     shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
@@ -256,10 +298,18 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
     return shape
 
 
+def _finding_presence(rng, n: int, count: int) -> np.ndarray:
+    """``(n, count)`` booleans: each finding present in half the cases, drawn apart from the others."""
+    present = np.zeros((n, count), bool)
+    for k in range(count):
+        present[rng.permutation(n)[: n // 2], k] = True
+    return present
+
+
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
                max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
                image_format: str = "nifti", difficulty: str | None = None, contrast_scale: float = 1.0,
-               bias_field: float = 0.0) -> Iterator[Progress]:
+               bias_field: float = 0.0, findings=(), unknown: float = 0.0) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
@@ -269,22 +319,33 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees. ``contrast_scale``
     and ``bias_field``: see :func:`brain_case`.
     ``image_format="dicom"`` writes each image as a DICOM series folder ``images/<case>/`` (int16 with a
-    RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI).
+    RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI). ``findings``: types of
+    :data:`FINDING_TYPES`, each present in half the cases (drawn apart), a column and a mask
+    ``masks/<case>_<finding>.nii.gz`` each; ``unknown``: the fraction of finding labels left blank in
+    ``labels.csv`` (unknown to training; the masks still say the truth).
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
-    shape = _check_request(kind, n, shape, spacing, difficulty, image_format, contrast_scale, bias_field)
+    findings = tuple(findings or ())
+    shape = _check_request(kind, n, shape, spacing, difficulty, image_format, contrast_scale, bias_field, findings,
+                           unknown)
     level = DIFFICULTIES[difficulty or "ms"]
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
     rng.shuffle(labels)
+    present = _finding_presence(np.random.default_rng([seed, 1_000_003]), n, len(findings))  # (n, K)
+    hidden = np.random.default_rng([seed, 2_000_003]).random(present.shape) < unknown
     template = load_mni_brain(shape) if kind == "brain" else None
-    rows = ["case,label,image,mask"]
+    rows = [",".join(["case,label,image,mask", *findings, *(f"mask_{f}" for f in findings)])]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
-        case = (brain_case(case_rng, template, int(label), max_lesions, lesion_radius or level.lesion_radius, level,
-                           contrast_scale=contrast_scale, bias_field=bias_field)
+        counts = tuple((f, int(case_rng.integers(1, max_lesions + 1)) if present[i, k] else 0)
+                       for k, f in enumerate(findings))
+        label = int(present[i].any()) if findings else label
+        case = (brain_case(case_rng, template, 0 if findings else int(label), max_lesions,
+                           lesion_radius or level.lesion_radius, level, contrast_scale=contrast_scale,
+                           bias_field=bias_field, findings=counts)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         image, mask, affine = case.image, case.mask, case.affine
@@ -301,13 +362,24 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         else:
             image_entry = f"images/{name}.nii.gz"
             save_nifti(out / image_entry, image, affine)
+        if spacing is not None and findings:  # a label image resampled value by value
+            mask = np.zeros(image.shape, np.uint8)
+            for k in range(len(findings)):
+                part = resample_like_a_scanner((case.mask == k + 1).astype(np.float32), case.affine, spacing)[0]
+                mask[part > 0.5] = k + 1
         save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
-        rows.append(f"{name},{label},{image_entry},masks/{name}.nii.gz")
+        cells = [name, str(label), image_entry, f"masks/{name}.nii.gz"]
+        cells += ["" if hidden[i, k] else str(int(present[i, k])) for k in range(len(findings))]
+        for k, f in enumerate(findings):
+            save_nifti(out / "masks" / f"{name}_{f}.nii.gz", (mask == k + 1).astype(np.uint8), affine, dtype=np.uint8)
+            cells.append(f"masks/{name}_{f}.nii.gz")
+        rows.append(",".join(cells))
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
             "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
-            "contrast_scale": contrast_scale, "bias_field": bias_field,
+            "contrast_scale": contrast_scale, "bias_field": bias_field, "findings": list(findings),
+            "unknown": unknown,
             "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

@@ -63,10 +63,20 @@ class InstanceOptions:
 
 @dataclass(frozen=True)
 class Pair:
+    """A heatmap and its ground truth: ``truth`` (``None``: no partner found) is a binary mask, or with
+    ``value`` a label image whose voxels equal to ``value`` are the lesions (one finding of several);
+    ``label``: the volume's class (``None``: from the mask)."""
+
     case: str
     heatmap: Path
-    truth: Path | None  # None: no partner found
+    truth: Path | None
     label: int | None = None
+    value: int | None = None
+    finding: str = ""  # the finding the heatmap is of, when the classifier has several
+
+    def lesions(self, truth: np.ndarray) -> np.ndarray:
+        """The ground-truth lesion voxels of the array read from :attr:`truth`."""
+        return truth == self.value if self.value is not None else truth > 0.5
 
 
 @dataclass
@@ -97,42 +107,65 @@ def _nifti_files(source: Path, what: str) -> list[Path]:
     return files
 
 
-def _truths(source: Path) -> dict[str, tuple[Path, int | None]]:
+def _truths(source: Path, findings=None, id_column=None) -> dict[str, list[tuple]]:
+    """Per case, ``(mask, value, label)`` of each finding (one entry without ``findings``)."""
     if not source.exists():
         raise DataError(source, "ground truth not found")
+    count = len(findings or ()) or 1
     if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
-        cases = read_cases(source, check_files=False)
-        missing = [c.case for c in cases if c.mask is None]
+        cases = read_cases(source, check_files=False, findings=findings, id_column=id_column)
+        truths = {c.case: [c.truth(k if findings else None) for k in range(count)] for c in cases}
+        missing = [case for case, each in truths.items() if any(mask is None for mask, _, _ in each)]
         if missing:
             raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
-        return {c.case: (c.mask, c.label) for c in cases}
-    return {image_stem(p): (p, None) for p in images_in(source, "ground truth folder")}
+        return truths
+    # a folder of masks: with several findings each is a label image (value k + 1: finding k)
+    return {image_stem(p): [(p, k + 1 if count > 1 else None, None) for k in range(count)]
+            for p in images_in(source, "ground truth folder")}
 
 
-def pair_files(heatmaps: str | Path, truths: str | Path) -> list[Pair]:
+def _finding_of(suffix: str, findings) -> int | None:
+    """The index of the finding a heatmap's name ends with (``_<finding>``; the longest that fits), or ``None``."""
+    fits = [k for k, f in enumerate(findings or ()) if suffix.endswith(f"_{f}")]
+    return max(fits, key=lambda k: len(findings[k])) if fits else None
+
+
+def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_column=None) -> list[Pair]:
     """Pair every heatmap file of ``heatmaps`` with its ground truth in ``truths`` (see module doc).
 
     For a folder of heatmaps, every ground-truth case must have a heatmap of each method the folder
     holds (``<case>_<method>``): a missing one becomes a pair whose heatmap file does not exist, which
     :func:`evaluate_iter` reports as failed (or scores as an empty prediction), so that a failed
-    reconstruction can never raise the recall by leaving its case out."""
-    gt = _truths(Path(truths))
+    reconstruction can never raise the recall by leaving its case out. With ``findings`` (names), a
+    heatmap ``<case>_<method>_<finding>`` pairs with that finding's mask and label (docs/findings.md);
+    one whose name ends with no finding is a failed pair."""
+    gt = _truths(Path(truths), findings, id_column)
     by_length = sorted(gt, key=len, reverse=True)
+
+    def pair(case: str | None, path: Path, suffix: str) -> Pair:
+        if case is None:
+            return Pair(nifti_stem(path), path, None)
+        k = _finding_of(suffix, findings)
+        if findings and k is None:
+            return Pair(case, path, None, finding="?")
+        return Pair(case, path, *gt[case][k or 0], finding=findings[k] if findings else "")
+
     pairs, methods = [], {}
     for path in _nifti_files(Path(heatmaps), "heatmaps"):
         stem = nifti_stem(path)
         case = next((c for c in by_length if stem == c or stem.startswith(c + "_")), None)
-        truth, label = gt[case] if case else (None, None)
-        pairs.append(Pair(case or stem, path, truth, label))
+        pairs.append(pair(case, path, stem[len(case):] if case else ""))
         if case:
             methods.setdefault(stem[len(case):], set()).add(case)
     if Path(heatmaps).is_dir():
         for suffix, seen in methods.items():
-            pairs += [Pair(case, Path(heatmaps) / f"{case}{suffix}.nii.gz", *gt[case]) for case in gt if case not in seen]
+            pairs += [pair(case, Path(heatmaps) / f"{case}{suffix}.nii.gz", suffix) for case in gt if case not in seen]
     return pairs
 
 
 def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
+    if pair.finding == "?":
+        raise DataError(pair.heatmap, "its name ends with none of the findings (<case>_<method>_<finding>)")
     if pair.truth is None:
         raise DataError(pair.heatmap, "no ground truth with a matching case name")
     if not pair.heatmap.exists():
@@ -140,7 +173,7 @@ def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, 
             raise DataError(pair.heatmap, "no heatmap for this ground-truth case (did its reconstruction fail?); "
                                           "pass --missing-as-empty to count it as nothing detected")
         truth = load_image(pair.truth, kind="ground truth")
-        return np.zeros(truth.array.shape, np.float32), truth.array > 0.5, truth
+        return np.zeros(truth.array.shape, np.float32), pair.lesions(truth.array), truth
     heat = load_nifti(pair.heatmap, kind="heatmap")
     truth = load_image(pair.truth, kind="ground truth")
     if heat.array.shape != truth.array.shape:
@@ -148,7 +181,7 @@ def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, 
                                       f"{truth.array.shape}")
     if not np.allclose(heat.affine, truth.affine, atol=1e-4):
         raise DataError(pair.heatmap, f"affine differs from ground truth {pair.truth.name}")
-    return heat.array, truth.array > 0.5, heat
+    return heat.array, pair.lesions(truth.array), heat
 
 
 def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Threshold, float]:

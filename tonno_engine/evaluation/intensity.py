@@ -59,7 +59,8 @@ class IntensityBaseline:
 
     def describe(self) -> str:
         lo, hi = self.bright_interval if self.which == "brightest" else self.dark_interval
-        return f"{self.auc:.2f} [{lo:.2f}, {hi:.2f}] (its {self.which} voxel)"
+        interval = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
+        return f"{self.auc:.2f}{interval} (its {self.which} voxel)"
 
 
 def intensity_baseline(labels, extremes, *, seed: int = 0) -> IntensityBaseline:
@@ -68,3 +69,20 @@ def intensity_baseline(labels, extremes, *, seed: int = 0) -> IntensityBaseline:
     low = -np.array([e[1] for e in extremes], dtype=float)
     return IntensityBaseline(roc_auc(labels, high), roc_auc(labels, low),
                              auc_interval(labels, high, seed=seed), auc_interval(labels, low, seed=seed))
+
+
+def findings_baseline(targets, extremes, *, seed: int = 0) -> IntensityBaseline:
+    """The baseline of volumes with one label per finding ``targets`` ``(n, K)`` (``nan``: unknown): for one
+    finding :func:`intensity_baseline`; for several, the mean over findings of each one's AUCs (each on the
+    volumes where it is known; no interval), to set beside the classifier's mean AUC over findings."""
+    targets = np.asarray(targets, dtype=float).reshape(len(extremes), -1)
+    if targets.shape[1] == 1:
+        return intensity_baseline(targets[:, 0].astype(int), extremes, seed=seed)
+    each = []
+    for k in range(targets.shape[1]):
+        known = np.isfinite(targets[:, k])
+        each.append(intensity_baseline(targets[known, k].astype(int), [e for e, ok in zip(extremes, known) if ok],
+                                       seed=seed))
+    nan = (float("nan"), float("nan"))
+    return IntensityBaseline(float(np.nanmean([b.bright for b in each])), float(np.nanmean([b.dark for b in each])),
+                             nan, nan)

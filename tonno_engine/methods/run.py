@@ -15,6 +15,7 @@ settings against the checkpoint first.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -38,13 +39,28 @@ PAPER = PRESETS["paper"]
 AXIAL_AXIS = 2
 
 
+def for_findings(specs, findings=(), chosen=None) -> list[MethodSpec]:
+    """Every method of ``specs`` once per finding of a classifier with the ``findings`` (names, in logit
+    order; empty: one logit, ``specs`` as they are), findings first; ``chosen``: only these findings
+    (``ValueError`` naming an unknown one)."""
+    findings = tuple(findings or ())
+    if chosen:
+        unknown = [f for f in chosen if f not in findings]
+        if unknown:
+            known = ", ".join(findings) or "none (it has one logit)"
+            raise ValueError(f"unknown finding(s) {', '.join(unknown)}; the checkpoint's findings: {known}")
+    if not findings:
+        return list(specs)
+    return [replace(s, finding=f, output=k) for k, f in enumerate(findings) if not chosen or f in chosen for s in specs]
+
+
 def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[MethodSpec]]:
     """Group methods that can share one pass over the slices.
 
     Tomographic methods that need CAM maps with the same CAM, layer and L read the same maps, and
     a logit comes free with them, so each such group costs one forward/backward pass; methods
     that need only logits join a CAM group with their L, else share a forward-only pass.
-    Slice-wise methods run alone (they are cheap).
+    Slice-wise methods run alone (they are cheap), but once for all findings.
     """
     specs = list(dict.fromkeys(specs))
     groups: dict[tuple, list[MethodSpec]] = {}
@@ -60,7 +76,11 @@ def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[Me
                 host.insert(sum(not s.needs_cam for s in host), spec)
             else:
                 logit_passes.setdefault(directions, []).append(spec)
-    return [*logit_passes.values(), *groups.values(), *([s] for s in specs if not s.tomographic)]
+    flat: dict[MethodSpec, list[MethodSpec]] = {}
+    for spec in specs:
+        if not spec.tomographic:
+            flat.setdefault(spec.unit, []).append(spec)
+    return [*logit_passes.values(), *groups.values(), *flat.values()]
 
 
 def methods_iter(
@@ -115,11 +135,15 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
                  field_of_view=settings.field_of_view or FIELD_OF_VIEW)
     if not first.tomographic:
         axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
-        extractor = CamExtractor(model, first.cam_name, first.layer)
+        targets = tuple(s.output for s in group) if _findings(group) else None
+        extractor = CamExtractor(model, first.cam_name, first.layer, targets=targets)
         for event in slicewise_iter(volume, extractor, axes=axes, slice_size=size, device=device,
                                     batch_size=settings.batch_size, **frame):
             if isinstance(event, Partial) and output_shape is not None:
-                event = Partial(resize(event.value, as_shape3(output_shape)), event.done, event.total, event.final)
+                shape = as_shape3(output_shape)
+                value = (tuple(resize(v, shape) for v in event.value) if isinstance(event.value, tuple)
+                         else resize(event.value, shape))
+                event = Partial(value, event.done, event.total, event.final)
             yield event
         return
     directions = settings.directions_for(first.default_directions)
@@ -138,18 +162,30 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
         yield from events_of(None)
 
 
+def _findings(group) -> bool:
+    """Whether the methods of ``group`` name findings (the classifier has several logits)."""
+    return any(s.finding for s in group)
+
+
 def _scorer(group, model, compile: bool):
     """Slices → a tuple of outputs, one per method of ``group``: logits, or the maps of one CAM
-    extractor (whose logits come with them)."""
+    extractor (whose logits come with them); with findings, each method's finding's."""
+    several = _findings(group)
     if not any(s.needs_cam for s in group):
-        logits = ModuleScorer(model, compile=compile)
+        logits = ModuleScorer(model, compile=compile, every_logit=several)
+        if several:
+            return lambda batch: tuple(logits(batch).T[[s.output for s in group]])
         return lambda batch: (logits(batch),) * len(group)
     cam = next(s for s in group if s.needs_cam)
-    extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True)
+    targets = tuple(dict.fromkeys(s.output for s in group if s.needs_cam)) if several else None
+    extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True, targets=targets)
     keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
 
     def scorer(batch):
         outputs = extractor(batch)
+        if several:  # logits (B, K), maps (B, F, a, b)
+            return tuple(outputs[1][:, targets.index(s.output)] if s.needs_cam else outputs[0][:, s.output]
+                         for s in group)
         return tuple(outputs[k] for k in keep)
 
     return scorer

@@ -38,7 +38,8 @@ class CheckpointDescription:
     ``Preprocessing.as_dict()`` applied to every volume; ``weights``: the starting weights' source;
     ``train_args``: the ``TrainConfig`` as a dict; ``versions``: package versions; ``data_hash``,
     ``data``, ``train_cases``, ``val_cases``: the data set it saw; ``world_size``: training processes;
-    ``step``: the optimisation step of these weights.
+    ``step``: the optimisation step of these weights; ``findings``: the name of each logit, in order (empty:
+    one logit, the data set's ``label``; docs/findings.md).
     """
 
     model: str
@@ -58,7 +59,13 @@ class CheckpointDescription:
     val_cases: tuple[str, ...] = ()
     world_size: int = 1
     step: int = 0
+    findings: tuple[str, ...] = ()
     version: int = DESCRIPTION_VERSION
+
+    @property
+    def outputs(self) -> int:
+        """The number of logits: one per finding."""
+        return max(1, len(self.findings))
 
     @classmethod
     def from_meta(cls, meta, where) -> CheckpointDescription:
@@ -74,7 +81,7 @@ class CheckpointDescription:
                 raise DataError(where, f"checkpoint description has no field {name!r}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in meta.items() if k in known and v is not None}
-        for name in ("train_cases", "val_cases"):
+        for name in ("train_cases", "val_cases", "findings"):
             if name in values:
                 values[name] = tuple(values[name])
         values["version"] = DESCRIPTION_VERSION
@@ -95,6 +102,7 @@ class CheckpointDescription:
             "preprocessing": not isinstance(self.preprocessing, dict),
             "train_args": not isinstance(self.train_args, dict),
             "step": not _is_int(self.step, 0),
+            "findings": not _valid_findings(self.findings),
         }
         for name, bad in problems.items():
             if bad:
@@ -103,11 +111,24 @@ class CheckpointDescription:
     def as_meta(self) -> dict:
         """The dict stored in the checkpoint (lists, not tuples, for JSON)."""
         meta = asdict(self)
-        meta.update(train_cases=list(self.train_cases), val_cases=list(self.val_cases))
+        meta.update(train_cases=list(self.train_cases), val_cases=list(self.val_cases), findings=list(self.findings))
         return meta
 
     def at_step(self, step: int) -> CheckpointDescription:
         return replace(self, step=step)
+
+
+def _valid_findings(names) -> bool:
+    """Distinct, non-empty, filename-safe names (they end the heatmaps' file names)."""
+    return (isinstance(names, tuple) and len(set(names)) == len(names)
+            and all(isinstance(n, str) and n and finding_name_problem(n) is None for n in names))
+
+
+def finding_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a finding (it ends file names and table rows), or ``None``."""
+    if not name or any(ch in name for ch in '/\\:*?"<>|,') or name != name.strip():
+        return f"finding name {name!r} must be non-empty and hold no spaces at its ends, path separators or commas"
+    return None
 
 
 def _is_int(value, minimum: int) -> bool:
@@ -186,7 +207,8 @@ def load_checkpoint(path: str | Path, device=DEVICE) -> LoadedCheckpoint:
     if description.train_args.get("objective") == CONTRASTIVE:
         raise DataError(path, "a pretraining checkpoint (tonno pretrain): its encoder has no classifier; train one "
                               f"with `tonno train --weights {Path(path).parent / 'encoder.pth'}`")
-    model = create_encoder(description.model, norm=description.norm, in_chans=description.in_chans)
+    model = create_encoder(description.model, norm=description.norm, in_chans=description.in_chans,
+                           outputs=description.outputs)
     load_weights(model, payload, path)
     dev = resolve_device(device)
     return LoadedCheckpoint(model.to(dev).eval(), description, dev, Path(path))

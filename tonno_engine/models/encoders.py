@@ -1,4 +1,4 @@
-"""Slice classifiers: any timm encoder with one logit, with a choice of normalisation.
+"""Slice classifiers: any timm encoder with one logit (or one per finding), with a choice of normalisation.
 
 ``norm``: ``"bn"`` (batch norm, trains running statistics), ``"frozen_bn"`` (paper default: BN
 layers frozen to their initial affine and statistics), ``"gn"`` (every BN replaced by GroupNorm
@@ -59,8 +59,8 @@ def _from_weights_file(name: str, file: str, kwargs: dict) -> torch.nn.Module:
 
 
 def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: int = 1,
-                   weights: WeightsSource | str | Path | None = None) -> torch.nn.Module:
-    """A timm model ``name`` with ``in_chans`` input channels and one output logit.
+                   weights: WeightsSource | str | Path | None = None, outputs: int = 1) -> torch.nn.Module:
+    """A timm model ``name`` with ``in_chans`` input channels and ``outputs`` logits (one per finding).
 
     ``weights``: a :class:`WeightsSource` or what :func:`resolve_weights` accepts (a local file,
     ``"imagenet"``, a timm tag); timm adapts the first convolution to ``in_chans`` (summing RGB for
@@ -72,7 +72,7 @@ def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: i
         raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
-    kwargs = dict(num_classes=1, in_chans=in_chans)
+    kwargs = dict(num_classes=outputs, in_chans=in_chans)
     source = weights if isinstance(weights, WeightsSource) else resolve_weights(name, weights)
     if source.kind == "file":
         model = _from_weights_file(name, source.location, kwargs)

@@ -32,12 +32,14 @@ class ModuleScorer:
     float rounding, about 1.3× faster on a 2-core CPU; ``model`` itself is left as it is, and
     the copy is taken here: make the scorer after training, not before). ``compile``: run
     the model through ``torch.compile`` (compiled on the first batch of each new shape; pays off
-    on GPUs for long runs, not on a CPU).
+    on GPUs for long runs, not on a CPU). ``every_logit``: return all ``K`` logits ``(B, K)`` (one
+    per finding) instead of the first.
     """
 
     def __init__(self, model: torch.nn.Module, *, channels_last: bool = True, autocast: bool = True,
-                 fold_bn: bool = True, compile: bool = False):
+                 fold_bn: bool = True, compile: bool = False, every_logit: bool = False):
         self.model = model.eval()
+        self.every_logit = every_logit
         self.channels_last = channels_last
         self.autocast = autocast
         scoring = fold_batch_norms(self.model) if fold_bn else self.model
@@ -51,7 +53,8 @@ class ModuleScorer:
             x = x.contiguous(memory_format=torch.channels_last)
         use_amp = self.autocast and x.device.type == "cuda"
         with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return self.forward(x).float().reshape(len(x), -1)[:, 0]
+            logits = self.forward(x).float().reshape(len(x), -1)
+            return logits if self.every_logit else logits[:, 0]
 
 
 def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:

@@ -63,6 +63,13 @@ class TrainConfig:
     view_shift: float = 0.03
     #: also keep the weights of every validated step (``checkpoints/step_NNNNNN.pt``, without training state)
     keep_checkpoints: bool = False
+    #: several findings (docs/findings.md): the data set's finding columns, one logit each (``None``: the
+    #: ``label`` column, one logit); ``id_column``: the case column when it is not ``case``
+    findings: list[str] | None = None
+    id_column: str | None = None
+    #: weigh each finding's positive slices by its negatives ÷ positives among the training volumes
+    #: (BCE ``pos_weight``), for findings much rarer than their absence
+    pos_weight: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -70,6 +77,15 @@ class TrainConfig:
         if "preset" in d and "intensity" not in d:  # checkpoints written before 0.2
             d = {**d, "intensity": d["preset"]}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def finding_names(self) -> tuple[str, ...]:
+        """The findings' names (empty: one logit for the ``label`` column)."""
+        return tuple(self.findings or ())
+
+    @property
+    def outputs(self) -> int:
+        return max(1, len(self.finding_names))
 
 
 OBJECTIVES = ("slice", "mil")

@@ -24,7 +24,7 @@ from ..base.distributed import World, any_rank, gather_objects
 from ..base.errors import ResourceError
 from ..base.events import Notice, Progress
 from ..data.augment import Augmentation
-from ..evaluation.intensity import IntensityBaseline, intensity_baseline
+from ..evaluation.intensity import IntensityBaseline, findings_baseline
 from .config import TrainConfig
 from .contrastive import export_encoder, nt_xent, sample_view_pairs
 from .sampling import (
@@ -32,6 +32,7 @@ from .sampling import (
     mil_loss,
     optimisation_step,
     sample_batch,
+    slice_loss,
     validation_extremes,
     validation_logits,
     validation_scores,
@@ -118,7 +119,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     aug = Augmentation() if cfg.augment else Augmentation.off()
     run.write_run_json()
     run.model.train()
-    loss_fn, sample = _objective(cfg)
+    loss_fn, sample = _objective(cfg, run.pos_weight)
     use_amp = cfg.amp and device.type == "cuda"
     with StopSignals() as signals:
         while state.step < cfg.steps:
@@ -164,11 +165,12 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     yield from _finish(run)
 
 
-def _objective(cfg: TrainConfig):
+def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None = None):
     """``(loss, batch sampler)`` of the run's objective: BCE per slice, multiple-instance, or contrastive."""
     if cfg.objective == CONTRASTIVE:
         return nt_xent(cfg.temperature), sample_view_pairs
-    return (mil_loss(cfg.slices_per_volume) if cfg.objective == "mil" else torch.nn.BCEWithLogitsLoss()), sample_batch
+    loss = mil_loss(cfg.slices_per_volume, pos_weight) if cfg.objective == "mil" else slice_loss(pos_weight)
+    return loss, sample_batch
 
 
 def _finish(run: Run) -> Iterator[Notice]:
@@ -207,7 +209,7 @@ def _baseline(run: Run) -> IntensityBaseline | None:
     """The intensity baseline of every validation volume (computed at the first validation, then kept)."""
     if not run.val.baseline_known:
         every = [x for part in gather_objects(validation_extremes(run.val.cases()), run.world) for x in part]
-        run.val.baseline = intensity_baseline([label for label, _ in every], [e for _, e in every]) if every else None
+        run.val.baseline = findings_baseline([t for t, _ in every], [e for _, e in every]) if every else None
         run.val.baseline_known = True
         run.folder.intensity_baseline = run.val.baseline
     return run.val.baseline

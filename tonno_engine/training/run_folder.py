@@ -26,6 +26,19 @@ METRIC_FORMATS = {"loss": "{:.6f}", "lr": "{:.3e}", "slices_per_s": "{:.1f}", "v
                   **{k: "{:.6f}" for k in METRIC_COLUMNS if k.startswith("val_") and k != "val_loss"}}
 
 
+def metric_columns(findings=()) -> tuple[str, ...]:
+    """``metrics.csv``'s columns: with several findings, ``val_volume_auc_<finding>`` for each after
+    :data:`METRIC_COLUMNS` (whose ``val_volume_auc`` is then their mean)."""
+    return METRIC_COLUMNS + tuple(f"val_volume_auc_{f}" for f in findings if len(findings) > 1)
+
+
+def metric_row(row: dict, findings=()) -> dict:
+    """One step's ``{column: value}`` with each finding's AUC in its own column (see :func:`metric_columns`)."""
+    aucs = row.get("finding_aucs") or ()
+    return {**{k: v for k, v in row.items() if k != "finding_aucs"},
+            **{f"val_volume_auc_{f}": a for f, a in zip(findings, aucs)}}
+
+
 class RunFolder:
     """Writer of one run folder ``out``. Its ``description`` goes into every checkpoint and ``run.json``."""
 
@@ -80,7 +93,7 @@ class RunFolder:
         self.description = description
         self.info = {"meta": description.as_meta(), "device": str(device), "started": _now(), "resumed_at_step": resumed_at}
         if resumed_at is not None:
-            _trim_metrics(self.metrics, resumed_at)
+            _trim_metrics(self.metrics, resumed_at, metric_columns(description.findings))
             if self.run_json.exists():
                 previous = json.loads(self.run_json.read_text())
                 self.info["history"] = previous.pop("history", []) + [previous]
@@ -88,13 +101,16 @@ class RunFolder:
             self.metrics.unlink(missing_ok=True)
         new_file = not self.metrics.exists()
         self._fh = open(self.metrics, "a", newline="")
-        self._writer = csv.DictWriter(self._fh, METRIC_COLUMNS)
+        self.columns = metric_columns(description.findings)
+        self._writer = csv.DictWriter(self._fh, self.columns)
         if new_file:
             self._writer.writeheader()
 
     def append_metrics(self, row: dict) -> None:
         """One step's numbers (``{column: value}``; validation columns only when it validated)."""
-        self._writer.writerow({k: METRIC_FORMATS.get(k, "{}").format(row[k]) if k in row else "" for k in METRIC_COLUMNS})
+        row = metric_row(row, self.description.findings)
+        self._writer.writerow({k: METRIC_FORMATS.get(k, "{:.6f}" if k.startswith("val_") else "{}").format(row[k])
+                               if k in row else "" for k in self.columns})
         self._fh.flush()
 
     def kept(self, step: int) -> Path:
@@ -140,7 +156,7 @@ def resume_conflicts(out: str | Path, given: dict) -> list[str]:
             if v is not None and k not in RESUMABLE_CHANGES and k in args and args[k] != v]
 
 
-def _trim_metrics(path: Path, last_step: int) -> None:
+def _trim_metrics(path: Path, last_step: int, columns=METRIC_COLUMNS) -> None:
     """Keep the complete rows up to ``last_step`` (a kill may have left later or partial rows)."""
     if not path.exists():
         return
@@ -148,7 +164,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
         rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= last_step
                 and None not in r.values()]
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, METRIC_COLUMNS)
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -2,7 +2,8 @@
 
 Each step draws ``batch_volumes`` training volumes with replacement and ``slices_per_volume``
 random slices from each (cut on the training device), and labels every slice with its volume's
-label. All random numbers come from one CPU ``torch.Generator``, so runs are reproducible.
+label (one per finding: ``(N, K)``, ``nan`` where unknown, masked out of the loss). All random numbers
+come from one CPU ``torch.Generator``, so runs are reproducible.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, 
 
 def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator, aug: Augmentation,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N,)``."""
+    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N, K)`` (``nan``: unknown)."""
     picks = torch.randint(len(vols), (cfg.batch_volumes,), generator=gen).tolist()
     size = (cfg.slice_size, cfg.slice_size)
     slices, labels = [], []
@@ -54,28 +55,56 @@ def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator,
         offsets, n, u, v = random_planes(cfg.slices_per_volume, gen, aug)
         frame = vols[idx].frame
         slices.append(extract_slices(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size))
-        labels += [float(vols[idx].case.label)] * cfg.slices_per_volume
+        labels += [vols[idx].case.targets] * cfg.slices_per_volume
     x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
-    return x, torch.tensor(labels, device=device)
+    return x, torch.tensor(labels, dtype=torch.float32, device=device)
 
 
-def mil_loss(slices_per_volume: int):
-    """Multiple-instance BCE: logits ``(B·S,)`` grouped by volume (``S`` consecutive slices each) are pooled
-    with ``logsumexp − log S`` (a smooth maximum; the mean when all are equal) against the volume label."""
+def masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE over the known labels: ``logits`` and ``y`` ``(N, K)``, ``nan`` in ``y`` is unknown and left out
+    (never read as 0); ``pos_weight`` ``(K,)`` weighs each finding's positives. The mean over known labels."""
+    known = ~torch.isnan(y)
+    if bool(known.all()):  # (every label known: the plain mean, as a one-label run always computed it)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+    if not bool(known.any()):
+        return logits.sum() * 0.0  # nothing known in this batch: no gradient, but a graph for backward
+    weight = None if pos_weight is None else pos_weight.expand_as(y)[known]
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[known], y[known], pos_weight=weight)
+
+
+def slice_loss(pos_weight: torch.Tensor | None = None):
+    """Every slice carries its volume's labels: :func:`masked_bce` per slice."""
+    return lambda logits, y: masked_bce(logits, y, pos_weight)
+
+
+def mil_loss(slices_per_volume: int, pos_weight: torch.Tensor | None = None):
+    """Multiple-instance BCE: logits ``(B·S, K)`` grouped by volume (``S`` consecutive slices each) are pooled
+    per finding with ``logsumexp − log S`` (a smooth maximum; the mean when all are equal) against the
+    volume's labels (:func:`masked_bce`)."""
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        per_volume = logits.view(-1, slices_per_volume)
+        if logits.ndim == 1:  # one finding given as (N,)
+            logits, y = logits[:, None], y[:, None]
+        per_volume = logits.view(-1, slices_per_volume, logits.shape[-1])
         pooled = torch.logsumexp(per_volume, dim=1) - math.log(slices_per_volume)
-        return torch.nn.functional.binary_cross_entropy_with_logits(pooled, y.view(-1, slices_per_volume)[:, 0])
+        return masked_bce(pooled, y.view(-1, slices_per_volume, y.shape[-1])[:, 0], pos_weight)
 
     return loss
 
 
+def positive_weights(cases: list[Case], outputs: int) -> torch.Tensor:
+    """Per finding, known negatives ÷ known positives among ``cases`` ``(K,)`` (1 where either is absent)."""
+    targets = torch.tensor([c.targets for c in cases], dtype=torch.float32).reshape(-1, outputs)
+    pos, neg = (targets == 1).sum(0).float(), (targets == 0).sum(0).float()
+    return torch.where((pos > 0) & (neg > 0), neg / pos.clamp(min=1), torch.ones_like(pos))
+
+
 def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, use_amp: bool) -> torch.Tensor:
     """One forward (bf16 autocast on CUDA when ``use_amp``), loss, backward and optimiser step on
-    slices ``x`` ``(N, 1, h, w)`` with labels ``y`` ``(N,)``; returns the loss."""
+    slices ``x`` ``(N, 1, h, w)`` with labels ``y`` ``(N, K)``; returns the loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = model(x).float().reshape(-1)
+        logits = model(x).float().reshape(len(x), -1)
     loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -94,7 +123,8 @@ class ValidationScores:
     """Loss (the training objective's), slice AUC and volume AUC (a volume scores its maximum slice logit) on
     the validation cases; the volume AUC's 95 % bootstrap interval (volumes resampled within each class), and
     the intensity baseline's volume AUC on the same volumes (:mod:`tonno_engine.evaluation.intensity`; NaN
-    when not known)."""
+    when not known). With several findings the AUCs are the means over findings (each on the volumes where
+    it is known; the interval is then not computed) and ``finding_aucs`` holds each finding's volume AUC."""
 
     val_loss: float
     val_slice_auc: float
@@ -102,18 +132,23 @@ class ValidationScores:
     val_volume_auc_lo: float = math.nan
     val_volume_auc_hi: float = math.nan
     val_intensity_auc: float = math.nan
+    finding_aucs: tuple[float, ...] = ()
 
     def describe(self) -> str:
         """The volume AUC as a user reads it: ``0.88 [0.62, 1.00] (intensity baseline 1.00)``."""
         lo, hi = self.val_volume_auc_lo, self.val_volume_auc_hi
         interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
         baseline = f" (intensity baseline {self.val_intensity_auc:.2f})" if math.isfinite(self.val_intensity_auc) else ""
-        return f"{self.val_volume_auc:.3f}{interval}{baseline}"
+        each = (f" (mean of {len(self.finding_aucs)} findings: {', '.join(f'{a:.2f}' for a in self.finding_aucs)})"
+                if self.finding_aucs else "")
+        return f"{self.val_volume_auc:.3f}{interval}{each}{baseline}"
 
 
 @torch.no_grad()
-def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: TrainConfig, device) -> list[tuple[int, list]]:
-    """``(label, slice logits)`` of each ``(volume, its planes)``; the model is back in training mode after."""
+def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: TrainConfig,
+                      device) -> list[tuple[tuple, list]]:
+    """``(labels (K,), slice logits (S, K) as lists)`` of each ``(volume, its planes)``; the model is back in
+    training mode after."""
     model.eval()
     size = (cfg.slice_size, cfg.slice_size)
     out = []
@@ -122,38 +157,53 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            logits = model(x).float().reshape(-1)
-        out.append((int(lc.case.label), logits.cpu().tolist()))
+            logits = model(x).float().reshape(len(x), -1)
+        out.append((tuple(lc.case.targets), logits.cpu().tolist()))
     model.train()
     return out
 
 
-def validation_scores(per_volume: list[tuple[int, list]], objective: str = "slice",
+def validation_scores(per_volume: list[tuple[tuple, list]], objective: str = "slice",
                       baseline: IntensityBaseline | None = None) -> ValidationScores:
-    """Scores from every validation volume's ``(label, slice logits)`` (gathered from all ranks), beside the
-    intensity ``baseline`` of the same volumes. The loss is
-    the training objective's: BCE per slice (``slice``), or per volume on its pooled logits (``mil``: a
-    model that rightly scores a positive volume's lesion-free slices low is not penalised for them)."""
-    logit = torch.tensor([x for _, logits in per_volume for x in logits])
-    labels = [label for label, logits in per_volume for _ in logits]
-    target = torch.tensor(labels, dtype=torch.float32)
+    """Scores from every validation volume's ``(labels (K,), slice logits (S, K))`` (gathered from all ranks),
+    beside the intensity ``baseline`` of the same volumes. The loss is the training objective's over the known
+    labels: BCE per slice (``slice``), or per volume on its pooled logits (``mil``: a model that rightly
+    scores a positive volume's lesion-free slices low is not penalised for them)."""
+    # each (S, K), and (V, K); one finding may come as (label, [logit, ...])
+    logits = [torch.tensor(v, dtype=torch.float32).reshape(len(v), -1) for _, v in per_volume]
+    labels = torch.tensor([t if isinstance(t, tuple | list) else (t,) for t, _ in per_volume], dtype=torch.float32)
     if objective == "mil":
-        pooled = torch.stack([torch.logsumexp(torch.tensor(logits), 0) - math.log(len(logits)) for _, logits in per_volume])
-        volume_target = torch.tensor([float(label) for label, _ in per_volume])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(pooled, volume_target).item()
+        pooled = torch.stack([torch.logsumexp(v, 0) - math.log(len(v)) for v in logits])
+        loss = masked_bce(pooled, labels).item()
     else:
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target).item()
-    volume_labels, volume_scores = [label for label, _ in per_volume], [max(logits) for _, logits in per_volume]
-    return ValidationScores(loss, roc_auc(labels, logit.numpy()), roc_auc(volume_labels, volume_scores),
-                            *auc_interval(volume_labels, volume_scores),
-                            baseline.auc if baseline is not None else math.nan)
+        every = torch.cat(logits)
+        loss = masked_bce(every, torch.cat([t.expand(len(v), -1) for t, v in zip(labels, logits)])).item()
+    volume_scores = torch.stack([v.max(0).values for v in logits])  # (V, K)
+    slice_aucs, volume_aucs, intervals = [], [], []
+    for k in range(labels.shape[1]):
+        known = [i for i in range(len(labels)) if not math.isnan(labels[i, k])]
+        slice_labels = [int(labels[i, k]) for i in known for _ in logits[i]]
+        slice_aucs.append(roc_auc(slice_labels, torch.cat([logits[i][:, k] for i in known]).numpy()) if known else math.nan)
+        volume_labels, scores = [int(labels[i, k]) for i in known], [float(volume_scores[i, k]) for i in known]
+        volume_aucs.append(roc_auc(volume_labels, scores))
+        intervals.append(auc_interval(volume_labels, scores) if labels.shape[1] == 1 else (math.nan, math.nan))
+    several = len(volume_aucs) > 1
+    return ValidationScores(loss, _mean(slice_aucs), _mean(volume_aucs), *intervals[0],
+                            baseline.auc if baseline is not None else math.nan,
+                            tuple(volume_aucs) if several else ())
 
 
-def validation_extremes(cases: Iterable[Case]) -> list[tuple[int, tuple[float, float]]]:
-    """``(label, robust_extremes)`` of each case's image as stored, for the intensity baseline: a threshold
+def _mean(values: list[float]) -> float:
+    """The mean of the finite ``values`` (NaN when none is: a finding with one class only scores NaN)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def validation_extremes(cases: Iterable[Case]) -> list[tuple[tuple, tuple[float, float]]]:
+    """``(labels (K,), robust_extremes)`` of each case's image as stored, for the intensity baseline: a threshold
     on the scan's own intensities, not on the network's normalised input (whose background may sit inside
     the tissue's range)."""
-    return [(int(c.label), robust_extremes(load_image(c.image).array)) for c in cases]
+    return [(c.targets, robust_extremes(load_image(c.image).array)) for c in cases]
 
 
 def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:

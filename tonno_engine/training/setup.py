@@ -23,13 +23,13 @@ from ..base.versions import versions
 from ..data.dataset import Case, check_both_classes, data_hash, dataset_intensity, read_cases, resolve_csv, split_cases
 from ..data.preprocessing import Preprocessing
 from ..evaluation.intensity import IntensityBaseline
-from ..models.checkpoint import CheckpointDescription, load_weights, read_checkpoint
+from ..models.checkpoint import CheckpointDescription, finding_name_problem, load_weights, read_checkpoint
 from ..models.encoders import create_encoder
 from ..models.weights import WeightsSource, check_reachable, resolve_weights
 from .config import TrainConfig
 from .contrastive import ContrastiveModel
 from .run_folder import RunFolder
-from .sampling import LoadedCase, load_cases, validation_planes
+from .sampling import LoadedCase, load_cases, positive_weights, validation_planes
 from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
 
 
@@ -58,6 +58,7 @@ class Run:
     description: CheckpointDescription
     world: World
     ema: AveragedModel | None = None  # the average of the weights, when ``cfg.ema``
+    pos_weight: torch.Tensor | None = None  # ``(K,)`` on the device, when ``cfg.pos_weight``
 
     @property
     def scored(self) -> torch.nn.Module:
@@ -199,14 +200,17 @@ def _config(folder: RunFolder, config: TrainConfig | None,
 def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> TrainingData:
     """Read and check the data set; a resumed run must see the data it started with."""
     csv_path = resolve_csv(data)
-    cases = read_cases(csv_path)
+    for name in cfg.finding_names:
+        if (problem := finding_name_problem(name)) is not None:
+            raise DataError(csv_path, problem)
+    cases = read_cases(csv_path, findings=cfg.findings, id_column=cfg.id_column)
     prep = Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing)
     if cfg.objective == CONTRASTIVE:  # pretraining reads no labels: every case trains
         train_cases, val_cases = cases, []
     else:
-        check_both_classes(cases, csv_path)
+        check_both_classes(cases, csv_path, cfg.findings)
         train_cases, val_cases = split_cases(cases, cfg.val_fraction, cfg.seed)
-        check_both_classes(train_cases, f"{csv_path} (training split)")
+        check_both_classes(train_cases, f"{csv_path} (training split)", cfg.findings)
     digest = data_hash(cases)
     if previous is not None and previous.data_hash != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
@@ -228,7 +232,8 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
     """The model (with the starting or the checkpoint's weights; DDP under several ranks), AdamW, the
     warm-up + cosine schedule, and this rank's random generator, restored when resuming."""
     torch.manual_seed(cfg.seed)
-    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights)
+    outputs = 1 if cfg.objective == CONTRASTIVE else cfg.outputs
+    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights, outputs=outputs)
     model = (ContrastiveModel(model) if cfg.objective == CONTRASTIVE else model).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -274,7 +279,8 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
         train_args=asdict(cfg), versions=versions(),
         weights=weights.as_meta() if weights is not None else previous.weights,
         data_hash=data.digest, data=str(data.csv_path), train_cases=tuple(c.case for c in data.train),
-        val_cases=tuple(c.case for c in data.val), world_size=world.size)
+        val_cases=tuple(c.case for c in data.val), world_size=world.size,
+        findings=() if cfg.objective == CONTRASTIVE else cfg.finding_names)
 
 
 def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool) -> Iterator[Progress]:
@@ -303,8 +309,9 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     description = _description(cfg, found, weights, previous, pool.volumes if pool is not None else train_vols, world)
     if world.is_main:
         folder.open(description, device, opt.state.step if payload is not None else None)
+    pos_weight = positive_weights(found.train, cfg.outputs).to(device) if cfg.pos_weight else None
     return Run(cfg, device, folder, opt.model, opt.optimizer, opt.scheduler, opt.gen, opt.state, pool, train_vols, val,
-               description, world, opt.ema)
+               description, world, opt.ema, pos_weight)
 
 
 def _volumes_of_rank(mine, val_cases, val_index, prep, cfg: TrainConfig, device, world: World, rank_state, ts,
