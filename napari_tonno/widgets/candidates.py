@@ -150,10 +150,12 @@ class LesionCandidatesWidget(Container):
 
         self.earlier += list(self.decisions.values())
         self.found, self.source, self.decisions = found, layer, {}
-        self.case.value = case_of_heatmap(layer.metadata.get("source_path") or layer.name)
+        finding = layer.metadata.get("tonno_finding") or ""  # a heatmap of one finding of several
+        self.case.value = case_of_heatmap(layer.metadata.get("source_path") or layer.name, finding)
         self._fill_table()
         self._annotation_layer(layer)
-        self.status.value = f"{len(found.candidates)} candidates above {found.level:.4g}"
+        of = f" of {finding}" if finding else ""
+        self.status.value = f"{len(found.candidates)} candidates{of} above {found.level:.4g}"
 
     def _fill_table(self) -> None:
         rows = [[c.id, round(c.volume_mm3, 1), round(c.peak, 4), round(c.mean, 4), *(round(v, 1) for v in c.centroid_mm),

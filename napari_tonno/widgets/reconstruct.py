@@ -28,7 +28,9 @@ class ReconstructWidget(ModelForm):
     """Choose an image, a checkpoint, a method and a quality preset; the heatmap layer appears at once
     and refines as directions accumulate. ``run()``/``cancel()`` drive it; ``worker`` is the running
     worker. Changing the form during a run does not affect the run. The job is the engine's
-    ``reconstruct_case_iter``, the road ``tonno reconstruct`` takes."""
+    ``reconstruct_case_iter``, the road ``tonno reconstruct`` takes. A checkpoint of several findings
+    gives one layer per finding from the one pass (:attr:`outputs`); the ``live finding`` picker says
+    whose partial heatmaps refine during the run (every layer is filled at the end)."""
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -45,11 +47,15 @@ class ReconstructWidget(ModelForm):
         self.strength = FloatSpinBox(label="strength", min=0.001, max=100.0, step=0.05, value=0.1)
         self.nonnegative = CheckBox(text="heatmap >= 0")
         self.device = ComboBox(label="device", choices=device_choices(), value=DEVICE)
+        # filled from the checkpoint when a run loads it; read by the worker through ``_live``
+        self.finding = ComboBox(label="live finding", choices=[], nullable=True)
+        self.finding.changed.connect(lambda value: setattr(self, "_live", value))
+        self._live = None
         self.run_button = PushButton(text="Reconstruct")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
         self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,
                      self.directions, self.hemisphere, self.iterations, self.regulariser, self.strength,
-                     self.nonnegative, self.device, self.run_button, self.cancel_button, self.progress,
+                     self.nonnegative, self.device, self.finding, self.run_button, self.cancel_button, self.progress,
                      self.status, self.demo_button])
         self.quality.changed.connect(self.apply_quality)
         self.method.changed.connect(self.apply_quality)
@@ -60,6 +66,7 @@ class ReconstructWidget(ModelForm):
         self.run_button.changed.connect(self.run)
         self.apply_quality()
         self.output = None
+        self.outputs: dict[str, object] = {}  # finding ("" for a one-logit checkpoint) -> its heatmap layer
         self.updates = 0  # partial heatmaps shown so far
 
     def apply_quality(self, *_):
@@ -102,6 +109,7 @@ class ReconstructWidget(ModelForm):
         from tonno_engine.data.nifti import axial_axis
         from tonno_engine.evaluation.candidates import display_limits
         from tonno_engine.methods.case import CasePrepared, reconstruct_case_iter
+        from tonno_engine.methods.run import for_findings
 
         from ..overlays import heat_layer_kwargs
 
@@ -113,42 +121,71 @@ class ReconstructWidget(ModelForm):
         geo = geometry_of(source)
         params = {"method": spec.as_dict(), **settings.as_dict(), "quality": self.quality.value,
                   "checkpoint": str(self.checkpoint.value), "source": source.name}
-        self.output = self.viewer.add_image(
-            np.zeros(source.data.shape, np.float32), name=f"{source.name} {spec.label}", **heat_layer_kwargs((0.0, 1.0)),
-            scale=geo["scale"], translate=geo["translate"], affine=geo["affine"],
-            metadata={"tonno": params, "affine": geo["affine_nifti"], "complete": False, "tonno_method": spec.label})
-        output, label, data, spacing = self.output, spec.label, source.data, spacing_of(source)
+        self._layer_args = dict(**heat_layer_kwargs((0.0, 1.0)), scale=geo["scale"], translate=geo["translate"],
+                                affine=geo["affine"])
+        self._shape, self._specs = source.data.shape, {"": spec}
+        self.output = self._heat_layer(source.name, spec, params, geo["affine_nifti"])
+        self.outputs = {"": self.output}
+        data, spacing = source.data, spacing_of(source)
         axial = axial_axis(geo["affine_nifti"])
 
         def job():
             loaded = yield from load
             params["device"] = str(loaded.device)
+            specs = for_findings([spec], loaded.description.findings)
+            labels = {s.finding: s.label for s in specs}
+            if loaded.description.findings:
+                yield "findings", specs, None  # the GUI adds a layer per finding and fills the picker
             unit = "directions"  # partial heatmaps come per chunk of directions, then per solver iteration
-            for event in reconstruct_case_iter(data, spacing, loaded, [spec], settings, axial_axis=axial, partials=True,
+            for event in reconstruct_case_iter(data, spacing, loaded, specs, settings, axial_axis=axial, partials=True,
                                                directions_per_update=max(1, settings.directions // 8)):
                 if isinstance(event, CasePrepared):  # what the heatmap is made with, kept with the layer
                     params.update(event.case.settings.as_dict())
                 elif isinstance(event, Progress):
                     unit = "iterations" if event.stage == "solving" else unit
                     yield event
-                elif isinstance(event, Partial):  # the array and its display limits are made here, off the GUI thread
-                    heatmap = event.value[label].float().cpu().numpy()
-                    yield event, heatmap, display_limits(heatmap), unit
+                elif isinstance(event, Partial):  # the arrays and their display limits are made here, off the GUI thread
+                    live = self._live if self._live in labels else next(iter(labels))
+                    shown = {f: event.value[label].float().cpu().numpy() for f, label in labels.items()
+                             if event.final or f == live}
+                    yield event, {f: (heat, display_limits(heat)) for f, heat in shown.items()}, unit
 
         self.updates = 0
         self._started = time.perf_counter()
         self.status.value = "loading the model and preprocessing"
-        self.start(job(), lambda shown: self._show(*shown, output), desc=f"Reconstruct {label}")
+        self.start(job(), lambda shown: self._show(*shown, source.name, params, geo["affine_nifti"]),
+                   desc=f"Reconstruct {spec.label}")
+
+    def _heat_layer(self, source: str, spec, params: dict, affine_nifti):
+        """An empty heatmap layer for ``spec`` over the image ``source`` (GUI thread)."""
+        return self.viewer.add_image(
+            np.zeros(self._shape, np.float32), name=f"{source} {spec.label}",
+            **self._layer_args, metadata={"tonno": {**params, "method": spec.as_dict()}, "affine": affine_nifti,
+                                          "complete": False, "tonno_method": spec.label, "tonno_finding": spec.finding})
 
     def _busy(self, busy: bool) -> None:
         self.run_button.enabled = self.demo_button.enabled = not busy
 
-    def _show(self, event, data, limits, unit, output):
-        """Put a partial or final heatmap of the run into its own output layer (robust display limits)."""
-        output.data = data
-        output.contrast_limits = limits
+    def _show(self, event, maps, unit, source=None, params=None, affine_nifti=None):
+        """GUI side: the checkpoint's findings (one layer each, the first in the layer made at the start), or a
+        partial or final heatmap per finding into its layer (robust display limits)."""
+        if event == "findings":
+            specs, first = maps, self.outputs.pop("")
+            first.name, first.metadata["tonno_method"] = f"{source} {specs[0].label}", specs[0].label
+            first.metadata.update(tonno_finding=specs[0].finding, tonno={**params, "method": specs[0].as_dict()})
+            self.outputs = {specs[0].finding: first}
+            self._specs = {s.finding: s for s in specs}
+            for spec in specs[1:]:
+                self.outputs[spec.finding] = self._heat_layer(source, spec, params, affine_nifti)
+            self.finding.choices = [s.finding for s in specs]
+            return
+        for finding, (data, limits) in maps.items():
+            output = self.outputs[finding]
+            output.data = data
+            output.contrast_limits = limits
+            if event.final:  # what made it, with the settings the checkpoint resolved
+                output.metadata.update(complete=True, tonno={**params, "method": self._specs[finding].as_dict()})
         if event.final:
-            output.metadata["complete"] = True
             self.status.value = f"done in {time.perf_counter() - self._started:.1f} s"
         else:
             self.updates += 1

@@ -1,30 +1,35 @@
 """Results browser: a ``tonno reconstruct`` or ``tonno benchmark`` output folder, case by case.
 
 Opening the folder lists its cases (status, seconds, each method's Dice and detections when the
-folder holds a ``metrics.csv`` from ``tonno evaluate``). Choosing a case loads its image, every
+folder holds a ``metrics.csv`` from ``tonno evaluate``); heatmaps of several findings are browsed one
+finding at a time (the ``finding`` picker), or all together. Choosing a case loads its image, every
 method's heatmap and the ground truth in a thread worker (progress in napari's activity dock) and
 replaces the previous case's layers; Page Down / Page Up (or Next / Previous) step through the cases.
 """
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, Table
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Table
 
 from .._torch_import import ensure_torch
 from ._common import fill_table
 from ._jobs import start_job
 
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
+#: the ``finding`` picker's entry for every finding's heatmaps together
+ALL_FINDINGS = "all"
 
 
-def _case_layers(case, folder):
-    """Worker side: read one case's volumes; yields progress, then ``[(name, volume, kind, method)]``."""
+def _case_layers(case, folder, methods=None):
+    """Worker side: read one case's volumes (the heatmaps of ``methods``, default all); yields progress, then
+    ``[(name, volume, kind, method)]``."""
     from tonno_engine.base.events import Progress
     from tonno_engine.data.images import load_image
     from tonno_engine.data.nifti import load_nifti
     from tonno_engine.evaluation.candidates import display_limits
 
-    todo = [("image", case.image)] * (case.image is not None) + list(case.heatmaps.items()) + \
+    heatmaps = [(m, path) for m, path in case.heatmaps.items() if methods is None or m in methods]
+    todo = [("image", case.image)] * (case.image is not None) + heatmaps + \
         [("ground truth", case.mask)] * (case.mask is not None)
     loaded = []
     for done, (what, path) in enumerate(todo):
@@ -32,6 +37,7 @@ def _case_layers(case, folder):
         if what == "image":
             loaded.append((case.case, load_image(path), "image", None, None))
         elif what == "ground truth":
+            # kept as it is: a label image of several findings shows each in its own colour
             loaded.append((f"{case.case} ground truth", load_image(path, kind="ground truth"), "labels", None, None))
         else:
             volume = load_nifti(path, kind="heatmap")
@@ -57,6 +63,7 @@ class ResultsBrowserWidget(Container):
         self.viewer = napari_viewer
         self.folder = FileEdit(label="output folder", mode="d")
         self.open_button = PushButton(text="Open")
+        self.finding = ComboBox(label="finding", choices=[ALL_FINDINGS], value=ALL_FINDINGS)
         self.table = Table(value={"case": []})
         self.previous_button = PushButton(text="Previous (PgUp)")
         self.next_button = PushButton(text="Next (PgDn)")
@@ -66,7 +73,7 @@ class ResultsBrowserWidget(Container):
         self.status = Label(label="status", value="")
         steps = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
         views = Container(widgets=[self.grid, self.three_d], layout="horizontal", labels=False)
-        self.extend([self.folder, self.open_button, self.table, steps, views, self.progress, self.status])
+        self.extend([self.folder, self.open_button, self.finding, self.table, steps, views, self.progress, self.status])
         native = self.table.native
         native.setSelectionBehavior(native.SelectionBehavior.SelectRows)
         native.setSelectionMode(native.SelectionMode.SingleSelection)
@@ -77,6 +84,7 @@ class ResultsBrowserWidget(Container):
         self.previous_button.changed.connect(self.previous)
         self.grid.changed.connect(self._arrange)
         self.three_d.changed.connect(self._arrange)
+        self.finding.changed.connect(self._choose_finding)
         napari_viewer.bind_key(NEXT_KEY, lambda _viewer: self.next(), overwrite=True)
         napari_viewer.bind_key(PREVIOUS_KEY, lambda _viewer: self.previous(), overwrite=True)
         self.results = None
@@ -93,7 +101,28 @@ class ResultsBrowserWidget(Container):
         except ValueError as exc:
             self.status.value = str(exc)
             return
-        methods = self.results.methods
+        self.finding.changed.disconnect(self._choose_finding)  # (refilled, not chosen)
+        self.finding.choices = [ALL_FINDINGS, *self.results.findings]
+        self.finding.value = ALL_FINDINGS
+        self.finding.changed.connect(self._choose_finding)
+        self._fill_cases()
+
+    def _methods(self) -> list[str]:
+        """The methods shown: the chosen finding's, or all."""
+        chosen = self.finding.value
+        return self.results.methods_of(None if chosen == ALL_FINDINGS else chosen)
+
+    def _choose_finding(self, *_) -> None:
+        """Another finding: its methods in the table, and the case shown again with its heatmaps."""
+        if self.results is not None:
+            current = self.current
+            self._fill_cases()
+            if current is not None:
+                self.show(current)
+
+    def _fill_cases(self) -> None:
+        """Fill the table with every case and the chosen finding's methods."""
+        methods = self._methods()
         scored = any(c.metrics for c in self.results.cases)
         columns = ["case", "status", "seconds"] + [f"{m} dice" for m in methods if scored] + \
             [f"{m} found" for m in methods if scored]
@@ -123,8 +152,9 @@ class ResultsBrowserWidget(Container):
             if isinstance(event, list):
                 self._replace(event)
 
-        self.worker = start_job(_case_layers(case, self.results.folder), desc=f"Open {case.case}", bar=self.progress,
-                                on_event=loaded, on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"))
+        self.worker = start_job(_case_layers(case, self.results.folder, self._methods()), desc=f"Open {case.case}",
+                                bar=self.progress, on_event=loaded,
+                                on_error=lambda exc: setattr(self.status, "value", f"error: {exc}"))
 
     def next(self, *_):
         if self.results is not None:
@@ -149,10 +179,13 @@ class ResultsBrowserWidget(Container):
             if kind == "image":
                 layer = self.viewer.add_image(volume.array, name=name, colormap="gray", **geo)
             elif kind == "labels":
-                layer = self.viewer.add_labels((volume.array > 0.5).astype("uint8"), name=name, opacity=0.7, **geo)
+                # several findings: the label image's values (finding k + 1), each finding in its own colour
+                values = volume.array.round() if self.results.findings else volume.array > 0.5
+                layer = self.viewer.add_labels(values.astype("uint8"), name=name, opacity=0.7, **geo)
                 layer.contour = 1
             else:
-                geo["metadata"].update(tonno_method=method, thresholds_json=str(self.results.thresholds or ""))
+                geo["metadata"].update(tonno_method=method, thresholds_json=str(self.results.thresholds or ""),
+                                       tonno_finding=self.results.method_findings.get(method, ""))
                 layer = self.viewer.add_image(volume.array, name=name, **heat_layer_kwargs(limits), **geo)
             self.layers.append(layer)
         self.status.value = f"{self.results.cases[self.current].case}: {len(loaded)} layers"

@@ -46,8 +46,8 @@ from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
 from .provenance import Provenance, differences, heatmap_parts
 
-SUMMARY_FIELDS = ("case", "method", "finding", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
-                  "slice_size", "output", "made", "error")
+SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
+                  "slice_size", "output", "made", "error", "finding")
 #: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
 FEW_ANGLES = 50
 

@@ -63,6 +63,7 @@ class Stage2Method:
 
     title: str
     label: str = STAGE2
+    finding: str = ""  # (of a one-finding classifier, as every stage 2)
 
 
 def pick_source(rows: list[dict], methods, source: str):

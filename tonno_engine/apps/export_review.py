@@ -66,12 +66,15 @@ def add_review(export: str | Path, case: str, annotation: np.ndarray, decisions:
     return record["cases"][k]
 
 
-def case_of_heatmap(name: str | Path) -> str:
+def case_of_heatmap(name: str | Path, finding: str = "") -> str:
     """The case a heatmap belongs to, from its file or layer name: ``{case}_{method}.nii.gz`` as the batch writes
-    it, ``{case} {method}`` as the Results browser names layers; else the name without its suffix."""
+    it (``{case}_{method}_{finding}.nii.gz`` for a ``finding``), ``{case} {method}`` as the Results browser names
+    layers; else the name without its suffix."""
     stem = Path(str(name)).name
     for suffix in (".nii.gz", ".nii"):
         stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    if finding and stem.endswith(f"_{finding}"):
+        stem = stem[: -len(finding) - 1]
     for mark in (" ", "_"):
         if mark in stem:
             return stem.rsplit(mark, 1)[0]

@@ -42,6 +42,17 @@ class ResultsFolder:
     cases: list[ResultCase]
     methods: list[str]
     thresholds: Path | None  # a benchmark's thresholds.json
+    #: method label -> the finding its heatmaps are of (``""``: a one-logit classifier's)
+    method_findings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def findings(self) -> list[str]:
+        """The findings of the folder's heatmaps, in order (empty for a one-logit classifier's)."""
+        return list(dict.fromkeys(f for f in self.method_findings.values() if f))
+
+    def methods_of(self, finding: str | None) -> list[str]:
+        """The methods (labels) of one finding, or all of them for ``None``."""
+        return [m for m in self.methods if finding is None or self.method_findings.get(m, "") == finding]
 
     @classmethod
     def open(cls, path: str | Path) -> ResultsFolder:
@@ -57,9 +68,11 @@ class ResultsFolder:
         metrics = _metrics(folder)
         cases: dict[str, ResultCase] = {}
         methods: list[str] = []
+        findings: dict[str, str] = {}
         for row in rows:
             name, method = row["case"], row["method"]
             methods += [method] if method not in methods else []
+            findings[method] = row.get("finding") or ""
             case = cases.setdefault(name, ResultCase(name, inputs.get(name), masks.get(name), {}, "ok", 0.0))
             if row["status"] in ("ok", "skipped"):
                 case.heatmaps[method] = folder / row["output"]
@@ -71,7 +84,7 @@ class ResultsFolder:
                 case.metrics[method] = metrics[row["output"]]
         _add_predictions(folder, cases, methods, metrics)
         thresholds = next((p for p in (path / "thresholds.json", folder.parent / "thresholds.json") if p.exists()), None)
-        return cls(folder, list(cases.values()), methods, thresholds)
+        return cls(folder, list(cases.values()), methods, thresholds, findings)
 
 
 def _add_predictions(folder: Path, cases: dict[str, ResultCase], methods: list[str], metrics: dict) -> None:

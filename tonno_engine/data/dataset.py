@@ -189,7 +189,9 @@ def data_hash(cases: list[Case]) -> str:
 
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
-    """Stratified split by case: at least one case of each class goes to validation when possible."""
+    """Stratified split by case: at least one case of each class goes to validation when possible. With several
+    findings, the split is stratified by the volume's class (any finding), then each finding that has no known
+    positive (or negative) in validation gets one from training, when training keeps another."""
     import random
 
     rng = random.Random(seed)
@@ -200,4 +202,13 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list
         k = max(1, round(len(group) * val_fraction)) if val_fraction > 0 and len(group) > 1 else 0
         val += group[:k]
         train += group[k:]
+    if val_fraction > 0 and cases and cases[0].findings:
+        for k in range(len(cases[0].findings)):
+            for value in (1.0, 0.0):
+                if any(c.findings[k] == value for c in val):
+                    continue
+                movable = [c for c in train if c.findings[k] == value]
+                if len(movable) > 1:
+                    train.remove(movable[0])
+                    val.append(movable[0])
     return train, val

@@ -298,6 +298,30 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
     return shape
 
 
+def _write_case(out: Path, name: str, case: SynthCase, kind: str, spacing, oblique: float, image_format: str,
+                findings: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """Write one case's image (re-acquired at ``spacing``, tilted by ``oblique``) and its mask; returns the
+    image's entry for ``labels.csv``, the mask as written (a label image with ``findings``) and the affine."""
+    image, mask, affine = case.image, case.mask, case.affine
+    if spacing is not None:
+        image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
+        mask = np.zeros(image.shape, np.uint8)
+        for k in range(max(1, findings)):  # a label image value by value
+            part = resample_like_a_scanner((case.mask == k + 1).astype(np.float32), case.affine, spacing)[0]
+            mask[part > 0.5] = k + 1
+    if oblique:
+        affine = tilt(affine, oblique, image.shape)
+    if image_format == "dicom":
+        image_entry = f"images/{name}"
+        write_dicom_series(out / image_entry, image, affine, slope=max(float(np.abs(image).max()), 1e-6) / 32000,
+                           description=f"tonno synth {kind}")
+    else:
+        image_entry = f"images/{name}.nii.gz"
+        save_nifti(out / image_entry, image, affine)
+    save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
+    return image_entry, mask, affine
+
+
 def _finding_presence(rng, n: int, count: int) -> np.ndarray:
     """``(n, count)`` booleans: each finding present in half the cases, drawn apart from the others."""
     present = np.zeros((n, count), bool)
@@ -348,26 +372,8 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
                            bias_field=bias_field, findings=counts)
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
-        image, mask, affine = case.image, case.mask, case.affine
-        if spacing is not None:
-            image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
-            mask = (resample_like_a_scanner(case.mask.astype(np.float32), case.affine, spacing)[0] > 0.5).astype(np.uint8)
-        if oblique:
-            affine = tilt(affine, oblique, image.shape)
         name = f"{kind}_{i:04d}"
-        if image_format == "dicom":
-            image_entry = f"images/{name}"
-            write_dicom_series(out / image_entry, image, affine, slope=max(float(np.abs(image).max()), 1e-6) / 32000,
-                               description=f"tonno synth {kind}")
-        else:
-            image_entry = f"images/{name}.nii.gz"
-            save_nifti(out / image_entry, image, affine)
-        if spacing is not None and findings:  # a label image resampled value by value
-            mask = np.zeros(image.shape, np.uint8)
-            for k in range(len(findings)):
-                part = resample_like_a_scanner((case.mask == k + 1).astype(np.float32), case.affine, spacing)[0]
-                mask[part > 0.5] = k + 1
-        save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
+        image_entry, mask, affine = _write_case(out, name, case, kind, spacing, oblique, image_format, len(findings))
         cells = [name, str(label), image_entry, f"masks/{name}.nii.gz"]
         cells += ["" if hidden[i, k] else str(int(present[i, k])) for k in range(len(findings))]
         for k, f in enumerate(findings):

@@ -108,20 +108,26 @@ def _nifti_files(source: Path, what: str) -> list[Path]:
 
 
 def _truths(source: Path, findings=None, id_column=None) -> dict[str, list[tuple]]:
-    """Per case, ``(mask, value, label)`` of each finding (one entry without ``findings``)."""
+    """Per case, ``(mask, label, value)`` of each finding (one entry without ``findings``), as :class:`Pair` takes them."""
     if not source.exists():
         raise DataError(source, "ground truth not found")
     count = len(findings or ()) or 1
     if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
         cases = read_cases(source, check_files=False, findings=findings, id_column=id_column)
-        truths = {c.case: [c.truth(k if findings else None) for k in range(count)] for c in cases}
+        truths = {c.case: [_as_pair_fields(c.truth(k if findings else None)) for k in range(count)] for c in cases}
         missing = [case for case, each in truths.items() if any(mask is None for mask, _, _ in each)]
         if missing:
             raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
         return truths
     # a folder of masks: with several findings each is a label image (value k + 1: finding k)
-    return {image_stem(p): [(p, k + 1 if count > 1 else None, None) for k in range(count)]
+    return {image_stem(p): [(p, None, k + 1 if count > 1 else None) for k in range(count)]
             for p in images_in(source, "ground truth folder")}
+
+
+def _as_pair_fields(truth: tuple) -> tuple:
+    """:meth:`Case.truth`'s ``(mask, value, label)`` in :class:`Pair`'s order ``(mask, label, value)``."""
+    mask, value, label = truth
+    return mask, label, value
 
 
 def _finding_of(suffix: str, findings) -> int | None:

@@ -47,7 +47,8 @@ class IntensityBaseline:
 
     @property
     def auc(self) -> float:
-        return float(np.nanmax([self.bright, self.dark]))
+        finite = [a for a in (self.bright, self.dark) if np.isfinite(a)]
+        return float(max(finite)) if finite else float("nan")  # NaN: one class only among the volumes
 
     @property
     def which(self) -> str:
@@ -83,6 +84,9 @@ def findings_baseline(targets, extremes, *, seed: int = 0) -> IntensityBaseline:
         known = np.isfinite(targets[:, k])
         each.append(intensity_baseline(targets[known, k].astype(int), [e for e, ok in zip(extremes, known) if ok],
                                        seed=seed))
+    def mean(values) -> float:  # of the findings with both classes among these volumes
+        finite = [v for v in values if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
     nan = (float("nan"), float("nan"))
-    return IntensityBaseline(float(np.nanmean([b.bright for b in each])), float(np.nanmean([b.dark for b in each])),
-                             nan, nan)
+    return IntensityBaseline(mean([b.bright for b in each]), mean([b.dark for b in each]), nan, nan)
