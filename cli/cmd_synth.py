@@ -37,6 +37,8 @@ def synth(
                                            "(or 'all'). A column and a mask per finding (docs/findings.md)."),
     unknown: float = typer.Option(0.0, min=0.0, max=0.99, help="--findings: the fraction of finding labels left "
                                                                "blank (unknown) in labels.csv."),
+    prevalence: float = typer.Option(0.5, min=0.01, max=0.99, help="--findings: the fraction of cases each finding "
+                                                                  "is present in (e.g. 0.15: a rare finding)."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     quiet: QuietOpt = False,
 ) -> None:
@@ -83,7 +85,7 @@ def synth(
         events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
                             oblique=oblique, lesion_radius=radius, image_format=image_format,
                             difficulty=difficulty, contrast_scale=contrast_scale, bias_field=bias_field,
-                            findings=types, unknown=unknown)
+                            findings=types, unknown=unknown, prevalence=prevalence)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     also = f"; findings {','.join(types)}: train with --findings {','.join(types)}" if types else ""

@@ -271,7 +271,8 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
 
 
 def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str, contrast_scale: float = 1.0,
-                   bias_field: float = 0.0, findings=(), unknown: float = 0.0) -> tuple[int, int, int]:
+                   bias_field: float = 0.0, findings=(), unknown: float = 0.0,
+                   prevalence: float = 0.5) -> tuple[int, int, int]:
     """``ValueError`` for what :func:`synthesize` cannot make; the volume shape it makes."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -280,6 +281,8 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
         raise ValueError(f"findings must be distinct types of {', '.join(FINDING_TYPES)}; got {', '.join(findings)}")
     if findings and kind != "brain":
         raise ValueError("findings are made in brains: use --kind brain")
+    if not 0.0 < prevalence < 1.0:
+        raise ValueError(f"prevalence must be a fraction in (0, 1), got {prevalence}")
     if not 0.0 <= unknown < 1.0:
         raise ValueError(f"unknown must be a fraction in [0, 1), got {unknown}")
     if n < 2:
@@ -322,18 +325,20 @@ def _write_case(out: Path, name: str, case: SynthCase, kind: str, spacing, obliq
     return image_entry, mask, affine
 
 
-def _finding_presence(rng, n: int, count: int) -> np.ndarray:
-    """``(n, count)`` booleans: each finding present in half the cases, drawn apart from the others."""
+def _finding_presence(rng, n: int, count: int, prevalence: float = 0.5) -> np.ndarray:
+    """``(n, count)`` booleans: each finding present in ``prevalence`` of the cases (at least one, not all),
+    drawn apart from the others."""
     present = np.zeros((n, count), bool)
+    share = min(n - 1, max(1, round(n * prevalence)))
     for k in range(count):
-        present[rng.permutation(n)[: n // 2], k] = True
+        present[rng.permutation(n)[:share], k] = True
     return present
 
 
 def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
                max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
                image_format: str = "nifti", difficulty: str | None = None, contrast_scale: float = 1.0,
-               bias_field: float = 0.0, findings=(), unknown: float = 0.0) -> Iterator[Progress]:
+               bias_field: float = 0.0, findings=(), unknown: float = 0.0, prevalence: float = 0.5) -> Iterator[Progress]:
     """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
 
     ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
@@ -346,19 +351,20 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
     RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI). ``findings``: types of
     :data:`FINDING_TYPES`, each present in half the cases (drawn apart), a column and a mask
     ``masks/<case>_<finding>.nii.gz`` each; ``unknown``: the fraction of finding labels left blank in
-    ``labels.csv`` (unknown to training; the masks still say the truth).
+    ``labels.csv`` (unknown to training; the masks still say the truth); ``prevalence``: the fraction of
+    cases each finding is present in (rare findings: class imbalance).
     ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
     complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
     """
     findings = tuple(findings or ())
     shape = _check_request(kind, n, shape, spacing, difficulty, image_format, contrast_scale, bias_field, findings,
-                           unknown)
+                           unknown, prevalence)
     level = DIFFICULTIES[difficulty or "ms"]
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
     rng.shuffle(labels)
-    present = _finding_presence(np.random.default_rng([seed, 1_000_003]), n, len(findings))  # (n, K)
+    present = _finding_presence(np.random.default_rng([seed, 1_000_003]), n, len(findings), prevalence)  # (n, K)
     hidden = np.random.default_rng([seed, 2_000_003]).random(present.shape) < unknown
     template = load_mni_brain(shape) if kind == "brain" else None
     rows = [",".join(["case,label,image,mask", *findings, *(f"mask_{f}" for f in findings)])]
@@ -385,7 +391,7 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
             "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
             "contrast_scale": contrast_scale, "bias_field": bias_field, "findings": list(findings),
-            "unknown": unknown,
+            "unknown": unknown, "prevalence": prevalence,
             "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")
