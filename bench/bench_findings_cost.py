@@ -59,7 +59,7 @@ def main() -> None:
     names = [f"f{k}" for k in range(args.findings)]
     print(f"{args.findings} findings vs 1, {settings.describe()}, {args.slice_size}² slices, device {args.device}, "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats}")
-    print("| method | 1 finding (s) | %d findings (s) | ratio |" % args.findings)
+    print(f"| method | 1 finding (s) | {args.findings} findings (s) | ratio |")
     print("|---|---|---|---|")
     for title, spec in METHODS.items():
         seconds([spec], volume, one, settings, args.device)  # warm-up

@@ -246,3 +246,24 @@ def test_benchmark_reports_table_2_per_finding(finding_brains, tmp_path):
     classified = json.loads((out / "classification.json").read_text())
     assert [c["finding"] for c in classified] == ["bright", "ring"]
     assert (out / "figure_bright.png").exists() or (out / "figure_ring.png").exists()
+
+
+def test_several_profiles_backproject_together_as_each_alone():
+    from tonno_engine.cams.tomographic import backproject_stack
+    from tonno_engine.tomography.backprojection import backproject
+    from tonno_engine.tomography.geometry import orthonormal_basis
+    from tonno_engine.tomography.reconstruction import make_directions
+
+    lattice = make_directions(7)
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(3, 7, 9, generator=gen)
+    together = backproject(q, lattice.normals, torch.zeros(3, 10, 12, 11), memory_budget=200_000)  # several slabs
+    for c in range(3):
+        torch.testing.assert_close(together[c], backproject(q[c], lattice.normals, torch.zeros(10, 12, 11)))
+    stacks = torch.randn(2, 7, 9, 4, 4, generator=gen)
+    u, v = orthonormal_basis(lattice.normals)
+    together = backproject_stack(stacks, lattice.normals, u, v, -1.0, 0.25, torch.zeros(2, 10, 12, 11),
+                                 memory_budget=200_000)
+    for c in range(2):
+        alone = backproject_stack(stacks[c], lattice.normals, u, v, -1.0, 0.25, torch.zeros(10, 12, 11))
+        torch.testing.assert_close(together[c], alone)

@@ -59,20 +59,25 @@ def backproject_stack_passes(
     ``stack``: ``(L, K, a, b)``, map ``k`` of direction ``l`` at offset ``first + k·step``;
     ``normals``, ``u``, ``v``: ``(L, 3)`` in ``(x0, x1, x2)``; ``out``: ``(D, H, W)``
     accumulator (voxels at ``align_corners=True`` coordinates). Chunked over slabs of axis 0 to
-    keep temporaries under ``memory_budget`` bytes.
+    keep temporaries under ``memory_budget`` bytes. Several stacks at once (one per finding): ``stack``
+    ``(C, L, K, a, b)`` into ``out`` ``(C, D, H, W)``, one interpolation of ``C`` channels.
     """
-    directions, k = stack.shape[:2]
+    channels = stack.shape[0] if stack.ndim == 5 else None
+    directions, k = stack.shape[-4:-2]
     device, dtype = out.device, out.dtype
-    stack = stack.to(device, dtype)[:, None]  # (L, 1, K, a, b): grid_sample's (N, C, D, H, W)
+    stack = stack.to(device, dtype)
+    # (L, C, K, a, b): grid_sample's (N, C, D, H, W)
+    stack = stack[:, None] if channels is None else stack.transpose(0, 1)
     n, uu, vv = (t.to(device, dtype) for t in (normals, u, v))
-    depth, height, width = out.shape
-    x0, x1, x2 = (axis_coords(size, dtype, device) for size in out.shape)
+    depth, height, width = out.shape[-3:]
+    x0, x1, x2 = (axis_coords(size, dtype, device) for size in out.shape[-3:])
 
     def project(w: torch.Tensor, start: int, stop: int) -> torch.Tensor:  # x · w for the slab
         inplane = w[:, 1, None, None] * x1[None, :, None] + w[:, 2, None, None] * x2[None, None, :]
         return w[:, 0, None, None, None] * x0[None, start:stop, None, None] + inplane[:, None]
 
-    slab = max(1, memory_budget // (_BYTES_PER_PAIR * directions * height * width))
+    per_pair = _BYTES_PER_PAIR + 8 * ((channels or 1) - 1)  # each further channel: its value, and where it is kept
+    slab = max(1, memory_budget // (per_pair * directions * height * width))
     for start in range(0, depth, slab):
         stop = min(depth, start + slab)
         t = (project(n, start, stop) - first) / step  # fractional map index along s
@@ -80,8 +85,11 @@ def backproject_stack_passes(
         inside = (t >= -1e-4) & (t <= k - 1 + 1e-4) & (su.abs() <= 1 + 1e-6) & (sv.abs() <= 1 + 1e-6)
         # grid_sample with align_corners=False reads index t at (2t + 1)/K - 1; (x=b↔v, y=a↔u, z=k↔s)
         grid = torch.stack((sv, su, (2.0 * t.clamp(0, k - 1) + 1.0) / k - 1.0), dim=-1)
-        val = F.grid_sample(stack, grid, mode=cells, padding_mode="border", align_corners=False)[:, 0]
-        out[start:stop] += torch.where(inside, val, 0.0).sum(0)
+        val = F.grid_sample(stack, grid, mode=cells, padding_mode="border", align_corners=False)
+        if channels is None:
+            out[start:stop] += torch.where(inside, val[:, 0], 0.0).sum(0)
+        else:
+            out[:, start:stop] += torch.where(inside[:, None], val, 0.0).sum(0)
         yield
 
 
@@ -92,8 +100,10 @@ class AveragedCam:
     def __init__(self, cells: str = "bilinear"):
         self.cells = cells
 
+    channels = True  # takes several stacks at once (C, L, M + 2, a, b) into (C, D, H, W)
+
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
-        delta = 2.0 / (stack.shape[1] - 3)
+        delta = 2.0 / (stack.shape[-3] - 3)
         return backproject_stack_passes(stack, *directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
                                         cells=self.cells)
 
@@ -108,9 +118,11 @@ class TomographicCam:
     def __init__(self, cells: str = "bilinear"):
         self.cells = cells
 
+    channels = True  # takes several stacks at once (C, L, M + 2, a, b) into (C, D, H, W)
+
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
-        slices = stack.shape[1] - 2
-        q = second_difference(stack, slices, dim=1)
+        slices = stack.shape[-3] - 2
+        q = second_difference(stack, slices, dim=stack.ndim - 3)
         return backproject_stack_passes(q, *directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
                                         cells=self.cells)
 

@@ -80,7 +80,11 @@ def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[Me
     for spec in specs:
         if not spec.tomographic:
             flat.setdefault(spec.unit, []).append(spec)
-    return [*logit_passes.values(), *groups.values(), *flat.values()]
+    passes = [*logit_passes.values(), *groups.values(), *flat.values()]
+    for group in passes:  # one method's findings side by side: they are added together (one interpolation)
+        units = list(dict.fromkeys(s.unit for s in group))
+        group.sort(key=lambda s: units.index(s.unit))
+    return passes
 
 
 def methods_iter(

@@ -64,28 +64,34 @@ def backproject_passes(
     ``out``: ``(D, H, W)`` accumulator on the device that does the work. Chunked over slabs of
     axis 0 so that temporaries stay under ``memory_budget`` bytes. ``compile``: the
     ``torch.compile``-d fused kernel of :mod:`tonno_engine.tomography.fused` instead (no temporaries, so
-    no slabs, one pass; same values to rounding).
+    no slabs, one pass; same values to rounding). Several profiles at once (one per finding): ``q``
+    ``(C, L, M)`` into ``out`` ``(C, D, H, W)``, sharing every position and mask (one interpolation of
+    ``C`` channels).
     """
-    directions, samples = q.shape
+    channels = q.shape[0] if q.ndim == 3 else None
+    directions, samples = q.shape[-2:]
     device, dtype = out.device, out.dtype
     if compile:
         from .fused import compiled_kernel as fused_kernel
 
-        axes = (axis_coords(k, dtype, device) for k in out.shape)
-        out.add_(fused_kernel("backprojection_sum")(q.to(device, dtype), normals.to(device, dtype), *axes))
+        for q_c, out_c in zip(q, out) if channels else ((q, out),):
+            axes = (axis_coords(k, dtype, device) for k in out_c.shape)
+            out_c.add_(fused_kernel("backprojection_sum")(q_c.to(device, dtype), normals.to(device, dtype), *axes))
         yield
         return
     # Linear interpolation of each profile by grid_sample: direction l is batch element l, its q
     # a 1 × M image, read at x = s (align_corners=True puts s_m = 2m/(M-1) - 1 on sample m) and
     # y = 0. One fused kernel instead of floor/frac/two gathers/lerp as separate passes.
-    image = q.to(device, dtype)[:, None, None, :]  # (L, 1, 1, M)
+    q = q.to(device, dtype)
+    image = q[:, None, None, :] if channels is None else q.permute(1, 0, 2)[:, :, None, :]  # (L, C, 1, M)
     n = normals.to(device, dtype)
-    depth, height, width = out.shape
-    x0, x1, x2 = (axis_coords(k, dtype, device) for k in out.shape)
+    depth, height, width = out.shape[-3:]
+    x0, x1, x2 = (axis_coords(k, dtype, device) for k in out.shape[-3:])
     # s = x · n is separable: the in-plane part is shared by every slab of axis 0.
     s12 = n[:, 1, None, None] * x1[None, :, None] + n[:, 2, None, None] * x2[None, None, :]
     limit = profile_limit(samples)  # q̃ is zero outside [-1, 1]
-    slab = max(1, memory_budget // (_BYTES_PER_PAIR * directions * height * width))
+    per_pair = _BYTES_PER_PAIR + 4 * ((channels or 1) - 1)  # each further channel: its interpolated value
+    slab = max(1, memory_budget // (per_pair * directions * height * width))
     # one grid buffer for every slab (its y channel stays 0): fresh zeroed memory per slab cost
     # as much as the interpolation on the CPU
     buffer = torch.zeros(directions * min(slab, depth) * height * width * 2, dtype=dtype, device=device)
@@ -94,10 +100,14 @@ def backproject_passes(
         grid = buffer[: directions * (stop - start) * height * width * 2].view(directions, stop - start, height, width, 2)
         torch.add(s12[:, None], n[:, 0, None, None, None] * x0[None, start:stop, None, None], out=grid[..., 0])
         val = F.grid_sample(image, grid.view(directions, 1, -1, 2), mode="bilinear", padding_mode="zeros",
-                            align_corners=True).view(directions, stop - start, height, width)
+                            align_corners=True)
         # Along x2, s is linear: per (direction, x0, x1) row the x2 with |s| <= limit are an interval.
         a = n[:, 0, None, None] * x0[None, start:stop, None] + n[:, 1, None, None] * x1[None, None, :]  # (L, d, H)
         lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
         outside = (x2 < lo[..., None]) | (x2 > hi[..., None])
-        out[start:stop] += val.masked_fill_(outside, 0.0).sum(0)
+        if channels is None:
+            out[start:stop] += val.view(directions, stop - start, height, width).masked_fill_(outside, 0.0).sum(0)
+        else:
+            val = val.view(directions, channels, stop - start, height, width)
+            out[:, start:stop] += val.masked_fill_(outside[:, None], 0.0).sum(0)
         yield

@@ -113,7 +113,8 @@ class Formula(Protocol):
     ``acc`` ``(D, H, W)``, yielding after every bounded pass (where the work can be cancelled); the caller
     runs it to its end. ``directions`` is ``(normals, u, v)``, each ``(Lc, 3)`` in backprojection
     coordinates. ``compile``: a fused kernel where the formula has one. ``scale(L)`` turns the sum over
-    ``L`` directions into the heatmap. A formula may also ``solve`` (the iterative methods,
+    ``L`` directions into the heatmap. A formula whose ``channels`` is true also takes several stacks at once,
+    ``(C, Lc, M + 2, ...)`` into ``acc`` ``(C, D, H, W)`` (the findings of one method share one pass). A formula may also ``solve`` (the iterative methods,
     :mod:`tonno_engine.tomography.iterative`): from its scaled heatmap, every chunk's stack ``(L, M + 2,
     ...)`` and the :class:`Acquisition`, a generator of ``(iteration, iterations, estimate)`` returning
     the refined heatmap.
@@ -128,8 +129,10 @@ class Formula(Protocol):
 class Tonno:
     """ToNNO (eq. 11): the second difference of the logit profiles, filtered backprojection slab by slab."""
 
+    channels = True  # takes several profiles at once: (C, L, M + 2) into (C, D, H, W)
+
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):
-        return backproject_passes(second_difference(stack, stack.shape[1] - 2, dim=1), directions[0], acc,
+        return backproject_passes(second_difference(stack, stack.shape[-1] - 2, dim=-1), directions[0], acc,
                                   memory_budget=memory_budget, compile=compile)
 
     def scale(self, directions: int) -> float:
@@ -164,8 +167,8 @@ class _Pass:
     collected: tuple
 
 
-def _add_chunk(run: _Pass, pick: torch.Tensor, accs: list, progress: list[int]) -> Iterator[Progress]:
-    """Score the slices of directions ``pick`` and add them into ``accs`` (one per formula);
+def _add_chunk(run: _Pass, pick: torch.Tensor, accs: torch.Tensor, progress: list[int]) -> Iterator[Progress]:
+    """Score the slices of directions ``pick`` and add them into ``accs`` ``(F, D, H, W)``, one per formula;
     ``progress`` is ``[done, total]`` slices, advanced here."""
     chunk = (run.lattice.normals[pick], run.lattice.u[pick], run.lattice.v[pick])
     cut = tuple(run.frame.for_slicing(t) for t in chunk)
@@ -176,14 +179,32 @@ def _add_chunk(run: _Pass, pick: torch.Tensor, accs: list, progress: list[int]) 
         progress[0] += count
         yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
     where = tuple(run.frame.for_backprojection(t) for t in chunk)
-    for k, (formula, acc) in enumerate(zip(run.formulas, accs)):
-        stack = torch.cat([s[k] for s in scores])
-        stack = stack.reshape(len(pick), len(run.offsets), *stack.shape[1:])
-        if run.collected[k] is not None:
-            run.collected[k].append(stack.clone())
+    for first, stop in _channel_groups(run):
+        formula = run.formulas[first]
+        stacks = []
+        for k in range(first, stop):
+            stack = torch.cat([s[k] for s in scores])
+            stacks.append(stack.reshape(len(pick), len(run.offsets), *stack.shape[1:]))
+            if run.collected[k] is not None:
+                run.collected[k].append(stacks[-1].clone())
+        stack, acc = (stacks[0], accs[first]) if stop - first == 1 else (torch.stack(stacks), accs[first:stop])
         for _ in formula.accumulate(stack, where, acc, memory_budget=run.memory_budget, compile=run.compile):
             # a chunk's backprojection can take seconds: an event per pass
             yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
+
+
+def _channel_groups(run: _Pass) -> list[tuple[int, int]]:
+    """``[first, stop)`` runs of formulas added together: neighbours that are the same formula (one method's
+    findings), take channels and do not solve; every other formula alone."""
+    groups, k = [], 0
+    while k < len(run.formulas):
+        stop = k + 1
+        if getattr(run.formulas[k], "channels", False) and run.collected[k] is None:
+            while stop < len(run.formulas) and run.formulas[stop] is run.formulas[k] and run.collected[stop] is None:
+                stop += 1
+        groups.append((k, stop))
+        k = stop
+    return groups
 
 
 def reconstruct_iter(
@@ -229,7 +250,8 @@ def reconstruct_iter(
                                                                          "batch_size"), memory_budget, compile, solving)
     picks = torch.arange(directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
     out_shape = tuple(vol.shape) if output_shape is None else as_shape3(output_shape)
-    accs = [torch.zeros(out_shape, dtype=torch.float32, device=dev) for _ in formulas]
+    # one block, a view per formula: a run of formulas added together writes its (C, D, H, W) slice
+    accs = torch.zeros((len(formulas), *out_shape), dtype=torch.float32, device=dev)
     progress = [0, len(picks) * (slices + 2)]
 
     def value(count: int, final: bool = False):
