@@ -129,6 +129,9 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     """Run the whole benchmark; yields training/reconstruction/evaluation progress, then the result."""
     out = Path(out)
     findings = read_description(cfg.checkpoint).findings if cfg.checkpoint is not None else cfg.train.finding_names
+    if cfg.train.findings and tuple(cfg.train.findings) != findings:
+        raise DataError(cfg.checkpoint, f"holds the findings {', '.join(findings) or 'none (one logit)'}, not "
+                                        f"{', '.join(cfg.train.findings)}: leave --findings out to use the checkpoint's")
     if findings and cfg.stage2 is not None:
         raise DataError(data, "--stage2 takes a classifier of one finding (train one with --findings NAME)")
     cases = read_cases(data, findings=findings or None, id_column=cfg.train.id_column)

@@ -114,10 +114,10 @@ class Formula(Protocol):
     runs it to its end. ``directions`` is ``(normals, u, v)``, each ``(Lc, 3)`` in backprojection
     coordinates. ``compile``: a fused kernel where the formula has one. ``scale(L)`` turns the sum over
     ``L`` directions into the heatmap. A formula whose ``channels`` is true also takes several stacks at once,
-    ``(C, Lc, M + 2, ...)`` into ``acc`` ``(C, D, H, W)`` (the findings of one method share one pass). A formula may also ``solve`` (the iterative methods,
-    :mod:`tonno_engine.tomography.iterative`): from its scaled heatmap, every chunk's stack ``(L, M + 2,
-    ...)`` and the :class:`Acquisition`, a generator of ``(iteration, iterations, estimate)`` returning
-    the refined heatmap.
+    ``(C, Lc, M + 2, ...)`` into ``acc`` ``(C, D, H, W)`` (the findings of one method share one pass). A
+    formula may also ``solve`` (the iterative methods, :mod:`tonno_engine.tomography.iterative`): from its
+    scaled heatmap, every chunk's stack ``(L, M + 2, ...)`` and the :class:`Acquisition`, a generator of
+    ``(iteration, iterations, estimate)`` returning the refined heatmap.
     """
 
     def accumulate(self, stack: torch.Tensor, directions: tuple, acc: torch.Tensor, *, memory_budget: int,
