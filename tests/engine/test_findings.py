@@ -267,3 +267,10 @@ def test_several_profiles_backproject_together_as_each_alone():
     for c in range(2):
         alone = backproject_stack(stacks[c], lattice.normals, u, v, -1.0, 0.25, torch.zeros(10, 12, 11))
         torch.testing.assert_close(together[c], alone)
+
+
+def test_benchmark_refuses_findings_its_checkpoint_does_not_have(finding_brains, tiny_checkpoint, tmp_path):
+    res = runner.invoke(app, ["benchmark", str(finding_brains), "-o", str(tmp_path / "b"), "-c", str(tiny_checkpoint),
+                              "--findings", "ring", "--device", "cpu", "-q"])
+    assert res.exit_code == 1 and "holds the findings none (one logit), not ring" in res.output
+    assert not (tmp_path / "b").exists()
