@@ -49,6 +49,17 @@ def backproject(q: torch.Tensor, normals: torch.Tensor, out: torch.Tensor, **opt
     return out
 
 
+def _fused_sum(q: torch.Tensor, normals: torch.Tensor, out: torch.Tensor) -> None:
+    """``compile``: the fused kernel of :mod:`tonno_engine.tomography.fused` adds each channel ``q`` ``(C, L, M)``
+    into ``out`` ``(C, D, H, W)``."""
+    from .fused import compiled_kernel as fused_kernel
+
+    for q_c, out_c in zip(q, out):
+        axes = (axis_coords(k, out.dtype, out.device) for k in out_c.shape)
+        out_c.add_(fused_kernel("backprojection_sum")(q_c.to(out.device, out.dtype), normals.to(out.device, out.dtype),
+                                                      *axes))
+
+
 def backproject_passes(
     q: torch.Tensor,
     normals: torch.Tensor,
@@ -68,29 +79,26 @@ def backproject_passes(
     ``(C, L, M)`` into ``out`` ``(C, D, H, W)``, sharing every position and mask (one interpolation of
     ``C`` channels).
     """
-    channels = q.shape[0] if q.ndim == 3 else None
-    directions, samples = q.shape[-2:]
+    if q.ndim == 2:  # one profile per direction: the same as one channel
+        yield from backproject_passes(q[None], normals, out[None], memory_budget=memory_budget, compile=compile)
+        return
+    channels, directions, samples = q.shape
     device, dtype = out.device, out.dtype
     if compile:
-        from .fused import compiled_kernel as fused_kernel
-
-        for q_c, out_c in zip(q, out) if channels else ((q, out),):
-            axes = (axis_coords(k, dtype, device) for k in out_c.shape)
-            out_c.add_(fused_kernel("backprojection_sum")(q_c.to(device, dtype), normals.to(device, dtype), *axes))
+        _fused_sum(q, normals, out)
         yield
         return
     # Linear interpolation of each profile by grid_sample: direction l is batch element l, its q
-    # a 1 × M image, read at x = s (align_corners=True puts s_m = 2m/(M-1) - 1 on sample m) and
-    # y = 0. One fused kernel instead of floor/frac/two gathers/lerp as separate passes.
-    q = q.to(device, dtype)
-    image = q[:, None, None, :] if channels is None else q.permute(1, 0, 2)[:, :, None, :]  # (L, C, 1, M)
+    # a 1 × M image per channel, read at x = s (align_corners=True puts s_m = 2m/(M-1) - 1 on sample m)
+    # and y = 0. One fused kernel instead of floor/frac/two gathers/lerp as separate passes.
+    image = q.to(device, dtype).permute(1, 0, 2)[:, :, None, :]  # (L, C, 1, M)
     n = normals.to(device, dtype)
     depth, height, width = out.shape[-3:]
     x0, x1, x2 = (axis_coords(k, dtype, device) for k in out.shape[-3:])
     # s = x · n is separable: the in-plane part is shared by every slab of axis 0.
     s12 = n[:, 1, None, None] * x1[None, :, None] + n[:, 2, None, None] * x2[None, None, :]
     limit = profile_limit(samples)  # q̃ is zero outside [-1, 1]
-    per_pair = _BYTES_PER_PAIR + 4 * ((channels or 1) - 1)  # each further channel: its interpolated value
+    per_pair = _BYTES_PER_PAIR + 4 * (channels - 1)  # each further channel: its interpolated value
     slab = max(1, memory_budget // (per_pair * directions * height * width))
     # one grid buffer for every slab (its y channel stays 0): fresh zeroed memory per slab cost
     # as much as the interpolation on the CPU
@@ -100,14 +108,10 @@ def backproject_passes(
         grid = buffer[: directions * (stop - start) * height * width * 2].view(directions, stop - start, height, width, 2)
         torch.add(s12[:, None], n[:, 0, None, None, None] * x0[None, start:stop, None, None], out=grid[..., 0])
         val = F.grid_sample(image, grid.view(directions, 1, -1, 2), mode="bilinear", padding_mode="zeros",
-                            align_corners=True)
+                            align_corners=True).view(directions, channels, stop - start, height, width)
         # Along x2, s is linear: per (direction, x0, x1) row the x2 with |s| <= limit are an interval.
         a = n[:, 0, None, None] * x0[None, start:stop, None] + n[:, 1, None, None] * x1[None, None, :]  # (L, d, H)
         lo, hi = inside_interval(a[..., None], n[:, 2, None, None, None], limit)
         outside = (x2 < lo[..., None]) | (x2 > hi[..., None])
-        if channels is None:
-            out[start:stop] += val.view(directions, stop - start, height, width).masked_fill_(outside, 0.0).sum(0)
-        else:
-            val = val.view(directions, channels, stop - start, height, width)
-            out[:, start:stop] += val.masked_fill_(outside[:, None], 0.0).sum(0)
+        out[:, start:stop] += val.masked_fill_(outside[:, None], 0.0).sum(0)
         yield
