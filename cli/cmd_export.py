@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .options import QuietOpt, engine_errors, fail
+from .options import IdColumnOpt, QuietOpt, engine_errors, fail
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -36,12 +36,16 @@ def nnunet(
     intensity: str = typer.Option(None, help="ct (nnU-Net's CT normalisation) or mr/pet/robust (z-score); default: "
                                              "the data set's dataset.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty data set folder."),
+    finding: str = typer.Option(None, help="A classifier of several findings: export this finding's pseudo-labels "
+                                           "(its column decides each case's class, its heatmaps <case>_<method>_"
+                                           "<finding>; cases where it is unknown are left out; docs/findings.md)."),
+    id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write Dataset<id>_<name>/ with imagesTr, labelsTr (0 background, 1 lesion, 2 ignore), imagesTs, dataset.json,
     datalist.json and tonno_export.json (docs/segmenter.md)."""
     from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
-    from tonno_engine.data.dataset import dataset_intensity, read_cases, read_dataset_meta
+    from tonno_engine.data.dataset import cases_of_finding, dataset_intensity, read_cases, read_dataset_meta
     from tonno_engine.evaluation.candidates import calibrated_level
     from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
 
@@ -49,16 +53,24 @@ def nnunet(
 
     if sum(v is not None for v in (thresholds, level, percentile)) != 1:
         raise typer.BadParameter("give exactly one of --thresholds, --level, --percentile", param_hint="--thresholds")
+    label = f"{method}_{finding}" if finding else method  # the heatmaps' (and thresholds.json's) method label
     with engine_errors("nothing was written; run it again"):
+        if finding:
+            cases, unknown = cases_of_finding(data, finding, id_column)
+            if unknown:
+                typer.echo(f"warning: {finding} is unknown in {len(unknown)} case(s), left out: "
+                           f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}", err=True)
+        else:
+            cases = read_cases(data, id_column=id_column)
         if thresholds is not None:
-            level, source = calibrated_level(thresholds, method), str(thresholds)
+            level, source = calibrated_level(thresholds, label), str(thresholds)
         else:
             source = "given"
-        cfg = ExportConfig(method=method, level=level, level_from=source, percentile=percentile,
+        cfg = ExportConfig(method=label, level=level, level_from=source, percentile=percentile,
                            rule=PseudoLabelRule(band=band, margin_mm=margin_mm, min_mm3=min_mm3), dataset_id=dataset_id,
                            name=name, intensity=intensity or dataset_intensity(data),
                            modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite)
-        cases, test_cases = read_cases(data), read_cases(test) if test else []
+        test_cases = read_cases(test) if test else []
         for event in show_progress(export_nnunet_iter(cases, test_cases, heatmaps, out, cfg), "export", quiet=quiet):
             if isinstance(event, ExportResult):
                 print(f"{event.folder}: {event.training} training cases ({len(event.reviewed)} reviewed), "

@@ -274,3 +274,30 @@ def test_benchmark_refuses_findings_its_checkpoint_does_not_have(finding_brains,
                               "--findings", "ring", "--device", "cpu", "-q"])
     assert res.exit_code == 1 and "holds the findings none (one logit), not ring" in res.output
     assert not (tmp_path / "b").exists()
+
+
+def test_one_findings_pseudo_labels_are_exported_with_its_own_classes(finding_brains, tmp_path):
+    from tonno_engine.data.images import load_image
+    from tonno_engine.data.nifti import save_nifti
+
+    cases = read_cases(finding_brains, findings=list(FINDINGS))
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    for c in cases:  # perfect heatmaps of the ring finding: its own mask
+        truth = load_image(c.finding_masks[1])
+        save_nifti(heat / f"{c.case}_tonno_ring.nii.gz", truth.array.astype(np.float32), truth.affine)
+    res = runner.invoke(app, ["export", "nnunet", str(finding_brains), "--heatmaps", str(heat), "--finding", "ring",
+                              "--level", "0.5", "--band", "1", "--margin-mm", "0", "-o", str(tmp_path / "raw")])
+    assert res.exit_code == 0, res.output
+    folder = next(p for p in (tmp_path / "raw").iterdir() if p.name.startswith("Dataset"))
+    record = json.loads((folder / "tonno_export.json").read_text())
+    assert record["method"] == "tonno_ring"
+    unknown = [c.case for c in cases if math.isnan(c.targets[1])]
+    exported = {p.name.removesuffix(".nii.gz") for p in (folder / "labelsTr").iterdir()}
+    assert exported == {c.case for c in cases} - set(unknown) and unknown  # unknown rings are left out, and said
+    assert all(name in res.output for name in unknown[:5])
+    for c in cases:
+        if c.case in exported:  # a case without rings is background everywhere, whatever its other findings
+            label = np.asarray(load_image(folder / "labelsTr" / f"{c.case}.nii.gz").array)
+            assert np.array_equal(label == 1, load_image(c.finding_masks[1]).array > 0)
+            assert (label == 1).any() == bool(c.targets[1])

@@ -120,6 +120,15 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
     return cases
 
 
+def cases_of_finding(source: str | Path, finding: str, id_column: str | None = None) -> tuple[list[Case], list[str]]:
+    """The cases whose label of ``finding`` is known, each with ``label`` that finding's (0/1), and the names of
+    those where it is unknown (left out): one finding of several, seen as a one-label data set (e.g. to export
+    its pseudo-labels)."""
+    cases = read_cases(source, findings=[finding], id_column=id_column)
+    known = [c for c in cases if not math.isnan(c.findings[0])]
+    return known, [c.case for c in cases if math.isnan(c.findings[0])]
+
+
 def _finding_value(text: str, finding: str, where) -> float:
     """A finding column's entry: 0 or 1, or ``nan`` for unknown (:data:`UNKNOWN_VALUES`)."""
     if text.lower() in UNKNOWN_VALUES:
