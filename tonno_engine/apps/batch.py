@@ -39,7 +39,7 @@ from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_
 from ..data.nifti import axial_axis, read_provenance, save_nifti
 from ..evaluation.evaluate import Pair
 from ..methods.case import CasePrepared, case_spacing, reconstruct_case_iter
-from ..methods.run import for_findings
+from ..methods.run import check_findings, for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
@@ -156,11 +156,8 @@ def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
 def output_pairs(out: Path, cases, spec) -> list[Pair]:
     """Each case's output of method ``spec`` in ``out`` paired with its mask and label (those of the spec's
     finding), for scoring."""
-    pairs = []
-    for c in cases:
-        mask, value, label = c.truth(spec.output if spec.finding else None)
-        pairs.append(Pair(c.case, output_path(out, c.case, spec), mask, label, value))
-    return pairs
+    return [Pair.of_case(c.case, output_path(out, c.case, spec), c.truth(spec.output if spec.finding else None))
+            for c in cases]
 
 
 def peak_rss_mb() -> float:
@@ -203,7 +200,7 @@ def expand_findings(methods: list[MethodSpec], findings, chosen, checkpoint) -> 
     checkpoint for a finding it does not have."""
     try:
         if any(s.finding for s in methods):
-            for_findings([], findings, [s.finding for s in methods])
+            check_findings(findings, [s.finding for s in methods])
             if any(findings.index(s.finding) != s.output for s in methods):
                 raise ValueError("a method's finding and logit index do not match the checkpoint's")
             return list(methods)

@@ -245,7 +245,7 @@ def _cases_of(cases: list[Case], finding: str, methods) -> list[Case]:
     if not finding:
         return cases
     k = next(s.output for s in methods if s.finding == finding)
-    return [replace(c, label=int(c.truth(k)[2] or 0), mask=c.truth(k)[0]) for c in cases]
+    return [replace(c, label=int(label or 0), mask=mask) for c in cases for mask, _, label in (c.truth(k),)]
 
 
 def _figure(out: Path, finding: str, cases, heat_dir: Path, methods, binaries) -> Path | None:

@@ -90,8 +90,8 @@ def classify_findings_iter(cases: list[Case], loaded: LoadedCheckpoint, settings
     findings = loaded.description.findings or ("",)
     out = []
     for k, finding in enumerate(findings):
-        known = [i for i, c in enumerate(cases) if not math.isnan(c.targets[k])] if finding else range(len(cases))
-        labels = [int(cases[i].targets[k]) if finding else cases[i].label for i in known]
+        known = [i for i, c in enumerate(cases) if not math.isnan(c.targets[k])]  # (a one-label case: always)
+        labels = [int(cases[i].targets[k]) for i in known]
         mine, theirs = [scores[i][k] for i in known], [extremes[i] for i in known]
         out.append(Classification(len(labels), roc_auc(labels, mine), auc_interval(labels, mine, seed=seed),
                                   intensity_baseline(labels, theirs, seed=seed), finding))

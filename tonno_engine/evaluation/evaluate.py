@@ -74,6 +74,13 @@ class Pair:
     value: int | None = None
     finding: str = ""  # the finding the heatmap is of, when the classifier has several
 
+    @classmethod
+    def of_case(cls, case: str, heatmap: Path, truth: tuple, finding: str = "") -> Pair:
+        """The pair of ``heatmap`` and ``truth``, a :meth:`~tonno_engine.data.dataset.Case.truth`
+        ``(mask, value, label)``."""
+        mask, value, label = truth
+        return cls(case, heatmap, mask, label, value, finding)
+
     def lesions(self, truth: np.ndarray) -> np.ndarray:
         """The ground-truth lesion voxels of the array read from :attr:`truth`."""
         return truth == self.value if self.value is not None else truth > 0.5
@@ -108,26 +115,20 @@ def _nifti_files(source: Path, what: str) -> list[Path]:
 
 
 def _truths(source: Path, findings=None, id_column=None) -> dict[str, list[tuple]]:
-    """Per case, ``(mask, label, value)`` of each finding (one entry without ``findings``), as :class:`Pair` takes them."""
+    """Per case, ``(mask, value, label)`` of each finding (:meth:`Case.truth`; one entry without ``findings``)."""
     if not source.exists():
         raise DataError(source, "ground truth not found")
     count = len(findings or ()) or 1
     if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
         cases = read_cases(source, check_files=False, findings=findings, id_column=id_column)
-        truths = {c.case: [_as_pair_fields(c.truth(k if findings else None)) for k in range(count)] for c in cases}
+        truths = {c.case: [c.truth(k if findings else None) for k in range(count)] for c in cases}
         missing = [case for case, each in truths.items() if any(mask is None for mask, _, _ in each)]
         if missing:
             raise DataError(source, f"no mask column entry for case(s) {', '.join(missing[:5])}")
         return truths
     # a folder of masks: with several findings each is a label image (value k + 1: finding k)
-    return {image_stem(p): [(p, None, k + 1 if count > 1 else None) for k in range(count)]
+    return {image_stem(p): [(p, k + 1 if count > 1 else None, None) for k in range(count)]
             for p in images_in(source, "ground truth folder")}
-
-
-def _as_pair_fields(truth: tuple) -> tuple:
-    """:meth:`Case.truth`'s ``(mask, value, label)`` in :class:`Pair`'s order ``(mask, label, value)``."""
-    mask, value, label = truth
-    return mask, label, value
 
 
 def _finding_of(suffix: str, findings) -> int | None:
@@ -154,7 +155,7 @@ def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_co
         k = _finding_of(suffix, findings)
         if findings and k is None:
             return Pair(case, path, None, finding="?")
-        return Pair(case, path, *gt[case][k or 0], finding=findings[k] if findings else "")
+        return Pair.of_case(case, path, gt[case][k or 0], findings[k] if findings else "")
 
     pairs, methods = [], {}
     for path in _nifti_files(Path(heatmaps), "heatmaps"):

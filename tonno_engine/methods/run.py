@@ -39,16 +39,20 @@ PAPER = PRESETS["paper"]
 AXIAL_AXIS = 2
 
 
+def check_findings(findings, chosen) -> None:
+    """``ValueError`` naming every finding of ``chosen`` that the classifier's ``findings`` do not hold."""
+    unknown = [f for f in chosen or () if f not in tuple(findings or ())]
+    if unknown:
+        known = ", ".join(findings or ()) or "none (it has one logit)"
+        raise ValueError(f"unknown finding(s) {', '.join(unknown)}; the checkpoint's findings: {known}")
+
+
 def for_findings(specs, findings=(), chosen=None) -> list[MethodSpec]:
     """Every method of ``specs`` once per finding of a classifier with the ``findings`` (names, in logit
     order; empty: one logit, ``specs`` as they are), findings first; ``chosen``: only these findings
     (``ValueError`` naming an unknown one)."""
     findings = tuple(findings or ())
-    if chosen:
-        unknown = [f for f in chosen if f not in findings]
-        if unknown:
-            known = ", ".join(findings) or "none (it has one logit)"
-            raise ValueError(f"unknown finding(s) {', '.join(unknown)}; the checkpoint's findings: {known}")
+    check_findings(findings, chosen)
     if not findings:
         return list(specs)
     return [replace(s, finding=f, output=k) for k, f in enumerate(findings) if not chosen or f in chosen for s in specs]

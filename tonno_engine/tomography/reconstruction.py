@@ -200,7 +200,7 @@ def _channel_groups(run: _Pass) -> list[tuple[int, int]]:
     while k < len(run.formulas):
         stop = k + 1
         if getattr(run.formulas[k], "channels", False) and run.collected[k] is None:
-            while stop < len(run.formulas) and run.formulas[stop] is run.formulas[k] and run.collected[stop] is None:
+            while stop < len(run.formulas) and run.formulas[stop] is run.formulas[k]:
                 stop += 1
         groups.append((k, stop))
         k = stop
