@@ -2,13 +2,15 @@
 baseline, and the time each took (wall and CPU), with optional self-supervised pretraining first.
 
     .venv/bin/python bench/bench_recipes.py DATA OUT [--candidates small-lesions,long-ema,pretrained]
-        [--holdout HOLDOUT_DATA]
+        [--holdout HOLDOUT_DATA | --test-fraction 0.3] [--seed 0]
 
 Candidates (all from ``small-lesions``): ``small-lesions`` (800 steps), ``long-ema`` (3000 steps, weights
 averaged with decay 0.99), ``pretrained`` (``tonno pretrain`` for 400 steps, then 2000 steps from its
 encoder, averaged), ``pretrained-short`` (the same pretraining, then 800 steps), ``large-slices`` (128²
 slices, 2 pixels per voxel of a 64-voxel brain, so that a lesion of a few voxels outlives the stem's
-stride of 4; 800 steps, averaged). With ``--holdout``, every
+stride of 4; 800 steps, averaged), ``top-k`` (each drawn volume's 4 highest-scoring of 64 random slices, 8
+volumes a step, 1500 steps, averaged), ``look-alikes`` (the recipe: planes through each volume's 12 bright
+spots, 12 volumes × 12 slices, 1000 steps, averaged). With ``--holdout``, every
 chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
 the candidate (2 cores: up to twice the wall time).
 """
@@ -35,6 +37,8 @@ CANDIDATES = {
     "pretrained": dict(pretrain=dict(steps=150), train=dict(steps=2000, ema=0.99)),
     "pretrained-short": dict(pretrain=dict(steps=150), train=dict()),
     "large-slices": dict(train=dict(slice_size=128, steps=800, ema=0.99)),
+    "top-k": dict(train=dict(candidates=64, batch_volumes=8, slices_per_volume=4, steps=1500, ema=0.99)),
+    "look-alikes": dict(recipe="look-alikes", train=dict()),
 }
 
 
@@ -50,7 +54,7 @@ def _drain(events):
     return last
 
 
-def run_candidate(name: str, data: Path, out: Path, holdout) -> dict:
+def run_candidate(name: str, data: Path, out: Path, holdout, seed: int = 0) -> dict:
     spec = CANDIDATES[name]
     wall, cpu = time.perf_counter(), _cpu_seconds()
     weights = None
@@ -60,7 +64,7 @@ def run_candidate(name: str, data: Path, out: Path, holdout) -> dict:
             _drain(train_run_iter(data, pre, pretrain_config(device="cpu", **spec["pretrain"])))
         weights = str(pre / "encoder.pth")
     run = out / name
-    cfg = recipe_config("small-lesions", device="cpu", weights=weights, **spec["train"])
+    cfg = recipe_config(spec.get("recipe", "small-lesions"), device="cpu", weights=weights, seed=seed, **spec["train"])
     done = json.loads((run / "run.json").read_text())["step"] if (run / "run.json").exists() else 0
     if done < cfg.steps:  # a finished candidate is read back; an interrupted one resumes
         _drain(train_run_iter(data, run, cfg, resume=(run / "checkpoint_last.pt").exists()))
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="small-lesions,long-ema,pretrained")
     ap.add_argument("--holdout", default="")
     ap.add_argument("--test-fraction", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0, help="training seed, which also draws the validation split "
+                                                        "(the held-out split stays seed 0's)")
     args = ap.parse_args()
     holdout = read_cases(args.holdout) if args.holdout else None
     out = Path(args.out)
@@ -105,7 +111,7 @@ def main() -> None:
         data = out / "train.csv"
     rows = []
     for name in args.candidates.split(","):
-        row = run_candidate(name, data, out, holdout)
+        row = run_candidate(name, data, out, holdout, args.seed)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\n| candidate | validation volume AUC of the chosen checkpoint [95 %] | step | held-out AUC [95 %] | "

@@ -56,6 +56,13 @@ def train(
     geometry: str = typer.Option(None, help=GEOMETRY_HELP + f" Default: {DEFAULTS.geometry}."),
     objective: str = typer.Option(None, help="slice: every slice carries its volume's label (paper); mil: one loss "
                                              "per volume on a smooth maximum of its slices (small-lesions)."),
+    anchors: int = typer.Option(None, min=0, help="Planes through bright spots: every training plane passes through one "
+                                                  "of its volume's this many brightest blob-like spots (small bright "
+                                                  "lesions among look-alikes; default: the recipe's, off: 0)."),
+    candidates: int = typer.Option(None, min=0, help="Top-k sampling: score this many random slices of each drawn "
+                                                     "volume and train on its --slices-per-volume highest-scoring "
+                                                     "ones (finds lesions of a few voxels; default: the recipe's, "
+                                                     "off: 0)."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
     device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE}: CUDA when present)."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
@@ -100,10 +107,14 @@ def train(
                  intensity=intensity, val_every=val_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
                  device=device,
                  seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
-                 cache_gb=cache_gb, pool_volumes=pool_volumes, loader_workers=loader_workers,
+                 anchors=anchors, candidates=candidates, cache_gb=cache_gb, pool_volumes=pool_volumes,
+                 loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
                  findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight)
     cfg = recipe_config(recipe, **given)
+    if 0 < cfg.candidates <= cfg.slices_per_volume:
+        raise typer.BadParameter(f"must be 0 (off) or more than --slices-per-volume ({cfg.slices_per_volume}), "
+                                 f"got {cfg.candidates}", param_hint="--candidates")
     run_training(data, out, cfg, given, command="train", device=dev, resume=resume, quiet=quiet, events=events)
 
 

@@ -70,6 +70,17 @@ class TrainConfig:
     #: weigh each finding's positive slices by its negatives ÷ positives among the training volumes
     #: (BCE ``pos_weight``), for findings much rarer than their absence
     pos_weight: bool = False
+    #: top-k multiple-instance sampling (Campanella et al., Nat. Med. 2019): cut this many random slices of each
+    #: drawn volume, score them without gradients, and train on its ``slices_per_volume`` highest-scoring ones
+    #: (0: off, every random slice trains). Meant to find the few slices that cut a small lesion; it needs the
+    #: network to rank them first before it has learnt them (on ``hard`` it did not: bench/RESULTS.md)
+    candidates: int = 0
+    #: anchored planes: every training plane passes through one of its volume's ``anchors`` brightest blob-like
+    #: spots (:func:`tonno_engine.data.spots.bright_spots`, found when the volume is first drawn; drawn without
+    #: replacement, random normal, the point moved by up to a voxel). A positive volume's bag of slices then cuts
+    #: its lesion, a negative one's the look-alikes (0: off, uniform random planes). For findings brighter than
+    #: their surroundings; validation and reconstruction keep uniform planes
+    anchors: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -101,6 +112,8 @@ RECIPES: dict[str, dict] = {
     "paper": {},
     "small-lesions": dict(norm="bn", slice_size=64, steps=800, batch_volumes=4, slices_per_volume=16,
                           intensity="robust", objective="mil", val_slices=64),
+    "look-alikes": dict(norm="bn", slice_size=64, steps=1000, batch_volumes=12, slices_per_volume=12,
+                        intensity="robust", objective="mil", val_slices=64, anchors=12, ema=0.99),
 }
 
 

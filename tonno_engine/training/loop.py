@@ -10,6 +10,7 @@ state, so a resumed run takes exactly the steps an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -119,7 +120,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     aug = Augmentation() if cfg.augment else Augmentation.off()
     run.write_run_json()
     run.model.train()
-    loss_fn, sample = _objective(cfg, run.pos_weight)
+    loss_fn, sample = _objective(cfg, run.pos_weight, _bare(run.model))
     use_amp = cfg.amp and device.type == "cuda"
     with StopSignals() as signals:
         while state.step < cfg.steps:
@@ -165,11 +166,14 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     yield from _finish(run)
 
 
-def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None = None):
-    """``(loss, batch sampler)`` of the run's objective: BCE per slice, multiple-instance, or contrastive."""
+def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None, model: torch.nn.Module):
+    """``(loss, batch sampler)`` of the run's objective: BCE per slice, multiple-instance, or contrastive; with
+    ``cfg.candidates`` the sampler keeps the slices ``model`` (the bare module: no collective step) scores highest."""
     if cfg.objective == CONTRASTIVE:
         return nt_xent(cfg.temperature), sample_view_pairs
     loss = mil_loss(cfg.slices_per_volume, pos_weight) if cfg.objective == "mil" else slice_loss(pos_weight)
+    if cfg.candidates > cfg.slices_per_volume:
+        return loss, functools.partial(sample_batch, scorer=model)
     return loss, sample_batch
 
 

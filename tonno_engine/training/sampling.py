@@ -20,6 +20,7 @@ from ..data.augment import Augmentation, augment_intensity, random_planes
 from ..data.dataset import Case
 from ..data.images import load_image
 from ..data.preprocessing import Preprocessing
+from ..data.spots import bright_spots
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.intensity import IntensityBaseline, robust_extremes
 from ..tomography.frames import Frame, make_frame
@@ -32,6 +33,13 @@ class LoadedCase:
     case: Case
     volume: torch.Tensor  # (D, H, W) float32, preprocessed
     frame: Frame  # where the volume sits in the sliced space
+    spots: torch.Tensor | None = None  # (n, 3) float64 index coordinates t of its bright spots, once found
+
+    def bright_spots(self, count: int) -> torch.Tensor:
+        """The volume's ``count`` brightest blob-like spots ``(n, 3)`` in ``t`` (found on first use, then kept)."""
+        if self.spots is None:
+            self.spots = torch.from_numpy(bright_spots(self.volume.cpu().numpy(), count))
+        return self.spots
 
 
 def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = GEOMETRY,
@@ -46,18 +54,57 @@ def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, 
 
 
 def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator, aug: Augmentation,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N, K)`` (``nan``: unknown)."""
+                 device: torch.device, scorer: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N, K)`` (``nan``: unknown). With
+    ``cfg.candidates`` and a ``scorer`` (the model), each volume's slices are the ``M_train`` of its
+    ``candidates`` random slices that ``scorer`` scores highest (:func:`top_slices`)."""
     picks = torch.randint(len(vols), (cfg.batch_volumes,), generator=gen).tolist()
     size = (cfg.slice_size, cfg.slice_size)
+    drawn = max(cfg.candidates, cfg.slices_per_volume) if scorer is not None else cfg.slices_per_volume
     slices, labels = [], []
     for idx in picks:
-        offsets, n, u, v = random_planes(cfg.slices_per_volume, gen, aug)
+        offsets, n, u, v = random_planes(drawn, gen, aug)
         frame = vols[idx].frame
-        slices.append(extract_slices(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size))
+        if cfg.anchors:
+            offsets = anchored_offsets(vols[idx], n, cfg.anchors, gen, offsets)
+        cut = extract_slices(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size)
+        slices.append(cut if drawn == cfg.slices_per_volume else top_slices(cut, scorer, cfg))
         labels += [vols[idx].case.targets] * cfg.slices_per_volume
     x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
     return x, torch.tensor(labels, dtype=torch.float32, device=device)
+
+
+def anchored_offsets(lc: LoadedCase, n: torch.Tensor, count: int, gen: torch.Generator,
+                     fallback: torch.Tensor) -> torch.Tensor:
+    """Offsets ``(P,)`` that put each plane of normal ``n`` ``(P, 3)`` (``x`` space) through one of the volume's
+    ``count`` bright spots, moved by up to a voxel along each axis; ``fallback`` (the random offsets) when the
+    volume has no spot. The spots are drawn without replacement (a random order, repeated when ``P`` exceeds
+    their number), so that a bag of ``P ≥ count`` planes cuts every spot, the lesion among them."""
+    spots = lc.bright_spots(count)
+    if not len(spots):
+        return fallback
+    voxel = 2.0 / (torch.tensor(lc.volume.shape, dtype=torch.float64) - 1.0).clamp_min(1.0)
+    order = torch.randperm(len(spots), generator=gen).repeat(-(-len(n) // len(spots)))[: len(n)]
+    points = spots[order]
+    points = points + (torch.rand(len(n), 3, generator=gen, dtype=torch.float64) * 2 - 1) * voxel
+    x = points * torch.tensor(lc.frame.scale, dtype=torch.float64)  # x = d ⊙ t
+    return (x * n).sum(1)
+
+
+@torch.no_grad()
+def top_slices(slices: torch.Tensor, scorer: torch.nn.Module, cfg: TrainConfig) -> torch.Tensor:
+    """The ``cfg.slices_per_volume`` of ``slices`` ``(C, h, w)`` with the largest logit (the largest over the
+    findings), scored by ``scorer`` in evaluation mode (its batch-norm statistics are left alone), as
+    ``(M_train, h, w)``; ``scorer`` is back in training mode after."""
+    scorer.eval()
+    x = slices[:, None]
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    use_amp = cfg.amp and x.device.type == "cuda"
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        scores = scorer(x).float().reshape(len(x), -1).amax(1)
+    scorer.train()
+    return slices[scores.topk(cfg.slices_per_volume).indices]
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
