@@ -97,14 +97,19 @@ def top_slices(slices: torch.Tensor, scorer: torch.nn.Module, cfg: TrainConfig) 
     findings), scored by ``scorer`` in evaluation mode (its batch-norm statistics are left alone), as
     ``(M_train, h, w)``; ``scorer`` is back in training mode after."""
     scorer.eval()
+    scores = inference_logits(scorer, slices, cfg).amax(1)
+    scorer.train()
+    return slices[scores.topk(cfg.slices_per_volume).indices]
+
+
+def inference_logits(model, slices: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The logits ``(N, K)`` float32 of ``slices`` ``(N, h, w)`` as training feeds them (channels-last when
+    ``cfg.channels_last``, bf16 autocast on CUDA when ``cfg.amp``); the caller sets the mode and ``no_grad``."""
     x = slices[:, None]
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    use_amp = cfg.amp and x.device.type == "cuda"
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        scores = scorer(x).float().reshape(len(x), -1).amax(1)
-    scorer.train()
-    return slices[scores.topk(cfg.slices_per_volume).indices]
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp and x.device.type == "cuda"):
+        return model(x).float().reshape(len(x), -1)
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,11 +205,8 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
     size = (cfg.slice_size, cfg.slice_size)
     out = []
     for lc, (offsets, n, u, v) in vols:
-        x = extract_slices(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size)[:, None]
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            logits = model(x).float().reshape(len(x), -1)
+        slices = extract_slices(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size)
+        logits = inference_logits(model, slices, cfg)
         out.append((tuple(lc.case.targets), logits.cpu().tolist()))
     model.train()
     return out
