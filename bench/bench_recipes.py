@@ -10,8 +10,8 @@ encoder, averaged), ``pretrained-short`` (the same pretraining, then 800 steps),
 slices, 2 pixels per voxel of a 64-voxel brain, so that a lesion of a few voxels outlives the stem's
 stride of 4; 800 steps, averaged), ``top-k`` (each drawn volume's 4 highest-scoring of 64 random slices, 8
 volumes a step, 1500 steps, averaged), ``look-alikes`` (the recipe: planes through each volume's 12 bright
-spots, 12 volumes × 12 slices, 1000 steps, averaged). With ``--holdout``, every
-chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
+spots, 12 volumes × 12 slices, 1000 steps, averaged), ``look-alikes-long`` (the same, 1500 steps). With
+``--holdout``, every chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
 the candidate (2 cores: up to twice the wall time).
 """
 
@@ -39,6 +39,7 @@ CANDIDATES = {
     "large-slices": dict(train=dict(slice_size=128, steps=800, ema=0.99)),
     "top-k": dict(train=dict(candidates=64, batch_volumes=8, slices_per_volume=4, steps=1500, ema=0.99)),
     "look-alikes": dict(recipe="look-alikes", train=dict()),
+    "look-alikes-long": dict(recipe="look-alikes", train=dict(steps=1500)),
 }
 
 

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from tonno_engine.training.config import RECIPE_PURPOSES
+
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-RECIPE_HELP = ("Training defaults: paper (the paper's: frozen BN, 224² slices; for GPUs and pretrained weights) or "
-               "small-lesions (learns lesions of a few voxels from scratch on a CPU). Options given override it.")
+RECIPE_HELP = ("Training defaults: " + "; ".join(f"{name} ({purpose})" for name, purpose in RECIPE_PURPOSES.items())
+               + ". Options given override it.")
 
 
 def resolve_device_or_exit(device: str):

@@ -38,7 +38,7 @@ class ReconstructWidget(ModelForm):
         self.cam = ComboBox(label="CAM", choices=list(CAMS), value=CAM)
         self.layer = SpinBox(label="layer", min=min(LAYERS), max=max(LAYERS), value=CAM_LAYER)
         self.quality = ComboBox(label="quality", choices=list(PRESETS), value=WIDGET_QUALITY)
-        self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=SLICES)
+        self.slices = SpinBox(label="slices (M; 0: one per voxel)", min=0, max=2000, value=SLICES)
         self.directions = SpinBox(label="directions (L)", min=1, max=100000, value=TONNO_DIRECTIONS)
         self.hemisphere = CheckBox(text="hemisphere")
         # the iterative methods' solver (enabled when one is chosen)
@@ -73,7 +73,7 @@ class ReconstructWidget(ModelForm):
         """Fill M, L and the hemisphere box from the chosen preset (L: the method's own default when
         the preset leaves it open)."""
         settings = PRESETS[self.quality.value]
-        self.slices.value = settings.slices
+        self.slices.value = settings.slices or 0
         self.directions.value = settings.directions_for(METHODS[self.method.value].default_directions)
         self.hemisphere.value = settings.hemisphere
 
@@ -100,7 +100,7 @@ class ReconstructWidget(ModelForm):
         """The form's reconstruction settings (slice size and geometry: the checkpoint's)."""
         from tonno_engine.methods.settings import ReconstructionSettings
 
-        return ReconstructionSettings(slices=int(self.slices.value), directions=int(self.directions.value),
+        return ReconstructionSettings(slices=int(self.slices.value) or None, directions=int(self.directions.value),
                                       hemisphere=bool(self.hemisphere.value))
 
     def run(self, *_):

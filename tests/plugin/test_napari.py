@@ -388,6 +388,8 @@ def test_widget_initial_values_read_the_engine_defaults(make_napari_viewer):
     assert (widget.slices.value, widget.directions.value) == (D.SLICES, D.TONNO_DIRECTIONS)
     widget.method.value = "averaged-cam"
     assert widget.directions.value == D.CAM_DIRECTIONS
+    widget.quality.value = "fine"  # one offset per voxel: 0 in the box, None in the settings
+    assert widget.slices.value == 0 and widget.settings().slices is None
     train = TrainWidget(viewer)
     start = recipe_config(RECIPE)
     assert (train.steps.value, train.slice_size.value, train.norm.value) == (start.steps, start.slice_size, start.norm)

@@ -28,6 +28,7 @@ from ..base.inputs import as_shape3
 from ..base.registry import MethodSpec
 from ..cams.extractor import CamExtractor
 from ..cams.slicewise import slicewise_iter
+from ..tomography.frames import make_frame
 from ..tomography.reconstruction import final_result, reconstruct_iter
 from ..tomography.scorers import ModuleScorer
 from ..tomography.sharding import sharded_iter
@@ -156,9 +157,10 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
         return
     directions = settings.directions_for(first.default_directions)
     scorer = _scorer(group, model, settings.compile)
+    slices = settings.slices or make_frame(volume.shape, **frame).slices_at_voxel_pitch(volume.shape)
 
     def events_of(subset):
-        return reconstruct_iter(volume, scorer, formula=tuple(s.formula for s in group), slices=settings.slices,
+        return reconstruct_iter(volume, scorer, formula=tuple(s.formula for s in group), slices=slices,
                                 directions=directions, slice_size=size, hemisphere=settings.hemisphere, device=device,
                                 output_shape=output_shape, batch_size=settings.batch_size,
                                 directions_per_update=directions_per_update, partials=partials,

@@ -17,14 +17,15 @@ from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES, make_frame
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
-    """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction), ``directions`` = L
+    """How densely a volume is sliced: ``slices`` = M (M+2 offsets per direction; ``None``: one offset per voxel,
+    :meth:`~tonno_engine.tomography.frames.Frame.slices_at_voxel_pitch`, resolved per volume), ``directions`` = L
     (``None``: the method's default), ``hemisphere`` (the same planes at half the cost),
     ``slice_size`` in pixels (``None``: the checkpoint's), ``batch_size`` slices per network call
     (``None``: 64 on CPU, 1024 on accelerators), ``compile`` (``torch.compile`` the kernels),
     ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``; both
     ``None``: the checkpoint's, see :mod:`tonno_engine.tomography.frames`)."""
 
-    slices: int = SLICES
+    slices: int | None = SLICES
     directions: int | None = None
     hemisphere: bool = False
     slice_size: int | None = None
@@ -34,7 +35,8 @@ class ReconstructionSettings:
     field_of_view: str | None = None
 
     def __post_init__(self):
-        check_count(self.slices, 3, "slices (M)", " (the second difference needs them)")
+        if self.slices is not None:
+            check_count(self.slices, 3, "slices (M)", " (the second difference needs them)")
         for name, minimum in (("directions", 1), ("slice_size", 2), ("batch_size", 1)):
             if getattr(self, name) is not None:
                 check_count(getattr(self, name), minimum, name)
@@ -55,14 +57,19 @@ class ReconstructionSettings:
         (:class:`~tonno_engine.models.checkpoint.CheckpointDescription`): its geometry, field of view and
         slice size. In physical geometry with no slice size set and a volume's ``shape`` and ``spacing``
         (mm per axis) given, the side that keeps the checkpoint's millimetres per pixel over this
-        volume's field of view (the side follows the scan's size, docs/methods.md)."""
+        volume's field of view (the side follows the scan's size, docs/methods.md); with ``slices=None`` and the
+        volume's ``shape`` (and, in physical geometry, ``spacing``), one offset per voxel."""
         geometry = self.geometry or description.geometry
         field_of_view = self.field_of_view or description.field_of_view
-        size = self.slice_size or description.slice_size
-        if not self.slice_size and geometry == "physical" and description.mm_per_pixel and shape is not None:
+        size, slices = self.slice_size or description.slice_size, self.slices
+        sized_by_view = not self.slice_size and geometry == "physical" and description.mm_per_pixel
+        if shape is not None and (sized_by_view or slices is None):
             frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
-            size = frame.slice_size_for(description.mm_per_pixel)
-        return replace(self, geometry=geometry, field_of_view=field_of_view, slice_size=size)
+            if sized_by_view:
+                size = frame.slice_size_for(description.mm_per_pixel)
+            if slices is None:
+                slices = frame.slices_at_voxel_pitch(shape)
+        return replace(self, geometry=geometry, field_of_view=field_of_view, slice_size=size, slices=slices)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,15 +84,19 @@ class ReconstructionSettings:
     def describe(self) -> str:
         directions = self.directions if self.directions is not None else (
             f"{TONNO_DIRECTIONS} ({CAM_DIRECTIONS} for CAM variants)")
-        return f"M={self.slices}, L={directions}, {'hemisphere' if self.hemisphere else 'full sphere'}"
+        slices = self.slices if self.slices is not None else "one per voxel"
+        return f"M={slices}, L={directions}, {'hemisphere' if self.hemisphere else 'full sphere'}"
 
 
 #: named settings: the paper's (§4.2), a CPU preview (a 128³ volume in under 30 s on 2 cores with
-#: the demo model; its agreement with the paper setting is in bench/RESULTS.md), and the CPU demo's
+#: the demo model; its agreement with the paper setting is in bench/RESULTS.md), the CPU demo's, and
+#: ``fine``: one offset per voxel, for lesions a few voxels wide, which the second difference over the
+#: coarser offsets of ``preview`` and ``demo`` blurs (bench/RESULTS.md, issue 24)
 PRESETS = {
     "paper": ReconstructionSettings(slices=SLICES, directions=None, hemisphere=False),
     "preview": ReconstructionSettings(slices=20, directions=448, hemisphere=True),
     "demo": ReconstructionSettings(slices=24, directions=192, hemisphere=True),
+    "fine": ReconstructionSettings(slices=None, directions=96, hemisphere=True),
 }
 
 

@@ -65,6 +65,13 @@ class Frame:
         ``None`` in paper geometry."""
         return None if self.mm_per_unit is None else max(8, int(round(2.0 * self.mm_per_unit / mm_per_pixel)) + 1)
 
+    def slices_at_voxel_pitch(self, shape) -> int:
+        """M whose neighbouring offsets (``2/(M - 1)`` apart in ``x``) are at most one voxel apart along every
+        axis of a ``(D, H, W)`` volume (one voxel of axis ``a`` spans ``2·d_a/(N_a - 1)`` in ``x``): in paper
+        geometry the longest side in voxels. At least 3 (the second difference needs them)."""
+        steps = [2.0 * d / (int(n) - 1) for d, n in zip(self.scale, shape) if int(n) > 1]
+        return max(3, math.ceil(2.0 / min(steps) - 1e-9) + 1) if steps else 3
+
     def mm_per_pixel(self, slice_size: int) -> float | None:
         """Millimetres per pixel of a ``slice_size``-pixel slice (the ``[-1, 1]`` patch); ``None`` in paper geometry."""
         return None if self.mm_per_unit is None else 2.0 * self.mm_per_unit / (slice_size - 1)

@@ -116,6 +116,13 @@ RECIPES: dict[str, dict] = {
                         intensity="robust", objective="mil", val_slices=64, anchors=12, ema=0.99),
 }
 
+#: what each recipe is for, one clause each (help texts and the Train widget read it)
+RECIPE_PURPOSES: dict[str, str] = {
+    "paper": "the paper's: frozen BN, 224² slices; for GPUs and pretrained weights",
+    "small-lesions": "learns lesions of a few voxels from scratch on a CPU",
+    "look-alikes": "small lesions among brighter look-alikes: every plane through a bright spot, EMA weights",
+}
+
 
 #: ``tonno pretrain``'s defaults: the encoder of ``small-lesions`` (batch norm, 64² slices, ``robust``
 #: intensities), SimCLR on view pairs of every volume, no validation split (labels are not read)

@@ -166,6 +166,13 @@ def test_quality_preset_with_overrides(tiny_cases, tiny_checkpoint, tmp_path):
     from tonno_engine.methods.settings import PRESETS
 
     assert (args["slices"], args["directions"], args["hemisphere"]) == (PRESETS["preview"].slices, 8, True)
+    fine = tmp_path / "fine"  # one offset per voxel: resolved per case, recorded as such
+    res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases / "images" / "phantom_0000.nii.gz"), "-o", str(fine),
+                              "-c", str(tiny_checkpoint), "--quality", "fine", "--directions", "4", "--device", "cpu",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((fine / "run.json").read_text())["arguments"]["slices"] is None
+    assert (fine / "phantom_0000_tonno.nii.gz").exists()
     res = runner.invoke(app, ["reconstruct", "-i", str(tiny_cases), "-o", str(out), "-c", str(tiny_checkpoint),
                               "--quality", "draft"])
     assert res.exit_code == 2 and "unknown quality preset" in res.output

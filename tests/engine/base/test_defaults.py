@@ -88,3 +88,15 @@ def test_no_signature_spells_a_default_itself():
                 found += [f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({a.arg}={d.value!r})" for a, d in pairs
                           if a.arg in SETTINGS and isinstance(d, ast.Constant) and d.value is not None]
     assert found == []
+
+
+def test_recipe_help_names_every_recipe():
+    """The --recipe help of train and benchmark is built from the recipes, so a new one cannot be left out."""
+    from tonno_cli.app import app
+    from tonno_engine.training.config import RECIPE_PURPOSES, RECIPES
+
+    assert set(RECIPE_PURPOSES) == set(RECIPES)
+    commands = typer.main.get_command(app).commands
+    for command in ("train", "benchmark"):
+        help_text = {p.name: p.help for p in commands[command].params}["recipe"]
+        assert all(f"{name} (" in help_text for name in RECIPES), (command, help_text)

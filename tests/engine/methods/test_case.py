@@ -1,6 +1,8 @@
 """One case from a scan and a checkpoint: preprocessing, settings resolved against the checkpoint, the
 spacing of the array that is sliced (after resampling), the heatmap on the scan's own grid."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,27 @@ def test_the_case_heatmap_is_the_methods_on_the_prepared_volume_with_its_own_spa
     other = run_methods([MethodSpec("tonno")], case.volume, resampling.model, case.settings, device="cpu",
                         output_shape=case.shape, spacing=(1.0, 1.0, 4.0))["tonno"]
     assert not torch.allclose(heatmap, other, rtol=1e-3, atol=1e-3 * heatmap.abs().max().item())
+
+
+def test_one_offset_per_voxel_is_resolved_from_the_volume_and_its_frame(resampling):
+    """``slices=None``: neighbouring offsets at most one voxel apart along every axis, in either geometry."""
+    from tonno_engine.tomography.frames import make_frame
+    from tonno_engine.tomography.geometry import slice_offsets
+
+    paper = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32)
+    per_voxel = ReconstructionSettings(slices=None, directions=16, hemisphere=True)
+    assert per_voxel.resolved(paper, (12, 30, 20)).slices == 30  # paper geometry: the longest side
+    assert per_voxel.resolved(paper).slices is None  # no volume yet: left to each case
+    assert "one per voxel" in per_voxel.describe()
+    scan = balls_phantom((24, 20, 8)).numpy()
+    case = prepare_case(scan, (1.0, 1.0, 4.0), resampling, per_voxel)  # physical: resampled to 12 × 10 × 16 at 2 mm
+    frame = make_frame(case.volume.shape, geometry="physical", spacing=case.spacing)
+    step_mm = float(slice_offsets(case.settings.slices)[1] - slice_offsets(case.settings.slices)[0]) * frame.mm_per_unit
+    coarser_mm = 2.0 * frame.mm_per_unit / (case.settings.slices - 2)  # one offset fewer
+    assert step_mm <= 2.0 < coarser_mm
+    # the case's resolved M and the unresolved settings give the same heatmap (run_methods resolves it too)
+    args = dict(device="cpu", output_shape=case.shape, spacing=case.spacing)
+    resolved = run_methods([MethodSpec("tonno")], case.volume, resampling.model, case.settings, **args)["tonno"]
+    unresolved = run_methods([MethodSpec("tonno")], case.volume, resampling.model,
+                             replace(case.settings, slices=None), **args)["tonno"]
+    torch.testing.assert_close(resolved, unresolved)
