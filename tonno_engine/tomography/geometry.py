@@ -102,9 +102,10 @@ def voxel_coords(shape: tuple[int, int, int], dtype=torch.float32, device=None) 
 
 
 def index_to_normalised(index, shape) -> np.ndarray:
-    """Voxel indices ``(3,)`` (may be fractional) → ``(x0, x1, x2)`` in ``[-1, 1]`` (align_corners)."""
+    """Voxel indices ``(3,)`` or ``(n, 3)`` (may be fractional) → ``(x0, x1, x2)`` in ``[-1, 1]`` (align_corners),
+    the same shape."""
     size = np.maximum(np.asarray(shape[-3:], float) - 1, 1)
-    return 2.0 * np.asarray(index, float)[-3:] / size - 1.0
+    return 2.0 * np.asarray(index, float)[..., -3:] / size - 1.0
 
 
 def normalised_to_index(x, shape) -> np.ndarray:

@@ -33,13 +33,14 @@ class LoadedCase:
     case: Case
     volume: torch.Tensor  # (D, H, W) float32, preprocessed
     frame: Frame  # where the volume sits in the sliced space
-    spots: torch.Tensor | None = None  # (n, 3) float64 index coordinates t of its bright spots, once found
+    spots: torch.Tensor | None = None  # (n, 3) float64 index coordinates t of all its bright spots, strongest first
 
     def bright_spots(self, count: int) -> torch.Tensor:
-        """The volume's ``count`` brightest blob-like spots ``(n, 3)`` in ``t`` (found on first use, then kept)."""
+        """The volume's ``count`` brightest blob-like spots ``(n ≤ count, 3)`` in ``t``: all are found on first use
+        and kept, strongest first, so any ``count`` is a prefix of them."""
         if self.spots is None:
-            self.spots = torch.from_numpy(bright_spots(self.volume.cpu().numpy(), count))
-        return self.spots
+            self.spots = torch.from_numpy(bright_spots(self.volume.cpu().numpy()))
+        return self.spots[:count]
 
 
 def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = GEOMETRY,
