@@ -10,7 +10,9 @@ encoder, averaged), ``pretrained-short`` (the same pretraining, then 800 steps),
 slices, 2 pixels per voxel of a 64-voxel brain, so that a lesion of a few voxels outlives the stem's
 stride of 4; 800 steps, averaged), ``top-k`` (each drawn volume's 4 highest-scoring of 64 random slices, 8
 volumes a step, 1500 steps, averaged), ``look-alikes`` (the recipe: planes through each volume's 12 bright
-spots, 12 volumes × 12 slices, 1000 steps, averaged), ``look-alikes-long`` (the same, 1500 steps). With
+spots, 12 volumes × 12 slices, 1000 steps, averaged), ``look-alikes-long`` (the same, 1500 steps),
+``pretrained-look-alikes`` (``tonno pretrain`` for 150 steps, then ``look-alikes`` from its encoder),
+``look-alikes-96`` (the recipe on 96² slices, 1.5 pixels per voxel of a 64-voxel brain). With
 ``--holdout``, every chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
 the candidate (2 cores: up to twice the wall time).
 """
@@ -40,6 +42,8 @@ CANDIDATES = {
     "top-k": dict(train=dict(candidates=64, batch_volumes=8, slices_per_volume=4, steps=1500, ema=0.99)),
     "look-alikes": dict(recipe="look-alikes", train=dict()),
     "look-alikes-long": dict(recipe="look-alikes", train=dict(steps=1500)),
+    "pretrained-look-alikes": dict(recipe="look-alikes", pretrain=dict(steps=150), train=dict()),
+    "look-alikes-96": dict(recipe="look-alikes", train=dict(slice_size=96)),
 }
 
 
