@@ -18,4 +18,4 @@ def bright_spots(volume: np.ndarray, count: int | None = None, *, fine: float = 
     peaks = (dog == ndimage.maximum_filter(dog, size=5)) & (dog > 0)
     where = np.argwhere(peaks)
     strongest = where[np.argsort(-dog[peaks], kind="stable")[:count]]
-    return index_to_normalised(strongest.reshape(-1, 3), array.shape)
+    return index_to_normalised(strongest, array.shape)

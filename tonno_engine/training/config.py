@@ -116,7 +116,7 @@ RECIPES: dict[str, dict] = {
                         intensity="robust", objective="mil", val_slices=64, anchors=12, ema=0.99),
 }
 
-#: what each recipe is for, one clause each (help texts and the Train widget read it)
+#: what each recipe is for, one clause each (the --recipe help of `train` and `benchmark` is built from it)
 RECIPE_PURPOSES: dict[str, str] = {
     "paper": "the paper's: frozen BN, 224² slices; for GPUs and pretrained weights",
     "small-lesions": "learns lesions of a few voxels from scratch on a CPU",
