@@ -11,6 +11,7 @@ from tonno_engine.evaluation.metrics import (
     calibrate_threshold,
     case_metrics,
     label_components,
+    robust_argmax,
     summarize,
 )
 
@@ -103,6 +104,29 @@ def test_calibration_finds_the_level_that_separates_lesions():
     threshold, f1 = calibrate_threshold(heat, gt)
     top = min(h[g].max() for h, g in zip(heat, gt) if g.any())
     assert f1 == 1.0 and 0.6 <= threshold.value < top and threshold.kind == "calibrated"
+
+
+def test_robust_argmax_takes_the_middle_of_a_plateau_not_its_edge_or_a_spike():
+    assert robust_argmax([0.5, 1.0, 1.0, 1.0, 1.0, 0.6]) == 2  # first of the plateau's interior
+    assert robust_argmax([0.2, 1.0, 0.2, 0.9, 0.9, 0.9]) == 4  # a broad 0.9 beats a lone 1.0
+    assert robust_argmax([0.7, 1.0, 1.0, 1.0, 1.0, 1.0]) == 2  # the plateau runs to the end: still inside it
+    assert robust_argmax([0.3]) == 0
+
+
+def test_calibration_steps_inside_the_range_of_perfect_levels():
+    """Background up to 0.6, lesion voxels graded over 1–2.6: a range of candidate levels scores F1 1; its
+    lowest one (the range's edge, next to the background's top) must not be the one chosen."""
+    gt = [_vol(A), _vol(B), _vol()]
+    heat = []
+    for g, seed in zip(gt, (4, 5, 6)):
+        rng = np.random.default_rng(seed)
+        heat.append(rng.uniform(0, 0.6, g.shape) + g * rng.uniform(1.0, 2.0, g.shape))
+    threshold, f1 = calibrate_threshold(heat, gt)
+    pooled = np.concatenate([h.ravel() for h in heat])
+    levels = np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, 48)))
+    perfect = [lv for lv in levels if summarize([case_metrics(h > lv, g) for h, g in zip(heat, gt)])["f1"] == 1.0]
+    assert len(perfect) >= 3, "the test needs a plateau of at least three candidates"
+    assert f1 == 1.0 and perfect[0] + 1e-3 < threshold.value <= perfect[-1] + 1e-3  # float32 pooling in the engine
 
 
 def test_lesion_records_in_millimetres():
