@@ -16,7 +16,8 @@ def evaluate(
     gt: Path = typer.Argument(..., help="Ground-truth masks: a NIfTI, a folder (<case>.nii.gz) or a labels CSV with masks."),
     out: Path = typer.Option(Path("metrics.csv"), "--out", "-o", help="CSV: one row per case, then the summary."),
     threshold: str = typer.Option("otsu", help="otsu, fixed:X (or X), percentile:P; ignored with --val-pred."),
-    val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold that maximises lesion F1."),
+    val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold (the level whose lesion "
+                                             "F1, averaged with its neighbouring levels', is highest)."),
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
     connectivity: int = typer.Option(26, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),

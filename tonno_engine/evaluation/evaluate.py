@@ -192,7 +192,7 @@ def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, 
 
 
 def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Threshold, float]:
-    """The F1-maximising fixed threshold over validation pairs (any unreadable pair is an error)."""
+    """The calibrated fixed threshold over validation pairs (:func:`calibrate_threshold`; any unreadable pair is an error)."""
     loaded = [_load_pair(p) for p in pairs]
     return calibrate_threshold([h for h, _, _ in loaded], [t for _, t, _ in loaded], connectivity=connectivity,
                                labels=[p.label for p in pairs] if all(p.label is not None for p in pairs) else None)
