@@ -25,6 +25,7 @@ from ..base.atomic import make_output_folder, write_text_atomic
 from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
+from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases, write_cases_csv
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
@@ -33,6 +34,7 @@ from ..evaluation.evaluate import (
     case_rows_csv,
     lesions_csv,
 )
+from ..evaluation.metrics import CALIBRATION_RULE
 from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
@@ -41,6 +43,7 @@ from ..training.loop import TrainStopped
 from .batch import BatchConfig, BatchResult, output_pairs, reconstruct_batch_iter
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_findings_iter
+from .provenance import tonno_version
 from .training_run import train_run_iter
 
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
@@ -232,12 +235,23 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
     write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
+    write_text_atomic(out / "benchmark.json", json.dumps(_made_by(data, cfg, checkpoint, val, test, methods), indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     # each test case and method at its calibrated threshold, where the Results browser looks for it
     write_text_atomic(heat_dir / "metrics.csv", case_rows_csv(case_rows))
     return BenchmarkResult(rows, table_md, table_csv, figures[0], checkpoint, [c.case for c in test], methods,
                            classifications[0], classifications)
+
+
+def _made_by(data, cfg: BenchmarkConfig, checkpoint, val, test, methods) -> dict:
+    """What made a benchmark's tables and thresholds: the code, the checkpoint (path and SHA-256), the data and
+    its split, the methods, the reconstruction settings and the calibration rule."""
+    return {"tonno": tonno_version(), "calibration": CALIBRATION_RULE, "connectivity": cfg.connectivity,
+            "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+            "data": str(Path(data).resolve()), "validation_cases": [c.case for c in val],
+            "test_cases": [c.case for c in test], "methods": [m.label for m in methods],
+            "settings": cfg.settings.as_dict(), "seed": cfg.seed, "resamples": cfg.resamples}
 
 
 def _cases_of(cases: list[Case], finding: str, methods) -> list[Case]:

@@ -153,6 +153,10 @@ def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
     }
 
 
+#: how :func:`calibrate_threshold` picks its level, recorded beside calibrated results (``benchmark.json``)
+CALIBRATION_RULE = "lesion F1 averaged with the two neighbouring candidate levels, 48 quantile candidates"
+
+
 def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = 26,
                         candidates: int = 48, labels: list[int] | None = None) -> tuple[Threshold, float]:
     """The fixed threshold that maximises pooled lesion F1 on a validation split, read robustly.

@@ -41,6 +41,14 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
         assert float(r["f1_lo"]) <= float(r["f1"]) <= float(r["f1_hi"])
         assert (r["f1_diff_lo"] == "") == (r["label"] == "layercam-l3")
     assert (out / "model" / "checkpoint_last.pt").exists() and (out / "heatmaps" / "summary.csv").exists()
+    from tonno_engine.base.hashing import file_sha256
+    from tonno_engine.evaluation.metrics import CALIBRATION_RULE
+
+    made_by = json.loads((out / "benchmark.json").read_text())  # what made the table: code, model, split, rule
+    used = out / "model" / ("checkpoint_best.pt" if (out / "model" / "checkpoint_best.pt").exists() else "checkpoint_last.pt")
+    assert made_by["checkpoint_sha256"] == file_sha256(used) and made_by["calibration"] == CALIBRATION_RULE
+    assert len(made_by["test_cases"]) == classified["cases"] and made_by["methods"] == [r["label"] for r in rows]
+    assert not set(made_by["test_cases"]) & set(made_by["validation_cases"]) and made_by["settings"]["slices"] == 6
     png = (out / "figure.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "Test cases: " in res.output and "figure:" in res.output
