@@ -25,7 +25,6 @@ from ..base.atomic import make_output_folder, write_text_atomic
 from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
-from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases, write_cases_csv
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
@@ -235,7 +234,7 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
     write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
-    write_text_atomic(out / "benchmark.json", json.dumps(_made_by(data, cfg, checkpoint, val, test, methods), indent=2))
+    write_text_atomic(out / "benchmark.json", json.dumps(_made_by(data, cfg, heat_dir, val, test, methods), indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     # each test case and method at its calibrated threshold, where the Results browser looks for it
@@ -244,14 +243,18 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
                            classifications[0], classifications)
 
 
-def _made_by(data, cfg: BenchmarkConfig, checkpoint, val, test, methods) -> dict:
-    """What made a benchmark's tables and thresholds: the code, the checkpoint (path and SHA-256), the data and
-    its split, the methods, the reconstruction settings and the calibration rule."""
+def _made_by(data, cfg: BenchmarkConfig, heat_dir: Path, val, test, methods) -> dict:
+    """What made a benchmark's tables and thresholds: the code, the checkpoint (path and SHA-256) and the resolved
+    reconstruction settings as the heatmap batch recorded them (``heat_dir/run.json``; not hashed again), the data
+    and its split, the methods and the calibration rule."""
+    batch = json.loads((heat_dir / "run.json").read_text())
+    keys = cfg.settings.as_dict().keys()
     return {"tonno": tonno_version(), "calibration": CALIBRATION_RULE, "connectivity": cfg.connectivity,
-            "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+            "checkpoint": batch["checkpoint"], "checkpoint_sha256": batch["checkpoint_sha256"],
             "data": str(Path(data).resolve()), "validation_cases": [c.case for c in val],
             "test_cases": [c.case for c in test], "methods": [m.label for m in methods],
-            "settings": cfg.settings.as_dict(), "seed": cfg.seed, "resamples": cfg.resamples}
+            "settings": {k: v for k, v in batch["arguments"].items() if k in keys}, "seed": cfg.seed,
+            "resamples": cfg.resamples}
 
 
 def _cases_of(cases: list[Case], finding: str, methods) -> list[Case]:

@@ -153,12 +153,15 @@ def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
     }
 
 
+#: how many quantile levels :func:`calibrate_threshold` tries by default
+CALIBRATION_CANDIDATES = 48
 #: how :func:`calibrate_threshold` picks its level, recorded beside calibrated results (``benchmark.json``)
-CALIBRATION_RULE = "lesion F1 averaged with the two neighbouring candidate levels, 48 quantile candidates"
+CALIBRATION_RULE = (f"lesion F1 averaged with the two neighbouring candidate levels, "
+                    f"{CALIBRATION_CANDIDATES} quantile candidates")
 
 
 def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = 26,
-                        candidates: int = 48, labels: list[int] | None = None) -> tuple[Threshold, float]:
+                        candidates: int = CALIBRATION_CANDIDATES, labels: list[int] | None = None) -> tuple[Threshold, float]:
     """The fixed threshold that maximises pooled lesion F1 on a validation split, read robustly.
 
     Candidates are quantiles ``1 - 10^-k`` (k from 0.3 to 4) of all validation voxels pooled,
