@@ -12,7 +12,8 @@ stride of 4; 800 steps, averaged), ``top-k`` (each drawn volume's 4 highest-scor
 volumes a step, 1500 steps, averaged), ``look-alikes`` (the recipe: planes through each volume's 12 bright
 spots, 12 volumes × 12 slices, 1000 steps, averaged), ``look-alikes-long`` (the same, 1500 steps),
 ``pretrained-look-alikes`` (``tonno pretrain`` for 150 steps, then ``look-alikes`` from its encoder),
-``look-alikes-96`` (the recipe on 96² slices, 1.5 pixels per voxel of a 64-voxel brain). With
+``look-alikes-96`` (the recipe on 96² slices, 1.5 pixels per voxel of a 64-voxel brain),
+``look-alikes-context`` (the recipe on 2.5D input: each slice with the planes 1.5 pixels below and above it). With
 ``--holdout``, every chosen checkpoint's volume AUC on those cases too. CPU time is the process's user + system time over
 the candidate (2 cores: up to twice the wall time).
 """
@@ -44,6 +45,7 @@ CANDIDATES = {
     "look-alikes-long": dict(recipe="look-alikes", train=dict(steps=1500)),
     "pretrained-look-alikes": dict(recipe="look-alikes", pretrain=dict(steps=150), train=dict()),
     "look-alikes-96": dict(recipe="look-alikes", train=dict(slice_size=96)),
+    "look-alikes-context": dict(recipe="look-alikes", train=dict(context=1.5)),
 }
 
 

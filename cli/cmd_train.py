@@ -63,6 +63,10 @@ def train(
                                                      "volume and train on its --slices-per-volume highest-scoring "
                                                      "ones (finds lesions of a few voxels; default: the recipe's, "
                                                      "off: 0)."),
+    context: float = typer.Option(None, min=0.0, help="2.5D input: the network also sees the planes this many slice "
+                                                      "pixels below and above each plane (three channels; default: "
+                                                      "the recipe's, off: 0). Tells small blobs from vessels across "
+                                                      "the plane."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
     device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE}: CUDA when present)."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
@@ -107,7 +111,7 @@ def train(
                  intensity=intensity, val_every=val_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
                  device=device,
                  seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
-                 anchors=anchors, candidates=candidates, cache_gb=cache_gb, pool_volumes=pool_volumes,
+                 anchors=anchors, candidates=candidates, context=context, cache_gb=cache_gb, pool_volumes=pool_volumes,
                  loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
                  findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight)

@@ -117,7 +117,8 @@ class DirectionForm(ModelForm):
             loaded = yield from load
             case = prepare_case(data, spacing, loaded)  # the volume and settings a reconstruction would use
             settings = case.settings
-            yield from direction_stack_iter(case.volume, ModuleScorer(loaded.model), normal, slices=slices,
+            scorer = ModuleScorer(loaded.model, context=loaded.description.context)
+            yield from direction_stack_iter(case.volume, scorer, normal, slices=slices,
                                             slice_size=settings.slice_size, device=loaded.device,
                                             keep_images=keep_images, geometry=settings.geometry, spacing=case.spacing,
                                             field_of_view=settings.field_of_view)

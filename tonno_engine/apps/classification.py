@@ -25,7 +25,7 @@ from ..methods.case import case_spacing, prepare_case
 from ..methods.settings import ReconstructionSettings
 from ..models.checkpoint import LoadedCheckpoint
 from ..tomography.frames import make_frame
-from ..tomography.slicing import extract_slices
+from ..tomography.slicing import slice_stacks
 
 #: planes per case for its volume score (the training's default number of validation planes)
 PLANES = 64
@@ -72,8 +72,9 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
                        field_of_view=used.field_of_view)
     offsets, n, u, v = random_planes(planes, torch.Generator().manual_seed(seed), Augmentation.off())
     tensor = torch.from_numpy(prepared.volume).to(loaded.device)
-    slices = extract_slices(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2)
-    logits = loaded.model(slices[:, None]).float().reshape(len(slices), -1)
+    slices = slice_stacks(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2,
+                          loaded.description.context)
+    logits = loaded.model(slices).float().reshape(len(slices), -1)
     return tuple(logits.max(0).values.tolist()), robust_extremes(volume.array)
 
 

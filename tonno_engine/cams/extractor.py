@@ -52,11 +52,13 @@ class CamExtractor:
     ``(B, K)``. The gradient CAMs take one forward pass and one backward pass per target (from the logit
     down to the layer only); ScoreCAM one forward pass of the masked inputs for all targets; a CAM
     registered by another package, which explains one logit at a time, one pass per target.
+    ``context``: the checkpoint's 2.5D input (slice pixels; the call then takes ``(B, C, h, w)``, 0: one plane).
     """
 
     def __init__(self, model: torch.nn.Module, method: str = CAM, layer: int = CAM_LAYER, *,
                  channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256,
-                 with_logits: bool = False, targets: tuple[int, ...] | None = None):
+                 with_logits: bool = False, targets: tuple[int, ...] | None = None, context: float = 0.0):
+        self.context = context
         self.impl = cam(method).impl  # (extractor, x) -> (logits, maps): see tonno_engine.cams.maps
         self.targets = tuple(targets) if targets is not None else None
         #: the logit ``forward`` returns, for a CAM that explains one at a time
@@ -73,7 +75,7 @@ class CamExtractor:
             self.model.to(memory_format=torch.channels_last)
 
     def _input(self, slices: torch.Tensor) -> torch.Tensor:
-        x = slices[:, None].float()
+        x = (slices[:, None] if slices.ndim == 3 else slices).float()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def amp(self, device: torch.device):

@@ -69,7 +69,8 @@ def scorecam(extractor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     lo = up.amin(dim=(2, 3), keepdim=True)
     hi = up.amax(dim=(2, 3), keepdim=True)
     masks = (up - lo) / (hi - lo + 1e-8)
-    masked = (x * masks).reshape(b * c, 1, *x.shape[-2:])  # x: (B, 1, h, w) broadcasts over C
+    # x (B, k, h, w): its k input channels (2.5D: k = 3) masked alike by each of the C masks
+    masked = (x[:, None] * masks[:, :, None]).reshape(b * c, x.shape[1], *x.shape[-2:])
     scores = []
     for start in range(0, len(masked), extractor.scorecam_batch):
         chunk = masked[start:start + extractor.scorecam_batch]

@@ -20,7 +20,8 @@ from ..base.inputs import as_size2, as_volume
 from ..tomography.frames import make_frame
 from ..tomography.geometry import axis_coords
 from ..tomography.reconstruction import default_batch_size
-from ..tomography.slicing import extract_slices
+from ..tomography.scorers import scorer_context
+from ..tomography.slicing import extract_slices, slice_stacks
 from .extractor import cam_to_plane
 
 
@@ -55,6 +56,7 @@ def slicewise_iter(
     eye = torch.eye(3, dtype=torch.float64)
     scale = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view).scale
     total = sum(vol.shape[a] for a in axes)
+    context = scorer_context(cam)
     done = 0
     out = None  # (D, H, W), or (F, D, H, W) once the maps say they are of F findings
     for axis in axes:
@@ -63,11 +65,14 @@ def slicewise_iter(
         extent = (scale[b] / half, scale[c] / half)  # the share of the slice the volume's plane covers
         u, v = eye[b] / extent[0], eye[c] / extent[1]
         offsets = axis_coords(vol.shape[axis], torch.float64)
+        # a slice pixel along this axis, in its t units: the x pitch 2·half/(h - 1) over d_axis
+        pixel = 2.0 * half / (size[0] - 1) / scale[axis]
         planes = []
         for start in range(0, len(offsets), batch_size):
             s = offsets[start:start + batch_size]
             rows = len(s)
-            batch = extract_slices(vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
+            cut = (vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
+            batch = slice_stacks(*cut, context, pixel=pixel) if context else extract_slices(*cut)
             maps = cam(batch).float()
             plane = cam_to_plane(maps.flatten(0, maps.ndim - 3), (vol.shape[b], vol.shape[c]), extent)
             planes.append(plane.unflatten(0, maps.shape[:-2]))  # (rows[, F], D_b, D_c)

@@ -87,4 +87,5 @@ def reconstruct_case_iter(
     yield CasePrepared(case)
     yield from methods_iter(specs, case.volume, checkpoint.model, case.settings, device=checkpoint.device,
                             output_shape=case.shape, axial_axis=axial_axis, spacing=case.spacing, partials=partials,
-                            directions_per_update=directions_per_update, world=world)
+                            directions_per_update=directions_per_update, world=world,
+                            context=checkpoint.description.context)

@@ -106,6 +106,7 @@ def methods_iter(
     directions_per_update: int = DIRECTIONS_PER_UPDATE,
     memory_budget: int = MEMORY_BUDGET,
     world: World | None = None,
+    context: float = 0.0,
 ) -> Iterator[Progress | Partial]:
     """Events of several methods on one preprocessed ``volume`` ``(D, H, W)`` with the one-logit ``model``.
 
@@ -114,13 +115,15 @@ def methods_iter(
     resolves them against its checkpoint first); ``spacing``: mm per axis of ``volume`` (physical
     geometry); slice-wise methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``).
     ``world``: a joined process group over which the tomographic methods split their directions
-    (rank 0 then holds the heatmaps; no partials). Yields ``Progress`` and ``Partial`` events; partial
+    (rank 0 then holds the heatmaps; no partials). ``context``: the model's 2.5D input (the checkpoint's, slice
+    pixels; 0: one plane per slice). Yields ``Progress`` and ``Partial`` events; partial
     values are ``{label: heatmap}`` for the pass in progress, and the final value ``{label: heatmap}``
     for all methods, each ``(D, H, W)`` (or ``output_shape``) float32 on ``device``.
     """
     run = partial(_pass_iter, volume=volume, model=model, settings=settings, device=device, output_shape=output_shape,
                   axial_axis=axial_axis, spacing=spacing, partials=partials and not (world and world.distributed),
-                  directions_per_update=directions_per_update, memory_budget=memory_budget, world=world)
+                  directions_per_update=directions_per_update, memory_budget=memory_budget, world=world,
+                  context=context)
     results: dict[str, torch.Tensor] = {}
     for group in plan_passes(specs, settings):
         for event in run(group):
@@ -136,7 +139,7 @@ def methods_iter(
 
 
 def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device, output_shape, axial_axis, spacing,
-               partials, directions_per_update, memory_budget, world):
+               partials, directions_per_update, memory_budget, world, context):
     """One pass over the slices for the methods of ``group``; partial values are tuples, one map per method."""
     first = group[0]
     size = settings.slice_size or SLICE_SIZE
@@ -145,7 +148,7 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
     if not first.tomographic:
         axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
         targets = tuple(s.output for s in group) if _findings(group) else None
-        extractor = CamExtractor(model, first.cam_name, first.layer, targets=targets)
+        extractor = CamExtractor(model, first.cam_name, first.layer, targets=targets, context=context)
         for event in slicewise_iter(volume, extractor, axes=axes, slice_size=size, device=device,
                                     batch_size=settings.batch_size, **frame):
             if isinstance(event, Partial) and output_shape is not None:
@@ -156,7 +159,7 @@ def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device
             yield event
         return
     directions = settings.directions_for(first.default_directions)
-    scorer = _scorer(group, model, settings.compile)
+    scorer = _scorer(group, model, settings.compile, context)
     slices = settings.slices or make_frame(volume.shape, **frame).slices_at_voxel_pitch(volume.shape)
 
     def events_of(subset):
@@ -177,43 +180,48 @@ def _findings(group) -> bool:
     return any(s.finding for s in group)
 
 
-def _scorer(group, model, compile: bool):
+def _scorer(group, model, compile: bool, context: float):
     """Slices → a tuple of outputs, one per method of ``group``: logits, or the maps of one CAM
-    extractor (whose logits come with them); with findings, each method's finding's."""
+    extractor (whose logits come with them); with findings, each method's finding's. Its ``context`` is the
+    model's (:func:`~tonno_engine.tomography.scorers.scorer_context`)."""
     several = _findings(group)
     if not any(s.needs_cam for s in group):
-        logits = ModuleScorer(model, compile=compile, every_logit=several)
-        if several:
-            return lambda batch: tuple(logits(batch).T[[s.output for s in group]])
-        return lambda batch: (logits(batch),) * len(group)
-    cam = next(s for s in group if s.needs_cam)
-    targets = tuple(dict.fromkeys(s.output for s in group if s.needs_cam)) if several else None
-    extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True, targets=targets)
-    keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
+        logits = ModuleScorer(model, compile=compile, every_logit=several, context=context)
 
-    def scorer(batch):
-        outputs = extractor(batch)
-        if several:  # logits (B, K), maps (B, F, a, b)
-            return tuple(outputs[1][:, targets.index(s.output)] if s.needs_cam else outputs[0][:, s.output]
-                         for s in group)
-        return tuple(outputs[k] for k in keep)
+        def scorer(batch):
+            return tuple(logits(batch).T[[s.output for s in group]]) if several else (logits(batch),) * len(group)
+    else:
+        cam = next(s for s in group if s.needs_cam)
+        targets = tuple(dict.fromkeys(s.output for s in group if s.needs_cam)) if several else None
+        extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True, targets=targets, context=context)
+        keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
 
+        def scorer(batch):
+            outputs = extractor(batch)
+            if several:  # logits (B, K), maps (B, F, a, b)
+                return tuple(outputs[1][:, targets.index(s.output)] if s.needs_cam else outputs[0][:, s.output]
+                             for s in group)
+            return tuple(outputs[k] for k in keep)
+
+    scorer.context = context
     return scorer
 
 
 def run_methods(specs, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *, device=DEVICE,
                 output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None,
-                world: World | None = None) -> dict[str, torch.Tensor]:
+                world: World | None = None, context: float = 0.0) -> dict[str, torch.Tensor]:
     """``{label: heatmap}`` for every method of ``specs`` (:func:`methods_iter` without partials)."""
     return final_result(methods_iter(specs, volume, model, settings, device=device, output_shape=output_shape,
-                                     axial_axis=axial_axis, spacing=spacing, partials=False, world=world))
+                                     axial_axis=axial_axis, spacing=spacing, partials=False, world=world,
+                                     context=context))
 
 
 def run_method(spec: MethodSpec, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *,
-               device=DEVICE, output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None) -> torch.Tensor:
+               device=DEVICE, output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None,
+               context: float = 0.0) -> torch.Tensor:
     """The heatmap of one method (:func:`run_methods`)."""
     return run_methods([spec], volume, model, settings, device=device, output_shape=output_shape,
-                       axial_axis=axial_axis, spacing=spacing)[spec.label]
+                       axial_axis=axial_axis, spacing=spacing, context=context)[spec.label]
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

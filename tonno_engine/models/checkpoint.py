@@ -21,11 +21,13 @@ from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
+from ..tomography.slicing import input_channels
 from .encoders import NORMS, create_encoder
 
 FORMAT = "tonno-checkpoint-1"
-#: the version of :class:`CheckpointDescription` this tonno writes (1: before it was versioned)
-DESCRIPTION_VERSION = 2
+#: the version of :class:`CheckpointDescription` this tonno writes (1: before it was versioned; 3: ``context``,
+#: which a tonno that reads only 2 would ignore and feed the network the wrong input)
+DESCRIPTION_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +35,9 @@ class CheckpointDescription:
     """What a checkpoint's weights are and how they were made.
 
     ``model``/``norm``/``in_chans``: the timm encoder to rebuild; ``slice_size``: the side (pixels) of the
-    slices it was trained on; ``geometry``/``field_of_view``: the sliced space it was trained in, and in
+    slices it was trained on; ``context``: how many slice pixels off each plane the neighbouring planes of its
+    2.5D input lie (0: one plane; ``in_chans`` is then 1, else 3); ``geometry``/``field_of_view``: the sliced
+    space it was trained in, and in
     physical geometry ``mm_per_pixel`` (the median over its training volumes); ``preprocessing``: the
     ``Preprocessing.as_dict()`` applied to every volume; ``weights``: the starting weights' source;
     ``train_args``: the ``TrainConfig`` as a dict; ``versions``: package versions; ``data_hash``,
@@ -46,6 +50,7 @@ class CheckpointDescription:
     norm: str
     in_chans: int = 1
     slice_size: int = SLICE_SIZE
+    context: float = 0.0
     geometry: str = GEOMETRY
     field_of_view: str = FIELD_OF_VIEW
     mm_per_pixel: float | None = None
@@ -73,7 +78,7 @@ class CheckpointDescription:
         if not isinstance(meta, dict):
             raise DataError(where, f"checkpoint description must be a dict, got {type(meta).__name__}")
         version = meta.get("version", 1)
-        if version not in (1, DESCRIPTION_VERSION):
+        if version not in (1, 2, DESCRIPTION_VERSION):
             raise DataError(where, f"checkpoint description version {version!r} is newer than this tonno reads "
                                    f"({DESCRIPTION_VERSION}); update tonno")
         for name in ("model", "norm"):
@@ -95,6 +100,8 @@ class CheckpointDescription:
             "model": not (isinstance(self.model, str) and self.model),
             "norm": self.norm not in NORMS,
             "in_chans": not _is_int(self.in_chans, 1),
+            "context": not (_is_positive(self.context) or self.context == 0)
+                       or self.in_chans != input_channels(self.context),
             "slice_size": not _is_int(self.slice_size, 2),
             "geometry": self.geometry not in GEOMETRIES,
             "field_of_view": self.field_of_view not in FIELDS_OF_VIEW,

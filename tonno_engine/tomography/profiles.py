@@ -15,6 +15,7 @@ from ..base.inputs import as_size2, as_volume, check_count
 from .frames import make_frame
 from .geometry import orthonormal_basis, slice_offsets
 from .reconstruction import Scorer, default_batch_size, iter_profiles
+from .scorers import scorer_context
 
 
 def profiles(
@@ -83,9 +84,11 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES
     kept: list[torch.Tensor] = []
 
     def scoring(batch: torch.Tensor) -> torch.Tensor:
-        if keep_images:
-            kept.append(batch.cpu())
+        if keep_images:  # the plane itself (the middle channel of a 2.5D stack)
+            kept.append((batch if batch.ndim == 3 else batch[:, batch.shape[1] // 2]).cpu())
         return scorer(batch)
+
+    scoring.context = scorer_context(scorer)
 
     scores, done = [], 0
     for count, batch_scores in iter_profiles(vol, scoring, offsets, *cut, size, batch_size or default_batch_size(dev)):

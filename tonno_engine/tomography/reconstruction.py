@@ -38,7 +38,8 @@ from .backprojection import backproject_passes, reconstruction_scale, second_dif
 from .frames import Frame, make_frame
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
 from .operators import Acquisition
-from .slicing import extract_slices
+from .scorers import scorer_context
+from .slicing import extract_slices, slice_stacks
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,8 +86,10 @@ def iter_profiles(
     Yields ``(count, scores)`` per scorer batch, ``scores`` float32 ``(count, ...)`` (``(count,)``
     for a network's logit, ``(count, a, b)`` for CAM maps), or a tuple of such when the scorer
     returns several outputs; concatenated in order, each reshapes to ``(L, K, ...)``.
-    ``compile``: slice with the fused ``torch.compile``-d kernel.
+    ``compile``: slice with the fused ``torch.compile``-d kernel. A scorer with a ``context`` is handed each
+    plane with its neighbours (:func:`~tonno_engine.tomography.scorers.scorer_context`).
     """
+    context = scorer_context(scorer)
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
     flat_n, flat_u, flat_v = (a.repeat_interleave(len(offsets), dim=0) for a in (normals, u, v))
@@ -95,7 +98,9 @@ def iter_profiles(
         # inference mode around the work only: a generator suspended inside the context would leave
         # it switched on in the consumer's thread (and in a pooled thread after an abort)
         with torch.inference_mode():
-            batch = extract_slices(volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size, compile=compile)
+            planes = (volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
+            batch = (slice_stacks(*planes, context, compile=compile) if context
+                     else extract_slices(*planes, compile=compile))
             scores = scorer(batch)
             outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
             outputs = tuple(o[:, 0] if o.ndim == 2 and o.shape[1] == 1 else o for o in outputs)

@@ -1,4 +1,8 @@
-"""Scorers: callables from a batch of slices ``(B, h, w)`` to scores ``(B,)``."""
+"""Scorers: callables from a batch of slices ``(B, h, w)`` to scores ``(B,)``.
+
+A scorer of a network trained on 2.5D input has a ``context`` (slice pixels, > 0): it is then handed the
+planes with their neighbours, ``(B, C, h, w)`` (:func:`~tonno_engine.tomography.slicing.slice_stacks`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,13 @@ import torch
 
 
 class Scorer(Protocol):
-    def __call__(self, slices: torch.Tensor) -> torch.Tensor:  # (B, h, w) -> (B,)
+    def __call__(self, slices: torch.Tensor) -> torch.Tensor:  # (B, h, w) or, with a context, (B, C, h, w) -> (B,)
         ...
+
+
+def scorer_context(scorer) -> float:
+    """The ``context`` (slice pixels) of the input ``scorer`` takes; 0 (one plane) when it has none."""
+    return float(getattr(scorer, "context", 0.0) or 0.0)
 
 
 def radon_sum(slices: torch.Tensor) -> torch.Tensor:
@@ -33,12 +42,13 @@ class ModuleScorer:
     the copy is taken here: make the scorer after training, not before). ``compile``: run
     the model through ``torch.compile`` (compiled on the first batch of each new shape; pays off
     on GPUs for long runs, not on a CPU). ``every_logit``: return all ``K`` logits ``(B, K)`` (one
-    per finding) instead of the first.
+    per finding) instead of the first. ``context``: the checkpoint's (2.5D input, ``(B, C, h, w)``; 0: one plane).
     """
 
     def __init__(self, model: torch.nn.Module, *, channels_last: bool = True, autocast: bool = True,
-                 fold_bn: bool = True, compile: bool = False, every_logit: bool = False):
+                 fold_bn: bool = True, compile: bool = False, every_logit: bool = False, context: float = 0.0):
         self.model = model.eval()
+        self.context = context
         self.every_logit = every_logit
         self.channels_last = channels_last
         self.autocast = autocast
@@ -48,7 +58,7 @@ class ModuleScorer:
         self.forward = torch.compile(scoring) if compile else scoring
 
     def __call__(self, slices: torch.Tensor) -> torch.Tensor:
-        x = slices[:, None]
+        x = slices[:, None] if slices.ndim == 3 else slices
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         use_amp = self.autocast and x.device.type == "cuda"

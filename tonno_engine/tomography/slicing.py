@@ -67,3 +67,38 @@ def _cpu_parts(points: int) -> int:
     while points % parts:
         parts -= 1
     return parts
+
+
+#: input channels of a network that sees ``context``: the plane below, the plane, the plane above
+CONTEXT_CHANNELS = 3
+
+
+def input_channels(context: float) -> int:
+    """A network's input channels for ``context`` (slice pixels; 0: one plane)."""
+    return CONTEXT_CHANNELS if context else 1
+
+
+def slice_stacks(
+    volume: torch.Tensor,
+    offsets: torch.Tensor,
+    normals: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    size: tuple[int, int],
+    context: float = 0.0,
+    *,
+    pixel: float | None = None,
+    compile: bool = False,
+) -> torch.Tensor:
+    """A network's input ``(B, C, h, w)``: each plane as :func:`extract_slices` cuts it (``C = 1``), or with
+    ``context`` > 0 the parallel planes ``context`` pixels below and above it beside it (``C = 3``, in the order
+    below, plane, above): their offsets are ``offsets ± context·pixel``. ``pixel``: a slice pixel in the units of
+    ``offsets``, by default ``2/(h - 1)``, a pixel of the ``[-1, 1]`` patch when ``u`` and the normals are unit
+    vectors of the space the offsets are measured in (the ``x`` space of
+    :mod:`~tonno_engine.tomography.frames`). 2.5D input: a small blob fades a pixel off the plane, a vessel
+    across it does not."""
+    if not context:
+        return extract_slices(volume, offsets, normals, u, v, size, compile=compile)[:, None]
+    step = float(context) * (2.0 / (size[0] - 1) if pixel is None else pixel)
+    return torch.stack([extract_slices(volume, offsets + k * step, normals, u, v, size, compile=compile)
+                        for k in (-1, 0, 1)], dim=1)

@@ -81,6 +81,11 @@ class TrainConfig:
     #: its lesion, a negative one's the look-alikes (0: off, uniform random planes). For findings brighter than
     #: their surroundings; validation and reconstruction keep uniform planes
     anchors: int = 0
+    #: 2.5D input: the network also sees the parallel planes this many slice pixels below and above each plane
+    #: (three channels; 0: the plane alone). A small blob fades off its plane where a vessel crossing it does
+    #: not. Stored in the checkpoint; every slice that reconstruction, CAMs and classification cut for it
+    #: carries the same neighbours (:func:`tonno_engine.tomography.slicing.slice_stacks`)
+    context: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -24,7 +24,7 @@ from ..data.spots import bright_spots
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.intensity import IntensityBaseline, robust_extremes
 from ..tomography.frames import Frame, make_frame
-from ..tomography.slicing import extract_slices
+from ..tomography.slicing import slice_stacks
 from .config import TrainConfig
 
 
@@ -56,9 +56,9 @@ def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, 
 
 def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator, aug: Augmentation,
                  device: torch.device, scorer: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B × M_train`` slices ``(N, 1, h, w)`` and their labels ``(N, K)`` (``nan``: unknown). With
-    ``cfg.candidates`` and a ``scorer`` (the model), each volume's slices are the ``M_train`` of its
-    ``candidates`` random slices that ``scorer`` scores highest (:func:`top_slices`)."""
+    """``B × M_train`` slices ``(N, C, h, w)`` (``C`` channels: :func:`slice_stacks` with ``cfg.context``) and their
+    labels ``(N, K)`` (``nan``: unknown). With ``cfg.candidates`` and a ``scorer`` (the model), each volume's slices
+    are the ``M_train`` of its ``candidates`` random slices that ``scorer`` scores highest (:func:`top_slices`)."""
     picks = torch.randint(len(vols), (cfg.batch_volumes,), generator=gen).tolist()
     size = (cfg.slice_size, cfg.slice_size)
     drawn = max(cfg.candidates, cfg.slices_per_volume) if scorer is not None else cfg.slices_per_volume
@@ -68,10 +68,12 @@ def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator,
         frame = vols[idx].frame
         if cfg.anchors:
             offsets = anchored_offsets(vols[idx], n, cfg.anchors, gen, offsets)
-        cut = extract_slices(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size)
+        cut = slice_stacks(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
         slices.append(cut if drawn == cfg.slices_per_volume else top_slices(cut, scorer, cfg))
         labels += [vols[idx].case.targets] * cfg.slices_per_volume
-    x = augment_intensity(torch.cat(slices), gen, aug)[:, None]
+    x = torch.cat(slices)
+    # one contrast, brightness and noise level per slice, the same over its channels: (N, C·h, w) for the call
+    x = augment_intensity(x.flatten(1, 2), gen, aug).view_as(x)
     return x, torch.tensor(labels, dtype=torch.float32, device=device)
 
 
@@ -94,9 +96,9 @@ def anchored_offsets(lc: LoadedCase, n: torch.Tensor, count: int, gen: torch.Gen
 
 @torch.no_grad()
 def top_slices(slices: torch.Tensor, scorer: torch.nn.Module, cfg: TrainConfig) -> torch.Tensor:
-    """The ``cfg.slices_per_volume`` of ``slices`` ``(C, h, w)`` with the largest logit (the largest over the
+    """The ``cfg.slices_per_volume`` of ``slices`` ``(P, C, h, w)`` with the largest logit (the largest over the
     findings), scored by ``scorer`` in evaluation mode (its batch-norm statistics are left alone), as
-    ``(M_train, h, w)``; ``scorer`` is back in training mode after."""
+    ``(M_train, C, h, w)``; ``scorer`` is back in training mode after."""
     scorer.eval()
     scores = inference_logits(scorer, slices, cfg).amax(1)
     scorer.train()
@@ -104,9 +106,9 @@ def top_slices(slices: torch.Tensor, scorer: torch.nn.Module, cfg: TrainConfig) 
 
 
 def inference_logits(model, slices: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The logits ``(N, K)`` float32 of ``slices`` ``(N, h, w)`` as training feeds them (channels-last when
+    """The logits ``(N, K)`` float32 of ``slices`` ``(N, C, h, w)`` as training feeds them (channels-last when
     ``cfg.channels_last``, bf16 autocast on CUDA when ``cfg.amp``); the caller sets the mode and ``no_grad``."""
-    x = slices[:, None]
+    x = slices
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp and x.device.type == "cuda"):
@@ -155,7 +157,7 @@ def positive_weights(cases: list[Case], outputs: int) -> torch.Tensor:
 
 def optimisation_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, use_amp: bool) -> torch.Tensor:
     """One forward (bf16 autocast on CUDA when ``use_amp``), loss, backward and optimiser step on
-    slices ``x`` ``(N, 1, h, w)`` with labels ``y`` ``(N, K)``; returns the loss."""
+    slices ``x`` ``(N, C, h, w)`` with labels ``y`` ``(N, K)``; returns the loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         logits = model(x).float().reshape(len(x), -1)
     loss = loss_fn(logits, y)
@@ -206,7 +208,7 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
     size = (cfg.slice_size, cfg.slice_size)
     out = []
     for lc, (offsets, n, u, v) in vols:
-        slices = extract_slices(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size)
+        slices = slice_stacks(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
         logits = inference_logits(model, slices, cfg)
         out.append((tuple(lc.case.targets), logits.cpu().tolist()))
     model.train()

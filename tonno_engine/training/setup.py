@@ -26,6 +26,7 @@ from ..evaluation.intensity import IntensityBaseline
 from ..models.checkpoint import CheckpointDescription, finding_name_problem, load_weights, read_checkpoint
 from ..models.encoders import create_encoder
 from ..models.weights import WeightsSource, check_reachable, resolve_weights
+from ..tomography.slicing import input_channels
 from .config import TrainConfig
 from .contrastive import ContrastiveModel
 from .run_folder import RunFolder
@@ -233,7 +234,7 @@ def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource
     warm-up + cosine schedule, and this rank's random generator, restored when resuming."""
     torch.manual_seed(cfg.seed)
     outputs = 1 if cfg.objective == CONTRASTIVE else cfg.outputs
-    model = create_encoder(cfg.model, cfg.norm, in_chans=1, weights=weights, outputs=outputs)
+    model = create_encoder(cfg.model, cfg.norm, in_chans=input_channels(cfg.context), weights=weights, outputs=outputs)
     model = (ContrastiveModel(model) if cfg.objective == CONTRASTIVE else model).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -274,7 +275,8 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
     mm_per_pixel = (float(np.median([lc.frame.mm_per_pixel(cfg.slice_size) for lc in measured]))
                     if cfg.geometry == "physical" else None)
     return CheckpointDescription(
-        model=cfg.model, norm=cfg.norm, in_chans=1, slice_size=cfg.slice_size, geometry=cfg.geometry,
+        model=cfg.model, norm=cfg.norm, in_chans=input_channels(cfg.context), slice_size=cfg.slice_size,
+        context=cfg.context, geometry=cfg.geometry,
         field_of_view=cfg.field_of_view, mm_per_pixel=mm_per_pixel, preprocessing=data.preprocessing.as_dict(),
         train_args=asdict(cfg), versions=versions(),
         weights=weights.as_meta() if weights is not None else previous.weights,

@@ -33,8 +33,8 @@ def _volume_with_a_spot() -> torch.Tensor:
 
 def test_top_slices_keeps_the_highest_scoring_and_leaves_the_batch_norm_alone():
     scorer = BrightestScorer().train()
-    slices = torch.rand(10, 8, 8)
-    slices[[3, 7], 2, 2] = torch.tensor([4.0, 9.0])
+    slices = torch.rand(10, 1, 8, 8)
+    slices[[3, 7], 0, 2, 2] = torch.tensor([4.0, 9.0])
     kept = top_slices(slices, scorer, TrainConfig(slices_per_volume=2, channels_last=False))
     assert torch.equal(kept, slices[[7, 3]])
     assert scorer.training and scorer.norm.num_batches_tracked.item() == 0
