@@ -4,43 +4,49 @@ voxel (from the masks) for positive volumes, planes through the bright spots of 
 chance from weak labels means the weak labels, not the network or the slice size, are what fails.
 
     .venv/bin/python bench/bench_oracle_slices.py DATA [--steps 300] [--slice-size 64] [--spots 12] [--context 0]
-        [--seed 0]
+        [--seed 0] [--uniform] [--save OUT.pt --like CKPT]
 
 Split: ``tonno benchmark``'s (30 % held out, seed 0); ``resnet10t``, batch norm, ``robust`` intensities,
 AdamW 1e-3, 4 volumes × 16 slices a step, BCE per slice. Prints the training loss and the held-out slice AUC
 (8 planes per volume) and volume AUC (their maximum) every 50 steps; first, over every positive case, how
 many have a bright spot on a lesion (the mask dilated by a voxel) and what share of the spots lie on one.
 ``--context C``: 2.5D input, each slice with the planes ``C`` pixels below and above it (``slice_stacks``).
+``--uniform``: half of each volume's 16 slices are uniform random planes instead, labelled by whether they cut a
+lesion (within 0.02 of the normalised space, about 0.6 voxel of a 64-voxel axis), so the network also sees the
+planes a reconstruction cuts. ``--save OUT.pt --like CKPT``: train on ``CKPT``'s training cases and save the
+weights with its description, so that ``tonno benchmark DATA --checkpoint OUT.pt`` scores the heatmaps of a
+classifier that was told where the lesions are, on the same split (what right labels alone buy).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
-from tonno_engine.data.augment import Augmentation, augment_intensity, in_plane_axes
+from tonno_engine.data.augment import Augmentation, augment_intensity, in_plane_axes, random_planes
 from tonno_engine.data.dataset import read_cases, split_cases
 from tonno_engine.data.preprocessing import Preprocessing
 from tonno_engine.data.spots import bright_spots
 from tonno_engine.evaluation.auc import roc_auc
+from tonno_engine.models.checkpoint import load_checkpoint, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
 from tonno_engine.tomography.slicing import input_channels, slice_stacks
 
 
 def load(case, prep: Preprocessing, spots: int):
-    """``(volume (D, H, W), points (n, 3) in t, label)``: lesion voxels of a positive, bright spots of a negative."""
+    """``(volume (D, H, W), points (n, 3) in t, label, lesion voxels (k, 3) in t)``: the points are the lesion
+    voxels of a positive, the bright spots of a negative."""
     volume = prep(nib.load(str(case.image)).get_fdata(dtype=np.float32))
-    mask = nib.load(str(case.mask)).get_fdata() > 0 if case.label else None
-    if mask is not None and mask.any():
-        points = -1.0 + 2.0 * np.argwhere(mask) / (np.asarray(volume.shape) - 1.0)
-    else:
-        points = bright_spots(volume, spots)
-    return torch.from_numpy(volume), torch.from_numpy(points), float(case.label)
+    mask = nib.load(str(case.mask)).get_fdata() > 0 if case.label else np.zeros(volume.shape, bool)
+    lesions = -1.0 + 2.0 * np.argwhere(mask) / (np.asarray(volume.shape) - 1.0)
+    points = lesions if len(lesions) else bright_spots(volume, spots)
+    return torch.from_numpy(volume), torch.from_numpy(points), float(case.label), torch.from_numpy(lesions)
 
 
 def spot_hits(cases, prep: Preprocessing, spots: int) -> tuple[int, int, float]:
@@ -66,6 +72,19 @@ def planes_through(volume, points, count: int, gen, aug, size: int, context: flo
     return slice_stacks(volume, (n * p).sum(1), n, u, v, (size, size), context)
 
 
+def training_slices(vol, args, gen, aug) -> tuple[torch.Tensor, list[float]]:
+    """One volume's 16 training slices ``(16, C, h, w)`` and their labels: all through its points, or with
+    ``--uniform`` 8 through them and 8 uniform planes labelled by whether they cut a lesion voxel."""
+    volume, points, label, lesions = vol
+    if not args.uniform:
+        return planes_through(volume, points, 16, gen, aug, args.slice_size, args.context), [label] * 16
+    through = planes_through(volume, points, 8, gen, aug, args.slice_size, args.context)
+    offsets, n, u, v = random_planes(8, gen, aug)
+    uniform = slice_stacks(volume, offsets, n, u, v, (args.slice_size,) * 2, args.context)
+    cuts = ((lesions @ n.T - offsets[None]).abs() < 0.02).any(0) if len(lesions) else torch.zeros(8, dtype=torch.bool)
+    return torch.cat([through, uniform]), [label] * 8 + cuts.float().tolist()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data")
@@ -74,6 +93,9 @@ def main() -> None:
     ap.add_argument("--spots", type=int, default=12)
     ap.add_argument("--context", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--uniform", action="store_true")
+    ap.add_argument("--save", default="")
+    ap.add_argument("--like", default="")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     cases = read_cases(args.data)
@@ -82,10 +104,14 @@ def main() -> None:
     count, hit, share = spot_hits(cases, prep, args.spots)
     print(f"{hit} of {count} positive cases have one of their {args.spots} bright spots on a lesion; "
           f"{share:.0%} of the spots lie on one", flush=True)
+    like = load_checkpoint(args.like, "cpu").description if args.like else None
+    if like is not None:  # the reference run's training cases, in its order
+        by_name = {c.case: c for c in cases}
+        train = [by_name[name] for name in like.train_cases]
     train_vols = [load(c, prep, args.spots) for c in train]
     gen, held_gen, aug = torch.Generator().manual_seed(args.seed), torch.Generator().manual_seed(5), Augmentation()
     held = [(planes_through(v, p, 8, held_gen, Augmentation.off(), args.slice_size, args.context), y)
-            for v, p, y in (load(c, prep, args.spots) for c in test)]
+            for v, p, y, _ in (load(c, prep, args.spots) for c in test)]
     model = create_encoder("resnet10t", norm="bn", in_chans=input_channels(args.context))
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.01)
@@ -93,8 +119,8 @@ def main() -> None:
     start, losses = time.perf_counter(), []
     for step in range(1, args.steps + 1):
         picks = torch.randint(len(train_vols), (4,), generator=gen).tolist()
-        x = torch.cat([planes_through(*train_vols[i][:2], 16, gen, aug, args.slice_size, args.context) for i in picks])
-        y = torch.tensor([train_vols[i][2] for i in picks]).repeat_interleave(16)
+        drawn = [training_slices(train_vols[i], args, gen, aug) for i in picks]
+        x, y = torch.cat([d[0] for d in drawn]), torch.tensor([label for d in drawn for label in d[1]])
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             model(as_input(augment_intensity(x.flatten(1, 2), gen, aug).view_as(x))).flatten(), y)
         optimizer.zero_grad()
@@ -110,6 +136,11 @@ def main() -> None:
             volume_auc = roc_auc([y for _, y in held], [float(s.max()) for s in scores])
             print(f"step {step}: loss {np.mean(losses[-50:]):.3f}, held-out slice AUC {slice_auc:.3f}, "
                   f"volume AUC {volume_auc:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.save:
+        if like is None:
+            raise SystemExit("--save needs --like CKPT: the run whose split and description the weights take")
+        save_checkpoint(args.save, model.eval(), replace(like, step=args.steps))
+        print(f"saved {args.save}")
 
 
 if __name__ == "__main__":
