@@ -39,7 +39,9 @@ def slicewise_iter(
 ) -> Iterator[Progress | Partial]:
     """Slice-wise CAM of ``volume`` ``(D, H, W)`` along each of ``axes``; the mean over axes.
 
-    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``, or ``(B, F, a, b)`` for ``F`` findings. Yields
+    ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``, or ``(B, F, a, b)`` for ``F`` findings; a ``cam`` with a
+    ``context`` (2.5D input) gets each slice between its neighbours along the axis, that many of the slice's
+    pixels away, ``(B, C, h, w)``. Yields
     ``Progress("scoring")`` per batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap (a
     tuple of ``F`` of them for maps of several findings). In physical geometry
     (:mod:`tonno_engine.tomography.frames`) each slice is a square in mm that holds the whole
