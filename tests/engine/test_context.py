@@ -2,6 +2,7 @@
 neighbours, from training through reconstruction, the CAMs and classification, and the checkpoint says so."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, read_checkpoint, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
 from tonno_engine.tomography.frames import Frame
+from tonno_engine.tomography.geometry import axis_coords
 from tonno_engine.tomography.phantoms import balls_phantom
 from tonno_engine.tomography.reconstruction import reconstruct
 from tonno_engine.tomography.scorers import radon_sum
@@ -42,7 +44,7 @@ def context_checkpoint(tmp_path):
 def test_training_draws_the_plane_between_its_neighbours():
     vols = [LoadedCase(Case("a", 1, "a.nii.gz"), balls_phantom((20, 20, 20)), Frame())]
     plain = TrainConfig(slice_size=16, batch_volumes=2, slices_per_volume=3, channels_last=False)
-    with_context = TrainConfig(**{**plain.__dict__, "context": 1.0})
+    with_context = replace(plain, context=1.0)
     x1, y1 = sample_batch(vols, plain, torch.Generator().manual_seed(3), Augmentation.off(), torch.device("cpu"))
     x3, y3 = sample_batch(vols, with_context, torch.Generator().manual_seed(3), Augmentation.off(), torch.device("cpu"))
     assert x1.shape == (6, 1, 16, 16) and x3.shape == (6, 3, 16, 16) and torch.equal(y1, y3)
@@ -72,7 +74,7 @@ def test_the_neighbours_of_a_slicewise_slice_lie_context_pixels_along_its_axis()
             seen.append(slices)
             return torch.zeros(len(slices), 4, 4)
 
-    ramp = torch.linspace(-1, 1, 14).view(1, 1, 14).expand(10, 12, 14).contiguous()  # value = t along axis 2
+    ramp = axis_coords(14, torch.float32).view(1, 1, 14).expand(10, 12, 14).contiguous()  # value = t along axis 2
     list(slicewise_iter(ramp, Recorder(), axes=(2,), slice_size=21, device="cpu"))
     stacks = torch.cat(seen)
     assert stacks.shape == (14, 3, 21, 21)

@@ -1,5 +1,6 @@
 import torch
 
+from tonno_engine.tomography.geometry import axis_coords
 from tonno_engine.tomography.slicing import extract_slices
 
 E = torch.eye(3, dtype=torch.float64)
@@ -76,7 +77,7 @@ def test_fast_slicing_equals_the_straightforward_one():
 
 def _ramp(shape=(9, 11, 13), axis=0):
     """A volume whose value is its normalised coordinate ``t_axis`` (``-1`` … ``1`` along ``axis``)."""
-    t = torch.linspace(-1, 1, shape[axis], dtype=torch.float32)
+    t = axis_coords(shape[axis], torch.float32)
     return t.view(*[shape[axis] if a == axis else 1 for a in range(3)]).expand(shape).contiguous()
 
 
