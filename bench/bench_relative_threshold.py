@@ -39,6 +39,7 @@ def relative_cut(heatmap: np.ndarray, level: float, fraction: float) -> np.ndarr
 
 
 def scores(loaded, level: float, fraction: float):
+    """Per-case metrics of ``(heatmap, truth, label)`` triples cut by :func:`relative_cut`."""
     return [case_metrics(relative_cut(h, level, fraction), t, label=label) for h, t, label in loaded]
 
 
