@@ -4,13 +4,15 @@ voxel (from the masks) for positive volumes, planes through the bright spots of 
 chance from weak labels means the weak labels, not the network or the slice size, are what fails.
 
     .venv/bin/python bench/bench_oracle_slices.py DATA [--steps 300] [--slice-size 64] [--spots 12] [--context 0]
-        [--seed 0] [--uniform] [--save OUT.pt --like CKPT]
+        [--seed 0] [--uniform] [--coords] [--save OUT.pt --like CKPT]
 
 Split: ``tonno benchmark``'s (30 % held out, seed 0); ``resnet10t``, batch norm, ``robust`` intensities,
 AdamW 1e-3, 4 volumes × 16 slices a step, BCE per slice. Prints the training loss and the held-out slice AUC
 (8 planes per volume) and volume AUC (their maximum) every 50 steps; first, over every positive case, how
 many have a bright spot on a lesion (the mask dilated by a voxel) and what share of the spots lie on one.
 ``--context C``: 2.5D input, each slice with the planes ``C`` pixels below and above it (``slice_stacks``).
+``--coords``: three more channels, each pixel's normalised ``(x0, x1, x2)`` in the volume (row ``i`` along
+``u``, column ``j`` along ``v``, as :func:`extract_slices` cuts), so the network is told where each pixel lies.
 ``--uniform``: half of each volume's 16 slices are uniform random planes instead, labelled by whether they cut a
 lesion (within 0.02 of the normalised space, about 0.6 voxel of a 64-voxel axis), so the network also sees the
 planes a reconstruction cuts. ``--save OUT.pt --like CKPT``: train on ``CKPT``'s training cases and save the
@@ -36,6 +38,7 @@ from tonno_engine.data.spots import bright_spots
 from tonno_engine.evaluation.auc import roc_auc
 from tonno_engine.models.checkpoint import load_checkpoint, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
+from tonno_engine.tomography.geometry import axis_coords
 from tonno_engine.tomography.slicing import input_channels, slice_stacks
 
 
@@ -63,13 +66,25 @@ def spot_hits(cases, prep: Preprocessing, spots: int) -> tuple[int, int, float]:
     return len(positives), with_lesion, float(np.mean(shares)) if shares else float("nan")
 
 
-def planes_through(volume, points, count: int, gen, aug, size: int, context: float = 0.0) -> torch.Tensor:
+def cut(volume, offsets, n, u, v, size: int, context: float, coords: bool) -> torch.Tensor:
+    """``slice_stacks`` ``(P, C, size, size)``, with ``coords`` followed by each pixel's ``(x0, x1, x2)`` ``(P, 3, ...)``."""
+    stacks = slice_stacks(volume, offsets, n, u, v, (size, size), context)
+    if not coords:
+        return stacks
+    a = axis_coords(size, torch.float64)
+    where = (offsets[:, None, None, None] * n[:, :, None, None] + a[:, None] * u[:, :, None, None]
+             + a[None, :] * v[:, :, None, None])  # (P, 3, h, w): row i along u, column j along v
+    return torch.cat([stacks, where.to(stacks.dtype)], 1)
+
+
+def planes_through(volume, points, count: int, gen, aug, size: int, context: float = 0.0,
+                   coords: bool = False) -> torch.Tensor:
     """``count`` slices ``(count, C, size, size)``, each through a random one of ``points``, normal uniform."""
     p = points[torch.randint(len(points), (count,), generator=gen)]
     n = torch.randn(count, 3, generator=gen, dtype=torch.float64)
     n = n / n.norm(dim=1, keepdim=True)
     u, v = in_plane_axes(n, gen, aug)
-    return slice_stacks(volume, (n * p).sum(1), n, u, v, (size, size), context)
+    return cut(volume, (n * p).sum(1), n, u, v, size, context, coords)
 
 
 def training_slices(vol, args, gen, aug) -> tuple[torch.Tensor, list[float]]:
@@ -77,10 +92,10 @@ def training_slices(vol, args, gen, aug) -> tuple[torch.Tensor, list[float]]:
     ``--uniform`` 8 through them and 8 uniform planes labelled by whether they cut a lesion voxel."""
     volume, points, label, lesions = vol
     if not args.uniform:
-        return planes_through(volume, points, 16, gen, aug, args.slice_size, args.context), [label] * 16
-    through = planes_through(volume, points, 8, gen, aug, args.slice_size, args.context)
+        return planes_through(volume, points, 16, gen, aug, args.slice_size, args.context, args.coords), [label] * 16
+    through = planes_through(volume, points, 8, gen, aug, args.slice_size, args.context, args.coords)
     offsets, n, u, v = random_planes(8, gen, aug)
-    uniform = slice_stacks(volume, offsets, n, u, v, (args.slice_size,) * 2, args.context)
+    uniform = cut(volume, offsets, n, u, v, args.slice_size, args.context, args.coords)
     cuts = ((lesions @ n.T - offsets[None]).abs() < 0.02).any(0) if len(lesions) else torch.zeros(8, dtype=torch.bool)
     return torch.cat([through, uniform]), [label] * 8 + cuts.float().tolist()
 
@@ -94,6 +109,7 @@ def main() -> None:
     ap.add_argument("--context", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--uniform", action="store_true")
+    ap.add_argument("--coords", action="store_true")
     ap.add_argument("--save", default="")
     ap.add_argument("--like", default="")
     args = ap.parse_args()
@@ -110,9 +126,9 @@ def main() -> None:
         train = [by_name[name] for name in like.train_cases]
     train_vols = [load(c, prep, args.spots) for c in train]
     gen, held_gen, aug = torch.Generator().manual_seed(args.seed), torch.Generator().manual_seed(5), Augmentation()
-    held = [(planes_through(v, p, 8, held_gen, Augmentation.off(), args.slice_size, args.context), y)
+    held = [(planes_through(v, p, 8, held_gen, Augmentation.off(), args.slice_size, args.context, args.coords), y)
             for v, p, y, _ in (load(c, prep, args.spots) for c in test)]
-    model = create_encoder("resnet10t", norm="bn", in_chans=input_channels(args.context))
+    model = create_encoder("resnet10t", norm="bn", in_chans=input_channels(args.context) + 3 * args.coords)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.01)
     as_input = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731
@@ -121,8 +137,10 @@ def main() -> None:
         picks = torch.randint(len(train_vols), (4,), generator=gen).tolist()
         drawn = [training_slices(train_vols[i], args, gen, aug) for i in picks]
         x, y = torch.cat([d[0] for d in drawn]), torch.tensor([label for d in drawn for label in d[1]])
+        image = x[:, :input_channels(args.context)]  # the coordinates stay exact
+        image = augment_intensity(image.flatten(1, 2), gen, aug).view_as(image)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            model(as_input(augment_intensity(x.flatten(1, 2), gen, aug).view_as(x))).flatten(), y)
+            model(as_input(torch.cat([image, x[:, len(image[0]):]], 1))).flatten(), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -137,6 +155,8 @@ def main() -> None:
             print(f"step {step}: loss {np.mean(losses[-50:]):.3f}, held-out slice AUC {slice_auc:.3f}, "
                   f"volume AUC {volume_auc:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.save:
+        if args.coords:
+            raise SystemExit("--coords is an experiment of this script: no reconstruction feeds coordinates")
         if like is None:
             raise SystemExit("--save needs --like CKPT: the run whose split and description the weights take")
         save_checkpoint(args.save, model.eval(), replace(like, step=args.steps))
