@@ -18,6 +18,7 @@ from tonno_engine.cams.slicewise import slicewise_iter
 from tonno_engine.data.augment import Augmentation
 from tonno_engine.data.dataset import Case, read_cases
 from tonno_engine.methods.case import reconstruct_case_iter
+from tonno_engine.methods.run import run_method
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, read_checkpoint, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
@@ -62,6 +63,18 @@ def test_every_method_feeds_a_context_checkpoint_its_three_channels(context_chec
     assert isinstance(final, Partial) and set(final.value) == {s.label for s in specs}
     for heat in final.value.values():
         assert heat.shape == (18, 16, 14) and torch.isfinite(heat).all() and heat.abs().max() > 0
+
+
+def test_a_model_called_by_hand_with_the_wrong_context_is_refused_by_name(context_checkpoint):
+    scan = balls_phantom((12, 12, 12))
+    settings = ReconstructionSettings(slices=5, directions=4, hemisphere=True, slice_size=32)
+    with pytest.raises(ValueError, match=r"3 input channel\(s\) but context=0 cuts 1"):
+        run_method(MethodSpec("tonno"), scan, context_checkpoint.model, settings)
+    one_plane = create_encoder("resnet10t", norm="gn", in_chans=1).eval()
+    with pytest.raises(ValueError, match=r"1 input channel\(s\) but context=1.5 cuts 3"):
+        run_method(MethodSpec("layercam", layer=2), scan, one_plane, settings, context=1.5)
+    heat = run_method(MethodSpec("tonno"), scan, context_checkpoint.model, settings, context=1.5)
+    assert heat.shape == (12, 12, 12) and torch.isfinite(heat).all()
 
 
 def test_the_neighbours_of_a_slicewise_slice_lie_context_pixels_along_its_axis():

@@ -32,6 +32,7 @@ from ..tomography.frames import make_frame
 from ..tomography.reconstruction import final_result, reconstruct_iter
 from ..tomography.scorers import ModuleScorer
 from ..tomography.sharding import sharded_iter
+from ..tomography.slicing import input_channels
 from .settings import PRESETS, ReconstructionSettings
 
 #: the settings a call without any takes
@@ -120,6 +121,7 @@ def methods_iter(
     values are ``{label: heatmap}`` for the pass in progress, and the final value ``{label: heatmap}``
     for all methods, each ``(D, H, W)`` (or ``output_shape``) float32 on ``device``.
     """
+    _check_input_channels(model, context)
     run = partial(_pass_iter, volume=volume, model=model, settings=settings, device=device, output_shape=output_shape,
                   axial_axis=axial_axis, spacing=spacing, partials=partials and not (world and world.distributed),
                   directions_per_update=directions_per_update, memory_budget=memory_budget, world=world,
@@ -136,6 +138,17 @@ def methods_iter(
                 event = Partial(value, event.done, event.total)
             yield event
     yield Partial(results, 1, 1, final=True)
+
+
+def _check_input_channels(model, context: float) -> None:
+    """``ValueError`` when the first convolution of ``model`` (a module; anything else, e.g. the R_Σ scorer, passes)
+    does not take the channels ``context`` cuts (:func:`input_channels`): said before any slice is cut, rather than
+    as a shape error deep in the first pass."""
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None) \
+        if isinstance(model, torch.nn.Module) else None
+    if first is not None and first.in_channels != input_channels(context):
+        raise ValueError(f"the model takes {first.in_channels} input channel(s) but context={context:g} cuts "
+                         f"{input_channels(context)}: pass the checkpoint's context (its description's `context`)")
 
 
 def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device, output_shape, axial_axis, spacing,
