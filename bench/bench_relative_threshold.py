@@ -23,16 +23,23 @@ from scipy import ndimage
 
 from tonno_engine.evaluation.bootstrap import bootstrap_intervals, case_arrays
 from tonno_engine.evaluation.evaluate import _load_pair, pair_files
-from tonno_engine.evaluation.metrics import case_metrics, label_components, robust_argmax, summarize
+from tonno_engine.evaluation.metrics import (
+    calibration_levels,
+    case_metrics,
+    label_components,
+    neighbour_mean,
+    robust_argmax,
+    summarize,
+)
 from tonno_engine.models.checkpoint import read_description
 
 
 def relative_cut(heatmap: np.ndarray, level: float, fraction: float) -> np.ndarray:
     """``heatmap > level`` ``(D, H, W)`` without the components whose peak is below ``fraction`` of the map's maximum."""
     mask = heatmap > level
-    components, count = label_components(mask)
-    if fraction <= 0 or not count:
+    if fraction <= 0:
         return mask
+    components, count = label_components(mask)
     keep = np.zeros(count + 1, bool)
     keep[1:] = ndimage.maximum(heatmap, components, np.arange(1, count + 1)) >= fraction * heatmap.max()
     return keep[components]
@@ -60,15 +67,14 @@ def main() -> None:
     loaded = {p.case: (*_load_pair(p)[:2], p.label) for p in pairs}
     val = [loaded[c] for c in sorted(loaded) if c in val_names]
     test = [loaded[c] for c in sorted(loaded) if c not in val_names]
-    pooled = np.concatenate([h.ravel() for h, _, _ in val])
-    levels = np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, 48)))
+    levels = calibration_levels([h for h, _, _ in val])
     print(f"{len(val)} validation, {len(test)} test cases of {args.method}\n")
     print("| fraction | level | validation F1 | test precision | test recall | test F1 |\n|---|---|---|---|---|---|")
     chosen = []
     for fraction in (float(a) for a in args.fractions.split(",")):
         f1s = [summarize(scores(val, level, fraction))["f1"] for level in levels]
         best = robust_argmax(f1s)
-        smoothed = np.mean(f1s[max(0, best - 1): best + 2])
+        smoothed = neighbour_mean(f1s)[best]
         rows = scores(test, levels[best], fraction)
         s = summarize(rows)
         chosen.append((smoothed, fraction, rows))

@@ -173,8 +173,7 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
     """
     if not heatmaps or len(heatmaps) != len(truths):
         raise ValueError("calibration needs at least one heatmap and one ground truth per heatmap")
-    pooled = np.concatenate([np.asarray(h, np.float32).ravel() for h in heatmaps])
-    levels = np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, candidates)))
+    levels = calibration_levels(heatmaps, candidates)
     f1s = [summarize([case_metrics(h > level, t, connectivity=connectivity,
                                    label=None if labels is None else labels[i])
                       for i, (h, t) in enumerate(zip(heatmaps, truths))])["f1"] for level in levels]
@@ -182,12 +181,22 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
     return Threshold("calibrated", float(levels[best])), float(f1s[best])
 
 
+def calibration_levels(heatmaps: list[np.ndarray], candidates: int = CALIBRATION_CANDIDATES) -> np.ndarray:
+    """The candidate levels of :func:`calibrate_threshold`, ascending and distinct: quantiles ``1 - 10^-k`` (k from
+    0.3 to 4, ``candidates`` of them) of all voxels of ``heatmaps`` pooled."""
+    pooled = np.concatenate([np.asarray(h, np.float32).ravel() for h in heatmaps])
+    return np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, candidates)))
+
+
+def neighbour_mean(scores) -> np.ndarray:
+    """Each score averaged with its two neighbours (the ends repeated), the same length as ``scores``."""
+    return np.convolve(np.pad(np.asarray(scores, float), 1, mode="edge"), np.ones(3) / 3, mode="valid")
+
+
 def robust_argmax(scores) -> int:
-    """Index of the largest mean of each score and its two neighbours (the ends repeated), ties to the lowest
-    index: the middle of a plateau or of a broad peak rather than its edge or a one-candidate spike."""
-    scores = np.asarray(scores, float)
-    smoothed = np.convolve(np.pad(scores, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-    return int(np.argmax(smoothed))
+    """Index of the largest :func:`neighbour_mean`, ties to the lowest index: the middle of a plateau or of a
+    broad peak rather than its edge or a one-candidate spike."""
+    return int(np.argmax(neighbour_mean(scores)))
 
 
 @dataclass
