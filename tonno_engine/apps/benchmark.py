@@ -26,7 +26,7 @@ from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
-from ..data.dataset import Case, data_hash, dataset_intensity, read_cases, split_cases, write_cases_csv
+from ..data.dataset import Case, data_hash, dataset_intensity, hash_cases, read_cases, split_cases, write_cases_csv
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import (
     calibrated_scores,
@@ -117,6 +117,10 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         val_names = set(read_description(checkpoint).val_cases)
         return checkpoint, [c for c in rest if c.case in val_names], test
     description = read_description(cfg.checkpoint)
+    if description.image_hashes:
+        val, test = yield from _split_by_images(data, cases, description, cfg.seed)
+        return Path(cfg.checkpoint), val, test
+    # a checkpoint from before image hashes: only the whole training data set is recognised
     names = set(description.train_cases) | set(description.val_cases)
     if names and data_hash([c for c in cases if c.case in names]) == description.data_hash:
         # the very data the checkpoint was trained on: its validation cases calibrate, unseen ones test
@@ -125,6 +129,25 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
     else:  # other data (names may coincide): split it into calibration and test halves
         test, val = split_cases(cases, 0.5, cfg.seed)
     return Path(cfg.checkpoint), val, test
+
+
+def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterator[Notice]:
+    """``(validation, test)`` cases by image content, whatever the cases are called: the checkpoint's own validation
+    images calibrate, images it never saw test, and its training images are left out (a :class:`Notice` says how
+    many). Where its validation images hold no positive of every finding, the unseen cases split in halves instead.
+    """
+    _, found = hash_cases(cases)
+    seen = set(description.image_hashes.values())
+    validated = {description.image_hashes.get(name) for name in description.val_cases}
+    val = [c for c in cases if found[c.case] in validated]
+    test = [c for c in cases if found[c.case] not in seen]
+    truths = range(len(cases[0].findings)) if cases and cases[0].findings else (None,)
+    if not all(any(c.truth(k)[2] == 1 for c in val) for k in truths):
+        test, val = split_cases(test, 0.5, seed)
+    if left := len(cases) - len(val) - len(test):
+        yield Notice(f"{data}: {left} of its {len(cases)} cases are images its training run saw (by content): "
+                     "left out of calibration and test")
+    return val, test
 
 
 def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | BenchmarkResult]:

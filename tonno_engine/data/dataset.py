@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import DataError
-from ..base.hashing import update_hash
+from ..base.hashing import update_hashes
 from .images import image_exists, image_stem, input_files
 
 REQUIRED = ("case", "label", "image")
@@ -187,14 +187,22 @@ def dataset_intensity(source: str | Path) -> str | None:
 
 def data_hash(cases: list[Case]) -> str:
     """SHA-256 over every case's name, label and image bytes: identifies the training data."""
-    digest = hashlib.sha256()
+    return hash_cases(cases)[0]
+
+
+def hash_cases(cases: list[Case]) -> tuple[str, dict[str, str]]:
+    """``(data_hash, {case name: image hash})``, reading every image once. A case's image hash (SHA-256 of its
+    image bytes alone, the first 16 hex digits) finds an image again under another name or in another data set."""
+    digest, images = hashlib.sha256(), {}
     for case in sorted(cases, key=lambda c: c.case):
         digest.update(f"{case.case}\0{case.label}\0".encode())
         if case.findings:  # (one-label data sets keep the digest they always had)
             digest.update(f"{case.findings}\0".encode())
+        image = hashlib.sha256()
         for file in input_files(case.image):
-            update_hash(digest, file)
-    return digest.hexdigest()
+            update_hashes((digest, image), file)
+        images[case.case] = image.hexdigest()[:16]
+    return digest.hexdigest(), images
 
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:

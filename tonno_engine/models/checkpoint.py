@@ -41,7 +41,8 @@ class CheckpointDescription:
     physical geometry ``mm_per_pixel`` (the median over its training volumes); ``preprocessing``: the
     ``Preprocessing.as_dict()`` applied to every volume; ``weights``: the starting weights' source;
     ``train_args``: the ``TrainConfig`` as a dict; ``versions``: package versions; ``data_hash``,
-    ``data``, ``train_cases``, ``val_cases``: the data set it saw; ``world_size``: training processes;
+    ``data``, ``train_cases``, ``val_cases``: the data set it saw, and ``image_hashes`` each of its cases' image hash
+    (:func:`~tonno_engine.data.dataset.hash_cases`; empty in checkpoints from before it); ``world_size``: training processes;
     ``step``: the optimisation step of these weights; ``findings``: the name of each logit, in order (empty:
     one logit, the data set's ``label``; docs/findings.md).
     """
@@ -62,6 +63,7 @@ class CheckpointDescription:
     data: str | None = None
     train_cases: tuple[str, ...] = ()
     val_cases: tuple[str, ...] = ()
+    image_hashes: dict = field(default_factory=dict)
     world_size: int = 1
     step: int = 0
     findings: tuple[str, ...] = ()
@@ -107,6 +109,8 @@ class CheckpointDescription:
             "field_of_view": self.field_of_view not in FIELDS_OF_VIEW,
             "mm_per_pixel": self.mm_per_pixel is not None and not _is_positive(self.mm_per_pixel),
             "preprocessing": not isinstance(self.preprocessing, dict),
+            "image_hashes": not (isinstance(self.image_hashes, dict)
+                                 and all(isinstance(v, str) for v in self.image_hashes.values())),
             "train_args": not isinstance(self.train_args, dict),
             "step": not _is_int(self.step, 0),
             "findings": not _valid_findings(self.findings),

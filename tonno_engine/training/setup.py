@@ -20,7 +20,7 @@ from ..base.distributed import World, barrier, gather_objects, init_world, launc
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.versions import versions
-from ..data.dataset import Case, check_both_classes, data_hash, dataset_intensity, read_cases, resolve_csv, split_cases
+from ..data.dataset import Case, check_both_classes, dataset_intensity, hash_cases, read_cases, resolve_csv, split_cases
 from ..data.preprocessing import Preprocessing
 from ..evaluation.intensity import IntensityBaseline
 from ..models.checkpoint import CheckpointDescription, finding_name_problem, load_weights, read_checkpoint
@@ -178,6 +178,7 @@ class TrainingData:
     train: list[Case]
     val: list[Case]
     digest: str
+    image_hashes: dict[str, str]  # case name → image hash
 
 
 def _config(folder: RunFolder, config: TrainConfig | None,
@@ -212,10 +213,10 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
         check_both_classes(cases, csv_path, cfg.findings)
         train_cases, val_cases = split_cases(cases, cfg.val_fraction, cfg.seed)
         check_both_classes(train_cases, f"{csv_path} (training split)", cfg.findings)
-    digest = data_hash(cases)
+    digest, image_hashes = hash_cases(cases)
     if previous is not None and previous.data_hash != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
-    return TrainingData(csv_path, cases, prep, train_cases, val_cases, digest)
+    return TrainingData(csv_path, cases, prep, train_cases, val_cases, digest, image_hashes)
 
 
 @dataclass
@@ -281,7 +282,7 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
         train_args=asdict(cfg), versions=versions(),
         weights=weights.as_meta() if weights is not None else previous.weights,
         data_hash=data.digest, data=str(data.csv_path), train_cases=tuple(c.case for c in data.train),
-        val_cases=tuple(c.case for c in data.val), world_size=world.size,
+        val_cases=tuple(c.case for c in data.val), image_hashes=data.image_hashes, world_size=world.size,
         findings=() if cfg.objective == CONTRASTIVE else cfg.finding_names)
 
 

@@ -125,3 +125,41 @@ def test_a_signal_during_training_stops_the_benchmark_before_any_heatmap(tmp_pat
             if isinstance(event, TrainStep) and event.done == 1:
                 os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends before it kills a job
     assert not (tmp_path / "bench" / "heatmaps").exists() and not (tmp_path / "bench" / "table.md").exists()
+
+
+def test_a_benchmark_matches_cases_to_the_checkpoint_by_image_content_not_by_name(tmp_path):
+    """The checkpoint saw three of the folder's images for training and two for validation, under other names (a
+    training CSV of its own): they calibrate or are left out, and only the images it never saw are tested."""
+    import json
+
+    import torch
+
+    from tonno_engine.data.dataset import hash_cases, read_cases
+    from tonno_engine.data.synth import synthesize
+    from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
+    from tonno_engine.models.encoders import create_encoder
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=10, seed=4, shape=(16, 16, 16)))
+    cases = read_cases(data)
+    images = hash_cases(cases)[1]
+    positive = next(c.case for c in cases if c.label == 1)
+    negative = next(c.case for c in cases if c.label == 0)
+    validated = [positive, negative]
+    trained = [c.case for c in cases if c.case not in validated][:3]
+    hashes = {f"train_{k}": images[name] for k, name in enumerate(trained)}
+    hashes |= {f"val_{k}": images[name] for k, name in enumerate(validated)} | {"elsewhere": "0" * 16}
+    torch.manual_seed(0)
+    description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32,
+                                        preprocessing={"intensity": "none", "params": {}, "spacing": None},
+                                        train_cases=("train_0", "train_1", "train_2", "elsewhere"),
+                                        val_cases=("val_0", "val_1"), image_hashes=hashes)
+    checkpoint = save_checkpoint(tmp_path / "ckpt.pt", create_encoder("resnet10t", norm="gn"), description)
+    out = tmp_path / "bench"
+    res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(checkpoint), "--method", "tonno",
+                              "--slices", "5", "--directions", "8", "--device", "cpu", "--resamples", "200"])
+    assert res.exit_code == 0, res.output
+    made_by = json.loads((out / "benchmark.json").read_text())
+    assert sorted(made_by["validation_cases"]) == sorted(validated)
+    assert made_by["test_cases"] == [c.case for c in cases if c.case not in validated + trained]
+    assert "3 of its 10 cases are images its training run saw" in " ".join(res.output.split())

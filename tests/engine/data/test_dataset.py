@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tonno_engine.base.errors import DataError
-from tonno_engine.data.dataset import check_both_classes, data_hash, read_cases, split_cases
+from tonno_engine.data.dataset import check_both_classes, data_hash, hash_cases, read_cases, split_cases
 from tonno_engine.data.preprocessing import Preprocessing, resample_isotropic
 
 
@@ -62,6 +62,16 @@ def test_data_hash_changes_with_content(tmp_path):
     before = data_hash(read_cases(tmp_path))
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "a.nii.gz"))
     assert data_hash(read_cases(tmp_path)) != before
+
+
+def test_an_image_hash_finds_an_image_under_another_name_and_changes_with_its_bytes(tmp_path):
+    _dataset(tmp_path, ["a,1,a.nii.gz", "b,0,b.nii.gz", "c,0,a.nii.gz"])
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), 2.0, np.float32), np.eye(4)), str(tmp_path / "b.nii.gz"))
+    whole, images = hash_cases(read_cases(tmp_path))
+    assert whole == data_hash(read_cases(tmp_path)) and set(images) == {"a", "b", "c"}
+    assert images["a"] == images["c"] != images["b"]  # the same bytes under another name and label
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "a.nii.gz"))
+    assert hash_cases(read_cases(tmp_path))[1]["a"] != images["a"]
 
 
 def test_presets():

@@ -13,6 +13,7 @@ import torch
 
 from tonno_engine.apps.training_run import train_run_iter as train_iter
 from tonno_engine.base.errors import DataError
+from tonno_engine.data.dataset import hash_cases, read_cases
 from tonno_engine.data.synth import synthesize
 from tonno_engine.models.checkpoint import load_model, read_checkpoint
 from tonno_engine.training.config import TrainConfig
@@ -53,6 +54,7 @@ def test_training_writes_the_run_folder(data, tmp_path):
     assert meta["preprocessing"]["intensity"] == "none"  # from the data set's dataset.json
     assert run["step"] == 6 and run["meta"]["data_hash"] == meta["data_hash"]
     assert not set(meta["train_cases"]) & set(meta["val_cases"])
+    assert meta["image_hashes"] == hash_cases(read_cases(data))[1]  # every case it saw, by its image's content
     model, _ = load_model(tmp_path / "checkpoint_best.pt", "cpu")
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1)
     with pytest.raises(DataError, match="already holds a training"):
