@@ -128,13 +128,17 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         test = [c for c in cases if c.case not in names]
     else:  # other data (names may coincide): split it into calibration and test halves
         test, val = split_cases(cases, 0.5, cfg.seed)
+        if shared := [c.case for c in cases if c.case in names]:
+            yield Notice(f"{data}: {len(shared)} of its cases share names with the cases {cfg.checkpoint} was trained "
+                         f"on (e.g. {shared[0]}), but its data differs and the checkpoint predates image hashes: tonno "
+                         "cannot tell whether it saw them, and they are calibrated and tested like the rest")
     return Path(cfg.checkpoint), val, test
 
 
 def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterator[Notice]:
     """``(validation, test)`` cases by image content, whatever the cases are called: the checkpoint's own validation
     images calibrate, images it never saw test, and its training images are left out (a :class:`Notice` says how
-    many). Where its validation images hold no positive of every finding, the unseen cases split in halves instead.
+    many). Where DATA lacks a validation image positive for each finding, the unseen cases split in halves instead.
     """
     _, found = hash_cases(cases)
     seen = set(description.image_hashes.values())

@@ -163,3 +163,26 @@ def test_a_benchmark_matches_cases_to_the_checkpoint_by_image_content_not_by_nam
     assert sorted(made_by["validation_cases"]) == sorted(validated)
     assert made_by["test_cases"] == [c.case for c in cases if c.case not in validated + trained]
     assert "3 of its 10 cases are images its training run saw" in " ".join(res.output.split())
+
+
+def test_a_checkpoint_without_image_hashes_on_other_data_of_the_same_names_is_benchmarked_with_a_notice(tmp_path):
+    """A checkpoint from before image hashes cannot tell whether it saw a case of the same name: the data is split in
+    halves as other data, and the user is told."""
+    import torch
+
+    from tonno_engine.data.synth import synthesize
+    from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
+    from tonno_engine.models.encoders import create_encoder
+
+    data = tmp_path / "data"
+    list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
+    torch.manual_seed(0)
+    description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32,
+                                        preprocessing={"intensity": "none", "params": {}, "spacing": None},
+                                        train_cases=("phantom_0000", "phantom_0001"), val_cases=("phantom_0002",),
+                                        data_hash="0" * 64)
+    checkpoint = save_checkpoint(tmp_path / "ckpt.pt", create_encoder("resnet10t", norm="gn"), description)
+    res = runner.invoke(app, ["benchmark", str(data), "-o", str(tmp_path / "bench"), "-c", str(checkpoint), "--method",
+                              "tonno", "--slices", "5", "--directions", "8", "--device", "cpu", "--resamples", "200"])
+    assert res.exit_code == 0, res.output
+    assert "3 of its cases share names with the cases" in " ".join(res.output.split())
