@@ -137,10 +137,10 @@ def main() -> None:
         picks = torch.randint(len(train_vols), (4,), generator=gen).tolist()
         drawn = [training_slices(train_vols[i], args, gen, aug) for i in picks]
         x, y = torch.cat([d[0] for d in drawn]), torch.tensor([label for d in drawn for label in d[1]])
-        image = x[:, :input_channels(args.context)]  # the coordinates stay exact
-        image = augment_intensity(image.flatten(1, 2), gen, aug).view_as(image)
+        planes = input_channels(args.context)  # the channels after them are coordinates, which stay exact
+        image = augment_intensity(x[:, :planes].flatten(1, 2), gen, aug).view_as(x[:, :planes])
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            model(as_input(torch.cat([image, x[:, len(image[0]):]], 1))).flatten(), y)
+            model(as_input(torch.cat([image, x[:, planes:]], 1))).flatten(), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

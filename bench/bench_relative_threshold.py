@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from tonno_engine.evaluation.bootstrap import bootstrap_intervals, case_arrays
-from tonno_engine.evaluation.evaluate import _load_pair, pair_files
+from tonno_engine.evaluation.evaluate import load_pair, pair_files
 from tonno_engine.evaluation.metrics import (
     calibration_levels,
     case_metrics,
@@ -64,7 +64,7 @@ def main() -> None:
     else:
         val_names = set(read_description(args.checkpoint).val_cases)
     pairs = [p for p in pair_files(out / "heatmaps", out / "eval.csv") if p.heatmap.name.endswith(f"_{args.method}.nii.gz")]
-    loaded = {p.case: (*_load_pair(p)[:2], p.label) for p in pairs}
+    loaded = {p.case: (*load_pair(p)[:2], p.label) for p in pairs}
     val = [loaded[c] for c in sorted(loaded) if c in val_names]
     test = [loaded[c] for c in sorted(loaded) if c not in val_names]
     levels = calibration_levels([h for h, _, _ in val])

@@ -142,7 +142,7 @@ def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterato
     """
     _, found = hash_cases(cases)
     seen = set(description.image_hashes.values())
-    validated = {description.image_hashes.get(name) for name in description.val_cases}
+    validated = {description.image_hashes[name] for name in description.val_cases if name in description.image_hashes}
     val = [c for c in cases if found[c.case] in validated]
     test = [c for c in cases if found[c.case] not in seen]
     truths = range(len(cases[0].findings)) if cases and cases[0].findings else (None,)

@@ -170,7 +170,9 @@ def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_co
     return pairs
 
 
-def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
+def load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
+    """``(heatmap, lesion mask, image)`` of a pair, both arrays ``(D, H, W)`` on the same grid; :class:`DataError`
+    naming the file for a missing or mismatched one (a missing heatmap reads as zeros with ``missing_as_empty``)."""
     if pair.finding == "?":
         raise DataError(pair.heatmap, "its name ends with none of the findings (<case>_<method>_<finding>)")
     if pair.truth is None:
@@ -193,7 +195,7 @@ def _load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, 
 
 def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Threshold, float]:
     """The calibrated fixed threshold over validation pairs (:func:`calibrate_threshold`; any unreadable pair is an error)."""
-    loaded = [_load_pair(p) for p in pairs]
+    loaded = [load_pair(p) for p in pairs]
     return calibrate_threshold([h for h, _, _ in loaded], [t for _, t, _ in loaded], connectivity=connectivity,
                                labels=[p.label for p in pairs] if all(p.label is not None for p in pairs) else None)
 
@@ -207,7 +209,7 @@ def calibrate_min_size(pairs: list[Pair], threshold: Threshold, *, connectivity:
     """The smallest component size (mm³) that maximises pooled lesion F1 over validation ``pairs`` binarised at
     ``threshold`` (ties go to the smaller size); returns ``(min_mm3, F1)``. For maps with a level of their own
     (a segmenter's probability 0.5), where speckles, not the level, decide the false positives."""
-    loaded = [_load_pair(p) for p in pairs]
+    loaded = [load_pair(p) for p in pairs]
     best = (-1.0, 0.0)
     for size in candidates:
         rows = [case_metrics(keep_large_components(h > threshold.level(h), size, v.affine, connectivity), t,
@@ -259,8 +261,8 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
     for done, pair in enumerate(pairs, start=1):
         row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
         try:
-            missing = not pair.heatmap.exists()  # _load_pair raises for it unless missing_as_empty
-            heat, truth, vol = _load_pair(pair, missing_as_empty)
+            missing = not pair.heatmap.exists()  # load_pair raises for it unless missing_as_empty
+            heat, truth, vol = load_pair(pair, missing_as_empty)
             if missing:
                 row.update(status="missing", error="no heatmap: scored as nothing detected")
             level = float("nan") if missing else threshold.level(heat)
