@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -135,6 +135,12 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
     return Path(cfg.checkpoint), val, test
 
 
+def _finding_indices(findings) -> Sequence[int | None]:
+    """The indices that :meth:`Case.truth` takes for a classifier of ``findings``: each finding's, or ``None`` alone
+    for one logit read from the label column."""
+    return range(len(findings)) if findings else (None,)
+
+
 def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterator[Notice]:
     """``(validation, test)`` cases by image content, whatever the cases are called: the checkpoint's own validation
     images calibrate, images it never saw test, and its training images are left out (a :class:`Notice` says how
@@ -145,7 +151,7 @@ def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterato
     validated = {description.image_hashes[name] for name in description.val_cases if name in description.image_hashes}
     val = [c for c in cases if found[c.case] in validated]
     test = [c for c in cases if found[c.case] not in seen]
-    truths = range(len(cases[0].findings)) if cases and cases[0].findings else (None,)
+    truths = _finding_indices(description.findings)
     if not all(any(c.truth(k)[2] == 1 for c in val) for k in truths):
         test, val = split_cases(test, 0.5, seed)
     if left := len(cases) - len(val) - len(test):
@@ -164,7 +170,7 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     if findings and cfg.stage2 is not None:
         raise DataError(data, "--stage2 takes a classifier of one finding (train one with --findings NAME)")
     cases = read_cases(data, findings=findings or None, id_column=cfg.train.id_column)
-    truths = range(len(findings)) if findings else (None,)
+    truths = _finding_indices(findings)
     unmasked = [c.case for c in cases if any(c.truth(k)[0] is None for k in truths)]
     if unmasked:
         raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
