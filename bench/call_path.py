@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from tonno_cli.app import app
 from tonno_engine.base.registry import MethodSpec
 from tonno_engine.data.nifti import save_nifti
-from tonno_engine.methods.case import reconstruct_case_iter
+from tonno_engine.methods.case import Scan, reconstruct_case_iter
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, save_checkpoint
 from tonno_engine.models.encoders import create_encoder
@@ -70,7 +70,7 @@ def main() -> int:
         loaded = load_checkpoint(checkpoint, "cpu")
         settings = ReconstructionSettings(slices=4, directions=4)
         volume = balls_phantom((16, 16, 16)).numpy()
-        engine = recorded_path(lambda: list(reconstruct_case_iter(volume, (1, 1, 1), loaded, [MethodSpec("tonno")],
+        engine = recorded_path(lambda: list(reconstruct_case_iter(Scan(volume), loaded, [MethodSpec("tonno")],
                                                                   settings)), "<lambda>")[1:]
     for title, path in (("tonno reconstruct", cli), ("reconstruct_case_iter (the Reconstruct widget's job)", engine)):
         print(f"{title}: {len(path)} frames")

@@ -114,7 +114,7 @@ def quality_settings(quality: str, **overrides):
     from tonno_engine.methods.settings import preset
 
     try:
-        return preset(quality).override(**overrides)
+        return preset(quality).override(overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--quality") from exc
 

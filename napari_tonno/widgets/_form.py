@@ -110,17 +110,16 @@ class DirectionForm(ModelForm):
         normal, slices, spacing, data = self.chosen_normal(), int(self.slices.value), spacing_of(source), source.data
 
         def job():
-            from tonno_engine.methods.case import prepare_case
+            from dataclasses import replace
+
+            from tonno_engine.methods.case import Scan, prepare_case
             from tonno_engine.tomography.profiles import direction_stack_iter
             from tonno_engine.tomography.scorers import ModuleScorer
 
             loaded = yield from load
-            case = prepare_case(data, spacing, loaded)  # the volume and settings a reconstruction would use
-            settings = case.settings
+            case = prepare_case(Scan(data, spacing), loaded)  # the volume and settings a reconstruction would use
             scorer = ModuleScorer(loaded.model, context=loaded.description.context)
-            yield from direction_stack_iter(case.volume, scorer, normal, slices=slices,
-                                            slice_size=settings.slice_size, device=loaded.device,
-                                            keep_images=keep_images, geometry=settings.geometry, spacing=case.spacing,
-                                            field_of_view=settings.field_of_view)
+            yield from direction_stack_iter(case.volume, scorer, normal, replace(case.plan(loaded.device), slices=slices),
+                                            keep_images=keep_images)
 
         return job

@@ -106,10 +106,9 @@ class ReconstructWidget(ModelForm):
     def run(self, *_):
         """Start the reconstruction of the chosen image layer in a thread worker."""
         from tonno_engine.base.events import Partial, Progress
-        from tonno_engine.data.nifti import axial_axis
         from tonno_engine.evaluation.candidates import display_limits
-        from tonno_engine.methods.case import CasePrepared, reconstruct_case_iter
-        from tonno_engine.methods.run import for_findings
+        from tonno_engine.methods.case import CasePrepared, Scan, reconstruct_case_iter
+        from tonno_engine.methods.run import CaseRun
 
         from ..overlays import heat_layer_kwargs
 
@@ -126,21 +125,19 @@ class ReconstructWidget(ModelForm):
         self._shape, self._specs = source.data.shape, {"": spec}
         self.output = self._heat_layer(source.name, spec, params, geo["affine_nifti"])
         self.outputs = {"": self.output}
-        data, spacing = source.data, spacing_of(source)
-        axial = axial_axis(geo["affine_nifti"])
+        scan = Scan.with_affine(source.data, geo["affine_nifti"], spacing_of(source))
+        run = CaseRun(partials=True, directions_per_update=max(1, settings.directions // 8))
 
         def job():
             loaded = yield from load
-            params["device"] = str(loaded.device)
-            specs = for_findings([spec], loaded.description.findings)
-            labels = {s.finding: s.label for s in specs}
-            if loaded.description.findings:
-                yield "findings", specs, None  # the GUI adds a layer per finding and fills the picker
+            params.update(device=str(loaded.device), checkpoint_sha256=loaded.sha256())
             unit = "directions"  # partial heatmaps come per chunk of directions, then per solver iteration
-            for event in reconstruct_case_iter(data, spacing, loaded, specs, settings, axial_axis=axial, partials=True,
-                                               directions_per_update=max(1, settings.directions // 8)):
+            for event in reconstruct_case_iter(scan, loaded, [spec], settings, run=run):
                 if isinstance(event, CasePrepared):  # what the heatmap is made with, kept with the layer
                     params.update(event.case.settings.as_dict())
+                    labels = {s.finding: s.label for s in event.specs}
+                    if loaded.description.findings:  # the GUI adds a layer per finding and fills the picker
+                        yield "findings", list(event.specs), None
                 elif isinstance(event, Progress):
                     unit = "iterations" if event.stage == "solving" else unit
                     yield event

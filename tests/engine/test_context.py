@@ -17,7 +17,7 @@ from tonno_engine.base.registry import MethodSpec
 from tonno_engine.cams.slicewise import slicewise_iter
 from tonno_engine.data.augment import Augmentation
 from tonno_engine.data.dataset import Case, read_cases
-from tonno_engine.methods.case import reconstruct_case_iter
+from tonno_engine.methods.case import Scan, reconstruct_case_iter
 from tonno_engine.methods.run import run_method
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, read_checkpoint, save_checkpoint
@@ -25,6 +25,7 @@ from tonno_engine.models.encoders import create_encoder
 from tonno_engine.tomography.frames import Frame
 from tonno_engine.tomography.geometry import axis_coords
 from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.reconstruction import reconstruct
 from tonno_engine.tomography.scorers import radon_sum
 from tonno_engine.training.config import TrainConfig
@@ -59,7 +60,7 @@ def test_every_method_feeds_a_context_checkpoint_its_three_channels(context_chec
     specs = [MethodSpec("tonno"), MethodSpec("tomographic-cam", cam="layercam", layer=2),
              MethodSpec("layercam", layer=2), MethodSpec("scorecam", layer=4)]
     settings = ReconstructionSettings(slices=5, directions=12, hemisphere=True)
-    final = list(reconstruct_case_iter(scan, (1.0, 1.0, 1.0), context_checkpoint, specs, settings))[-1]
+    final = list(reconstruct_case_iter(Scan(scan, (1.0, 1.0, 1.0)), context_checkpoint, specs, settings))[-1]
     assert isinstance(final, Partial) and set(final.value) == {s.label for s in specs}
     for heat in final.value.values():
         assert heat.shape == (18, 16, 14) and torch.isfinite(heat).all() and heat.abs().max() > 0
@@ -88,7 +89,7 @@ def test_the_neighbours_of_a_slicewise_slice_lie_context_pixels_along_its_axis()
             return torch.zeros(len(slices), 4, 4)
 
     ramp = axis_coords(14, torch.float32).view(1, 1, 14).expand(10, 12, 14).contiguous()  # value = t along axis 2
-    list(slicewise_iter(ramp, Recorder(), axes=(2,), slice_size=21, device="cpu"))
+    list(slicewise_iter(ramp, Recorder(), Plan(slice_size=21, device="cpu"), axes=(2,)))
     stacks = torch.cat(seen)
     assert stacks.shape == (14, 3, 21, 21)
     inner = stacks[2:-2, :, 10, 10]  # away from the ends, where a neighbour leaves the volume
@@ -105,7 +106,7 @@ def test_a_scorer_with_context_sees_the_same_planes_in_its_middle_channel():
 
     middle.context = 1.0
     options = dict(slices=8, directions=40, slice_size=24, device="cpu")
-    torch.testing.assert_close(reconstruct(volume, middle, **options), reconstruct(volume, radon_sum, **options))
+    torch.testing.assert_close(reconstruct(volume, middle, Plan(**options)), reconstruct(volume, radon_sum, Plan(**options)))
 
 
 def test_train_with_context_records_it_and_a_checkpoint_that_contradicts_it_is_refused(tiny_cases, tmp_path):

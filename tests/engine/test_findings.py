@@ -262,10 +262,10 @@ def test_several_profiles_backproject_together_as_each_alone():
         torch.testing.assert_close(together[c], backproject(q[c], lattice.normals, torch.zeros(10, 12, 11)))
     stacks = torch.randn(2, 7, 9, 4, 4, generator=gen)
     u, v = orthonormal_basis(lattice.normals)
-    together = backproject_stack(stacks, lattice.normals, u, v, -1.0, 0.25, torch.zeros(2, 10, 12, 11),
+    together = backproject_stack(stacks, (lattice.normals, u, v), -1.0, 0.25, torch.zeros(2, 10, 12, 11),
                                  memory_budget=200_000)
     for c in range(2):
-        alone = backproject_stack(stacks[c], lattice.normals, u, v, -1.0, 0.25, torch.zeros(10, 12, 11))
+        alone = backproject_stack(stacks[c], (lattice.normals, u, v), -1.0, 0.25, torch.zeros(10, 12, 11))
         torch.testing.assert_close(together[c], alone)
 
 

@@ -36,10 +36,10 @@ from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.dataset import read_cases
 from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
-from ..data.nifti import axial_axis, read_provenance, save_nifti
+from ..data.nifti import read_provenance, save_nifti
 from ..evaluation.evaluate import Pair
-from ..methods.case import CasePrepared, case_spacing, reconstruct_case_iter
-from ..methods.run import check_findings, for_findings
+from ..methods.case import CasePrepared, Scan, reconstruct_case_iter
+from ..methods.run import CaseRun, check_findings, for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
@@ -412,12 +412,10 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
     used = settings
     try:
         volume = load_image(item.image)
-        spacing = case_spacing(volume, loaded, settings)
         while True:
             try:
-                for event in reconstruct_case_iter(volume.array, spacing, loaded, specs,
-                                                   replace(settings, batch_size=batch_size),
-                                                   axial_axis=axial_axis(volume.affine), world=world):
+                for event in reconstruct_case_iter(Scan.of(volume), loaded, specs, replace(settings, batch_size=batch_size),
+                                                   run=CaseRun(world=world)):
                     if isinstance(event, CasePrepared):
                         used = event.case.settings  # resolved for this case: its slice size goes in the row
                     elif isinstance(event, Partial):

@@ -21,7 +21,7 @@ from ..data.dataset import Case
 from ..data.images import load_image
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.intensity import IntensityBaseline, intensity_baseline, robust_extremes
-from ..methods.case import case_spacing, prepare_case
+from ..methods.case import Scan, prepare_case
 from ..methods.settings import ReconstructionSettings
 from ..models.checkpoint import LoadedCheckpoint
 from ..tomography.frames import make_frame
@@ -66,13 +66,13 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
     """``(largest logit of each finding over the planes of the case as the checkpoint sees it, robust_extremes of
     its image)``."""
     volume = load_image(case.image)
-    prepared = prepare_case(volume.array, case_spacing(volume, loaded, settings), loaded, settings)
+    prepared = prepare_case(Scan.of(volume), loaded, settings)
     used = prepared.settings
     frame = make_frame(prepared.volume.shape, geometry=used.geometry, spacing=prepared.spacing,
                        field_of_view=used.field_of_view)
     offsets, n, u, v = random_planes(planes, torch.Generator().manual_seed(seed), Augmentation.off())
     tensor = torch.from_numpy(prepared.volume).to(loaded.device)
-    slices = slice_stacks(tensor, offsets, *(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2,
+    slices = slice_stacks(tensor, offsets, tuple(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2,
                           loaded.description.context)
     logits = loaded.model(slices).float().reshape(len(slices), -1)
     return tuple(logits.max(0).values.tolist()), robust_extremes(volume.array)

@@ -43,7 +43,7 @@ class CamExtractor:
 
     ``__call__(slices (B, h, w)) -> (B, a, b)`` float32 on the slices' device. The model runs in
     eval mode with ``channels_last``, under bf16 autocast on CUDA when ``autocast``.
-    ``scorecam_batch`` bounds the masked inputs per forward pass for ScoreCAM. With
+    The class's ``scorecam_batch`` bounds the masked inputs per forward pass for ScoreCAM. With
     ``with_logits`` the call returns ``(logits (B,), maps)``: the logit comes free with the maps,
     so ToNNO and the CAM variants can share one pass over the slices.
 
@@ -55,9 +55,12 @@ class CamExtractor:
     ``context``: the checkpoint's 2.5D input (slice pixels; the call then takes ``(B, C, h, w)``, 0: one plane).
     """
 
+    #: masked inputs per forward pass of ScoreCAM
+    scorecam_batch = 256
+
     def __init__(self, model: torch.nn.Module, method: str = CAM, layer: int = CAM_LAYER, *,
-                 channels_last: bool = True, autocast: bool = True, scorecam_batch: int = 256,
-                 with_logits: bool = False, targets: tuple[int, ...] | None = None, context: float = 0.0):
+                 channels_last: bool = True, autocast: bool = True, with_logits: bool = False,
+                 targets: tuple[int, ...] | None = None, context: float = 0.0):
         self.context = context
         self.impl = cam(method).impl  # (extractor, x) -> (logits, maps): see tonno_engine.cams.maps
         self.targets = tuple(targets) if targets is not None else None
@@ -69,7 +72,6 @@ class CamExtractor:
         self.method, self.layer = method, layer
         self.module = layer_module(model, layer)
         self.channels_last, self.autocast = channels_last, autocast
-        self.scorecam_batch = scorecam_batch
         self.with_logits = with_logits
         if channels_last:
             self.model.to(memory_format=torch.channels_last)

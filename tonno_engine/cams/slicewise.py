@@ -13,50 +13,39 @@ from collections.abc import Iterator
 
 import torch
 
-from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
-from ..base.inputs import as_size2, as_volume
-from ..tomography.frames import make_frame
+from ..base.inputs import as_volume
 from ..tomography.geometry import axis_coords
+from ..tomography.plan import Plan
 from ..tomography.reconstruction import default_batch_size
 from ..tomography.scorers import scorer_context
 from ..tomography.slicing import extract_slices, slice_stacks
 from .extractor import cam_to_plane
 
 
-def slicewise_iter(
-    volume,
-    cam,
-    *,
-    axes=(2,),
-    slice_size=SLICE_SIZE,
-    device=DEVICE,
-    batch_size: int | None = None,
-    geometry: str = GEOMETRY,
-    spacing=None,
-    field_of_view: str = FIELD_OF_VIEW,
-) -> Iterator[Progress | Partial]:
+def slicewise_iter(volume, cam, plan: Plan = Plan(), axes=(2,)) -> Iterator[Progress | Partial]:
     """Slice-wise CAM of ``volume`` ``(D, H, W)`` along each of ``axes``; the mean over axes.
 
     ``cam``: slices ``(B, h, w)`` → raw maps ``(B, a, b)``, or ``(B, F, a, b)`` for ``F`` findings; a ``cam`` with a
     ``context`` (2.5D input) gets each slice between its neighbours along the axis, that many of the slice's
     pixels away, ``(B, C, h, w)``. Yields
-    ``Progress("scoring")`` per batch and a final ``Partial`` with the ``(D, H, W)`` float32 heatmap (a
-    tuple of ``F`` of them for maps of several findings). In physical geometry
+    ``Progress("scoring")`` per batch and a final ``Partial`` with a tuple of ``(D, H, W)`` float32 heatmaps (one,
+    or ``F`` for maps of several findings). ``plan``: its slice size, device, batch size and geometry (the
+    slices are the volume's own planes: its offsets and directions do not apply). In physical geometry
     (:mod:`tonno_engine.tomography.frames`) each slice is a square in mm that holds the whole
     plane of the volume (the shorter in-plane side padded with zeros), so pixels are isotropic;
     the maps are read back on the volume's own voxels of that plane.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(plan.device)
     vol = as_volume(volume, dev)
-    size = as_size2(slice_size)
+    size = plan.size
     axes = tuple(sorted({int(a) for a in axes}))
     if not axes or any(a not in (0, 1, 2) for a in axes):
         raise ValueError(f"axes must be a non-empty subset of 0, 1, 2; got {axes}")
-    batch_size = batch_size or default_batch_size(dev)
+    batch_size = plan.batch_size or default_batch_size(dev)
     eye = torch.eye(3, dtype=torch.float64)
-    scale = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view).scale
+    scale = plan.frame(vol.shape).scale
     total = sum(vol.shape[a] for a in axes)
     context = scorer_context(cam)
     done = 0
@@ -73,8 +62,9 @@ def slicewise_iter(
         for start in range(0, len(offsets), batch_size):
             s = offsets[start:start + batch_size]
             rows = len(s)
-            cut = (vol, s, eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3), size)
-            batch = slice_stacks(*cut, context, pixel=pixel) if context else extract_slices(*cut)
+            basis = (eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3))
+            batch = (slice_stacks(vol, s, basis, size, context, pixel=pixel) if context
+                     else extract_slices(vol, s, *basis, size))
             maps = cam(batch).float()
             plane = cam_to_plane(maps.flatten(0, maps.ndim - 3), (vol.shape[b], vol.shape[c]), extent)
             planes.append(plane.unflatten(0, maps.shape[:-2]))  # (rows[, F], D_b, D_c)
@@ -84,4 +74,4 @@ def slicewise_iter(
         stack = stack.movedim(0, axis) if stack.ndim == 3 else stack.movedim(1, 0).movedim(1, axis + 1)
         out = stack if out is None else out + stack
     out = out / len(axes)
-    yield Partial(out if out.ndim == 3 else tuple(out), 1, 1, final=True)
+    yield Partial((out,) if out.ndim == 3 else tuple(out), 1, 1, final=True)

@@ -31,18 +31,17 @@ from . import maps  # noqa: F401 - the CAMs these methods read are registered wi
 _BYTES_PER_PAIR = 48
 
 
-def backproject_stack(stack, normals, u, v, first: float, step: float, out: torch.Tensor, **options) -> torch.Tensor:
+def backproject_stack(stack, basis: tuple, first: float, step: float, out: torch.Tensor, *,
+                      memory_budget: int = MEMORY_BUDGET, cells: str = "bilinear") -> torch.Tensor:
     """:func:`backproject_stack_passes` (the same arguments) run to its end. Returns ``out``."""
-    for _ in backproject_stack_passes(stack, normals, u, v, first, step, out, **options):
+    for _ in backproject_stack_passes(stack, basis, first, step, out, memory_budget=memory_budget, cells=cells):
         pass
     return out
 
 
 def backproject_stack_passes(
     stack: torch.Tensor,
-    normals: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
+    basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     first: float,
     step: float,
     out: torch.Tensor,
@@ -57,7 +56,7 @@ def backproject_stack_passes(
     (trilinear in the stack; the default) or ``nearest`` (each cell a constant block).
 
     ``stack``: ``(L, K, a, b)``, map ``k`` of direction ``l`` at offset ``first + k·step``;
-    ``normals``, ``u``, ``v``: ``(L, 3)`` in ``(x0, x1, x2)``; ``out``: ``(D, H, W)``
+    ``basis`` = ``(normals, u, v)``, each ``(L, 3)`` in ``(x0, x1, x2)``; ``out``: ``(D, H, W)``
     accumulator (voxels at ``align_corners=True`` coordinates). Chunked over slabs of axis 0 to
     keep temporaries under ``memory_budget`` bytes. Several stacks at once (one per finding): ``stack``
     ``(C, L, K, a, b)`` into ``out`` ``(C, D, H, W)``, one interpolation of ``C`` channels.
@@ -68,7 +67,7 @@ def backproject_stack_passes(
     stack = stack.to(device, dtype)
     # (L, C, K, a, b): grid_sample's (N, C, D, H, W)
     stack = stack[:, None] if channels is None else stack.transpose(0, 1)
-    n, uu, vv = (t.to(device, dtype) for t in (normals, u, v))
+    n, uu, vv = (t.to(device, dtype) for t in basis)
     depth, height, width = out.shape[-3:]
     x0, x1, x2 = (axis_coords(size, dtype, device) for size in out.shape[-3:])
 
@@ -104,7 +103,7 @@ class AveragedCam:
 
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
         delta = 2.0 / (stack.shape[-3] - 3)
-        return backproject_stack_passes(stack, *directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
+        return backproject_stack_passes(stack, directions, -1.0 - delta, delta, acc, memory_budget=memory_budget,
                                         cells=self.cells)
 
     def scale(self, directions: int) -> float:
@@ -123,7 +122,7 @@ class TomographicCam:
     def accumulate(self, stack, directions, acc, *, memory_budget, compile):  # eager only: no fused kernel
         slices = stack.shape[-3] - 2
         q = second_difference(stack, slices, dim=stack.ndim - 3)
-        return backproject_stack_passes(q, *directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
+        return backproject_stack_passes(q, directions, -1.0, 2.0 / (slices - 1), acc, memory_budget=memory_budget,
                                         cells=self.cells)
 
     def scale(self, directions: int) -> float:

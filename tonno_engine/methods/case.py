@@ -1,91 +1,133 @@
 """One case, from a scan and a checkpoint to its heatmaps: the road every front end takes.
 
 ``tonno reconstruct`` (through :mod:`tonno_engine.apps.batch`), ``tonno benchmark``, the napari
-Reconstruct widget and Python users call :func:`reconstruct_case_iter`; the Logit profiles and
-Direction slices widgets call :func:`prepare_case` and slice the volume it returns. Both preprocess
-the scan as the checkpoint says and resolve the settings against the checkpoint in one place, so
-that the same scan and checkpoint give the same heatmap whichever front end asks.
+Reconstruct widget and Python users hand a :class:`Scan` (the array with its geometry) to
+:func:`reconstruct_case_iter`; the Logit profiles and Direction slices widgets call :func:`prepare_case` and
+slice the volume it returns. The case entry preprocesses the scan as the checkpoint says, resolves the settings
+against the checkpoint and the scan once (slice size, geometry, M, and L per method), expands the methods over
+the checkpoint's findings, and plans the passes; nothing below it defaults anything again, so the same scan and
+checkpoint give the same heatmap whichever front end asks.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.defaults import DIRECTIONS_PER_UPDATE
-from ..base.distributed import World
+from ..base.defaults import DIRECTIONS_PER_UPDATE, TONNO_DIRECTIONS
 from ..base.events import Partial, Progress
+from ..data.nifti import Volume, axial_axis
 from ..data.preprocessing import Preprocessing
 from ..models.checkpoint import LoadedCheckpoint
-from .run import AXIAL_AXIS, PAPER, methods_iter
+from ..tomography.frames import check_spacing
+from ..tomography.plan import Plan
+from .run import AXIAL_AXIS, PAPER, CaseRun, for_findings, passes_iter, plan_passes
 from .settings import ReconstructionSettings
 
 
 @dataclass(frozen=True)
+class Scan:
+    """A scan with its geometry, as a front end hands it over: ``array`` ``(D, H, W)``, ``spacing`` (mm per array
+    axis, as its header states it), ``axial_axis`` (the array axis of the slice-wise methods: the one closest to
+    the scanner's superior-inferior direction) and the ``volume`` it was read as, if any (whose header physical
+    geometry checks, naming the file)."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    axial_axis: int = AXIAL_AXIS
+    volume: Volume | None = None
+
+    @classmethod
+    def of(cls, volume: Volume) -> Scan:
+        """A scan read from a file (:func:`~tonno_engine.data.images.load_image`): its header's spacing and axes."""
+        return cls(volume.array, volume.spacing, axial_axis(volume.affine), volume)
+
+    @classmethod
+    def with_affine(cls, array, affine, spacing=None) -> Scan:
+        """An array with its NIfTI ``affine`` ``(4, 4)`` (the axial axis from it) and ``spacing`` (default: the
+        affine's column lengths)."""
+        affine = np.asarray(affine, dtype=float)
+        spacing = tuple(float(s) for s in (np.linalg.norm(affine[:3, :3], axis=0) if spacing is None else spacing))
+        return cls(np.asarray(array), spacing, axial_axis(affine))
+
+    def spacing_for(self, geometry: str) -> tuple[float, float, float]:
+        """The spacing to slice with: in physical geometry the header's, checked (a header that cannot be used is a
+        :class:`~tonno_engine.base.errors.DataError` naming the file, or a ``ValueError``), else as it is."""
+        if geometry != "physical":
+            return self.spacing
+        return self.volume.checked_spacing() if self.volume is not None else check_spacing(self.spacing)
+
+
+@dataclass(frozen=True)
 class PreparedCase:
-    """A scan as the checkpoint's model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed,
-    resampled when the checkpoint says so), its ``spacing`` (mm per axis, after resampling), the
-    ``settings`` resolved against the checkpoint for this volume, and the scan's own ``shape`` (the
-    heatmaps' grid)."""
+    """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed, resampled when the
+    checkpoint says so), its ``spacing`` (mm per axis, after resampling), the ``settings`` resolved for this volume
+    (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid)
+    and its ``axial_axis``."""
 
     volume: np.ndarray
-    spacing: tuple[float, float, float]
+    spacing: tuple[float, float, float] | None
     settings: ReconstructionSettings
     shape: tuple[int, int, int]
+    axial_axis: int = AXIAL_AXIS
+
+    @classmethod
+    def of_volume(cls, volume, settings: ReconstructionSettings = PAPER, *, spacing=None,
+                  output_shape=None) -> PreparedCase:
+        """A volume ``(D, H, W)`` that needs no preprocessing, for a bare model: the settings left unset take the
+        package's defaults; ``output_shape``: the heatmaps' grid (default: the volume's)."""
+        shape = tuple(volume.shape)
+        resolved = settings.resolved(None, shape, spacing)
+        return cls(volume, spacing, resolved, tuple(output_shape) if output_shape is not None else shape)
+
+    def plan(self, device, directions: int = TONNO_DIRECTIONS, run: CaseRun = CaseRun()) -> Plan:
+        """The core's :class:`~tonno_engine.tomography.plan.Plan` for a pass of L = ``directions`` over this case
+        on ``device``: every setting resolved, the heatmaps on the scan's grid."""
+        s = self.settings
+        return Plan(slices=s.slices, directions=directions, slice_size=s.slice_size, hemisphere=s.hemisphere,
+                    geometry=s.geometry, spacing=self.spacing, field_of_view=s.field_of_view, output_shape=self.shape,
+                    device=device, batch_size=s.batch_size, compile=s.compile, memory_budget=run.memory_budget,
+                    directions_per_update=run.directions_per_update or DIRECTIONS_PER_UPDATE)
 
 
-def case_spacing(volume, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER):
-    """The spacing to slice a read ``Volume`` with: its header's checked spacing in physical geometry (a header
-    that cannot be used is a :class:`DataError` naming the file), else the header's spacing as it is."""
-    physical = settings.resolved(checkpoint.description).geometry == "physical"
-    return volume.checked_spacing() if physical else volume.spacing
-
-
-def prepare_case(image, spacing, checkpoint: LoadedCheckpoint,
-                 settings: ReconstructionSettings = PAPER) -> PreparedCase:
-    """Preprocess ``image`` ``(D, H, W)`` with voxel ``spacing`` (mm per axis, as in its header) as
-    ``checkpoint`` says, and resolve ``settings`` against it (:meth:`ReconstructionSettings.resolved`)."""
-    image = np.asarray(image)
+def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER) -> PreparedCase:
+    """Preprocess ``scan`` as ``checkpoint`` says and resolve ``settings`` against it
+    (:meth:`ReconstructionSettings.resolved`)."""
+    image = np.asarray(scan.array)
+    spacing = scan.spacing_for(settings.resolved(checkpoint.description).geometry)
     preprocessing = Preprocessing.from_dict(checkpoint.description.preprocessing)
     volume, spacing = preprocessing.run(image, spacing)
     resolved = settings.resolved(checkpoint.description, volume.shape, spacing)
-    return PreparedCase(volume, spacing, resolved, tuple(image.shape))
+    return PreparedCase(volume, spacing, resolved, tuple(image.shape), scan.axial_axis)
 
 
 @dataclass(frozen=True)
 class CasePrepared:
-    """The event a case yields once preprocessed: its :class:`PreparedCase` (what the heatmaps are made with)."""
+    """The event a case yields first: its :class:`PreparedCase` (what the heatmaps are made with) and the methods
+    it makes heatmaps of (``specs``, one per finding of the checkpoint)."""
 
     case: PreparedCase
+    specs: tuple = ()
 
 
-def reconstruct_case_iter(
-    image,
-    spacing,
-    checkpoint: LoadedCheckpoint,
-    specs,
-    settings: ReconstructionSettings = PAPER,
-    *,
-    axial_axis: int = AXIAL_AXIS,
-    partials: bool = False,
-    directions_per_update: int = DIRECTIONS_PER_UPDATE,
-    world: World | None = None,
-) -> Iterator[CasePrepared | Progress | Partial]:
-    """Heatmaps of the methods ``specs`` for one scan ``image`` ``(D, H, W)`` with voxel ``spacing``.
+def reconstruct_case_iter(scan: Scan, checkpoint: LoadedCheckpoint, specs, settings: ReconstructionSettings = PAPER,
+                          *, findings=None, run: CaseRun = CaseRun()) -> Iterator[CasePrepared | Progress | Partial]:
+    """Heatmaps of the methods ``specs`` for one ``scan``, each once per finding of the checkpoint (``findings``:
+    only these; ``ValueError`` naming an unknown one).
 
-    Preprocesses as the checkpoint says (:func:`prepare_case`), then runs the methods on the
-    checkpoint's device, sharing passes over the slices where they can. ``axial_axis``: the array
-    axis of the slice-wise methods (a NIfTI's from its affine); ``world``: a joined ``torchrun`` group
-    over which every case's directions are split (rank 0 holds the heatmaps). Yields
-    :class:`CasePrepared` first, then the methods' ``Progress`` events, partial heatmaps
-    ``{label: (D, H, W)}`` with ``partials``, and a final ``Partial`` with ``{label: heatmap}``: float32
-    on the scan's own grid ``(D, H, W)``, on the checkpoint's device.
+    Preprocesses the scan and resolves everything now (:func:`prepare_case`, :func:`~tonno_engine.methods.run.
+    plan_passes`: errors are raised by this call), then returns the events of its passes on the checkpoint's
+    device (:func:`~tonno_engine.methods.run.passes_iter`; ``run``: partials, memory budget, a ``torchrun`` world):
+    :class:`CasePrepared` first, then ``Progress`` events, partial heatmaps ``{label: (D, H, W)}`` with
+    ``run.partials``, and a final ``Partial`` with ``{label: heatmap}``: float32 on the scan's own grid
+    ``(D, H, W)``, on the checkpoint's device.
     """
-    case = prepare_case(image, spacing, checkpoint, settings)
-    yield CasePrepared(case)
-    yield from methods_iter(specs, case.volume, checkpoint.model, case.settings, device=checkpoint.device,
-                            output_shape=case.shape, axial_axis=axial_axis, spacing=case.spacing, partials=partials,
-                            directions_per_update=directions_per_update, world=world,
-                            context=checkpoint.description.context)
+    specs = for_findings(specs, checkpoint.description.findings, findings)
+    case = prepare_case(scan, checkpoint, settings)
+    events = passes_iter(case, checkpoint.model, plan_passes(specs, case.settings), run, device=checkpoint.device,
+                         context=checkpoint.description.context)
+    # returned, not yielded from: the case is a plan handed to its passes, not a frame on the road below
+    return itertools.chain((CasePrepared(case, tuple(specs)),), events)

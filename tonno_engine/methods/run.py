@@ -6,29 +6,31 @@
 >>> settings = ReconstructionSettings(slices=100, directions=1000, slice_size=224)
 >>> heatmap = run_method(spec, volume, model, settings)   # doctest: +SKIP
 
-:func:`methods_iter` is a generator of :class:`Progress` and :class:`Partial` events, so the CLI and
-napari render them the same way. A whole case (a scan and a checkpoint) goes through
-:func:`tonno_engine.methods.case.reconstruct_case_iter`, which preprocesses it and resolves the
-settings against the checkpoint first.
+:func:`plan_passes` groups methods into typed :class:`Pass` plans (the methods that share a pass over the
+slices, and their L); :func:`passes_iter` runs them on a :class:`~tonno_engine.methods.case.PreparedCase`,
+handing each tomographic pass straight to the core, and yields :class:`Progress` and :class:`Partial` events
+whose values are always ``{label: heatmap}``, so the CLI and napari render them the same way. A whole case (a
+scan and a checkpoint) goes through :func:`tonno_engine.methods.case.reconstruct_case_iter`, which preprocesses
+it and resolves the settings against the checkpoint once; :func:`run_methods` is the same on a volume that
+needs no preprocessing, with a bare model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
-from functools import partial
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
-from ..base.defaults import DEVICE, DIRECTIONS_PER_UPDATE, FIELD_OF_VIEW, GEOMETRY, MEMORY_BUDGET, SLICE_SIZE
+from ..base.defaults import DEVICE, MEMORY_BUDGET
 from ..base.distributed import World
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3
 from ..base.registry import MethodSpec
 from ..cams.extractor import CamExtractor
 from ..cams.slicewise import slicewise_iter
-from ..tomography.frames import make_frame
+from ..tomography.plan import Plan
 from ..tomography.reconstruction import final_result, reconstruct_iter
 from ..tomography.scorers import ModuleScorer
 from ..tomography.sharding import sharded_iter
@@ -52,21 +54,93 @@ def check_findings(findings, chosen) -> None:
 def for_findings(specs, findings=(), chosen=None) -> list[MethodSpec]:
     """Every method of ``specs`` once per finding of a classifier with the ``findings`` (names, in logit
     order; empty: one logit, ``specs`` as they are), findings first; ``chosen``: only these findings
-    (``ValueError`` naming an unknown one)."""
+    (``ValueError`` naming an unknown one). Methods that all name their finding already are kept as they are."""
     findings = tuple(findings or ())
     check_findings(findings, chosen)
+    specs = list(specs)
+    if specs and all(s.finding for s in specs):
+        check_findings(findings, [s.finding for s in specs])
+        return specs
     if not findings:
-        return list(specs)
+        return specs
     return [replace(s, finding=f, output=k) for k, f in enumerate(findings) if not chosen or f in chosen for s in specs]
 
 
-def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[MethodSpec]]:
+@dataclass(frozen=True)
+class Pass:
+    """One pass over the slices: the methods ``specs`` that share it (one method's findings side by side) and its
+    ``directions`` (L; ``None`` for a slice-wise pass, which cuts the volume's own planes)."""
+
+    specs: tuple[MethodSpec, ...]
+    directions: int | None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(s.label for s in self.specs)
+
+    @property
+    def findings(self) -> bool:
+        """Whether the methods name findings (the classifier has several logits)."""
+        return any(s.finding for s in self.specs)
+
+    def scorer(self, model, compile: bool, context: float):
+        """Slices → a tuple of outputs, one per method: logits, or the maps of one CAM extractor (whose logits
+        come with them); with findings, each method's finding's. Its ``context`` is the model's
+        (:func:`~tonno_engine.tomography.scorers.scorer_context`)."""
+        specs, several = self.specs, self.findings
+        if not any(s.needs_cam for s in specs):
+            logits = ModuleScorer(model, compile=compile, every_logit=several, context=context)
+
+            def scorer(batch):
+                return tuple(logits(batch).T[[s.output for s in specs]]) if several else (logits(batch),) * len(specs)
+        else:
+            cam = next(s for s in specs if s.needs_cam)
+            targets = tuple(dict.fromkeys(s.output for s in specs if s.needs_cam)) if several else None
+            extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True, targets=targets, context=context)
+            keep = [1 if s.needs_cam else 0 for s in specs]  # which extractor output each formula reads
+
+            def scorer(batch):
+                outputs = extractor(batch)
+                if several:  # logits (B, K), maps (B, F, a, b)
+                    return tuple(outputs[1][:, targets.index(s.output)] if s.needs_cam else outputs[0][:, s.output]
+                                 for s in specs)
+                return tuple(outputs[k] for k in keep)
+
+        scorer.context = context
+        return scorer
+
+    def cam(self, model, context: float) -> CamExtractor:
+        """The slice-wise pass's CAM: maps of every method's finding (one map without findings)."""
+        first = self.specs[0]
+        targets = tuple(s.output for s in self.specs) if self.findings else None
+        return CamExtractor(model, first.cam_name, first.layer, targets=targets, context=context)
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """How a case's passes run, beside its settings: ``partials`` (heatmaps while directions accumulate, every
+    ``directions_per_update``; ``None``: the default), ``memory_budget`` bytes of backprojection temporaries per
+    pass, and ``world``: a joined ``torchrun`` group over which each tomographic pass splits its directions (rank
+    0 then holds the heatmaps; no partials)."""
+
+    partials: bool = False
+    directions_per_update: int | None = None
+    memory_budget: int = MEMORY_BUDGET
+    world: World | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world is not None and self.world.distributed
+
+
+def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[Pass]:
     """Group methods that can share one pass over the slices.
 
     Tomographic methods that need CAM maps with the same CAM, layer and L read the same maps, and
     a logit comes free with them, so each such group costs one forward/backward pass; methods
     that need only logits join a CAM group with their L, else share a forward-only pass.
-    Slice-wise methods run alone (they are cheap), but once for all findings.
+    Slice-wise methods run alone (they are cheap), but once for all findings. L per method: the
+    settings' (:meth:`~tonno_engine.methods.settings.ReconstructionSettings.directions_for`).
     """
     specs = list(dict.fromkeys(specs))
     groups: dict[tuple, list[MethodSpec]] = {}
@@ -86,58 +160,59 @@ def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[list[Me
     for spec in specs:
         if not spec.tomographic:
             flat.setdefault(spec.unit, []).append(spec)
-    passes = [*logit_passes.values(), *groups.values(), *flat.values()]
-    for group in passes:  # one method's findings side by side: they are added together (one interpolation)
+    passes = [*logit_passes.items(), *((key[2], g) for key, g in groups.items()), *((None, g) for g in flat.values())]
+    planned = []
+    for directions, group in passes:  # one method's findings side by side: they are added together (one interpolation)
         units = list(dict.fromkeys(s.unit for s in group))
-        group.sort(key=lambda s: units.index(s.unit))
-    return passes
+        planned.append(Pass(tuple(sorted(group, key=lambda s: units.index(s.unit))), directions))
+    return planned
 
 
-def methods_iter(
-    specs,
-    volume,
-    model: torch.nn.Module,
-    settings: ReconstructionSettings = PAPER,
-    *,
-    device=DEVICE,
-    output_shape=None,
-    axial_axis: int = AXIAL_AXIS,
-    spacing=None,
-    partials: bool = True,
-    directions_per_update: int = DIRECTIONS_PER_UPDATE,
-    memory_budget: int = MEMORY_BUDGET,
-    world: World | None = None,
-    context: float = 0.0,
-) -> Iterator[Progress | Partial]:
-    """Events of several methods on one preprocessed ``volume`` ``(D, H, W)`` with the one-logit ``model``.
-
-    Methods that can share a pass over the slices do (:func:`plan_passes`). ``settings`` as they are
-    (``slice_size``, ``geometry``, ``field_of_view`` left ``None`` take 224, paper, full; a case
-    resolves them against its checkpoint first); ``spacing``: mm per axis of ``volume`` (physical
-    geometry); slice-wise methods use ``axial_axis`` (or all three axes when ``spec.axes == 3``).
-    ``world``: a joined process group over which the tomographic methods split their directions
-    (rank 0 then holds the heatmaps; no partials). ``context``: the model's 2.5D input (the checkpoint's, slice
-    pixels; 0: one plane per slice). Yields ``Progress`` and ``Partial`` events; partial
-    values are ``{label: heatmap}`` for the pass in progress, and the final value ``{label: heatmap}``
-    for all methods, each ``(D, H, W)`` (or ``output_shape``) float32 on ``device``.
-    """
+def passes_iter(case, model: torch.nn.Module, passes: list[Pass], run: CaseRun = CaseRun(), *, device=DEVICE,
+                context: float = 0.0) -> Iterator[Progress | Partial]:
+    """Events of the ``passes`` on one prepared ``case`` (:class:`~tonno_engine.methods.case.PreparedCase`) with
+    ``model`` on ``device`` (``context``: its 2.5D input, slice pixels; 0: one plane). Each tomographic pass goes
+    straight to the core (:func:`~tonno_engine.tomography.reconstruction.reconstruct_iter`), split over
+    ``run.world`` when distributed. Yields ``Progress`` and ``Partial`` events, every value ``{label: heatmap}``:
+    partial ones for the pass in progress (with ``run.partials``), the final one for every method, each float32 on
+    the case's grid ``case.shape``, on ``device``."""
     _check_input_channels(model, context)
-    run = partial(_pass_iter, volume=volume, model=model, settings=settings, device=device, output_shape=output_shape,
-                  axial_axis=axial_axis, spacing=spacing, partials=partials and not (world and world.distributed),
-                  directions_per_update=directions_per_update, memory_budget=memory_budget, world=world,
-                  context=context)
+    partials = run.partials and not run.distributed
     results: dict[str, torch.Tensor] = {}
-    for group in plan_passes(specs, settings):
-        for event in run(group):
+    for plan in passes:
+        if plan.directions is None:
+            events = _slicewise_iter(case, plan.cam(model, context), plan.specs[0], device)
+        else:
+            core = case.plan(device, plan.directions, run)
+            scorer = plan.scorer(model, case.settings.compile, context)
+            formulas = tuple(s.formula for s in plan.specs)
+            events = (_sharded_iter(case.volume, scorer, core, formulas, run.world) if run.distributed
+                      else reconstruct_iter(case.volume, scorer, core, formulas, partials=partials))
+        for event in events:
             if isinstance(event, Partial):
-                maps = event.value if isinstance(event.value, tuple) else (event.value,)
-                value = dict(zip((s.label for s in group), maps))
+                value = dict(zip(plan.labels, event.value))
                 if event.final:
                     results.update(value)
                     continue
                 event = Partial(value, event.done, event.total)
             yield event
     yield Partial(results, 1, 1, final=True)
+
+
+def _sharded_iter(volume, scorer, core: Plan, formulas: tuple, world: World) -> Iterator[Progress | Partial]:
+    """A tomographic pass with its directions split over the ranks of ``world`` (rank 0 holds the heatmaps)."""
+    return sharded_iter(lambda subset: reconstruct_iter(volume, scorer, core, formulas, partials=False, subset=subset),
+                        core.directions, world)
+
+
+def _slicewise_iter(case, cam: CamExtractor, spec: MethodSpec, device) -> Iterator[Progress | Partial]:
+    """A slice-wise pass on the case's ``axial_axis`` (or all three axes when ``spec.axes == 3``), its final
+    heatmaps resampled onto the case's grid."""
+    for event in slicewise_iter(case.volume, cam, case.plan(device), axes=(0, 1, 2) if spec.axes == 3 else (case.axial_axis,)):
+        if isinstance(event, Partial):
+            event = Partial(tuple(resize(v, as_shape3(case.shape)) for v in event.value), event.done, event.total,
+                            event.final)
+        yield event
 
 
 def _check_input_channels(model, context: float) -> None:
@@ -151,90 +226,22 @@ def _check_input_channels(model, context: float) -> None:
                          f"{input_channels(context)}: pass the checkpoint's context (its description's `context`)")
 
 
-def _pass_iter(group, *, volume, model, settings: ReconstructionSettings, device, output_shape, axial_axis, spacing,
-               partials, directions_per_update, memory_budget, world, context):
-    """One pass over the slices for the methods of ``group``; partial values are tuples, one map per method."""
-    first = group[0]
-    size = settings.slice_size or SLICE_SIZE
-    frame = dict(geometry=settings.geometry or GEOMETRY, spacing=spacing,
-                 field_of_view=settings.field_of_view or FIELD_OF_VIEW)
-    if not first.tomographic:
-        axes = (0, 1, 2) if first.axes == 3 else (axial_axis,)
-        targets = tuple(s.output for s in group) if _findings(group) else None
-        extractor = CamExtractor(model, first.cam_name, first.layer, targets=targets, context=context)
-        for event in slicewise_iter(volume, extractor, axes=axes, slice_size=size, device=device,
-                                    batch_size=settings.batch_size, **frame):
-            if isinstance(event, Partial) and output_shape is not None:
-                shape = as_shape3(output_shape)
-                value = (tuple(resize(v, shape) for v in event.value) if isinstance(event.value, tuple)
-                         else resize(event.value, shape))
-                event = Partial(value, event.done, event.total, event.final)
-            yield event
-        return
-    directions = settings.directions_for(first.default_directions)
-    scorer = _scorer(group, model, settings.compile, context)
-    slices = settings.slices or make_frame(volume.shape, **frame).slices_at_voxel_pitch(volume.shape)
-
-    def events_of(subset):
-        return reconstruct_iter(volume, scorer, formula=tuple(s.formula for s in group), slices=slices,
-                                directions=directions, slice_size=size, hemisphere=settings.hemisphere, device=device,
-                                output_shape=output_shape, batch_size=settings.batch_size,
-                                directions_per_update=directions_per_update, partials=partials,
-                                memory_budget=memory_budget, compile=settings.compile, subset=subset, **frame)
-
-    if world is not None and world.distributed:
-        yield from sharded_iter(events_of, directions, world)
-    else:
-        yield from events_of(None)
-
-
-def _findings(group) -> bool:
-    """Whether the methods of ``group`` name findings (the classifier has several logits)."""
-    return any(s.finding for s in group)
-
-
-def _scorer(group, model, compile: bool, context: float):
-    """Slices → a tuple of outputs, one per method of ``group``: logits, or the maps of one CAM
-    extractor (whose logits come with them); with findings, each method's finding's. Its ``context`` is the
-    model's (:func:`~tonno_engine.tomography.scorers.scorer_context`)."""
-    several = _findings(group)
-    if not any(s.needs_cam for s in group):
-        logits = ModuleScorer(model, compile=compile, every_logit=several, context=context)
-
-        def scorer(batch):
-            return tuple(logits(batch).T[[s.output for s in group]]) if several else (logits(batch),) * len(group)
-    else:
-        cam = next(s for s in group if s.needs_cam)
-        targets = tuple(dict.fromkeys(s.output for s in group if s.needs_cam)) if several else None
-        extractor = CamExtractor(model, cam.cam, cam.layer, with_logits=True, targets=targets, context=context)
-        keep = [1 if s.needs_cam else 0 for s in group]  # which extractor output each formula reads
-
-        def scorer(batch):
-            outputs = extractor(batch)
-            if several:  # logits (B, K), maps (B, F, a, b)
-                return tuple(outputs[1][:, targets.index(s.output)] if s.needs_cam else outputs[0][:, s.output]
-                             for s in group)
-            return tuple(outputs[k] for k in keep)
-
-    scorer.context = context
-    return scorer
-
-
 def run_methods(specs, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *, device=DEVICE,
-                output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None,
-                world: World | None = None, context: float = 0.0) -> dict[str, torch.Tensor]:
-    """``{label: heatmap}`` for every method of ``specs`` (:func:`methods_iter` without partials)."""
-    return final_result(methods_iter(specs, volume, model, settings, device=device, output_shape=output_shape,
-                                     axial_axis=axial_axis, spacing=spacing, partials=False, world=world,
-                                     context=context))
+                context: float = 0.0, spacing=None, output_shape=None) -> dict[str, torch.Tensor]:
+    """``{label: heatmap}`` for every method of ``specs`` on a ``volume`` ``(D, H, W)`` that needs no preprocessing,
+    with a bare ``model`` on ``device`` (``context``: its 2.5D input): the settings left unset take the package's
+    defaults (:meth:`~tonno_engine.methods.settings.ReconstructionSettings.resolved` without a checkpoint);
+    ``spacing``: mm per axis (physical geometry); ``output_shape``: the heatmaps' grid (the same extent)."""
+    from .case import PreparedCase  # the case module builds on this one
+
+    case = PreparedCase.of_volume(volume, settings, spacing=spacing, output_shape=output_shape)
+    return final_result(passes_iter(case, model, plan_passes(specs, case.settings), device=device, context=context))
 
 
 def run_method(spec: MethodSpec, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *,
-               device=DEVICE, output_shape=None, axial_axis: int = AXIAL_AXIS, spacing=None,
-               context: float = 0.0) -> torch.Tensor:
+               device=DEVICE, context: float = 0.0) -> torch.Tensor:
     """The heatmap of one method (:func:`run_methods`)."""
-    return run_methods([spec], volume, model, settings, device=device, output_shape=output_shape,
-                       axial_axis=axial_axis, spacing=spacing, context=context)[spec.label]
+    return run_methods([spec], volume, model, settings, device=device, context=context)[spec.label]
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from ..base.defaults import CAM_DIRECTIONS, SLICES, TONNO_DIRECTIONS
+from ..base.defaults import CAM_DIRECTIONS, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE, SLICES, TONNO_DIRECTIONS
 from ..base.inputs import check_count
 from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES, make_frame
 
@@ -44,25 +44,28 @@ class ReconstructionSettings:
             if getattr(self, name) not in (None, *valid):
                 raise ValueError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; valid: {', '.join(valid)}")
 
-    def override(self, **changes) -> ReconstructionSettings:
-        """A copy with every change that is not ``None`` applied (CLI options left unset keep the preset)."""
+    def override(self, changes: dict) -> ReconstructionSettings:
+        """A copy with every change of ``changes`` (``{field: value}``) that is not ``None`` applied (CLI options
+        left unset keep the preset)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def directions_for(self, default: int | None) -> int | None:
         """L for a method whose own default is ``default``."""
         return self.directions if self.directions is not None else default
 
-    def resolved(self, description, shape=None, spacing=None) -> ReconstructionSettings:
+    def resolved(self, description=None, shape=None, spacing=None) -> ReconstructionSettings:
         """The settings left unset taken from a checkpoint's ``description``
-        (:class:`~tonno_engine.models.checkpoint.CheckpointDescription`): its geometry, field of view and
-        slice size. In physical geometry with no slice size set and a volume's ``shape`` and ``spacing``
-        (mm per axis) given, the side that keeps the checkpoint's millimetres per pixel over this
-        volume's field of view (the side follows the scan's size, docs/methods.md); with ``slices=None`` and the
-        volume's ``shape`` (and, in physical geometry, ``spacing``), one offset per voxel."""
-        geometry = self.geometry or description.geometry
-        field_of_view = self.field_of_view or description.field_of_view
-        size, slices = self.slice_size or description.slice_size, self.slices
-        sized_by_view = not self.slice_size and geometry == "physical" and description.mm_per_pixel
+        (:class:`~tonno_engine.models.checkpoint.CheckpointDescription`; ``None``, a bare model: the package's
+        defaults): its geometry, field of view and slice size. In physical geometry with no slice size set and a
+        volume's ``shape`` and ``spacing`` (mm per axis) given, the side that keeps the checkpoint's millimetres per
+        pixel over this volume's field of view (the side follows the scan's size, docs/methods.md); with
+        ``slices=None`` and the volume's ``shape`` (and, in physical geometry, ``spacing``), one offset per voxel.
+        The one place where a setting left unset gets its value (L aside: :meth:`directions_for`, per method)."""
+        geometry = self.geometry or (description.geometry if description else GEOMETRY)
+        field_of_view = self.field_of_view or (description.field_of_view if description else FIELD_OF_VIEW)
+        size, slices = self.slice_size or (description.slice_size if description else SLICE_SIZE), self.slices
+        sized_by_view = (not self.slice_size and geometry == "physical" and description is not None
+                         and description.mm_per_pixel)
         if shape is not None and (sized_by_view or slices is None):
             frame = make_frame(shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
             if sized_by_view:

@@ -20,6 +20,7 @@ from ..base.atomic import write_bytes_atomic
 from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
+from ..base.hashing import file_sha256
 from ..tomography.frames import FIELDS_OF_VIEW, GEOMETRIES
 from ..tomography.slicing import input_channels
 from .encoders import NORMS, create_encoder
@@ -208,6 +209,10 @@ class LoadedCheckpoint:
     description: CheckpointDescription
     device: torch.device
     path: Path
+
+    def sha256(self) -> str:
+        """The SHA-256 of the checkpoint's file (what a heatmap's provenance names it by)."""
+        return file_sha256(self.path)
 
 
 def load_checkpoint(path: str | Path, device=DEVICE) -> LoadedCheckpoint:

@@ -42,9 +42,10 @@ def reconstruction_scale(directions: int) -> float:
     return RECONSTRUCTION_CONSTANT * SPHERE_AREA / directions
 
 
-def backproject(q: torch.Tensor, normals: torch.Tensor, out: torch.Tensor, **options) -> torch.Tensor:
+def backproject(q: torch.Tensor, normals: torch.Tensor, out: torch.Tensor, *, memory_budget: int = MEMORY_BUDGET,
+                compile: bool = False) -> torch.Tensor:
     """:func:`backproject_passes` (the same arguments) run to its end. Returns ``out``."""
-    for _ in backproject_passes(q, normals, out, **options):
+    for _ in backproject_passes(q, normals, out, memory_budget=memory_budget, compile=compile):
         pass
     return out
 

@@ -8,40 +8,29 @@ from dataclasses import dataclass
 
 import torch
 
-from ..base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE, SLICES
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
-from ..base.inputs import as_size2, as_volume, check_count
-from .frames import make_frame
+from ..base.inputs import as_volume
 from .geometry import orthonormal_basis, slice_offsets
+from .plan import Plan
 from .reconstruction import Scorer, default_batch_size, iter_profiles
 from .scorers import scorer_context
 
 
-def profiles(
-    volume,
-    scorer: Scorer,
-    normals: torch.Tensor,
-    *,
-    slices: int = SLICES,
-    slice_size=SLICE_SIZE,
-    device=DEVICE,
-    batch_size: int | None = None,
-) -> torch.Tensor:
+def profiles(volume, scorer: Scorer, normals: torch.Tensor, plan: Plan = Plan()) -> torch.Tensor:
     """Logit profiles ``p_m(n_l)`` for ``m = -1 … M``: ``(L, M + 2)`` on the CPU, float32.
 
-    ``normals``: ``(L, 3)`` unit vectors in ``(x0, x1, x2)``; ``(u, v)`` from
-    :func:`orthonormal_basis`, the same as :func:`reconstruct` uses.
+    ``normals``: ``(L, 3)`` unit vectors in ``(x0, x1, x2)``; ``(u, v)`` from :func:`orthonormal_basis`, the same
+    as :func:`reconstruct` uses; ``plan``: its ``slices``, ``slice_size``, ``device`` and ``batch_size``.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(plan.device)
     vol = as_volume(volume, dev)
-    check_count(slices, 3, "slices")
     normals = torch.as_tensor(normals, dtype=torch.float64).reshape(-1, 3)
-    u, v = orthonormal_basis(normals)
-    offsets = slice_offsets(slices)
-    scores = [s for _, s in iter_profiles(vol, scorer, offsets, normals, u, v, as_size2(slice_size),
-                                          batch_size or default_batch_size(dev))]
-    return torch.cat(scores).reshape(len(normals), slices + 2).cpu()
+    basis = (normals, *orthonormal_basis(normals))
+    offsets = slice_offsets(plan.slices)
+    scores = [s[0] for _, s in iter_profiles(vol, scorer, offsets, basis, plan.size,
+                                             plan.batch_size or default_batch_size(dev))]
+    return torch.cat(scores).reshape(len(normals), plan.slices + 2).cpu()
 
 
 @dataclass(frozen=True)
@@ -60,26 +49,23 @@ class DirectionStack:
     v: torch.Tensor
 
 
-def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES, slice_size=SLICE_SIZE, device=DEVICE,
-                         batch_size: int | None = None, keep_images: bool = True, geometry: str = GEOMETRY,
-                         spacing=None, field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | Partial]:
+def direction_stack_iter(volume, scorer: Scorer, normal, plan: Plan = Plan(), *,
+                         keep_images: bool = True) -> Iterator[Progress | Partial]:
     """Cut and score the slices the network sees along one direction (paper Fig. 2b).
 
     ``normal``: ``(3,)`` in ``(x0, x1, x2)`` of the sliced space (see
-    :mod:`tonno_engine.tomography.frames` for ``geometry``); ``(u, v)`` from
+    :mod:`tonno_engine.tomography.frames` for the ``plan``'s geometry); ``(u, v)`` from
     :func:`orthonormal_basis`, as in :func:`reconstruct`. Yields ``Progress("scoring")`` per scorer
     batch, then a final :class:`Partial` holding a :class:`DirectionStack` (without images unless
     ``keep_images``); its ``normal``, ``u``, ``v`` are those of the sliced space.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(plan.device)
     vol = as_volume(volume, dev)
-    slices = check_count(slices, 3, "slices", " (the second difference needs them)")
-    size = as_size2(slice_size)
     n = torch.as_tensor(normal, dtype=torch.float64).reshape(1, 3)
     n = n / n.norm()
     u, v = orthonormal_basis(n)
-    offsets = slice_offsets(slices)
-    frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    offsets = slice_offsets(plan.slices)
+    frame = plan.frame(vol.shape)
     cut = tuple(frame.for_slicing(w) for w in (n, u, v))
     kept: list[torch.Tensor] = []
 
@@ -91,8 +77,9 @@ def direction_stack_iter(volume, scorer: Scorer, normal, *, slices: int = SLICES
     scoring.context = scorer_context(scorer)
 
     scores, done = [], 0
-    for count, batch_scores in iter_profiles(vol, scoring, offsets, *cut, size, batch_size or default_batch_size(dev)):
-        scores.append(batch_scores.cpu())
+    for count, batch_scores in iter_profiles(vol, scoring, offsets, cut, plan.size,
+                                             plan.batch_size or default_batch_size(dev)):
+        scores.append(batch_scores[0].cpu())
         done += count
         yield Progress("scoring", done, len(offsets), "slices", detail=True)
     stack = DirectionStack(torch.cat(kept) if keep_images else None, torch.cat(scores), offsets, n[0], u[0], v[0])

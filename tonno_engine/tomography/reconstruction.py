@@ -11,33 +11,22 @@ in :mod:`tonno_engine.cams.tomographic`. Splitting the directions over ``torchru
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from ..base.defaults import (
-    ACCELERATOR_BATCH_SIZE,
-    CPU_BATCH_SIZE,
-    DEVICE,
-    DIRECTIONS_PER_UPDATE,
-    FIELD_OF_VIEW,
-    GEOMETRY,
-    MEMORY_BUDGET,
-    SLICE_SIZE,
-    SLICES,
-    TONNO_DIRECTIONS,
-)
+from ..base.defaults import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE, TONNO_DIRECTIONS
 from ..base.devices import resolve_device
 from ..base.events import Partial, Progress
-from ..base.inputs import as_shape3, as_size2, as_volume, check_count
+from ..base.inputs import as_shape3, as_volume, check_count
 from ..base.registry import MethodRecord, register_method
 from .backprojection import backproject_passes, reconstruction_scale, second_difference
-from .frames import Frame, make_frame
+from .frames import Frame
 from .geometry import fibonacci_directions, orthonormal_basis, slice_offsets, spread_order
 from .operators import Acquisition
+from .plan import Plan
 from .scorers import scorer_context
 from .slicing import extract_slices, slice_stacks
 
@@ -74,33 +63,32 @@ def iter_profiles(
     volume: torch.Tensor,
     scorer: Scorer,
     offsets: torch.Tensor,
-    normals: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
+    basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     size: tuple[int, int],
     batch_size: int,
     compile: bool = False,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Score the ``L × K`` slices at ``offsets`` ``(K,)`` along ``normals`` ``(L, 3)``.
+) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+    """Score the ``L × K`` slices at ``offsets`` ``(K,)`` along ``basis`` = ``(normals, u, v)``, each ``(L, 3)``.
 
-    Yields ``(count, scores)`` per scorer batch, ``scores`` float32 ``(count, ...)`` (``(count,)``
-    for a network's logit, ``(count, a, b)`` for CAM maps), or a tuple of such when the scorer
-    returns several outputs; concatenated in order, each reshapes to ``(L, K, ...)``.
-    ``compile``: slice with the fused ``torch.compile``-d kernel. A scorer with a ``context`` is handed each
-    plane with its neighbours (:func:`~tonno_engine.tomography.scorers.scorer_context`).
+    Yields ``(count, scores)`` per scorer batch: ``scores`` a tuple of the scorer's outputs (one, unless it returns
+    a tuple), each float32 ``(count, ...)`` (``(count,)`` for a network's logit, ``(count, a, b)`` for CAM maps);
+    concatenated in order, each reshapes to ``(L, K, ...)``. ``compile``: slice with the fused ``torch.compile``-d
+    kernel. A scorer with a ``context`` is handed each plane with its neighbours
+    (:func:`~tonno_engine.tomography.scorers.scorer_context`).
     """
     context = scorer_context(scorer)
+    normals = basis[0]
     count = len(normals) * len(offsets)
     flat_s = offsets.repeat(len(normals))
-    flat_n, flat_u, flat_v = (a.repeat_interleave(len(offsets), dim=0) for a in (normals, u, v))
+    flat = tuple(a.repeat_interleave(len(offsets), dim=0) for a in basis)
     for start in range(0, count, batch_size):
         sl = slice(start, min(count, start + batch_size))
         # inference mode around the work only: a generator suspended inside the context would leave
         # it switched on in the consumer's thread (and in a pooled thread after an abort)
         with torch.inference_mode():
-            planes = (volume, flat_s[sl], flat_n[sl], flat_u[sl], flat_v[sl], size)
-            batch = (slice_stacks(*planes, context, compile=compile) if context
-                     else extract_slices(*planes, compile=compile))
+            cut = tuple(a[sl] for a in flat)
+            batch = (slice_stacks(volume, flat_s[sl], cut, size, context, compile=compile) if context
+                     else extract_slices(volume, flat_s[sl], *cut, size, compile=compile))
             scores = scorer(batch)
             outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
             outputs = tuple(o[:, 0] if o.ndim == 2 and o.shape[1] == 1 else o for o in outputs)
@@ -108,7 +96,7 @@ def iter_profiles(
                 if o.shape[0] != batch.shape[0]:
                     raise ValueError(f"scorer returned {o.shape[0]} scores for {batch.shape[0]} slices")
             outputs = tuple(o.float() for o in outputs)
-        yield sl.stop - sl.start, outputs if isinstance(scores, (tuple, list)) else outputs[0]
+        yield sl.stop - sl.start, outputs
 
 
 class Formula(Protocol):
@@ -154,51 +142,75 @@ register_method(MethodRecord(
 
 
 @dataclass(frozen=True)
-class _Pass:
-    """What every chunk of one reconstruction shares."""
+class _Run:
+    """What every chunk of one reconstruction shares: the volume on its device, the scorer and formulas, the
+    plan's frame, lattice, offsets and accumulators ``(F, D, H, W)`` (one per formula), the lattice directions to
+    add (``picks``) and, per formula that solves, the stacks of every chunk (``None`` when it does not)."""
 
     volume: torch.Tensor
     scorer: Scorer
     formulas: tuple
-    several: bool  # formulas came as a tuple: the scorer returns a tuple of outputs, one per formula
+    plan: Plan
     frame: Frame
     lattice: Directions
     offsets: torch.Tensor
-    size: tuple[int, int]
     batch_size: int
-    memory_budget: int
-    compile: bool
-    #: per formula, the stacks of every chunk when the formula solves (``None`` when it does not)
+    picks: torch.Tensor
+    accs: torch.Tensor
     collected: tuple
 
+    @classmethod
+    def start(cls, volume, scorer: Scorer, formulas: tuple, plan: Plan, subset) -> _Run:
+        dev = resolve_device(plan.device)
+        vol = as_volume(volume, dev)
+        formulas = tuple(formulas)
+        out_shape = tuple(vol.shape) if plan.output_shape is None else as_shape3(plan.output_shape)
+        picks = torch.arange(plan.directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
+        # one block, a view per formula: a run of formulas added together writes its (C, D, H, W) slice
+        accs = torch.zeros((len(formulas), *out_shape), dtype=torch.float32, device=dev)
+        return cls(vol, scorer, formulas, plan, plan.frame(vol.shape),
+                   make_directions(plan.directions, hemisphere=plan.hemisphere), slice_offsets(plan.slices),
+                   check_count(plan.batch_size or default_batch_size(dev), 1, "batch_size"), picks, accs,
+                   _collectors(formulas, subset))
 
-def _add_chunk(run: _Pass, pick: torch.Tensor, accs: torch.Tensor, progress: list[int]) -> Iterator[Progress]:
-    """Score the slices of directions ``pick`` and add them into ``accs`` ``(F, D, H, W)``, one per formula;
-    ``progress`` is ``[done, total]`` slices, advanced here."""
-    chunk = (run.lattice.normals[pick], run.lattice.u[pick], run.lattice.v[pick])
-    cut = tuple(run.frame.for_slicing(t) for t in chunk)
+    def basis(self, pick: torch.Tensor) -> tuple:
+        return self.lattice.normals[pick], self.lattice.u[pick], self.lattice.v[pick]
+
+    def value(self, count: int, final: bool = False) -> tuple:
+        """The heatmaps after ``count`` directions, one per formula (``final``: scaled in place)."""
+        return tuple((a.mul_ if final else a.mul)(f.scale(count)) for f, a in zip(self.formulas, self.accs))
+
+    def stacks(self, scores: list, pick: torch.Tensor) -> list[tuple]:
+        """``(formula, stack, acc)`` per run of formulas added together, from a chunk's scorer batches ``scores``
+        (each a tuple of outputs, one per formula); keeps the stacks of the formulas that solve."""
+        added = []
+        for first, stop in _channel_groups(self):
+            stacks = []
+            for k in range(first, stop):
+                stack = torch.cat([s[k] for s in scores])
+                stacks.append(stack.reshape(len(pick), len(self.offsets), *stack.shape[1:]))
+                if self.collected[k] is not None:
+                    self.collected[k].append(stacks[-1].clone())
+            together = stop - first > 1
+            added.append((self.formulas[first], torch.stack(stacks) if together else stacks[0],
+                          self.accs[first:stop] if together else self.accs[first]))
+        return added
+
+
+def _score_chunk(run: _Run, pick: torch.Tensor, progress: list[int]):
+    """Score the slices of directions ``pick``: yields ``Progress`` per scorer batch (``progress`` is
+    ``[done, total]`` slices, advanced here); returns the scorer batches' outputs."""
+    cut = tuple(run.frame.for_slicing(t) for t in run.basis(pick))
     scores = []
-    for count, batch_scores in iter_profiles(run.volume, run.scorer, run.offsets, *cut, run.size, run.batch_size,
-                                             run.compile):
-        scores.append(batch_scores if run.several else (batch_scores,))
+    for count, batch_scores in iter_profiles(run.volume, run.scorer, run.offsets, cut, run.plan.size, run.batch_size,
+                                             run.plan.compile):
+        scores.append(batch_scores)
         progress[0] += count
         yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
-    where = tuple(run.frame.for_backprojection(t) for t in chunk)
-    for first, stop in _channel_groups(run):
-        formula = run.formulas[first]
-        stacks = []
-        for k in range(first, stop):
-            stack = torch.cat([s[k] for s in scores])
-            stacks.append(stack.reshape(len(pick), len(run.offsets), *stack.shape[1:]))
-            if run.collected[k] is not None:
-                run.collected[k].append(stacks[-1].clone())
-        stack, acc = (stacks[0], accs[first]) if stop - first == 1 else (torch.stack(stacks), accs[first:stop])
-        for _ in formula.accumulate(stack, where, acc, memory_budget=run.memory_budget, compile=run.compile):
-            # a chunk's backprojection can take seconds: an event per pass
-            yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
+    return scores
 
 
-def _channel_groups(run: _Pass) -> list[tuple[int, int]]:
+def _channel_groups(run: _Run) -> list[tuple[int, int]]:
     """``[first, stop)`` runs of formulas added together: neighbours that are the same formula (one method's
     findings), take channels and do not solve; every other formula alone."""
     groups, k = [], 0
@@ -212,65 +224,36 @@ def _channel_groups(run: _Pass) -> list[tuple[int, int]]:
     return groups
 
 
-def reconstruct_iter(
-    volume,
-    scorer: Scorer,
-    *,
-    formula: Formula | tuple = TONNO,
-    slices: int = SLICES, directions: int = TONNO_DIRECTIONS, slice_size=SLICE_SIZE,
-    hemisphere: bool = False,
-    device=DEVICE,
-    output_shape=None,
-    batch_size: int | None = None,
-    directions_per_update: int = DIRECTIONS_PER_UPDATE, partials: bool = True,
-    memory_budget: int = MEMORY_BUDGET,
-    compile: bool = False,
-    geometry: str = GEOMETRY, spacing=None, field_of_view: str = FIELD_OF_VIEW,
-    subset=None,
-) -> Iterator[Progress | Partial]:
-    """Slice along the lattice's ``directions``, score every slice, add each chunk of directions by ``formula``.
+def reconstruct_iter(volume, scorer: Scorer, plan: Plan = Plan(), formulas: tuple = (TONNO,), *,
+                     partials: bool = True, subset=None) -> Iterator[Progress | Partial]:
+    """Slice along the ``plan``'s lattice of directions, score every slice, add each chunk of directions by each
+    of ``formulas``.
 
-    ``volume``: ``(D, H, W)``; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)`` (with a tuple of formulas, a
-    tuple of outputs, one per formula). ``slices`` = M (``M + 2`` offsets per direction), ``directions`` = L on
-    the Fibonacci lattice (``hemisphere``: one half, the same planes); ``slice_size``: int or ``(h, w)``;
-    ``geometry``/``spacing``/``field_of_view``: :mod:`tonno_engine.tomography.frames`. ``subset``: the lattice
+    ``volume``: ``(D, H, W)``; ``scorer``: slices ``(B, h, w)`` → scores ``(B,)``, or a tuple of outputs, one per
+    formula; ``plan``: every setting (:class:`~tonno_engine.tomography.plan.Plan`). ``subset``: the lattice
     directions to add (default all; the sum is scaled for all ``L``, so disjoint subsets add up to the
-    heatmap). ``compile``: fused ``torch.compile``-d slicing and backprojection. Yields
-    ``Progress("scoring", done, total, "slices")`` per scorer batch and backprojection pass (at most
-    ``memory_budget`` bytes), ``Progress("solving")`` per iteration of an iterative formula, a ``Partial``
-    heatmap every ``directions_per_update`` (with ``partials``), and last ``Partial(final=True)``: float32
-    ``(D, H, W)`` (or ``output_shape``, the same extent) on ``device``, a tuple for a tuple of formulas.
+    heatmap). Yields ``Progress("scoring", done, total, "slices")`` per scorer batch and backprojection pass (at
+    most ``plan.memory_budget`` bytes), ``Progress("solving")`` per iteration of an iterative formula, a
+    ``Partial`` every ``plan.directions_per_update`` directions (with ``partials``), and last
+    ``Partial(final=True)``. Every value is a tuple of heatmaps, one per formula: float32 ``(D, H, W)`` (or
+    ``plan.output_shape``, the same extent) on ``plan.device``.
     """
-    dev = resolve_device(device)
-    vol = as_volume(volume, dev)
-    slices = check_count(slices, 3, "slices", " (the second difference needs them)")
-    directions = check_count(directions, 1, "directions")
-    step = check_count(directions_per_update, 1, "directions_per_update")
-    several = isinstance(formula, (tuple, list))
-    formulas = tuple(formula) if several else (formula,)
-    solving = _collectors(formulas, subset)
-    frame = make_frame(vol.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
-    run = _Pass(vol, scorer, formulas, several, frame, make_directions(directions, hemisphere=hemisphere),
-                slice_offsets(slices), as_size2(slice_size), check_count(batch_size or default_batch_size(dev), 1,
-                                                                         "batch_size"), memory_budget, compile, solving)
-    picks = torch.arange(directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
-    out_shape = tuple(vol.shape) if output_shape is None else as_shape3(output_shape)
-    # one block, a view per formula: a run of formulas added together writes its (C, D, H, W) slice
-    accs = torch.zeros((len(formulas), *out_shape), dtype=torch.float32, device=dev)
-    progress = [0, len(picks) * (slices + 2)]
-
-    def value(count: int, final: bool = False):
-        maps = tuple((a.mul_ if final else a.mul)(f.scale(count)) for f, a in zip(formulas, accs))
-        return maps if several else maps[0]
-
+    run = _Run.start(volume, scorer, formulas, plan, subset)
+    picks, step = run.picks, plan.directions_per_update
+    progress = [0, len(picks) * (plan.slices + 2)]
     for start in range(0, len(picks), step):
-        stop = min(len(picks), start + step)
-        yield from _add_chunk(run, picks[start:stop], accs, progress)
-        if partials and stop < len(picks):
-            yield Partial(value(stop), stop, len(picks))
-    maps = value(directions, final=True)
-    if any(c is not None for c in solving):  # the iterative methods refine their filtered backprojection
-        maps = (yield from _solve(run, picks, maps if several else (maps,), out_shape, partials))[slice(None) if several else 0]
+        pick = picks[start:start + step]
+        scores = yield from _score_chunk(run, pick, progress)
+        where = tuple(run.frame.for_backprojection(t) for t in run.basis(pick))
+        for formula, stack, acc in run.stacks(scores, pick):
+            for _ in formula.accumulate(stack, where, acc, memory_budget=plan.memory_budget, compile=plan.compile):
+                # a chunk's backprojection can take seconds: an event per pass
+                yield Progress("scoring", progress[0], progress[1], "slices", detail=True)
+        if partials and start + len(pick) < len(picks):
+            yield Partial(run.value(start + len(pick)), start + len(pick), len(picks))
+    maps = run.value(plan.directions, final=True)
+    if any(c is not None for c in run.collected):  # the iterative methods refine their filtered backprojection
+        maps = yield from _solve(run, maps, partials)
     yield Partial(maps, len(picks), len(picks), final=True)
 
 
@@ -283,12 +266,11 @@ def _collectors(formulas, subset) -> tuple:
     return solving
 
 
-def _solve(run: _Pass, picks: torch.Tensor, maps: tuple, shape, partials: bool):
+def _solve(run: _Run, maps: tuple, partials: bool):
     """Refine the heatmaps of the formulas that solve, each from its filtered backprojection in ``maps``:
     yields ``Progress("solving")`` per iteration (and partial heatmaps); returns the tuple of heatmaps."""
-    chunk = (run.lattice.normals[picks], run.lattice.u[picks], run.lattice.v[picks])
-    acquisition = Acquisition(shape, *(run.frame.for_slicing(t) for t in chunk), run.offsets, run.size,
-                              run.memory_budget)
+    acquisition = Acquisition(tuple(run.accs.shape[1:]), *(run.frame.for_slicing(t) for t in run.basis(run.picks)),
+                              run.offsets, run.plan.size, run.plan.memory_budget)
     maps = list(maps)
     for k, formula in enumerate(run.formulas):
         if run.collected[k] is None:
@@ -302,8 +284,7 @@ def _solve(run: _Pass, picks: torch.Tensor, maps: tuple, shape, partials: bool):
                 break
             yield Progress("solving", done, total, "iterations", detail=True)
             if partials:
-                yield Partial(tuple(estimate if j == k else m for j, m in enumerate(maps))
-                              if run.several else estimate, done, total)
+                yield Partial(tuple(estimate if j == k else m for j, m in enumerate(maps)), done, total)
     return tuple(maps)
 
 
@@ -315,19 +296,10 @@ def final_result(events) -> torch.Tensor:
     raise RuntimeError("the generator ended without a final result")  # pragma: no cover
 
 
-_RECONSTRUCT_ITER = inspect.signature(reconstruct_iter)
+def reconstruct(volume, scorer: Scorer, plan: Plan = Plan(), formula: Formula = TONNO) -> torch.Tensor:
+    """3D heatmap ``(D, H, W)`` (or ``plan.output_shape``) from a 2D scorer by tomographic reconstruction with one
+    ``formula`` (ToNNO by default): the final heatmap of :func:`reconstruct_iter`, without partials.
 
-
-def reconstruct(volume, scorer: Scorer, **options) -> torch.Tensor:
-    """3D heatmap from a 2D scorer by tomographic reconstruction (ToNNO): the final value of
-    :func:`reconstruct_iter` (the same keywords, ``partials`` aside), with no partials."""
-    # the keywords are reconstruct_iter's, checked here so that a misspelt one names this function
-    try:
-        _RECONSTRUCT_ITER.bind(volume, scorer, **options)
-    except TypeError as exc:
-        raise TypeError(f"reconstruct() {exc}") from None
-    return final_result(reconstruct_iter(volume, scorer, **{**options, "partials": False}))
-
-
-reconstruct.__signature__ = _RECONSTRUCT_ITER.replace(
-    parameters=[p for name, p in _RECONSTRUCT_ITER.parameters.items() if name != "partials"])
+    >>> heatmap = reconstruct(volume, radon_sum, Plan(slices=96, directions=2000, slice_size=96))  # doctest: +SKIP
+    """
+    return final_result(reconstruct_iter(volume, scorer, plan, (formula,), partials=False))[0]

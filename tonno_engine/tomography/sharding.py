@@ -20,7 +20,7 @@ def sharded_iter(events_of: Callable[[torch.Tensor | None], Iterator], direction
                  world: World | None) -> Iterator[Progress | Partial]:
     """The events of ``events_of(subset)`` for this rank's share of ``directions`` (all of them, ``None``,
     in a world of one or without ``world``). Under several ranks: no intermediate partials (run
-    ``events_of`` with ``partials=False``), and the final value (a heatmap or a tuple of them) is the
+    ``events_of`` with ``partials=False``), and the final value (a tuple of heatmaps) is the
     whole heatmap on rank 0 only (other ranks hold partial sums). Every rank must call it alike."""
     if world is None or not world.distributed:
         yield from events_of(None)
@@ -35,6 +35,6 @@ def sharded_iter(events_of: Callable[[torch.Tensor | None], Iterator], direction
     except Exception as exc:  # the ranks agree on a failure before the reduce pairs their sums
         agree_on_failure(exc, world)
     agree_on_failure(None, world)
-    for heatmap in final.value if isinstance(final.value, tuple) else (final.value,):
+    for heatmap in final.value:
         reduce_in_slabs(heatmap, world)
     yield final

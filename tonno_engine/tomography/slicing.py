@@ -81,16 +81,15 @@ def input_channels(context: float) -> int:
 def slice_stacks(
     volume: torch.Tensor,
     offsets: torch.Tensor,
-    normals: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
+    basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     size: tuple[int, int],
     context: float = 0.0,
     *,
     pixel: float | None = None,
     compile: bool = False,
 ) -> torch.Tensor:
-    """A network's input ``(B, C, h, w)``: each plane as :func:`extract_slices` cuts it (``C = 1``), or with
+    """A network's input ``(B, C, h, w)``: each plane of ``basis`` = ``(normals, u, v)`` (each ``(B, 3)``) as
+    :func:`extract_slices` cuts it (``C = 1``), or with
     ``context`` > 0 the parallel planes ``context`` pixels below and above it beside it (``C = 3``, in the order
     below, plane, above): their offsets are ``offsets ± context·pixel``. ``pixel``: a slice pixel in the units of
     ``offsets``, by default ``2/(h - 1)``, a pixel of the ``[-1, 1]`` patch when ``u`` and the normals are unit
@@ -98,9 +97,9 @@ def slice_stacks(
     :mod:`~tonno_engine.tomography.frames`). 2.5D input: a small blob fades a pixel off the plane, a vessel
     across it does not."""
     if not context:
-        return extract_slices(volume, offsets, normals, u, v, size, compile=compile)[:, None]
+        return extract_slices(volume, offsets, *basis, size, compile=compile)[:, None]
     step = float(context) * (2.0 / (size[0] - 1) if pixel is None else pixel)
     # the three planes of every stack in one call: (3·B, h, w), below / plane / above, then (B, 3, h, w)
     shifted = torch.cat([offsets - step, offsets, offsets + step])
-    cut = extract_slices(volume, shifted, *(w.repeat(3, 1) for w in (normals, u, v)), size, compile=compile)
+    cut = extract_slices(volume, shifted, *(w.repeat(3, 1) for w in basis), size, compile=compile)
     return cut.view(CONTEXT_CHANNELS, len(offsets), *cut.shape[1:]).transpose(0, 1)

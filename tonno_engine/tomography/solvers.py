@@ -60,15 +60,17 @@ def cgls_iter(op, data: torch.Tensor, start: torch.Tensor, settings: SolverSetti
         if settings.regulariser == "tv" and lam:
             scale = float(torch.stack([g.abs().mean() for g in _gradient(x)]).mean()) + 1e-12
             weights = _tv_weights(x, 0.1 * scale)
-        x, steps = yield from _cgls(op, data, x, lam, weights, per_round, settings, done, total)
+        x, steps = yield from _cgls(op, data, x, (lam, weights), per_round, settings, (done, total))
         done += steps
         if settings.nonnegative:
             x.clamp_(min=0)
     return x
 
 
-def _cgls(op, data, x, lam, weights, iterations, settings: SolverSettings, done: int, total: int):
-    """One CGLS run (regularised by ``lam ∇ᵀW∇``); returns ``(estimate, steps taken)``."""
+def _cgls(op, data, x, penalty: tuple, iterations, settings: SolverSettings, progress: tuple[int, int]):
+    """One CGLS run regularised by ``lam ∇ᵀW∇`` (``penalty`` = ``(lam, W)``), yielding ``(done + step, total, x)``
+    with ``progress`` = ``(done, total)``; returns ``(estimate, steps taken)``."""
+    (lam, weights), (done, total) = penalty, progress
     r = data - op.forward(x)
     s = op.adjoint(r) - (lam * _penalty_normal(x, weights) if lam else 0.0)
     p, gamma = s.clone(), float((s * s).sum())

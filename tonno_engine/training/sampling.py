@@ -68,7 +68,7 @@ def sample_batch(vols: list[LoadedCase], cfg: TrainConfig, gen: torch.Generator,
         frame = vols[idx].frame
         if cfg.anchors:
             offsets = anchored_offsets(vols[idx], n, cfg.anchors, gen, offsets)
-        cut = slice_stacks(vols[idx].volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
+        cut = slice_stacks(vols[idx].volume, offsets, tuple(frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
         slices.append(cut if drawn == cfg.slices_per_volume else top_slices(cut, scorer, cfg))
         labels += [vols[idx].case.targets] * cfg.slices_per_volume
     x = torch.cat(slices)
@@ -208,7 +208,7 @@ def validation_logits(model, vols: Iterable[tuple[LoadedCase, tuple]], cfg: Trai
     size = (cfg.slice_size, cfg.slice_size)
     out = []
     for lc, (offsets, n, u, v) in vols:
-        slices = slice_stacks(lc.volume, offsets, *(lc.frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
+        slices = slice_stacks(lc.volume, offsets, tuple(lc.frame.for_slicing(w) for w in (n, u, v)), size, cfg.context)
         logits = inference_logits(model, slices, cfg)
         out.append((tuple(lc.case.targets), logits.cpu().tolist()))
     model.train()

@@ -187,13 +187,14 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
     code = (
         "import torch\n"
         "from tonno_engine.base.distributed import RankFailed, init_world\n"
+        "from tonno_engine.tomography.plan import Plan\n"
         "from tonno_engine.tomography.reconstruction import final_result, reconstruct_iter\n"
         "from tonno_engine.tomography.sharding import sharded_iter\n"
         "w = init_world(torch.device('cpu'))\n"
         "vol = torch.rand(12, 12, 12, generator=torch.Generator().manual_seed(0))\n"
-        "opts = dict(slices=5, directions=8, slice_size=12, partials=False, device='cpu')\n"
+        "plan = Plan(slices=5, directions=8, slice_size=12, device='cpu')\n"
         "def sharded(scorer):\n"
-        "    return sharded_iter(lambda subset: reconstruct_iter(vol, scorer, subset=subset, **opts), 8, w)\n"
+        "    return sharded_iter(lambda subset: reconstruct_iter(vol, scorer, plan, partials=False, subset=subset), 8, w)\n"
         "def mean(s):\n"
         "    return s.mean(dim=(1, 2))\n"
         "def broken(s):\n"
@@ -212,7 +213,7 @@ def test_a_failure_on_one_rank_fails_the_sharded_reconstruction_on_every_rank(tm
         "        print(f'rank {w.rank}: {type(exc).__name__}: {exc}')\n"
         "both = final_result(sharded(mean))  # the ranks are still in step\n"
         "if w.rank == 0:\n"
-        "    one = final_result(reconstruct_iter(vol, mean, **opts))\n"
+        "    one = final_result(reconstruct_iter(vol, mean, plan, partials=False))\n"
         "    torch.testing.assert_close(both, one)\n"
         "    print('ok')\n")
     out = torchrun_script(tmp_path, code)

@@ -13,6 +13,7 @@ from tonno_engine.cams.tomographic import AVERAGED_CAM, TOMOGRAPHIC_CAM, backpro
 from tonno_engine.methods.run import MethodSpec, run_method
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.reconstruction import final_result, reconstruct, reconstruct_iter
 
 
@@ -38,8 +39,7 @@ def test_fig4_iterative_cam_recovers_the_input_at_fine_and_coarse_maps(device):
 
 def test_averaged_cam_of_the_slices_themselves_is_the_volume(device):
     volume = balls_phantom((24, 24, 24))
-    heatmap = reconstruct(volume, lambda s: s, formula=AVERAGED_CAM, slices=32, directions=200, slice_size=48,
-                          device=device)
+    heatmap = reconstruct(volume, lambda s: s, Plan(slices=32, directions=200, slice_size=48, device=device), AVERAGED_CAM)
     corr, _ = quality_in_unit_ball(heatmap, volume)
     assert corr > 0.97  # would fail if (u, v) were swapped or cells misplaced on this asymmetric phantom
 
@@ -50,11 +50,11 @@ def test_backproject_stack_reads_cells_at_the_right_place():
     stack = cells.expand(3, 2, 2)[None].clone()
     eye = torch.eye(3, dtype=torch.float64)
     out = torch.zeros(5, 5, 5)
-    backproject_stack(stack, eye[:1], eye[1:2], eye[2:3], -1.0, 1.0, out)
+    backproject_stack(stack, (eye[:1], eye[1:2], eye[2:3]), -1.0, 1.0, out)
     # voxel (x1, x2) = (-1, -1) lies beyond the first cell centre -> the border cell (1.0)
     assert out[2, 0, 0] == 1.0 and out[2, 4, 0] == 3.0 and out[2, 0, 4] == 2.0 and out[2, 4, 4] == 4.0
     assert out[2, 2, 2] == pytest.approx(2.5)  # the centre is the mean of the four cells
-    blocks = backproject_stack(stack, eye[:1], eye[1:2], eye[2:3], -1.0, 1.0, torch.zeros(5, 5, 5), cells="nearest")
+    blocks = backproject_stack(stack, (eye[:1], eye[1:2], eye[2:3]), -1.0, 1.0, torch.zeros(5, 5, 5), cells="nearest")
     assert set(blocks[2].unique().tolist()) <= {1.0, 2.0, 3.0, 4.0}  # each voxel reads one cell, as a block
     assert blocks[2, 1, 1] == 1.0 and blocks[2, 3, 3] == 4.0
     assert not set(out[2].unique().tolist()) <= {1.0, 2.0, 3.0, 4.0}  # bilinear blends neighbouring cells
@@ -62,8 +62,8 @@ def test_backproject_stack_reads_cells_at_the_right_place():
 
 def test_cam_reconstruction_streams_partials(device):
     volume = balls_phantom((16, 16, 16))
-    events = list(reconstruct_iter(volume, lambda s: F.avg_pool2d(s[:, None], 4)[:, 0], formula=TOMOGRAPHIC_CAM,
-                                   slices=12, directions=64, slice_size=16, device=device, directions_per_update=16))
+    plan = Plan(slices=12, directions=64, slice_size=16, device=device, directions_per_update=16)
+    events = list(reconstruct_iter(volume, lambda s: F.avg_pool2d(s[:, None], 4)[:, 0], plan, (TOMOGRAPHIC_CAM,)))
     partials = [e for e in events if isinstance(e, Partial)]
     assert [p.done for p in partials] == [16, 32, 48, 64] and partials[-1].final
     assert any(isinstance(e, Progress) for e in events)
@@ -76,7 +76,7 @@ def _pooled(s):
 @pytest.mark.parametrize("axes", [(2,), (0,), (0, 1, 2)])
 def test_slicewise_matches_a_slice_by_slice_loop(device, axes):
     volume = torch.rand(6, 7, 8, generator=torch.Generator().manual_seed(0))
-    result = final_result(slicewise_iter(volume, _pooled, axes=axes, slice_size=(12, 10), device=device))
+    (result,) = final_result(slicewise_iter(volume, _pooled, Plan(slice_size=(12, 10), device=device), axes=axes))
     expected = torch.zeros_like(volume)
     for axis in axes:  # reference: index the plane, resize it, CAM it, map the cells back, stack
         planes = []
@@ -111,8 +111,9 @@ def test_methods_sharing_a_pass_equal_separate_runs(device):
     volume = balls_phantom((12, 12, 12))
     specs = [MethodSpec("tonno"), MethodSpec("averaged-cam", layer=3), MethodSpec("tomographic-cam", layer=3),
              MethodSpec("gradcam", layer=3)]
-    assert [[s.label for s in p] for p in plan_passes(specs, ReconstructionSettings(directions=8))] == [
-        ["tonno", "averaged-layercam-l3", "tomographic-layercam-l3"], ["gradcam-l3"]]
+    passes = plan_passes(specs, ReconstructionSettings(directions=8))
+    assert [(p.labels, p.directions) for p in passes] == [
+        (("tonno", "averaged-layercam-l3", "tomographic-layercam-l3"), 8), (("gradcam-l3",), None)]
     assert len(plan_passes(specs)) == 3  # default L differs (2000 vs 1000): ToNNO runs alone
     settings = ReconstructionSettings(slices=6, directions=8, slice_size=32)
     shared = run_methods(specs, volume, model, settings, device=device)

@@ -9,7 +9,7 @@ import torch
 
 from tonno_engine.base.events import Partial
 from tonno_engine.base.registry import MethodSpec
-from tonno_engine.methods.case import CasePrepared, prepare_case, reconstruct_case_iter
+from tonno_engine.methods.case import CasePrepared, Scan, prepare_case, reconstruct_case_iter
 from tonno_engine.methods.run import run_methods
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint, save_checkpoint
@@ -32,18 +32,18 @@ def resampling(tmp_path):
 
 def test_prepare_case_resamples_and_resolves_against_the_checkpoint(resampling):
     scan = balls_phantom((24, 20, 8)).numpy()
-    case = prepare_case(scan, (1.0, 1.0, 4.0), resampling, SETTINGS)
+    case = prepare_case(Scan(scan, (1.0, 1.0, 4.0)), resampling, SETTINGS)
     assert case.spacing == (2.0, 2.0, 2.0) and case.volume.shape == (12, 10, 16) and case.shape == (24, 20, 8)
     assert case.settings.geometry == "physical" and case.settings.field_of_view == "full"
     # no slice size set: the side that keeps the checkpoint's 1.5 mm per pixel over this field of view
     diagonal = np.linalg.norm([(12 - 1) * 2.0, (10 - 1) * 2.0, (16 - 1) * 2.0])
     assert case.settings.slice_size == round(diagonal / 1.5) + 1  # pixels at the ends of the 2R mm patch
-    assert prepare_case(scan, (1.0, 1.0, 4.0), resampling, SETTINGS.override(slice_size=40)).settings.slice_size == 40
+    assert prepare_case(Scan(scan, (1.0, 1.0, 4.0)), resampling, SETTINGS.override({"slice_size": 40})).settings.slice_size == 40
 
 
 def test_the_case_heatmap_is_the_methods_on_the_prepared_volume_with_its_own_spacing(resampling):
     scan = balls_phantom((24, 20, 8)).numpy()
-    events = list(reconstruct_case_iter(scan, (1.0, 1.0, 4.0), resampling, [MethodSpec("tonno")], SETTINGS))
+    events = list(reconstruct_case_iter(Scan(scan, (1.0, 1.0, 4.0)), resampling, [MethodSpec("tonno")], SETTINGS))
     assert isinstance(events[0], CasePrepared) and isinstance(events[-1], Partial) and events[-1].final
     heatmap = events[-1].value["tonno"]
     case = events[0].case
@@ -68,7 +68,7 @@ def test_one_offset_per_voxel_is_resolved_from_the_volume_and_its_frame(resampli
     assert per_voxel.resolved(paper).slices is None  # no volume yet: left to each case
     assert "one per voxel" in per_voxel.describe()
     scan = balls_phantom((24, 20, 8)).numpy()
-    case = prepare_case(scan, (1.0, 1.0, 4.0), resampling, per_voxel)  # physical: resampled to 12 × 10 × 16 at 2 mm
+    case = prepare_case(Scan(scan, (1.0, 1.0, 4.0)), resampling, per_voxel)  # physical: resampled to 12 × 10 × 16 at 2 mm
     frame = make_frame(case.volume.shape, geometry="physical", spacing=case.spacing)
     step_mm = float(slice_offsets(case.settings.slices)[1] - slice_offsets(case.settings.slices)[0]) * frame.mm_per_unit
     coarser_mm = 2.0 * frame.mm_per_unit / (case.settings.slices - 2)  # one offset fewer

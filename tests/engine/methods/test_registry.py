@@ -146,8 +146,9 @@ def test_registry_titles_labels_and_validation():
 @pytest.mark.parametrize("name", list(METHODS))
 def test_a_misspelt_option_names_the_public_function_the_caller_used(name, tiny_checkpoint):
     """For every method, at every public entry point: a TypeError naming that function, not an inner one."""
-    from tonno_engine.methods.case import reconstruct_case_iter
-    from tonno_engine.methods.run import methods_iter, run_method, run_methods
+    from tonno_engine.methods.case import Scan, reconstruct_case_iter
+    from tonno_engine.methods.run import run_method, run_methods
+    from tonno_engine.tomography.plan import Plan
     from tonno_engine.methods.settings import ReconstructionSettings
     from tonno_engine.models.checkpoint import load_checkpoint
 
@@ -156,8 +157,8 @@ def test_a_misspelt_option_names_the_public_function_the_caller_used(name, tiny_
     calls = {
         "run_methods": lambda: run_methods([spec], volume, loaded.model, hemisphre=True),
         "run_method": lambda: run_method(spec, volume, loaded.model, memory_budgt=1),
-        "methods_iter": lambda: methods_iter([spec], volume, loaded.model, hemisphre=True),
-        "reconstruct_case_iter": lambda: reconstruct_case_iter(volume, (1, 1, 1), loaded, [spec], hemisphre=True),
+        "reconstruct_case_iter": lambda: reconstruct_case_iter(Scan(volume), loaded, [spec], hemisphre=True),
+        "Plan": lambda: Plan(hemisphre=True),
         "ReconstructionSettings": lambda: ReconstructionSettings(hemisphre=True),
     }
     for public, call in calls.items():

@@ -17,6 +17,7 @@ from tonno_engine.tomography.phantoms import (
     balls_phantom,
     balls_phantom_mm,
 )
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.slicing import extract_slices
 
 
@@ -47,8 +48,8 @@ def test_unknown_geometry_or_field_of_view():
 def test_physical_ball_on_a_cube_of_isotropic_voxels_is_the_paper_geometry(device):
     volume = balls_phantom((16, 16, 16))
     kw = dict(slices=10, directions=24, slice_size=20, device=device)
-    paper = reconstruct(volume, radon_sum, **kw)
-    physical = reconstruct(volume, radon_sum, geometry="physical", spacing=(0.7, 0.7, 0.7), field_of_view="ball", **kw)
+    paper = reconstruct(volume, radon_sum, Plan(**kw))
+    physical = reconstruct(volume, radon_sum, Plan(geometry="physical", spacing=(0.7, 0.7, 0.7), field_of_view="ball", **kw))
     torch.testing.assert_close(physical, paper)
 
 
@@ -77,8 +78,8 @@ def test_radon_sum_check_in_physical_geometry_recovers_the_whole_anisotropic_vol
     volume, spacing = anisotropic_phantom()
     masks = ball_masks_mm(volume.shape, spacing)
     kw = dict(slices=64, directions=800, slice_size=64, device=device, batch_size=512, spacing=spacing)
-    full = reconstruct(volume, radon_sum, geometry="physical", field_of_view="full", **kw).cpu()
-    paper = reconstruct(volume, radon_sum, geometry="paper", **kw).cpu()
+    full = reconstruct(volume, radon_sum, Plan(geometry="physical", field_of_view="full", **kw)).cpu()
+    paper = reconstruct(volume, radon_sum, Plan(geometry="paper", **kw)).cpu()
     corr = torch.corrcoef(torch.stack([full.flatten().double(), volume.flatten().double()]))[0, 1].item()
     assert corr >= 0.95, corr
     for mask, (_, _, value) in zip(masks[1:], CORNER_BALLS_MM[1:]):  # the corner balls come back
@@ -110,9 +111,9 @@ def test_slicewise_maps_come_back_on_the_input_grid(device):
     spacing = (1.0, 2.5, 1.0)
     volume = balls_phantom_mm((30, 12, 20), spacing, [((3.0, 2.0, -2.0), 7.0, 1.0)])
     volume = torch.from_numpy(ndimage.gaussian_filter(volume.numpy(), 1.0).astype(np.float32))
-    events = list(slicewise_iter(volume, lambda batch: batch, axes=(0, 1, 2), slice_size=64, device=device,
-                                 geometry="physical", spacing=spacing))
-    heat = events[-1].value.cpu()
+    plan = Plan(slice_size=64, device=device, geometry="physical", spacing=spacing)
+    events = list(slicewise_iter(volume, lambda batch: batch, plan, axes=(0, 1, 2)))
+    heat = events[-1].value[0].cpu()
     assert isinstance(events[-1], Partial) and heat.shape == volume.shape
     corr = torch.corrcoef(torch.stack([heat.flatten(), volume.flatten()]))[0, 1].item()
     assert corr > 0.98 and math.isfinite(corr)

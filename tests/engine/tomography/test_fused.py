@@ -8,6 +8,7 @@ from tonno_engine.tomography.backprojection import backproject
 from tonno_engine.tomography.fused import backprojection_sum, trilinear_slices
 from tonno_engine.tomography.geometry import axis_coords
 from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.slicing import extract_slices
 
 
@@ -40,8 +41,8 @@ def test_compiled_reconstruction_equals_eager(device):
     """torch.compile's kernels (Inductor: C++ on a CPU, Triton on a GPU) in the whole pipeline."""
     volume = balls_phantom((12, 14, 13))
     kw = dict(slices=9, directions=12, slice_size=16, device=device, batch_size=40)
-    eager = reconstruct(volume, radon_sum, **kw)
-    compiled = reconstruct(volume, radon_sum, compile=True, **kw)
+    eager = reconstruct(volume, radon_sum, Plan(**kw))
+    compiled = reconstruct(volume, radon_sum, Plan(compile=True, **kw))
     assert eager.abs().max() > 0.1
     torch.testing.assert_close(compiled, eager, atol=1e-4 * eager.abs().max().item(), rtol=0)
 

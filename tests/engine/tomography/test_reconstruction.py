@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from tonno_engine import (
 )
 from tonno_engine.tomography.geometry import fibonacci_directions, slice_offsets, voxel_coords
 from tonno_engine.tomography.phantoms import balls_phantom, quality_in_unit_ball
+from tonno_engine.tomography.plan import Plan
 
 
 def test_constants_against_the_analytic_radon_transform_of_a_ball():
@@ -40,8 +42,8 @@ def test_constants_against_the_analytic_radon_transform_of_a_ball():
 def test_hemisphere_is_at_least_as_good_for_the_same_number_of_slices(device):
     volume = balls_phantom((32, 32, 32))
     kw = dict(slices=48, directions=400, slice_size=48, device=device, batch_size=512)
-    full = quality_in_unit_ball(reconstruct(volume, radon_sum, **kw), volume)
-    half = quality_in_unit_ball(reconstruct(volume, radon_sum, hemisphere=True, **kw), volume)
+    full = quality_in_unit_ball(reconstruct(volume, radon_sum, Plan(**kw)), volume)
+    half = quality_in_unit_ball(reconstruct(volume, radon_sum, Plan(hemisphere=True, **kw)), volume)
     assert half[0] >= full[0] and half[1] <= full[1], (full, half)
 
 
@@ -49,31 +51,32 @@ def test_profiles_are_antipodally_symmetric(device):
     """The plane (n, s) is the plane (-n, -s): profiles of -n are those of n reversed."""
     volume = balls_phantom((20, 24, 28)) + torch.rand(20, 24, 28)
     n = fibonacci_directions(7)
-    p = profiles(volume, radon_sum, torch.cat([n, -n]), slices=15, slice_size=40, device=device)
+    p = profiles(volume, radon_sum, torch.cat([n, -n]), Plan(slices=15, slice_size=40, device=device))
     torch.testing.assert_close(p[7:], p[:7].flip(-1), atol=2e-4, rtol=1e-4)
 
 
 def test_partial_stream_ends_at_the_one_shot_result(device):
     volume = balls_phantom((16, 16, 16))
     kw = dict(slices=16, directions=50, slice_size=24, device=device)
-    events = list(reconstruct_iter(volume, radon_sum, directions_per_update=8, **kw))
+    events = list(reconstruct_iter(volume, radon_sum, Plan(directions_per_update=8, **kw)))
     partials = [e for e in events if isinstance(e, Partial)]
     assert [p.done for p in partials] == [8, 16, 24, 32, 40, 48, 50]
     assert partials[-1].final and not any(p.final for p in partials[:-1])
     assert any(isinstance(e, Progress) for e in events)
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].done == progress[-1].total == 50 * 18
-    one_shot = reconstruct(volume, radon_sum, **kw)
-    torch.testing.assert_close(partials[-1].value, one_shot, rtol=1e-5, atol=1e-5)
+    one_shot = reconstruct(volume, radon_sum, Plan(**kw))
+    assert all(isinstance(p.value, tuple) and len(p.value) == 1 for p in partials)  # one heatmap per formula
+    torch.testing.assert_close(partials[-1].value[0], one_shot, rtol=1e-5, atol=1e-5)
     # prefixes are valid coarser heatmaps that improve as directions accumulate
-    corr = [quality_in_unit_ball(p.value, volume)[0] for p in partials]
+    corr = [quality_in_unit_ball(p.value[0], volume)[0] for p in partials]
     assert corr[0] > 0.5 and corr[-1] > corr[0]
 
 
 @pytest.mark.parametrize("shape", [(17, 24, 31), (33, 20, 25)])
 def test_non_cubic_and_odd_shapes(shape, device):
     volume = balls_phantom(shape)
-    heatmap = reconstruct(volume, radon_sum, slices=48, directions=300, slice_size=48, device=device)
+    heatmap = reconstruct(volume, radon_sum, Plan(slices=48, directions=300, slice_size=48, device=device))
     assert heatmap.shape == shape and heatmap.dtype == torch.float32
     corr, _ = quality_in_unit_ball(heatmap, volume)
     assert corr > 0.93
@@ -81,20 +84,18 @@ def test_non_cubic_and_odd_shapes(shape, device):
 
 def test_output_shape_and_numpy_input(device):
     volume = balls_phantom((16, 20, 24)).numpy().astype(np.float64)
-    heatmap = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
-                          output_shape=(8, 10, 12))
+    plan = Plan(slices=16, directions=100, slice_size=24, device=device)
+    heatmap = reconstruct(volume, radon_sum, replace(plan, output_shape=(8, 10, 12)))
     assert heatmap.shape == (8, 10, 12)
     # the output grid samples the same normalised coordinates: its centre is near the input's
-    full = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
-                       output_shape=(9, 11, 13))
-    coarse = reconstruct(volume, radon_sum, slices=16, directions=100, slice_size=24, device=device,
-                         output_shape=(17, 21, 25))
+    full = reconstruct(volume, radon_sum, replace(plan, output_shape=(9, 11, 13)))
+    coarse = reconstruct(volume, radon_sum, replace(plan, output_shape=(17, 21, 25)))
     torch.testing.assert_close(full, coarse[::2, ::2, ::2], rtol=1e-4, atol=1e-4)
 
 
 def test_scorer_that_ignores_the_batch_size_is_rejected(device):
     with pytest.raises(ValueError, match="scorer returned"):
-        reconstruct(torch.rand(8, 8, 8), lambda x: x.new_zeros(1), slices=4, directions=2, slice_size=8, device=device)
+        reconstruct(torch.rand(8, 8, 8), lambda x: x.new_zeros(1), Plan(slices=4, directions=2, slice_size=8, device=device))
 
 
 @pytest.mark.parametrize(
@@ -116,13 +117,13 @@ def test_scorer_that_ignores_the_batch_size_is_rejected(device):
 )
 def test_bad_input_names_the_problem(volume, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        reconstruct(volume, radon_sum, **{"slices": 4, "directions": 2, "slice_size": 8, **kwargs})
+        reconstruct(volume, radon_sum, Plan(**{"slices": 4, "directions": 2, "slice_size": 8, **kwargs}))
 
 
 def test_consumers_of_the_generator_keep_their_grad_mode(device):
     from tonno_engine import radon_sum, reconstruct_iter
 
-    events = reconstruct_iter(torch.rand(8, 8, 8), radon_sum, slices=4, directions=4, slice_size=8, device=device)
+    events = reconstruct_iter(torch.rand(8, 8, 8), radon_sum, Plan(slices=4, directions=4, slice_size=8, device=device))
     next(events)  # suspended mid-way, as a napari worker is between events or after an abort
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     events.close()

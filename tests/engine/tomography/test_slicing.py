@@ -87,15 +87,15 @@ def test_slice_stacks_put_the_neighbouring_planes_context_pixels_off_the_plane()
     volume, size = _ramp(), (17, 17)
     offsets = torch.tensor([-0.3, 0.0, 0.4], dtype=torch.float64)
     n, u, v = E[0].expand(3, 3), E[1].expand(3, 3), E[2].expand(3, 3)
-    single = slice_stacks(volume, offsets, n, u, v, size)
+    single = slice_stacks(volume, offsets, (n, u, v), size)
     assert single.shape == (3, 1, 17, 17) and input_channels(0.0) == 1
     torch.testing.assert_close(single[:, 0], extract_slices(volume, offsets, n, u, v, size))
-    stack = slice_stacks(volume, offsets, n, u, v, size, 2.0)
+    stack = slice_stacks(volume, offsets, (n, u, v), size, 2.0)
     assert stack.shape == (3, input_channels(2.0), 17, 17)
     torch.testing.assert_close(stack[:, 1], single[:, 0])
     step = 2.0 * 2.0 / (17 - 1)  # two pixels of the [-1, 1] patch: the ramp's value moves by that much
     centre = stack[:, :, 8, 8]
     torch.testing.assert_close(centre[:, 2] - centre[:, 1], torch.full((3,), step), atol=1e-5, rtol=0)
     torch.testing.assert_close(centre[:, 1] - centre[:, 0], torch.full((3,), step), atol=1e-5, rtol=0)
-    wide = slice_stacks(volume, offsets, n, u, v, size, 2.0, pixel=0.05)
+    wide = slice_stacks(volume, offsets, (n, u, v), size, 2.0, pixel=0.05)
     torch.testing.assert_close(wide[:, 2, 8, 8] - wide[:, 1, 8, 8], torch.full((3,), 0.1), atol=1e-5, rtol=0)
