@@ -18,6 +18,7 @@ from ..tomography.phantoms import (
     balls_phantom,
     quality_in_unit_ball,
 )
+from ..tomography.plan import Plan
 from ..tomography.reconstruction import reconstruct_iter
 from ..tomography.scorers import radon_sum
 
@@ -78,13 +79,13 @@ def selfcheck_iter(size: str = "quick", *, device=DEVICE, hemisphere: bool = Fal
     else:
         volume, spacing = balls_phantom((side,) * 3), None
     start = time.perf_counter()
-    for event in reconstruct_iter(volume, radon_sum, slices=slices, directions=directions, slice_size=slice_size,
-                                  hemisphere=hemisphere, device=dev, partials=False, batch_size=512,
-                                  geometry=geometry, spacing=spacing, field_of_view=field_of_view):
+    plan = Plan(slices=slices, directions=directions, slice_size=slice_size, hemisphere=hemisphere, device=dev,
+                batch_size=512, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    for event in reconstruct_iter(volume, radon_sum, plan, partials=False):
         if isinstance(event, Progress):
             yield event
         elif event.final:
-            heatmap = event.value
+            (heatmap,) = event.value
     synchronize(dev)
     seconds = time.perf_counter() - start
     corners: tuple[float, ...] = ()

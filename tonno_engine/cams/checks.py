@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from ..base.defaults import DEVICE
 from ..tomography.phantoms import balls_phantom, quality_in_unit_ball
+from ..tomography.plan import Plan
 from ..tomography.reconstruction import reconstruct
 from .iterative import ITERATIVE_CAM
 from .tomographic import AVERAGED_CAM, TOMOGRAPHIC_CAM
@@ -31,8 +32,8 @@ def fake_cam_check(
         def pooled(batch, k=kernel):
             return F.avg_pool2d(batch[:, None], k)[:, 0]
 
+        plan = Plan(slices=slices, directions=directions, slice_size=slice_size, device=device, batch_size=512)
         for name in formulas:
-            heatmap = reconstruct(volume, pooled, formula=FORMULAS[name], slices=slices, directions=directions,
-                                  slice_size=slice_size, device=device, batch_size=512)
+            heatmap = reconstruct(volume, pooled, plan, FORMULAS[name])
             out[name, kernel] = quality_in_unit_ball(heatmap, volume)
     return out

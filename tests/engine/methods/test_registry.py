@@ -148,9 +148,9 @@ def test_a_misspelt_option_names_the_public_function_the_caller_used(name, tiny_
     """For every method, at every public entry point: a TypeError naming that function, not an inner one."""
     from tonno_engine.methods.case import Scan, reconstruct_case_iter
     from tonno_engine.methods.run import run_method, run_methods
-    from tonno_engine.tomography.plan import Plan
     from tonno_engine.methods.settings import ReconstructionSettings
     from tonno_engine.models.checkpoint import load_checkpoint
+    from tonno_engine.tomography.plan import Plan
 
     spec, volume = MethodSpec(name, layer=3), torch.rand(8, 8, 8)
     loaded = load_checkpoint(tiny_checkpoint, "cpu")
