@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from tonno_engine.base.defaults import CONNECTIVITY
+
 from .app import app
 from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, parse_findings
 
@@ -19,7 +21,7 @@ def evaluate(
     val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold (the level whose lesion "
                                              "F1, averaged with its neighbouring levels', is highest)."),
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
-    connectivity: int = typer.Option(26, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
+    connectivity: int = typer.Option(CONNECTIVITY, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
     metrics: str = typer.Option("paper", help="paper (connected components, Table 2), instances (one-to-one matched "
                                               "lesions, PQ, HD95 and surface Dice in mm; the eval extra) or all."),
