@@ -20,7 +20,6 @@ from tonno_engine.base.defaults import (
 )
 from tonno_engine.training.config import DEFAULTS, RECIPES
 
-from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
@@ -76,7 +75,6 @@ def print_result(result) -> None:
     print(f"checkpoint: {result.checkpoint}")
 
 
-@app.command()
 def benchmark(
     data: Path = typer.Argument(..., help="Labels CSV (with masks) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (model, heatmaps, table, figure)."),

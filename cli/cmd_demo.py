@@ -9,11 +9,9 @@ import typer
 
 from tonno_engine.base.defaults import DEMO_CASES, DEMO_LESION_RADIUS, DEMO_STEPS, DEVICE
 
-from .app import app
 from .options import DeviceOpt, QuietOpt, engine_errors, resolve_device_or_exit
 
 
-@app.command()
 def demo(
     out: Path = typer.Option(Path("tonno-demo"), "--out", "-o", help="Folder for data, model, heatmaps, table, figure."),
     cases: int = typer.Option(DEMO_CASES, min=10, help="Synthetic brain volumes (half with lesions); at least 10."),

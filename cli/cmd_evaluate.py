@@ -8,11 +8,9 @@ import typer
 
 from tonno_engine.base.defaults import CONNECTIVITY
 
-from .app import app
 from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, parse_findings
 
 
-@app.command()
 def evaluate(
     pred: Path = typer.Argument(..., help="A heatmap NIfTI or a folder of them (<case>[_<method>].nii.gz)."),
     gt: Path = typer.Argument(..., help="Ground-truth masks: a NIfTI, a folder (<case>.nii.gz) or a labels CSV with masks."),

@@ -8,11 +8,9 @@ import typer
 
 from tonno_engine.base.defaults import PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
 
-from .app import app
 from .options import IdColumnOpt, QuietOpt, engine_errors, fail
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
-app.add_typer(export_app, name="export")
 
 
 @export_app.command("nnunet")

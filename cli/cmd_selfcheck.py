@@ -8,11 +8,9 @@ import typer
 
 from tonno_engine.base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY
 
-from .app import app
 from .options import DeviceOpt, QuietOpt, renamed, resolve_device_or_exit
 
 
-@app.command()
 def selfcheck(
     device: DeviceOpt = DEVICE,
     size: str = typer.Option("quick", help="Problem size: quick (32³, ~10 s on 2 CPU cores) or paper "
