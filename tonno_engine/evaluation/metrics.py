@@ -157,6 +157,8 @@ def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
 
 #: how many quantile levels :func:`calibrate_threshold` tries by default
 CALIBRATION_CANDIDATES = 48
+#: the candidates' span: quantiles ``1 - 10^-k`` for k from the first to the second
+CALIBRATION_EXPONENTS = (0.3, 4.0)
 #: how :func:`calibrate_threshold` picks its level, recorded beside calibrated results (``benchmark.json``)
 CALIBRATION_RULE = (f"lesion F1 averaged with the two neighbouring candidate levels, "
                     f"{CALIBRATION_CANDIDATES} quantile candidates")
@@ -166,7 +168,7 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
                         candidates: int = CALIBRATION_CANDIDATES, labels: list[int] | None = None) -> tuple[Threshold, float]:
     """The fixed threshold that maximises pooled lesion F1 on a validation split, read robustly.
 
-    Candidates are quantiles ``1 - 10^-k`` (k from 0.3 to 4) of all validation voxels pooled,
+    Candidates are quantiles ``1 - 10^-k`` (k in :data:`CALIBRATION_EXPONENTS`) of all validation voxels pooled,
     dense near the top because lesions are a small fraction of a volume. The chosen candidate maximises
     the F1 averaged with its two neighbours (:func:`robust_argmax`), not its own F1 alone: with a dozen
     validation volumes F1 is often maximal over a range of levels, and that range's lowest edge (or a lone
@@ -184,10 +186,11 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
 
 
 def calibration_levels(heatmaps: list[np.ndarray], candidates: int = CALIBRATION_CANDIDATES) -> np.ndarray:
-    """The candidate levels of :func:`calibrate_threshold`, ascending and distinct: quantiles ``1 - 10^-k`` (k from
-    0.3 to 4, ``candidates`` of them) of all voxels of ``heatmaps`` pooled."""
+    """The candidate levels of :func:`calibrate_threshold`, ascending and distinct: quantiles ``1 - 10^-k`` (k across
+    :data:`CALIBRATION_EXPONENTS`, ``candidates`` of them) of all voxels of ``heatmaps`` pooled."""
     pooled = np.concatenate([np.asarray(h, np.float32).ravel() for h in heatmaps])
-    return np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, candidates)))
+    first, last = CALIBRATION_EXPONENTS
+    return np.unique(np.quantile(pooled, 1.0 - np.logspace(-first, -last, candidates)))
 
 
 def neighbour_mean(scores) -> np.ndarray:
