@@ -6,10 +6,20 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SEGMENTER_STEPS, SOLVER_ITERATIONS
+from tonno_engine.base.defaults import (
+    BOOTSTRAP_RESAMPLES,
+    CAM,
+    CAM_LAYER,
+    DEVICE,
+    PSEUDO_LABEL_BAND,
+    PSEUDO_LABEL_MARGIN_MM,
+    QUALITY,
+    SEGMENTER_STEPS,
+    SOLVER_ITERATIONS,
+    TEST_FRACTION,
+)
 from tonno_engine.training.config import DEFAULTS, RECIPES
 
-from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
@@ -65,7 +75,6 @@ def print_result(result) -> None:
     print(f"checkpoint: {result.checkpoint}")
 
 
-@app.command()
 def benchmark(
     data: Path = typer.Argument(..., help="Labels CSV (with masks) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (model, heatmaps, table, figure)."),
@@ -76,13 +85,14 @@ def benchmark(
     layer: int = typer.Option(CAM_LAYER, min=1, max=4, help="Layer for the CAM methods."),
     layers: str = typer.Option("", help="Several layers, e.g. 1,2,3,4: every CAM row once per layer (overrides --layer); "
                                         "differences are to LayerCAM at the first."),
-    resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples of the test cases for the 95 % intervals."),
-    recipe: str = typer.Option("paper", help=RECIPE_HELP),
+    resamples: int = typer.Option(BOOTSTRAP_RESAMPLES, min=100,
+                                   help="Bootstrap resamples of the test cases for the 95 % intervals."),
+    recipe: str = typer.Option(None, help=RECIPE_HELP + " Default: paper."),
     steps: int = typer.Option(None, min=1, help="Training steps (when no checkpoint is given; default: the recipe's)."),
     slice_size: int = typer.Option(None, min=16,
                                    help="Slice side for training (reconstruction uses the checkpoint's; default: the recipe's)."),
     norm: str = typer.Option(None, help="frozen_bn (paper), bn or gn (default: the recipe's)."),
-    model: str = typer.Option(DEFAULTS.model, help="Any timm model name."),
+    model: str = typer.Option(None, help=f"Any timm model name (default {DEFAULTS.model})."),
     weights: str = typer.Option(None, help="Starting weights: a local file, 'imagenet' or a timm tag (see tonno train)."),
     quality: str = typer.Option(QUALITY, help=quality_help()),
     slices: int = typer.Option(None, min=3, help="M for the tomographic methods; overrides the preset."),
@@ -90,15 +100,15 @@ def benchmark(
     angles: int = typer.Option(None, min=1, hidden=True, help="Deprecated spelling of --directions."),
     hemisphere: bool = typer.Option(None, "--hemisphere/--sphere", help="Directions on a hemisphere (half the cost) "
                                                                        "or the sphere; overrides the preset."),
-    test_fraction: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
-    geometry: str = typer.Option(DEFAULTS.geometry, help=GEOMETRY_HELP),
-    field_of_view: str = typer.Option(DEFAULTS.field_of_view, help=FIELD_OF_VIEW_HELP),
+    test_fraction: float = typer.Option(TEST_FRACTION, min=0.0, max=1.0, help="Share of cases held out for testing (0 < f < 1)."),
+    geometry: str = typer.Option(None, help=GEOMETRY_HELP + f" Default: {DEFAULTS.geometry}."),
+    field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
     iterations: IterationsOpt = SOLVER_ITERATIONS,
     regulariser: RegulariserOpt = "none",
     strength: StrengthOpt = None,
     nonnegative: NonnegativeOpt = False,
     device: DeviceOpt = DEVICE,
-    seed: int = typer.Option(DEFAULTS.seed, min=0, help="Random seed (split and training)."),
+    seed: int = typer.Option(None, min=0, help=f"Random seed (split and training; default {DEFAULTS.seed})."),
     stage2: bool = typer.Option(False, "--stage2", help="Add a second stage: pseudo-labels of the non-test cases, a 3D "
                                                        "U-Net trained on them, its row in the table (docs/segmenter.md)."),
     stage2_from: str = typer.Option("best", help="--stage2: the method whose heatmaps become pseudo-labels, or best "
@@ -107,8 +117,8 @@ def benchmark(
     stage2_rounds: int = typer.Option(1, min=1, help="--stage2: rounds of self-training (each round learns from the "
                                                     "last one's predictions)."),
     stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
-    band: float = typer.Option(0.5, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
-    margin_mm: float = typer.Option(2.0, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
+    band: float = typer.Option(PSEUDO_LABEL_BAND, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
+    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
     findings: FindingsOpt = None,
     id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
@@ -134,9 +144,11 @@ def benchmark(
     check_named(recipe, RECIPES, "recipe", "--recipe")
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
-    train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+    # training options not given stay None: the recipe, then TrainConfig, decide (as in `tonno train`)
+    train = recipe_config(recipe or "paper", model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                           steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view,
                           findings=parse_findings(findings), id_column=id_column)
+    seed = train.seed  # the split's and the second stage's seed too
     second = None
     if stage2:
         from tonno_engine.apps.benchmark_stage2 import Stage2Config

@@ -7,23 +7,21 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import DEVICE
+from tonno_engine.base.defaults import DEMO_CASES, DEMO_LESION_RADIUS, DEMO_STEPS, DEVICE
 
-from .app import app
 from .options import DeviceOpt, QuietOpt, engine_errors, resolve_device_or_exit
 
 
-@app.command()
 def demo(
     out: Path = typer.Option(Path("tonno-demo"), "--out", "-o", help="Folder for data, model, heatmaps, table, figure."),
-    cases: int = typer.Option(40, min=10, help="Synthetic brain volumes (half with lesions); at least 10."),
-    steps: int = typer.Option(400, min=1, help="Training steps."),
+    cases: int = typer.Option(DEMO_CASES, min=10, help="Synthetic brain volumes (half with lesions); at least 10."),
+    steps: int = typer.Option(DEMO_STEPS, min=1, help="Training steps."),
     device: DeviceOpt = DEVICE,
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari at the end."),
     quiet: QuietOpt = False,
 ) -> None:
     """The whole method on a laptop CPU in minutes: lesions found from volume labels alone."""
-    from tonno_engine.apps.demo import DEMO_LESION_RADIUS, demo_config
+    from tonno_engine.apps.demo import demo_config
     from tonno_engine.base.atomic import make_output_folder
     from tonno_engine.data.synth import synthesize
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from .app import app
+from tonno_engine.base.defaults import CONNECTIVITY
+
 from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, parse_findings
 
 
-@app.command()
 def evaluate(
     pred: Path = typer.Argument(..., help="A heatmap NIfTI or a folder of them (<case>[_<method>].nii.gz)."),
     gt: Path = typer.Argument(..., help="Ground-truth masks: a NIfTI, a folder (<case>.nii.gz) or a labels CSV with masks."),
@@ -19,7 +19,7 @@ def evaluate(
     val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold (the level whose lesion "
                                              "F1, averaged with its neighbouring levels', is highest)."),
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),
-    connectivity: int = typer.Option(26, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
+    connectivity: int = typer.Option(CONNECTIVITY, min=6, max=26, help="Lesion connectivity: 6, 18 or 26."),
     masks: Path = typer.Option(None, help="Write the binary masks into this folder."),
     metrics: str = typer.Option("paper", help="paper (connected components, Table 2), instances (one-to-one matched "
                                               "lesions, PQ, HD95 and surface Dice in mm; the eval extra) or all."),

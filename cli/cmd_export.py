@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from .app import app
+from tonno_engine.base.defaults import PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
+
 from .options import IdColumnOpt, QuietOpt, engine_errors, fail
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
-app.add_typer(export_app, name="export")
 
 
 @export_app.command("nnunet")
@@ -27,9 +27,10 @@ def nnunet(
     test: Path = typer.Option(None, help="Labels CSV or folder of cases without labels: written to imagesTs."),
     annotations: Path = typer.Option(None, help="Reviewed cases from napari's Lesion candidates widget: "
                                                 "<case>.nii.gz and <case>_decisions.csv; they replace the pseudo-labels."),
-    band: float = typer.Option(0.5, min=0.0, max=1.0, help="Ignore band: voxels above median + band·(level - median) "
-                                                          "that are not lesion are ignored (1: no band)."),
-    margin_mm: float = typer.Option(2.0, min=0.0, help="Ignore shell around each lesion component, in mm."),
+    band: float = typer.Option(PSEUDO_LABEL_BAND, min=0.0, max=1.0,
+                               help="Ignore band: voxels above median + band·(level - median) "
+                                    "that are not lesion are ignored (1: no band)."),
+    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, help="Ignore shell around each lesion component, in mm."),
     min_mm3: float = typer.Option(0.0, min=0.0, help="Smaller components above the level are ignored, not lesion."),
     dataset_id: int = typer.Option(501, "--id", min=1, max=999, help="nnU-Net data set id (Dataset<id>_<name>)."),
     name: str = typer.Option("TonnoLesions", help="Data set name."),

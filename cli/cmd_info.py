@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from .app import app
 
-
-@app.command()
 def info() -> None:
     """Print versions, the devices torch sees, and which one `--device auto` picks."""
     import torch

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import app
 
-
-@app.command()
 def methods(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")) -> None:
     """List every registered heatmap method and CAM: name, kind, what it needs, default L (directions), equation."""
     import json

@@ -9,14 +9,12 @@ import typer
 from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import PRETRAINING, TrainConfig
 
-from .app import app
 from .cmd_train import INTENSITY_HELP, run_training
 from .options import GEOMETRY_HELP, QuietOpt, check_geometry, check_named, resolve_device_or_exit
 
 _D = TrainConfig(**PRETRAINING)
 
 
-@app.command()
 def pretrain(
     data: Path = typer.Argument(..., help="labels CSV (case,label,image) or a folder holding labels.csv; "
                                           "the labels are not read."),

@@ -8,7 +8,6 @@ import typer
 
 from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SOLVER_ITERATIONS
 
-from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
@@ -33,7 +32,6 @@ from .options import (
 )
 
 
-@app.command()
 def reconstruct(
     source: Path = typer.Option(..., "--input", "-i", help="A NIfTI file, a folder of them, or a labels CSV."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for heatmaps, summary.csv and run.json."),

@@ -8,12 +8,10 @@ import typer
 
 from tonno_engine.base.defaults import DEVICE, SEGMENTER_STEPS
 
-from .app import app
 from .options import DeviceOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
 
 segment_app = typer.Typer(help="Second stage: a 3D U-Net trained on pseudo-labels (the eval extra: MONAI).",
                           no_args_is_help=True)
-app.add_typer(segment_app, name="segment")
 
 
 @segment_app.command("train")

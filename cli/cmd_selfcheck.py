@@ -6,22 +6,20 @@ import json
 
 import typer
 
-from tonno_engine.base.defaults import DEVICE
+from tonno_engine.base.defaults import DEVICE, FIELD_OF_VIEW, GEOMETRY
 
-from .app import app
 from .options import DeviceOpt, QuietOpt, renamed, resolve_device_or_exit
 
 
-@app.command()
 def selfcheck(
     device: DeviceOpt = DEVICE,
     size: str = typer.Option("quick", help="Problem size: quick (32³, ~10 s on 2 CPU cores) or paper "
                                            "(64³, M=96, L=2000)."),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --size."),
     hemisphere: bool = typer.Option(False, help="Use a hemisphere of directions."),
-    geometry: str = typer.Option("paper", help="paper: the two-balls phantom, judged in the unit ball; physical: balls "
+    geometry: str = typer.Option(GEOMETRY, help="paper: the two-balls phantom, judged in the unit ball; physical: balls "
                                                "in mm at 1 x 1 x 3 mm, two near the corners, judged over the whole volume."),
-    field_of_view: str = typer.Option("full", help="Physical geometry: full (every voxel in the unit ball) or ball."),
+    field_of_view: str = typer.Option(FIELD_OF_VIEW, help="Physical geometry: full (every voxel in the unit ball) or ball."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: QuietOpt = False,
 ) -> None:

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .app import app
 from .options import QuietOpt, engine_errors, fail
 
 
-@app.command()
 def synth(
     out: Path = typer.Argument(..., help="Output folder (must be empty or new)."),
     kind: str = typer.Option("phantom", help="phantom or brain."),

@@ -9,7 +9,6 @@ import typer
 from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import DEFAULTS, OBJECTIVES, RECIPES
 
-from .app import app
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
@@ -30,7 +29,6 @@ INTENSITY_HELP = ("Intensity normalisation: ct, mr, pet, robust or none (default
                   "dataset.json, else none).")
 
 
-@app.command()
 def train(
     data: Path = typer.Argument(..., help="labels CSV (case,label,image[,mask]) or a folder holding labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, metrics and curves."),

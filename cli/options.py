@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tonno_engine.base.defaults import SOLVER_STRENGTH
 from tonno_engine.training.config import RECIPE_PURPOSES
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -61,7 +62,8 @@ IterationsOpt = Annotated[int, typer.Option(
 RegulariserOpt = Annotated[str, typer.Option(
     "--regulariser", help="Iterative methods: none, tv (total variation, edge-preserving) or gradient (smooth).")]
 StrengthOpt = Annotated[float, typer.Option(
-    "--strength", min=0.0, help="Iterative methods: the regulariser's weight against the data (default 0.1 with one).")]
+    "--strength", min=0.0,
+    help=f"Iterative methods: the regulariser's weight against the data (default {SOLVER_STRENGTH:g} with one).")]
 NonnegativeOpt = Annotated[bool, typer.Option("--nonnegative", help="Iterative methods: keep the heatmap >= 0.")]
 
 
@@ -70,7 +72,7 @@ def solver_settings(*, iterations: int, regulariser: str, strength: float | None
     from tonno_engine.base.solver_settings import SolverSettings
 
     if strength is None:
-        strength = 0.1 if regulariser != "none" else 0.0
+        strength = SOLVER_STRENGTH if regulariser != "none" else 0.0
     try:
         return SolverSettings(iterations=iterations, regulariser=regulariser, strength=strength, nonnegative=nonnegative)
     except ValueError as exc:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tonno_engine.base.defaults import DEMO_CASES, DEMO_LESION_RADIUS, DEMO_STEPS
+
 from ._torch_import import ensure_torch
 from .io import layer_kwargs
 
@@ -31,8 +33,7 @@ def demo_checkpoint_path() -> Path:
 
 def brain_sample() -> list[tuple]:
     """npe2 sample: ``[(image, kwargs, "image"), (lesions, kwargs, "labels")]`` of one positive brain."""
-    ensure_torch()  # tonno_engine.apps.demo imports the training code
-    from tonno_engine.apps.demo import DEMO_LESION_RADIUS
+    ensure_torch()  # load torch safely now, as the widgets opened next need it
     from tonno_engine.data.synth import brain_case, load_mni_brain
 
     case = brain_case(np.random.default_rng(SAMPLE_SEED), load_mni_brain((64, 76, 64)), 1, 3, DEMO_LESION_RADIUS)
@@ -42,10 +43,10 @@ def brain_sample() -> list[tuple]:
     return [(case.image, image, "image"), (case.mask.astype(np.uint8), labels, "labels")]
 
 
-def make_demo_checkpoint(steps: int = 400, cases: int = 40) -> Iterator:
+def make_demo_checkpoint(steps: int = DEMO_STEPS, cases: int = DEMO_CASES) -> Iterator:
     """Generate the demo data and train the demo model into the cache; yields synth and training
     events. Resumes a run that was stopped."""
-    from tonno_engine.apps.demo import DEMO_LESION_RADIUS, demo_config
+    from tonno_engine.apps.demo import demo_config
     from tonno_engine.data.synth import synthesize
 
     data = cache_dir() / "demo-data"

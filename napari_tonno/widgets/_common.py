@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tonno_engine.base.defaults import PROBE_DIRECTIONS
+
 
 def device_choices() -> list[str]:
     """``auto`` and every device torch sees (``cpu``, ``cuda:N``, ``mps``)."""
@@ -61,7 +63,7 @@ def load_iter(checkpoint: str, device: str):
 DIRECTIONS = ("axis 0", "axis 1", "axis 2", "lattice")
 
 
-def direction_vector(choice: str, index: int = 0, directions: int = 192):
+def direction_vector(choice: str, index: int = 0, directions: int = PROBE_DIRECTIONS):
     """A unit normal ``(3,)`` float64 in ``(x0, x1, x2)``: an array axis or lattice direction ``index``."""
     import torch
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
-from tonno_engine.base.defaults import DEVICE
+from tonno_engine.base.defaults import DEVICE, PROBE_DIRECTIONS
 
 from .._torch_import import ensure_torch
 from ._common import DIRECTIONS, default_checkpoint, direction_vector, layers_of, load_iter, spacing_of
@@ -93,7 +93,7 @@ class DirectionForm(ModelForm):
         super().__init__(napari_viewer, status_label)
         self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value=direction)
         self.index = SpinBox(label="lattice index", min=0, max=99999, value=0)
-        self.directions = SpinBox(label="lattice size (L)", min=1, max=100000, value=192)
+        self.directions = SpinBox(label="lattice size (L)", min=1, max=100000, value=PROBE_DIRECTIONS)
         self.slices = SpinBox(label="slices (M)", min=3, max=2000, value=slices)
 
     def chosen_normal(self):

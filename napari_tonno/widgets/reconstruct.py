@@ -10,9 +10,12 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinB
 from tonno_engine.base.defaults import (
     CAM,
     CAM_LAYER,
+    DEMO_CASES,
+    DEMO_STEPS,
     DEVICE,
     SLICES,
     SOLVER_ITERATIONS,
+    SOLVER_STRENGTH,
     TONNO_DIRECTIONS,
     WIDGET_QUALITY,
 )
@@ -44,7 +47,7 @@ class ReconstructWidget(ModelForm):
         # the iterative methods' solver (enabled when one is chosen)
         self.iterations = SpinBox(label="iterations", min=0, max=1000, value=SOLVER_ITERATIONS)
         self.regulariser = ComboBox(label="regulariser", choices=list(REGULARISERS), value="none")
-        self.strength = FloatSpinBox(label="strength", min=0.001, max=100.0, step=0.05, value=0.1)
+        self.strength = FloatSpinBox(label="strength", min=0.001, max=100.0, step=0.05, value=SOLVER_STRENGTH)
         self.nonnegative = CheckBox(text="heatmap >= 0")
         self.device = ComboBox(label="device", choices=device_choices(), value=DEVICE)
         # filled from the checkpoint when a run loads it; read by the worker through ``_live``
@@ -188,7 +191,7 @@ class ReconstructWidget(ModelForm):
             self.updates += 1
             self.status.value = f"{event.done}/{event.total} {unit}"
 
-    def make_demo_checkpoint(self, *_, steps: int = 400, cases: int = 40):
+    def make_demo_checkpoint(self, *_, steps: int = DEMO_STEPS, cases: int = DEMO_CASES):
         """Train the sample data's demo model in a thread worker (cached for next time)."""
         from ..samples import demo_checkpoint_path, make_demo_checkpoint
 

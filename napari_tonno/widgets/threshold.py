@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label
 
+from tonno_engine.base.defaults import CONNECTIVITY
+
 from .._torch_import import ensure_torch
 from ._common import geometry_of, layers_of
 
@@ -21,7 +23,7 @@ class ThresholdWidget(Container):
         self.truth = ComboBox(label="ground truth", choices=lambda w=None: [None] + [
             layer for layer in labels() if not layer.name.endswith(" mask")], nullable=True)
         self.level = FloatSlider(label="threshold", min=0.0, max=1.0, value=0.5, step=0.001)
-        self.connectivity = ComboBox(label="connectivity", choices=[26, 18, 6], value=26)
+        self.connectivity = ComboBox(label="connectivity", choices=[26, 18, 6], value=CONNECTIVITY)
         self.metrics = Label(label="metrics", value="")
         self.extend([self.heatmap, self.truth, self.level, self.connectivity, self.metrics])
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):

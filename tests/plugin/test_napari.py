@@ -394,6 +394,14 @@ def test_widget_initial_values_read_the_engine_defaults(make_napari_viewer):
     start = recipe_config(RECIPE)
     assert (train.steps.value, train.slice_size.value, train.norm.value) == (start.steps, start.slice_size, start.norm)
     assert tuple(train.norm.choices) == NORMS and train.device.value == D.DEVICE
+    assert widget.strength.value == D.SOLVER_STRENGTH
+    from napari_tonno.widgets.direction_slices import DirectionSlicesWidget
+    from napari_tonno.widgets.profiles import LogitProfileWidget
+    from napari_tonno.widgets.threshold import ThresholdWidget
+
+    assert ThresholdWidget(viewer).connectivity.value == D.CONNECTIVITY
+    for probe in (DirectionSlicesWidget(viewer), LogitProfileWidget(viewer)):
+        assert probe.directions.value == D.PROBE_DIRECTIONS
 
 
 def test_reconstruct_runs_an_iterative_method_with_live_estimates(viewer_with_volume, qtbot):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..base.atomic import make_output_folder, write_text_atomic
-from ..base.defaults import CAM_LAYER, DEVICE, QUALITY
+from ..base.defaults import BOOTSTRAP_RESAMPLES, CAM_LAYER, CONNECTIVITY, DEVICE, QUALITY, TEST_FRACTION
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
@@ -65,11 +65,11 @@ class BenchmarkConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: list[MethodSpec] = field(default_factory=default_methods)
     settings: ReconstructionSettings = field(default_factory=lambda: PRESETS[QUALITY])
-    test_fraction: float = 0.3
-    connectivity: int = 26
+    test_fraction: float = TEST_FRACTION
+    connectivity: int = CONNECTIVITY
     device: str = DEVICE
     seed: int = 0
-    resamples: int = 2000  # bootstrap resamples of the test cases for the 95 % intervals
+    resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the test cases for the 95 % intervals
     stage2: Stage2Config | None = None  # a second-stage U-Net on pseudo-labels, and its row
 
 

@@ -3,16 +3,15 @@ few minutes on 2 CPU cores (measured in bench/RESULTS.md), while lesions stay vi
 
 from __future__ import annotations
 
+from ..base.defaults import DEMO_LESION_RADIUS, DEMO_STEPS
 from ..methods.settings import PRESETS
 from ..training.config import recipe_config
 from .benchmark import BenchmarkConfig, default_methods
 
-#: lesion semi-axes (voxels per 64) for the demo: larger than the MS-like default so that a model
-#: trained from scratch for a few hundred CPU steps learns them
-DEMO_LESION_RADIUS = (3.5, 6.0)
+__all__ = ["DEMO_LESION_RADIUS", "demo_config"]  # the lesion radius is defined in base/defaults.py
 
 
-def demo_config(device, *, steps: int = 400) -> BenchmarkConfig:
+def demo_config(device, *, steps: int = DEMO_STEPS) -> BenchmarkConfig:
     """The ``small-lesions`` training recipe (64² slices, batch norm: no ImageNet weights offline) for
     ``steps``, the ``demo`` quality preset (M=24, L=192, hemisphere)."""
     train = recipe_config("small-lesions", steps=steps, val_every=100, device=str(device), seed=0)

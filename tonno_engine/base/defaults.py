@@ -41,3 +41,29 @@ SOLVER_TOLERANCE = 1e-3
 CONTRASTIVE = "contrastive"
 #: the second-stage segmenter's training steps (48³ patches, 2 a step: 4–5 CPU-minutes; bench/RESULTS.md)
 SEGMENTER_STEPS = 3000
+#: the iterative methods' regulariser weight against the data when one is chosen without --strength
+SOLVER_STRENGTH = 0.1
+
+#: evaluation: lesions are 3D connected components of this connectivity (6, 18 or 26; the paper's metrics)
+CONNECTIVITY = 26
+#: the benchmark: share of cases held out for testing, and bootstrap resamples of the test cases for
+#: Table 2's 95 % intervals
+TEST_FRACTION = 0.3
+BOOTSTRAP_RESAMPLES = 2000
+#: bootstrap resamples of the validation volumes for the volume AUC's interval
+AUC_RESAMPLES = 1000
+#: pseudo-labels: the ignore band (where the low level sits between the heatmap's median, 0, and the
+#: level, 1) and the ignore shell around each lesion, in mm
+PSEUDO_LABEL_BAND = 0.5
+PSEUDO_LABEL_MARGIN_MM = 2.0
+
+#: ``tonno demo`` (and the napari demo checkpoint): synthetic brain volumes (half with lesions), training
+#: steps, and lesion semi-axes (voxels per 64: larger than the MS-like default so that a model trained from
+#: scratch for a few hundred CPU steps learns them)
+DEMO_CASES = 40
+DEMO_STEPS = 400
+DEMO_LESION_RADIUS = (3.5, 6.0)
+
+#: the napari probe widgets (Direction slices, Logit profiles): the size L of their direction lattice
+#: (the demo preset's L)
+PROBE_DIRECTIONS = 192

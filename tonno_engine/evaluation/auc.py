@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 from scipy.stats import rankdata
 
+from ..base.defaults import AUC_RESAMPLES
+
 
 def roc_auc(labels, scores) -> float:
     """Area under the ROC curve by the Mann–Whitney rank formula (ties count ½); NaN if one class."""
@@ -26,7 +28,8 @@ def _auc_of_samples(pos: np.ndarray, neg: np.ndarray, axis: int = -1) -> np.ndar
     return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
 
 
-def auc_interval(labels, scores, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def auc_interval(labels, scores, *, resamples: int = AUC_RESAMPLES, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
     """The ``confidence`` percentile bootstrap interval of :func:`roc_auc`, resampling the positive and the
     negative volumes apart (``scipy.stats.bootstrap``, stratified as Table 2's intervals are); ``(nan, nan)``
     with fewer than two of either class. With 8 validation volumes it is wide, which is the point."""

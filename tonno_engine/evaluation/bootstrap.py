@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from ..base.defaults import BOOTSTRAP_RESAMPLES
+
 METRICS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
 _FIELDS = ("n_pred", "tp_pred", "n_gt", "detected", "dice", "predicted_positive", "positive")
 
@@ -54,7 +56,7 @@ def metric_values(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, n
 
 
 def bootstrap_intervals(methods: dict[str, dict[str, np.ndarray]], baseline: str | None = None, *,
-                        resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
+                        resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
     """``{label: {metric: (lo, hi), "diff": {metric: (lo, hi)}}}`` over the methods' common test cases.
 
     Every interval draws the same resamples (one seed), which is what pairs the methods.

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..base.defaults import CONNECTIVITY
 from ..base.errors import DataError
 from ..base.events import Progress
 from .metrics import label_components, voxel_volume_mm3
@@ -59,7 +60,7 @@ class CandidateSet:
         return next(c for c in self.candidates if c.id == cid)
 
 
-def candidates_iter(heatmap: np.ndarray, level: float, affine=None, *, connectivity: int = 26,
+def candidates_iter(heatmap: np.ndarray, level: float, affine=None, *, connectivity: int = CONNECTIVITY,
                     min_voxels: int = 1) -> Iterator[Progress | CandidateSet]:
     """Components of ``heatmap > level`` with at least ``min_voxels`` voxels; yields progress, then a
     :class:`CandidateSet` whose ids run 1…n by decreasing peak."""
@@ -92,9 +93,11 @@ def candidates_iter(heatmap: np.ndarray, level: float, affine=None, *, connectiv
     yield CandidateSet(labels, found, float(level))
 
 
-def find_candidates(heatmap, level, affine=None, **kwargs) -> CandidateSet:
+def find_candidates(heatmap: np.ndarray, level: float, affine=None, *, connectivity: int = CONNECTIVITY,
+                    min_voxels: int = 1) -> CandidateSet:
     """:func:`candidates_iter` run to the end."""
-    return next(e for e in candidates_iter(heatmap, level, affine, **kwargs) if isinstance(e, CandidateSet))
+    return next(e for e in candidates_iter(heatmap, level, affine, connectivity=connectivity, min_voxels=min_voxels)
+                if isinstance(e, CandidateSet))
 
 
 def percentile_level(heatmap: np.ndarray, percentile: float, *, max_samples: int = 2_000_000) -> float:

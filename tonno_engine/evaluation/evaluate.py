@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.atomic import write_text_atomic
+from ..base.defaults import CONNECTIVITY
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.acquisition import spacing_of
@@ -193,7 +194,7 @@ def load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, n
     return heat.array, pair.lesions(truth.array), heat
 
 
-def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Threshold, float]:
+def calibrate_on_files(pairs: list[Pair], *, connectivity: int = CONNECTIVITY) -> tuple[Threshold, float]:
     """The calibrated fixed threshold over validation pairs (:func:`calibrate_threshold`; any unreadable pair is an error)."""
     loaded = [load_pair(p) for p in pairs]
     return calibrate_threshold([h for h, _, _ in loaded], [t for _, t, _ in loaded], connectivity=connectivity,
@@ -204,7 +205,7 @@ def calibrate_on_files(pairs: list[Pair], *, connectivity: int = 26) -> tuple[Th
 MIN_SIZES_MM3 = (0.0, *(10.0 * 2**k for k in range(10)))
 
 
-def calibrate_min_size(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
+def calibrate_min_size(pairs: list[Pair], threshold: Threshold, *, connectivity: int = CONNECTIVITY,
                        candidates=MIN_SIZES_MM3) -> tuple[float, float]:
     """The smallest component size (mm³) that maximises pooled lesion F1 over validation ``pairs`` binarised at
     ``threshold`` (ties go to the smaller size); returns ``(min_mm3, F1)``. For maps with a level of their own
@@ -220,7 +221,7 @@ def calibrate_min_size(pairs: list[Pair], threshold: Threshold, *, connectivity:
     return best[1], best[0]
 
 
-def calibrated_scores(val: list[Pair], test: list[Pair], *, connectivity: int = 26,
+def calibrated_scores(val: list[Pair], test: list[Pair], *, connectivity: int = CONNECTIVITY,
                       level: Threshold | None = None) -> tuple[Threshold, float, EvaluationResult]:
     """Table 2's protocol for one method: the lesion-F1 threshold calibrated on ``val``, then ``test`` scored with
     it; returns ``(threshold, validation F1, result)``. With a ``level`` of the map's own, the minimum component
@@ -240,7 +241,7 @@ def calibrated_scores(val: list[Pair], test: list[Pair], *, connectivity: int = 
     return threshold, val_f1, result
 
 
-def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = 26,
+def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int = CONNECTIVITY,
                   masks_out: str | Path | None = None, metrics: str = "paper",
                   instances: InstanceOptions = InstanceOptions(),
                   missing_as_empty: bool = False, min_mm3: float = 0.0) -> Iterator[Progress | EvaluationResult]:

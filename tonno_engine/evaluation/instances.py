@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..base.defaults import CONNECTIVITY
 from ..base.errors import MissingExtra
 from .metrics import label_components
 
@@ -51,7 +52,7 @@ def monai_metrics():
 
 
 def instance_metrics(pred: np.ndarray, gt: np.ndarray, spacing, *, iou_threshold: float = 0.5,
-                     tolerance_mm: float = 2.0, connectivity: int = 26) -> InstanceMetrics:
+                     tolerance_mm: float = 2.0, connectivity: int = CONNECTIVITY) -> InstanceMetrics:
     """Matched lesions and boundary distances of a binary ``pred`` against a binary ``gt`` (both ``(D, H, W)``);
     ``spacing``: mm per array axis."""
     import torch

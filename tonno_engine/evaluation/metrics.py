@@ -17,6 +17,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from ..base.defaults import CONNECTIVITY
+
 THRESHOLDS = ("fixed", "otsu", "percentile", "calibrated")
 _CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 
@@ -66,7 +68,7 @@ def binarize(heatmap: np.ndarray, threshold: Threshold) -> np.ndarray:
     return np.asarray(heatmap) > threshold.level(np.asarray(heatmap))
 
 
-def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
+def label_components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> tuple[np.ndarray, int]:
     """Connected components of a 3D bool mask: ``(labels int32, count)``."""
     if connectivity not in _CONNECTIVITY:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
@@ -102,7 +104,7 @@ def _box_iou(a: tuple[slice, ...], b: tuple[slice, ...]) -> float:
     return float(inter / (vol(a) + vol(b) - inter))
 
 
-def case_metrics(pred: np.ndarray, gt: np.ndarray, *, case: str = "", connectivity: int = 26,
+def case_metrics(pred: np.ndarray, gt: np.ndarray, *, case: str = "", connectivity: int = CONNECTIVITY,
                  label: int | None = None) -> CaseMetrics:
     """Lesion-wise counts, Dice and MaxIoU of one binary prediction against one binary mask.
 
@@ -155,16 +157,18 @@ def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
 
 #: how many quantile levels :func:`calibrate_threshold` tries by default
 CALIBRATION_CANDIDATES = 48
+#: the candidates' span: quantiles ``1 - 10^-k`` for k from the first to the second
+CALIBRATION_EXPONENTS = (0.3, 4.0)
 #: how :func:`calibrate_threshold` picks its level, recorded beside calibrated results (``benchmark.json``)
 CALIBRATION_RULE = (f"lesion F1 averaged with the two neighbouring candidate levels, "
                     f"{CALIBRATION_CANDIDATES} quantile candidates")
 
 
-def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = 26,
+def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = CONNECTIVITY,
                         candidates: int = CALIBRATION_CANDIDATES, labels: list[int] | None = None) -> tuple[Threshold, float]:
     """The fixed threshold that maximises pooled lesion F1 on a validation split, read robustly.
 
-    Candidates are quantiles ``1 - 10^-k`` (k from 0.3 to 4) of all validation voxels pooled,
+    Candidates are quantiles ``1 - 10^-k`` (k in :data:`CALIBRATION_EXPONENTS`) of all validation voxels pooled,
     dense near the top because lesions are a small fraction of a volume. The chosen candidate maximises
     the F1 averaged with its two neighbours (:func:`robust_argmax`), not its own F1 alone: with a dozen
     validation volumes F1 is often maximal over a range of levels, and that range's lowest edge (or a lone
@@ -182,10 +186,11 @@ def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *,
 
 
 def calibration_levels(heatmaps: list[np.ndarray], candidates: int = CALIBRATION_CANDIDATES) -> np.ndarray:
-    """The candidate levels of :func:`calibrate_threshold`, ascending and distinct: quantiles ``1 - 10^-k`` (k from
-    0.3 to 4, ``candidates`` of them) of all voxels of ``heatmaps`` pooled."""
+    """The candidate levels of :func:`calibrate_threshold`, ascending and distinct: quantiles ``1 - 10^-k`` (k across
+    :data:`CALIBRATION_EXPONENTS`, ``candidates`` of them) of all voxels of ``heatmaps`` pooled."""
     pooled = np.concatenate([np.asarray(h, np.float32).ravel() for h in heatmaps])
-    return np.unique(np.quantile(pooled, 1.0 - np.logspace(-0.3, -4.0, candidates)))
+    first, last = CALIBRATION_EXPONENTS
+    return np.unique(np.quantile(pooled, 1.0 - np.logspace(-first, -last, candidates)))
 
 
 def neighbour_mean(scores) -> np.ndarray:
@@ -220,7 +225,7 @@ class LesionRecord:
         return d
 
 
-def keep_large_components(mask: np.ndarray, min_mm3: float, affine, connectivity: int = 26) -> np.ndarray:
+def keep_large_components(mask: np.ndarray, min_mm3: float, affine, connectivity: int = CONNECTIVITY) -> np.ndarray:
     """``mask`` ``(D, H, W)`` without its connected components smaller than ``min_mm3`` (the voxel volume from
     ``affine``, the NIfTI voxel-to-mm matrix); ``min_mm3`` 0 keeps every component."""
     mask = np.asarray(mask, bool)
@@ -239,7 +244,7 @@ def voxel_volume_mm3(affine) -> float:
 
 
 def lesion_records(pred: np.ndarray, gt: np.ndarray, affine, *, case: str = "",
-                   connectivity: int = 26) -> list[LesionRecord]:
+                   connectivity: int = CONNECTIVITY) -> list[LesionRecord]:
     """One :class:`LesionRecord` per connected component of ``gt`` (``(D, H, W)`` bool, voxel ``i`` at
     ``affine @ i`` mm), detected when ``pred`` overlaps it (the rule of :func:`case_metrics`)."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)

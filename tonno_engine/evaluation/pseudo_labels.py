@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..base.defaults import CONNECTIVITY, PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
 from ..base.errors import DataError
 from .candidates import find_candidates
 from .metrics import keep_large_components, label_components
@@ -35,10 +36,10 @@ class PseudoLabelRule:
     median (0: every voxel above the median is uncertain) and ``level`` (1: no band); ``margin_mm``:
     the ignore shell around each accepted component; ``min_mm3``: smaller components are ignored."""
 
-    band: float = 0.5
-    margin_mm: float = 2.0
+    band: float = PSEUDO_LABEL_BAND
+    margin_mm: float = PSEUDO_LABEL_MARGIN_MM
     min_mm3: float = 0.0
-    connectivity: int = 26
+    connectivity: int = CONNECTIVITY
 
     def __post_init__(self):
         if not 0.0 <= self.band <= 1.0:
@@ -113,7 +114,7 @@ def read_decisions(path: str | Path) -> list[dict]:
 
 
 def apply_review(labels: np.ndarray, heatmap: np.ndarray, annotation: np.ndarray, decisions: list[dict], *,
-                 where: str | Path = "annotation", connectivity: int = 26) -> np.ndarray:
+                 where: str | Path = "annotation", connectivity: int = CONNECTIVITY) -> np.ndarray:
     """``labels`` with an annotator's review laid over it: voxels of ``annotation`` > 0 become lesion, each
     rejected candidate's voxels background (found again on ``heatmap`` at the level it was decided at; its
     size must match the decision's, or the annotation belongs to another heatmap: :class:`DataError`)."""
