@@ -134,9 +134,10 @@ def benchmark(
     check_named(recipe, RECIPES, "recipe", "--recipe")
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
-    train = recipe_config(recipe, model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                          steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view,
-                          findings=parse_findings(findings), id_column=id_column)
+    train = recipe_config(recipe, dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+                                       steps=steps, device=str(dev), seed=seed, geometry=geometry,
+                                       field_of_view=field_of_view, findings=parse_findings(findings),
+                                       id_column=id_column))
     second = None
     if stage2:
         from tonno_engine.apps.benchmark_stage2 import Stage2Config

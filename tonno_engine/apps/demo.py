@@ -15,5 +15,5 @@ DEMO_LESION_RADIUS = (3.5, 6.0)
 def demo_config(device, *, steps: int = 400) -> BenchmarkConfig:
     """The ``small-lesions`` training recipe (64² slices, batch norm: no ImageNet weights offline) for
     ``steps``, the ``demo`` quality preset (M=24, L=192, hemisphere)."""
-    train = recipe_config("small-lesions", steps=steps, val_every=100, device=str(device), seed=0)
+    train = recipe_config("small-lesions", dict(steps=steps, val_every=100, device=str(device), seed=0))
     return BenchmarkConfig(train=train, methods=default_methods(2), settings=PRESETS["demo"], device=str(device), seed=0)
