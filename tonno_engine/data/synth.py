@@ -278,8 +278,8 @@ def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> Synt
     labels = np.zeros(shape, np.uint8)
     for k, (kind, count) in enumerate(findings):
         for _ in range(count):
-            _add_finding(rng, grid, image, labels, _Finding(kind, k + 1, (lesion_radius[0] * scale, lesion_radius[1] * scale)),
-                         in_wm if len(in_wm) else in_brain, wm_ref)
+            finding = _Finding(kind, k + 1, (lesion_radius[0] * scale, lesion_radius[1] * scale))
+            _add_finding(rng, grid, image, labels, finding, in_wm if len(in_wm) else in_brain, wm_ref)
     image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
     low, high = difficulty.distractors
     if high:
