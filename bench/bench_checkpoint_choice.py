@@ -23,7 +23,7 @@ from pathlib import Path
 from tonno_engine.apps.classification import classify_iter
 from tonno_engine.apps.training_run import train_run_iter
 from tonno_engine.data.dataset import read_cases
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import load_checkpoint
 from tonno_engine.training.config import recipe_config
@@ -45,7 +45,7 @@ def held_out_auc(checkpoint: Path, holdout) -> tuple[float, object]:
 
 def one_run(args, seed: int, ema: float, data: Path, holdout) -> dict:
     out = Path(args.out) / f"seed{seed}-ema{ema:g}"
-    cfg = recipe_config("small-lesions", steps=args.steps, seed=seed, device="cpu", ema=ema, keep_checkpoints=True)
+    cfg = recipe_config("small-lesions", dict(steps=args.steps, seed=seed, device="cpu", ema=ema, keep_checkpoints=True))
     start = time.perf_counter()
     if not (out / "run.json").exists() or json.loads((out / "run.json").read_text())["step"] < args.steps:
         for _ in train_run_iter(data, out, cfg, resume=(out / "checkpoint_last.pt").exists()):
@@ -84,7 +84,7 @@ def main() -> None:
         data, held_dir = Path(args.out) / f"data{seed}", Path(args.out) / f"holdout{seed}"
         for folder, n, s in ((data, args.n, seed), (held_dir, args.holdout, 1000 + seed)):
             if not (folder / "labels.csv").exists():
-                list(synthesize(folder, kind="brain", n=n, seed=s, difficulty=args.difficulty, spacing=spacing))
+                list(synthesize(folder, SynthRequest(kind="brain", n=n, seed=s, difficulty=args.difficulty, spacing=spacing)))
         holdout = read_cases(held_dir / "labels.csv")
         for ema in (float(e) for e in args.ema.split(",")):
             row = one_run(args, seed, ema, data, holdout)

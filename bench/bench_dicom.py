@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tonno_engine.data.dicom_write import write_dicom_series
+from tonno_engine.data.dicom_write import SeriesTags, write_dicom_series
 from tonno_engine.data.images import load_image
 from tonno_engine.data.nifti import save_nifti
 
@@ -36,7 +36,7 @@ def main() -> None:
     affine = np.diag([0.7, 0.7, 1.25, 1.0])
     affine[:3, 3] = (-180.0, -180.0, -200.0)
     start = time.perf_counter()
-    write_dicom_series(work / "series", hu, affine, slope=1.0, intercept=-1024.0)
+    write_dicom_series(work / "series", hu, affine, SeriesTags(slope=1.0, intercept=-1024.0))
     written = time.perf_counter() - start
     save_nifti(work / "ct.nii.gz", hu, affine, dtype=np.int16)
     save_nifti(work / "ct.nii", hu, affine, dtype=np.int16)

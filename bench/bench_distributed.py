@@ -65,9 +65,9 @@ def main() -> None:
     data = work / "demo-data"
     if not (data / "labels.csv").exists():
         from tonno_engine.apps.demo import DEMO_LESION_RADIUS
-        from tonno_engine.data.synth import synthesize
+        from tonno_engine.data.synth import SynthRequest, synthesize
 
-        list(synthesize(data, kind="brain", n=40, seed=0, lesion_radius=DEMO_LESION_RADIUS, max_lesions=3))
+        list(synthesize(data, SynthRequest(kind="brain", n=40, seed=0, lesion_radius=DEMO_LESION_RADIUS, max_lesions=3)))
     sides = {1: CORES, args.nproc: max(1, CORES // args.nproc)}
     rows = []
 

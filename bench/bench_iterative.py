@@ -59,13 +59,14 @@ def selfcheck(args) -> None:
 
 def cost(args) -> None:
     from tonno_engine.base.registry import MethodSpec
-    from tonno_engine.data.synth import brain_case, load_mni_brain
+    from tonno_engine.data.synth import BrainSpec, brain_case, load_mni_brain
     from tonno_engine.methods.case import reconstruct_case_iter
     from tonno_engine.methods.settings import ReconstructionSettings
     from tonno_engine.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint, "cpu")
-    case = brain_case(np.random.default_rng(5), load_mni_brain((64, 64, 64)), 1, 3, (3.5, 6.0))
+    spec = BrainSpec(max_lesions=3, lesion_radius=(3.5, 6.0))
+    case = brain_case(np.random.default_rng(5), load_mni_brain((64, 64, 64)), 1, spec)
     settings = ReconstructionSettings(slices=args.slices, directions=args.directions, hemisphere=True)
 
     def run(names):

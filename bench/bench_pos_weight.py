@@ -19,7 +19,7 @@ from pathlib import Path
 from tonno_engine.apps.classification import classify_findings_iter
 from tonno_engine.apps.training_run import train_run_iter
 from tonno_engine.data.dataset import read_cases, split_cases, write_cases_csv
-from tonno_engine.data.synth import FINDING_TYPES, synthesize
+from tonno_engine.data.synth import FINDING_TYPES, SynthRequest, synthesize
 from tonno_engine.methods.settings import ReconstructionSettings
 from tonno_engine.models.checkpoint import load_checkpoint
 from tonno_engine.training.config import recipe_config
@@ -45,8 +45,9 @@ def main() -> None:
     findings = list(FINDING_TYPES)
     data = args.out / "data"
     if not (data / "labels.csv").exists():
-        finish(synthesize(data, kind="brain", n=args.n, seed=args.seed, difficulty="large", findings=findings,
-                          prevalence=args.prevalence))
+        request = SynthRequest(kind="brain", n=args.n, seed=args.seed, difficulty="large", findings=findings,
+                               prevalence=args.prevalence)
+        finish(synthesize(data, request))
     cases = read_cases(data, findings=findings)
     rest, test = split_cases(cases, 0.3, args.seed)
     write_cases_csv(args.out / "train.csv", rest, findings)
@@ -57,8 +58,8 @@ def main() -> None:
     print("|---|" + "---|" * (len(findings) + 2))
     for weighted in (False, True):
         run = args.out / ("weighted" if weighted else "plain")
-        cfg = recipe_config("small-lesions", steps=args.steps, device="cpu", seed=args.seed, findings=findings,
-                            pos_weight=weighted)
+        cfg = recipe_config("small-lesions", dict(steps=args.steps, device="cpu", seed=args.seed, findings=findings,
+                                                  pos_weight=weighted))
         start = time.perf_counter()
         if not (run / "run.json").exists():
             for _ in train_run_iter(args.out / "train.csv", run, cfg):

@@ -24,7 +24,7 @@ from tonno_engine import resolve_device
 from tonno_engine.apps.demo import DEMO_LESION_RADIUS
 from tonno_engine.base.registry import MethodSpec
 from tonno_engine.data.preprocessing import Preprocessing
-from tonno_engine.data.synth import brain_case, load_mni_brain
+from tonno_engine.data.synth import BrainSpec, brain_case, load_mni_brain
 from tonno_engine.methods.run import run_method
 from tonno_engine.methods.settings import PRESETS, ReconstructionSettings
 from tonno_engine.models.checkpoint import load_model
@@ -43,7 +43,8 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
-    case = brain_case(np.random.default_rng(5), load_mni_brain((128, 128, 128)), 1, 3, DEMO_LESION_RADIUS)
+    spec = BrainSpec(max_lesions=3, lesion_radius=DEMO_LESION_RADIUS)
+    case = brain_case(np.random.default_rng(5), load_mni_brain((128, 128, 128)), 1, spec)
     volume = Preprocessing.from_dict(meta.preprocessing)(case.image)
     spec, size = MethodSpec("tonno"), meta.slice_size
     run_method(spec, volume, model, ReconstructionSettings(slices=8, directions=4, slice_size=size), device=device)  # warm-up

@@ -68,10 +68,10 @@ def run_candidate(name: str, data: Path, out: Path, holdout, seed: int = 0) -> d
     if "pretrain" in spec:
         pre = out / f"{name}-pretrain"
         if not (pre / "encoder.pth").exists():
-            _drain(train_run_iter(data, pre, pretrain_config(device="cpu", **spec["pretrain"])))
+            _drain(train_run_iter(data, pre, pretrain_config(dict(device="cpu", **spec["pretrain"]))))
         weights = str(pre / "encoder.pth")
     run = out / name
-    cfg = recipe_config(spec.get("recipe", "small-lesions"), device="cpu", weights=weights, seed=seed, **spec["train"])
+    cfg = recipe_config(spec.get("recipe", "small-lesions"), dict(device="cpu", weights=weights, seed=seed, **spec["train"]))
     done = json.loads((run / "run.json").read_text())["step"] if (run / "run.json").exists() else 0
     if done < cfg.steps:  # a finished candidate is read back; an interrupted one resumes
         _drain(train_run_iter(data, run, cfg, resume=(run / "checkpoint_last.pt").exists()))

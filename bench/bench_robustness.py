@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter
 from tonno_engine.base.registry import MethodSpec
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.methods.settings import PRESETS
 from tonno_engine.training.config import recipe_config
 
@@ -36,8 +36,8 @@ CELLS = {
 def run_cell(args, cell: str, seed: int) -> dict:
     data, out = Path(args.out) / f"{cell}-{seed}" / "data", Path(args.out) / f"{cell}-{seed}" / "bench"
     if not (data / "labels.csv").exists():
-        list(synthesize(data, kind="brain", seed=seed, **CELLS[cell]))
-    cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=seed),
+        list(synthesize(data, SynthRequest(kind="brain", seed=seed, **CELLS[cell])))
+    cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=seed)),
                           methods=[MethodSpec(m) for m in args.methods.split(",")], settings=PRESETS[args.quality],
                           device="cpu", seed=seed)
     start = time.perf_counter()

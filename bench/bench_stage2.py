@@ -48,7 +48,7 @@ def _config(args, rule: PseudoLabelRule) -> BenchmarkConfig:
         cfg = demo_config("cpu")
     else:
         methods = [MethodSpec(m) for m in args.methods.split(",")] if args.methods else default_methods(2)
-        cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=0), methods=methods,
+        cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=0)), methods=methods,
                               settings=PRESETS[args.quality], device="cpu", seed=0)
     cfg.stage2 = stage2
     return cfg

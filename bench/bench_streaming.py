@@ -98,11 +98,11 @@ def _median_speed(run: Path, skip: int = 5) -> float:
 
 def throughput(args) -> None:
     from tonno_engine.apps.demo import DEMO_LESION_RADIUS
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     root = Path(args.work) / "demo-data"
     if not (root / "labels.csv").exists():
-        list(synthesize(root, kind="brain", n=40, seed=0, lesion_radius=DEMO_LESION_RADIUS, max_lesions=3))
+        list(synthesize(root, SynthRequest(kind="brain", n=40, seed=0, lesion_radius=DEMO_LESION_RADIUS, max_lesions=3)))
     volume_mib = 64 * 76 * 64 * 4 / 2**20
     pool = 10  # a third of the 32 training volumes
     cache_gb = pool * volume_mib / 0.75 / 1024

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.training.config import TrainConfig
 from tonno_engine.training.loop import train_iter
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    list(synthesize(out / "data", kind=args.kind, n=args.n, seed=args.seed))
+    list(synthesize(out / "data", SynthRequest(kind=args.kind, n=args.n, seed=args.seed)))
     cfg = TrainConfig(slice_size=args.slice_size, steps=args.steps, norm=args.norm, lr=args.lr, device=args.device,
                       seed=args.seed, val_every=50)
     start = time.perf_counter()

@@ -19,7 +19,7 @@ import torch
 
 from tonno_engine import resolve_device
 from tonno_engine.base.devices import synchronize
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.models.encoders import create_encoder
 from tonno_engine.training.config import TrainConfig
 from tonno_engine.training.loop import train_iter
@@ -39,7 +39,7 @@ def main() -> None:
     use_amp = device.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        list(synthesize(data, kind="phantom", n=12, seed=0))
+        list(synthesize(data, SynthRequest(kind="phantom", n=12, seed=0)))
         model = create_encoder("resnet10t", norm="bn").to(device).to(memory_format=torch.channels_last).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randn(batch, 1, args.slice_size, args.slice_size, device=device).contiguous(

@@ -145,9 +145,10 @@ def benchmark(
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
     # training options not given stay None: the recipe, then TrainConfig, decide (as in `tonno train`)
-    train = recipe_config(recipe or "paper", model=model, norm=norm, weights=weights or None, slice_size=slice_size,
-                          steps=steps, device=str(dev), seed=seed, geometry=geometry, field_of_view=field_of_view,
-                          findings=parse_findings(findings), id_column=id_column)
+    train = recipe_config(recipe or "paper", dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
+                                                  steps=steps, device=str(dev), seed=seed, geometry=geometry,
+                                                  field_of_view=field_of_view, findings=parse_findings(findings),
+                                                  id_column=id_column))
     seed = train.seed  # the split's and the second stage's seed too
     second = None
     if stage2:

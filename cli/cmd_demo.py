@@ -23,7 +23,7 @@ def demo(
     """The whole method on a laptop CPU in minutes: lesions found from volume labels alone."""
     from tonno_engine.apps.demo import demo_config
     from tonno_engine.base.atomic import make_output_folder
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     from .cmd_benchmark import print_result, run_benchmark
     from .progress import show_progress
@@ -35,8 +35,8 @@ def demo(
     if not (data / "labels.csv").exists():
         with engine_errors():
             make_output_folder(out)
-            for _ in show_progress(synthesize(data, kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS,
-                                              max_lesions=3), "synth", quiet=quiet):
+            request = SynthRequest(kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS, max_lesions=3)
+            for _ in show_progress(synthesize(data, request), "synth", quiet=quiet):
                 pass
     print("2/3 training a slice classifier on volume labels; 3/3 reconstructing and evaluating", flush=True)
     result = run_benchmark(data, out, demo_config(dev, steps=steps), quiet=quiet)

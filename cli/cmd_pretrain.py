@@ -66,5 +66,5 @@ def pretrain(
                  checkpoint_every=checkpoint_every, device=device, seed=seed, cache_gb=cache_gb,
                  pool_volumes=pool_volumes, loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None)
-    run_training(data, out, pretrain_config(**given), given, command="pretrain", device=dev, resume=resume,
+    run_training(data, out, pretrain_config(given), given, command="pretrain", device=dev, resume=resume,
                  quiet=quiet, events=events)

@@ -42,7 +42,7 @@ def synth(
 ) -> None:
     """Write synthetic weak-label volumes, lesion masks and labels.csv (the project's benchmark data)."""
     from tonno_engine.base.atomic import make_output_folder
-    from tonno_engine.data.synth import DIFFICULTIES, FINDING_TYPES, IMAGE_FORMATS, KINDS, synthesize
+    from tonno_engine.data.synth import DIFFICULTIES, FINDING_TYPES, IMAGE_FORMATS, KINDS, SynthRequest, synthesize
     from tonno_engine.tomography.frames import check_spacing
 
     from .progress import show_progress
@@ -80,10 +80,11 @@ def synth(
         fail(f"{out}: folder is not empty (use --overwrite)")
     with engine_errors():
         make_output_folder(out)
-        events = synthesize(out, kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, spacing=mm,
-                            oblique=oblique, lesion_radius=radius, image_format=image_format,
-                            difficulty=difficulty, contrast_scale=contrast_scale, bias_field=bias_field,
-                            findings=types, unknown=unknown, prevalence=prevalence)
+        request = SynthRequest(kind=kind, n=n, seed=seed, shape=dims, max_lesions=max_lesions, lesion_radius=radius,
+                               spacing=mm, oblique=oblique, image_format=image_format, difficulty=difficulty,
+                               contrast_scale=contrast_scale, bias_field=bias_field, findings=types, unknown=unknown,
+                               prevalence=prevalence)
+        events = synthesize(out, request)
         for _ in show_progress(events, f"synth {kind}", quiet=quiet):
             pass
     also = f"; findings {','.join(types)}: train with --findings {','.join(types)}" if types else ""

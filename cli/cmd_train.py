@@ -113,7 +113,7 @@ def train(
                  loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
                  findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight)
-    cfg = recipe_config(recipe, **given)
+    cfg = recipe_config(recipe, given)
     if 0 < cfg.candidates <= cfg.slices_per_volume:
         raise typer.BadParameter(f"must be 0 (off) or more than --slices-per-volume ({cfg.slices_per_volume}), "
                                  f"got {cfg.candidates}", param_hint="--candidates")

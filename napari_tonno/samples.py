@@ -34,9 +34,10 @@ def demo_checkpoint_path() -> Path:
 def brain_sample() -> list[tuple]:
     """npe2 sample: ``[(image, kwargs, "image"), (lesions, kwargs, "labels")]`` of one positive brain."""
     ensure_torch()  # load torch safely now, as the widgets opened next need it
-    from tonno_engine.data.synth import brain_case, load_mni_brain
+    from tonno_engine.data.synth import BrainSpec, brain_case, load_mni_brain
 
-    case = brain_case(np.random.default_rng(SAMPLE_SEED), load_mni_brain((64, 76, 64)), 1, 3, DEMO_LESION_RADIUS)
+    spec = BrainSpec(max_lesions=3, lesion_radius=DEMO_LESION_RADIUS)
+    case = brain_case(np.random.default_rng(SAMPLE_SEED), load_mni_brain((64, 76, 64)), 1, spec)
     extra = {"tonno_checkpoint": str(demo_checkpoint_path())} if demo_checkpoint_path().exists() else {}
     image = {"name": "brain (tonno sample)", "colormap": "gray", **layer_kwargs(case.affine, None, **extra)}
     labels = {"name": "lesions (ground truth)", "opacity": 0.5, **layer_kwargs(case.affine)}
@@ -47,11 +48,11 @@ def make_demo_checkpoint(steps: int = DEMO_STEPS, cases: int = DEMO_CASES) -> It
     """Generate the demo data and train the demo model into the cache; yields synth and training
     events. Resumes a run that was stopped."""
     from tonno_engine.apps.demo import demo_config
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     data = cache_dir() / "demo-data"
     if not (data / "labels.csv").exists():
-        yield from synthesize(data, kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS)
+        yield from synthesize(data, SynthRequest(kind="brain", n=cases, seed=0, lesion_radius=DEMO_LESION_RADIUS))
     from tonno_engine.training.loop import train_iter
 
     run = demo_checkpoint_path().parent

@@ -55,10 +55,10 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_cases(tmp_path_factory):
     """A folder of four small synthetic phantoms (24³) with labels.csv, images/ and masks/."""
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     root = tmp_path_factory.mktemp("cases")
-    list(synthesize(root, kind="phantom", n=4, seed=1, shape=(24, 24, 24)))
+    list(synthesize(root, SynthRequest(kind="phantom", n=4, seed=1, shape=(24, 24, 24))))
     return root
 
 
@@ -71,10 +71,10 @@ def masked_phantoms(tmp_path):
 
     from tonno_engine.data.dataset import read_cases
     from tonno_engine.data.nifti import load_nifti, save_nifti
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     def make(n: int = 6, shape=(16, 18, 20)):
-        list(synthesize(tmp_path / "data", kind="phantom", n=n, seed=1, shape=shape))
+        list(synthesize(tmp_path / "data", SynthRequest(kind="phantom", n=n, seed=1, shape=shape)))
         cases = read_cases(tmp_path / "data")
         heat = tmp_path / "heat"
         heat.mkdir()

@@ -67,10 +67,10 @@ def test_export_train_resume_and_predict(tmp_path, tiny_cases, tiny_checkpoint):
 
 
 def test_benchmark_stage2_adds_its_row_and_reuses_the_segmenter(tmp_path, tiny_checkpoint):
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=10, seed=4, shape=(16, 16, 16)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=10, seed=4, shape=(16, 16, 16))))
     out = tmp_path / "bench"
     args = ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method", "tonno,layercam",
             "--slices", "5", "--directions", "8", "--device", "cpu", "--resamples", "200", "--stage2",

@@ -144,11 +144,11 @@ def test_findings_are_chosen_by_name_and_an_unknown_one_is_refused():
 
 @pytest.fixture(scope="module")
 def finding_brains(tmp_path_factory):
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     root = tmp_path_factory.mktemp("findings")
-    list(synthesize(root, kind="brain", n=16, seed=2, shape=(24, 28, 24), difficulty="large", findings=FINDINGS,
-                    unknown=0.1))
+    list(synthesize(root, SynthRequest(kind="brain", n=16, seed=2, shape=(24, 28, 24), difficulty="large", findings=FINDINGS,
+                                       unknown=0.1)))
     return root
 
 

@@ -14,5 +14,5 @@ __all__ = ["DEMO_LESION_RADIUS", "demo_config"]  # the lesion radius is defined 
 def demo_config(device, *, steps: int = DEMO_STEPS) -> BenchmarkConfig:
     """The ``small-lesions`` training recipe (64² slices, batch norm: no ImageNet weights offline) for
     ``steps``, the ``demo`` quality preset (M=24, L=192, hemisphere)."""
-    train = recipe_config("small-lesions", steps=steps, val_every=100, device=str(device), seed=0)
+    train = recipe_config("small-lesions", dict(steps=steps, val_every=100, device=str(device), seed=0))
     return BenchmarkConfig(train=train, methods=default_methods(2), settings=PRESETS["demo"], device=str(device), seed=0)

@@ -10,6 +10,7 @@ SimpleITK (and dcm2niix) map a series back to NIfTI.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,26 @@ def _dataset(pixels: np.ndarray, geometry: dict, uids: dict, number: int):
     return ds
 
 
-def write_dicom_series(folder: str | Path, array, affine, *, slope: float = 1.0, intercept: float = 0.0,
-                       description: str = "tonno", series_number: int = 1, order=None,
-                       series_uid: str | None = None) -> list[Path]:
-    """Write ``array`` ``(D, H, W)`` (values = stored · ``slope`` + ``intercept``, rounded to int16)
-    as ``folder/slice_XXXX.dcm`` and return the paths. ``order`` (a permutation of ``range(W)``)
-    sets which slice each file number holds, to test readers that must sort by position. The
-    series is written into a temporary sibling folder that replaces ``folder`` when complete."""
+@dataclass(frozen=True)
+class SeriesTags:
+    """The tags a written series carries besides its geometry: the stored values' ``slope`` and ``intercept``
+    (RescaleSlope, RescaleIntercept: value = stored · slope + intercept), the SeriesDescription, the
+    SeriesNumber, and the SeriesInstanceUID (``None``: a new one)."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    description: str = "tonno"
+    series_number: int = 1
+    series_uid: str | None = None
+
+
+def write_dicom_series(folder: str | Path, array, affine, tags: SeriesTags | None = None, *,
+                       order=None) -> list[Path]:
+    """Write ``array`` ``(D, H, W)`` (values = stored · ``tags.slope`` + ``tags.intercept``, rounded to int16;
+    ``tags``: :class:`SeriesTags`, default its defaults) as ``folder/slice_XXXX.dcm`` and return the paths.
+    ``order`` (a permutation of ``range(W)``) sets which slice each file number holds, to test readers that
+    must sort by position. The series is written into a temporary sibling folder that replaces ``folder``
+    when complete."""
     from pydicom.uid import generate_uid
 
     folder = Path(folder)
@@ -63,9 +77,11 @@ def write_dicom_series(folder: str | Path, array, affine, *, slope: float = 1.0,
     lps = RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
     steps = spacing_of(affine)  # the LPS flip keeps the column norms
     row_dir, col_dir = lps[:3, 0] / steps[0], lps[:3, 1] / steps[1]
+    tags = tags or SeriesTags()
+    slope, intercept = tags.slope, tags.intercept
     stored = np.clip(np.rint((array - intercept) / slope), -32768, 32767).astype(np.int16)
-    uids = {"study": generate_uid(), "series": series_uid or generate_uid(), "frame": generate_uid(),
-            "description": description, "number": series_number}
+    uids = {"study": generate_uid(), "series": tags.series_uid or generate_uid(), "frame": generate_uid(),
+            "description": tags.description, "number": tags.series_number}
     order = list(range(array.shape[2])) if order is None else list(order)
     paths = []
     for file_no, k in enumerate(order):

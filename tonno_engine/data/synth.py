@@ -34,7 +34,7 @@ from ..base.atomic import write_text_atomic
 from ..base.events import Progress
 from ..tomography.frames import check_spacing
 from .acquisition import resample_like_a_scanner, tilt
-from .dicom_write import write_dicom_series
+from .dicom_write import SeriesTags, write_dicom_series
 from .nifti import save_nifti
 
 KINDS = ("phantom", "brain")
@@ -196,9 +196,20 @@ DIFFICULTIES = {
 FINDING_TYPES = ("bright", "ring", "elongated")
 
 
-def _add_finding(rng, grid, image, labels, value: int, kind: str, centres, radius, wm_ref: float) -> None:
-    """One lesion of finding type ``kind`` (:data:`FINDING_TYPES`); its voxels get ``value`` in ``labels``."""
-    r = rng.uniform(*radius)
+@dataclass(frozen=True)
+class _Finding:
+    """One lesion to draw: its finding type ``kind`` (:data:`FINDING_TYPES`), the ``value`` its voxels get in
+    the label image, and the ``(min, max)`` range of its semi-axes in voxels."""
+
+    kind: str
+    value: int
+    radius: tuple[float, float]
+
+
+def _add_finding(rng, grid, image, labels, finding: _Finding, centres, wm_ref: float) -> None:
+    """One lesion of ``finding`` centred on one of ``centres``; its voxels get ``finding.value`` in ``labels``."""
+    kind = finding.kind
+    r = rng.uniform(*finding.radius)
     if kind == "elongated":
         radii = np.array([r * rng.uniform(2.0, 3.0), r * 0.6, r * 0.6], np.float32)
     else:
@@ -211,26 +222,40 @@ def _add_finding(rng, grid, image, labels, value: int, kind: str, centres, radiu
         image += rng.uniform(0.5, 0.8) * wm_ref * rim
     else:
         image += rng.uniform(0.5, 0.9) * wm_ref * _soft(dist)
-    labels[dist <= 1.0] = value
+    labels[dist <= 1.0] = finding.value
 
 
-def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS_LESION_RADIUS,
-               difficulty: Difficulty | None = None, *, contrast_scale: float = 1.0,
-               bias_field: float = 0.0, findings: tuple[tuple[str, int], ...] = ()) -> SynthCase:
-    """A deformed, re-contrasted MNI brain; ``label`` 1 adds MS-like lesions.
+@dataclass(frozen=True)
+class BrainSpec:
+    """What :func:`brain_case` draws in a brain (every field has the default of earlier versions).
 
-    ``lesion_radius``: range of lesion semi-axes in voxels of a 64-voxel-wide volume (scaled with
-    the shape). ``difficulty``: lesion contrast and lesion-like distractors (its radius is the caller's
-    to pass as ``lesion_radius``); their random draws come after all others, so the cases of a
-    difficulty without distractors are those of earlier versions. ``contrast_scale`` multiplies the
-    lesions' (and distractors') contrast; ``bias_field`` > 0 multiplies the image by a slowly varying
-    field ``exp(b · g)`` (``g`` smooth, unit standard deviation), as a receive coil leaves in MR; drawn
-    last, so that 0 gives the cases of earlier versions. ``findings``: ``(type, count)`` pairs (count 0:
-    absent): their lesions, after the vessel-like tubes, make the mask a label image (value ``k + 1``).
+    ``max_lesions``: a positive case holds 1 to this many lesions. ``lesion_radius``: range of lesion
+    semi-axes in voxels of a 64-voxel-wide volume (scaled with the shape). ``difficulty``: lesion contrast
+    and lesion-like distractors (its radius is the caller's to pass as ``lesion_radius``; ``None``: the
+    contrast of :class:`Difficulty`, no distractors); their random draws come after all others, so the cases
+    of a difficulty without distractors are those of earlier versions. ``contrast_scale`` multiplies the
+    lesions' (and distractors') contrast; ``bias_field`` > 0 multiplies the image by a slowly varying field
+    ``exp(b · g)`` (``g`` smooth, unit standard deviation), as a receive coil leaves in MR; drawn last, so
+    that 0 gives the cases of earlier versions. ``findings``: ``(type, count)`` pairs (count 0: absent):
+    their lesions, after the vessel-like tubes, make the mask a label image (value ``k + 1``).
     """
-    difficulty = difficulty or Difficulty(tuple(lesion_radius))
-    if contrast_scale != 1.0:
-        difficulty = replace(difficulty, contrast=tuple(c * contrast_scale for c in difficulty.contrast))
+
+    max_lesions: int = 3
+    lesion_radius: tuple[float, float] = MS_LESION_RADIUS
+    difficulty: Difficulty | None = None
+    contrast_scale: float = 1.0
+    bias_field: float = 0.0
+    findings: tuple[tuple[str, int], ...] = ()
+
+
+def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> SynthCase:
+    """A deformed, re-contrasted MNI brain (``template``: :func:`load_mni_brain`'s four values); ``label`` 1
+    adds MS-like lesions; ``spec``: what else it draws (:class:`BrainSpec`; default: its defaults)."""
+    spec = spec or BrainSpec()
+    max_lesions, lesion_radius, bias_field, findings = spec.max_lesions, spec.lesion_radius, spec.bias_field, spec.findings
+    difficulty = spec.difficulty or Difficulty(tuple(lesion_radius))
+    if spec.contrast_scale != 1.0:
+        difficulty = replace(difficulty, contrast=tuple(c * spec.contrast_scale for c in difficulty.contrast))
     t1, wm, brain, affine = template
     shape = t1.shape
     coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
@@ -253,8 +278,8 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
     labels = np.zeros(shape, np.uint8)
     for k, (kind, count) in enumerate(findings):
         for _ in range(count):
-            _add_finding(rng, grid, image, labels, k + 1, kind, in_wm if len(in_wm) else in_brain,
-                         (lesion_radius[0] * scale, lesion_radius[1] * scale), wm_ref)
+            finding = _Finding(kind, k + 1, (lesion_radius[0] * scale, lesion_radius[1] * scale))
+            _add_finding(rng, grid, image, labels, finding, in_wm if len(in_wm) else in_brain, wm_ref)
     image = image * brainw + rng.normal(0, 0.02 * wm_ref, size=shape).astype(np.float32) * brainw
     low, high = difficulty.distractors
     if high:
@@ -270,10 +295,47 @@ def brain_case(rng, template, label: int, max_lesions: int = 3, lesion_radius=MS
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
 
 
-def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: str, contrast_scale: float = 1.0,
-                   bias_field: float = 0.0, findings=(), unknown: float = 0.0,
-                   prevalence: float = 0.5) -> tuple[int, int, int]:
+@dataclass(frozen=True)
+class SynthRequest:
+    """What :func:`synthesize` makes: ``n`` cases (half positive) of ``kind`` (:data:`KINDS`) from ``seed``.
+
+    ``shape``: the volume shape (``None``: :data:`DEFAULT_SHAPES`). ``max_lesions``: a positive case holds
+    1 to this many lesions. ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of
+    the volume's smallest side) for ``brain``; default: the ``difficulty``'s (:data:`DIFFICULTIES`, default
+    ``ms``). ``spacing`` (mm per array axis): each case, made on its usual grid, is re-acquired with voxels
+    of that size (thick slices average, :mod:`tonno_engine.data.acquisition`; the mask is the same average
+    > 0.5), the same anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees.
+    ``image_format`` (:data:`IMAGE_FORMATS`): ``dicom`` writes each image as a DICOM series folder
+    ``images/<case>/`` (int16 with a RescaleSlope that keeps 1/32000 of the largest value; masks stay
+    NIfTI). ``contrast_scale`` and ``bias_field``: see :class:`BrainSpec`. ``findings``: types of
+    :data:`FINDING_TYPES`, each present in ``prevalence`` of the cases (drawn apart), a column and a mask
+    ``masks/<case>_<finding>.nii.gz`` each; ``unknown``: the fraction of finding labels left blank in
+    ``labels.csv`` (unknown to training; the masks still say the truth); ``prevalence``: the fraction of
+    cases each finding is present in (rare findings: class imbalance).
+    """
+
+    kind: str = "phantom"
+    n: int = 20
+    seed: int = 0
+    shape: tuple[int, int, int] | None = None
+    max_lesions: int = 3
+    lesion_radius: tuple[float, float] | None = None
+    spacing: tuple[float, float, float] | None = None
+    oblique: float = 0.0
+    image_format: str = "nifti"
+    difficulty: str | None = None
+    contrast_scale: float = 1.0
+    bias_field: float = 0.0
+    findings: tuple[str, ...] = ()
+    unknown: float = 0.0
+    prevalence: float = 0.5
+
+
+def _check_request(request: SynthRequest) -> tuple[int, int, int]:
     """``ValueError`` for what :func:`synthesize` cannot make; the volume shape it makes."""
+    kind, n, spacing, difficulty = request.kind, request.n, request.spacing, request.difficulty
+    findings, unknown, prevalence = tuple(request.findings or ()), request.unknown, request.prevalence
+    contrast_scale, bias_field, image_format = request.contrast_scale, request.bias_field, request.image_format
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
     bad = [f for f in findings if f not in FINDING_TYPES]
@@ -287,7 +349,7 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
         raise ValueError(f"unknown must be a fraction in [0, 1), got {unknown}")
     if n < 2:
         raise ValueError(f"n must be >= 2 (both classes), got {n}")
-    shape = tuple(int(s) for s in (shape or DEFAULT_SHAPES[kind]))
+    shape = tuple(int(s) for s in (request.shape or DEFAULT_SHAPES[kind]))
     if len(shape) != 3 or min(shape) < 16:
         raise ValueError(f"shape must be three sizes >= 16, got {shape}")
     if spacing is not None:
@@ -301,10 +363,12 @@ def _check_request(kind: str, n: int, shape, spacing, difficulty, image_format: 
     return shape
 
 
-def _write_case(out: Path, name: str, case: SynthCase, kind: str, spacing, oblique: float, image_format: str,
+def _write_case(out: Path, name: str, case: SynthCase, request: SynthRequest,
                 findings: int) -> tuple[str, np.ndarray, np.ndarray]:
-    """Write one case's image (re-acquired at ``spacing``, tilted by ``oblique``) and its mask; returns the
-    image's entry for ``labels.csv``, the mask as written (a label image with ``findings``) and the affine."""
+    """Write one case's image (re-acquired at the ``request``'s spacing, tilted by its ``oblique``, in its
+    image format) and its mask; returns the image's entry for ``labels.csv``, the mask as written (a label
+    image with ``findings``) and the affine."""
+    spacing, oblique, image_format = request.spacing, request.oblique, request.image_format
     image, mask, affine = case.image, case.mask, case.affine
     if spacing is not None:
         image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
@@ -316,8 +380,8 @@ def _write_case(out: Path, name: str, case: SynthCase, kind: str, spacing, obliq
         affine = tilt(affine, oblique, image.shape)
     if image_format == "dicom":
         image_entry = f"images/{name}"
-        write_dicom_series(out / image_entry, image, affine, slope=max(float(np.abs(image).max()), 1e-6) / 32000,
-                           description=f"tonno synth {kind}")
+        tags = SeriesTags(slope=max(float(np.abs(image).max()), 1e-6) / 32000, description=f"tonno synth {request.kind}")
+        write_dicom_series(out / image_entry, image, affine, tags)
     else:
         image_entry = f"images/{name}.nii.gz"
         save_nifti(out / image_entry, image, affine)
@@ -335,51 +399,39 @@ def _finding_presence(rng, n: int, count: int, prevalence: float = 0.5) -> np.nd
     return present
 
 
-def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int = 0, shape=None,
-               max_lesions: int = 3, lesion_radius=None, spacing=None, oblique: float = 0.0,
-               image_format: str = "nifti", difficulty: str | None = None, contrast_scale: float = 1.0,
-               bias_field: float = 0.0, findings=(), unknown: float = 0.0, prevalence: float = 0.5) -> Iterator[Progress]:
-    """Write ``n`` cases (half positive) of ``kind`` under ``out``; yields one event per case.
+def synthesize(out: str | Path, request: SynthRequest | None = None) -> Iterator[Progress]:
+    """Write the cases of ``request`` (:class:`SynthRequest`; default: its defaults) under ``out``; yields one
+    event per case.
 
-    ``lesion_radius``: ``(min, max)`` lesion semi-axes in voxels (per 64 voxels of the volume's
-    smallest side) for ``brain``; default: the ``difficulty``'s (:data:`DIFFICULTIES`, default ``ms``). ``spacing`` (mm per array
-    axis): each case, made on its usual grid, is re-acquired with voxels of that size (thick slices
-    average, :mod:`tonno_engine.data.acquisition`; the mask is the same average > 0.5), the same
-    anatomy in the same millimetres. ``oblique``: tilt the affine by this many degrees. ``contrast_scale``
-    and ``bias_field``: see :func:`brain_case`.
-    ``image_format="dicom"`` writes each image as a DICOM series folder ``images/<case>/`` (int16 with a
-    RescaleSlope that keeps 1/32000 of the largest value; masks stay NIfTI). ``findings``: types of
-    :data:`FINDING_TYPES`, each present in half the cases (drawn apart), a column and a mask
-    ``masks/<case>_<finding>.nii.gz`` each; ``unknown``: the fraction of finding labels left blank in
-    ``labels.csv`` (unknown to training; the masks still say the truth); ``prevalence``: the fraction of
-    cases each finding is present in (rare findings: class imbalance).
-    ``labels.csv`` and ``dataset.json`` are written last, atomically, so a folder that has them is
-    complete. Raises ``ValueError`` for a bad kind, ``n < 2`` or a bad shape.
+    ``labels.csv`` and ``dataset.json`` (the request's settings and the recommended intensity mode) are
+    written last, atomically, so a folder that has them is complete. Raises ``ValueError`` for a bad kind,
+    ``n < 2``, a bad shape or any other setting it cannot make (when iterated).
     """
-    findings = tuple(findings or ())
-    shape = _check_request(kind, n, shape, spacing, difficulty, image_format, contrast_scale, bias_field, findings,
-                           unknown, prevalence)
+    request = request or SynthRequest()
+    shape = _check_request(request)
+    kind, n, seed, max_lesions, spacing = request.kind, request.n, request.seed, request.max_lesions, request.spacing
+    findings, difficulty, lesion_radius = tuple(request.findings or ()), request.difficulty, request.lesion_radius
     level = DIFFICULTIES[difficulty or "ms"]
     out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
     rng.shuffle(labels)
-    present = _finding_presence(np.random.default_rng([seed, 1_000_003]), n, len(findings), prevalence)  # (n, K)
-    hidden = np.random.default_rng([seed, 2_000_003]).random(present.shape) < unknown
+    present = _finding_presence(np.random.default_rng([seed, 1_000_003]), n, len(findings), request.prevalence)  # (n, K)
+    hidden = np.random.default_rng([seed, 2_000_003]).random(present.shape) < request.unknown
     template = load_mni_brain(shape) if kind == "brain" else None
+    spec = BrainSpec(max_lesions, lesion_radius or level.lesion_radius, level, contrast_scale=request.contrast_scale,
+                     bias_field=request.bias_field)
     rows = [",".join(["case,label,image,mask", *findings, *(f"mask_{f}" for f in findings)])]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
         counts = tuple((f, int(case_rng.integers(1, max_lesions + 1)) if present[i, k] else 0)
                        for k, f in enumerate(findings))
         label = int(present[i].any()) if findings else label
-        case = (brain_case(case_rng, template, 0 if findings else int(label), max_lesions,
-                           lesion_radius or level.lesion_radius, level, contrast_scale=contrast_scale,
-                           bias_field=bias_field, findings=counts)
+        case = (brain_case(case_rng, template, 0 if findings else int(label), replace(spec, findings=counts))
                 if template is not None
                 else phantom_case(case_rng, shape, int(label), max_lesions))
         name = f"{kind}_{i:04d}"
-        image_entry, mask, affine = _write_case(out, name, case, kind, spacing, oblique, image_format, len(findings))
+        image_entry, mask, affine = _write_case(out, name, case, request, len(findings))
         cells = [name, str(label), image_entry, f"masks/{name}.nii.gz"]
         cells += ["" if hidden[i, k] else str(int(present[i, k])) for k in range(len(findings))]
         for k, f in enumerate(findings):
@@ -388,10 +440,11 @@ def synthesize(out: str | Path, *, kind: str = "phantom", n: int = 20, seed: int
         rows.append(",".join(cells))
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
     meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
-            "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": oblique,
+            "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": request.oblique,
             "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
-            "contrast_scale": contrast_scale, "bias_field": bias_field, "findings": list(findings),
-            "unknown": unknown, "prevalence": prevalence,
-            "intensity": INTENSITY_FOR_KIND[kind], "image_format": image_format, "generator": "tonno_engine.data.synth"}
+            "contrast_scale": request.contrast_scale, "bias_field": request.bias_field, "findings": list(findings),
+            "unknown": request.unknown, "prevalence": request.prevalence,
+            "intensity": INTENSITY_FOR_KIND[kind], "image_format": request.image_format,
+            "generator": "tonno_engine.data.synth"}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_SIZE
 
@@ -135,18 +137,24 @@ PRETRAINING = dict(norm="bn", slice_size=64, steps=400, batch_volumes=8, slices_
                    objective=CONTRASTIVE, val_fraction=0.0)
 
 
-def pretrain_config(**explicit) -> TrainConfig:
-    """``tonno pretrain``'s :class:`TrainConfig`: :data:`PRETRAINING` with every ``explicit`` value that is
-    not ``None`` on top."""
-    return TrainConfig(**{**PRETRAINING, **{k: v for k, v in explicit.items() if v is not None}})
+def _on_top(base: dict, given: Mapping[str, Any] | None) -> TrainConfig:
+    """A :class:`TrainConfig` of ``base`` with every value of ``given`` that is not ``None`` on top
+    (``TypeError`` for a name that is no field)."""
+    return TrainConfig(**{**base, **{k: v for k, v in (given or {}).items() if v is not None}})
 
 
-def recipe_config(recipe: str = "paper", **explicit) -> TrainConfig:
-    """The :class:`TrainConfig` of ``recipe`` with every ``explicit`` value that is not ``None`` on top.
-    ``ValueError`` for an unknown recipe."""
+def pretrain_config(given: Mapping[str, Any] | None = None) -> TrainConfig:
+    """``tonno pretrain``'s :class:`TrainConfig`: :data:`PRETRAINING` with every value of ``given`` (field name →
+    value, as a command's options give them) that is not ``None`` on top."""
+    return _on_top(PRETRAINING, given)
+
+
+def recipe_config(recipe: str = "paper", given: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of ``recipe`` (:data:`RECIPES`) with every value of ``given`` (field name →
+    value, as a command's options give them) that is not ``None`` on top. ``ValueError`` for an unknown recipe."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-    return TrainConfig(**{**RECIPES[recipe], **{k: v for k, v in explicit.items() if v is not None}})
+    return _on_top(RECIPES[recipe], given)
 
 #: the defaults, for help texts and for widgets
 DEFAULTS = TrainConfig()

@@ -31,7 +31,7 @@ from .config import TrainConfig
 from .contrastive import ContrastiveModel
 from .run_folder import RunFolder
 from .sampling import LoadedCase, load_cases, positive_weights, validation_planes
-from .streaming import PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
+from .streaming import PoolSpec, PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
 
 
 @dataclass
@@ -303,11 +303,7 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size
     rank_state = ts.get("ranks", [ts])[world.rank] if same_world else None
-    # each rank trains on its own share of the training volumes (all of them in a world of one)
-    mine = found.train[world.rank::world.size]
-    val_index = list(range(len(found.val)))[world.rank::world.size]
-    pool, train_vols, val = yield from _volumes_of_rank(mine, found.val, val_index, found.preprocessing, cfg, device,
-                                                        world, rank_state, ts, found.csv_path)
+    pool, train_vols, val = yield from _volumes_of_rank(found, cfg, device, world, rank_state, ts)
     opt = _optimisation(cfg, device, world, weights, payload, rank_state, folder.last)
     description = _description(cfg, found, weights, previous, pool.volumes if pool is not None else train_vols, world)
     if world.is_main:
@@ -317,17 +313,22 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
                description, world, opt.ema, pos_weight)
 
 
-def _volumes_of_rank(mine, val_cases, val_index, prep, cfg: TrainConfig, device, world: World, rank_state, ts,
-                     csv_path):
-    """This rank's training volumes (all loaded, or a streaming pool) and validation set; yields load
-    progress; returns ``(pool or None, loaded training volumes, ValidationSet)``."""
+def _volumes_of_rank(found: TrainingData, cfg: TrainConfig, device, world: World, rank_state: dict | None,
+                     ts: dict | None):
+    """This rank's training volumes of ``found`` (all loaded, or a streaming pool restored from ``rank_state``
+    and ``ts``, the checkpoint's) and validation set; yields load progress; returns ``(pool or None, loaded
+    training volumes, ValidationSet)``."""
+    prep, val_cases = found.preprocessing, found.val
+    # each rank trains on its own share of the training volumes (all of them in a world of one)
+    mine = found.train[world.rank::world.size]
+    val_index = list(range(len(val_cases)))[world.rank::world.size]
     planes = validation_planes(len(val_cases), cfg)
     my_val = [val_cases[i] for i in val_index]
     if cfg.cache_gb is not None:
         pool = yield from _fill_pool(mine, prep, cfg, device, world, rank_state, ts)
         stream_args = dict(device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view)
         return pool, [], ValidationSet(val_index, planes, None, _volumes(val_cases, prep, cfg), stream_args)
-    check_fits(mine + my_val, device, csv_path)
+    check_fits(mine + my_val, device, found.csv_path)
     loaded: list[LoadedCase] = []
     for event in load_cases(mine + my_val, prep, device, geometry=cfg.geometry, field_of_view=cfg.field_of_view):
         if isinstance(event, LoadedCase):
@@ -353,8 +354,8 @@ def _fill_pool(cases, prep, cfg: TrainConfig, device, world: World, rank_state: 
     size, ahead = pool_layout(first[1].nbytes, cfg.cache_gb, len(cases), cfg.batch_volumes, cfg.pool_volumes)
     if state is not None and len(state["slots"]) != size:
         state = None  # the budget changed: start a new stream (whose first volume is the same one)
-    pool = VolumePool(source, device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view, size=size,
-                      ahead=ahead, workers=cfg.loader_workers, seed=seed, rank=world.rank, state=state)
+    spec = PoolSpec(size=size, ahead=ahead, workers=cfg.loader_workers, seed=seed, rank=world.rank)
+    pool = VolumePool(source, spec, device=device, geometry=cfg.geometry, field_of_view=cfg.field_of_view, state=state)
     for done in pool.fill(first):
         yield Progress("load", done, size, "volumes")
     return pool

@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -117,25 +118,40 @@ def pool_layout(volume_bytes: int, cache_gb: float, count: int, batch_volumes: i
     return min(size, count), ahead
 
 
+@dataclass(frozen=True)
+class PoolSpec:
+    """How a :class:`VolumePool` streams: ``size`` volumes on the device, ``ahead`` read ahead by ``workers``
+    loader processes (0: in the training process), from the stream of ``seed`` and ``rank``
+    (:func:`stream_index`)."""
+
+    size: int
+    ahead: int
+    workers: int
+    seed: int
+    rank: int = 0
+
+
 class VolumePool:
-    """``size`` training volumes on ``device``, refreshed one at a time from the seeded stream.
+    """``spec.size`` training volumes on ``device``, refreshed one at a time from the seeded stream
+    (:class:`PoolSpec`), each sliced in the frame of ``geometry`` and ``field_of_view``.
 
     ``state`` (from :meth:`state_dict`) restores the pool a checkpoint recorded: the same slots,
     position and next slot to replace.
     """
 
-    def __init__(self, source: PreprocessedVolumes, *, device: torch.device, geometry: str, field_of_view: str,
-                 size: int, ahead: int, workers: int, seed: int, rank: int = 0, state: dict | None = None):
+    def __init__(self, source: PreprocessedVolumes, spec: PoolSpec, *, device: torch.device, geometry: str,
+                 field_of_view: str, state: dict | None = None):
         self.source, self.device = source, device
         self.geometry, self.field_of_view = geometry, field_of_view
-        self.seed, self.rank = seed, rank
+        self.seed, self.rank = spec.seed, spec.rank
         n = len(source)
         if state is None:
-            state = {"position": size, "slots": [stream_index(n, seed, rank, p) for p in range(size)], "next_slot": 0}
+            state = {"position": spec.size, "slots": [stream_index(n, spec.seed, spec.rank, p) for p in range(spec.size)],
+                     "next_slot": 0}
         self.position, self.next_slot = state["position"], state["next_slot"]
         self.slots: list[int] = list(state["slots"])
         self.volumes: list[LoadedCase] = []
-        self.workers, self.ahead = workers, ahead
+        self.workers, self.ahead = spec.workers, spec.ahead
         self._loader = None
 
     def fill(self, first: tuple | None = None) -> Iterator[int]:

@@ -11,10 +11,10 @@ runner = CliRunner()
 
 
 def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=14, seed=3, shape=(20, 20, 20)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=14, seed=3, shape=(20, 20, 20))))
     out = tmp_path / "bench"
     res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "--steps", "3", "--slice-size", "32",
                               "--norm", "gn", "--slices", "6", "--directions", "12", "--layer", "3", "--device", "cpu",
@@ -78,10 +78,10 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
 
 
 def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoint):
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=8, seed=4, shape=(16, 16, 16))))
     out = tmp_path / "bench"
     res = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "-c", str(tiny_checkpoint), "--method",
                               "gradcam++,tonno", "-m", "averaged-cam", "--cam", "gradcam", "--layers", "3,4",
@@ -110,13 +110,13 @@ def test_a_signal_during_training_stops_the_benchmark_before_any_heatmap(tmp_pat
     from tonno_engine.apps.benchmark import BenchmarkConfig, benchmark_iter
     from tonno_engine.base.errors import DataError
     from tonno_engine.base.registry import MethodSpec
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
     from tonno_engine.methods.settings import ReconstructionSettings
     from tonno_engine.training.config import TrainConfig
     from tonno_engine.training.loop import TrainStep
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=10, seed=3, shape=(16, 16, 16)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=10, seed=3, shape=(16, 16, 16))))
     cfg = BenchmarkConfig(train=TrainConfig(steps=20, slice_size=32, norm="gn", device="cpu"),
                           methods=[MethodSpec("tonno")], settings=ReconstructionSettings(5, 8), device="cpu")
     events = benchmark_iter(data, tmp_path / "bench", cfg)
@@ -135,12 +135,12 @@ def test_a_benchmark_matches_cases_to_the_checkpoint_by_image_content_not_by_nam
     import torch
 
     from tonno_engine.data.dataset import hash_cases, read_cases
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
     from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
     from tonno_engine.models.encoders import create_encoder
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=10, seed=4, shape=(16, 16, 16)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=10, seed=4, shape=(16, 16, 16))))
     cases = read_cases(data)
     images = hash_cases(cases)[1]
     positive = next(c.case for c in cases if c.label == 1)
@@ -170,12 +170,12 @@ def test_a_checkpoint_without_image_hashes_on_other_data_of_the_same_names_is_be
     halves as other data, and the user is told."""
     import torch
 
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
     from tonno_engine.models.checkpoint import CheckpointDescription, save_checkpoint
     from tonno_engine.models.encoders import create_encoder
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=8, seed=4, shape=(16, 16, 16)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=8, seed=4, shape=(16, 16, 16))))
     torch.manual_seed(0)
     description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32,
                                         preprocessing={"intensity": "none", "params": {}, "spacing": None},

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tonno_cli.app import app
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.models.checkpoint import read_checkpoint
 
 runner = CliRunner()
@@ -18,7 +18,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def thick(tmp_path_factory):
     root = tmp_path_factory.mktemp("thick")
-    list(synthesize(root, kind="phantom", n=6, seed=2, shape=(24, 24, 24), spacing=(1.0, 1.0, 3.0)))
+    list(synthesize(root, SynthRequest(kind="phantom", n=6, seed=2, shape=(24, 24, 24), spacing=(1.0, 1.0, 3.0))))
     return root
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.models.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
@@ -232,7 +232,7 @@ def test_shard_directions_refuses_slicewise_methods(tiny_cases, tiny_checkpoint,
 @pytest.fixture(scope="module")
 def eight_cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("eight")
-    list(synthesize(root, kind="phantom", n=8, seed=3, shape=(24, 24, 24)))
+    list(synthesize(root, SynthRequest(kind="phantom", n=8, seed=3, shape=(24, 24, 24))))
     return root
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tonno_engine.data.acquisition import resample_like_a_scanner, spacing_of, tilt
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.tomography.phantoms import balls_phantom_mm
 
 
@@ -39,10 +39,10 @@ def test_tilt_rotates_about_the_volume_centre():
 
 
 def test_synth_writes_anisotropic_oblique_cases_of_the_same_anatomy(tmp_path):
-    list(synthesize(tmp_path / "iso", kind="phantom", n=2, seed=4, shape=(32, 32, 32)))
-    list(synthesize(tmp_path / "thick", kind="phantom", n=2, seed=4, shape=(32, 32, 32), spacing=(1.0, 1.0, 3.0)))
-    list(synthesize(tmp_path / "tilted", kind="phantom", n=2, seed=4, shape=(32, 32, 32), spacing=(1.0, 1.0, 3.0),
-                    oblique=15.0))
+    list(synthesize(tmp_path / "iso", SynthRequest(kind="phantom", n=2, seed=4, shape=(32, 32, 32))))
+    list(synthesize(tmp_path / "thick", SynthRequest(kind="phantom", n=2, seed=4, shape=(32, 32, 32), spacing=(1.0, 1.0, 3.0))))
+    list(synthesize(tmp_path / "tilted", SynthRequest(kind="phantom", n=2, seed=4, shape=(32, 32, 32), spacing=(1.0, 1.0, 3.0),
+                                                         oblique=15.0)))
     for name in ("phantom_0000", "phantom_0001"):
         iso, thick, tilted = (nib.load(str(tmp_path / d / "images" / f"{name}.nii.gz")) for d in ("iso", "thick", "tilted"))
         assert thick.shape == (32, 32, 11) and thick.header.get_zooms() == (1.0, 1.0, 3.0)

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from tonno_engine.base.errors import DataError
-from tonno_engine.data.dicom_write import write_dicom_series
+from tonno_engine.data.dicom_write import SeriesTags, write_dicom_series
 from tonno_engine.data.images import find_images, image_stem, load_image
 from tonno_engine.data.nifti import load_nifti, save_nifti
 
@@ -37,7 +37,7 @@ def test_dicom_series_equals_nifti_of_same_volume(known, tmp_path):
     hu, affine, nifti = known
     order = np.random.default_rng(1).permutation(hu.shape[2])  # file numbers do not follow position
     # slope 2, intercept -1024: stored values differ from HU, GDCM must rescale
-    write_dicom_series(tmp_path / "series", hu, affine, slope=2.0, intercept=-1024.0, order=order)
+    write_dicom_series(tmp_path / "series", hu, affine, SeriesTags(slope=2.0, intercept=-1024.0), order=order)
     got, ref = load_image(tmp_path / "series"), load_nifti(nifti)
     assert got.array.shape == ref.array.shape
     np.testing.assert_array_equal(got.array, ref.array)
@@ -111,7 +111,8 @@ def _missing_slice(folder):
 
 
 def _mixed_series(folder):
-    write_dicom_series(folder.parent / "other", np.zeros((20, 18, 6)), np.diag([1.0, 1.0, 3.0, 1.0]), description="T2")
+    write_dicom_series(folder.parent / "other", np.zeros((20, 18, 6)), np.diag([1.0, 1.0, 3.0, 1.0]),
+                       SeriesTags(description="T2"))
     for path in (folder.parent / "other").iterdir():
         path.rename(folder / f"other_{path.name}")
 
@@ -185,7 +186,8 @@ def test_bad_dicom_is_named(tmp_path, case):
 
 def test_mixed_series_pick_by_uid_and_sr_is_ignored(tmp_path):
     folder = tmp_path / "series"
-    write_dicom_series(folder, np.ones((20, 18, 12)), np.diag([1.0, 1.0, 2.5, 1.0]), series_uid="1.2.3.4")
+    write_dicom_series(folder, np.ones((20, 18, 12)), np.diag([1.0, 1.0, 2.5, 1.0]),
+                       SeriesTags(series_uid="1.2.3.4"))
     _mixed_series(folder)
     _sr(folder / "report.dcm")
     with pytest.raises(DataError, match=r"1\.2\.3\.4 \(12 files, CT, tonno\).*FOLDER#SeriesInstanceUID"):

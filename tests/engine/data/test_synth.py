@@ -6,12 +6,12 @@ import pytest
 
 from tonno_engine.data.dataset import read_cases
 from tonno_engine.data.nifti import load_nifti
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 
 
 @pytest.mark.parametrize(("kind", "shape"), [("phantom", (24, 28, 32)), ("brain", (32, 38, 32))])
 def test_synth_writes_a_consistent_weak_label_data_set(tmp_path, kind, shape):
-    events = list(synthesize(tmp_path, kind=kind, n=6, seed=1, shape=shape))
+    events = list(synthesize(tmp_path, SynthRequest(kind=kind, n=6, seed=1, shape=shape)))
     assert [e.done for e in events] == [1, 2, 3, 4, 5, 6]
     cases = read_cases(tmp_path)
     assert sorted(c.label for c in cases) == [0, 0, 0, 1, 1, 1]
@@ -27,7 +27,7 @@ def test_synth_writes_a_consistent_weak_label_data_set(tmp_path, kind, shape):
 
 
 def test_brightness_alone_does_not_separate_the_classes(tmp_path):
-    list(synthesize(tmp_path, kind="phantom", n=16, seed=0, shape=(32, 32, 32)))
+    list(synthesize(tmp_path, SynthRequest(kind="phantom", n=16, seed=0, shape=(32, 32, 32))))
     with open(tmp_path / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     peak = {r["case"]: np.percentile(load_nifti(tmp_path / r["image"]).array, 99.9) for r in rows}
@@ -38,8 +38,8 @@ def test_brightness_alone_does_not_separate_the_classes(tmp_path):
 
 
 def test_same_seed_same_data(tmp_path):
-    list(synthesize(tmp_path / "a", n=2, seed=5, shape=(16, 16, 16)))
-    list(synthesize(tmp_path / "b", n=2, seed=5, shape=(16, 16, 16)))
+    list(synthesize(tmp_path / "a", SynthRequest(n=2, seed=5, shape=(16, 16, 16))))
+    list(synthesize(tmp_path / "b", SynthRequest(n=2, seed=5, shape=(16, 16, 16))))
     for name in ("phantom_0000", "phantom_0001"):
         a = load_nifti(tmp_path / "a" / "images" / f"{name}.nii.gz").array
         b = load_nifti(tmp_path / "b" / "images" / f"{name}.nii.gz").array
@@ -50,18 +50,18 @@ def test_same_seed_same_data(tmp_path):
                                                  ({"shape": (8, 8, 8)}, "shape must be")])
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        list(synthesize(tmp_path, **kwargs))
+        list(synthesize(tmp_path, SynthRequest(**kwargs)))
 
 
 def test_difficulties_add_look_alikes_to_both_classes(tmp_path):
     import json
 
-    from tonno_engine.data.synth import DIFFICULTIES, synthesize
+    from tonno_engine.data.synth import DIFFICULTIES, SynthRequest, synthesize
 
     shape = (32, 38, 32)
-    list(synthesize(tmp_path / "ms", kind="brain", n=4, seed=5, shape=shape, difficulty="ms"))
-    list(synthesize(tmp_path / "default", kind="brain", n=4, seed=5, shape=shape))
-    list(synthesize(tmp_path / "hard", kind="brain", n=4, seed=5, shape=shape, difficulty="hard"))
+    list(synthesize(tmp_path / "ms", SynthRequest(kind="brain", n=4, seed=5, shape=shape, difficulty="ms")))
+    list(synthesize(tmp_path / "default", SynthRequest(kind="brain", n=4, seed=5, shape=shape)))
+    list(synthesize(tmp_path / "hard", SynthRequest(kind="brain", n=4, seed=5, shape=shape, difficulty="hard")))
     assert json.loads((tmp_path / "hard" / "dataset.json").read_text())["difficulty"] == "hard"
     rows = (tmp_path / "ms" / "labels.csv").read_text().splitlines()[1:]
     negative = next(r.split(",")[0] for r in rows if r.split(",")[1] == "0")
@@ -76,7 +76,7 @@ def test_difficulties_add_look_alikes_to_both_classes(tmp_path):
 def test_lesion_contrast_and_a_bias_field_change_only_what_they_say(tmp_path):
     shape = (32, 38, 32)
     for name, extra in (("plain", {}), ("faint", {"contrast_scale": 0.5}), ("biased", {"bias_field": 0.3})):
-        list(synthesize(tmp_path / name, kind="brain", n=4, seed=5, shape=shape, **extra))
+        list(synthesize(tmp_path / name, SynthRequest(kind="brain", n=4, seed=5, shape=shape, **extra)))
     rows = (tmp_path / "plain" / "labels.csv").read_text().splitlines()[1:]
     positive = next(r.split(",")[0] for r in rows if r.split(",")[1] == "1")
 
@@ -94,4 +94,4 @@ def test_lesion_contrast_and_a_bias_field_change_only_what_they_say(tmp_path):
     assert 0.2 < ratio.std() / ratio.mean() < 0.6 and ratio.min() > 0  # a smooth multiplicative field
     assert json.loads((tmp_path / "biased" / "dataset.json").read_text())["bias_field"] == 0.3
     with pytest.raises(ValueError, match="contrast_scale"):
-        list(synthesize(tmp_path / "bad", kind="brain", n=2, contrast_scale=0))
+        list(synthesize(tmp_path / "bad", SynthRequest(kind="brain", n=2, contrast_scale=0)))

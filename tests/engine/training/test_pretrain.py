@@ -33,11 +33,11 @@ def test_a_neighbour_plane_is_near_its_plane():
 
 
 def test_pretrain_writes_an_encoder_that_train_takes(tmp_path):
-    from tonno_engine.data.synth import synthesize
+    from tonno_engine.data.synth import SynthRequest, synthesize
     from tonno_engine.models.checkpoint import load_checkpoint, read_checkpoint
 
     data = tmp_path / "data"
-    list(synthesize(data, kind="phantom", n=4, seed=0, shape=(20, 20, 20)))
+    list(synthesize(data, SynthRequest(kind="phantom", n=4, seed=0, shape=(20, 20, 20))))
     run = tmp_path / "pre"
     res = runner.invoke(app, ["pretrain", str(data), "-o", str(run), "--steps", "3", "--slice-size", "32",
                               "--batch-volumes", "2", "--slices-per-volume", "4", "--device", "cpu", "-q"])

@@ -14,7 +14,7 @@ import torch
 from tonno_engine.apps.training_run import train_run_iter as train_iter
 from tonno_engine.base.errors import DataError
 from tonno_engine.data.dataset import hash_cases, read_cases
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.models.checkpoint import load_model, read_checkpoint
 from tonno_engine.training.config import TrainConfig
 from tonno_engine.training.loop import TrainStep
@@ -26,7 +26,7 @@ TINY = dict(model="resnet10t", norm="gn", slice_size=32, batch_volumes=2, slices
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom")
-    list(synthesize(root, kind="phantom", n=8, seed=0, shape=(24, 24, 24)))
+    list(synthesize(root, SynthRequest(kind="phantom", n=8, seed=0, shape=(24, 24, 24))))
     return root
 
 
@@ -252,7 +252,7 @@ def test_recipe_sets_defaults_that_options_override(tiny_cases, tmp_path):
 
 def test_validation_reports_an_interval_and_the_intensity_baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom16")
-    list(synthesize(root, kind="phantom", n=16, seed=2, shape=(24, 24, 24)))
+    list(synthesize(root, SynthRequest(kind="phantom", n=16, seed=2, shape=(24, 24, 24))))
     out = tmp_path_factory.mktemp("run")
     events = list(train_iter(root, out, TrainConfig(steps=3, **TINY)))
     (scores,) = [e.validation for e in events if isinstance(e, TrainStep) and e.validation is not None]
