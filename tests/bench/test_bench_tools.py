@@ -99,3 +99,19 @@ def test_study_harness_on_a_tiny_synthetic_study(tmp_path):
     res = _run("study.py", "intensity-baseline", str(out / "data"), "--intensity", "none")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| 8 | none |" in res.stdout
+
+
+def test_every_command_in_results_names_a_kept_script_and_its_options():
+    """bench/RESULTS.md's commands (``bench/X.py [STUDY] --option ...`` inside backticks) exist with those options."""
+    import re
+
+    text = (BENCH / "RESULTS.md").read_text()
+    commands = [m.group(1).split() for m in re.finditer(r"`[^`]*?(bench/[\w.]+\.(?:py|sh)[^`]*)`", text)
+                if "git show" not in m.group(0)]
+    assert len(commands) >= 10
+    for script, *args in commands:
+        name = Path(script).name
+        assert name in SCRIPTS, script
+        source = (BENCH / name).read_text()
+        for option in (a.strip("[],") for a in args if a.lstrip("[").startswith("--")):
+            assert f'"{option}"' in source or option in source, (name, option)
