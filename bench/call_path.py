@@ -10,6 +10,7 @@ their frame counts (docs/architecture.md quotes them).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import traceback
@@ -58,6 +59,7 @@ def recorded_path(run, top: str) -> list[str]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         torch.manual_seed(0)

@@ -6,6 +6,9 @@
 # With a .venv/ (a GPU box of your own), .venv/bin/python is used and .whl/ is not needed.
 # About 6-8 minutes on one H100/H200; each step has its own time limit, most important first.
 set -u
+case "${1:-}" in
+  -h|--help) echo "usage: [RESULTS=FILE] bash bench/gpu_all.sh"; sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
 if [ -x .venv/bin/python ]; then
   PY=.venv/bin/python
 else

@@ -51,3 +51,9 @@ def tonno_command() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "tonno_cli" if importlib.util.find_spec("tonno_cli") else "cli"]
+
+
+if __name__ == "__main__":  # a helper, not a benchmark: ``--help`` says so
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__).parse_args()

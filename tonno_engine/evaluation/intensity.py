@@ -4,7 +4,7 @@ A volume scores its largest robust z-score ``(v − median) / IQR`` over its for
 the Otsu threshold, ``skimage.filters.threshold_otsu``, tissue apart from air or background, with the holes
 filled by ``scipy.ndimage.binary_fill_holes``, so that a dark finding inside the tissue stays in it), and,
 for dark findings, its smallest. When these separate the classes better than the classifier does, the
-network learnt less than a threshold knows (bench/RESULTS.md, issue 24).
+network learnt less than a threshold knows (docs/studies/look-alikes.md, issue 24).
 """
 
 from __future__ import annotations

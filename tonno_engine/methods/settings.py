@@ -94,7 +94,7 @@ class ReconstructionSettings:
 #: named settings: the paper's (§4.2), a CPU preview (a 128³ volume in under 30 s on 2 cores with
 #: the demo model; its agreement with the paper setting is in bench/RESULTS.md), the CPU demo's, and
 #: ``fine``: one offset per voxel, for lesions a few voxels wide, which the second difference over the
-#: coarser offsets of ``preview`` and ``demo`` blurs (bench/RESULTS.md, issue 24)
+#: coarser offsets of ``preview`` and ``demo`` blurs (docs/studies/look-alikes.md, issue 24)
 PRESETS = {
     "paper": ReconstructionSettings(slices=SLICES, directions=None, hemisphere=False),
     "preview": ReconstructionSettings(slices=20, directions=448, hemisphere=True),

@@ -75,7 +75,7 @@ class TrainConfig:
     #: top-k multiple-instance sampling (Campanella et al., Nat. Med. 2019): cut this many random slices of each
     #: drawn volume, score them without gradients, and train on its ``slices_per_volume`` highest-scoring ones
     #: (0: off, every random slice trains). Meant to find the few slices that cut a small lesion; it needs the
-    #: network to rank them first before it has learnt them (on ``hard`` it did not: bench/RESULTS.md)
+    #: network to rank them first before it has learnt them (on ``hard`` it did not: docs/studies/look-alikes.md)
     candidates: int = 0
     #: anchored planes: every training plane passes through one of its volume's ``anchors`` brightest blob-like
     #: spots (:func:`tonno_engine.data.spots.bright_spots`, found when the volume is first drawn; drawn without

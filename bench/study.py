@@ -1,0 +1,640 @@
+"""The study harness: the studies a user may want to rerun, one subcommand each, sharing the synth → split →
+train → benchmark → table code. Their answers so far are in docs/studies/ and bench/RESULTS.md.
+
+    .venv/bin/python bench/study.py STUDY [ARGS]      (``STUDY --help`` for each one's options)
+
+- ``train``: training quality on CPU-sized synthetic data (seconds, best and final validation AUCs);
+- ``recipes``: training candidates side by side on one data set (validation and held-out volume AUC, time);
+- ``checkpoint-choice``: is the chosen checkpoint really the best (few validation volumes against many held out);
+- ``robustness``: one recipe across generator settings nobody tuned for (Table 2 with intervals per cell);
+- ``intensity-baseline``: how well a threshold on the brightest voxel separates the classes, before any network;
+- ``planes``: how many random planes a volume score needs (held-out volume AUC per number of planes);
+- ``budget``: quality per network evaluation (Table 2's ToNNO rows over a grid of L × M budgets);
+- ``stage2``: the second stage against the heatmap it learnt from (Table 2 with ``--stage2``, and its time).
+
+Every study runs on the CPU and writes under its OUT folder; a study whose data, checkpoint or run is there
+already reads it back (an interrupted training resumes). One-off studies whose answers are settled were
+retired: docs/studies/README.md names the commit where each script last lived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter, default_methods
+from tonno_engine.base.registry import MethodSpec
+from tonno_engine.data.dataset import read_cases, split_cases
+from tonno_engine.data.synth import synthesize
+from tonno_engine.methods.settings import PRESETS, ReconstructionSettings
+from tonno_engine.training.config import recipe_config
+
+# ---------------------------------------------------------------------------------------------------- shared
+
+
+def run(events):
+    """Run an engine generator to its end; its return value."""
+    try:
+        while True:
+            next(events)
+    except StopIteration as done:
+        return done.value
+
+
+def synth_once(folder: Path, **kwargs) -> Path:
+    """``tonno synth --kind brain`` into ``folder`` (``kind`` may be overridden) unless it is there already."""
+    folder = Path(folder)
+    if not (folder / "labels.csv").exists():
+        list(synthesize(folder, **{"kind": "brain", **kwargs}))
+    return folder
+
+
+def train_once(data, run_dir: Path, cfg) -> dict:
+    """Train ``cfg`` into ``run_dir`` unless it finished there (an interrupted run resumes); its ``run.json``."""
+    from tonno_engine.apps.training_run import train_run_iter
+
+    run_dir = Path(run_dir)
+    done = json.loads((run_dir / "run.json").read_text())["step"] if (run_dir / "run.json").exists() else 0
+    if done < cfg.steps:
+        run(train_run_iter(data, run_dir, cfg, resume=(run_dir / "checkpoint_last.pt").exists()))
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def validations(run_dir: Path) -> dict[int, dict]:
+    """The validated rows of a run's ``metrics.csv``, by step."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as fh:
+        return {int(r["step"]): r for r in csv.DictReader(fh) if r["val_volume_auc"]}
+
+
+def held_out(checkpoint: Path, cases):
+    """The volume classification (:mod:`tonno_engine.apps.classification`) of ``cases`` by a checkpoint."""
+    from tonno_engine.apps.classification import classify_iter
+    from tonno_engine.models.checkpoint import load_checkpoint
+
+    return run(classify_iter(cases, load_checkpoint(checkpoint, "cpu"), ReconstructionSettings(), seed=0))
+
+
+def benchmark(data, out: Path, cfg: BenchmarkConfig) -> BenchmarkResult:
+    """``tonno benchmark`` with ``cfg``: its result."""
+    return next(e for e in benchmark_iter(data, out, cfg) if isinstance(e, BenchmarkResult))
+
+
+def ci(value: float, interval, digits: int = 2) -> str:
+    """``0.91 [0.85, 0.97]``."""
+    return f"{value:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def methods(names: str) -> list[MethodSpec]:
+    return [MethodSpec(m) for m in names.split(",")] if names else default_methods(2)
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def study_train(args) -> None:
+    from tonno_engine.training.config import TrainConfig
+
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    shape = (args.size,) * 3 if args.size else None
+    synth_once(out / "data", kind=args.kind, n=args.n, seed=args.seed, shape=shape)
+    cfg = TrainConfig(slice_size=args.slice_size, steps=args.steps, norm=args.norm, lr=args.lr, device=args.device,
+                      seed=args.seed, val_every=args.val_every)
+    start = time.perf_counter()
+    train_once(out / "data", out / "run", cfg)
+    seconds = time.perf_counter() - start
+    val = list(validations(out / "run").values())
+    best = max(val, key=lambda r: (float(r["val_volume_auc"]), -float(r["val_loss"])))
+    print(f"{args.kind} n={args.n}, {args.steps} steps of {cfg.batch_volumes}x{cfg.slices_per_volume} slices of "
+          f"{args.slice_size}², resnet10t/{args.norm}, device {cfg.device}")
+    print(f"training time: {seconds:.0f} s")
+    print(f"final: val volume AUC {float(val[-1]['val_volume_auc']):.3f}, slice AUC {float(val[-1]['val_slice_auc']):.3f}")
+    print(f"best (step {best['step']}): val volume AUC {float(best['val_volume_auc']):.3f}, "
+          f"slice AUC {float(best['val_slice_auc']):.3f}")
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="training quality on CPU-sized synthetic data",
+                       description="Synthesise a data set (tonno synth's generator), train (tonno train's engine), print "
+                                   "the wall time and the best and final validation volume/slice AUC. Target: phantom "
+                                   "data, at most 5 minutes on 2 CPU cores, validation volume AUC >= 0.9.")
+    p.add_argument("--kind", default="phantom")
+    p.add_argument("--n", type=int, default=60)
+    p.add_argument("--size", type=int, default=0, help="cube side of the volumes (default: the generator's)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--val-every", type=int, default=50)
+    p.add_argument("--slice-size", type=int, default=64)
+    p.add_argument("--norm", default="bn")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="/tmp/tonno_bench_train")
+    p.set_defaults(func=study_train)
+
+
+# ---------------------------------------------------------------------------------------------------- recipes
+
+CANDIDATES = {
+    "small-lesions": dict(train=dict()),
+    "long-ema": dict(train=dict(steps=3000, ema=0.99)),
+    "pretrained": dict(pretrain=dict(steps=150), train=dict(steps=2000, ema=0.99)),
+    "pretrained-short": dict(pretrain=dict(steps=150), train=dict()),
+    "large-slices": dict(train=dict(slice_size=128, steps=800, ema=0.99)),
+    "top-k": dict(train=dict(candidates=64, batch_volumes=8, slices_per_volume=4, steps=1500, ema=0.99)),
+    "look-alikes": dict(recipe="look-alikes", train=dict()),
+    "look-alikes-long": dict(recipe="look-alikes", train=dict(steps=1500)),
+    "pretrained-look-alikes": dict(recipe="look-alikes", pretrain=dict(steps=150), train=dict()),
+    "look-alikes-96": dict(recipe="look-alikes", train=dict(slice_size=96)),
+    "look-alikes-context": dict(recipe="look-alikes", train=dict(context=1.5)),
+}
+
+
+def run_candidate(name: str, data: Path, out: Path, holdout, seed: int = 0, steps: int | None = None) -> dict:
+    from tonno_engine.apps.training_run import train_run_iter
+    from tonno_engine.training.config import pretrain_config
+
+    spec = CANDIDATES[name]
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    weights = None
+    if "pretrain" in spec:
+        pre = out / f"{name}-pretrain"
+        if not (pre / "encoder.pth").exists():
+            run(train_run_iter(data, pre, pretrain_config(device="cpu", **spec["pretrain"])))
+        weights = str(pre / "encoder.pth")
+    train = {**spec["train"], **({"steps": steps} if steps else {})}
+    cfg = recipe_config(spec.get("recipe", "small-lesions"), device="cpu", weights=weights, seed=seed, **train)
+    info = train_once(data, out / name, cfg)
+    row = {"candidate": name, "wall_min": (time.perf_counter() - wall) / 60, "cpu_min": (cpu_seconds() - cpu) / 60,
+           "best_step": info["best_step"], "val_auc": info["best_val_volume_auc"],
+           "baseline": info["intensity_baseline"]}
+    rows = validations(out / name)
+    chosen = rows[info["best_step"]]
+    row["val_interval"] = [float(chosen["val_volume_auc_lo"]), float(chosen["val_volume_auc_hi"])]
+    row["val_curve"] = " ".join(f"{float(r['val_volume_auc']):.2f}" for _, r in sorted(rows.items()))
+    if holdout:
+        result = held_out(out / name / "checkpoint_best.pt", holdout)
+        row["holdout_auc"], row["holdout_interval"] = result.auc, list(result.interval)
+        row["holdout_baseline"] = result.baseline.describe()
+    return row
+
+
+def study_recipes(args) -> None:
+    holdout = read_cases(args.holdout) if args.holdout else None
+    out, data = Path(args.out), Path(args.data)
+    if args.test_fraction:
+        rest, holdout = split_cases(read_cases(data), args.test_fraction, 0)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train.csv").write_text("case,label,image,mask\n" + "".join(
+            f"{c.case},{c.label},{c.image},{c.mask}\n" for c in rest))
+        data = out / "train.csv"
+    rows = []
+    for name in args.candidates.split(","):
+        rows.append(run_candidate(name, data, out, holdout, args.seed, args.steps))
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n" + table(["candidate", "validation volume AUC of the chosen checkpoint [95 %]", "step",
+                        "held-out AUC [95 %]", "wall", "CPU"],
+                       [[r["candidate"], ci(r["val_auc"], r["val_interval"]), r["best_step"],
+                         ci(r["holdout_auc"], r["holdout_interval"]) if "holdout_auc" in r else "",
+                         f"{r['wall_min']:.1f} min", f"{r['cpu_min']:.1f} min"] for r in rows]))
+
+
+def add_recipes(sub) -> None:
+    p = sub.add_parser("recipes", help="training candidates side by side on one data set",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+                           "Training candidates side by side: validation volume AUC with its interval, the intensity "
+                           "baseline, wall and CPU time, optional self-supervised pretraining first.\n\nCandidates "
+                           "(all from small-lesions unless look-alikes): " + ", ".join(CANDIDATES) + ".\nWith "
+                           "--holdout or --test-fraction, every chosen checkpoint's volume AUC on those cases too."))
+    p.add_argument("data")
+    p.add_argument("out")
+    p.add_argument("--candidates", default="small-lesions,long-ema,pretrained")
+    p.add_argument("--holdout", default="", help="a data set whose volumes score the chosen checkpoints")
+    p.add_argument("--test-fraction", type=float, default=0.0, help="hold out this share of DATA (tonno benchmark's "
+                                                                      "split) instead of --holdout")
+    p.add_argument("--steps", type=int, default=0, help="override every candidate's training steps (0: its own)")
+    p.add_argument("--seed", type=int, default=0, help="training seed, which also draws the validation split "
+                                                       "(the held-out split stays seed 0's)")
+    p.set_defaults(func=study_recipes)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoint-choice
+
+
+def one_choice(args, seed: int, ema: float, data: Path, holdout) -> dict:
+    out = Path(args.out) / f"seed{seed}-ema{ema:g}"
+    cfg = recipe_config("small-lesions", steps=args.steps, seed=seed, device="cpu", ema=ema, keep_checkpoints=True)
+    start = time.perf_counter()
+    info = train_once(data, out, cfg)
+    trained = time.perf_counter() - start
+    val = {s: float(r["val_volume_auc"]) for s, r in validations(out).items()}
+    kept = sorted((out / "checkpoints").glob("step_*.pt"))
+    held = {int(p.stem.split("_")[1]): held_out(p, holdout).auc for p in kept}
+    chosen, last = info["best_step"], max(held)
+    best = max(held, key=lambda s: (held[s], s))
+    rank = 1 + sum(v > held[chosen] for v in held.values())
+    baseline = held_out(kept[-1], holdout).baseline
+    return {"seed": seed, "ema": ema, "chosen": chosen, "val_chosen": val[chosen], "held_chosen": held[chosen],
+            "last": last, "held_last": held[last], "best": best, "held_best": held[best], "rank": rank,
+            "kept": len(held), "baseline": baseline.describe(), "train_s": trained,
+            "val_aucs": " ".join(f"{val[s]:.2f}" for s in sorted(val)),
+            "held_aucs": " ".join(f"{held[s]:.2f}" for s in sorted(held))}
+
+
+def study_checkpoint_choice(args) -> None:
+    spacing = tuple(float(v) for v in args.spacing.split(",")) if args.spacing else None
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        data = synth_once(Path(args.out) / f"data{seed}", n=args.n, seed=seed, difficulty=args.difficulty,
+                          spacing=spacing)
+        held_dir = synth_once(Path(args.out) / f"holdout{seed}", n=args.holdout, seed=1000 + seed,
+                              difficulty=args.difficulty, spacing=spacing)
+        holdout = read_cases(held_dir / "labels.csv")
+        for ema in (float(e) for e in args.ema.split(",")):
+            rows.append(one_choice(args, seed, ema, data, holdout))
+            print(json.dumps(rows[-1]), flush=True)
+    print("\n" + table(["seed", "EMA", "chosen step: val AUC / held-out AUC", "last step: held-out AUC",
+                        "best on held-out: step, AUC", "chosen's rank of kept", "held-out intensity baseline",
+                        "training"],
+                       [[r["seed"], f"{r['ema']:g}", f"{r['chosen']}: {r['val_chosen']:.2f} / {r['held_chosen']:.2f}",
+                         f"{r['held_last']:.2f}", f"{r['best']}, {r['held_best']:.2f}", f"{r['rank']} of {r['kept']}",
+                         r["baseline"], f"{r['train_s']:.0f} s"] for r in rows]))
+    for ema in dict.fromkeys(r["ema"] for r in rows):
+        mine = [r for r in rows if r["ema"] == ema]
+        near = sum(r["held_best"] - r["held_chosen"] <= 0.02 for r in mine)
+        print(f"EMA {ema:g}: the chosen checkpoint within 0.02 of the held-out best in {near} of {len(mine)} runs; "
+              f"mean held-out AUC chosen {sum(r['held_chosen'] for r in mine) / len(mine):.3f}, "
+              f"last {sum(r['held_last'] for r in mine) / len(mine):.3f}")
+
+
+def add_checkpoint_choice(sub) -> None:
+    p = sub.add_parser("checkpoint-choice", help="is the chosen checkpoint really the best",
+                       description="For each seed: --n synthetic brains (20 % of them the run's validation split) and "
+                                   "--holdout others; for each --ema a small-lesions training that keeps every "
+                                   "validated step's weights, each scored on the held-out volumes (volume AUC, largest "
+                                   "logit over 64 planes). Prints the chosen, last and held-out-best checkpoints.")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--holdout", type=int, default=40)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--ema", default="0,0.99")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--difficulty", default="ms")
+    p.add_argument("--spacing", default="", help="mm per axis, e.g. 2,2,3 (default: the generator's grid)")
+    p.set_defaults(func=study_checkpoint_choice)
+
+
+# ---------------------------------------------------------------------------------------------------- robustness
+
+CELLS = {
+    "default": dict(n=120),
+    "faint": dict(n=120, contrast_scale=0.5),
+    "thick": dict(n=120, spacing=(1.0, 1.0, 3.0)),
+    "bias": dict(n=120, bias_field=0.3),
+    "few": dict(n=40),
+}
+
+
+def run_cell(args, cell: str, seed: int) -> dict:
+    root = Path(args.out) / f"{cell}-{seed}"
+    data = synth_once(root / "data", seed=seed, **CELLS[cell])
+    cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=seed), methods=methods(args.methods),
+                          settings=PRESETS[args.quality], device="cpu", seed=seed)
+    start = time.perf_counter()
+    result = benchmark(data, root / "bench", cfg)
+    c = result.classification
+    row = {"cell": cell, "seed": seed, "minutes": (time.perf_counter() - start) / 60, "auc": c.auc,
+           "auc_interval": list(c.interval), "baseline": c.baseline.describe(), "baseline_auc": c.baseline.auc,
+           "chance": c.auc <= 0.6, "below_baseline": c.below_baseline}
+    for r in result.rows:
+        i = r["intervals"]
+        row[r["label"]] = {"f1": r["f1"], "f1_interval": list(i["f1"]), "dice": r["dice"], "dice_interval": list(i["dice"])}
+    return row
+
+
+def study_robustness(args) -> None:
+    rows = []
+    for cell in args.cells.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            rows.append(run_cell(args, cell, seed))
+            print(json.dumps(rows[-1]), flush=True)
+    labels = [m.label for m in methods(args.methods)]
+    header = ["cell", "seed", "test volume AUC [95 %]", "intensity baseline"]
+    header += [h for label in labels for h in (f"{label} F1 [95 %]", f"{label} Dice [95 %]")] + ["note"]
+    lines = []
+    for r in rows:
+        cells = [x for label in labels for x in (ci(r[label]["f1"], r[label]["f1_interval"]),
+                                                 ci(r[label]["dice"], r[label]["dice_interval"]))]
+        note = "; ".join(n for n, flag in (("at chance", r["chance"]), ("below the baseline", r["below_baseline"])) if flag)
+        lines.append([r["cell"], r["seed"], ci(r["auc"], r["auc_interval"]), r["baseline"], *cells, note])
+    print("\n" + table(header, lines))
+
+
+def add_robustness(sub) -> None:
+    p = sub.add_parser("robustness", help="one recipe across generator settings nobody tuned for",
+                       description="Each cell is a tonno synth --kind brain data set (default: 120 MS-like brains; "
+                                   "faint: lesion contrast x 0.5; thick: re-acquired at 1 x 1 x 3 mm; bias: a bias "
+                                   "field of 0.3; few: 40 brains) and a tonno benchmark --recipe RECIPE on it. Prints "
+                                   "per cell and seed the test volume AUC, the intensity baseline and each method's "
+                                   "F1 and Dice with their intervals.")
+    p.add_argument("out")
+    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--recipe", default="small-lesions")
+    p.add_argument("--methods", default="tonno,layercam")
+    p.add_argument("--quality", default="demo", choices=list(PRESETS))
+    p.set_defaults(func=study_robustness)
+
+
+# ---------------------------------------------------------------------------------------------------- intensity-baseline
+
+
+def study_intensity_baseline(args) -> None:
+    from tonno_engine.data.images import load_image
+    from tonno_engine.data.preprocessing import Preprocessing
+    from tonno_engine.evaluation.intensity import intensity_baseline, robust_extremes
+
+    lines = []
+    for data in args.data:
+        cases = read_cases(data)
+        for mode in args.intensity.split(","):
+            prep = Preprocessing(mode)
+            b = intensity_baseline([c.label for c in cases],
+                                   [robust_extremes(prep.apply(load_image(c.image))[0]) for c in cases])
+            lines.append([data, len(cases), mode, ci(b.bright, b.bright_interval), ci(b.dark, b.dark_interval)])
+    print(table(["data", "cases", "intensity", "bright AUC [95 %]", "dark AUC [95 %]"], lines))
+
+
+def add_intensity_baseline(sub) -> None:
+    p = sub.add_parser("intensity-baseline", help="the intensity baseline of whole data sets",
+                       description="Per data set and intensity mode: the AUC of a threshold on the brightest (and the "
+                                   "darkest) robust intensity, with 95 % intervals over all cases. Training and tonno "
+                                   "benchmark compute it on the images as stored (none).")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--intensity", default="robust,none")
+    p.set_defaults(func=study_intensity_baseline)
+
+
+# ---------------------------------------------------------------------------------------------------- planes
+
+
+def study_planes(args) -> None:
+    from tonno_engine.apps.classification import volume_score
+    from tonno_engine.evaluation.auc import auc_interval, roc_auc
+    from tonno_engine.models.checkpoint import load_checkpoint
+
+    _, test = split_cases(read_cases(args.data), 0.3, 0)
+    labels = [c.label for c in test]
+    print(table(["checkpoint", "planes", "held-out volume AUC [95 %]"], []))
+    for path in args.checkpoints:
+        loaded = load_checkpoint(path, "cpu")
+        for planes in (int(p) for p in args.planes.split(",")):
+            scores = [volume_score(c, loaded, ReconstructionSettings(), planes=planes, seed=i)[0][0]
+                      for i, c in enumerate(test)]
+            print(f"| {path} | {planes} | {ci(roc_auc(labels, scores), auc_interval(labels, scores))} |", flush=True)
+
+
+def add_planes(sub) -> None:
+    p = sub.add_parser("planes", help="how many random planes a volume score needs",
+                       description="The held-out volume AUC of each checkpoint (tonno benchmark's test split of DATA, "
+                                   "30 %, seed 0) when a case scores its largest logit over P uniform random planes.")
+    p.add_argument("data")
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--planes", default="64,256,1024")
+    p.set_defaults(func=study_planes)
+
+
+# ---------------------------------------------------------------------------------------------------- budget
+
+
+def budget_spec(name: str) -> MethodSpec:
+    from tonno_engine.base.solver_settings import SolverSettings
+
+    if name == "tonno-iterative-tv":  # total variation (strength 0.1) and non-negativity
+        return MethodSpec("tonno-iterative", solver=SolverSettings(regulariser="tv", strength=0.1, nonnegative=True))
+    return MethodSpec(name)
+
+
+def run_budget(args, directions: int, slices: int) -> list[dict]:
+    cfg = BenchmarkConfig(checkpoint=Path(args.checkpoint), methods=[budget_spec(m) for m in args.methods.split(",")],
+                          settings=PRESETS["demo"].override(directions=directions, slices=slices), device="cpu", seed=0)
+    start = time.perf_counter()
+    result = benchmark(args.data, Path(args.out) / f"{directions}x{slices}", cfg)
+    seconds = time.perf_counter() - start
+    with open(result.table_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    evaluations = directions * (slices + 2)
+    print(f"L={directions} M={slices}: {evaluations} evaluations per case, {seconds:.0f} s", flush=True)
+    return [{**r, "L": directions, "M": slices, "evaluations": evaluations, "seconds": seconds} for r in rows]
+
+
+def budget_table(rows: list[dict]) -> str:
+    return table(["method", "L", "M", "evaluations per case", "F1 [95 % interval]", "Dice [95 % interval]"],
+                 [[r["method"], r["L"], r["M"], r["evaluations"],
+                   ci(float(r["f1"]), (float(r["f1_lo"]), float(r["f1_hi"]))),
+                   ci(float(r["dice"]), (float(r["dice_lo"]), float(r["dice_hi"])))]
+                  for r in sorted(rows, key=lambda r: (r["method"], r["evaluations"]))]) + "\n"
+
+
+def budget_plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for offset, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        for m, marker in zip(sorted({r["M"] for r in rows}), "os^D"):
+            pts = sorted((r for r in rows if r["method"] == method and r["M"] == m), key=lambda r: r["evaluations"])
+            x = [r["evaluations"] * (1 + 0.03 * offset) for r in pts]  # a small shift keeps the bars apart
+            y = [float(r["dice"]) for r in pts]
+            err = [[v - float(r["dice_lo"]) for v, r in zip(y, pts)], [float(r["dice_hi"]) - v for v, r in zip(y, pts)]]
+            ax.errorbar(x, y, yerr=err, marker=marker, capsize=3, color=f"C{offset}", label=f"{method}, M = {m}")
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per case, L × (M + 2)")
+    ax.set_ylabel("Dice (95 % bootstrap interval)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def reference_rows(spec: str) -> list[dict]:
+    """``DIR@LxM``: ToNNO's rows of an earlier benchmark's ``DIR/table.csv``, with that budget."""
+    folder, budget = spec.rsplit("@", 1)
+    directions, slices = (int(v) for v in budget.split("x"))
+    with open(Path(folder) / "table.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] == "tonno"]
+    return [{**r, "method": f"{r['method']} (reference)", "L": directions, "M": slices,
+             "evaluations": directions * (slices + 2), "seconds": float("nan")} for r in rows]
+
+
+def study_budget(args) -> None:
+    budgets = [tuple(int(v) for v in b.split("x")) for b in args.budgets.split(",")]
+    rows = [row for directions, slices in budgets for row in run_budget(args, directions, slices)]
+    rows += reference_rows(args.reference) if args.reference else []
+    out = Path(args.out)
+    (out / "budgets.md").write_text(budget_table(rows))
+    budget_plot(rows, out / "budgets.png")
+    print(budget_table(rows))
+    print(f"table and plot: {out / 'budgets.md'}, {out / 'budgets.png'}")
+
+
+def add_budget(sub) -> None:
+    p = sub.add_parser("budget", help="quality per network evaluation over a grid of L x M budgets",
+                       description="Each budget LxM is one tonno benchmark --checkpoint run (the demo preset with L "
+                                   "directions on the hemisphere and M slices each: L x (M + 2) network evaluations "
+                                   "per case) under OUT/LxM; OUT/budgets.md gathers F1 and Dice with their intervals, "
+                                   "OUT/budgets.png plots Dice against evaluations. tonno-iterative-tv is "
+                                   "tonno-iterative with total variation (0.1) and non-negativity.")
+    p.add_argument("data")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--budgets", default="19x12,38x12,96x12,19x24,38x24,96x24", help="LxM, comma-separated")
+    p.add_argument("--methods", default="tonno,tonno-iterative,tonno-iterative-tv")
+    p.add_argument("--reference", default="", help="DIR@LxM: ToNNO's row of an earlier benchmark at its budget")
+    p.set_defaults(func=study_budget)
+
+
+# ---------------------------------------------------------------------------------------------------- stage2
+
+
+def stage2_config(args, rule) -> BenchmarkConfig:
+    from tonno_engine.apps.benchmark_stage2 import Stage2Config
+    from tonno_engine.apps.demo import demo_config
+    from tonno_engine.training.segmenter import SegmenterConfig
+
+    stage2 = Stage2Config(source=args.source, rule=rule, rounds=args.rounds,
+                          segmenter=SegmenterConfig(steps=args.steps, patch=args.patch, seed=0, device="cpu"))
+    if args.demo:
+        cfg = demo_config("cpu")
+    else:
+        cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=0), methods=methods(args.methods),
+                              settings=PRESETS[args.quality], device="cpu", seed=0)
+    cfg.stage2 = stage2
+    return cfg
+
+
+def run_rule(args, rule) -> dict:
+    def span(i):
+        return f"[{i[0]:+.3f}, {i[1]:+.3f}]"
+
+    start = time.perf_counter()
+    result = benchmark(args.data, args.out, stage2_config(args, rule))
+    keep = args.out / f"stage2-{args.source}-b{rule.band:g}-m{rule.margin_mm:g}-s{args.steps}-r{args.rounds}"
+    keep.mkdir(exist_ok=True)
+    for name in ("table.md", "table.csv", "stage2/stage2.json", "stage2/Dataset999_Benchmark/tonno_export.json"):
+        shutil.copy2(args.out / name, keep / Path(name).name)
+    record = json.loads((args.out / "stage2" / "stage2.json").read_text())
+    rows = {r["label"]: r for r in result.rows}
+    source, second = rows[record["source"]], rows["stage2"]
+    line = {"band": rule.band, "margin_mm": rule.margin_mm, "steps": args.steps, "rounds": args.rounds,
+            "source": record["source"], "probability_level": record["probability_level"],
+            "minutes": (time.perf_counter() - start) / 60}
+    for key in ("f1", "dice"):
+        line[f"source_{key}"], line[f"stage2_{key}"] = source[key], second[key]
+        line[f"diff_{key}"] = record["difference_to_source"][key]
+    print(f"band {rule.band:g}, margin {rule.margin_mm:g} mm, {args.steps} steps, {args.rounds} round(s), "
+          f"source {record['source']} ({line['minutes']:.1f} min), probability level {record['probability_level']:.3g}: "
+          f"F1 {source['f1']:.3f} -> {second['f1']:.3f} (diff {span(line['diff_f1'])}), "
+          f"Dice {source['dice']:.3f} -> {second['dice']:.3f} (diff {span(line['diff_dice'])})", flush=True)
+    return line
+
+
+def stage2_timing(args) -> dict:
+    """Seconds of one ToNNO reconstruction (``demo`` preset) and one stage-2 prediction of the same volume."""
+    import numpy as np
+    import torch
+    from timing import alternating_pairs, timed
+
+    from tonno_engine.apps.stage2 import predict_volume
+    from tonno_engine.data.images import load_image
+    from tonno_engine.methods.case import case_spacing, reconstruct_case_iter
+    from tonno_engine.models.checkpoint import load_checkpoint
+    from tonno_engine.models.segmenter import load_segmenter
+
+    tested = {line.split(",")[0] for line in (args.out / "stage2" / "test.csv").read_text().splitlines()[1:]}
+    case = next(c for c in read_cases(args.data) if c.case in tested and c.label)
+    volume = load_image(case.image)
+    loaded = load_checkpoint(args.out / "model" / "checkpoint_best.pt", "cpu")
+    spacing = case_spacing(volume, loaded, PRESETS["demo"])
+    segmenter, meta = load_segmenter(args.out / "stage2" / "model" / "segmenter.pt", "cpu")
+
+    def tonno():
+        return timed(torch.device("cpu"), lambda: [None for _ in reconstruct_case_iter(
+            volume.array, spacing, loaded, [MethodSpec("tonno")], PRESETS["demo"])])
+
+    def predict():
+        return timed(torch.device("cpu"), predict_volume, segmenter, volume.array, meta, "cpu")
+
+    tonno(), predict()  # warm-up
+    pairs = alternating_pairs(tonno, predict, args.repeats)
+    ratio = float(np.exp(np.mean(np.log([b.wall / a.wall for a, b in pairs]))))
+    print(f"{case.case} {volume.array.shape}: ToNNO (demo preset) and stage-2 prediction, seconds: "
+          + ", ".join(f"({a.wall:.2f}, {b.wall:.2f})" for a, b in pairs)
+          + f"; prediction ÷ reconstruction {ratio:.3f}", flush=True)
+    return {"case": case.case, "shape": list(volume.array.shape), "pairs": [[a.wall, b.wall] for a, b in pairs],
+            "ratio": ratio}
+
+
+def study_stage2(args) -> None:
+    from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
+
+    lines = [run_rule(args, PseudoLabelRule(band=float(b), margin_mm=float(m)))
+             for b in args.bands.split(",") for m in args.margins.split(",")]
+    summary = {"rules": lines, "timing": stage2_timing(args) if args.repeats else None}
+    with open(args.out / "bench_stage2.jsonl", "a") as fh:  # one line per run of this study
+        fh.write(json.dumps(summary) + "\n")
+
+
+def add_stage2(sub) -> None:
+    p = sub.add_parser("stage2", help="the second stage against the heatmap it learnt from",
+                       description="Table 2 with tonno benchmark --stage2, the paired interval of the difference to the "
+                                   "source heatmap, and the time of one stage-2 prediction beside one ToNNO "
+                                   "reconstruction (alternating pairs). --demo: the settings of tonno demo (give its "
+                                   "folder as OUT and its data/ as DATA to reuse its model and heatmaps). Each (band, "
+                                   "margin) is kept in OUT/stage2-SOURCE-bBAND-mMARGIN-sSTEPS-rROUNDS/.")
+    p.add_argument("data", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--demo", action="store_true")
+    p.add_argument("--recipe", default="small-lesions")
+    p.add_argument("--methods", default="")
+    p.add_argument("--quality", default="demo")
+    p.add_argument("--source", default="best")
+    p.add_argument("--bands", default="0.5")
+    p.add_argument("--margins", default="2")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="timing pairs (0: no timing)")
+    p.set_defaults(func=study_stage2)
+
+
+STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
+           add_budget, add_stage2)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="study", required=True, metavar="STUDY")
+    for add in STUDIES:
+        add(sub)
+    args = ap.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

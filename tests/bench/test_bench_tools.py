@@ -1,0 +1,117 @@
+"""bench/ holds tools, each of which answers ``--help``, and a few of them run here on tiny inputs.
+
+Every file in bench/ but RESULTS.md is a script: a new one is picked up by the ``--help`` test without
+being listed here, so it fails until its ``--help`` works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+SCRIPTS = sorted(p.name for p in BENCH.iterdir() if p.is_file() and p.name != "RESULTS.md")
+MAX_SCRIPTS = 22  # issue 41: bench/ folded to its tools
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    script = BENCH / args[0]
+    command = ["bash", str(script)] if script.suffix == ".sh" else [sys.executable, str(script)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run(command + list(args[1:]), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_bench_holds_at_most_22_scripts():
+    assert len(SCRIPTS) <= MAX_SCRIPTS, SCRIPTS
+    assert all(p.suffix in {".py", ".sh"} for p in map(Path, SCRIPTS)), SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_help(script):
+    res = _run(script, "--help", timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage" in res.stdout.lower(), res.stdout[:500]
+
+
+@pytest.mark.slow
+def test_every_study_answers_help():
+    studies = [line.split('"')[1] for line in (BENCH / "study.py").read_text().splitlines()
+               if 'sub.add_parser("' in line]
+    assert len(studies) >= 5
+    for study in studies:
+        res = _run("study.py", study, "--help", timeout=60)
+        assert res.returncode == 0 and "usage" in res.stdout, (study, res.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_gpu_all_calls_only_scripts_that_exist_with_their_options():
+    """Each ``$PY bench/X.py [SUBCOMMAND] OPTIONS`` step of gpu_all.sh names a kept script and options it knows."""
+    calls = [line.split("$PY ", 1)[1].split() for line in (BENCH / "gpu_all.sh").read_text().splitlines()
+             if line.lstrip().startswith("step ") and "$PY bench/" in line]
+    assert len(calls) >= 5
+    for script, *args in calls:
+        assert Path(script).name in SCRIPTS, script
+        subcommand = args[:1] if args and not args[0].startswith("-") else []
+        res = _run(Path(script).name, *subcommand, "--help", timeout=60)
+        assert res.returncode == 0, (script, res.stderr[-2000:])
+        for option in (a for a in args if a.startswith("--")):
+            assert option in res.stdout, (script, option)
+
+
+def test_call_path_runs():
+    res = _run("call_path.py")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "tonno reconstruct:" in res.stdout and "backproject_passes" in res.stdout
+
+
+def test_longest_functions_limit():
+    res = _run("longest_functions.py", "--limit", "60")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| lines | function |" in res.stdout
+
+
+def test_fig4_and_cancel_points_on_tiny_settings():
+    fig4 = _run("bench_fig4.py", "--slice-size", "16", "--kernels", "2,4", "--directions", "20", "--slices", "8",
+                "--device", "cpu")
+    assert fig4.returncode == 0, fig4.stderr[-2000:]
+    assert "| 4 |" in fig4.stdout
+    cancel = _run("bench_cancel_points.py", "--shape", "24", "24", "24", "--directions", "16", "--slices", "4",
+                  "--slice-size", "16", "--repeats", "2")
+    assert cancel.returncode == 0, cancel.stderr[-2000:]
+    assert "longest gap" in cancel.stdout
+
+
+@pytest.mark.slow
+def test_study_harness_on_a_tiny_synthetic_study(tmp_path):
+    """``study.py train`` on 8 phantoms of 24³ (4 steps), then ``intensity-baseline`` on the data it made."""
+    out = tmp_path / "train"
+    res = _run("study.py", "train", "--n", "8", "--size", "24", "--steps", "4", "--val-every", "2", "--slice-size",
+               "24", "--device", "cpu", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "training time" in res.stdout and "best (step" in res.stdout
+    res = _run("study.py", "intensity-baseline", str(out / "data"), "--intensity", "none")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| 8 | none |" in res.stdout
+
+
+def test_every_command_in_results_names_a_kept_script_and_its_options():
+    """bench/RESULTS.md's commands (``bench/X.py [STUDY] --option ...`` inside backticks) exist with those options."""
+    import re
+
+    text = (BENCH / "RESULTS.md").read_text()
+    commands = [m.group(1).split() for m in re.finditer(r"`[^`]*?(bench/[\w.]+\.(?:py|sh)[^`]*)`", text)
+                if "git show" not in m.group(0)]
+    assert len(commands) >= 10
+    for script, *args in commands:
+        name = Path(script).name
+        assert name in SCRIPTS, script
+        source = (BENCH / name).read_text()
+        for option in (a.strip("[],") for a in args if a.lstrip("[").startswith("--")):
+            assert f'"{option}"' in source or option in source, (name, option)
