@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.reconstruction import TONNO, reconstruct_iter
 
 
@@ -36,9 +37,9 @@ def run(volume, args, whole_chunks: bool) -> tuple[float, float]:
     """``(total seconds, longest seconds between two events)``."""
     start = last = time.perf_counter()
     longest = 0.0
-    for _ in reconstruct_iter(volume, lambda s: s.mean(dim=(1, 2)), formula=AtOnce() if whole_chunks else TONNO,
-                               slices=args.slices, directions=args.directions, slice_size=args.slice_size, device="cpu",
-                              directions_per_update=max(1, args.directions // 8)):
+    plan = Plan(slices=args.slices, directions=args.directions, slice_size=args.slice_size, device="cpu",
+                directions_per_update=max(1, args.directions // 8))
+    for _ in reconstruct_iter(volume, lambda s: s.mean(dim=(1, 2)), plan, (AtOnce() if whole_chunks else TONNO,)):
         now = time.perf_counter()
         longest, last = max(longest, now - last), now
     return time.perf_counter() - start, longest

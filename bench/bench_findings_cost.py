@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--quality", default="demo", choices=list(PRESETS))
     parser.add_argument("--slice-size", type=int, default=64)
     args = parser.parse_args()
-    settings = PRESETS[args.quality].override(slice_size=args.slice_size)
+    settings = PRESETS[args.quality].override({"slice_size": args.slice_size})
     volume = balls_phantom((64, 76, 64))
     one, several = models(args.findings)
     names = [f"f{k}" for k in range(args.findings)]

@@ -18,6 +18,7 @@ import torch
 
 from tonno_engine import reconstruct, resolve_device
 from tonno_engine.models.encoders import create_encoder
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.scorers import ModuleScorer
 
 
@@ -37,8 +38,9 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t = time.perf_counter()
-    heat = reconstruct(volume, ModuleScorer(model), slices=args.slices, directions=args.directions,
-                       slice_size=args.slice_size, device=device, batch_size=args.batch_size)
+    heat = reconstruct(volume, ModuleScorer(model), Plan(slices=args.slices, directions=args.directions,
+                                                         slice_size=args.slice_size, device=device,
+                                                         batch_size=args.batch_size))
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"device {device}, volume {args.size}³, M={args.slices}, L={args.directions}, {args.slice_size}² slices, "

@@ -21,6 +21,7 @@ from timing import alternating_pairs, timed
 from tonno_engine import make_directions, reconstruct, resolve_device, slice_offsets
 from tonno_engine.base.devices import device_name
 from tonno_engine.tomography.phantoms import balls_phantom
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.scorers import ModuleScorer
 from tonno_engine.tomography.slicing import extract_slices
 
@@ -51,10 +52,10 @@ def main() -> None:
         volume, offsets.repeat(args.directions), dirs.normals.repeat_interleave(k, 0),
         dirs.u.repeat_interleave(k, 0), dirs.v.repeat_interleave(k, 0), size,
     )
-    kw = dict(slices=args.slices, directions=args.directions, slice_size=args.slice_size, device=device,
-              batch_size=args.batch_size, compile=args.compile)
+    plan = Plan(slices=args.slices, directions=args.directions, slice_size=args.slice_size, device=device,
+                batch_size=args.batch_size, compile=args.compile)
     scorer(all_slices[: args.batch_size])  # warm-up
-    reconstruct(volume, scorer, **kw)  # warm-up (and compilation, with --compile)
+    reconstruct(volume, scorer, plan)  # warm-up (and compilation, with --compile)
 
     def score_all() -> None:
         for start in range(0, len(all_slices), args.batch_size):
@@ -62,7 +63,7 @@ def main() -> None:
 
     # On a CPU the ratio of process CPU seconds is printed too: time stolen by other tenants does
     # not count there.
-    pairs = alternating_pairs(partial(timed, device, score_all), partial(timed, device, reconstruct, volume, scorer, **kw),
+    pairs = alternating_pairs(partial(timed, device, score_all), partial(timed, device, reconstruct, volume, scorer, plan),
                               args.repeats)
     ratios = [pipe.wall / enc.wall for enc, pipe in pairs]
     cpu_ratios = [pipe.cpu / enc.cpu for enc, pipe in pairs]

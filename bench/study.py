@@ -30,7 +30,7 @@ from pathlib import Path
 from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter, default_methods
 from tonno_engine.base.registry import MethodSpec
 from tonno_engine.data.dataset import read_cases, split_cases
-from tonno_engine.data.synth import synthesize
+from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.methods.settings import PRESETS, ReconstructionSettings
 from tonno_engine.training.config import recipe_config
 
@@ -50,7 +50,7 @@ def synth_once(folder: Path, **kwargs) -> Path:
     """``tonno synth --kind brain`` into ``folder`` (``kind`` may be overridden) unless it is there already."""
     folder = Path(folder)
     if not (folder / "labels.csv").exists():
-        list(synthesize(folder, **{"kind": "brain", **kwargs}))
+        list(synthesize(folder, SynthRequest(**{"kind": "brain", **kwargs})))
     return folder
 
 
@@ -174,10 +174,10 @@ def run_candidate(name: str, data: Path, out: Path, holdout, seed: int = 0, step
     if "pretrain" in spec:
         pre = out / f"{name}-pretrain"
         if not (pre / "encoder.pth").exists():
-            run(train_run_iter(data, pre, pretrain_config(device="cpu", **spec["pretrain"])))
+            run(train_run_iter(data, pre, pretrain_config({"device": "cpu", **spec["pretrain"]})))
         weights = str(pre / "encoder.pth")
     train = {**spec["train"], **({"steps": steps} if steps else {})}
-    cfg = recipe_config(spec.get("recipe", "small-lesions"), device="cpu", weights=weights, seed=seed, **train)
+    cfg = recipe_config(spec.get("recipe", "small-lesions"), dict(device="cpu", weights=weights, seed=seed, **train))
     info = train_once(data, out / name, cfg)
     row = {"candidate": name, "wall_min": (time.perf_counter() - wall) / 60, "cpu_min": (cpu_seconds() - cpu) / 60,
            "best_step": info["best_step"], "val_auc": info["best_val_volume_auc"],
@@ -237,7 +237,7 @@ def add_recipes(sub) -> None:
 
 def one_choice(args, seed: int, ema: float, data: Path, holdout) -> dict:
     out = Path(args.out) / f"seed{seed}-ema{ema:g}"
-    cfg = recipe_config("small-lesions", steps=args.steps, seed=seed, device="cpu", ema=ema, keep_checkpoints=True)
+    cfg = recipe_config("small-lesions", dict(steps=args.steps, seed=seed, device="cpu", ema=ema, keep_checkpoints=True))
     start = time.perf_counter()
     info = train_once(data, out, cfg)
     trained = time.perf_counter() - start
@@ -312,7 +312,7 @@ CELLS = {
 def run_cell(args, cell: str, seed: int) -> dict:
     root = Path(args.out) / f"{cell}-{seed}"
     data = synth_once(root / "data", seed=seed, **CELLS[cell])
-    cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=seed), methods=methods(args.methods),
+    cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=seed)), methods=methods(args.methods),
                           settings=PRESETS[args.quality], device="cpu", seed=seed)
     start = time.perf_counter()
     result = benchmark(data, root / "bench", cfg)
@@ -431,7 +431,7 @@ def budget_spec(name: str) -> MethodSpec:
 
 def run_budget(args, directions: int, slices: int) -> list[dict]:
     cfg = BenchmarkConfig(checkpoint=Path(args.checkpoint), methods=[budget_spec(m) for m in args.methods.split(",")],
-                          settings=PRESETS["demo"].override(directions=directions, slices=slices), device="cpu", seed=0)
+                          settings=PRESETS["demo"].override(dict(directions=directions, slices=slices)), device="cpu", seed=0)
     start = time.perf_counter()
     result = benchmark(args.data, Path(args.out) / f"{directions}x{slices}", cfg)
     seconds = time.perf_counter() - start
@@ -522,7 +522,7 @@ def stage2_config(args, rule) -> BenchmarkConfig:
     if args.demo:
         cfg = demo_config("cpu")
     else:
-        cfg = BenchmarkConfig(train=recipe_config(args.recipe, device="cpu", seed=0), methods=methods(args.methods),
+        cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=0)), methods=methods(args.methods),
                               settings=PRESETS[args.quality], device="cpu", seed=0)
     cfg.stage2 = stage2
     return cfg
@@ -562,7 +562,7 @@ def stage2_timing(args) -> dict:
 
     from tonno_engine.apps.stage2 import predict_volume
     from tonno_engine.data.images import load_image
-    from tonno_engine.methods.case import case_spacing, reconstruct_case_iter
+    from tonno_engine.methods.case import Scan, reconstruct_case_iter
     from tonno_engine.models.checkpoint import load_checkpoint
     from tonno_engine.models.segmenter import load_segmenter
 
@@ -570,12 +570,11 @@ def stage2_timing(args) -> dict:
     case = next(c for c in read_cases(args.data) if c.case in tested and c.label)
     volume = load_image(case.image)
     loaded = load_checkpoint(args.out / "model" / "checkpoint_best.pt", "cpu")
-    spacing = case_spacing(volume, loaded, PRESETS["demo"])
     segmenter, meta = load_segmenter(args.out / "stage2" / "model" / "segmenter.pt", "cpu")
 
     def tonno():
         return timed(torch.device("cpu"), lambda: [None for _ in reconstruct_case_iter(
-            volume.array, spacing, loaded, [MethodSpec("tonno")], PRESETS["demo"])])
+            Scan.of(volume), loaded, [MethodSpec("tonno")], PRESETS["demo"])])
 
     def predict():
         return timed(torch.device("cpu"), predict_volume, segmenter, volume.array, meta, "cpu")
