@@ -74,3 +74,38 @@ def test_no_engine_function_is_longer_than_a_screen():
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "| lines | function |" in res.stdout
+
+
+def _signatures(root: Path) -> list[tuple[str, int, bool]]:
+    """``(where, parameters, takes **kwargs)`` for every function under ``root`` (``self``/``cls`` not counted)."""
+    import ast
+
+    rows = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg not in ("self", "cls")]
+                where = f"{path.relative_to(root.parent).as_posix()}:{node.lineno} {node.name}"
+                rows.append((where, len(names), args.kwarg is not None, ast.get_docstring(node) or ""))
+    return rows
+
+
+def test_no_engine_function_takes_more_than_eight_parameters_or_relays_keywords():
+    """A function that needs many settings takes a dataclass, not a relay of keywords: at most 8 parameters
+    each, and at most one ``**kwargs``, whose docstring says why."""
+    rows = _signatures(ROOT / "tonno_engine")
+    assert len(rows) > 500  # the scan sees the engine
+    assert [(where, count) for where, count, _, _ in rows if count > 8] == []
+    relays = [(where, doc) for where, _, kwargs, doc in rows if kwargs]
+    assert len(relays) <= 1, relays
+    assert all("kwargs" in doc for _, doc in relays), relays
+
+
+def test_the_parameter_scan_finds_a_planted_long_signature_and_relay(tmp_path):
+    shutil.copytree(ROOT / "tonno_engine", tmp_path / "tonno_engine", ignore=shutil.ignore_patterns("__pycache__"))
+    planted = tmp_path / "tonno_engine" / "tomography" / "geometry.py"
+    planted.write_text(planted.read_text() + "\n\ndef many(a, b, c, d, e, f, g, h, i):\n    pass\n\n\n"
+                       "def relay(x, **options):\n    pass\n\n\ndef relay_too(**options):\n    pass\n")
+    rows = {where.split(" ")[1]: (count, kwargs) for where, count, kwargs, _ in _signatures(tmp_path / "tonno_engine")}
+    assert rows["many"] == (9, False) and rows["relay"] == (1, True) and rows["relay_too"] == (0, True)

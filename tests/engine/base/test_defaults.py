@@ -16,9 +16,10 @@ from tonno_engine.base.registry import MethodSpec
 from tonno_engine.cams.extractor import CamExtractor
 from tonno_engine.cams.slicewise import slicewise_iter
 from tonno_engine.methods.case import reconstruct_case_iter
-from tonno_engine.methods.run import methods_iter, run_methods
+from tonno_engine.methods.run import CaseRun, passes_iter, run_methods
 from tonno_engine.methods.settings import PRESETS, ReconstructionSettings
 from tonno_engine.models.checkpoint import CheckpointDescription, load_checkpoint
+from tonno_engine.tomography.plan import Plan
 from tonno_engine.tomography.profiles import direction_stack_iter, profiles
 from tonno_engine.tomography.reconstruction import default_batch_size, reconstruct, reconstruct_iter
 from tonno_engine.training.config import TrainConfig
@@ -80,14 +81,16 @@ def _default(fn, name):
 
 
 def test_engine_signatures_read_the_defaults():
-    for fn in (reconstruct_iter, reconstruct, profiles, direction_stack_iter):
-        assert _default(fn, "slices") == D.SLICES and _default(fn, "slice_size") == D.SLICE_SIZE, fn
-    for fn in (reconstruct_iter, reconstruct, profiles, direction_stack_iter, slicewise_iter, methods_iter,
-               run_methods, load_checkpoint):
+    plan = Plan()  # the core's settings: every field the reconstruction's default
+    assert (plan.slices, plan.directions, plan.slice_size, plan.device) == (D.SLICES, D.TONNO_DIRECTIONS, D.SLICE_SIZE,
+                                                                           D.DEVICE)
+    assert (plan.geometry, plan.field_of_view, plan.hemisphere) == (D.GEOMETRY, D.FIELD_OF_VIEW, False)
+    assert (plan.directions_per_update, plan.memory_budget) == (D.DIRECTIONS_PER_UPDATE, D.MEMORY_BUDGET)
+    for fn in (reconstruct_iter, reconstruct, profiles, direction_stack_iter, slicewise_iter):
+        assert _default(fn, "plan") == plan, fn
+    for fn in (run_methods, passes_iter, load_checkpoint):
         assert _default(fn, "device") == D.DEVICE, fn
-    assert _default(reconstruct_iter, "directions") == D.TONNO_DIRECTIONS
-    assert _default(reconstruct_iter, "directions_per_update") == D.DIRECTIONS_PER_UPDATE
-    assert _default(reconstruct_iter, "memory_budget") == D.MEMORY_BUDGET
+    assert CaseRun().memory_budget == D.MEMORY_BUDGET and CaseRun().directions_per_update is None  # None: the Plan's
     assert _default(reconstruct_case_iter, "settings") == PRESETS[D.QUALITY] == ReconstructionSettings()
     assert _default(CamExtractor.__init__, "layer") == D.CAM_LAYER == MethodSpec().layer
     assert _default(CamExtractor.__init__, "method") == D.CAM == MethodSpec().cam
@@ -183,9 +186,9 @@ def test_benchmark_resolves_training_options_not_given_as_before(monkeypatch, tm
                                    *options])
     assert res.exit_code == 0, res.output
     given = dict(zip(options[::2], options[1::2]))
-    old = recipe_config(given.get("--recipe", "paper"), model=DEFAULTS.model, device="cpu",
-                        seed=int(given.get("--seed", DEFAULTS.seed)), geometry=given.get("--geometry", DEFAULTS.geometry),
-                        field_of_view=DEFAULTS.field_of_view)
+    old = recipe_config(given.get("--recipe", "paper"), dict(
+        model=DEFAULTS.model, device="cpu", seed=int(given.get("--seed", DEFAULTS.seed)),
+        geometry=given.get("--geometry", DEFAULTS.geometry), field_of_view=DEFAULTS.field_of_view))
     assert seen["cfg"].train == old and seen["cfg"].seed == old.seed
 
 
