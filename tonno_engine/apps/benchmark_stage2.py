@@ -23,26 +23,25 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice
+from ..base.registry import MethodSpec
 from ..data.dataset import Case, write_cases_csv
 from ..data.heatmap_folder import STAGE2, output_pairs, output_path
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import calibrate_min_size, calibrated_scores
 from ..evaluation.metrics import Threshold
 from ..evaluation.pseudo_labels import PseudoLabelRule
+from ..methods.settings import ReconstructionSettings
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
 from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise
 from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
 from .scored import BenchmarkRun, ScoredMethod
 from .stage2 import predict_iter
-
-if TYPE_CHECKING:
-    from .benchmark import BenchmarkConfig
 
 #: the probability above which a stage-2 voxel is lesion: the segmenter's own decision (its argmax)
 PROBABILITY = 0.5
@@ -61,6 +60,19 @@ class Stage2Config:
     def __post_init__(self):
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+
+
+class BenchmarkSettings(Protocol):
+    """What stage 2 reads of the benchmark's settings (a :class:`~tonno_engine.apps.benchmark.BenchmarkConfig`;
+    a protocol, so that this module need not import the one that calls it)."""
+
+    stage2: Stage2Config | None
+    methods: list[MethodSpec]
+    settings: ReconstructionSettings
+    device: str
+    connectivity: int
+    resamples: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ def pick_source(rows: list[dict], methods, source: str):
     return methods[max(range(len(rows)), key=score)]
 
 
-def stage2_iter(bench: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredMethod]) -> Iterator:
+def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[ScoredMethod]) -> Iterator:
     """Yield the stage's events; return its :class:`ScoredMethod` for Table 2. ``scores``: the heatmap methods'
     (the source's calibrated level and per-case arrays); the segmenters learn from ``run.labelled`` (every non-test
     case) and calibrate on ``run.val``."""
@@ -139,7 +151,7 @@ def stage2_iter(bench: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredMe
     return ScoredMethod(method, row, result, per_case)
 
 
-def _heatmaps_for(cases: list[Case], spec, folder: Path, run: BenchmarkRun, bench: BenchmarkConfig) -> Iterator:
+def _heatmaps_for(cases: list[Case], spec, folder: Path, run: BenchmarkRun, bench: BenchmarkSettings) -> Iterator:
     """The source method's heatmaps of every labelled case in ``folder/heatmaps`` (a batch of its own, so the
     benchmark's ``heatmaps/`` keeps its summary); those the benchmark made already are linked, not redone."""
     target = folder / "heatmaps"

@@ -22,7 +22,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.acquisition import spacing_of
 from ..data.dataset import read_cases
-from ..data.heatmap_folder import Pair
+from ..data.heatmap_folder import HEATMAP_ENDING, Pair
 from ..data.images import image_stem, images_in, is_single_image, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .instances import (
@@ -142,7 +142,7 @@ def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_co
             methods.setdefault(stem[len(case):], set()).add(case)
     if Path(heatmaps).is_dir():
         for suffix, seen in methods.items():
-            pairs += [pair(case, Path(heatmaps) / f"{case}{suffix}.nii.gz", suffix) for case in gt if case not in seen]
+            pairs += [pair(case, Path(heatmaps) / f"{case}{suffix}{HEATMAP_ENDING}", suffix) for case in gt if case not in seen]
     return pairs
 
 
