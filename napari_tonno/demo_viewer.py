@@ -7,8 +7,8 @@ from pathlib import Path
 
 def demo_layers(out: Path, result) -> list[tuple]:
     """napari layer data tuples ``(data, kwargs, type)`` for the demo's first positive test case."""
-    from tonno_engine.apps.batch import output_path
     from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.heatmap_folder import output_path
     from tonno_engine.data.images import load_image
     from tonno_engine.data.nifti import load_nifti
     from tonno_engine.evaluation.candidates import display_limits

@@ -5,15 +5,19 @@ Outputs in ``out/``: ``<case>_<method label>.nii.gz`` (float32, the input's affi
 from one pass over the slices), each written atomically as soon as it is done; ``summary.csv`` (one row per case and method,
 rewritten atomically after every case) and ``run.json`` (arguments, versions, checkpoint hash,
 device). A failing case is recorded and the batch goes on. A CUDA out-of-memory error halves the
-scorer batch and retries the case.
+scorer batch and retries the case. The folder's layout (file names, inputs, ``summary.csv``'s fields) is
+:mod:`tonno_engine.data.heatmap_folder`'s.
+
+The batch runner's pieces serve second-stage prediction too (:mod:`~tonno_engine.apps.stage2`):
+:func:`stale_reason` (whether an existing output may be reused), :func:`write_output` (atomic, with provenance),
+a :class:`Finished` result listing the failures at the end, and :func:`run_or_raise` for a step that needs every
+output (the benchmark's heatmaps and predictions).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import glob
-import io
 import json
 import resource
 import time
@@ -34,10 +38,9 @@ from ..base.folder_lock import LOCK_NAME, folder_lock
 from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
-from ..data.dataset import read_cases
-from ..data.images import FORMATS, image_stem, images_in, is_single_image, load_image, size_estimate
+from ..data.heatmap_folder import RUN_JSON, SUMMARY, BatchInput, batch_inputs, output_path, read_summary, summary_csv
+from ..data.images import load_image, size_estimate
 from ..data.nifti import read_provenance, save_nifti
-from ..evaluation.evaluate import Pair
 from ..methods.case import CasePrepared, Scan, reconstruct_case_iter
 from ..methods.run import CaseRun, check_findings, for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
@@ -46,8 +49,6 @@ from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
 from .provenance import Provenance, differences, heatmap_parts
 
-SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gpu_mb", "batch_size",
-                  "slice_size", "output", "made", "error", "finding")
 #: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
 FEW_ANGLES = 50
 
@@ -97,14 +98,30 @@ class BatchSizeHalved:
     batch_size: int
 
 
-@dataclass(frozen=True)
-class BatchInput:
-    case: str
-    image: Path
+class Finished:
+    """The final event of a batch runner (:func:`reconstruct_batch_iter`, ``stage2.predict_iter``): the jobs that
+    failed, reported at the end (the others went on)."""
+
+    @property
+    def failures(self) -> list[Failure]:  # pragma: no cover - every runner's result overrides it
+        raise NotImplementedError
+
+
+def run_or_raise(events: Iterator, what: str = "reconstruction") -> Iterator:
+    """Relay a batch runner's events; return its :class:`Finished` result, or raise :class:`DataError` naming the
+    first failed case (``"<what> failed: <error>"``). For a step that cannot go on without every output."""
+    for event in events:
+        if isinstance(event, Finished):
+            if event.failures:
+                first = event.failures[0]
+                raise DataError(first.case, f"{what} failed: {first.error}")
+            return event
+        yield event
+    raise DataError(what, "the batch ended without a result")  # pragma: no cover
 
 
 @dataclass
-class BatchResult:
+class BatchResult(Finished):
     """The final event of :func:`reconstruct_batch_iter`: one summary row per (case, method)."""
 
     rows: list[dict]
@@ -129,56 +146,9 @@ def _failures(rows: list[dict]) -> list[Failure]:
     return [Failure(r["case"], r["method"], r["error"]) for r in rows if r["status"] == "failed"]
 
 
-def batch_inputs(source: str | Path) -> list[BatchInput]:
-    """Cases from one image (a file or a DICOM series), a folder (its labels.csv if any, else its image
-    files and DICOM series subfolders, each a case named after the file or subfolder) or a CSV.
-
-    Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
-    folder or duplicate case names raise :class:`DataError`.
-    """
-    source = Path(source)
-    if not source.exists():
-        raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")
-    if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
-        return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
-    inputs = [BatchInput(image_stem(p), p) for p in images_in(source, "input folder")]
-    names = [i.case for i in inputs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise DataError(source, f"several files share the case name(s) {', '.join(dupes)}")
-    return inputs
-
-
-def output_path(out: Path, case: str, spec: MethodSpec) -> Path:
-    return Path(out) / f"{case}_{spec.label}.nii.gz"
-
-
-def output_pairs(out: Path, cases, spec) -> list[Pair]:
-    """Each case's output of method ``spec`` in ``out`` paired with its mask and label (those of the spec's
-    finding), for scoring."""
-    return [Pair.of_case(c.case, output_path(out, c.case, spec), c.truth(spec.output if spec.finding else None))
-            for c in cases]
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _summary_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _previous_rows(out: Path) -> dict[tuple[str, str], dict]:
-    path = out / "summary.csv"
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {(r["case"], r["method"]): r for r in csv.DictReader(fh)}
 
 
 def _parts(cfg: BatchConfig, world: World) -> tuple[int, int]:
@@ -236,12 +206,24 @@ def _reusable(inputs, out: Path, cfg: BatchConfig, expected: dict) -> dict[tuple
         return {}
     recorded = {(case, label): read_provenance(path) for case, label, path in existing}
     stale = [f"{path.name} ({why})" for case, label, path in existing
-             if (why := differences(recorded[(case, label)], expected[(case, label)]))]
+             if (why := stale_reason(recorded[(case, label)], expected[(case, label)]))]
     if stale:
         raise DataError(out, f"--continue would mix results: {len(stale)} existing output(s) were made from other "
                              f"inputs or settings: {'; '.join(stale[:8])}{' …' if len(stale) > 8 else ''}. "
                              "Pass --overwrite to redo them, or use another --out")
     return {key: (made or {}).get("run_started", "") for key, made in recorded.items()}
+
+
+def stale_reason(recorded: dict | None, parts: dict) -> str:
+    """Why an existing output whose provenance is ``recorded`` (:func:`~tonno_engine.data.nifti.read_provenance`)
+    is not the one ``parts`` would make; ``""`` when it is, and a rerun skips it."""
+    return differences(recorded, parts)
+
+
+def write_output(target: Path, array, volume, provenance: Provenance | None) -> None:
+    """An output on its input ``volume``'s grid (float32, its affine and header), written atomically with its
+    ``provenance`` in the header."""
+    save_nifti(target, array, volume.affine, volume.header, provenance=provenance.as_dict() if provenance else None)
 
 
 def _notices(cfg: BatchConfig, settings: ReconstructionSettings, description: CheckpointDescription) -> Iterator[Notice]:
@@ -324,22 +306,43 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
             for item in inputs:
                 remove_stale_parts(out, f"{glob.escape(item.case)}_*")
         if parts == 1 and writes:
-            write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
-        rows = yield from _cases(inputs, out, cfg, expected, reusable, run_info["started"], loaded,
-                                 world if cfg.shard_directions else None, writes=writes, part=part, parts=parts)
+            write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
+        run = _BatchRun(out, cfg, loaded, expected, reusable, run_info["started"],
+                        world if cfg.shard_directions else None, writes, part, parts)
+        rows = yield from _cases(inputs, run)
         if parts > 1:
             _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
         elif writes:
             run_info.update(finished=_now(), counts=_counts(rows), cases=_case_records(rows))
-            write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+            write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
     yield BatchResult(rows, out, part, parts, writes)
 
 
-def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, loaded: LoadedCheckpoint, world: World | None,
-           *, writes, part, parts):
+@dataclass(frozen=True)
+class _BatchRun:
+    """What every case of one run of a batch shares: ``expected`` (``{(case, label): provenance parts}``),
+    ``reusable`` (``{(case, label): start of the run that made it}``, skipped), when this run ``started``, the
+    ``world`` to split each case's directions over (``None``: not sharded), whether this process ``writes``, and
+    its ``part`` of ``parts``."""
+
+    out: Path
+    cfg: BatchConfig
+    loaded: LoadedCheckpoint
+    expected: dict
+    reusable: dict
+    started: str
+    world: World | None
+    writes: bool
+    part: int
+    parts: int
+
+
+def _cases(inputs: list[BatchInput], run: _BatchRun) -> Iterator:
     """Every case in turn (skipping the ``reusable`` outputs); returns the summary rows. A full disk stops
     the batch (every later write would fail too) with :class:`DiskFull` naming the file."""
-    previous = _previous_rows(out) if cfg.resume else {}
+    out, cfg, expected, reusable, writes = run.out, run.cfg, run.expected, run.reusable, run.writes
+    part, parts = run.part, run.parts
+    previous = {(r["case"], r["method"]): r for r in read_summary(out)} if cfg.resume else {}
     rows: list[dict] = []
     for done, item in enumerate(inputs, start=1):
         todo, case_rows = [], []
@@ -353,10 +356,10 @@ def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, loaded: L
                     target.unlink(missing_ok=True)
                 todo.append(spec)
         if todo:
-            provenance = {s.label: Provenance(expected[(item.case, s.label)], started) for s in todo}
+            provenance = {s.label: Provenance(expected[(item.case, s.label)], run.started) for s in todo}
             try:
-                case_rows += yield from _run_case(item, todo, out, loaded, cfg.settings, world=world, writes=writes,
-                                                  provenance=provenance)
+                case_rows += yield from _run_case(item, todo, out, run.loaded, cfg.settings, world=run.world,
+                                                  writes=writes, provenance=provenance)
             except DiskFull as exc:
                 raise DiskFull(exc.filename, f"the batch stopped at case {done} of {len(inputs)}; free space and "
                                              "rerun with --continue") from exc
@@ -365,7 +368,7 @@ def _cases(inputs, out, cfg: BatchConfig, expected, reusable, started, loaded: L
         if parts > 1:
             write_part_record(out, part, parts, {"part": part, "parts": parts, "rows": rows, "finished": None})
         elif writes:
-            write_text_atomic(out / "summary.csv", _summary_csv(rows))
+            write_text_atomic(out / SUMMARY, summary_csv(rows))
         yield CaseFinished("cases", done, len(inputs), "cases", case=item.case, failures=tuple(_failures(case_rows)))
     return rows
 
@@ -385,13 +388,13 @@ def _finish_part(out: Path, part: int, parts: int, rows: list[dict], run_info: d
         write_part_record(out, part, parts, {"part": part, "parts": parts, "rows": rows, "finished": _now()})
         records = read_part_records(out)
         merged = merged_rows(records, [i.case for i in inputs], [s.label for s in cfg.methods])
-        write_text_atomic(out / "summary.csv", _summary_csv(merged))
+        write_text_atomic(out / SUMMARY, summary_csv(merged))
         done = {(r["case"], r["method"]) for r in merged}
         missing = sorted({i.case for i in inputs for s in cfg.methods if (i.case, s.label) not in done})
         finished = {r["part"] for r in records if r["parts"] == parts and r["finished"]}
         run_info.update(finished=_now() if not missing else None, counts=_counts(merged),
                         parts_finished=sorted(finished), cases_missing=missing, cases=_case_records(merged))
-        write_text_atomic(out / "run.json", json.dumps(run_info, indent=2))
+        write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
 
 
 def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
@@ -431,9 +434,8 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
                     torch.cuda.empty_cache()
                 yield BatchSizeHalved(item.case, batch_size)
         for spec in specs if writes else ():
-            made = provenance[spec.label].as_dict() if provenance else None
-            save_nifti(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume.affine, volume.header,
-                       provenance=made)
+            write_output(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume,
+                         provenance[spec.label] if provenance else None)
         rows = [_row(item, s, targets[s.label], "ok", made=provenance[s.label].run_started if provenance else "")
                 for s in specs]
     except DiskFull:

@@ -27,6 +27,7 @@ from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, data_hash, dataset_intensity, hash_cases, read_cases, split_cases, write_cases_csv
+from ..data.heatmap_folder import output_pairs
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import (
     calibrated_scores,
@@ -39,10 +40,12 @@ from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from ..training.loop import TrainStopped
-from .batch import BatchConfig, BatchResult, output_pairs, reconstruct_batch_iter
+from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_findings_iter
 from .provenance import tonno_version
+from .scored import BenchmarkRun, ScoredMethod
+from .scored import MethodScored as MethodScored  # the event `tonno benchmark` prints
 from .training_run import train_run_iter
 
 COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score"), ("dice", "Dice"),
@@ -73,17 +76,6 @@ class BenchmarkConfig:
     stage2: Stage2Config | None = None  # a second-stage U-Net on pseudo-labels, and its row
 
 
-@dataclass(frozen=True, kw_only=True)
-class MethodScored(Progress):
-    """One method evaluated on the test cases (its row of Table 2)."""
-
-    title: str
-    precision: float
-    recall: float
-    f1: float
-    dice: float
-
-
 @dataclass
 class BenchmarkResult:
     rows: list[dict]  # one per method: name, label, threshold, val_f1, and the summary metrics
@@ -97,8 +89,17 @@ class BenchmarkResult:
     classifications: list[Classification] = field(default_factory=list)  # one per finding
 
 
+@dataclass(frozen=True)
+class _Split:
+    """The checkpoint a benchmark scores, the cases that calibrate it (``val``) and those that test it."""
+
+    checkpoint: Path
+    val: list[Case]
+    test: list[Case]
+
+
 def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterator:
-    """Yield training events; return ``(checkpoint, validation cases, test cases)``."""
+    """Yield training events; return the :class:`_Split`."""
     if cfg.checkpoint is None:
         rest, test = split_cases(cases, cfg.test_fraction, cfg.seed)
         write_cases_csv(out / "train.csv", rest, cfg.train.findings)
@@ -115,11 +116,11 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         if not checkpoint.exists():
             checkpoint = run / "checkpoint_last.pt"
         val_names = set(read_description(checkpoint).val_cases)
-        return checkpoint, [c for c in rest if c.case in val_names], test
+        return _Split(checkpoint, [c for c in rest if c.case in val_names], test)
     description = read_description(cfg.checkpoint)
     if description.image_hashes:
         val, test = yield from _split_by_images(data, cases, description, cfg.seed)
-        return Path(cfg.checkpoint), val, test
+        return _Split(Path(cfg.checkpoint), val, test)
     # a checkpoint from before image hashes: only the whole training data set is recognised
     names = set(description.train_cases) | set(description.val_cases)
     if names and data_hash([c for c in cases if c.case in names]) == description.data_hash:
@@ -132,7 +133,7 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
             yield Notice(f"{data}: {len(shared)} of its cases share names with the cases {cfg.checkpoint} was trained "
                          f"on (e.g. {shared[0]}), but its data differs and the checkpoint predates image hashes: tonno "
                          "cannot tell whether it saw them, and they are calibrated and tested like the rest")
-    return Path(cfg.checkpoint), val, test
+    return _Split(Path(cfg.checkpoint), val, test)
 
 
 def _finding_indices(findings) -> Sequence[int | None]:
@@ -175,7 +176,8 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     if unmasked:
         raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
     make_output_folder(out)
-    checkpoint, val, test = yield from _splits(data, cases, out, cfg)
+    split = yield from _splits(data, cases, out, cfg)
+    checkpoint, val, test = split.checkpoint, split.val, split.test
     for k in truths:
         positive = sum(c.truth(k)[2] == 1 for c in val)
         if not test or not positive:
@@ -185,32 +187,17 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     write_cases_csv(out / "eval.csv", val + test, findings)
     batch_cfg = BatchConfig(methods=cfg.methods, settings=cfg.settings, device=cfg.device, resume=True)
     heat_dir = out / "heatmaps"
-    for event in reconstruct_batch_iter(out / "eval.csv", heat_dir, checkpoint, batch_cfg):
-        if isinstance(event, BatchResult):
-            if event.failed:
-                first = event.failed[0]
-                raise DataError(first["case"], f"reconstruction failed: {first['error']}")
-        else:
-            yield event
+    yield from run_or_raise(reconstruct_batch_iter(out / "eval.csv", heat_dir, checkpoint, batch_cfg))
 
     classifications = yield from classify_findings_iter(test, load_checkpoint(checkpoint, cfg.device), cfg.settings,
                                                         seed=cfg.seed)
-    methods = for_findings(cfg.methods, findings)
-    scores = yield from _score_methods(cfg, methods, heat_dir, val, test)
+    tested = {c.case for c in test}
+    run = BenchmarkRun(Path(data), out, heat_dir, checkpoint, [c for c in cases if c.case not in tested], val, test,
+                       (cfg.train.intensity or dataset_intensity(data)) if cfg.stage2 is not None else None)
+    scores = yield from _score_methods(cfg, for_findings(cfg.methods, findings), run)
     if cfg.stage2 is not None:
-        rows, levels, lesions, lesion_methods, case_rows, per_case = scores
-        tested = {c.case for c in test}
-        intensity = cfg.train.intensity or dataset_intensity(data)
-        row, method, level, rows_2, arrays_2, lesions_2 = yield from stage2_iter(
-            out, cfg, heat_dir, checkpoint, [c for c in cases if c.case not in tested], val, test, rows, levels,
-            per_case, intensity)
-        rows.append(row)
-        levels[method.label], per_case[method.label] = level, arrays_2
-        lesions += lesions_2
-        lesion_methods += [method.label] * len(lesions_2)
-        case_rows += rows_2
-        methods.append(method)
-    result = _write_results(data, out, cfg, heat_dir, checkpoint, val, test, *scores, classifications, methods)
+        scores.append((yield from stage2_iter(cfg, run, scores)))
+    result = _write_results(cfg, run, scores, classifications)
     for c in classifications:
         if c.below_baseline:
             of = f" of {c.finding}" if c.finding else ""
@@ -219,33 +206,33 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     yield result
 
 
-def _score_methods(cfg: BenchmarkConfig, methods: list[MethodSpec], heat_dir: Path, val, test):
-    """Calibrate each method's threshold on ``val``, evaluate it on ``test`` (each finding's on its own ground
-    truth); yields a :class:`MethodScored` per method; returns ``(rows, thresholds, lesions, their methods, case
-    rows, per-case arrays)``."""
-    rows, binaries, lesions, lesion_methods, case_rows, per_case = [], {}, [], [], [], {}
+def _score_methods(cfg: BenchmarkConfig, methods: list[MethodSpec], run: BenchmarkRun) -> Iterator:
+    """Calibrate each method's threshold on the validation cases, evaluate it on the test cases (each finding's on
+    its own ground truth); yields a :class:`MethodScored` per method; returns a :class:`ScoredMethod` per method."""
+    scores = []
     for k, spec in enumerate(methods):
-        threshold, val_f1, result = calibrated_scores(output_pairs(heat_dir, val, spec), output_pairs(heat_dir, test, spec),
+        threshold, val_f1, result = calibrated_scores(output_pairs(run.heat_dir, run.val, spec),
+                                                      output_pairs(run.heat_dir, run.test, spec),
                                                       connectivity=cfg.connectivity)
-        rows.append({"method": spec.method_title, "label": spec.label, "finding": spec.finding,
-                     "threshold": threshold.value, "val_f1": val_f1, **result.summary})
-        binaries[spec.label] = threshold.value
-        lesions += result.lesions
-        case_rows += result.rows
-        per_case[spec.label] = case_arrays(result.rows)
-        lesion_methods += [spec.label] * len(result.lesions)
-        s = result.summary
-        yield MethodScored("evaluate", k + 1, len(methods), "methods", title=spec.title, precision=s["precision"],
-                           recall=s["recall"], f1=s["f1"], dice=s["dice"])
-    return rows, binaries, lesions, lesion_methods, case_rows, per_case
+        row = {"method": spec.method_title, "label": spec.label, "finding": spec.finding,
+               "threshold": threshold.value, "val_f1": val_f1, **result.summary}
+        scores.append(ScoredMethod(spec, row, result, case_arrays(result.rows)))
+        yield scores[-1].event(k + 1, len(methods))
+    return scores
 
 
-def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkpoint, val, test, rows, binaries,
-                   lesions, lesion_methods, case_rows, per_case, classifications: list[Classification],
-                   methods) -> BenchmarkResult:
+def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredMethod],
+                   classifications: list[Classification]) -> BenchmarkResult:
     """Bootstrap intervals, then ``table.md`` (one table per finding, with the volume classification under
     it)/``table.csv``, ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps'
     ``metrics.csv`` and ``figure.png`` (``figure_<finding>.png`` per finding)."""
+    data, out, heat_dir, val, test = run.data, run.out, run.heat_dir, run.val, run.test
+    rows, methods = [s.row for s in scores], [s.method for s in scores]
+    binaries = {s.label: s.threshold for s in scores}
+    per_case = {s.label: s.per_case for s in scores}
+    lesions = [lesion for s in scores for lesion in s.evaluation.lesions]
+    lesion_methods = [s.label for s in scores for _ in s.evaluation.lesions]
+    case_rows = [r for s in scores for r in s.evaluation.rows]
     parts, figures = [], []
     by_finding: dict[str, list[dict]] = {}
     for row in rows:
@@ -272,7 +259,7 @@ def _write_results(data, out: Path, cfg: BenchmarkConfig, heat_dir: Path, checkp
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     # each test case and method at its calibrated threshold, where the Results browser looks for it
     write_text_atomic(heat_dir / "metrics.csv", case_rows_csv(case_rows))
-    return BenchmarkResult(rows, table_md, table_csv, figures[0], checkpoint, [c.case for c in test], methods,
+    return BenchmarkResult(rows, table_md, table_csv, figures[0], run.checkpoint, [c.case for c in test], methods,
                            classifications[0], classifications)
 
 

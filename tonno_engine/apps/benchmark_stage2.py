@@ -23,20 +23,25 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice
+from ..base.registry import MethodSpec
 from ..data.dataset import Case, write_cases_csv
+from ..data.heatmap_folder import STAGE2, output_pairs, output_path
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import calibrate_min_size, calibrated_scores
 from ..evaluation.metrics import Threshold
 from ..evaluation.pseudo_labels import PseudoLabelRule
+from ..methods.settings import ReconstructionSettings
 from ..models.segmenter import read_segmenter
 from ..training.segmenter import FINAL, LAST, SegmenterConfig, SegmenterResult, SegmenterStopped, train_segmenter_iter
-from .batch import BatchConfig, BatchResult, output_pairs, output_path, reconstruct_batch_iter
+from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise
 from .export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
-from .stage2 import STAGE2, PredictResult, predict_iter
+from .scored import BenchmarkRun, ScoredMethod
+from .stage2 import predict_iter
 
 #: the probability above which a stage-2 voxel is lesion: the segmenter's own decision (its argmax)
 PROBABILITY = 0.5
@@ -55,6 +60,19 @@ class Stage2Config:
     def __post_init__(self):
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+
+
+class BenchmarkSettings(Protocol):
+    """What stage 2 reads of the benchmark's settings (a :class:`~tonno_engine.apps.benchmark.BenchmarkConfig`;
+    a protocol, so that this module need not import the one that calls it)."""
+
+    stage2: Stage2Config | None
+    methods: list[MethodSpec]
+    settings: ReconstructionSettings
+    device: str
+    connectivity: int
+    resamples: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -80,17 +98,17 @@ def pick_source(rows: list[dict], methods, source: str):
     return methods[max(range(len(rows)), key=score)]
 
 
-def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: list[Case], val: list[Case],
-                test: list[Case], rows: list[dict], levels: dict[str, float], per_case: dict,
-                intensity: str | None) -> Iterator:
-    """Yield the stage's events; return ``(row, method, level, case rows, per-case arrays, lesions)`` for Table 2.
-    ``labelled``: every non-test case; ``val``: the calibration cases among them; ``rows``, ``levels``,
-    ``per_case``: the heatmap methods' rows, calibrated levels and per-case arrays."""
+def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[ScoredMethod]) -> Iterator:
+    """Yield the stage's events; return its :class:`ScoredMethod` for Table 2. ``scores``: the heatmap methods'
+    (the source's calibrated level and per-case arrays); the segmenters learn from ``run.labelled`` (every non-test
+    case) and calibrate on ``run.val``."""
     cfg: Stage2Config = bench.stage2
-    spec = pick_source(rows, bench.methods, cfg.source)
+    out, heat_dir, labelled, val, test = run.out, run.heat_dir, run.labelled, run.val, run.test
+    spec = pick_source([s.row for s in scores], bench.methods, cfg.source)
+    source = next(s for s in scores if s.label == spec.label)
     folder = out / "stage2"
-    heatmaps = yield from _heatmaps_for(labelled, spec, folder, heat_dir, checkpoint, bench)
-    label, level, level_from = spec.label, levels[spec.label], f"calibrated ({out / 'thresholds.json'})"
+    heatmaps = yield from _heatmaps_for(labelled, spec, folder, run, bench)
+    label, level, level_from = spec.label, source.threshold, f"calibrated ({out / 'thresholds.json'})"
     rounds, checkpoint_2, rule = [], None, cfg.rule
     for r in range(1, cfg.rounds + 1):
         if r > 1:  # self-training: the last segmenter's predictions of the labelled cases become the new labels
@@ -101,7 +119,7 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
             label, level, level_from = STAGE2, PROBABILITY, "the segmenter's own level"
             rule = replace(cfg.rule, min_mm3=max(cfg.rule.min_mm3, min_mm3))  # its speckles become ignore, not lesion
         export_cfg = ExportConfig(method=label, level=level, level_from=level_from, rule=rule,
-                                  dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=intensity)
+                                  dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=run.intensity)
         export = None
         for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
             if isinstance(event, ExportResult):
@@ -118,10 +136,11 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
                                                   connectivity=bench.connectivity, level=Threshold("fixed", PROBABILITY))
     row = {"method": method.title, "label": STAGE2, "threshold": threshold.value, "min_mm3": result.min_mm3,
            "val_f1": val_f1, **result.summary}
-    versus = bootstrap_intervals({spec.label: per_case[spec.label], STAGE2: case_arrays(result.rows)}, spec.label,
+    per_case = case_arrays(result.rows)
+    versus = bootstrap_intervals({spec.label: source.per_case, STAGE2: per_case}, spec.label,
                                  resamples=bench.resamples, seed=bench.seed)[STAGE2]
     row["source"], row["source_diff"] = spec.label, versus["diff"]
-    record = {"source": spec.label, "level": levels[spec.label], "probability_level": threshold.value,
+    record = {"source": spec.label, "level": source.threshold, "probability_level": threshold.value,
               "min_mm3": result.min_mm3,
               "rule": cfg.rule.as_dict(),
               "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,
@@ -129,16 +148,16 @@ def stage2_iter(out: Path, bench, heat_dir: Path, checkpoint: Path, labelled: li
               "difference_to_source": {k: list(v) for k, v in versus["diff"].items()},
               "metrics": {k: result.summary[k] for k in ("precision", "recall", "f1", "dice")}}
     write_text_atomic(folder / "stage2.json", json.dumps(record, indent=2) + "\n")
-    return row, method, threshold.value, result.rows, case_arrays(result.rows), result.lesions
+    return ScoredMethod(method, row, result, per_case)
 
 
-def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpoint: Path, bench) -> Iterator:
+def _heatmaps_for(cases: list[Case], spec, folder: Path, run: BenchmarkRun, bench: BenchmarkSettings) -> Iterator:
     """The source method's heatmaps of every labelled case in ``folder/heatmaps`` (a batch of its own, so the
     benchmark's ``heatmaps/`` keeps its summary); those the benchmark made already are linked, not redone."""
     target = folder / "heatmaps"
     target.mkdir(parents=True, exist_ok=True)
     for case in cases:
-        made, link = output_path(heat_dir, case.case, spec), output_path(target, case.case, spec)
+        made, link = output_path(run.heat_dir, case.case, spec), output_path(target, case.case, spec)
         if made.exists() and not link.exists():
             try:
                 os.link(made, link)
@@ -146,12 +165,7 @@ def _heatmaps_for(cases: list[Case], spec, folder: Path, heat_dir: Path, checkpo
                 shutil.copy2(made, link)
     write_cases_csv(folder / "labelled.csv", cases)
     batch_cfg = BatchConfig(methods=[spec], settings=bench.settings, device=bench.device, resume=True)
-    for event in reconstruct_batch_iter(folder / "labelled.csv", target, checkpoint, batch_cfg):
-        if isinstance(event, BatchResult):
-            if event.failed:
-                raise DataError(event.failed[0]["case"], f"reconstruction failed: {event.failed[0]['error']}")
-        else:
-            yield event
+    yield from run_or_raise(reconstruct_batch_iter(folder / "labelled.csv", target, run.checkpoint, batch_cfg))
     return target
 
 
@@ -186,9 +200,4 @@ def _segmenter(export: ExportResult, run: Path, cfg: SegmenterConfig) -> Iterato
 
 def _predictions(checkpoint: Path, test: list[Case], csv_path: Path, heat_dir: Path, device: str) -> Iterator:
     write_cases_csv(csv_path, test)
-    for event in predict_iter(checkpoint, csv_path, heat_dir, device=device):
-        if isinstance(event, PredictResult):
-            if event.failed:
-                raise DataError(event.failed[0][0], f"stage-2 prediction failed: {event.failed[0][1]}")
-        else:
-            yield event
+    yield from run_or_raise(predict_iter(checkpoint, csv_path, heat_dir, device=device), "stage-2 prediction")

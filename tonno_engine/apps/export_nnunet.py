@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.folder_lock import folder_lock
 from ..data.dataset import Case
+from ..data.heatmap_folder import heatmap_path
 from ..data.images import load_image
 from ..data.nifti import load_nifti, read_provenance, save_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
@@ -107,6 +108,15 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class Review:
+    """An annotator's review of one case: the annotation's file and array (voxels > 0 lesion) and the decisions."""
+
+    path: Path
+    annotation: np.ndarray
+    decisions: list[dict]
+
+
+@dataclass(frozen=True)
 class ExportResult:
     folder: Path
     training: int
@@ -132,7 +142,7 @@ def export_nnunet_iter(cases: list[Case], test_cases: list[Case], heatmaps: str 
             _publish(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-    yield ExportResult(target, *result)
+    yield replace(result, folder=target)
 
 
 def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) -> Iterator:
@@ -159,7 +169,7 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
               "test_cases": [c.case for c in test_cases]}
     write_text_atomic(stage / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
     reviewed = [r["case"] for r in records if r["reviewed"]]
-    return len(cases), len(test_cases), reviewed, check, record["labels_sha256"]
+    return ExportResult(stage, len(cases), len(test_cases), reviewed, check, record["labels_sha256"])
 
 
 def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
@@ -177,8 +187,7 @@ def write_label(folder: Path, case: Case, volume, heat: np.ndarray, fingerprint:
     low = low_level(heat, level, cfg.rule.band)
     labels = pseudo_labels(heat, bool(case.label), level, volume.affine, cfg.rule, low=low)
     if review is not None:
-        annotation_path, annotation, decisions = review
-        labels = apply_review(labels, heat, annotation, decisions, where=annotation_path,
+        labels = apply_review(labels, heat, review.annotation, review.decisions, where=review.path,
                               connectivity=cfg.rule.connectivity)
     save_nifti(folder / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
     stats = label_stats(labels, level, low, cfg.rule, reviewed=review is not None)
@@ -201,7 +210,7 @@ def _write_image(case: Case, path: Path):
 
 def case_heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.ndarray | None, str | None]:
     """The case's heatmap and its fingerprint, checked against the image; a negative case needs none."""
-    path = heatmaps / f"{case.case}_{method}{FILE_ENDING}"
+    path = heatmap_path(heatmaps, case.case, method)
     if not path.exists():
         if not case.label:
             return np.zeros(volume.array.shape, np.float32), None
@@ -219,8 +228,8 @@ def case_heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.nd
     return heat.array, provenance.get("fingerprint")
 
 
-def _review(case: Case, annotations: Path | None):
-    """``(path, annotation array, decisions)`` of a reviewed case, or ``None``."""
+def _review(case: Case, annotations: Path | None) -> Review | None:
+    """The :class:`Review` of a reviewed case, or ``None``."""
     if annotations is None:
         return None
     path = Path(annotations) / f"{case.case}{FILE_ENDING}"
@@ -228,7 +237,7 @@ def _review(case: Case, annotations: Path | None):
         return None
     table = path.with_name(f"{case.case}_decisions.csv")
     decisions = read_decisions(table) if table.exists() else []
-    return path, load_nifti(path, kind="annotation").array, decisions
+    return Review(path, load_nifti(path, kind="annotation").array, decisions)
 
 
 def _datalist(cases, test_cases) -> dict:

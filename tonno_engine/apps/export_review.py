@@ -21,11 +21,12 @@ from ..base.atomic import write_text_atomic
 from ..base.errors import DataError
 from ..base.folder_lock import folder_lock
 from ..data.dataset import Case
+from ..data.heatmap_folder import case_of_heatmap as case_of_heatmap  # where napari reads it
 from ..data.nifti import load_nifti, save_nifti
 from ..data.nnunet_layout import EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
 from ..evaluation.candidates import decisions_csv
 from ..evaluation.pseudo_labels import read_decisions
-from .export_nnunet import ExportConfig, case_heatmap, write_label
+from .export_nnunet import ExportConfig, Review, case_heatmap, write_label
 
 REVIEWS = "reviews"
 
@@ -66,26 +67,12 @@ def add_review(export: str | Path, case: str, annotation: np.ndarray, decisions:
     return record["cases"][k]
 
 
-def case_of_heatmap(name: str | Path, finding: str = "") -> str:
-    """The case a heatmap belongs to, from its file or layer name: ``{case}_{method}.nii.gz`` as the batch writes
-    it (``{case}_{method}_{finding}.nii.gz`` for a ``finding``), ``{case} {method}`` as the Results browser names
-    layers; else the name without its suffix."""
-    stem = Path(str(name)).name
-    for suffix in (".nii.gz", ".nii"):
-        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
-    if finding and stem.endswith(f"_{finding}"):
-        stem = stem[: -len(finding) - 1]
-    for mark in (" ", "_"):
-        if mark in stem:
-            return stem.rsplit(mark, 1)[0]
-    return stem
-
-
 def _store(reviews: Path, case: str, annotation, decisions: list[dict], volume):
-    """Write the review beside the export; returns ``(path, annotation, decisions)`` as the export reads them."""
+    """Write the review beside the export; returns the :class:`~tonno_engine.apps.export_nnunet.Review` as the export
+    reads it."""
     reviews.mkdir(exist_ok=True)
     path = reviews / f"{case}{FILE_ENDING}"
     save_nifti(path, annotation, volume.affine, volume.header, dtype=np.uint16)
     table = reviews / f"{case}_decisions.csv"
     write_text_atomic(table, decisions_csv(decisions))
-    return path, np.asarray(annotation), read_decisions(table)
+    return Review(path, np.asarray(annotation), read_decisions(table))

@@ -4,18 +4,27 @@ training run's loss and AUC curves."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..base.atomic import atomic_path
+from ..data.heatmap_folder import output_path
 from ..data.images import load_image
 from ..data.nifti import axial_axis, load_nifti
-from .batch import output_path
 
 
-def _pick_slice(cases) -> tuple[object, int]:
-    """The positive case with the most lesion voxels and its axial slice with the most lesion."""
+@dataclass(frozen=True)
+class _Slice:
+    case: object
+    index: int
+    axis: int
+
+
+def _pick_slice(cases) -> _Slice:
+    """The positive case with the most lesion voxels and its axial slice (``index`` along ``axis``) with the most
+    lesion."""
     best = None
     for case in cases:
         if not case.label or case.mask is None:
@@ -27,7 +36,7 @@ def _pick_slice(cases) -> tuple[object, int]:
             best = (area.max(), case, int(area.argmax()), axis)
     if best is None:
         raise ValueError("no positive case with a mask to show")
-    return best[1], best[2], best[3]
+    return _Slice(best[1], best[2], best[3])
 
 
 def comparison_figure(path, cases, heat_dir, methods, thresholds: dict[str, float]) -> Path:
@@ -37,7 +46,8 @@ def comparison_figure(path, cases, heat_dir, methods, thresholds: dict[str, floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    case, index, axis = _pick_slice(cases)
+    picked = _pick_slice(cases)
+    case, index, axis = picked.case, picked.index, picked.axis
 
     def cut(array):
         return np.take(array, index, axis=axis).T  # rows: the higher remaining axis, shown bottom-up

@@ -4,20 +4,19 @@ A reconstruct folder holds ``summary.csv`` (one row per case and method) and ``r
 ``source`` names the input: an image, a folder or a labels CSV); a benchmark folder holds such a
 folder as ``heatmaps/`` beside ``thresholds.json``. ``metrics.csv`` written by ``tonno evaluate`` into
 the folder adds each case's scores; stage-2 predictions in the folder (``{case}_stage2.nii.gz``) count as a
-method ``stage2``. The napari Results browser lists :attr:`ResultsFolder.cases`.
+method ``stage2``. The napari Results browser lists :attr:`ResultsFolder.cases`. The folder's layout is
+:mod:`tonno_engine.data.heatmap_folder`'s.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import DataError
 from ..data.dataset import read_cases
-from .batch import batch_inputs
-from .stage2 import STAGE2, prediction_path
+from ..data.heatmap_folder import STAGE2, SUMMARY, batch_inputs, prediction_path, read_summary, run_source
 
 
 @dataclass
@@ -58,12 +57,10 @@ class ResultsFolder:
     def open(cls, path: str | Path) -> ResultsFolder:
         """Read ``path`` (a reconstruct or benchmark output folder); :class:`DataError` naming it if it is neither."""
         path = Path(path)
-        folder = path / "heatmaps" if (path / "heatmaps" / "summary.csv").exists() else path
-        summary = folder / "summary.csv"
-        if not summary.exists():
+        folder = path / "heatmaps" if (path / "heatmaps" / SUMMARY).exists() else path
+        if not (folder / SUMMARY).exists():
             raise DataError(path, "not a tonno reconstruct or benchmark output folder (no summary.csv)")
-        with open(summary, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = read_summary(folder)
         inputs, masks = _inputs(folder)
         metrics = _metrics(folder)
         cases: dict[str, ResultCase] = {}
@@ -101,9 +98,8 @@ def _add_predictions(folder: Path, cases: dict[str, ResultCase], methods: list[s
 
 def _inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """Each case's image and mask, from the source ``run.json`` names (empty if it is gone)."""
-    try:
-        source = Path(json.loads((folder / "run.json").read_text())["source"])
-    except (OSError, ValueError, KeyError):
+    source = run_source(folder)
+    if source is None:
         return {}, {}
     try:
         images = {i.case: i.image for i in batch_inputs(source)}

@@ -2,8 +2,12 @@
 
 Writes ``out/{case}_stage2.nii.gz`` (float32 probabilities in [0, 1], the input's grid, affine and
 header), each atomically with its provenance: the segmenter's SHA-256, the input's files, the overlap and
-tonno's version. A rerun skips outputs whose provenance matches and redoes stale ones; a case that fails
-is reported at the end, the others go on. Every method that reads heatmaps (``tonno evaluate``, the
+tonno's version. It runs on the batch runner's machinery (:mod:`~tonno_engine.apps.batch`): the inputs of
+:func:`~tonno_engine.data.heatmap_folder.batch_inputs`, the provenance check of
+:func:`~tonno_engine.apps.batch.stale_reason` (a rerun skips outputs whose provenance matches and redoes stale
+ones), the atomic :func:`~tonno_engine.apps.batch.write_output`, and failures reported at the end (a
+:class:`~tonno_engine.apps.batch.Finished` result, which :func:`~tonno_engine.apps.batch.run_or_raise` turns into
+an error); the other cases go on. Every method that reads heatmaps (``tonno evaluate``, the
 Results browser, thresholds) reads these files like any heatmap.
 """
 
@@ -24,28 +28,26 @@ from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.hashing import file_sha256
+from ..data.heatmap_folder import STAGE2, batch_inputs, prediction_path
 from ..data.images import load_image
-from ..data.nifti import read_provenance, save_nifti
+from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
 from ..models.segmenter import load_segmenter
-from .batch import batch_inputs
-from .provenance import Provenance, differences, input_signature, tonno_version
-
-#: the method label of a stage-2 prediction in file names, tables and the Results browser
-STAGE2 = "stage2"
+from .batch import Failure, Finished, stale_reason, write_output
+from .provenance import Provenance, input_signature, tonno_version
 
 
 @dataclass
-class PredictResult:
+class PredictResult(Finished):
     out: Path
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (case, error)
     seconds: dict[str, float] = field(default_factory=dict)  # per written case
 
-
-def prediction_path(out: str | Path, case: str) -> Path:
-    return Path(out) / f"{case}_{STAGE2}.nii.gz"
+    @property
+    def failures(self) -> list[Failure]:
+        return [Failure(case, STAGE2, error) for case, error in self.failed]
 
 
 @torch.no_grad()
@@ -75,13 +77,13 @@ def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *,
         try:
             parts = {"segmenter_sha256": sha, "method": {"label": STAGE2}, "input": input_signature(item.image),
                      "overlap": overlap, "tonno": tonno_version()}
-            if target.exists() and not differences(read_provenance(target), parts):
+            if target.exists() and not stale_reason(read_provenance(target), parts):
                 result.skipped.append(item.case)
             else:
                 t0 = time.perf_counter()
                 volume = load_image(item.image)
                 probability = predict_volume(model, volume.array, meta, dev, overlap=overlap)
-                save_nifti(target, probability, volume.affine, volume.header, provenance=Provenance(parts, started).as_dict())
+                write_output(target, probability, volume, Provenance(parts, started))
                 result.seconds[item.case] = time.perf_counter() - t0
                 result.written.append(item.case)
         except DataError as exc:

@@ -21,6 +21,7 @@ from scipy import ndimage
 from ..base.defaults import CONNECTIVITY
 from ..base.errors import DataError
 from ..base.events import Progress
+from ..data.heatmap_folder import label_of
 from .metrics import label_components, voxel_volume_mm3
 
 CANDIDATE_FIELDS = ("id", "voxels", "volume_mm3", "peak", "mean", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
@@ -116,14 +117,13 @@ def display_limits(heatmap: np.ndarray, low: float = 95.0, high: float = 99.95) 
 
 def calibrated_level(thresholds_json: str | Path, name: str) -> float:
     """The level ``tonno benchmark`` calibrated (its ``thresholds.json``) for the method ``name`` labels, or
-    that a heatmap's name ends with (``<case>_<label>`` as batch writes it, ``<case> <label>`` in napari)."""
+    that a heatmap's name ends with (:func:`~tonno_engine.data.heatmap_folder.label_of`)."""
     path = Path(thresholds_json)
     try:
         levels = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(path, f"cannot read calibrated thresholds ({exc})") from exc
-    ends = [k for k in levels if name == k or name.endswith((f"_{k}", f" {k}"))]
-    label = max(ends, key=len) if ends else name
+    label = label_of(name, levels) or name
     if label not in levels or levels[label] is None:
         raise DataError(path, f"no calibrated threshold for {name!r} (it has {', '.join(levels) or 'none'})")
     return float(levels[label])

@@ -23,6 +23,7 @@ from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.acquisition import spacing_of
 from ..data.dataset import read_cases
+from ..data.heatmap_folder import HEATMAP_ENDING, Pair
 from ..data.images import image_stem, images_in, is_single_image, load_image
 from ..data.nifti import is_nifti, load_nifti, nifti_stem, save_nifti
 from .instances import (
@@ -60,31 +61,6 @@ class InstanceOptions:
 
     iou_threshold: float = 0.5
     tolerance_mm: float = 2.0
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A heatmap and its ground truth: ``truth`` (``None``: no partner found) is a binary mask, or with
-    ``value`` a label image whose voxels equal to ``value`` are the lesions (one finding of several);
-    ``label``: the volume's class (``None``: from the mask)."""
-
-    case: str
-    heatmap: Path
-    truth: Path | None
-    label: int | None = None
-    value: int | None = None
-    finding: str = ""  # the finding the heatmap is of, when the classifier has several
-
-    @classmethod
-    def of_case(cls, case: str, heatmap: Path, truth: tuple, finding: str = "") -> Pair:
-        """The pair of ``heatmap`` and ``truth``, a :meth:`~tonno_engine.data.dataset.Case.truth`
-        ``(mask, value, label)``."""
-        mask, value, label = truth
-        return cls(case, heatmap, mask, label, value, finding)
-
-    def lesions(self, truth: np.ndarray) -> np.ndarray:
-        """The ground-truth lesion voxels of the array read from :attr:`truth`."""
-        return truth == self.value if self.value is not None else truth > 0.5
 
 
 @dataclass
@@ -167,7 +143,7 @@ def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_co
             methods.setdefault(stem[len(case):], set()).add(case)
     if Path(heatmaps).is_dir():
         for suffix, seen in methods.items():
-            pairs += [pair(case, Path(heatmaps) / f"{case}{suffix}.nii.gz", suffix) for case in gt if case not in seen]
+            pairs += [pair(case, Path(heatmaps) / f"{case}{suffix}{HEATMAP_ENDING}", suffix) for case in gt if case not in seen]
     return pairs
 
 

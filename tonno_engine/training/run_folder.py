@@ -1,6 +1,9 @@
 """The run folder a training writes: ``metrics.csv``, ``run.json``, ``checkpoint_last.pt``,
 ``checkpoint_best.pt``. Every file but the appended CSV is written atomically; after a ``kill -9``
-the CSV is trimmed back to the last checkpoint's step on resume."""
+the CSV is trimmed back to the last checkpoint's step on resume. The classifier's training and the
+second-stage segmenter's (:mod:`~tonno_engine.training.segmenter`, its own checkpoint names and metric
+columns) both write through :class:`RunFolder`; :func:`changed_settings` and :func:`random_state` are what
+both check and save for an exact resume."""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from ..base.atomic import remove_stale_parts, write_text_atomic
 from ..base.errors import DataError, DiskFull
@@ -22,7 +28,8 @@ RESUMABLE_CHANGES = ("steps",)
 METRIC_COLUMNS = ("step", "loss", "lr", "slices_per_s", "val_loss", "val_slice_auc", "val_volume_auc",
                   "val_volume_auc_lo", "val_volume_auc_hi", "val_intensity_auc")
 #: how each number is written into ``metrics.csv`` (the events keep the numbers themselves)
-METRIC_FORMATS = {"loss": "{:.6f}", "lr": "{:.3e}", "slices_per_s": "{:.1f}", "val_loss": "{:.6f}",
+METRIC_FORMATS = {"loss": "{:.6f}", "lr": "{:.3e}", "slices_per_s": "{:.1f}", "patches_per_s": "{:.2f}",
+                  "val_loss": "{:.6f}",
                   **{k: "{:.6f}" for k in METRIC_COLUMNS if k.startswith("val_") and k != "val_loss"}}
 
 
@@ -40,15 +47,19 @@ def metric_row(row: dict, findings=()) -> dict:
 
 
 class RunFolder:
-    """Writer of one run folder ``out``. Its ``description`` goes into every checkpoint and ``run.json``."""
+    """Writer of one run folder ``out``. Its ``description`` goes into every checkpoint and ``run.json``.
+    ``last``/``best``: the names of its checkpoints (the segmenter's are ``segmenter_last.pt`` and
+    ``segmenter.pt``)."""
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, *, last: str = "checkpoint_last.pt", best: str = "checkpoint_best.pt"):
         self.out = Path(out)
-        self.last = self.out / "checkpoint_last.pt"
-        self.best = self.out / "checkpoint_best.pt"
+        self.last = self.out / last
+        self.best = self.out / best
         self.metrics = self.out / "metrics.csv"
         self.run_json = self.out / "run.json"
         self.info: dict = {}
+        self.columns: tuple[str, ...] = METRIC_COLUMNS
+        self.findings: tuple[str, ...] = ()
         self._fh = self._writer = None
         self._lock = None
         self._created = False  # whether :meth:`lock` made the folder
@@ -92,23 +103,28 @@ class RunFolder:
         self.out.mkdir(parents=True, exist_ok=True)
         self.description = description
         self.info = {"meta": description.as_meta(), "device": str(device), "started": _now(), "resumed_at_step": resumed_at}
+        if resumed_at is not None and self.run_json.exists():
+            previous = json.loads(self.run_json.read_text())
+            self.info["history"] = previous.pop("history", []) + [previous]
+        self.start_metrics(metric_columns(description.findings), resumed_at, description.findings)
+
+    def start_metrics(self, columns, resumed_at: int | None, findings=()) -> None:
+        """Open ``metrics.csv`` with ``columns``: trimmed to the complete rows up to ``resumed_at`` when resuming
+        (a kill may have left later or partial ones), new otherwise."""
+        self.columns, self.findings = tuple(columns), tuple(findings or ())
         if resumed_at is not None:
-            _trim_metrics(self.metrics, resumed_at, metric_columns(description.findings))
-            if self.run_json.exists():
-                previous = json.loads(self.run_json.read_text())
-                self.info["history"] = previous.pop("history", []) + [previous]
+            _trim_metrics(self.metrics, resumed_at, self.columns)
         else:
             self.metrics.unlink(missing_ok=True)
         new_file = not self.metrics.exists()
         self._fh = open(self.metrics, "a", newline="")
-        self.columns = metric_columns(description.findings)
         self._writer = csv.DictWriter(self._fh, self.columns)
         if new_file:
             self._writer.writeheader()
 
     def append_metrics(self, row: dict) -> None:
         """One step's numbers (``{column: value}``; validation columns only when it validated)."""
-        row = metric_row(row, self.description.findings)
+        row = metric_row(row, self.findings)
         self._writer.writerow({k: METRIC_FORMATS.get(k, "{:.6f}" if k.startswith("val_") else "{}").format(row[k])
                                if k in row else "" for k in self.columns})
         self._fh.flush()
@@ -154,6 +170,23 @@ def resume_conflicts(out: str | Path, given: dict) -> list[str]:
     args = read_description(last).train_args
     return [f"{k} {v!r} (the run's: {args.get(k)!r})" for k, v in given.items()
             if v is not None and k not in RESUMABLE_CHANGES and k in args and args[k] != v]
+
+
+def changed_settings(recorded: dict, current: dict, resumable=RESUMABLE_CHANGES) -> list[str]:
+    """The settings of ``current`` (``{field: value}``) that differ from the run's ``recorded`` ones, but for the
+    ``resumable`` ones (a resumed run may change those)."""
+    return [k for k, v in current.items() if k not in resumable and recorded.get(k) != v]
+
+
+def random_state(rng: np.random.Generator) -> dict:
+    """What a checkpoint keeps of the random generators (``rng`` and torch's) for an exact resume."""
+    return {"rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+
+def restore_random_state(rng: np.random.Generator, state: dict) -> None:
+    """Set ``rng`` and torch's generator back to a checkpoint's :func:`random_state`."""
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
 
 
 def _trim_metrics(path: Path, last_step: int, columns=METRIC_COLUMNS) -> None:

@@ -7,14 +7,14 @@ volume is ``ignore``), flips them at random, and minimises cross-entropy plus th
 both over the voxels whose label is not ``ignore`` (:func:`masked_loss`). Volumes load lazily and at
 most ``cache_cases`` stay in memory, so a data set may be larger than memory.
 
-The run folder ``out/``: ``segmenter_last.pt`` (with the optimiser and RNG states: a resumed run
-takes exactly the steps an uninterrupted one would), ``segmenter.pt`` when done, ``metrics.csv``,
-``run.json``. SIGTERM/SIGUSR1 checkpoint and stop.
+The run folder ``out/`` (a :class:`~tonno_engine.training.run_folder.RunFolder`, as the classifier's):
+``segmenter_last.pt`` (with the optimiser and RNG states: a resumed run takes exactly the steps an
+uninterrupted one would), ``segmenter.pt`` when done, ``metrics.csv`` (trimmed back to the checkpoint's step
+on resume), ``run.json``. SIGTERM/SIGUSR1 checkpoint and stop.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections import OrderedDict
@@ -31,7 +31,6 @@ from ..base.defaults import DEVICE, SEGMENTER_STEPS
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
-from ..base.folder_lock import folder_lock
 from ..data.nifti import load_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, labels_sha256
 from ..data.preprocessing import Preprocessing
@@ -45,6 +44,7 @@ from ..models.segmenter import (
     save_segmenter,
 )
 from .loop import StopSignals
+from .run_folder import RunFolder, changed_settings, random_state, restore_random_state
 
 LAST, FINAL = "segmenter_last.pt", "segmenter.pt"
 METRICS = ("step", "loss", "lr", "patches_per_s")
@@ -201,14 +201,30 @@ def train_segmenter_iter(export: str | Path, out: str | Path, cfg: SegmenterConf
     """Train on ``export`` into ``out`` (see module doc); yields a :class:`SegmenterStep` per step, then a
     :class:`SegmenterResult` (or :class:`SegmenterStopped` after a signal)."""
     entries, labels = read_export(export)
-    out = make_output_folder(out)
-    with folder_lock(out):
-        state = _start(out, cfg, labels, resume)
-        yield from _train(out, PatchSource(entries, cfg.cache_cases, Preprocessing(cfg.intensity)), *state)
+    folder = RunFolder(make_output_folder(out), last=LAST, best=FINAL)
+    folder.lock()
+    try:
+        state = _start(folder, cfg, labels, resume)
+        yield from _train(folder, PatchSource(entries, cfg.cache_cases, Preprocessing(cfg.intensity)), state)
+    finally:
+        folder.close()
 
 
-def _start(out: Path, cfg: SegmenterConfig, labels: dict, resume: bool):
-    last = out / LAST
+@dataclass
+class _State:
+    """A segmenter run in progress: its settings, model, optimiser, patch sampler's generator, the checkpoint's
+    ``meta`` (``step``: the steps taken) and device."""
+
+    cfg: SegmenterConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    meta: dict
+    device: torch.device
+
+
+def _start(folder: RunFolder, cfg: SegmenterConfig, labels: dict, resume: bool) -> _State:
+    out, last = folder.out, folder.last
     if last.exists() and not resume:
         raise DataError(out, f"run folder already holds a segmenter training ({LAST}); continue it with --resume")
     if resume and not last.exists():
@@ -221,46 +237,35 @@ def _start(out: Path, cfg: SegmenterConfig, labels: dict, resume: bool):
     if resume:
         payload = read_segmenter(last)
         earlier = payload["meta"]
-        changed = [k for k, v in cfg.as_dict().items() if k not in RESUMABLE and earlier["train_args"].get(k) != v]
+        changed = changed_settings(earlier["train_args"], cfg.as_dict(), RESUMABLE)
         if changed:
             raise DataError(last, f"resuming with other settings ({', '.join(changed)}); use the run's own")
         if earlier["labels"]["labels_sha256"] != labels["labels_sha256"]:
             raise DataError(last, "the export's labels changed since this run started; train into a new folder")
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["train_state"]["optimizer"])
-        rng.bit_generator.state = payload["train_state"]["rng"]
-        torch.set_rng_state(payload["train_state"]["torch_rng"])
+        restore_random_state(rng, payload["train_state"])
         step = earlier["step"]
-        _trim_metrics(out / "metrics.csv", step)
-    else:
-        (out / "metrics.csv").write_text(",".join(METRICS) + "\n")
+    folder.start_metrics(METRICS, step if resume else None)
     meta = {"channels": list(cfg.channels), "strides": list(cfg.strides), "res_units": cfg.res_units,
             "patch": cfg.patch, "preprocessing": Preprocessing(cfg.intensity).as_dict(), "labels": labels,
             "train_args": cfg.as_dict(), "step": step}
-    return cfg, model, optimizer, rng, meta, device
+    return _State(cfg, model, optimizer, rng, meta, device)
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the complete rows up to the checkpoint's ``step`` (a kill may have left later or partial ones)."""
-    rows = []
-    if path.exists():
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if len(r) == len(METRICS) and r[0].isdigit() and int(r[0]) <= step]
-    write_text_atomic(path, "\n".join(",".join(r) for r in [list(METRICS), *rows]) + "\n")
+def _train(folder: RunFolder, source: PatchSource, state: _State):
+    cfg, model, optimizer, rng, meta, device = (state.cfg, state.model, state.optimizer, state.rng, state.meta,
+                                                state.device)
 
-
-def _train(out: Path, source: PatchSource, cfg: SegmenterConfig, model, optimizer, rng, meta: dict, device):
     def lr_at(step: int) -> float:  # nnU-Net's polynomial decay
         return cfg.lr * (1 - step / cfg.steps) ** 0.9
 
     def checkpoint(path: Path) -> None:
-        state = {"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-        save_segmenter(path, model, meta, state)
+        save_segmenter(path, model, meta, {"optimizer": optimizer.state_dict(), **random_state(rng)})
 
-    write_text_atomic(out / "run.json", json.dumps({k: meta[k] for k in ("labels", "train_args")}, indent=2) + "\n")
+    write_text_atomic(folder.run_json, json.dumps({k: meta[k] for k in ("labels", "train_args")}, indent=2) + "\n")
     model.train()
-    with StopSignals() as signals, open(out / "metrics.csv", "a", newline="") as fh:
-        writer = csv.writer(fh)
+    with StopSignals() as signals:
         while meta["step"] < cfg.steps:
             t0 = time.perf_counter()
             for group in optimizer.param_groups:
@@ -275,17 +280,15 @@ def _train(out: Path, source: PatchSource, cfg: SegmenterConfig, model, optimize
             meta["step"] += 1
             step, value = meta["step"], float(loss.detach())
             speed = cfg.batch_size / (time.perf_counter() - t0)
-            writer.writerow([step, f"{value:.6f}", f"{lr_at(step - 1):.3e}", f"{speed:.2f}"])
+            folder.append_metrics({"step": step, "loss": value, "lr": lr_at(step - 1), "patches_per_s": speed})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                fh.flush()
-                checkpoint(out / LAST)
+                checkpoint(folder.last)
             yield SegmenterStep("segmenter", step, cfg.steps, "steps", loss=value, lr=lr_at(step - 1))
             if signals.received and step < cfg.steps:  # (a signal may arrive while the consumer holds the step)
-                fh.flush()
-                checkpoint(out / LAST)
+                checkpoint(folder.last)
                 yield SegmenterStopped("segmenter", step, cfg.steps, "steps", signal=signals.received)
                 return
     model.eval()
-    save_segmenter(out / FINAL, model, meta)
-    yield SegmenterResult(out / FINAL, meta["step"])
+    save_segmenter(folder.best, model, meta)
+    yield SegmenterResult(folder.best, meta["step"])
 
