@@ -264,9 +264,62 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     with nothing written. Then yields a :class:`CaseFinished` after each case, the methods'
     ``Progress("slices")`` events during a case, :class:`BatchSizeHalved` on a retry after running
     out of device memory, and finally a :class:`BatchResult`. The methods of one case share passes over the slices where they can,
-    so their rows carry the seconds and peak memory of the whole case.
+    so their rows carry the seconds and peak memory of the whole case. A full disk stops the batch (every later
+    write would fail too) with :class:`DiskFull` naming the file.
     """
-    out, checkpoint = Path(out), Path(checkpoint)
+    run = _start_batch(source, Path(out), Path(checkpoint), cfg)
+    yield from _notices(run.cfg, run.settings, run.loaded.description)
+    with _writing_into(run.out, shared=run.parts > 1, writes=run.writes):
+        run = replace(run, reusable=_prepare_folder(run))
+        previous = {(r["case"], r["method"]): r for r in read_summary(run.out)} if run.cfg.resume else {}
+        rows: list[dict] = []
+        for done, item in enumerate(run.inputs, start=1):
+            todo, case_rows = _todo(item, run, previous)
+            if todo:
+                try:
+                    case_rows += yield from _run_case(item, todo, run)
+                except DiskFull as exc:
+                    raise DiskFull(exc.filename, f"the batch stopped at case {done} of {len(run.inputs)}; free space "
+                                                 "and rerun with --continue") from exc
+            order = {s.label: k for k, s in enumerate(run.cfg.methods)}
+            rows += sorted(case_rows, key=lambda r: order[r["method"]])
+            _record_rows(run, rows)
+            yield CaseFinished("cases", done, len(run.inputs), "cases", case=item.case,
+                               failures=tuple(_failures(case_rows)))
+        if run.parts > 1:
+            _finish_part(run.out, run.part, run.parts, rows, run.info, run.all_inputs, run.cfg)
+        elif run.writes:
+            run.info.update(finished=_now(), counts=_counts(rows), cases=_case_records(rows))
+            write_text_atomic(run.out / RUN_JSON, json.dumps(run.info, indent=2))
+    yield BatchResult(rows, run.out, run.part, run.parts, run.writes)
+
+
+@dataclass(frozen=True)
+class _BatchRun:
+    """What every case of one run of a batch shares: this process's ``inputs`` (of ``all_inputs``), the checkpoint
+    ``loaded`` and the ``settings`` resolved against it, ``expected`` (``{(case, label): provenance parts}``),
+    ``reusable`` (``{(case, label): start of the run that made it}``, skipped), ``info`` (``run.json``, whose
+    ``started`` stamps each heatmap), the ``world`` to split each case's directions over (``None``: not sharded),
+    whether this process ``writes``, and its ``part`` of ``parts``."""
+
+    out: Path
+    cfg: BatchConfig
+    inputs: list[BatchInput]
+    all_inputs: list[BatchInput]
+    loaded: LoadedCheckpoint
+    settings: ReconstructionSettings
+    expected: dict
+    reusable: dict
+    info: dict
+    world: World | None
+    writes: bool
+    part: int
+    parts: int
+
+
+def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _BatchRun:
+    """Everything that can fail for the whole batch, checked before anything is written: the inputs and this
+    process's share, the device and ``torchrun`` world, the checkpoint, the methods over its findings."""
     all_inputs = batch_inputs(source)
     _check_shardable(cfg)
     device = resolve_device(cfg.device)
@@ -275,7 +328,6 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     part, parts = _parts(cfg, world)
     owner = assign_parts([size_estimate(i.image) for i in all_inputs], parts) if parts > 1 else [0] * len(all_inputs)
     inputs = [i for i, o in zip(all_inputs, owner) if o == part]
-    writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     check_resume_overwrite(cfg)
     loaded = load_checkpoint(checkpoint, device)
     # one heatmap per method and finding; all findings of a method come from one pass over the slices
@@ -285,8 +337,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     checkpoint_sha256 = file_sha256(checkpoint)
     expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
                                                  image=i.image) for i in inputs for s in cfg.methods}
-    yield from _notices(cfg, settings, loaded.description)
-    run_info = {
+    info = {
         "command": "reconstruct", "source": str(source), "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
                       "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
@@ -297,80 +348,49 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
         "device": str(device), "device_name": device_name(device), "versions": versions(),
         "started": _now(), "finished": None,
     }
-    with _writing_into(out, shared=parts > 1, writes=writes):
-        reusable = _reusable(inputs, out, cfg, expected)  # on every rank: they must agree on the cases
-        if parts == 1:
-            if writes:  # a rank that only shares directions writes nothing: cleaning would race rank 0's writes
-                remove_stale_parts(out)
-        else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
-            for item in inputs:
-                remove_stale_parts(out, f"{glob.escape(item.case)}_*")
-        if parts == 1 and writes:
-            write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
-        run = _BatchRun(out, cfg, loaded, expected, reusable, run_info["started"],
-                        world if cfg.shard_directions else None, writes, part, parts)
-        rows = yield from _cases(inputs, run)
-        if parts > 1:
-            _finish_part(out, part, parts, rows, run_info, all_inputs, cfg)
-        elif writes:
-            run_info.update(finished=_now(), counts=_counts(rows), cases=_case_records(rows))
-            write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
-    yield BatchResult(rows, out, part, parts, writes)
+    writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
+    return _BatchRun(out, cfg, inputs, all_inputs, loaded, settings, expected, {}, info,
+                     world if cfg.shard_directions else None, writes, part, parts)
 
 
-@dataclass(frozen=True)
-class _BatchRun:
-    """What every case of one run of a batch shares: ``expected`` (``{(case, label): provenance parts}``),
-    ``reusable`` (``{(case, label): start of the run that made it}``, skipped), when this run ``started``, the
-    ``world`` to split each case's directions over (``None``: not sharded), whether this process ``writes``, and
-    its ``part`` of ``parts``."""
-
-    out: Path
-    cfg: BatchConfig
-    loaded: LoadedCheckpoint
-    expected: dict
-    reusable: dict
-    started: str
-    world: World | None
-    writes: bool
-    part: int
-    parts: int
+def _prepare_folder(run: _BatchRun) -> dict:
+    """Under the folder's lock: the outputs ``--continue`` may reuse (found on every rank: they must agree on the
+    cases), this run's stale temporaries removed and its first ``run.json`` written."""
+    reusable = _reusable(run.inputs, run.out, run.cfg, run.expected)
+    if run.parts == 1:
+        if run.writes:  # a rank that only shares directions writes nothing: cleaning would race rank 0's writes
+            remove_stale_parts(run.out)
+    else:  # other parts may be writing beside us: only this part's leftovers are ours to remove
+        for item in run.inputs:
+            remove_stale_parts(run.out, f"{glob.escape(item.case)}_*")
+    if run.parts == 1 and run.writes:
+        write_text_atomic(run.out / RUN_JSON, json.dumps(run.info, indent=2))
+    return reusable
 
 
-def _cases(inputs: list[BatchInput], run: _BatchRun) -> Iterator:
-    """Every case in turn (skipping the ``reusable`` outputs); returns the summary rows. A full disk stops
-    the batch (every later write would fail too) with :class:`DiskFull` naming the file."""
-    out, cfg, expected, reusable, writes = run.out, run.cfg, run.expected, run.reusable, run.writes
-    part, parts = run.part, run.parts
-    previous = {(r["case"], r["method"]): r for r in read_summary(out)} if cfg.resume else {}
-    rows: list[dict] = []
-    for done, item in enumerate(inputs, start=1):
-        todo, case_rows = [], []
-        for spec in cfg.methods:
-            target = output_path(out, item.case, spec)
-            if (item.case, spec.label) in reusable:
-                case_rows.append({**_row(item, spec, target, "skipped", made=reusable[(item.case, spec.label)]),
-                                  **_kept(previous.get((item.case, spec.label)))})
-            else:
-                if writes:  # redone: the old output goes first, so a failure now leaves no stale file
-                    target.unlink(missing_ok=True)
-                todo.append(spec)
-        if todo:
-            provenance = {s.label: Provenance(expected[(item.case, s.label)], run.started) for s in todo}
-            try:
-                case_rows += yield from _run_case(item, todo, out, run.loaded, cfg.settings, world=run.world,
-                                                  writes=writes, provenance=provenance)
-            except DiskFull as exc:
-                raise DiskFull(exc.filename, f"the batch stopped at case {done} of {len(inputs)}; free space and "
-                                             "rerun with --continue") from exc
-        order = {s.label: k for k, s in enumerate(cfg.methods)}
-        rows += sorted(case_rows, key=lambda r: order[r["method"]])
-        if parts > 1:
-            write_part_record(out, part, parts, {"part": part, "parts": parts, "rows": rows, "finished": None})
-        elif writes:
-            write_text_atomic(out / SUMMARY, summary_csv(rows))
-        yield CaseFinished("cases", done, len(inputs), "cases", case=item.case, failures=tuple(_failures(case_rows)))
-    return rows
+def _todo(item: BatchInput, run: _BatchRun, previous: dict) -> tuple[list[MethodSpec], list[dict]]:
+    """The methods of ``item`` to run, and the rows of those whose outputs are reused (``--continue``); an output
+    to redo goes first, so a failure now leaves no stale file."""
+    todo, rows = [], []
+    for spec in run.cfg.methods:
+        target = output_path(run.out, item.case, spec)
+        if (item.case, spec.label) in run.reusable:
+            rows.append({**_row(item, spec, target, "skipped", made=run.reusable[(item.case, spec.label)]),
+                         **_kept(previous.get((item.case, spec.label)))})
+        else:
+            if run.writes:
+                target.unlink(missing_ok=True)
+            todo.append(spec)
+    return todo, rows
+
+
+def _record_rows(run: _BatchRun, rows: list[dict]) -> None:
+    """The rows so far, after every case: this part's record, or ``summary.csv``."""
+    if run.parts > 1:
+        write_part_record(run.out, run.part, run.parts, {"part": run.part, "parts": run.parts, "rows": rows,
+                                                         "finished": None})
+    elif run.writes:
+        write_text_atomic(run.out / SUMMARY, summary_csv(rows))
 
 
 def _case_records(rows: list[dict]) -> list[dict]:
@@ -397,28 +417,28 @@ def _finish_part(out: Path, part: int, parts: int, rows: list[dict], run_info: d
         write_text_atomic(out / RUN_JSON, json.dumps(run_info, indent=2))
 
 
-def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,
-              world: World | None = None, writes: bool = True, provenance: dict | None = None):
+def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
     """One case with the methods ``specs`` (sharing passes where they can); returns its summary rows.
 
-    ``settings`` are the batch's as given (each case resolves them against the checkpoint). Data errors
+    The batch's settings as given (the case entry resolves them against the checkpoint). Data errors
     and failures of the computation become ``failed`` rows (and leave no output); a full disk
-    (:class:`DiskFull`) is raised. ``world``: split every case's directions over it (rank 0 writes);
-    ``writes``: save the heatmaps; ``provenance``: ``{label: Provenance}`` written into each heatmap.
+    (:class:`DiskFull`) is raised. Each written heatmap carries its provenance.
     """
+    loaded, settings, writes = run.loaded, run.cfg.settings, run.writes
+    provenance = {s.label: Provenance(run.expected[(item.case, s.label)], run.info["started"]) for s in specs}
     start = time.perf_counter()
     device = loaded.device
     batch_size = settings.batch_size or default_batch_size(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    targets = {s.label: output_path(out, item.case, s) for s in specs}
+    targets = {s.label: output_path(run.out, item.case, s) for s in specs}
     used = settings
     try:
         volume = load_image(item.image)
         while True:
             try:
                 for event in reconstruct_case_iter(Scan.of(volume), loaded, specs, replace(settings, batch_size=batch_size),
-                                                   run=CaseRun(world=world)):
+                                                   run=CaseRun(world=run.world)):
                     if isinstance(event, CasePrepared):
                         used = event.case.settings  # resolved for this case: its slice size goes in the row
                     elif isinstance(event, Partial):
@@ -435,8 +455,8 @@ def _run_case(item, specs, out, loaded: LoadedCheckpoint, settings: Reconstructi
                 yield BatchSizeHalved(item.case, batch_size)
         for spec in specs if writes else ():
             write_output(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume,
-                         provenance[spec.label] if provenance else None)
-        rows = [_row(item, s, targets[s.label], "ok", made=provenance[s.label].run_started if provenance else "")
+                         provenance[spec.label])
+        rows = [_row(item, s, targets[s.label], "ok", made=provenance[s.label].run_started)
                 for s in specs]
     except DiskFull:
         raise
