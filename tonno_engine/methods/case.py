@@ -17,41 +17,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.defaults import DIRECTIONS_PER_UPDATE, TONNO_DIRECTIONS
 from ..base.events import Partial, Progress
 from ..data.nifti import Volume, axial_axis
 from ..data.preprocessing import Preprocessing
 from ..models.checkpoint import LoadedCheckpoint
 from ..tomography.frames import check_spacing
-from ..tomography.plan import Plan
-from .run import AXIAL_AXIS, PAPER, CaseRun, for_findings, passes_iter, plan_passes
+from .run import AXIAL_AXIS, PAPER, CaseRun, PreparedCase, for_findings, passes_iter, plan_passes
 from .settings import ReconstructionSettings
 
 
 @dataclass(frozen=True)
 class Scan:
     """A scan with its geometry, as a front end hands it over: ``array`` ``(D, H, W)``, ``spacing`` (mm per array
-    axis, as its header states it), ``axial_axis`` (the array axis of the slice-wise methods: the one closest to
-    the scanner's superior-inferior direction) and the ``volume`` it was read as, if any (whose header physical
-    geometry checks, naming the file)."""
+    axis, as its header states it), its NIfTI ``affine`` ``(4, 4)`` if known (``None``: the axes of RAS/LPS data)
+    and the ``volume`` it was read as, if any (whose header physical geometry checks, naming the file)."""
 
     array: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    axial_axis: int = AXIAL_AXIS
+    affine: np.ndarray | None = None
     volume: Volume | None = None
 
     @classmethod
     def of(cls, volume: Volume) -> Scan:
         """A scan read from a file (:func:`~tonno_engine.data.images.load_image`): its header's spacing and axes."""
-        return cls(volume.array, volume.spacing, axial_axis(volume.affine), volume)
+        return cls(volume.array, volume.spacing, volume.affine, volume)
 
     @classmethod
     def with_affine(cls, array, affine, spacing=None) -> Scan:
-        """An array with its NIfTI ``affine`` ``(4, 4)`` (the axial axis from it) and ``spacing`` (default: the
-        affine's column lengths)."""
+        """An array with its NIfTI ``affine`` and ``spacing`` (default: the affine's column lengths)."""
         affine = np.asarray(affine, dtype=float)
         spacing = tuple(float(s) for s in (np.linalg.norm(affine[:3, :3], axis=0) if spacing is None else spacing))
-        return cls(np.asarray(array), spacing, axial_axis(affine))
+        return cls(np.asarray(array), spacing, affine)
+
+    @property
+    def axial_axis(self) -> int:
+        """The array axis of the slice-wise methods: the one closest to the scanner's superior-inferior direction
+        (read when a case is prepared, after its spacing is checked)."""
+        return AXIAL_AXIS if self.affine is None else axial_axis(self.affine)
 
     def spacing_for(self, geometry: str) -> tuple[float, float, float]:
         """The spacing to slice with: in physical geometry the header's, checked (a header that cannot be used is a
@@ -59,38 +61,6 @@ class Scan:
         if geometry != "physical":
             return self.spacing
         return self.volume.checked_spacing() if self.volume is not None else check_spacing(self.spacing)
-
-
-@dataclass(frozen=True)
-class PreparedCase:
-    """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed, resampled when the
-    checkpoint says so), its ``spacing`` (mm per axis, after resampling), the ``settings`` resolved for this volume
-    (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid)
-    and its ``axial_axis``."""
-
-    volume: np.ndarray
-    spacing: tuple[float, float, float] | None
-    settings: ReconstructionSettings
-    shape: tuple[int, int, int]
-    axial_axis: int = AXIAL_AXIS
-
-    @classmethod
-    def of_volume(cls, volume, settings: ReconstructionSettings = PAPER, *, spacing=None,
-                  output_shape=None) -> PreparedCase:
-        """A volume ``(D, H, W)`` that needs no preprocessing, for a bare model: the settings left unset take the
-        package's defaults; ``output_shape``: the heatmaps' grid (default: the volume's)."""
-        shape = tuple(volume.shape)
-        resolved = settings.resolved(None, shape, spacing)
-        return cls(volume, spacing, resolved, tuple(output_shape) if output_shape is not None else shape)
-
-    def plan(self, device, directions: int = TONNO_DIRECTIONS, run: CaseRun = CaseRun()) -> Plan:
-        """The core's :class:`~tonno_engine.tomography.plan.Plan` for a pass of L = ``directions`` over this case
-        on ``device``: every setting resolved, the heatmaps on the scan's grid."""
-        s = self.settings
-        return Plan(slices=s.slices, directions=directions, slice_size=s.slice_size, hemisphere=s.hemisphere,
-                    geometry=s.geometry, spacing=self.spacing, field_of_view=s.field_of_view, output_shape=self.shape,
-                    device=device, batch_size=s.batch_size, compile=s.compile, memory_budget=run.memory_budget,
-                    directions_per_update=run.directions_per_update or DIRECTIONS_PER_UPDATE)
 
 
 def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER) -> PreparedCase:

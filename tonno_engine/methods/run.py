@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..base.defaults import DEVICE, MEMORY_BUDGET
+from ..base.defaults import DEVICE, DIRECTIONS_PER_UPDATE, MEMORY_BUDGET, TONNO_DIRECTIONS
 from ..base.distributed import World
 from ..base.events import Partial, Progress
 from ..base.inputs import as_shape3
@@ -133,6 +134,38 @@ class CaseRun:
         return self.world is not None and self.world.distributed
 
 
+@dataclass(frozen=True)
+class PreparedCase:
+    """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed, resampled when the
+    checkpoint says so), its ``spacing`` (mm per axis, after resampling), the ``settings`` resolved for this volume
+    (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid)
+    and its ``axial_axis``."""
+
+    volume: np.ndarray | torch.Tensor
+    spacing: tuple[float, float, float] | None
+    settings: ReconstructionSettings
+    shape: tuple[int, int, int]
+    axial_axis: int = AXIAL_AXIS
+
+    @classmethod
+    def of_volume(cls, volume, settings: ReconstructionSettings = PAPER, *, spacing=None,
+                  output_shape=None) -> PreparedCase:
+        """A volume ``(D, H, W)`` that needs no preprocessing, for a bare model: the settings left unset take the
+        package's defaults; ``output_shape``: the heatmaps' grid (default: the volume's)."""
+        shape = tuple(volume.shape)
+        resolved = settings.resolved(None, shape, spacing)
+        return cls(volume, spacing, resolved, tuple(output_shape) if output_shape is not None else shape)
+
+    def plan(self, device, directions: int = TONNO_DIRECTIONS, run: CaseRun = CaseRun()) -> Plan:
+        """The core's :class:`~tonno_engine.tomography.plan.Plan` for a pass of L = ``directions`` over this case
+        on ``device``: every setting resolved, the heatmaps on the scan's grid."""
+        s = self.settings
+        return Plan(slices=s.slices, directions=directions, slice_size=s.slice_size, hemisphere=s.hemisphere,
+                    geometry=s.geometry, spacing=self.spacing, field_of_view=s.field_of_view, output_shape=self.shape,
+                    device=device, batch_size=s.batch_size, compile=s.compile, memory_budget=run.memory_budget,
+                    directions_per_update=run.directions_per_update or DIRECTIONS_PER_UPDATE)
+
+
 def plan_passes(specs, settings: ReconstructionSettings = PAPER) -> list[Pass]:
     """Group methods that can share one pass over the slices.
 
@@ -232,16 +265,15 @@ def run_methods(specs, volume, model: torch.nn.Module, settings: ReconstructionS
     with a bare ``model`` on ``device`` (``context``: its 2.5D input): the settings left unset take the package's
     defaults (:meth:`~tonno_engine.methods.settings.ReconstructionSettings.resolved` without a checkpoint);
     ``spacing``: mm per axis (physical geometry); ``output_shape``: the heatmaps' grid (the same extent)."""
-    from .case import PreparedCase  # the case module builds on this one
-
     case = PreparedCase.of_volume(volume, settings, spacing=spacing, output_shape=output_shape)
     return final_result(passes_iter(case, model, plan_passes(specs, case.settings), device=device, context=context))
 
 
 def run_method(spec: MethodSpec, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *,
-               device=DEVICE, context: float = 0.0) -> torch.Tensor:
+               device=DEVICE, context: float = 0.0, output_shape=None) -> torch.Tensor:
     """The heatmap of one method (:func:`run_methods`)."""
-    return run_methods([spec], volume, model, settings, device=device, context=context)[spec.label]
+    return run_methods([spec], volume, model, settings, device=device, context=context,
+                       output_shape=output_shape)[spec.label]
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

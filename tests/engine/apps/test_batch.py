@@ -102,10 +102,10 @@ def test_bad_arguments_fail_before_anything_is_written(tiny_cases, tiny_checkpoi
 def test_out_of_memory_halves_the_batch_and_retries(tiny_cases, tiny_checkpoint, tmp_path, monkeypatch):
     real = batch.reconstruct_case_iter
 
-    def picky(image, spacing, checkpoint, specs, settings, **kw):
+    def picky(scan, checkpoint, specs, settings, **kw):
         if settings.batch_size > 16:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(image, spacing, checkpoint, specs, settings, **kw)
+        return real(scan, checkpoint, specs, settings, **kw)
 
     monkeypatch.setattr(batch, "reconstruct_case_iter", picky)
     cfg = BatchConfig(methods=[MethodSpec("tonno")], settings=ReconstructionSettings(6, 16, batch_size=64), device="cpu")
