@@ -6,6 +6,7 @@ being listed here, so it fails until its ``--help`` works.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,41 +29,79 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+#: runs scripts' ``--help`` in one interpreter (torch is imported once, not once per script): argv lists in on
+#: stdin as JSON, ``{" ".join(argv): [exit code, stdout]}`` out
+_HELP_RUNNER = """
+import contextlib, io, json, runpy, sys
+sys.path.insert(0, sys.argv[1])
+out = {}
+for argv in json.loads(sys.stdin.read()):
+    buffer, code = io.StringIO(), 0
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(buffer):
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out[" ".join(argv)] = [code, buffer.getvalue()]
+print(json.dumps(out))
+"""
+
+
+def _helps(calls: list[list[str]]) -> dict[str, tuple[int, str]]:
+    """``--help`` of every Python ``calls`` entry (``[script, *args]``, args ending in ``--help``) in one process."""
+    argv = [[str(BENCH / c[0]), *c[1:]] for c in calls]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", _HELP_RUNNER, str(BENCH)], input=json.dumps(argv), cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = json.loads(res.stdout.strip().splitlines()[-1])
+    return {" ".join(c): tuple(found[" ".join(a)]) for c, a in zip(calls, argv)}
+
+
+@pytest.fixture(scope="module")
+def script_helps() -> dict[str, tuple[int, str]]:
+    return _helps([[s, "--help"] for s in SCRIPTS if s.endswith(".py")])
+
+
 def test_bench_holds_at_most_22_scripts():
     assert len(SCRIPTS) <= MAX_SCRIPTS, SCRIPTS
     assert all(p.suffix in {".py", ".sh"} for p in map(Path, SCRIPTS)), SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_every_script_answers_help(script):
-    res = _run(script, "--help", timeout=60)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "usage" in res.stdout.lower(), res.stdout[:500]
+def test_every_script_answers_help(script, script_helps):
+    if script.endswith(".sh"):
+        res = _run(script, "--help", timeout=60)
+        code, out = res.returncode, res.stdout
+    else:
+        code, out = script_helps[f"{script} --help"]
+    assert code == 0, out[-2000:]
+    assert "usage" in out.lower(), out[:500]
 
 
-@pytest.mark.slow
 def test_every_study_answers_help():
     studies = [line.split('"')[1] for line in (BENCH / "study.py").read_text().splitlines()
                if 'sub.add_parser("' in line]
     assert len(studies) >= 5
-    for study in studies:
-        res = _run("study.py", study, "--help", timeout=60)
-        assert res.returncode == 0 and "usage" in res.stdout, (study, res.stderr[-2000:])
+    for call, (code, out) in _helps([["study.py", study, "--help"] for study in studies]).items():
+        assert code == 0 and "usage" in out, (call, out[-2000:])
 
 
-@pytest.mark.slow
 def test_gpu_all_calls_only_scripts_that_exist_with_their_options():
     """Each ``$PY bench/X.py [SUBCOMMAND] OPTIONS`` step of gpu_all.sh names a kept script and options it knows."""
     calls = [line.split("$PY ", 1)[1].split() for line in (BENCH / "gpu_all.sh").read_text().splitlines()
              if line.lstrip().startswith("step ") and "$PY bench/" in line]
     assert len(calls) >= 5
-    for script, *args in calls:
-        assert Path(script).name in SCRIPTS, script
-        subcommand = args[:1] if args and not args[0].startswith("-") else []
-        res = _run(Path(script).name, *subcommand, "--help", timeout=60)
-        assert res.returncode == 0, (script, res.stderr[-2000:])
+    assert all(Path(script).name in SCRIPTS for script, *_ in calls), calls
+    helps = [[Path(script).name, *(args[:1] if args and not args[0].startswith("-") else []), "--help"]
+             for script, *args in calls]
+    found = _helps(helps)
+    for (script, *args), call in zip(calls, helps):
+        code, out = found[" ".join(call)]
+        assert code == 0, (call, out[-2000:])
         for option in (a for a in args if a.startswith("--")):
-            assert option in res.stdout, (script, option)
+            assert option in out, (script, option)
 
 
 def test_call_path_runs():
