@@ -29,7 +29,7 @@ def parse_event(line: str):
     """A ``tonno train --events`` line as the engine's event (``TrainStep``, ``TrainStopped``, ``Progress``, ``Notice``),
     or ``None`` for any other output line."""
     from tonno_engine.base.events import Notice, Progress
-    from tonno_engine.training.loop import TrainStep, TrainStopped
+    from tonno_engine.training.loop import NotLearnt, TrainStep, TrainStopped
     from tonno_engine.training.sampling import ValidationScores
 
     if not line.startswith("{"):
@@ -39,15 +39,18 @@ def parse_event(line: str):
     except json.JSONDecodeError:
         return None
     kind = {"TrainStep": TrainStep, "TrainStopped": TrainStopped, "Progress": Progress,
-            "Notice": Notice}.get(fields.pop("event", None))
+            "Notice": Notice, "NotLearnt": NotLearnt}.get(fields.pop("event", None))
     if kind is TrainStep and fields.get("validation"):
         fields["validation"] = ValidationScores(**fields["validation"])
+    if kind is NotLearnt:
+        fields["reasons"] = tuple(fields.get("reasons", ()))
     return kind(**fields) if kind is not None else None
 
 
 class TrainWidget(Container):
     """``start()`` launches training; ``stop()`` terminates it; ``log`` shows its output; ``last_step`` is the
-    newest ``TrainStep`` the child reported."""
+    newest ``TrainStep`` the child reported, ``not_learnt`` its ``NotLearnt`` warning (the training's "has not
+    learnt" verdict, shown in the log and in the status line when it ends), if any."""
 
     def __init__(self, napari_viewer=None):
         from tonno_engine.models.encoders import NORMS
@@ -76,6 +79,7 @@ class TrainWidget(Container):
         self.process = None
         self.dock = None  # the activity-dock progress bar of the running training
         self.last_step = None
+        self.not_learnt = None
         self._pending = ""
 
     def _take_recipe(self, *_) -> None:
@@ -97,7 +101,7 @@ class TrainWidget(Container):
         self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._finished)
-        self.log.value, self._pending, self.last_step = "", "", None
+        self.log.value, self._pending, self.last_step, self.not_learnt = "", "", None, None
         self.process.start(CLI[0], CLI[1:] + self.arguments())
         self.dock = progress(total=int(self.steps.value), desc="Train")
         self.start_button.enabled, self.stop_button.enabled = False, True
@@ -121,8 +125,10 @@ class TrainWidget(Container):
 
     def _show(self, event) -> None:
         from tonno_engine.base.events import Notice
-        from tonno_engine.training.loop import TrainStep, TrainStopped
+        from tonno_engine.training.loop import NotLearnt, TrainStep, TrainStopped
 
+        if isinstance(event, NotLearnt):
+            self.not_learnt = event
         if isinstance(event, TrainStep):
             self.last_step = event
             auc = f", val AUC {event.validation.describe()}" if event.validation else ""
@@ -143,7 +149,9 @@ class TrainWidget(Container):
             self.dock.close()
             self.dock = None
         if not self.status.value.startswith("stopped"):
-            self.status.value = f"finished with exit code {code}"
+            self.status.value = f"finished with exit code {code}" + (
+                f"; has not learnt ({', '.join(self.not_learnt.reasons)}): see the warning in the log"
+                if self.not_learnt is not None else "")
 
     def stop(self, *_):
         """Terminate the child (it checkpoints its step first; ``tonno train --resume`` goes on)."""

@@ -428,3 +428,17 @@ def test_reconstruct_runs_an_iterative_method_with_live_estimates(viewer_with_vo
     assert widget.output.data.min() >= 0 and widget.output.data.max() > 0
     widget.method.value = "tonno"
     assert not widget.regulariser.enabled and widget.spec().label == "tonno"
+
+
+def test_train_widget_shows_the_has_not_learnt_warning(qtbot):
+    """The widget reads the child's ``NotLearnt`` event: the warning goes into the log and the end of the run says so."""
+    from napari_tonno.widgets.train import TrainWidget, parse_event
+    from tonno_cli.events import event_line
+    from tonno_engine.training.loop import NotLearnt
+
+    widget = TrainWidget()
+    message = "the classifier has not learnt what the labels say …:\n  (1) … try: more --steps"
+    widget._show(parse_event(event_line(NotLearnt(message, reasons=("chance",)))))
+    assert f"warning: {message}" in widget.log.value and widget.not_learnt.reasons == ("chance",)
+    widget._finished(0)
+    assert widget.status.value == ("finished with exit code 0; has not learnt (chance): see the warning in the log")

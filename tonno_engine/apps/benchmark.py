@@ -7,6 +7,9 @@ out like Table 2, differences to slice-wise LayerCAM in parentheses), ``threshol
 ``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation) and
 ``lesions.csv`` (every test lesion per method: mm³, position, detected), and ``classification.json``
 (the classifier's volume AUC on the test cases beside the intensity baseline's, also under the table).
+When the classifier's training ended with the "has not learnt" verdict (its run folder's ``run.json``,
+:mod:`tonno_engine.evaluation.verdict`), ``table.md`` opens with a line saying Table 2 is not trustworthy and
+``benchmark.json`` holds ``trustworthy: false`` and the verdict.
 With a classifier of several findings (docs/findings.md), every method runs once per finding (one pass
 over the slices for all of them), and ``table.md`` holds one Table 2 per finding, each calibrated,
 scored and compared with that finding's slice-wise LayerCAM on its own ground truth.
@@ -197,7 +200,10 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     scores = yield from _score_methods(cfg, for_findings(cfg.methods, findings), run)
     if cfg.stage2 is not None:
         scores.append((yield from stage2_iter(cfg, run, scores)))
-    result = _write_results(cfg, run, scores, classifications)
+    verdict = training_verdict_of(checkpoint)
+    result = _write_results(cfg, run, scores, classifications, verdict)
+    if verdict is not None and not verdict.get("learnt", True):
+        yield Notice(untrusted_line(verdict, checkpoint))
     for c in classifications:
         if c.below_baseline:
             of = f" of {c.finding}" if c.finding else ""
@@ -221,11 +227,38 @@ def _score_methods(cfg: BenchmarkConfig, methods: list[MethodSpec], run: Benchma
     return scores
 
 
+def training_verdict_of(checkpoint: Path) -> dict | None:
+    """The "has not learnt" verdict (``Verdict.as_dict()``) that the training of ``checkpoint`` ended with, read from
+    ``run.json`` beside it; ``None`` when not known (no ``run.json`` there, one of another run, or a run from before
+    the verdict)."""
+    run_json = Path(checkpoint).parent / "run.json"
+    try:
+        info = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        return None
+    meta, description = info.get("meta") or {}, read_description(checkpoint)
+    if meta.get("data_hash") != description.data_hash or tuple(meta.get("val_cases") or ()) != description.val_cases:
+        return None  # a run.json of another training
+    return info.get("learning_verdict")
+
+
+def untrusted_line(verdict: dict | None, checkpoint: Path) -> str:
+    """Why Table 2 is not trustworthy when the classifier's training ``verdict`` says it has not learnt (``""``
+    otherwise); ``table.md`` opens with it, and ``tonno benchmark`` warns with it."""
+    if verdict is None or verdict.get("learnt", True):
+        return ""
+    codes = ", ".join(r["code"] for r in verdict.get("reasons", ()))
+    return (f"Table 2 is not trustworthy: the classifier's training ended with the warning that it has not learnt "
+            f"({codes}; `learning_verdict` in {Path(checkpoint).parent / 'run.json'}), so the heatmaps show what a "
+            "network that did not learn the labels looks at (docs/training.md, 'When a training has not learnt')")
+
+
 def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredMethod],
-                   classifications: list[Classification]) -> BenchmarkResult:
+                   classifications: list[Classification], verdict: dict | None = None) -> BenchmarkResult:
     """Bootstrap intervals, then ``table.md`` (one table per finding, with the volume classification under
-    it)/``table.csv``, ``classification.json``, ``thresholds.json``, ``lesions.csv``, the heatmaps'
-    ``metrics.csv`` and ``figure.png`` (``figure_<finding>.png`` per finding)."""
+    it; first the :func:`untrusted_line` of the training's ``verdict``)/``table.csv``, ``classification.json``,
+    ``thresholds.json``, ``benchmark.json``, ``lesions.csv``, the heatmaps' ``metrics.csv`` and ``figure.png``
+    (``figure_<finding>.png`` per finding)."""
     data, out, heat_dir, val, test = run.data, run.out, run.heat_dir, run.val, run.test
     rows, methods = [s.row for s in scores], [s.method for s in scores]
     binaries = {s.label: s.threshold for s in scores}
@@ -249,12 +282,16 @@ def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredM
         figures.append(_figure(out, finding, _cases_of(test, finding, methods), heat_dir,
                                [s for s in methods if s.finding == finding], binaries))
     table_md, table_csv = out / "table.md", out / "table.csv"
-    write_text_atomic(table_md, "\n".join(parts))
+    untrusted = untrusted_line(verdict, run.checkpoint)
+    write_text_atomic(table_md, (f"**{untrusted}.**\n\n" if untrusted else "") + "\n".join(parts))
     info = [c.as_dict() for c in classifications]
     write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
     write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
-    write_text_atomic(out / "benchmark.json", json.dumps(_made_by(data, cfg, heat_dir, val, test, methods), indent=2))
+    made_by = _made_by(data, cfg, heat_dir, val, test, methods)
+    # whether the classifier's training said it has not learnt (None: not known, e.g. a checkpoint without its run.json)
+    made_by.update(trustworthy=None if verdict is None else bool(verdict.get("learnt", True)), training_verdict=verdict)
+    write_text_atomic(out / "benchmark.json", json.dumps(made_by, indent=2))
     # every test lesion of every method: size in mm³, position, detected (results by lesion size)
     write_text_atomic(out / "lesions.csv", lesions_csv(lesions, lesion_methods))
     # each test case and method at its calibrated threshold, where the Results browser looks for it

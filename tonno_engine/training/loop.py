@@ -26,6 +26,7 @@ from ..base.errors import ResourceError
 from ..base.events import Notice, Progress
 from ..data.augment import Augmentation
 from ..evaluation.intensity import IntensityBaseline, findings_baseline
+from ..evaluation.verdict import Verdict, VolumeScores, learning_verdict
 from .config import TrainConfig
 from .contrastive import export_encoder, nt_xent, sample_view_pairs
 from .sampling import (
@@ -67,7 +68,8 @@ def train_iter(data, out, config: TrainConfig | None = None, *, resume: bool = F
     (``config`` is then ignored except for ``steps``, which may extend the run). Raises
     :class:`DataError` (naming the file or row) before any training step for bad data. Yields
     ``Progress("load")`` while volumes load, then a :class:`TrainStep` per step, and
-    :class:`TrainStopped` last if SIGTERM/SIGUSR1 stopped it (checkpointed; resume continues).
+    :class:`TrainStopped` last if SIGTERM/SIGUSR1 stopped it (checkpointed; resume continues); a run that ends
+    yields :class:`NotLearnt` last when its validation says it has not learnt (``run.json``: ``learning_verdict``).
     Under ``torchrun`` every rank runs it: each draws its own slices from its share of the volumes,
     gradients are averaged (DDP), validation is split across ranks, and rank 0 writes the run folder.
     """
@@ -144,9 +146,11 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                     scores = _validate(run)
             if scores is not None:
                 row.update(asdict(scores))
+                state.last_validation = asdict(scores)
                 score = [-math.inf if math.isnan(s) else s for s in (scores.val_volume_auc, -scores.val_loss)]
                 if score > state.best_score:
                     state.best_score, state.best_step = score, state.step
+                    state.best_validation = state.last_validation
                     run.checkpoint(run.folder.best)
                 run.keep()
             if world.is_main:
@@ -179,17 +183,42 @@ def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None, model: torch.n
 
 def _finish(run: Run) -> Iterator[Notice]:
     """After the last step: the encoder file of a pretraining, or the best checkpoint of a run without
-    validation; ``run.json``; a notice when the chosen checkpoint is below the intensity baseline."""
+    validation; ``run.json`` with the "has not learnt" verdict, and a :class:`NotLearnt` warning when it applies."""
     if run.cfg.objective == CONTRASTIVE:  # pretraining: the encoder, as a weights file for `tonno train --weights`
         if run.world.is_main:
             export_encoder(_bare(run.model), run.folder.out / ENCODER_FILE)
     elif not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name
         run.checkpoint(run.folder.best)
-    notice = _below_baseline(run)
-    run.folder.below_baseline = notice is not None if run.val.baseline is not None else None
+    verdict = training_verdict(run)
+    baseline, best = run.val.baseline, run.state.best_score[0] if run.state.best_step else math.nan
+    run.folder.below_baseline = (bool(run.description.val_cases and baseline.beats(best))
+                                 if baseline is not None else None)
+    run.folder.verdict = verdict.as_dict() if verdict is not None else None
     run.write_run_json()
-    if notice is not None:
-        yield notice
+    if verdict is not None and not verdict.learnt:
+        yield NotLearnt(verdict.message(), reasons=verdict.codes)
+
+
+@dataclass(frozen=True)
+class NotLearnt(Notice):
+    """The warning a training ends with when its validation shows it has not learnt (a :class:`Notice`, so
+    every renderer shows it); ``reasons``: the codes of :func:`~tonno_engine.evaluation.verdict.learning_verdict`
+    (``too-few-cases``, ``below-baseline``, ``chance``, ``constant-output``), ``message`` names each with what to try."""
+
+    reasons: tuple[str, ...] = ()
+
+
+def training_verdict(run: Run) -> Verdict | None:
+    """The "has not learnt" verdict on a run (``None`` for a pretraining, which has no labels to learn): its validation
+    at the chosen step and at the end beside the intensity baseline; a run without validation cases has too few."""
+    if run.cfg.objective == CONTRASTIVE:
+        return None
+    if not run.description.val_cases:
+        return learning_verdict(VolumeScores(math.nan))
+    best, last = run.state.best_validation, run.state.last_validation
+    chosen = ValidationScores(**best).volume_scores(run.state.best_step) if best else None
+    end = ValidationScores(**last).volume_scores(run.state.step) if last else None
+    return learning_verdict(chosen, end, run.val.baseline)
 
 
 def _mean_over_ranks(value: torch.Tensor, world: World) -> float:
@@ -217,13 +246,3 @@ def _baseline(run: Run) -> IntensityBaseline | None:
         run.val.baseline_known = True
         run.folder.intensity_baseline = run.val.baseline
     return run.val.baseline
-
-
-def _below_baseline(run: Run) -> Notice | None:
-    """A notice when the chosen checkpoint's validation volume AUC is below the intensity baseline's."""
-    baseline, best = run.val.baseline, run.state.best_score[0] if run.state.best_step else math.nan
-    if baseline is None or not run.description.val_cases or not baseline.beats(best):
-        return None
-    return Notice(f"the chosen checkpoint's validation volume AUC ({best:.2f}) is below the intensity baseline's, "
-                  f"{baseline.describe()}: a threshold on intensity separates these volumes better than the "
-                  "classifier (docs/training.md, 'The intensity baseline')")

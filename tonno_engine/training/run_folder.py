@@ -67,6 +67,9 @@ class RunFolder:
         #: the validation volumes' intensity baseline, and whether the chosen checkpoint is below it (run.json)
         self.intensity_baseline = None
         self.below_baseline: bool | None = None
+        #: the "has not learnt" verdict at the end (:meth:`~tonno_engine.evaluation.verdict.Verdict.as_dict`: ``learnt``
+        #: and each reason's code, what was seen and what to try); ``None`` until the run ends, and for a pretraining
+        self.verdict: dict | None = None
 
     def lock(self) -> None:
         """Hold the folder's lock until :meth:`close`: a second training into it stops at once, naming this one."""
@@ -148,7 +151,8 @@ class RunFolder:
         baseline = self.intensity_baseline
         info = {**self.info, "step": step, "steps": steps, "best_step": best_step, "best_val_volume_auc": best_auc,
                 "intensity_baseline": asdict(baseline) if baseline is not None else None,
-                "below_intensity_baseline": self.below_baseline, "updated": _now()}
+                "below_intensity_baseline": self.below_baseline, "learning_verdict": self.verdict,
+                "updated": _now()}
         write_text_atomic(self.run_json, json.dumps(info, indent=2, default=str) + "\n")
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from ..data.preprocessing import Preprocessing
 from ..data.spots import bright_spots
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.intensity import IntensityBaseline, robust_extremes
+from ..evaluation.verdict import VolumeScores, relative_spread
 from ..tomography.frames import Frame, make_frame
 from ..tomography.slicing import slice_stacks
 from .config import TrainConfig
@@ -179,7 +180,10 @@ class ValidationScores:
     the validation cases; the volume AUC's 95 % bootstrap interval (volumes resampled within each class), and
     the intensity baseline's volume AUC on the same volumes (:mod:`tonno_engine.evaluation.intensity`; NaN
     when not known). With several findings the AUCs are the means over findings (each on the volumes where
-    it is known; the interval is then not computed) and ``finding_aucs`` holds each finding's volume AUC."""
+    it is known; the interval is then not computed) and ``finding_aucs`` holds each finding's volume AUC.
+    ``val_positives``/``val_negatives``: the positive and negative volumes (the fewest over findings), and
+    ``val_score_spread`` the volume scores' :func:`~tonno_engine.evaluation.verdict.relative_spread` (the smallest
+    over findings), for the "has not learnt" verdict (:meth:`volume_scores`)."""
 
     val_loss: float
     val_slice_auc: float
@@ -188,6 +192,14 @@ class ValidationScores:
     val_volume_auc_hi: float = math.nan
     val_intensity_auc: float = math.nan
     finding_aucs: tuple[float, ...] = ()
+    val_positives: int = 0
+    val_negatives: int = 0
+    val_score_spread: float = math.nan
+
+    def volume_scores(self, step: int = 0) -> VolumeScores:
+        """What :func:`~tonno_engine.evaluation.verdict.learning_verdict` reads of this validation at ``step``."""
+        return VolumeScores(self.val_volume_auc, (self.val_volume_auc_lo, self.val_volume_auc_hi), self.val_positives,
+                            self.val_negatives, self.val_score_spread, step)
 
     def describe(self) -> str:
         """The volume AUC as a user reads it: ``0.88 [0.62, 1.00] (intensity baseline 1.00)``."""
@@ -231,7 +243,7 @@ def validation_scores(per_volume: list[tuple[tuple, list]], objective: str = "sl
         every = torch.cat(logits)
         loss = masked_bce(every, torch.cat([t.expand(len(v), -1) for t, v in zip(labels, logits)])).item()
     volume_scores = torch.stack([v.max(0).values for v in logits])  # (V, K)
-    slice_aucs, volume_aucs, intervals = [], [], []
+    slice_aucs, volume_aucs, intervals, counts, spreads = [], [], [], [], []
     for k in range(labels.shape[1]):
         known = [i for i in range(len(labels)) if not math.isnan(labels[i, k])]
         slice_labels = [int(labels[i, k]) for i in known for _ in logits[i]]
@@ -239,10 +251,14 @@ def validation_scores(per_volume: list[tuple[tuple, list]], objective: str = "sl
         volume_labels, scores = [int(labels[i, k]) for i in known], [float(volume_scores[i, k]) for i in known]
         volume_aucs.append(roc_auc(volume_labels, scores))
         intervals.append(auc_interval(volume_labels, scores) if labels.shape[1] == 1 else (math.nan, math.nan))
+        counts.append((sum(volume_labels), len(volume_labels) - sum(volume_labels)))
+        spreads.append(relative_spread(scores))
     several = len(volume_aucs) > 1
     return ValidationScores(loss, _mean(slice_aucs), _mean(volume_aucs), *intervals[0],
                             baseline.auc if baseline is not None else math.nan,
-                            tuple(volume_aucs) if several else ())
+                            tuple(volume_aucs) if several else (),
+                            val_positives=min(p for p, _ in counts), val_negatives=min(n for _, n in counts),
+                            val_score_spread=min(spreads, key=lambda v: math.inf if math.isnan(v) else v))
 
 
 def _mean(values: list[float]) -> float:

@@ -39,6 +39,9 @@ class RunState:
     step: int = 0
     best_step: int = 0
     best_score: list = field(default_factory=lambda: [-math.inf, -math.inf])
+    #: the ValidationScores (as a dict) of the chosen step and of the latest validation, for the verdict at the end
+    best_validation: dict | None = None
+    last_validation: dict | None = None
 
 
 @dataclass

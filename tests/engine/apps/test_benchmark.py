@@ -49,6 +49,10 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
     assert made_by["checkpoint_sha256"] == file_sha256(used) and made_by["calibration"] == CALIBRATION_RULE
     assert len(made_by["test_cases"]) == classified["cases"] and made_by["methods"] == [r["label"] for r in rows]
     assert not set(made_by["test_cases"]) & set(made_by["validation_cases"]) and made_by["settings"]["slices"] == 6
+    # 3 steps on the few validation volumes of 14 phantoms: the training says it has not learnt, so Table 2 says so too
+    verdict = json.loads((out / "model" / "run.json").read_text())["learning_verdict"]
+    assert verdict["learnt"] is False and made_by["trustworthy"] is False and made_by["training_verdict"] == verdict
+    assert table.startswith("**Table 2 is not trustworthy") and "warning: Table 2 is not trustworthy" in res.output
     png = (out / "figure.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "Test cases: " in res.output and "figure:" in res.output
@@ -93,6 +97,32 @@ def test_benchmark_with_chosen_methods_and_a_checkpoint(tmp_path, tiny_checkpoin
     bad = runner.invoke(app, ["benchmark", str(data), "-o", str(out), "--layers", "2,7"])
     assert bad.exit_code == 2 and "--layers" in bad.output
     assert not (out / "model").exists()  # the checkpoint was used, nothing trained
+    import json
+
+    assert json.loads((out / "benchmark.json").read_text())["trustworthy"] is None  # no run.json: its training unknown
+    assert (out / "table.md").read_text().startswith("Test cases:")
+
+
+def test_table_2_is_marked_not_trustworthy_by_the_verdict_beside_the_checkpoint(tmp_path, tiny_checkpoint):
+    import json
+    import shutil
+
+    from tonno_engine.apps.benchmark import training_verdict_of, untrusted_line
+    from tonno_engine.models.checkpoint import read_description
+
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = shutil.copy(tiny_checkpoint, run / "checkpoint_best.pt")
+    assert training_verdict_of(checkpoint) is None and untrusted_line(None, checkpoint) == ""
+    verdict = {"learnt": False, "reasons": [{"code": "constant-output", "seen": "…", "advice": "…"}]}
+    meta = read_description(checkpoint).as_meta()
+    (run / "run.json").write_text(json.dumps({"meta": meta, "learning_verdict": verdict}))
+    assert training_verdict_of(checkpoint) == verdict
+    line = untrusted_line(verdict, checkpoint)
+    assert line.startswith("Table 2 is not trustworthy") and "(constant-output;" in line and str(run) in line
+    assert untrusted_line({"learnt": True, "reasons": []}, checkpoint) == ""
+    (run / "run.json").write_text(json.dumps({"meta": {**meta, "data_hash": "another"}, "learning_verdict": verdict}))
+    assert training_verdict_of(checkpoint) is None  # the run.json of another training
 
 
 def test_benchmark_needs_masks(tmp_path, tiny_checkpoint, tiny_cases):

@@ -13,11 +13,12 @@ import torch
 
 from tonno_engine.apps.training_run import train_run_iter as train_iter
 from tonno_engine.base.errors import DataError
+from tonno_engine.base.events import Notice
 from tonno_engine.data.dataset import hash_cases, read_cases
 from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.models.checkpoint import load_model, read_checkpoint
 from tonno_engine.training.config import TrainConfig
-from tonno_engine.training.loop import TrainStep
+from tonno_engine.training.loop import NotLearnt, TrainStep
 
 TINY = dict(model="resnet10t", norm="gn", slice_size=32, batch_volumes=2, slices_per_volume=4, val_every=3,
             checkpoint_every=2, val_slices=4, device="cpu", seed=7)
@@ -265,9 +266,14 @@ def test_validation_reports_an_interval_and_the_intensity_baseline(tmp_path_fact
     assert float(row["val_intensity_auc"]) == pytest.approx(max(baseline["bright"], baseline["dark"]), abs=1e-6)
     assert 0 <= baseline["bright"] <= 1 and 0 <= baseline["dark"] <= 1  # (the phantoms' bright shells are in both classes)
     below = max(baseline["bright"], baseline["dark"]) > run["best_val_volume_auc"]
-    notices = [e for e in events if type(e).__name__ == "Notice"]
-    assert run["below_intensity_baseline"] is below and len(notices) == int(below)
-    assert all("below the intensity baseline" in n.message for n in notices)
+    # one warning, the "has not learnt" verdict: 2 + 2 validation volumes are too few whatever the AUC, and it names
+    # the baseline when the chosen checkpoint is below it
+    (notice,) = [e for e in events if isinstance(e, Notice)]
+    assert isinstance(notice, NotLearnt) and "too-few-cases" in notice.reasons
+    assert run["below_intensity_baseline"] is below and ("below-baseline" in notice.reasons) is below
+    assert ("below the intensity baseline" in notice.message) is below
+    assert run["learning_verdict"]["learnt"] is False
+    assert [r["code"] for r in run["learning_verdict"]["reasons"]] == list(notice.reasons)
 
 
 def test_an_averaged_run_resumes_exactly_and_keeps_every_validated_step(data, tmp_path):
@@ -289,3 +295,43 @@ def test_an_averaged_run_resumes_exactly_and_keeps_every_validated_step(data, tm
     assert read_checkpoint(tmp_path / "straight" / "checkpoints" / "step_000006.pt")["meta"]["step"] == 6
     model, _ = load_model(tmp_path / "straight" / "checkpoints" / "step_000003.pt", "cpu")
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1)
+
+
+@pytest.fixture(scope="module")
+def indistinguishable(tmp_path_factory):
+    """100 copies of one phantom, half labelled 1 and half 0: no classifier can tell the classes apart, and the 20 %
+    validation split holds 10 of each (enough cases: what the verdict then says is about the classifier)."""
+    import shutil
+
+    made = tmp_path_factory.mktemp("one")
+    list(synthesize(made, SynthRequest(kind="phantom", n=2, seed=0, shape=(24, 24, 24))))
+    root = tmp_path_factory.mktemp("same")
+    (root / "images").mkdir()
+    rows = ["case,label,image"]
+    for i in range(100):
+        shutil.copy(made / "images" / "phantom_0000.nii.gz", root / "images" / f"c{i:03d}.nii.gz")
+        rows.append(f"c{i:03d},{i % 2},images/c{i:03d}.nii.gz")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_a_data_set_whose_classes_cannot_be_told_apart_ends_train_with_the_warning(indistinguishable, tmp_path):
+    """Issue 42's must-show: ``tonno train`` ends with the "has not learnt" warning (exit 0) and run.json holds it."""
+    from typer.testing import CliRunner
+
+    from tonno_cli.app import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(indistinguishable), "--out", str(run), "--slice-size", "32", "--steps",
+                                   "3", "--batch-volumes", "2", "--slices-per-volume", "4", "--val-slices", "4",
+                                   "--val-every", "3", "--norm", "gn", "--intensity", "none", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "warning: the classifier has not learnt what the labels say" in res.output
+    verdict = json.loads((run / "run.json").read_text())["learning_verdict"]
+    codes = [r["code"] for r in verdict["reasons"]]
+    assert verdict["learnt"] is False and "chance" in codes and "too-few-cases" not in codes
+    for reason in verdict["reasons"]:  # each reason is printed with what to try
+        assert reason["seen"] in res.output and reason["advice"] in res.output
+    assert "try: more --steps" in res.output
+    assert res.output.index("warning: the classifier has not learnt") < res.output.index("done: step 3/3")
+
