@@ -10,7 +10,8 @@ train → benchmark → table code. Their answers so far are in docs/studies/ an
 - ``intensity-baseline``: how well a threshold on the brightest voxel separates the classes, before any network;
 - ``planes``: how many random planes a volume score needs (held-out volume AUC per number of planes);
 - ``budget``: quality per network evaluation (Table 2's ToNNO rows over a grid of L × M budgets);
-- ``stage2``: the second stage against the heatmap it learnt from (Table 2 with ``--stage2``, and its time).
+- ``stage2``: the second stage against the heatmap it learnt from (Table 2 with ``--stage2``, and its time);
+- ``foreign-input``: what training sees on a data set (slice pixels, lesion cuts, contrast), before any training.
 
 Every study runs on the CPU and writes under its OUT folder; a study whose data, checkpoint or run is there
 already reads it back (an interrupted training resumes). One-off studies whose answers are settled were
@@ -622,8 +623,375 @@ def add_stage2(sub) -> None:
     p.set_defaults(func=study_stage2)
 
 
+# ---------------------------------------------------------------------------------------------------- foreign-input
+
+
+def spread(values, digits: int = 1) -> str:
+    """``median [p10, p90]`` of ``values`` (``–`` when empty)."""
+    import numpy as np
+
+    if not len(values):
+        return "–"
+    q = np.percentile(values, [50, 10, 90])
+    return f"{q[0]:.{digits}f} [{q[1]:.{digits}f}, {q[2]:.{digits}f}]"
+
+
+def lesion_components(mask):
+    """The 26-connected lesion components of ``mask``: (labelled array, count)."""
+    import numpy as np
+    from scipy import ndimage
+
+    return ndimage.label(mask > 0, structure=np.ones((3, 3, 3)))
+
+
+def load_foreign(data) -> list[dict]:
+    """Every case of ``data``: raw array, spacing, mask and its lesion components, their diameters (mm)."""
+    import numpy as np
+
+    from tonno_engine.data.images import load_image
+
+    cases = []
+    for c in read_cases(data):
+        vol = load_image(c.image)
+        mask = load_image(c.mask, kind="mask").array > 0.5 if c.mask else np.zeros(vol.array.shape, bool)
+        labels, count = lesion_components(mask)
+        voxel = float(np.prod(vol.spacing))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        cases.append({"case": c, "volume": vol, "mask": mask, "components": labels, "count": count,
+                      "diameters": [float((6 * n * voxel / np.pi) ** (1 / 3)) for n in sizes]})
+    return cases
+
+
+def brain_mask(array):
+    """The foreground :func:`~tonno_engine.evaluation.intensity.robust_extremes` reads (above Otsu's threshold, holes
+    filled), or, where one value fills over 30 % of the volume (a background set to a constant, as after
+    :func:`robust_brain`), every other voxel, holes filled."""
+    import numpy as np
+    from scipy.ndimage import binary_fill_holes
+    from skimage.filters import threshold_otsu
+
+    values, counts = np.unique(array[::7], return_counts=True)
+    if counts.max() > 0.3 * counts.sum():
+        return binary_fill_holes(array != values[counts.argmax()])
+    return binary_fill_holes(array > threshold_otsu(array[::7]))
+
+
+def robust_brain(array):
+    """The what-if intensity mode ``robust-brain``: the robust z-score of ``Preprocessing("robust")`` with the median
+    and IQR of :func:`brain_mask` (not of every voxel above the minimum), clipped at ±20, 0 outside the mask."""
+    import numpy as np
+
+    brain = brain_mask(array)
+    q1, median, q3 = np.percentile(array[brain], [25, 50, 75])
+    out = np.clip((array - median) / max((q3 - q1) / 1.349, 1e-6), -20, 20)
+    out[~brain] = 0.0
+    return out.astype(np.float32)
+
+
+def prepare(volume, mode: str):
+    """``Preprocessing(mode)`` of a loaded volume, or the what-if :func:`robust_brain`."""
+    from tonno_engine.data.preprocessing import Preprocessing
+
+    return robust_brain(volume.array) if mode == "robust-brain" else Preprocessing(mode).apply(volume)[0]
+
+
+def intensity_rows(cases, mode: str, anchors: int) -> dict:
+    """After ``Preprocessing(mode)``: lesion voxels against the 2-voxel ring around each lesion and the brightest
+    non-lesion voxels; where a volume's ``anchors`` brightest blob-like spots (the anchors' candidates) fall."""
+    import numpy as np
+    from scipy import ndimage
+
+    from tonno_engine.data.spots import bright_spots
+
+    out = {k: [] for k in ("lesion", "ring", "raw_ratio", "diff", "top_pos", "top_neg", "above", "ring_spread",
+                           "spot_hits", "spot_any", "saturated")}
+    for c in cases:
+        raw = c["volume"].array
+        z = prepare(c["volume"], mode)
+        c.setdefault("prepared", {})[mode] = z
+        fg = raw > raw.min()
+        brain = c.setdefault("brain", brain_mask(raw))
+        out["saturated"].append(float((z[brain] >= z.max() - 1e-4).mean()))
+        lesion = c["mask"]
+        near = ndimage.binary_dilation(lesion, iterations=2) if lesion.any() else lesion
+        other = fg & ~near
+        top = float(np.percentile(z[other], 99.9))
+        out["top_pos" if c["case"].label else "top_neg"].append(top)
+        spots = bright_spots(z, anchors)
+        if not c["case"].label or not lesion.any():
+            continue
+        idx = np.rint((spots + 1) / 2 * (np.array(z.shape) - 1)).astype(int)
+        hit = ndimage.binary_dilation(lesion, iterations=1)[tuple(idx.T)]
+        out["spot_hits"].append(float(hit.mean()))
+        out["spot_any"].append(bool(hit.any()))
+        out["above"].append(float((z[lesion] > top).mean()))
+        rings = []
+        for k, box in enumerate(ndimage.find_objects(c["components"]), 1):  # each lesion in its box + 3 voxels
+            box = tuple(slice(max(b.start - 3, 0), b.stop + 3) for b in box)
+            one = c["components"][box] == k
+            ring = ndimage.binary_dilation(one, iterations=2) & ~lesion[box] & fg[box]
+            if not ring.any():
+                continue
+            zb, rb = z[box], raw[box]
+            lz, rz = float(np.median(zb[one])), float(np.median(zb[ring]))
+            out["lesion"].append(lz)
+            out["ring"].append(rz)
+            out["diff"].append(lz - rz)
+            out["raw_ratio"].append(float(np.median(rb[one]) / max(float(np.median(rb[ring])), 1e-6)))
+            rings.append(rz)
+        if len(rings) > 1:
+            out["ring_spread"].append(max(rings) - min(rings))
+    return out
+
+
+def sampled_rows(cases, recipe: str, geometry: str, slice_size: int, bags: int, seed: int, mode: str | None = None) -> dict:
+    """The recipe's training planes (its sampler: :func:`random_planes` with training augmentation, anchored
+    offsets when the recipe anchors) on every volume, ``bags`` bags of ``slices_per_volume`` each: millimetres per
+    slice pixel, lesions in slice pixels, slices that cut a lesion (the mask cut by the same planes, trilinear
+    > 0.5), their lesion pixels, and whether the lesion is the slice's brightest pixel."""
+    import numpy as np
+    import torch
+
+    from tonno_engine.data.augment import Augmentation, random_planes
+    from tonno_engine.evaluation.auc import roc_auc
+    from tonno_engine.tomography.frames import make_frame
+    from tonno_engine.tomography.slicing import slice_stacks
+    from tonno_engine.training.sampling import LoadedCase, anchored_offsets
+
+    cfg = recipe_config(recipe, dict(geometry=geometry, slice_size=slice_size or None, seed=seed, intensity=mode))
+    mode = cfg.intensity or "none"
+    size, step = (cfg.slice_size, cfg.slice_size), 2.0 / (cfg.slice_size - 1)
+    gen, aug = torch.Generator().manual_seed(seed), Augmentation()
+    out = {k: [] for k in ("mm", "lesion_px", "cuts", "bag_cuts", "pixels", "brightest", "pos_max", "neg_max",
+                           "in_brain")}
+    for c in cases:
+        vol = c["volume"]
+        array = c["prepared"][mode]
+        frame = make_frame(array.shape, geometry=geometry, spacing=vol.spacing, field_of_view=cfg.field_of_view)
+        lc = LoadedCase(c["case"], torch.from_numpy(array), frame)
+        lc.spots = c.setdefault("spots", {}).get(mode)  # the anchors' spots, found once per intensity mode
+        mask = torch.from_numpy(c["mask"].astype(np.float32))
+        brain = torch.from_numpy(c.setdefault("brain", brain_mask(vol.array)).astype(np.float32))
+        half = torch.tensor([(n - 1) * s / 2 for n, s in zip(array.shape, vol.spacing)], dtype=torch.float64)
+        mm = []
+        for _ in range(bags):
+            offsets, n, u, v = random_planes(cfg.slices_per_volume, gen, aug)
+            if cfg.anchors:
+                offsets = anchored_offsets(lc, n, cfg.anchors, gen, offsets)
+            basis = tuple(frame.for_slicing(w) for w in (n, u, v))
+            pu, pv = ((frame.for_slicing(w) * step * half).norm(dim=1) for w in (u, v))
+            mm += (pu * pv).sqrt().tolist()
+            image = slice_stacks(lc.volume, offsets, basis, size, cfg.context)[:, cfg.context and 1 or 0]
+            peak = image.flatten(1).amax(1)
+            out["in_brain"] += (slice_stacks(brain, offsets, basis, size)[:, 0] > 0.5).flatten(1).float().mean(1).tolist()
+            if not c["case"].label:
+                out["neg_max"] += peak.tolist()
+                continue
+            cut = slice_stacks(mask, offsets, basis, size)[:, 0] > 0.5
+            hits = cut.flatten(1).any(1)
+            out["cuts"] += hits.tolist()
+            out["bag_cuts"].append(bool(hits.any()))
+            for i in torch.nonzero(hits).flatten().tolist():
+                out["pixels"].append(int(cut[i].sum()))
+                out["brightest"].append(bool(image[i][cut[i]].max() >= peak[i]))
+                out["pos_max"].append(float(peak[i]))
+        c["spots"][mode] = lc.spots
+        out["mm"] += mm
+        out["lesion_px"] += [d / float(np.median(mm)) for d in c["diameters"]]
+    labels = [1] * len(out["pos_max"]) + [0] * len(out["neg_max"])
+    out["slice_auc"] = roc_auc(labels, out["pos_max"] + out["neg_max"]) if out["pos_max"] and out["neg_max"] else float("nan")
+    out["cfg"] = cfg
+    return out
+
+
+def checkpoint_logits(cases, path) -> list:
+    """A checkpoint's logits on its own validation volumes of ``cases`` at its validation planes
+    (:func:`validation_planes`): lesion-cutting slices of positive volumes against their lesion-free slices and the
+    negative volumes' slices, the slice AUC (cutting against negative), the volume AUC, the spread of all logits, and
+    the slices that miss the brain (:func:`brain_mask`): their logits, and how often one is its volume's maximum."""
+    import numpy as np
+    import torch
+
+    from tonno_engine.data.preprocessing import Preprocessing
+    from tonno_engine.evaluation.auc import roc_auc
+    from tonno_engine.models.checkpoint import load_checkpoint
+    from tonno_engine.tomography.frames import make_frame
+    from tonno_engine.tomography.slicing import slice_stacks
+    from tonno_engine.training.config import TrainConfig
+    from tonno_engine.training.sampling import inference_logits, validation_planes
+
+    loaded = load_checkpoint(path, "cpu")
+    d, cfg = loaded.description, TrainConfig.from_dict(loaded.description.train_args)
+    cfg.amp = False
+    prep = Preprocessing.from_dict(d.preprocessing)
+    named = {c["case"].case: c for c in cases}
+    val = [named[name] for name in d.val_cases if name in named]  # in the run's order: its planes follow it
+    size = (cfg.slice_size, cfg.slice_size)
+    cutting, free, negative, volumes, empty, empty_max = [], [], [], [], [], []
+    with torch.no_grad():
+        for c, (offsets, n, u, v) in zip(val, validation_planes(len(val), cfg)):
+            array, spacing = prep.apply(c["volume"])
+            frame = make_frame(array.shape, geometry=d.geometry, spacing=spacing, field_of_view=d.field_of_view)
+            basis = tuple(frame.for_slicing(w) for w in (n, u, v))
+            logits = inference_logits(loaded.model, slice_stacks(torch.from_numpy(array), offsets, basis, size, cfg.context),
+                                      cfg)[:, 0].numpy()
+            volumes.append((c["case"].label, float(logits.max())))
+            brain = torch.from_numpy(c.setdefault("brain", brain_mask(c["volume"].array)).astype(np.float32))
+            outside = ~(slice_stacks(brain, offsets, basis, size)[:, 0] > 0.5).flatten(1).any(1).numpy()
+            empty += logits[outside].tolist()
+            empty_max.append(bool(outside[logits.argmax()]))
+            if not c["case"].label:
+                negative += logits.tolist()
+                continue
+            hit = (slice_stacks(torch.from_numpy(c["mask"].astype(np.float32)), offsets, basis, size)[:, 0] > 0.5)
+            hit = hit.flatten(1).any(1).numpy()
+            cutting += logits[hit].tolist()
+            free += logits[~hit].tolist()
+    every = cutting + free + negative
+    return [str(path), len(val), spread(cutting, 2), spread(free, 2), spread(negative, 2),
+            f"{roc_auc([1] * len(cutting) + [0] * len(negative), cutting + negative):.2f}" if cutting else "–",
+            f"{roc_auc(*zip(*volumes)):.2f}", f"{np.std(every):.3g}",
+            f"{spread(empty, 2)} ({len(empty) / len(every):.2f} of slices)", f"{np.mean(empty_max):.2f}"]
+
+
+def write_what_if(data, folder, crop: bool = False) -> None:
+    """``data``'s images through :func:`robust_brain` as NIfTI with their own affines in ``folder``, and a
+    ``labels.csv`` whose masks are the originals: train on it with ``--intensity none`` to try the what-if. ``crop``:
+    image and mask cut to the brain's bounding box (:func:`brain_mask` of the raw image, 2 voxels of margin), the
+    masks written beside the images, so that planes stay near the brain and a slice pixel is smaller."""
+    import nibabel as nib
+    import numpy as np
+    from scipy import ndimage
+
+    folder = Path(folder)
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    lines = ["case,label,image,mask"]
+    for c in read_cases(data):
+        image = nib.load(str(c.image))
+        array = np.asarray(image.dataobj, np.float32)
+        mask_path = str(Path(c.mask).resolve()) if c.mask else ""
+        box = (slice(None),) * 3
+        if crop:
+            box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in ndimage.find_objects(brain_mask(array).astype(int))[0])
+            affine = image.affine.copy()
+            affine[:3, 3] += affine[:3, :3] @ np.array([b.start for b in box])
+            if c.mask:
+                mask = np.asarray(nib.load(str(c.mask)).dataobj)[box]
+                mask_path = f"masks/{c.case}.nii.gz"
+                nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), str(folder / mask_path))
+        out = robust_brain(array)[box]
+        nib.save(nib.Nifti1Image(out, affine if crop else image.affine), str(folder / "images" / f"{c.case}.nii.gz"))
+        lines.append(f"{c.case},{c.label},images/{c.case}.nii.gz,{mask_path}")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+SAMPLED_HEADER = ["data", "recipe", "geometry", "intensity", "slice px", "mm per slice pixel", "lesion diameter in pixels",
+                  "share of a slice in the brain; slices with none", "slices cutting a lesion",
+                  "bags cutting one (slices per bag)", "lesion pixels per cutting slice", "lesion = slice's brightest pixel",
+                  "slice-max AUC (cutting vs negative)"]
+INTENSITY_HEADER = ["data", "intensity", "brain voxels at the volume's maximum", "lesion median", "ring median",
+                    "lesion − ring", "raw lesion/ring ratio", "ring spread in a volume", "non-lesion 99.9th pct (pos)",
+                    "(neg)", "lesion voxels above it", "top spots on a lesion / volumes with one"]
+LOGITS_HEADER = ["checkpoint", "validation volumes", "logit: lesion-cutting slices", "lesion-free slices of positive "
+                 "volumes", "slices of negative volumes", "slice AUC (cutting vs negative)", "volume AUC (max logit)",
+                 "std of all logits", "slices without brain: logit (share)", "volumes whose max is such a slice"]
+
+
+def describe_cases(data, cases) -> None:
+    import numpy as np
+
+    diameters = [d for c in cases for d in c["diameters"]]
+    shapes = np.array([c["volume"].array.shape for c in cases])
+    spacings = np.array([c["volume"].spacing for c in cases])
+    print(f"{data}: {len(cases)} cases, {sum(c['case'].label for c in cases)} positive, {len(diameters)} lesions; "
+          f"shape median {np.median(shapes, 0).astype(int).tolist()}, spacing min/max per case "
+          f"{spread(spacings.min(1), 2)} / {spread(spacings.max(1), 2)} mm; lesion equivalent diameter "
+          f"{spread(diameters)} mm", flush=True)
+
+
+def intensity_line(data, mode: str, s: dict) -> list:
+    import numpy as np
+
+    spots = f"{np.mean(s['spot_hits']):.2f} / {np.mean(s['spot_any']):.2f}" if s["spot_hits"] else "–"
+    return [data, mode, *(spread(s[k], 2) for k in ("saturated", "lesion", "ring", "diff", "raw_ratio", "ring_spread",
+                                                     "top_pos", "top_neg", "above")), spots]
+
+
+def sampled_line(data, recipe: str, geometry: str, cfg, s: dict) -> list:
+    import numpy as np
+
+    def share(key, digits=2):
+        return f"{np.mean(s[key]):.{digits}f}" if s[key] else "–"
+
+    empty = np.mean(np.array(s["in_brain"]) == 0)
+    bags = f"{share('bag_cuts')} ({cfg.slices_per_volume})" if s["bag_cuts"] else "–"
+    return [data, recipe, geometry, cfg.intensity, cfg.slice_size, spread(s["mm"], 2), spread(s["lesion_px"]),
+            f"{spread(s['in_brain'], 2)}; {empty:.2f}", share("cuts", 3), bags, spread(s["pixels"], 0),
+            share("brightest"), f"{s['slice_auc']:.2f}"]
+
+
+def study_foreign_input(args) -> None:
+    if args.write:
+        return write_what_if(args.data[0], args.write, args.crop)
+    what_if = [m for m in args.what_if.split(",") if m]
+    rows, intensity, results = [], [], {}
+    for data in args.data:
+        cases = load_foreign(data)
+        describe_cases(data, cases)
+        for mode in sorted({recipe_config(r).intensity or "none" for r in args.recipes.split(",")} | set(what_if)):
+            results[f"{data}|{mode}"] = s = intensity_rows(cases, mode, args.anchors)
+            intensity.append(intensity_line(data, mode, s))
+        for recipe in args.recipes.split(","):
+            for geometry in args.geometries.split(","):
+                for mode in [None, *what_if]:
+                    start = time.perf_counter()
+                    s = sampled_rows(cases, recipe, geometry, args.slice_size, args.bags, args.seed, mode)
+                    cfg = s.pop("cfg")
+                    results[f"{data}|{recipe}|{geometry}|{cfg.intensity}"] = s
+                    rows.append(sampled_line(data, recipe, geometry, cfg, s))
+                    print(f"{recipe} / {geometry} / {cfg.intensity}: {time.perf_counter() - start:.0f} s", flush=True)
+    print("\n" + table(SAMPLED_HEADER, rows))
+    print("\n" + table(INTENSITY_HEADER, intensity))
+    if args.checkpoints:
+        print("\n" + table(LOGITS_HEADER, [checkpoint_logits(cases, path) for path in args.checkpoints]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results))
+
+
+def add_foreign_input(sub) -> None:
+    p = sub.add_parser("foreign-input", help="what the network sees on a data set: slice pixels, lesion cuts, contrast",
+                       description="What training sees on each DATA (labels.csv with lesion masks), through tonno's own "
+                                   "code paths (the recipe's config, Preprocessing, frames, the training sampler with "
+                                   "its augmentation and anchors): per recipe x geometry the millimetres per slice "
+                                   "pixel, each lesion's equivalent diameter in slice pixels (median [p10, p90]), the "
+                                   "share of training slices of positive volumes that cut a lesion (the mask cut by the "
+                                   "same planes, trilinear > 0.5) and of bags with one, the lesion pixels of such a "
+                                   "slice, how often the lesion is its brightest pixel, and the AUC of a slice's "
+                                   "maximum (cutting slices against negative volumes' slices); per intensity mode the "
+                                   "lesion and its 2-voxel ring, the brightest non-lesion voxels, and where the "
+                                   "brightest blob-like spots (the anchors' candidates) fall. Nothing is trained.")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--recipes", default="small-lesions,look-alikes")
+    p.add_argument("--geometries", default="paper,physical")
+    p.add_argument("--slice-size", type=int, default=0, help="override the recipes' slice side (0: theirs)")
+    p.add_argument("--bags", type=int, default=8, help="bags of the recipe's slices_per_volume planes per volume")
+    p.add_argument("--anchors", type=int, default=12, help="bright spots counted per volume (look-alikes' anchors)")
+    p.add_argument("--what-if", default="robust-brain", help="intensity modes measured beside the recipes' (comma-"
+                   "separated; robust-brain: the robust z-score over an Otsu brain mask, a study-only what-if; '': none)")
+    p.add_argument("--checkpoints", nargs="*", default=[], help="checkpoints of a run on the (last) DATA: their "
+                   "logits on its validation volumes, lesion-cutting slices against lesion-free ones")
+    p.add_argument("--write", default="", help="measure nothing: write DATA's images as robust-brain makes them to "
+                   "this folder (a data set to train with --intensity none)")
+    p.add_argument("--crop", action="store_true", help="with --write: cut each image and mask to the brain's "
+                   "bounding box")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help="a JSON file for every measured value")
+    p.set_defaults(func=study_foreign_input)
+
+
 STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
-           add_budget, add_stage2)
+           add_budget, add_stage2, add_foreign_input)
 
 
 def main(argv=None) -> None:

@@ -129,7 +129,8 @@ def test_fig4_and_cancel_points_on_tiny_settings():
 
 @pytest.mark.slow
 def test_study_harness_on_a_tiny_synthetic_study(tmp_path):
-    """``study.py train`` on 8 phantoms of 24³ (4 steps), then ``intensity-baseline`` on the data it made."""
+    """``study.py train`` on 8 phantoms of 24³ (4 steps), then ``intensity-baseline`` and ``foreign-input`` on the
+    data it made."""
     out = tmp_path / "train"
     res = _run("study.py", "train", "--n", "8", "--size", "24", "--steps", "4", "--val-every", "2", "--slice-size",
                "24", "--device", "cpu", "--out", str(out))
@@ -138,6 +139,10 @@ def test_study_harness_on_a_tiny_synthetic_study(tmp_path):
     res = _run("study.py", "intensity-baseline", str(out / "data"), "--intensity", "none")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| 8 | none |" in res.stdout
+    res = _run("study.py", "foreign-input", str(out / "data"), "--recipes", "small-lesions", "--bags", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| small-lesions | physical | robust-brain | 64 |" in res.stdout
+    assert "brain voxels at the volume's maximum" in res.stdout
 
 
 def test_every_command_in_results_names_a_kept_script_and_its_options():
