@@ -70,7 +70,7 @@ def main(checkpoint: str) -> None:
     rec = ReconstructWidget(viewer)
     dock = viewer.window.add_dock_widget(rec, name="Reconstruct", area="right")
     rec.checkpoint.value = checkpoint
-    rec.slices.value, rec.angles.value = 24, 192
+    rec.slices.value, rec.directions.value = 24, 192
     rec.run()
     while rec.updates < 3:
         settle(viewer, 0.05)
