@@ -247,10 +247,15 @@ def untrusted_line(verdict: dict | None, checkpoint: Path) -> str:
     otherwise); ``table.md`` opens with it, and ``tonno benchmark`` warns with it."""
     if verdict is None or verdict.get("learnt", True):
         return ""
-    codes = ", ".join(r["code"] for r in verdict.get("reasons", ()))
+    codes = [r["code"] for r in verdict.get("reasons", ())]
+    where = f"{', '.join(codes)}; `learning_verdict` in {Path(checkpoint).parent / 'run.json'}"
+    if codes == ["too-few-cases"]:  # it may have learnt: its validation cannot tell, and set the thresholds
+        return (f"Table 2 is not trustworthy: the classifier's validation held too few volumes to show that it learnt "
+                f"the labels ({where}), and its thresholds were calibrated on them (docs/training.md, 'When a "
+                "training has not learnt')")
     return (f"Table 2 is not trustworthy: the classifier's training ended with the warning that it has not learnt "
-            f"({codes}; `learning_verdict` in {Path(checkpoint).parent / 'run.json'}), so the heatmaps show what a "
-            "network that did not learn the labels looks at (docs/training.md, 'When a training has not learnt')")
+            f"({where}), so the heatmaps show what a network that did not learn the labels looks at (docs/training.md, "
+            "'When a training has not learnt')")
 
 
 def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredMethod],

@@ -121,8 +121,10 @@ class Verdict:
 
     def message(self) -> str:
         """The warning as a user reads it: one sentence, then each reason with what to try on a line of its own."""
-        return ("the classifier has not learnt what the labels say, as far as its validation can show "
-                "(docs/training.md, 'When a training has not learnt'):"
+        lead = ("the classifier's validation is too small to show that it has learnt what the labels say"
+                if self.codes == ("too-few-cases",) else
+                "the classifier has not learnt what the labels say, as far as its validation can show")
+        return (lead + " (docs/training.md, 'When a training has not learnt'):"
                 + "".join(f"\n  ({i}) {r.line()}" for i, r in enumerate(self.reasons, 1)))
 
     def as_dict(self) -> dict:

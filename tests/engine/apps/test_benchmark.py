@@ -121,6 +121,9 @@ def test_table_2_is_marked_not_trustworthy_by_the_verdict_beside_the_checkpoint(
     line = untrusted_line(verdict, checkpoint)
     assert line.startswith("Table 2 is not trustworthy") and "(constant-output;" in line and str(run) in line
     assert untrusted_line({"learnt": True, "reasons": []}, checkpoint) == ""
+    few = untrusted_line({"learnt": False, "reasons": [{"code": "too-few-cases", "seen": "…", "advice": "…"}]},
+                         checkpoint)  # it may have learnt: the line says the validation cannot tell, not that it did not
+    assert few.startswith("Table 2 is not trustworthy") and "too few volumes to show" in few and "did not learn" not in few
     (run / "run.json").write_text(json.dumps({"meta": {**meta, "data_hash": "another"}, "learning_verdict": verdict}))
     assert training_verdict_of(checkpoint) is None  # the run.json of another training
 

@@ -53,6 +53,7 @@ def test_sixteen_volumes_with_random_labels_are_too_few_or_at_chance():
     separated = VolumeScores.of([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2])
     assert separated.auc == 1.0 and separated.interval == (1.0, 1.0)
     assert learning_verdict(separated).codes == ("too-few-cases",)
+    assert learning_verdict(separated).message().startswith("the classifier's validation is too small to show")
     # all 16 as validation, random scores: too few (8 < 10 of a class), and the interval reaches 0.5
     verdict = learning_verdict(VolumeScores.of(_labels(16), rng.normal(0, 1, 16)))
     assert "too-few-cases" in verdict.codes and MIN_CASES_PER_CLASS > 8
