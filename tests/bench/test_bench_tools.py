@@ -59,9 +59,36 @@ def _helps(calls: list[list[str]]) -> dict[str, tuple[int, str]]:
     return {" ".join(c): tuple(found[" ".join(a)]) for c, a in zip(calls, argv)}
 
 
+def _studies() -> list[str]:
+    return [line.split('"')[1] for line in (BENCH / "study.py").read_text().splitlines() if 'sub.add_parser("' in line]
+
+
+def _gpu_all_calls() -> list[list[str]]:
+    """Each ``$PY bench/X.py [SUBCOMMAND] OPTIONS`` step of gpu_all.sh, as ``[path, *args]``."""
+    return [line.split("$PY ", 1)[1].split() for line in (BENCH / "gpu_all.sh").read_text().splitlines()
+            if line.lstrip().startswith("step ") and "$PY bench/" in line]
+
+
+def _gpu_all_help(call: list[str]) -> list[str]:
+    script, *args = call
+    return [Path(script).name, *(args[:1] if args and not args[0].startswith("-") else []), "--help"]
+
+
+#: the tiny runs, beside every --help: all in one interpreter (each separate process would import torch again)
+TINY_RUNS = [["call_path.py"], ["longest_functions.py", "--limit", "60"],
+             ["bench_fig4.py", "--slice-size", "16", "--kernels", "2,4", "--directions", "20", "--slices", "8",
+              "--device", "cpu"],
+             ["bench_cancel_points.py", "--shape", "24", "24", "24", "--directions", "16", "--slices", "4",
+              "--slice-size", "16", "--repeats", "2"]]
+
+
 @pytest.fixture(scope="module")
 def script_helps() -> dict[str, tuple[int, str]]:
-    return _helps([[s, "--help"] for s in SCRIPTS if s.endswith(".py")])
+    """Exit code and output of every script's ``--help``, every study's, gpu_all.sh's steps' and the tiny runs."""
+    calls = [[s, "--help"] for s in SCRIPTS if s.endswith(".py")] + [["study.py", study, "--help"]
+                                                                      for study in _studies()]
+    calls += [_gpu_all_help(c) for c in _gpu_all_calls()] + TINY_RUNS
+    return _helps([list(c) for c in dict.fromkeys(tuple(c) for c in calls)])
 
 
 def test_bench_holds_at_most_22_scripts():
@@ -80,51 +107,44 @@ def test_every_script_answers_help(script, script_helps):
     assert "usage" in out.lower(), out[:500]
 
 
-def test_every_study_answers_help():
-    studies = [line.split('"')[1] for line in (BENCH / "study.py").read_text().splitlines()
-               if 'sub.add_parser("' in line]
+def test_every_study_answers_help(script_helps):
+    studies = _studies()
     assert len(studies) >= 5
-    for call, (code, out) in _helps([["study.py", study, "--help"] for study in studies]).items():
-        assert code == 0 and "usage" in out, (call, out[-2000:])
+    for study in studies:
+        code, out = script_helps[f"study.py {study} --help"]
+        assert code == 0 and "usage" in out, (study, out[-2000:])
 
 
-def test_gpu_all_calls_only_scripts_that_exist_with_their_options():
+def test_gpu_all_calls_only_scripts_that_exist_with_their_options(script_helps):
     """Each ``$PY bench/X.py [SUBCOMMAND] OPTIONS`` step of gpu_all.sh names a kept script and options it knows."""
-    calls = [line.split("$PY ", 1)[1].split() for line in (BENCH / "gpu_all.sh").read_text().splitlines()
-             if line.lstrip().startswith("step ") and "$PY bench/" in line]
+    calls = _gpu_all_calls()
     assert len(calls) >= 5
     assert all(Path(script).name in SCRIPTS for script, *_ in calls), calls
-    helps = [[Path(script).name, *(args[:1] if args and not args[0].startswith("-") else []), "--help"]
-             for script, *args in calls]
-    found = _helps(helps)
-    for (script, *args), call in zip(calls, helps):
-        code, out = found[" ".join(call)]
-        assert code == 0, (call, out[-2000:])
+    for script, *args in calls:
+        code, out = script_helps[" ".join(_gpu_all_help([script, *args]))]
+        assert code == 0, (script, out[-2000:])
         for option in (a for a in args if a.startswith("--")):
             assert option in out, (script, option)
 
 
-def test_call_path_runs():
-    res = _run("call_path.py")
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "tonno reconstruct:" in res.stdout and "backproject_passes" in res.stdout
+def _tiny(script_helps, call: list[str]) -> str:
+    code, out = script_helps[" ".join(call)]
+    assert code == 0, out[-2000:]
+    return out
 
 
-def test_longest_functions_limit():
-    res = _run("longest_functions.py", "--limit", "60")
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "| lines | function |" in res.stdout
+def test_call_path_runs(script_helps):
+    out = _tiny(script_helps, TINY_RUNS[0])
+    assert "tonno reconstruct:" in out and "backproject_passes" in out
 
 
-def test_fig4_and_cancel_points_on_tiny_settings():
-    fig4 = _run("bench_fig4.py", "--slice-size", "16", "--kernels", "2,4", "--directions", "20", "--slices", "8",
-                "--device", "cpu")
-    assert fig4.returncode == 0, fig4.stderr[-2000:]
-    assert "| 4 |" in fig4.stdout
-    cancel = _run("bench_cancel_points.py", "--shape", "24", "24", "24", "--directions", "16", "--slices", "4",
-                  "--slice-size", "16", "--repeats", "2")
-    assert cancel.returncode == 0, cancel.stderr[-2000:]
-    assert "longest gap" in cancel.stdout
+def test_longest_functions_limit(script_helps):
+    assert "| lines | function |" in _tiny(script_helps, TINY_RUNS[1])
+
+
+def test_fig4_and_cancel_points_on_tiny_settings(script_helps):
+    assert "| 4 |" in _tiny(script_helps, TINY_RUNS[2])
+    assert "longest gap" in _tiny(script_helps, TINY_RUNS[3])
 
 
 @pytest.mark.slow
