@@ -67,6 +67,7 @@ def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: Reconstruct
     """Preprocess ``scan`` as ``checkpoint`` says and resolve ``settings`` against it
     (:meth:`ReconstructionSettings.resolved`)."""
     image = np.asarray(scan.array)
+    # the geometry first (it says which spacing to trust), then everything against the preprocessed volume
     spacing = scan.spacing_for(settings.resolved(checkpoint.description).geometry)
     preprocessing = Preprocessing.from_dict(checkpoint.description.preprocessing)
     volume, spacing = preprocessing.run(image, spacing)

@@ -119,10 +119,10 @@ class Pass:
 
 @dataclass(frozen=True)
 class CaseRun:
-    """How a case's passes run, beside its settings: ``partials`` (heatmaps while directions accumulate, every
-    ``directions_per_update``; ``None``: the default), ``memory_budget`` bytes of backprojection temporaries per
-    pass, and ``world``: a joined ``torchrun`` group over which each tomographic pass splits its directions (rank
-    0 then holds the heatmaps; no partials)."""
+    """How a case's passes run, beside its settings: ``partials`` (heatmaps while directions accumulate), every
+    ``directions_per_update`` directions (``None``: :data:`~tonno_engine.base.defaults.DIRECTIONS_PER_UPDATE`),
+    ``memory_budget`` bytes of backprojection temporaries per pass, and ``world``: a joined ``torchrun`` group over
+    which each tomographic pass splits its directions (rank 0 then holds the heatmaps; no partials)."""
 
     partials: bool = False
     directions_per_update: int | None = None
