@@ -310,13 +310,21 @@ CELLS = {
 }
 
 
+#: the ``foreign`` cell's brains, made by a generator tonno does not own: train on ``--n 48 --seed 100+s``, test on
+#: ``--n 24 --seed 200+s`` (seeds nobody tuned on; docs/studies/foreign.md)
+FOREIGN_SCRIPT = Path(__file__).resolve().parents[1].parent / "shared" / "foreign" / "foreign_brains.py"
+
+
 def run_cell(args, cell: str, seed: int) -> dict:
     root = Path(args.out) / f"{cell}-{seed}"
-    data = synth_once(root / "data", seed=seed, **CELLS[cell])
-    cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=seed)), methods=methods(args.methods),
-                          settings=PRESETS[args.quality], device="cpu", seed=seed)
     start = time.perf_counter()
-    result = benchmark(data, root / "bench", cfg)
+    if cell == "foreign":
+        result = foreign_benchmark(root, args.recipe, (100 + seed, 200 + seed), methods(args.methods), args.quality)
+    else:
+        data = synth_once(root / "data", seed=seed, **CELLS[cell])
+        cfg = BenchmarkConfig(train=recipe_config(args.recipe, dict(device="cpu", seed=seed)),
+                              methods=methods(args.methods), settings=PRESETS[args.quality], device="cpu", seed=seed)
+        result = benchmark(data, root / "bench", cfg)
     c = result.classification
     row = {"cell": cell, "seed": seed, "minutes": (time.perf_counter() - start) / 60, "auc": c.auc,
            "auc_interval": list(c.interval), "baseline": c.baseline.describe(), "baseline_auc": c.baseline.auc,
@@ -349,16 +357,85 @@ def add_robustness(sub) -> None:
     p = sub.add_parser("robustness", help="one recipe across generator settings nobody tuned for",
                        description="Each cell is a tonno synth --kind brain data set (default: 120 MS-like brains; "
                                    "faint: lesion contrast x 0.5; thick: re-acquired at 1 x 1 x 3 mm; bias: a bias "
-                                   "field of 0.3; few: 40 brains) and a tonno benchmark --recipe RECIPE on it. Prints "
-                                   "per cell and seed the test volume AUC, the intensity baseline and each method's "
-                                   "F1 and Dice with their intervals.")
+                                   "field of 0.3; few: 40 brains) and a tonno benchmark --recipe RECIPE on it; foreign: "
+                                   "48 brains of ../shared/foreign/foreign_brains.py --seed 100+S to train, 24 of --seed "
+                                   "200+S to test. Prints per cell and seed the test volume AUC, the intensity baseline "
+                                   "and each method's F1 and Dice with their intervals.")
     p.add_argument("out")
-    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--cells", default=",".join([*CELLS, "foreign"]))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--recipe", default="small-lesions")
     p.add_argument("--methods", default="tonno,layercam")
     p.add_argument("--quality", default="demo", choices=list(PRESETS))
     p.set_defaults(func=study_robustness)
+
+
+# ---------------------------------------------------------------------------------------------------- foreign
+
+
+def foreign_brains(folder: Path, n: int, seed: int) -> Path:
+    """``foreign_brains.py FOLDER --n N --seed SEED`` unless ``folder`` holds them already."""
+    import subprocess
+    import sys
+
+    if not (folder / "labels.csv").exists():
+        subprocess.run([sys.executable, str(FOREIGN_SCRIPT), str(folder), "--n", str(n), "--seed", str(seed)], check=True)
+    return folder
+
+
+def calibrate_and_test(root: Path, train: Path, test: Path) -> Path:
+    """``root/labels.csv``: every case of ``train`` and of ``test`` (absolute paths). ``tonno benchmark --checkpoint``
+    recognises images by content: the checkpoint's validation images calibrate, its training images are left out,
+    and every image of ``test`` is a test case."""
+    rows = [{**r, "image": str((d / r["image"]).resolve()), "mask": str((d / r["mask"]).resolve())}
+            for d in (train, test) for r in csv.DictReader(open(d / "labels.csv", newline=""))]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case", "label", "image", "mask"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return root / "labels.csv"
+
+
+def foreign_benchmark(root: Path, recipe: str, seeds: tuple[int, int], specs, quality: str,
+                      checkpoint: Path | None = None, sizes: tuple[int, int] = (48, 24)) -> BenchmarkResult:
+    """Train ``recipe`` on ``sizes[0]`` foreign brains of ``seeds[0]`` (unless ``checkpoint`` is given), then
+    ``tonno benchmark --checkpoint`` on all ``sizes[1]`` brains of ``seeds[1]`` (thresholds on the run's validation
+    brains)."""
+    train = foreign_brains(root / f"train-{seeds[0]}", sizes[0], seeds[0])
+    test = foreign_brains(root / f"test-{seeds[1]}", sizes[1], seeds[1])
+    if checkpoint is None:
+        train_once(train, root / "run", recipe_config(recipe, dict(device="cpu", seed=0)))
+        checkpoint = root / "run" / "checkpoint_best.pt"
+    data = calibrate_and_test(root / "calibrate-and-test", train, test)
+    cfg = BenchmarkConfig(train=recipe_config(recipe, dict(device="cpu")), checkpoint=str(checkpoint), methods=specs,
+                          settings=PRESETS[quality], device="cpu", seed=0)
+    return benchmark(data, root / "bench", cfg)
+
+
+def study_foreign(args) -> None:
+    start = time.perf_counter()
+    result = foreign_benchmark(Path(args.out), args.recipe, (args.train_seed, args.test_seed), methods(args.methods),
+                               args.quality, Path(args.checkpoint) if args.checkpoint else None)
+    c = result.classification
+    print(f"{(time.perf_counter() - start) / 60:.1f} min; test volume AUC {ci(c.auc, c.interval)}, "
+          f"intensity baseline {c.baseline.describe()}")
+    print(result.table_md.read_text())
+
+
+def add_foreign(sub) -> None:
+    p = sub.add_parser("foreign", help="train on foreign brains of one seed, test on another's",
+                       description="Issue 42's must-show: RECIPE trained on 48 brains of ../shared/foreign/"
+                                   "foreign_brains.py --seed TRAIN_SEED, then tonno benchmark --checkpoint on all 24 of "
+                                   "--seed TEST_SEED (thresholds calibrated on the run's own validation brains).")
+    p.add_argument("out")
+    p.add_argument("--recipe", default="auto")
+    p.add_argument("--train-seed", type=int, default=1)
+    p.add_argument("--test-seed", type=int, default=2)
+    p.add_argument("--checkpoint", default="", help="a trained checkpoint (skips training)")
+    p.add_argument("--methods", default="tonno,layercam")
+    p.add_argument("--quality", default="demo", choices=list(PRESETS))
+    p.set_defaults(func=study_foreign)
 
 
 # ---------------------------------------------------------------------------------------------------- intensity-baseline
@@ -991,7 +1068,7 @@ def add_foreign_input(sub) -> None:
 
 
 STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
-           add_budget, add_stage2, add_foreign_input)
+           add_budget, add_stage2, add_foreign_input, add_foreign)
 
 
 def main(argv=None) -> None:

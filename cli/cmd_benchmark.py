@@ -50,7 +50,7 @@ from .options import (
 def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
     """Render a benchmark's events; return its result (shared with ``tonno demo``)."""
     from tonno_engine.apps.benchmark import BenchmarkResult, MethodScored, benchmark_iter
-    from tonno_engine.base.events import Notice
+    from tonno_engine.base.events import Note, Notice
 
     from .progress import show_progress
 
@@ -60,6 +60,8 @@ def run_benchmark(data: Path, out: Path, cfg, *, quiet: bool):
                 return event
             if isinstance(event, Notice):
                 typer.echo(f"warning: {event.message}", err=True)
+            elif isinstance(event, Note):
+                print(event.message, flush=True)
             if isinstance(event, MethodScored):
                 print(f"  {event.title:36s} F1 {event.f1:.2f}  precision {event.precision:.2f}  "
                       f"recall {event.recall:.2f}  Dice {event.dice:.2f}", flush=True)

@@ -66,6 +66,9 @@ def train(
                                                       "the recipe's, off: 0). Tells small blobs from vessels across "
                                                       "the plane."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
+    crop: bool = typer.Option(None, "--crop/--no-crop", help="Cut every scan to the box of its foreground (tissue "
+                                                              "above Otsu's threshold) before slicing, in training "
+                                                              "and reconstruction alike. Default: the recipe's."),
     device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE}: CUDA when present)."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
     cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
@@ -108,7 +111,7 @@ def train(
                  steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,
                  intensity=intensity, val_every=val_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
                  device=device,
-                 seed=seed, geometry=geometry, field_of_view=field_of_view, objective=objective,
+                 seed=seed, geometry=geometry, field_of_view=field_of_view, crop=crop, objective=objective,
                  anchors=anchors, candidates=candidates, context=context, cache_gb=cache_gb, pool_volumes=pool_volumes,
                  loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
@@ -125,7 +128,7 @@ def run_training(data: Path, out: Path, cfg, given: dict, *, command: str, devic
     """Run ``cfg`` (``given``: the options the user set), rendering its events; shared by ``tonno train``
     and ``tonno pretrain`` (``command``)."""
     from tonno_engine.apps.training_run import train_run_iter
-    from tonno_engine.base.events import Notice
+    from tonno_engine.base.events import Note, Notice
     from tonno_engine.training.loop import ENCODER_FILE, TrainStep, TrainStopped
 
     from .events import event_line
@@ -151,6 +154,8 @@ def run_training(data: Path, out: Path, cfg, given: dict, *, command: str, devic
                 stopped = event
             elif isinstance(event, Notice) and is_rank_zero() and not events:
                 typer.echo(f"warning: {event.message}", err=True)
+            elif isinstance(event, Note) and is_rank_zero() and not events:
+                print(event.message, flush=True)
     if stopped is not None:
         if is_rank_zero():
             print(f"stopped by {stopped.signal} after step {stopped.done}/{stopped.total}; checkpoint_last.pt holds it: "

@@ -28,7 +28,7 @@ RECIPE = "small-lesions"
 def parse_event(line: str):
     """A ``tonno train --events`` line as the engine's event (``TrainStep``, ``TrainStopped``, ``Progress``, ``Notice``),
     or ``None`` for any other output line."""
-    from tonno_engine.base.events import Notice, Progress
+    from tonno_engine.base.events import Note, Notice, Progress
     from tonno_engine.training.loop import NotLearnt, TrainStep, TrainStopped
     from tonno_engine.training.sampling import ValidationScores
 
@@ -38,8 +38,11 @@ def parse_event(line: str):
         fields = json.loads(line)
     except json.JSONDecodeError:
         return None
+    name = fields.pop("event", None)
+    if name == "RecipeChosen":  # the widget shows its line; the settings are in the run's run.json
+        return Note(fields["message"])
     kind = {"TrainStep": TrainStep, "TrainStopped": TrainStopped, "Progress": Progress,
-            "Notice": Notice, "NotLearnt": NotLearnt}.get(fields.pop("event", None))
+            "Notice": Notice, "NotLearnt": NotLearnt}.get(name)
     if kind is TrainStep and fields.get("validation"):
         fields["validation"] = ValidationScores(**fields["validation"])
     if kind is NotLearnt:
@@ -85,10 +88,12 @@ class TrainWidget(Container):
     def _take_recipe(self, *_) -> None:
         cfg = recipe_config(self.recipe.value)
         self.steps.value, self.slice_size.value, self.norm.value = cfg.steps, cfg.slice_size, cfg.norm
+        self.slice_size.enabled = self.recipe.value != "auto"  # auto chooses it from the data (the log says why)
 
     def arguments(self) -> list[str]:
+        size = [] if self.recipe.value == "auto" else ["--slice-size", str(self.slice_size.value)]
         return ["train", str(self.data.value), "--out", str(self.out.value), "--recipe", self.recipe.value,
-                "--steps", str(self.steps.value), "--slice-size", str(self.slice_size.value), "--norm", self.norm.value,
+                "--steps", str(self.steps.value), *size, "--norm", self.norm.value,
                 "--device", self.device.value, "--val-every", str(max(1, self.steps.value // 8)), "--events"]
 
     def start(self, *_):
@@ -124,7 +129,7 @@ class TrainWidget(Container):
             self.log.native.moveCursor(QTextCursor.MoveOperation.End)  # follow the log
 
     def _show(self, event) -> None:
-        from tonno_engine.base.events import Notice
+        from tonno_engine.base.events import Note, Notice
         from tonno_engine.training.loop import NotLearnt, TrainStep, TrainStopped
 
         if isinstance(event, NotLearnt):
@@ -140,6 +145,8 @@ class TrainWidget(Container):
             self.status.value = f"stopped by {event.signal} after step {event.done}"
         elif isinstance(event, Notice):
             self.log.value = (self.log.value + f"warning: {event.message}\n")[-20000:]
+        elif isinstance(event, Note):
+            self.log.value = (self.log.value + f"{event.message}\n")[-20000:]
         else:
             self.status.value = f"{event.stage}: {event.done}/{event.total} {event.unit}"
 

@@ -44,3 +44,10 @@ class Notice:
     """Something the user should know that does not stop the work (a setting that is probably a mistake)."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the work decided that the user should see (a choice made for them), not a warning."""
+
+    message: str

@@ -5,37 +5,64 @@ Intensity modes (each returns float32, same shape):
 - ``mr``: clip to the ``p_lo``/``p_hi`` percentiles of the foreground (voxels above the volume's
   minimum), z-score with the foreground's mean and std; background set to 0.
 - ``pet``: clip SUV to ``[0, suv_max]`` (default 20), scale to ``[0, 1]``.
-- ``robust``: any modality: ``(a − median) / (IQR / 1.349)`` of the foreground (voxels above the
-  minimum), clipped only at ``±z_max`` (default 20) robust standard deviations; background 0. Unlike
-  ``mr``'s percentile clip it keeps lesions brighter than everything else: a few hundred lesion
-  voxels lie above the 99.5th percentile of a brain and ``mr`` flattens them to white matter's level.
+- ``robust``: any modality: ``(a − median) / (IQR / 1.349)`` of the foreground, clipped only at ``±z_max``
+  (default 20) robust standard deviations; background 0. The foreground is ``otsu`` (the default:
+  :func:`~tonno_engine.data.foreground.foreground_mask`) or ``above-min`` (every voxel above the volume's
+  minimum: what checkpoints written before 0.4 used; on a scan with noise around the body it is the whole box,
+  its IQR is the noise's, and the body is clipped flat at ``+z_max``: docs/studies/foreign.md). Unlike ``mr``'s
+  percentile clip it keeps lesions brighter than everything else: a few hundred lesion voxels lie above the
+  99.5th percentile of a brain and ``mr`` flattens them to white matter's level.
 - ``none``: unchanged.
+
+``crop``: cut the scan to its foreground's box (:func:`~tonno_engine.data.foreground.foreground_box`, 2 voxels of
+margin) before resampling and normalising, so that slices cut through the body, not the air around it; the
+heatmaps are pasted back onto the scan's grid (:class:`~tonno_engine.methods.run.PreparedCase`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
+from .foreground import foreground_box, foreground_mask
+
 INTENSITIES = ("ct", "mr", "pet", "robust", "none")
 DEFAULTS = {"ct": {"lo": -1000.0, "hi": 1000.0}, "mr": {"p_lo": 0.5, "p_hi": 99.5},
-            "pet": {"suv_max": 20.0}, "robust": {"z_max": 20.0}, "none": {}}
+            "pet": {"suv_max": 20.0}, "robust": {"z_max": 20.0, "foreground": "otsu"}, "none": {}}
+#: ``robust``'s foreground: Otsu's threshold with holes filled, or every voxel above the minimum (before 0.4)
+FOREGROUNDS = ("otsu", "above-min")
+#: voxels of margin around the foreground's box when cropping
+CROP_MARGIN = 2
+
+
+class Preprocessed(NamedTuple):
+    """A preprocessed scan: ``array`` ``(D', H', W')`` float32, its ``spacing`` (mm per axis, after resampling) and
+    the ``box`` ``(slice, slice, slice)`` of the scan's own grid it covers (``None``: the whole scan)."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    box: tuple[slice, slice, slice] | None = None
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Intensity mode ``intensity`` with its ``params``; ``spacing`` (mm) resamples to isotropic voxels when set."""
+    """Intensity mode ``intensity`` with its ``params``; ``spacing`` (mm) resamples to isotropic voxels when set;
+    ``crop``: cut to the foreground's box first."""
 
     intensity: str = "none"
     params: dict = field(default_factory=dict)
     spacing: float | None = None
+    crop: bool = False
 
     def __post_init__(self):
         if self.intensity not in INTENSITIES:
             raise ValueError(f"unknown intensity mode {self.intensity!r}; valid: {', '.join(INTENSITIES)}")
         object.__setattr__(self, "params", {**DEFAULTS[self.intensity], **self.params})
+        if self.params.get("foreground", "otsu") not in FOREGROUNDS:
+            raise ValueError(f"unknown foreground {self.params['foreground']!r}; valid: {', '.join(FOREGROUNDS)}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -43,22 +70,29 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
         # checkpoints written before 0.2 call the intensity mode "preset"
-        return cls(d.get("intensity", d.get("preset", "none")), dict(d.get("params", {})), d.get("spacing"))
+        intensity, params = d.get("intensity", d.get("preset", "none")), dict(d.get("params", {}))
+        if intensity == "robust":  # before 0.4 robust's foreground was every voxel above the minimum
+            params.setdefault("foreground", "above-min")
+        return cls(intensity, params, d.get("spacing"), bool(d.get("crop", False)))
 
     def __call__(self, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-        """``(D, H, W)`` → preprocessed float32 (resampled to ``self.spacing`` mm if set)."""
+        """``(D, H, W)`` → preprocessed float32 (cropped and resampled to ``self.spacing`` mm if set)."""
+        return self.run(array, spacing).array
+
+    def run(self, array: np.ndarray, spacing) -> Preprocessed:
+        """``(D, H, W)`` with ``spacing`` (mm per axis) → :class:`Preprocessed`: the array, the spacing after
+        resampling (which is what the array's geometry must use) and the box of the scan it covers."""
+        spacing = tuple(float(s) for s in spacing)
         out = np.asarray(array, dtype=np.float32)
+        box = foreground_box(foreground_mask(out), CROP_MARGIN) if self.crop else None
+        if box is not None:
+            out = np.ascontiguousarray(out[box])
         if self.spacing:
             out = resample_isotropic(out, spacing, self.spacing)
-        return _INTENSITY[self.intensity](out, **self.params)
+        out = _INTENSITY[self.intensity](out, **self.params)
+        return Preprocessed(out, (float(self.spacing),) * 3 if self.spacing else spacing, box)
 
-    def run(self, array: np.ndarray, spacing) -> tuple[np.ndarray, tuple[float, float, float]]:
-        """``(D, H, W)`` with ``spacing`` (mm per axis) → ``(preprocessed float32, its spacing)``: the
-        spacing after resampling, which is what the array's geometry must use."""
-        spacing = tuple(float(s) for s in spacing)
-        return self(array, spacing), ((float(self.spacing),) * 3 if self.spacing else spacing)
-
-    def apply(self, volume, *, physical: bool = False) -> tuple[np.ndarray, tuple[float, float, float]]:
+    def apply(self, volume, *, physical: bool = False) -> Preprocessed:
         """A loaded :class:`~tonno_engine.data.nifti.Volume` through :meth:`run`. ``physical``: the header's
         spacing must be usable (checked, naming the file)."""
         return self.run(volume.array, volume.checked_spacing() if physical else volume.spacing)
@@ -90,8 +124,8 @@ def _mr(a, p_lo, p_hi):
     return out.astype(np.float32)
 
 
-def _robust(a, z_max):
-    fg = a > a.min()
+def _robust(a, z_max, foreground="otsu"):
+    fg = foreground_mask(a) if foreground == "otsu" else a > a.min()
     if not fg.any():
         return np.zeros_like(a, dtype=np.float32)
     q1, median, q3 = np.percentile(a[fg], [25, 50, 75])

@@ -1,8 +1,7 @@
 """The trivial baseline beside every AUC: how well a threshold on intensity alone separates the volumes.
 
-A volume scores its largest robust z-score ``(v − median) / IQR`` over its foreground (the voxels above
-the Otsu threshold, ``skimage.filters.threshold_otsu``, tissue apart from air or background, with the holes
-filled by ``scipy.ndimage.binary_fill_holes``, so that a dark finding inside the tissue stays in it), and,
+A volume scores its largest robust z-score ``(v − median) / IQR`` over its foreground
+(:func:`~tonno_engine.data.foreground.foreground_mask`: above Otsu's threshold, holes filled), and,
 for dark findings, its smallest. When these separate the classes better than the classifier does, the
 network learnt less than a threshold knows (docs/studies/look-alikes.md, issue 24).
 """
@@ -12,13 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes
-from skimage.filters import threshold_otsu
 
+from ..data.foreground import SAMPLE as _SAMPLE
+from ..data.foreground import foreground_mask
 from .auc import auc_interval, roc_auc
-
-#: voxels the foreground's statistics are estimated from (an even subsample of larger volumes)
-_SAMPLE = 2_000_000
 
 
 def robust_extremes(volume) -> tuple[float, float]:
@@ -28,7 +24,7 @@ def robust_extremes(volume) -> tuple[float, float]:
     v = array[finite]
     if v.size == 0 or v.min() == v.max():
         return 0.0, 0.0
-    mask = binary_fill_holes(array > threshold_otsu(v[:: max(1, v.size // _SAMPLE)])) & finite
+    mask = foreground_mask(array)
     foreground = array[mask] if mask.sum() >= 2 else v
     q1, median, q3 = np.percentile(foreground[:: max(1, foreground.size // _SAMPLE)], (25, 50, 75))
     spread = max(float(q3 - q1), 1e-6 * max(abs(float(median)), 1.0))

@@ -70,9 +70,9 @@ def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: Reconstruct
     # the geometry first (it says which spacing to trust), then everything against the preprocessed volume
     spacing = scan.spacing_for(settings.resolved(checkpoint.description).geometry)
     preprocessing = Preprocessing.from_dict(checkpoint.description.preprocessing)
-    volume, spacing = preprocessing.run(image, spacing)
+    volume, spacing, box = preprocessing.run(image, spacing)
     resolved = settings.resolved(checkpoint.description, volume.shape, spacing)
-    return PreparedCase(volume, spacing, resolved, tuple(image.shape), scan.axial_axis)
+    return PreparedCase(volume, spacing, resolved, tuple(image.shape), scan.axial_axis, box)
 
 
 @dataclass(frozen=True)

@@ -138,14 +138,30 @@ class CaseRun:
 class PreparedCase:
     """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed, resampled when the
     checkpoint says so), its ``spacing`` (mm per axis, after resampling), the ``settings`` resolved for this volume
-    (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid)
-    and its ``axial_axis``."""
+    (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid),
+    its ``axial_axis`` and the ``box`` of the scan the volume covers (``None``: all of it; a cropped checkpoint's
+    heatmaps are made on the box and pasted onto the scan's grid, the rest at each heatmap's minimum)."""
 
     volume: np.ndarray | torch.Tensor
     spacing: tuple[float, float, float] | None
     settings: ReconstructionSettings
     shape: tuple[int, int, int]
     axial_axis: int = AXIAL_AXIS
+    box: tuple[slice, slice, slice] | None = None
+
+    @property
+    def box_shape(self) -> tuple[int, int, int]:
+        """The grid the heatmaps are made on: the box's shape, or the scan's."""
+        return self.shape if self.box is None else tuple(s.stop - s.start for s in self.box)
+
+    def paste(self, heatmap: torch.Tensor) -> torch.Tensor:
+        """A heatmap on :attr:`box_shape` as one on the scan's ``shape``: outside the box (air, background) each
+        heatmap's own minimum, the least suspicious value it holds."""
+        if self.box is None:
+            return heatmap
+        full = heatmap.new_full(tuple(self.shape), float(heatmap.min()) if heatmap.numel() else 0.0)
+        full[self.box] = heatmap
+        return full
 
     @classmethod
     def of_volume(cls, volume, settings: ReconstructionSettings = PAPER, *, spacing=None,
@@ -161,7 +177,7 @@ class PreparedCase:
         on ``device``: every setting resolved, the heatmaps on the scan's grid."""
         s = self.settings
         return Plan(slices=s.slices, directions=directions, slice_size=s.slice_size, hemisphere=s.hemisphere,
-                    geometry=s.geometry, spacing=self.spacing, field_of_view=s.field_of_view, output_shape=self.shape,
+                    geometry=s.geometry, spacing=self.spacing, field_of_view=s.field_of_view, output_shape=self.box_shape,
                     device=device, batch_size=s.batch_size, compile=s.compile, memory_budget=run.memory_budget,
                     directions_per_update=run.directions_per_update or DIRECTIONS_PER_UPDATE)
 
@@ -223,7 +239,7 @@ def passes_iter(case, model: torch.nn.Module, passes: list[Pass], run: CaseRun =
                       else reconstruct_iter(case.volume, scorer, core, formulas, partials=partials))
         for event in events:
             if isinstance(event, Partial):
-                value = dict(zip(plan.labels, event.value))
+                value = dict(zip(plan.labels, (case.paste(v) for v in event.value)))
                 if event.final:
                     results.update(value)
                     continue
@@ -243,7 +259,7 @@ def _slicewise_iter(case, cam: CamExtractor, spec: MethodSpec, device) -> Iterat
     heatmaps resampled onto the case's grid."""
     for event in slicewise_iter(case.volume, cam, case.plan(device), axes=(0, 1, 2) if spec.axes == 3 else (case.axial_axis,)):
         if isinstance(event, Partial):
-            event = Partial(tuple(resize(v, as_shape3(case.shape)) for v in event.value), event.done, event.total,
+            event = Partial(tuple(resize(v, as_shape3(case.box_shape)) for v in event.value), event.done, event.total,
                             event.final)
         yield event
 

@@ -39,6 +39,9 @@ class TrainConfig:
     amp: bool = True
     intensity: str | None = None
     spacing: float | None = None
+    #: cut every scan to its foreground's box before slicing (training and reconstruction alike, as the checkpoint
+    #: records it): no plane cuts only the air or noise around the body (docs/studies/foreign.md)
+    crop: bool = False
     augment: bool = True
     channels_last: bool = True
     geometry: str = GEOMETRY
@@ -88,6 +91,12 @@ class TrainConfig:
     #: not. Stored in the checkpoint; every slice that reconstruction, CAMs and classification cut for it
     #: carries the same neighbours (:func:`tonno_engine.tomography.slicing.slice_stacks`)
     context: float = 0.0
+    #: the recipe the run started from (:data:`RECIPES`); ``auto``: chosen from the data set's fingerprint when the
+    #: run starts (:mod:`tonno_engine.training.fingerprint`), ``recipe_reason`` then says why, in one line, and
+    #: ``recipe_fixed`` names the fields the user set, which the choice leaves alone
+    recipe: str = "paper"
+    recipe_reason: str = ""
+    recipe_fixed: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -122,12 +131,15 @@ RECIPES: dict[str, dict] = {
     "look-alikes": dict(norm="bn", slice_size=64, steps=1000, batch_volumes=12, slices_per_volume=12,
                         intensity="robust", objective="mil", val_slices=64, anchors=12, ema=0.99),
 }
+#: ``auto``: ``look-alikes``, with crop, slice size, geometry and intensity chosen when the run starts
+RECIPES["auto"] = dict(RECIPES["look-alikes"])
 
 #: what each recipe is for, one clause each (the --recipe help of `train` and `benchmark` is built from it)
 RECIPE_PURPOSES: dict[str, str] = {
     "paper": "the paper's: frozen BN, 224² slices; for GPUs and pretrained weights",
     "small-lesions": "learns lesions of a few voxels from scratch on a CPU",
     "look-alikes": "small lesions among brighter look-alikes: every plane through a bright spot, EMA weights",
+    "auto": "look-alikes with crop and slice size chosen from the data set (says why); recommended",
 }
 
 
@@ -154,7 +166,8 @@ def recipe_config(recipe: str = "paper", given: Mapping[str, Any] | None = None)
     value, as a command's options give them) that is not ``None`` on top. ``ValueError`` for an unknown recipe."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-    return _on_top(RECIPES[recipe], given)
+    fixed = tuple(sorted(k for k, v in (given or {}).items() if v is not None)) if recipe == "auto" else ()
+    return _on_top({**RECIPES[recipe], "recipe": recipe, "recipe_fixed": fixed}, given)
 
 #: the defaults, for help texts and for widgets
 DEFAULTS = TrainConfig()

@@ -105,7 +105,9 @@ class RunFolder:
         run's :class:`~tonno_engine.models.checkpoint.CheckpointDescription`."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.description = description
-        self.info = {"meta": description.as_meta(), "device": str(device), "started": _now(), "resumed_at_step": resumed_at}
+        args = description.train_args or {}
+        self.info = {"meta": description.as_meta(), "device": str(device), "started": _now(), "resumed_at_step": resumed_at,
+                     "recipe": {"name": args.get("recipe"), "reason": args.get("recipe_reason") or None}}
         if resumed_at is not None and self.run_json.exists():
             previous = json.loads(self.run_json.read_text())
             self.info["history"] = previous.pop("history", []) + [previous]

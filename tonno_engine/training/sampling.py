@@ -49,7 +49,7 @@ def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, 
     """Read, check and preprocess every case before training starts (errors name the file)."""
     for i, case in enumerate(cases):
         vol = load_image(case.image)
-        array, spacing = prep.apply(vol, physical=geometry == "physical")
+        array, spacing, _ = prep.apply(vol, physical=geometry == "physical")
         frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
         yield LoadedCase(case, torch.from_numpy(array).to(device), frame)
         yield Progress("load", i + 1, len(cases), "volumes")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from ..models.weights import WeightsSource, check_reachable, resolve_weights
 from ..tomography.slicing import input_channels
 from .config import TrainConfig
 from .contrastive import ContrastiveModel
+from .fingerprint import resolve_auto
 from .run_folder import RunFolder
 from .sampling import LoadedCase, load_cases, positive_weights, validation_planes
 from .streaming import PoolSpec, PreprocessedVolumes, VolumePool, check_fits, pool_layout, stream_index, streamed_cases
@@ -209,7 +210,7 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
         if (problem := finding_name_problem(name)) is not None:
             raise DataError(csv_path, problem)
     cases = read_cases(csv_path, findings=cfg.findings, id_column=cfg.id_column)
-    prep = Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing)
+    prep = _preprocessing(cfg, csv_path, previous)
     if cfg.objective == CONTRASTIVE:  # pretraining reads no labels: every case trains
         train_cases, val_cases = cases, []
     else:
@@ -220,6 +221,13 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
     if previous is not None and previous.data_hash != digest:
         raise DataError(csv_path, "data changed since the run started (hash differs); cannot resume")
     return TrainingData(csv_path, cases, prep, train_cases, val_cases, digest, image_hashes)
+
+
+def _preprocessing(cfg: TrainConfig, csv_path: Path, previous: CheckpointDescription | None) -> Preprocessing:
+    """The run's preprocessing: a resumed run keeps the one it started with."""
+    if previous is not None:
+        return Preprocessing.from_dict(previous.preprocessing)
+    return Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing, crop=cfg.crop)
 
 
 @dataclass
@@ -302,6 +310,9 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     if weights is not None:
         check_reachable(weights)
     found = _data(data, cfg, previous)
+    if cfg.recipe == "auto" and not cfg.recipe_reason:  # chosen from the training cases' fingerprint
+        cfg = yield from resolve_auto(cfg, found.train)
+        found = replace(found, preprocessing=_preprocessing(cfg, found.csv_path, previous))
     barrier(world)  # every rank has checked the run folder before rank 0 writes into it
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size

@@ -60,7 +60,7 @@ class PreprocessedVolumes(Dataset):
             stored = np.load(cached, mmap_mode="r", allow_pickle=False)
             spacing = tuple(float(s) for s in json.loads(cached.with_suffix(".json").read_text())["spacing"])
             return index, np.asarray(stored, dtype=np.float32), spacing
-        array, spacing = self.prep.apply(load_image(self.cases[index].image), physical=self.physical)
+        array, spacing, _ = self.prep.apply(load_image(self.cases[index].image), physical=self.physical)
         if cached is not None:
             # the values a later read returns, so a cold and a warm cache give the same run
             array = array.astype(np.float16).astype(np.float32)

@@ -79,3 +79,26 @@ def test_one_offset_per_voxel_is_resolved_from_the_volume_and_its_frame(resampli
     unresolved = run_methods([MethodSpec("tonno")], case.volume, resampling.model,
                              replace(case.settings, slices=None), **args)["tonno"]
     torch.testing.assert_close(resolved, unresolved)
+
+
+def test_a_cropped_checkpoint_makes_heatmaps_on_the_foreground_box_and_pastes_them_onto_the_scan(tmp_path):
+    """``crop``: the heatmaps are made on the foreground's box (as training saw it) and lie on the scan's own grid,
+    each at its own minimum outside the box; tomographic and slice-wise methods alike."""
+    torch.manual_seed(0)
+    description = CheckpointDescription(model="resnet10t", norm="gn", slice_size=32,
+                                        preprocessing={"intensity": "robust", "params": {}, "crop": True})
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", create_encoder("resnet10t", norm="gn"), description), "cpu")
+    scan = np.zeros((30, 28, 26), np.float32)
+    scan[6:20, 5:25, 9:21] = balls_phantom((14, 20, 12)).numpy() + 1.0  # tissue in a box of air
+    specs = [MethodSpec("tonno"), MethodSpec("layercam", layer=2)]
+    events = list(reconstruct_case_iter(Scan(scan), loaded, specs, SETTINGS))
+    case = events[0].case
+    assert case.box == (slice(4, 22), slice(3, 27), slice(7, 23)) and case.volume.shape == (18, 24, 16)
+    for spec in specs:
+        heatmap = events[-1].value[spec.label]
+        assert heatmap.shape == (30, 28, 26)
+        inside = run_methods([spec], case.volume, loaded.model, case.settings, device="cpu")[spec.label]
+        torch.testing.assert_close(heatmap[case.box], inside)
+        outside = torch.ones_like(heatmap, dtype=torch.bool)
+        outside[case.box] = False
+        assert (heatmap[outside] == inside.min()).all()
