@@ -423,6 +423,46 @@ def study_foreign(args) -> None:
     print(result.table_md.read_text())
 
 
+def study_localisation(args) -> None:
+    """Where each method's heat is on the positive test cases of a finished benchmark, threshold-free."""
+    import nibabel as nib
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from tonno_engine.data.foreground import foreground_mask
+    from tonno_engine.data.heatmap_folder import heatmap_path
+
+    bench = Path(args.bench)
+    info = json.loads((bench / "benchmark.json").read_text())
+    cases = {c.case: c for c in read_cases(info["data"])}
+    lines = []
+    for label in info["methods"]:
+        hit, auc, top = [], [], []
+        for name in info["test_cases"]:
+            case = cases[name]
+            if case.label != 1 or case.mask is None:
+                continue
+            heat = np.asarray(nib.load(heatmap_path(bench / "heatmaps", name, label)).dataobj, np.float32)
+            truth = np.asarray(nib.load(case.mask).dataobj) > 0
+            inside = foreground_mask(np.asarray(nib.load(case.image).dataobj, np.float32)) | truth
+            ranked = np.where(inside, heat, -np.inf).ravel()
+            hit.append(bool(truth.flat[int(np.argmax(ranked))]))
+            auc.append(roc_auc_score(truth[inside], heat[inside]))
+            top.append(float(truth.ravel()[np.argsort(ranked)[-max(1, int(truth.sum())):]].mean()))
+        lines.append([label, f"{sum(hit)} of {len(hit)}", f"{np.mean(auc):.3f}", f"{np.mean(top):.2f}"])
+    print(table(["method", "hottest voxel in a lesion", "voxel AUC, lesion vs the rest of the foreground (mean)",
+                 "lesion share of as many hottest voxels as lesion voxels (mean)"], lines))
+
+
+def add_localisation(sub) -> None:
+    p = sub.add_parser("localisation", help="threshold-free: where the heat is on a benchmark's positive test cases",
+                       description="For a finished tonno benchmark folder: per method, over its positive test cases, "
+                                   "whether the hottest foreground voxel lies in a lesion, the voxel AUC of lesion "
+                                   "against the rest of the foreground, and the lesion share of the hottest voxels.")
+    p.add_argument("bench")
+    p.set_defaults(func=study_localisation)
+
+
 def add_foreign(sub) -> None:
     p = sub.add_parser("foreign", help="train on foreign brains of one seed, test on another's",
                        description="Issue 42's must-show: RECIPE trained on 48 brains of ../shared/foreign/"
@@ -1068,7 +1108,7 @@ def add_foreign_input(sub) -> None:
 
 
 STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
-           add_budget, add_stage2, add_foreign_input, add_foreign)
+           add_budget, add_stage2, add_foreign_input, add_foreign, add_localisation)
 
 
 def main(argv=None) -> None:
