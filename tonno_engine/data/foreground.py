@@ -1,12 +1,12 @@
 """The foreground of a scan: tissue apart from air or background, and the box around it.
 
-Where one value fills a large share of the volume (a skull-stripped, masked or synthetic scan), the background is
-that value and the foreground every other voxel. Otherwise the foreground is every voxel above Otsu's threshold (``skimage.filters.threshold_otsu``, estimated on an even
-subsample of large volumes) with its holes filled (``scipy.ndimage.binary_fill_holes``), so that a dark finding
-inside the tissue stays in it, less the specks of noise above the threshold (connected pieces under
-:data:`SPECK` of the largest: two legs in a CT both stay). Clinical scans hold noise, not a constant, outside the body (Rician noise in MR,
-air in CT): "every voxel above the minimum" is then the whole box, and statistics over it describe the noise
-(docs/studies/foreign.md).
+Where one value fills a large share of the volume (a skull-stripped, masked or synthetic scan), the background
+is that value and the foreground every other voxel. Otherwise the foreground is every voxel above Otsu's
+threshold (``skimage.filters.threshold_otsu``, estimated on an even subsample of large volumes) with its holes
+filled (``scipy.ndimage.binary_fill_holes``), so that a dark finding inside the tissue stays in it, less the
+specks of noise above the threshold (connected pieces under :data:`SPECK` of the largest: two legs in a CT both
+stay). Clinical scans hold noise, not a constant, outside the body (Rician noise in MR, air in CT): "every voxel
+above the minimum" is then the whole box, and statistics over it describe the noise (docs/studies/foreign.md).
 """
 
 from __future__ import annotations
