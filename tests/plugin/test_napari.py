@@ -325,7 +325,7 @@ def test_model_loading_and_preprocessing_run_off_the_gui_thread(viewer_with_volu
         return wrapper
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", recording(checkpoint.load_checkpoint))
-    monkeypatch.setattr(Preprocessing, "__call__", recording(Preprocessing.__call__))
+    monkeypatch.setattr(Preprocessing, "run", recording(Preprocessing.run))
     if widget_name == "reconstruct":
         widget = _reconstruct_widget(viewer_with_volume, 16)
         start = widget.run
