@@ -2,8 +2,8 @@
 
 Intensity modes (each returns float32, same shape):
 - ``ct``: clip to the HU window ``[lo, hi]`` (default -1000…1000), scale to ``[0, 1]``.
-- ``mr``: clip to the ``p_lo``/``p_hi`` percentiles of the foreground (voxels above the volume's
-  minimum), z-score with the foreground's mean and std; background set to 0.
+- ``mr``: clip to the ``p_lo``/``p_hi`` percentiles of the foreground (as ``robust`` reads it, below),
+  z-score with the foreground's mean and std; background set to 0.
 - ``pet``: clip SUV to ``[0, suv_max]`` (default 20), scale to ``[0, 1]``.
 - ``robust``: any modality: ``(a − median) / (IQR / 1.349)`` of the foreground, clipped only at ``±z_max``
   (default 20) robust standard deviations; background 0. The foreground is ``otsu`` (the default:
@@ -30,7 +30,7 @@ from scipy import ndimage
 from .foreground import foreground_box, foreground_mask
 
 INTENSITIES = ("ct", "mr", "pet", "robust", "none")
-DEFAULTS = {"ct": {"lo": -1000.0, "hi": 1000.0}, "mr": {"p_lo": 0.5, "p_hi": 99.5},
+DEFAULTS = {"ct": {"lo": -1000.0, "hi": 1000.0}, "mr": {"p_lo": 0.5, "p_hi": 99.5, "foreground": "otsu"},
             "pet": {"suv_max": 20.0}, "robust": {"z_max": 20.0, "foreground": "otsu"}, "none": {}}
 #: ``robust``'s foreground: Otsu's threshold with holes filled, or every voxel above the minimum (before 0.4)
 FOREGROUNDS = ("otsu", "above-min")
@@ -71,7 +71,7 @@ class Preprocessing:
     def from_dict(cls, d: dict) -> Preprocessing:
         # checkpoints written before 0.2 call the intensity mode "preset"
         intensity, params = d.get("intensity", d.get("preset", "none")), dict(d.get("params", {}))
-        if intensity == "robust":  # before 0.4 robust's foreground was every voxel above the minimum
+        if intensity in ("robust", "mr"):  # before 0.4 their foreground was every voxel above the minimum
             params.setdefault("foreground", "above-min")
         return cls(intensity, params, d.get("spacing"), bool(d.get("crop", False)))
 
@@ -112,8 +112,8 @@ def _pet(a, suv_max):
     return (np.clip(a, 0.0, suv_max) / suv_max).astype(np.float32)
 
 
-def _mr(a, p_lo, p_hi):
-    fg = a > a.min()
+def _mr(a, p_lo, p_hi, foreground="otsu"):
+    fg = foreground_mask(a) if foreground == "otsu" else a > a.min()
     if not fg.any():
         return np.zeros_like(a, dtype=np.float32)
     lo, hi = np.percentile(a[fg], [p_lo, p_hi])

@@ -32,6 +32,10 @@ def test_robust_normalises_over_the_body_not_the_noise_around_it():
     ring = tissue & ~lesion
     assert np.median(new[lesion]) - np.median(new[ring]) > 3  # the lesion stands out again
     assert (new[~foreground_mask(volume)] == 0).all()
+    # mr z-scores over the same foreground; before 0.4 (a checkpoint without it) over the noise too
+    old_mr = Preprocessing.from_dict({"intensity": "mr", "params": {}})
+    assert old_mr.params["foreground"] == "above-min" and np.median(old_mr(volume)[tissue]) > 1.0
+    assert abs(np.median(Preprocessing("mr")(volume)[tissue])) < 0.3
 
 
 def test_the_foreground_fills_holes_and_a_constant_volume_has_none():
