@@ -423,6 +423,22 @@ def study_foreign(args) -> None:
     print(result.table_md.read_text())
 
 
+def finished_benchmark(bench: Path):
+    """``(benchmark.json as a dict, {case name: Case} of its data)`` of a finished ``tonno benchmark`` folder."""
+    info = json.loads((bench / "benchmark.json").read_text())
+    return info, {c.case: c for c in read_cases(info["data"])}
+
+
+def benchmark_heatmap(bench: Path, case: str, label: str):
+    """The heatmap ``(D, H, W)`` float32 that a finished benchmark wrote for ``case`` and method ``label``."""
+    import nibabel as nib
+    import numpy as np
+
+    from tonno_engine.data.heatmap_folder import heatmap_path
+
+    return np.asarray(nib.load(heatmap_path(bench / "heatmaps", case, label)).dataobj, np.float32)
+
+
 def study_localisation(args) -> None:
     """Where each method's heat is on the positive test cases of a finished benchmark, threshold-free."""
     import nibabel as nib
@@ -430,11 +446,9 @@ def study_localisation(args) -> None:
     from sklearn.metrics import roc_auc_score
 
     from tonno_engine.data.foreground import foreground_mask
-    from tonno_engine.data.heatmap_folder import heatmap_path
 
     bench = Path(args.bench)
-    info = json.loads((bench / "benchmark.json").read_text())
-    cases = {c.case: c for c in read_cases(info["data"])}
+    info, cases = finished_benchmark(bench)
     lines = []
     for label in info["methods"]:
         hit, auc, top = [], [], []
@@ -442,7 +456,7 @@ def study_localisation(args) -> None:
             case = cases[name]
             if case.label != 1 or case.mask is None:
                 continue
-            heat = np.asarray(nib.load(heatmap_path(bench / "heatmaps", name, label)).dataobj, np.float32)
+            heat = benchmark_heatmap(bench, name, label)
             truth = np.asarray(nib.load(case.mask).dataobj) > 0
             inside = foreground_mask(np.asarray(nib.load(case.image).dataobj, np.float32)) | truth
             ranked = np.where(inside, heat, -np.inf).ravel()
@@ -464,21 +478,23 @@ def study_relative_threshold(args) -> None:
     from tonno_engine.evaluation.metrics import calibration_levels, case_metrics, neighbour_mean, robust_argmax, summarize
 
     bench = Path(args.bench)
-    info = json.loads((bench / "benchmark.json").read_text())
-    cases = {c.case: c for c in read_cases(info["data"])}
+    info, cases = finished_benchmark(bench)
 
-    def pairs(names):
-        return [(np.asarray(nib.load(bench / "heatmaps" / f"{n}_{args.method}.nii.gz").dataobj, np.float32),
-                 np.asarray(nib.load(cases[n].mask).dataobj) > 0) for n in names]
+    def triples(names):  # (heatmap, its maximum, ground truth), each maximum taken once
+        heats = [benchmark_heatmap(bench, n, args.method) for n in names]
+        return [(h, float(h.max()), np.asarray(nib.load(cases[n].mask).dataobj) > 0) for h, n in zip(heats, names)]
 
-    val, test = pairs(info["validation_cases"]), pairs(info["test_cases"])
-    levels = calibration_levels([h for h, _ in val])
+    def scored(cases_, t, f):
+        return summarize([case_metrics(h > max(t, f * top), g) for h, top, g in cases_])
+
+    val, test = triples(info["validation_cases"]), triples(info["test_cases"])
+    levels = calibration_levels([h for h, _, _ in val])
     lines, best = [], None
     for f in (float(x) for x in args.fractions.split(",")):
-        f1s = [summarize([case_metrics(h > max(t, f * h.max()), g) for h, g in val])["f1"] for t in levels]
+        f1s = [scored(val, t, f)["f1"] for t in levels]
         i = robust_argmax(f1s)
         score = float(neighbour_mean(f1s)[i])
-        got = summarize([case_metrics(h > max(levels[i], f * h.max()), g) for h, g in test])
+        got = scored(test, levels[i], f)
         lines.append([f, f"{levels[i]:.4g}", f"{score:.2f}", f"{got['f1']:.2f}", f"{got['precision']:.2f}",
                       f"{got['recall']:.2f}", f"{got['dice']:.2f}"])
         if best is None or score > best[0]:

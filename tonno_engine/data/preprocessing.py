@@ -112,8 +112,13 @@ def _pet(a, suv_max):
     return (np.clip(a, 0.0, suv_max) / suv_max).astype(np.float32)
 
 
+def _foreground(a, foreground: str) -> np.ndarray:
+    """The voxels ``mr`` and ``robust`` take their statistics from (:data:`FOREGROUNDS`)."""
+    return foreground_mask(a) if foreground == "otsu" else a > a.min()
+
+
 def _mr(a, p_lo, p_hi, foreground="otsu"):
-    fg = foreground_mask(a) if foreground == "otsu" else a > a.min()
+    fg = _foreground(a, foreground)
     if not fg.any():
         return np.zeros_like(a, dtype=np.float32)
     lo, hi = np.percentile(a[fg], [p_lo, p_hi])
@@ -125,7 +130,7 @@ def _mr(a, p_lo, p_hi, foreground="otsu"):
 
 
 def _robust(a, z_max, foreground="otsu"):
-    fg = foreground_mask(a) if foreground == "otsu" else a > a.min()
+    fg = _foreground(a, foreground)
     if not fg.any():
         return np.zeros_like(a, dtype=np.float32)
     q1, median, q3 = np.percentile(a[fg], [25, 50, 75])

@@ -17,14 +17,15 @@ from ..data.foreground import foreground_mask
 from .auc import auc_interval, roc_auc
 
 
-def robust_extremes(volume) -> tuple[float, float]:
-    """``(largest, smallest)`` robust z-score of the foreground of ``volume`` ``(D, H, W)``."""
+def robust_extremes(volume, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """``(largest, smallest)`` robust z-score of the foreground of ``volume`` ``(D, H, W)`` (``mask``: its
+    :func:`~tonno_engine.data.foreground.foreground_mask`, when the caller has it already)."""
     array = np.asarray(volume, dtype=np.float32)
     finite = np.isfinite(array)
     v = array[finite]
     if v.size == 0 or v.min() == v.max():
         return 0.0, 0.0
-    mask = foreground_mask(array)
+    mask = foreground_mask(array) if mask is None else mask
     foreground = array[mask] if mask.sum() >= 2 else v
     q1, median, q3 = np.percentile(foreground[:: max(1, foreground.size // _SAMPLE)], (25, 50, 75))
     spread = max(float(q3 - q1), 1e-6 * max(abs(float(median)), 1.0))

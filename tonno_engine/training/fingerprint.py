@@ -69,7 +69,7 @@ def fingerprint_iter(cases: list[Case]) -> Iterator[Progress]:
         coarsest.append(spacing.max())
         share.append(mask.mean())
         extent.append(max((s.stop - s.start) * mm for s, mm in zip(box, spacing)))
-        extremes.append(robust_extremes(volume.array))
+        extremes.append(robust_extremes(volume.array, mask))  # the mask read once per case
         yield Progress("fingerprint", i + 1, len(cases), "volumes")
     labels = np.array([int(np.nanmax(np.nan_to_num(np.asarray(c.targets, float), nan=0.0)) > 0) for c in cases])
     baseline = intensity_baseline(labels, extremes).auc

@@ -310,9 +310,9 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     if weights is not None:
         check_reachable(weights)
     found = _data(data, cfg, previous)
-    if cfg.recipe == "auto" and not cfg.recipe_reason:  # chosen from the training cases' fingerprint
-        cfg = yield from resolve_auto(cfg, found.train)
-        found = replace(found, preprocessing=_preprocessing(cfg, found.csv_path, previous))
+    chosen = yield from resolve_auto(cfg, found.train)  # --recipe auto: from the training cases' fingerprint
+    if chosen is not cfg:
+        cfg, found = chosen, replace(found, preprocessing=_preprocessing(chosen, found.csv_path, previous))
     barrier(world)  # every rank has checked the run folder before rank 0 writes into it
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size
