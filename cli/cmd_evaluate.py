@@ -15,7 +15,8 @@ def evaluate(
     pred: Path = typer.Argument(..., help="A heatmap NIfTI or a folder of them (<case>[_<method>].nii.gz)."),
     gt: Path = typer.Argument(..., help="Ground-truth masks: a NIfTI, a folder (<case>.nii.gz) or a labels CSV with masks."),
     out: Path = typer.Option(Path("metrics.csv"), "--out", "-o", help="CSV: one row per case, then the summary."),
-    threshold: str = typer.Option("otsu", help="otsu, fixed:X (or X), percentile:P; ignored with --val-pred."),
+    threshold: str = typer.Option("otsu", help="otsu, fixed:X (or X), percentile:P, each optionally with ,relative:F "
+                                               "(raised to F × each heatmap's maximum); ignored with --val-pred."),
     val_pred: Path = typer.Option(None, help="Validation heatmaps: calibrate a fixed threshold (the level whose lesion "
                                              "F1, averaged with its neighbouring levels', is highest)."),
     val_gt: Path = typer.Option(None, help="Ground truth for --val-pred."),

@@ -21,7 +21,8 @@ def nnunet(
                                                          "or the heatmaps/ of tonno benchmark)."),
     out: Path = typer.Option(..., "--out", "-o", envvar="nnUNet_raw", help="nnU-Net's raw folder (default: $nnUNet_raw)."),
     method: str = typer.Option("tonno", help="The heatmaps' method label."),
-    thresholds: Path = typer.Option(None, help="thresholds.json of tonno benchmark: the method's calibrated level."),
+    thresholds: Path = typer.Option(None, help="thresholds.json of tonno benchmark: the method's calibrated level "
+                                               "(with its share of each heatmap's maximum)."),
     level: float = typer.Option(None, help="A level of your own (instead of --thresholds)."),
     percentile: float = typer.Option(None, help="Each heatmap's own level at this percentile (instead of --thresholds)."),
     test: Path = typer.Option(None, help="Labels CSV or folder of cases without labels: written to imagesTs."),
@@ -47,7 +48,7 @@ def nnunet(
     datalist.json and tonno_export.json (docs/segmenter.md)."""
     from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
     from tonno_engine.data.dataset import cases_of_finding, dataset_intensity, read_cases, read_dataset_meta
-    from tonno_engine.evaluation.candidates import calibrated_level
+    from tonno_engine.evaluation.candidates import calibrated_threshold
     from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
 
     from .progress import show_progress
@@ -63,11 +64,13 @@ def nnunet(
                            f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}", err=True)
         else:
             cases = read_cases(data, id_column=id_column)
+        relative = 0.0
         if thresholds is not None:
-            level, source = calibrated_level(thresholds, label), str(thresholds)
+            calibrated, source = calibrated_threshold(thresholds, label), str(thresholds)
+            level, relative = calibrated.value, calibrated.relative
         else:
             source = "given"
-        cfg = ExportConfig(method=label, level=level, level_from=source, percentile=percentile,
+        cfg = ExportConfig(method=label, level=level, relative=relative, level_from=source, percentile=percentile,
                            rule=PseudoLabelRule(band=band, margin_mm=margin_mm, min_mm3=min_mm3), dataset_id=dataset_id,
                            name=name, intensity=intensity or dataset_intensity(data),
                            modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite)

@@ -98,22 +98,24 @@ class LesionCandidatesWidget(Container):
             self.value.min, self.value.max, self.value.step = 90.0, 100.0, 0.01
             self.value.value = 99.9
 
-    def level(self, layer) -> float | None:
-        """The threshold the form asks for; ``None`` (reason in the status) when it cannot be had."""
-        from tonno_engine.evaluation.candidates import calibrated_level
+    def threshold(self, layer):
+        """The fixed or calibrated ``Threshold`` the form asks for; ``None`` for a percentile (computed in the worker)
+        or (reason in the status) when it cannot be had."""
+        from tonno_engine.evaluation.candidates import calibrated_threshold
+        from tonno_engine.evaluation.metrics import Threshold
 
         if self.rule.value == "fixed":
-            return float(self.value.value)
+            return Threshold("fixed", float(self.value.value))
         if self.rule.value == "calibrated":
             label = layer.metadata.get("tonno_method") or layer.name
             path = self.thresholds.value if str(self.thresholds.value) not in ("", ".") else \
                 layer.metadata.get("thresholds_json")
             try:
-                return calibrated_level(path, label) if path else None
+                return calibrated_threshold(path, label) if path else None
             except ValueError as exc:
                 self.status.value = str(exc)
                 return None
-        return None  # a percentile: computed in the worker
+        return None
 
     def find(self, *_):
         """Find and measure the candidates of the chosen heatmap in a thread worker."""
@@ -126,15 +128,15 @@ class LesionCandidatesWidget(Container):
         if layer is None:
             self.status.value = "choose a heatmap layer"
             return
-        level = self.level(layer)
-        if level is None and self.rule.value != "percentile":
+        threshold = self.threshold(layer)
+        if threshold is None and self.rule.value != "percentile":
             self.status.value = self.status.value or "give a thresholds.json from tonno benchmark"
             return
         data, affine = layer.data, geometry_of(layer)["affine_nifti"]
         percentile = float(self.value.value)
 
         def job():
-            chosen = percentile_level(data, percentile) if level is None else level
+            chosen = percentile_level(data, percentile) if threshold is None else threshold.level(data)
             yield from candidates_iter(data, chosen, affine)
 
         def shown(event):

@@ -106,3 +106,34 @@ def test_benchmark_stage2_adds_its_row_and_reuses_the_segmenter(tmp_path, tiny_c
     (out / "stage2" / "model" / "segmenter.pt").write_bytes(b"not a checkpoint")  # e.g. a disk that filled up
     mended = runner.invoke(app, args)
     assert mended.exit_code == 0 and "training the segmenter again" in mended.output, mended.output
+
+
+def test_export_reads_a_calibrated_share_of_each_heatmaps_maximum(tmp_path, masked_phantoms):
+    """thresholds.json's level 0.5 with 0.6 of the maximum: a positive heatmap whose lesion is at 3 and a look-alike
+    at 1 keeps the look-alike out of its lesion label (1.8 is its level); the level alone would take it in."""
+    from tonno_engine.data.nifti import load_nifti, save_nifti
+
+    cases, heat = masked_phantoms(4)
+    case = next(c for c in cases if c.label)
+    path = heat / f"{case.case}_tonno.nii.gz"
+    old = load_nifti(path)
+    look_alike = np.zeros(old.array.shape, bool)
+    look_alike[:3, :3, :3] = True
+    assert not (old.array[look_alike] > 0).any(), "the look-alike must lie outside the lesion"
+    save_nifti(path, np.where(look_alike, 1.0, 3.0 * old.array).astype(np.float32), old.affine, old.header)
+    labels = {}
+    for relative in (0.0, 0.6):
+        (tmp_path / "thresholds.json").write_text(json.dumps({"tonno": {"level": 0.5, "relative": relative}}))
+        raw = tmp_path / f"raw{relative}"
+        done = runner.invoke(app, ["export", "nnunet", str(tmp_path / "data"), "--heatmaps", str(heat), "-o", str(raw),
+                                   "--thresholds", str(tmp_path / "thresholds.json"), "-q"])
+        assert done.exit_code == 0, done.output
+        export = raw / "Dataset501_TonnoLesions"
+        labels[relative] = np.asarray(nib.load(export / "labelsTr" / f"{case.case}.nii.gz").dataobj)
+        record = json.loads((export / "tonno_export.json").read_text())
+        assert record["level"] == 0.5 and record["relative"] == relative
+    lesion = load_nifti(case.mask).array > 0
+    assert (labels[0.0][look_alike] == 1).all() and not (labels[0.6][look_alike] == 1).any()
+    assert (labels[0.6][lesion] == 1).all() and (labels[0.0][lesion] == 1).all()
+    description = json.loads((raw / "Dataset501_TonnoLesions" / "dataset.json").read_text())["description"]
+    assert "0.6 × the heatmap's maximum" in description

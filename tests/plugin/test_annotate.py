@@ -119,6 +119,11 @@ def test_calibrated_level_from_thresholds_json(make_napari_viewer, qtbot, heat_f
     widget.thresholds.value = tmp_path / "thresholds.json"
     _found(qtbot, widget)
     assert widget.found.level == 1.5 and [c.id for c in widget.found.candidates] == [1]  # only the strong blob
+    # a level with its share of the heatmap's maximum (2): 0.5 alone would take the weak blob too, 0.6 × 2 does not
+    (tmp_path / "thresholds.json").write_text('{"tonno": {"level": 0.5, "relative": 0.6}}')
+    widget.found = None
+    _found(qtbot, widget)
+    assert widget.found.level == pytest.approx(1.2) and [c.id for c in widget.found.candidates] == [1]
     layer.name = "case other-method"
     widget.found = None
     widget.find()

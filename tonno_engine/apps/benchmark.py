@@ -37,7 +37,7 @@ from ..evaluation.evaluate import (
     case_rows_csv,
     lesions_csv,
 )
-from ..evaluation.metrics import CALIBRATION_RULE
+from ..evaluation.metrics import CALIBRATION_RULE, Threshold
 from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
@@ -221,7 +221,7 @@ def _score_methods(cfg: BenchmarkConfig, methods: list[MethodSpec], run: Benchma
                                                       output_pairs(run.heat_dir, run.test, spec),
                                                       connectivity=cfg.connectivity)
         row = {"method": spec.method_title, "label": spec.label, "finding": spec.finding,
-               "threshold": threshold.value, "val_f1": val_f1, **result.summary}
+               "threshold": threshold.value, "relative": threshold.relative, "val_f1": val_f1, **result.summary}
         scores.append(ScoredMethod(spec, row, result, case_arrays(result.rows)))
         yield scores[-1].event(k + 1, len(methods))
     return scores
@@ -292,7 +292,7 @@ def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredM
     info = [c.as_dict() for c in classifications]
     write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
-    write_text_atomic(out / "thresholds.json", json.dumps(binaries, indent=2))
+    write_text_atomic(out / "thresholds.json", json.dumps({k: t.record() for k, t in binaries.items()}, indent=2))
     made_by = _made_by(data, cfg, heat_dir, val, test, methods)
     # whether the classifier's training said it has not learnt (None: not known, e.g. a checkpoint without its run.json)
     made_by.update(trustworthy=None if verdict is None else bool(verdict.get("learnt", True)), training_verdict=verdict)
@@ -358,6 +358,9 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
                 cell += " (=)" if abs(diff) < 0.005 else f" ({diff:+.2f})"
             cells.append(cell)
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    levels = [f"{row['method']} {Threshold('calibrated', row['threshold'], row.get('relative', 0.0)).describe()}"
+              for row in rows if "source_diff" not in row]
+    lines += ["", "Calibrated thresholds: " + "; ".join(levels) + "."]
     if all("intervals" in row for row in rows):
         lines += ["", "95 % bootstrap intervals over the test cases (the method; its difference to slice-wise "
                   "LayerCAM, paired: the same resampled cases):", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
@@ -385,8 +388,8 @@ def csv_table(rows: list[dict]) -> str:
     buf = io.StringIO()
     bounds = [f"{m}_{part}" for m in METRICS for part in ("lo", "hi", "diff_lo", "diff_hi")]
     finding = ("finding",) if any(r.get("finding") for r in rows) else ()
-    keys = ["method", "label", *finding, "threshold", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases", "lesions",
-            "predicted_components", *bounds]
+    keys = ["method", "label", *finding, "threshold", "relative", "val_f1", *(k for k, _ in COLUMNS), "max_iou", "cases",
+            "lesions", "predicted_components", *bounds]
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:

@@ -108,7 +108,7 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
     source = next(s for s in scores if s.label == spec.label)
     folder = out / "stage2"
     heatmaps = yield from _heatmaps_for(labelled, spec, folder, run, bench)
-    label, level, level_from = spec.label, source.threshold, f"calibrated ({out / 'thresholds.json'})"
+    label, level, level_from = spec.label, source.threshold, f"calibrated ({out / 'thresholds.json'})"  # a Threshold
     rounds, checkpoint_2, rule = [], None, cfg.rule
     for r in range(1, cfg.rounds + 1):
         if r > 1:  # self-training: the last segmenter's predictions of the labelled cases become the new labels
@@ -116,9 +116,9 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
             yield from _predictions(checkpoint_2, labelled, folder / f"round{r - 1}.csv", heatmaps, bench.device)
             min_mm3, _ = calibrate_min_size(output_pairs(heatmaps, val, Stage2Method("")), Threshold("fixed", PROBABILITY),
                                             connectivity=bench.connectivity)
-            label, level, level_from = STAGE2, PROBABILITY, "the segmenter's own level"
+            label, level, level_from = STAGE2, Threshold("fixed", PROBABILITY), "the segmenter's own level"
             rule = replace(cfg.rule, min_mm3=max(cfg.rule.min_mm3, min_mm3))  # its speckles become ignore, not lesion
-        export_cfg = ExportConfig(method=label, level=level, level_from=level_from, rule=rule,
+        export_cfg = ExportConfig(method=label, level=level.value, relative=level.relative, level_from=level_from, rule=rule,
                                   dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=run.intensity)
         export = None
         for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
@@ -127,7 +127,8 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
             else:
                 yield event
         checkpoint_2 = yield from _segmenter(export, folder / ("model" if r == 1 else f"model-round{r}"), cfg.segmenter)
-        rounds.append({"round": r, "labels_from": label, "level": level, "min_mm3": rule.min_mm3,
+        rounds.append({"round": r, "labels_from": label, "level": level.value, "relative": level.relative,
+                       "min_mm3": rule.min_mm3,
                        "labels_sha256": export.labels_sha256,
                        "segmenter": str(checkpoint_2)})
     yield from _predictions(checkpoint_2, val + test, folder / "test.csv", heat_dir, bench.device)
@@ -140,7 +141,8 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
     versus = bootstrap_intervals({spec.label: source.per_case, STAGE2: per_case}, spec.label,
                                  resamples=bench.resamples, seed=bench.seed)[STAGE2]
     row["source"], row["source_diff"] = spec.label, versus["diff"]
-    record = {"source": spec.label, "level": source.threshold, "probability_level": threshold.value,
+    record = {"source": spec.label, "level": source.threshold.value, "relative": source.threshold.relative,
+              "probability_level": threshold.value,
               "min_mm3": result.min_mm3,
               "rule": cfg.rule.as_dict(),
               "segmenter": str(checkpoint_2), "export": str(export.folder), "nnunet_check": export.nnunet_check,

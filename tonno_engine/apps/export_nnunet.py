@@ -39,6 +39,7 @@ from ..data.images import load_image
 from ..data.nifti import load_nifti, read_provenance, save_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
 from ..evaluation.candidates import percentile_level
+from ..evaluation.metrics import Threshold
 from ..evaluation.pseudo_labels import (
     LABEL_NAMES,
     PseudoLabelRule,
@@ -57,13 +58,15 @@ CHANNEL_NAMES = {"ct": "CT", "mr": "MR", "pet": "PET"}
 @dataclass
 class ExportConfig:
     """``method``: the heatmaps' method label (files ``{case}_{method}.nii.gz`` in the heatmaps folder);
-    ``level``: the threshold (e.g. from ``thresholds.json``), with ``level_from`` saying where it came from,
+    ``level``: the threshold (e.g. from ``thresholds.json``), with ``level_from`` saying where it came from, raised to
+    ``relative`` × each heatmap's maximum where that is higher (``Threshold.relative``; 0: not),
     or ``percentile``: each heatmap's own level at that percentile of its values;
     ``annotations``: a folder of reviewed cases (``{case}.nii.gz`` + ``{case}_decisions.csv``)."""
 
     method: str
     level: float | None = None
     level_from: str = "given"
+    relative: float = 0.0
     percentile: float | None = None
     rule: PseudoLabelRule = field(default_factory=PseudoLabelRule)
     dataset_id: int = 501
@@ -76,6 +79,9 @@ class ExportConfig:
     def __post_init__(self):
         if (self.level is None) == (self.percentile is None):
             raise ValueError("give a level or a percentile (one of them)")
+        if not 0.0 <= self.relative < 1.0 or (self.relative and self.level is None):
+            raise ValueError(f"relative (a share of each heatmap's maximum, in [0, 1)) goes with a level, got "
+                             f"{self.relative}")
         if self.percentile is not None and not 0.0 < self.percentile < 100.0:
             raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
         if not 1 <= self.dataset_id <= 999:
@@ -87,7 +93,7 @@ class ExportConfig:
     def of_export(cls, record: dict) -> ExportConfig:
         """The settings an export was made with, from its ``tonno_export.json``."""
         return cls(method=record["method"], level=record["level"], level_from=record["level_from"],
-                   percentile=record["percentile"], rule=PseudoLabelRule(**record["rule"]))
+                   relative=record.get("relative", 0.0), percentile=record["percentile"], rule=PseudoLabelRule(**record["rule"]))
 
     @property
     def folder_name(self) -> str:
@@ -96,11 +102,15 @@ class ExportConfig:
     @property
     def level_text(self) -> str:
         if self.level is not None:
-            return f"level {self.level:g} ({self.level_from})"
+            return f"{self._threshold.describe()[2:]} ({self.level_from})"
         return f"the {self.percentile:g}th percentile of each heatmap"
 
+    @property
+    def _threshold(self) -> Threshold:
+        return Threshold("fixed", float(self.level), self.relative)
+
     def level_of(self, heatmap) -> float:
-        return float(self.level) if self.level is not None else percentile_level(heatmap, self.percentile)
+        return self._threshold.level(heatmap) if self.level is not None else percentile_level(heatmap, self.percentile)
 
     @property
     def channel_name(self) -> str:
@@ -162,7 +172,7 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
     write_text_atomic(stage / DATALIST, json.dumps(_datalist(cases, test_cases), indent=2) + "\n")
     check = nnunet_integrity_check(stage)
     record = {"made": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heatmaps": str(heatmaps),
-              "method": cfg.method, "level": cfg.level, "level_from": cfg.level_from,
+              "method": cfg.method, "level": cfg.level, "relative": cfg.relative, "level_from": cfg.level_from,
               "percentile": cfg.percentile, "rule": cfg.rule.as_dict(),
               "annotations": str(cfg.annotations) if cfg.annotations else None, "nnunet_check": check,
               "labels_sha256": labels_sha256(stage), "cases": records,

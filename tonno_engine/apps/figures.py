@@ -39,8 +39,9 @@ def _pick_slice(cases) -> _Slice:
     return _Slice(best[1], best[2], best[3])
 
 
-def comparison_figure(path, cases, heat_dir, methods, thresholds: dict[str, float]) -> Path:
-    """Input slice, ground truth, and for each method its heatmap (top) and binarisation (bottom)."""
+def comparison_figure(path, cases, heat_dir, methods, thresholds: dict) -> Path:
+    """Input slice, ground truth, and for each method its heatmap (top) and binarisation (bottom) at
+    ``thresholds[label]`` (a :class:`~tonno_engine.evaluation.metrics.Threshold`, its level taken on the whole heatmap)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,12 +66,13 @@ def comparison_figure(path, cases, heat_dir, methods, thresholds: dict[str, floa
     axes[0, 1].set_title("ground truth", fontsize=8)
     axes[1, 1].imshow(truth, cmap="gray", origin="lower", vmin=0, vmax=1)
     for k, spec in enumerate(methods):
-        heat = cut(load_nifti(output_path(heat_dir, case.case, spec), kind="heatmap").array)
+        volume = load_nifti(output_path(heat_dir, case.case, spec), kind="heatmap").array
+        heat, level = cut(volume), thresholds[spec.label].level(volume)
         col = 2 + k
         axes[0, col].imshow(image, cmap="gray", origin="lower")
         axes[0, col].imshow(heat, cmap="jet", origin="lower", alpha=0.5)
         axes[0, col].set_title(spec.title.replace(" (", "\n("), fontsize=8)
-        axes[1, col].imshow(heat > thresholds[spec.label], cmap="gray", origin="lower", vmin=0, vmax=1)
+        axes[1, col].imshow(heat > level, cmap="gray", origin="lower", vmin=0, vmax=1)
         axes[1, col].contour(truth, levels=[0.5], colors="lime", linewidths=0.6)
     fig.tight_layout()
     with atomic_path(path) as tmp:

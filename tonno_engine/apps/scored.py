@@ -10,6 +10,7 @@ from pathlib import Path
 from ..base.events import Progress
 from ..data.dataset import Case
 from ..evaluation.evaluate import EvaluationResult
+from ..evaluation.metrics import Threshold
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,9 +56,9 @@ class ScoredMethod:
         return self.method.label
 
     @property
-    def threshold(self) -> float:
-        """The calibrated level (``thresholds.json``)."""
-        return self.row["threshold"]
+    def threshold(self) -> Threshold:
+        """The calibrated threshold (its ``thresholds.json`` entry is ``threshold.record()``)."""
+        return Threshold("calibrated", self.row["threshold"], self.row.get("relative", 0.0))
 
     def event(self, done: int, total: int) -> MethodScored:
         s = self.evaluation.summary

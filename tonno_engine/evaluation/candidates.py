@@ -22,7 +22,7 @@ from ..base.defaults import CONNECTIVITY
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..data.heatmap_folder import label_of
-from .metrics import label_components, voxel_volume_mm3
+from .metrics import Threshold, label_components, voxel_volume_mm3
 
 CANDIDATE_FIELDS = ("id", "voxels", "volume_mm3", "peak", "mean", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
 DECISION_FIELDS = ("level", "candidate", "decision", "annotation_label", "voxels", "volume_mm3", "peak", "centroid_x_mm",
@@ -115,9 +115,10 @@ def display_limits(heatmap: np.ndarray, low: float = 95.0, high: float = 99.95) 
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def calibrated_level(thresholds_json: str | Path, name: str) -> float:
-    """The level ``tonno benchmark`` calibrated (its ``thresholds.json``) for the method ``name`` labels, or
-    that a heatmap's name ends with (:func:`~tonno_engine.data.heatmap_folder.label_of`)."""
+def calibrated_threshold(thresholds_json: str | Path, name: str) -> Threshold:
+    """The threshold ``tonno benchmark`` calibrated (its ``thresholds.json``) for the method ``name`` labels, or
+    that a heatmap's name ends with (:func:`~tonno_engine.data.heatmap_folder.label_of`); its ``level(heatmap)``
+    gives each heatmap's level (``Threshold.relative`` may raise it to a share of the heatmap's maximum)."""
     path = Path(thresholds_json)
     try:
         levels = json.loads(path.read_text())
@@ -126,7 +127,10 @@ def calibrated_level(thresholds_json: str | Path, name: str) -> float:
     label = label_of(name, levels) or name
     if label not in levels or levels[label] is None:
         raise DataError(path, f"no calibrated threshold for {name!r} (it has {', '.join(levels) or 'none'})")
-    return float(levels[label])
+    try:
+        return Threshold.of_record(levels[label])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(path, f"the threshold of {label!r} is not a level with its relative share ({exc})") from exc
 
 
 def decisions_csv(decisions: list[dict]) -> str:

@@ -27,10 +27,16 @@ _CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 class Threshold:
     """``kind`` with its ``value``: fixed → the value itself; percentile → the value-th percentile
     of each heatmap; otsu → Otsu's threshold of each heatmap (value unused); calibrated → a fixed
-    value chosen on a validation split by :func:`calibrate_threshold`."""
+    value chosen on a validation split by :func:`calibrate_threshold`.
+
+    ``relative`` (0 ≤ f < 1, default 0: off) raises each heatmap's level to ``f × its maximum`` where that is higher:
+    ``max(level, f · max h)``. Heatmaps in logit units scale with their volume's score, so one very confident volume
+    can put a whole region above a fixed level; its share of the volume's own maximum does not grow with it.
+    """
 
     kind: str = "otsu"
     value: float | None = None
+    relative: float = 0.0
 
     def __post_init__(self):
         if self.kind not in THRESHOLDS:
@@ -39,28 +45,62 @@ class Threshold:
             raise ValueError(f"threshold {self.kind!r} needs a value")
         if self.kind == "percentile" and not 0.0 <= float(self.value) <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {self.value}")
+        if not 0.0 <= float(self.relative) < 1.0:
+            raise ValueError(f"relative must be in [0, 1), got {self.relative}")
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
-        """``otsu``, ``fixed:0.5``, ``percentile:99.5`` (or a bare number for fixed)."""
-        kind, _, value = text.partition(":")
+        """``otsu``, ``fixed:0.5``, ``percentile:99.5`` (or a bare number for fixed), each optionally followed by
+        ``,relative:0.3``."""
+        head, _, rest = text.partition(",")
         try:
+            relative = 0.0
+            if rest:
+                key, _, share = rest.partition(":")
+                if key.strip() != "relative" or not share:
+                    raise ValueError("after the comma, give relative:<share of the maximum>")
+                relative = float(share)
+            kind, _, value = head.partition(":")
             if not value and kind not in THRESHOLDS:
-                return cls("fixed", float(kind))
-            return cls(kind, float(value) if value else None)
+                return cls("fixed", float(kind), relative)
+            return cls(kind, float(value) if value else None, relative)
         except ValueError as exc:
             raise ValueError(f"bad threshold {text!r}: {exc}") from exc
+
+    @classmethod
+    def of_record(cls, record) -> Threshold:
+        """A calibrated threshold from its ``thresholds.json`` entry: ``{"level": t, "relative": f}``, or a bare
+        level (files written before tonno 0.4)."""
+        if isinstance(record, dict):
+            return cls("calibrated", float(record["level"]), float(record.get("relative", 0.0)))
+        return cls("calibrated", float(record))
+
+    def record(self) -> dict:
+        """The ``thresholds.json`` entry of a fixed or calibrated threshold (:meth:`of_record` reads it)."""
+        if self.kind not in ("fixed", "calibrated"):
+            raise ValueError(f"a {self.kind} threshold has no level of its own to record")
+        return {"level": float(self.value), "relative": float(self.relative)}
 
     def level(self, heatmap: np.ndarray) -> float:
         """The threshold for ``heatmap``: voxels strictly above it are foreground."""
         if self.kind == "otsu":
-            return float(threshold_otsu(heatmap)) if np.ptp(heatmap) > 0 else float(heatmap.max())
+            base = float(threshold_otsu(heatmap)) if np.ptp(heatmap) > 0 else float(heatmap.max())
+        elif self.kind == "percentile":
+            base = float(np.percentile(heatmap, self.value))
+        else:
+            base = float(self.value)
+        return max(base, self.relative * float(np.max(heatmap))) if self.relative else base
+
+    def describe(self) -> str:
+        """``> 1.23``, or ``> max(1.23, 0.3 × the heatmap's maximum)``, for tables and logs."""
+        base = self.kind if self.value is None else f"{self.value:.4g}"
         if self.kind == "percentile":
-            return float(np.percentile(heatmap, self.value))
-        return float(self.value)
+            base = f"its {self.value:g}th percentile"
+        return f"> max({base}, {self.relative:g} × the heatmap's maximum)" if self.relative else f"> {base}"
 
     def __str__(self) -> str:
-        return self.kind if self.value is None else f"{self.kind}:{self.value:.6g}"
+        text = self.kind if self.value is None else f"{self.kind}:{self.value:.6g}"
+        return f"{text},relative:{self.relative:g}" if self.relative else text
 
 
 def binarize(heatmap: np.ndarray, threshold: Threshold) -> np.ndarray:
@@ -159,30 +199,50 @@ def summarize(cases: list[CaseMetrics]) -> dict[str, float]:
 CALIBRATION_CANDIDATES = 48
 #: the candidates' span: quantiles ``1 - 10^-k`` for k from the first to the second
 CALIBRATION_EXPONENTS = (0.3, 4.0)
+#: the shares of each heatmap's maximum :func:`calibrate_threshold` tries (``Threshold.relative``; 0: none)
+CALIBRATION_RELATIVES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 #: how :func:`calibrate_threshold` picks its level, recorded beside calibrated results (``benchmark.json``)
 CALIBRATION_RULE = (f"lesion F1 averaged with the two neighbouring candidate levels, "
-                    f"{CALIBRATION_CANDIDATES} quantile candidates")
+                    f"{CALIBRATION_CANDIDATES} quantile candidates, each heatmap's level raised to "
+                    f"f x its maximum for the f of {', '.join(f'{f:g}' for f in CALIBRATION_RELATIVES)} "
+                    f"with the best such F1 (ties to the smaller f)")
 
 
 def calibrate_threshold(heatmaps: list[np.ndarray], truths: list[np.ndarray], *, connectivity: int = CONNECTIVITY,
-                        candidates: int = CALIBRATION_CANDIDATES, labels: list[int] | None = None) -> tuple[Threshold, float]:
-    """The fixed threshold that maximises pooled lesion F1 on a validation split, read robustly.
+                        candidates: int = CALIBRATION_CANDIDATES, labels: list[int] | None = None,
+                        relatives=CALIBRATION_RELATIVES) -> tuple[Threshold, float]:
+    """The threshold that maximises pooled lesion F1 on a validation split, read robustly.
 
-    Candidates are quantiles ``1 - 10^-k`` (k in :data:`CALIBRATION_EXPONENTS`) of all validation voxels pooled,
-    dense near the top because lesions are a small fraction of a volume. The chosen candidate maximises
-    the F1 averaged with its two neighbours (:func:`robust_argmax`), not its own F1 alone: with a dozen
-    validation volumes F1 is often maximal over a range of levels, and that range's lowest edge (or a lone
-    spike) is where a small shift between validation and test maps costs most. Returns
-    ``(Threshold("calibrated", value), F1 at that value)``.
+    Level candidates are quantiles ``1 - 10^-k`` (k in :data:`CALIBRATION_EXPONENTS`) of all validation voxels
+    pooled, dense near the top because lesions are a small fraction of a volume. For each share ``f`` of
+    ``relatives`` every heatmap is binarised at ``max(level, f · its maximum)`` (:class:`Threshold` ``relative``),
+    and the chosen level maximises the F1 averaged with its two neighbours (:func:`robust_argmax`), not its own F1
+    alone: with a dozen validation volumes F1 is often maximal over a range of levels, and that range's lowest edge
+    (or a lone spike) is where a small shift between validation and test maps costs most. The ``f`` whose chosen
+    level has the best such mean wins, ties to the smaller (0 first: a plain fixed level unless a share of the
+    maximum does better). Returns ``(Threshold("calibrated", level, relative=f), F1 at that choice)``.
     """
     if not heatmaps or len(heatmaps) != len(truths):
         raise ValueError("calibration needs at least one heatmap and one ground truth per heatmap")
     levels = calibration_levels(heatmaps, candidates)
-    f1s = [summarize([case_metrics(h > level, t, connectivity=connectivity,
-                                   label=None if labels is None else labels[i])
-                      for i, (h, t) in enumerate(zip(heatmaps, truths))])["f1"] for level in levels]
-    best = robust_argmax(f1s)
-    return Threshold("calibrated", float(levels[best])), float(f1s[best])
+    tops = [float(np.max(h)) for h in heatmaps]
+    seen: dict[tuple[int, float], CaseMetrics] = {}  # one binarisation per (case, effective level): shares overlap
+
+    def metrics_at(i: int, level: float) -> CaseMetrics:
+        if (i, level) not in seen:
+            seen[i, level] = case_metrics(heatmaps[i] > level, truths[i], connectivity=connectivity,
+                                          label=None if labels is None else labels[i])
+        return seen[i, level]
+
+    best = None  # (neighbour-mean F1, Threshold, F1)
+    for share in relatives:
+        f1s = [summarize([metrics_at(i, max(float(level), share * top)) for i, top in enumerate(tops)])["f1"]
+               for level in levels]
+        k = robust_argmax(f1s)
+        score = float(neighbour_mean(f1s)[k])
+        if best is None or score > best[0]:
+            best = (score, Threshold("calibrated", float(levels[k]), float(share)), float(f1s[k]))
+    return best[1], best[2]
 
 
 def calibration_levels(heatmaps: list[np.ndarray], candidates: int = CALIBRATION_CANDIDATES) -> np.ndarray:

@@ -61,6 +61,12 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
 
     browsed = ResultsFolder.open(out)
     assert browsed.thresholds == out / "thresholds.json" and browsed.methods == [r["label"] for r in rows]
+    from tonno_engine.evaluation.candidates import calibrated_threshold
+
+    for r in rows:  # each method's level and share of the maximum, as the table and its readers see them
+        threshold = calibrated_threshold(out / "thresholds.json", r["label"])
+        assert (f"{threshold.value:.4f}", f"{threshold.relative:.4f}") == (r["threshold"], r["relative"])
+        assert f"{r['method']} {threshold.describe()}" in table
     scored = [c for c in browsed.cases if c.metrics]
     assert scored and all(set(c.metrics) == set(browsed.methods) for c in scored)
     assert all(c.image is not None and c.image.exists() for c in browsed.cases)

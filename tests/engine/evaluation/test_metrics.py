@@ -90,9 +90,24 @@ def test_thresholds():
     bimodal = np.r_[np.zeros(900), np.ones(100)].reshape(10, 10, 10) + 0.01 * np.sin(np.arange(1000)).reshape(10, 10, 10)
     assert binarize(bimodal, Threshold.parse("otsu")).sum() == 100
     assert Threshold.parse("0.25") == Threshold("fixed", 0.25)
-    for bad in ("median", "percentile:150", "fixed"):
+    for bad in ("median", "percentile:150", "fixed", "fixed:1,relative:1", "fixed:1,share:0.2", "fixed:1,relative:"):
         with pytest.raises(ValueError):
             Threshold.parse(bad)
+
+
+def test_a_relative_share_raises_the_level_to_a_share_of_each_heatmaps_maximum():
+    h = np.linspace(0, 1, 1000).reshape(10, 10, 10)
+    assert Threshold("fixed", 0.2, relative=0.5).level(h) == pytest.approx(0.5)  # the share is higher
+    assert Threshold("fixed", 0.2, relative=0.5).level(0.3 * h) == pytest.approx(0.2)  # the level is higher
+    assert binarize(4 * h, Threshold("fixed", 0.2, relative=0.5)).sum() == 500  # scaling a map does not change it
+    assert Threshold.parse("calibrated:1.25,relative:0.3") == Threshold("calibrated", 1.25, 0.3)
+    assert Threshold.parse(str(Threshold("calibrated", 1.25, 0.3))) == Threshold("calibrated", 1.25, 0.3)
+    assert Threshold.parse("0.5") == Threshold("fixed", 0.5, 0.0) and str(Threshold("fixed", 0.5)) == "fixed:0.5"
+    # thresholds.json entries: a level with its share; a bare number is a file from before the share
+    recorded = Threshold("calibrated", 1.25, 0.3)
+    assert Threshold.of_record(recorded.record()) == recorded
+    assert Threshold.of_record(0.75) == Threshold("calibrated", 0.75, 0.0)
+    assert "0.3 × the heatmap's maximum" in recorded.describe() and Threshold("fixed", 2.0).describe() == "> 2"
 
 
 def test_calibration_finds_the_level_that_separates_lesions():
@@ -104,6 +119,24 @@ def test_calibration_finds_the_level_that_separates_lesions():
     threshold, f1 = calibrate_threshold(heat, gt)
     top = min(h[g].max() for h, g in zip(heat, gt) if g.any())
     assert f1 == 1.0 and 0.6 <= threshold.value < top and threshold.kind == "calibrated"
+    assert threshold.relative == 0.0  # a fixed level already scores 1: no share of the maximum is taken
+
+
+def test_calibration_takes_a_share_of_the_maximum_when_one_volume_runs_hot():
+    """Each positive map holds its lesion at 1 × its scale and a look-alike at 0.3 × its scale; one volume's
+    scale is 5. No fixed level separates them all (the hot look-alike, 1.5, lies above the others' lesions), a
+    share of each map's maximum does."""
+    rng = np.random.default_rng(7)
+    gt = [_vol(A), _vol(A), _vol(A), _vol(A), _vol()]
+    heat = []
+    for g, scale in zip(gt, (1.0, 1.0, 1.0, 5.0, 1.0)):
+        look_alike = _vol(B)
+        heat.append(scale * (0.05 * rng.random(g.shape) + 0.3 * look_alike + g))
+    fixed, fixed_f1 = calibrate_threshold(heat, gt, relatives=(0.0,))
+    threshold, f1 = calibrate_threshold(heat, gt)
+    assert fixed.relative == 0.0 and fixed_f1 < 1.0
+    assert f1 == 1.0 and 0.3 < threshold.relative <= 0.5
+    assert all(case_metrics(binarize(h, threshold), g).n_pred == int(g.any()) for h, g in zip(heat, gt))
 
 
 def test_robust_argmax_takes_the_middle_of_a_plateau_not_its_edge_or_a_spike():
