@@ -468,51 +468,6 @@ def study_localisation(args) -> None:
                  "lesion share of as many hottest voxels as lesion voxels (mean)"], lines))
 
 
-def study_relative_threshold(args) -> None:
-    """What-if: ``h > max(t, f · max h)`` per heatmap, ``(f, t)`` calibrated on the benchmark's own validation cases
-    (each ``f`` of the grid takes its robust-argmax ``t``, as :func:`calibrate_threshold` does; the ``f`` with the best
-    validation F1 wins, ties to the smaller), then scored on its test cases. Nothing in the engine uses it yet."""
-    import nibabel as nib
-    import numpy as np
-
-    from tonno_engine.evaluation.metrics import calibration_levels, case_metrics, neighbour_mean, robust_argmax, summarize
-
-    bench = Path(args.bench)
-    info, cases = finished_benchmark(bench)
-
-    def triples(names):  # (heatmap, its maximum, ground truth), each maximum taken once
-        heats = [benchmark_heatmap(bench, n, args.method) for n in names]
-        return [(h, float(h.max()), np.asarray(nib.load(cases[n].mask).dataobj) > 0) for h, n in zip(heats, names)]
-
-    def scored(cases_, t, f):
-        return summarize([case_metrics(h > max(t, f * top), g) for h, top, g in cases_])
-
-    val, test = triples(info["validation_cases"]), triples(info["test_cases"])
-    levels = calibration_levels([h for h, _, _ in val])
-    lines, best = [], None
-    for f in (float(x) for x in args.fractions.split(",")):
-        f1s = [scored(val, t, f)["f1"] for t in levels]
-        i = robust_argmax(f1s)
-        score = float(neighbour_mean(f1s)[i])
-        got = scored(test, levels[i], f)
-        lines.append([f, f"{levels[i]:.4g}", f"{score:.2f}", f"{got['f1']:.2f}", f"{got['precision']:.2f}",
-                      f"{got['recall']:.2f}", f"{got['dice']:.2f}"])
-        if best is None or score > best[0]:
-            best = (score, f)
-    print(table(["f", "t (calibrated)", "validation F1 (neighbour mean)", "test F1", "precision", "recall", "Dice"], lines))
-    print(f"validation picks f = {best[1]:g}")
-
-
-def add_relative_threshold(sub) -> None:
-    p = sub.add_parser("relative-threshold", help="what-if: a threshold relative to each heatmap's maximum",
-                       description="On a finished tonno benchmark folder: each heatmap thresholded at max(t, f x its "
-                                   "maximum), (f, t) calibrated on its validation cases, scored on its test cases.")
-    p.add_argument("bench")
-    p.add_argument("--method", default="tonno")
-    p.add_argument("--fractions", default="0,0.1,0.2,0.3,0.4,0.5")
-    p.set_defaults(func=study_relative_threshold)
-
-
 def add_localisation(sub) -> None:
     p = sub.add_parser("localisation", help="threshold-free: where the heat is on a benchmark's positive test cases",
                        description="For a finished tonno benchmark folder: per method, over its positive test cases, "
@@ -1167,8 +1122,7 @@ def add_foreign_input(sub) -> None:
 
 
 STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
-           add_budget, add_stage2, add_foreign_input, add_foreign, add_localisation,
-           add_relative_threshold)
+           add_budget, add_stage2, add_foreign_input, add_foreign, add_localisation)
 
 
 def main(argv=None) -> None:

@@ -8,7 +8,6 @@ Results browser opens the demo folder it lies in (``tonno-demo/``). Writes ``doc
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,7 @@ def main(checkpoint: str) -> None:
     from napari_tonno.widgets.reconstruct import ReconstructWidget
     from napari_tonno.widgets.threshold import ThresholdWidget
     from napari_tonno.widgets.train import TrainWidget
+    from tonno_engine.evaluation.candidates import calibrated_threshold
 
     OUT.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="tonno", show=True)
@@ -85,8 +85,9 @@ def main(checkpoint: str) -> None:
     thr.heatmap.value = heat
     thr.truth.value = viewer.layers["lesions (ground truth)"]
     calibrated = Path(checkpoint).resolve().parents[1] / "thresholds.json"  # from `tonno demo`
-    level = json.loads(calibrated.read_text())["tonno"] if calibrated.exists() else None
-    thr.level.value = level if level is not None else float(np.percentile(np.asarray(heat.data), 99.9))
+    data = np.asarray(heat.data)
+    level = calibrated_threshold(calibrated, "tonno").level(data) if calibrated.exists() else None
+    thr.level.value = level if level is not None else float(np.percentile(data, 99.9))
     shot(viewer, "threshold")
 
     viewer.window.remove_dock_widget(dock)
