@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
 from tonno_engine.base.defaults import PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
 
-from .options import IdColumnOpt, QuietOpt, engine_errors, fail
+from .options import IdColumnOpt, QuietOpt, check_named, engine_errors, fail
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
 
@@ -38,6 +39,9 @@ def nnunet(
     intensity: str = typer.Option(None, help="ct (nnU-Net's CT normalisation) or mr/pet/robust (z-score); default: "
                                              "the data set's dataset.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty data set folder."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch",
+                                        help="Export heatmaps of another checkpoint than the one --thresholds was "
+                                             "calibrated on, or of several (recorded in tonno_export.json)."),
     finding: str = typer.Option(None, help="A classifier of several findings: export this finding's pseudo-labels "
                                            "(its column decides each case's class, its heatmaps <case>_<method>_"
                                            "<finding>; cases where it is unknown are left out; docs/findings.md)."),
@@ -47,14 +51,21 @@ def nnunet(
     """Write Dataset<id>_<name>/ with imagesTr, labelsTr (0 background, 1 lesion, 2 ignore), imagesTs, dataset.json,
     datalist.json and tonno_export.json (docs/segmenter.md)."""
     from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+    from tonno_engine.base.events import Notice
     from tonno_engine.data.dataset import cases_of_finding, dataset_intensity, read_cases, read_dataset_meta
-    from tonno_engine.evaluation.candidates import calibrated_threshold
+    from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
+    from tonno_engine.evaluation.thresholds_file import read_thresholds
 
     from .progress import show_progress
 
     if sum(v is not None for v in (thresholds, level, percentile)) != 1:
         raise typer.BadParameter("give exactly one of --thresholds, --level, --percentile", param_hint="--thresholds")
+    if level is not None and not math.isfinite(level):
+        raise typer.BadParameter(f"must be a finite number, not {level}", param_hint="--level")
+    if percentile is not None and not 0.0 < percentile < 100.0:
+        raise typer.BadParameter(f"must lie between 0 and 100, not {percentile}", param_hint="--percentile")
+    check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
     label = f"{method}_{finding}" if finding else method  # the heatmaps' (and thresholds.json's) method label
     with engine_errors("nothing was written; run it again"):
         if finding:
@@ -62,21 +73,29 @@ def nnunet(
             if unknown:
                 typer.echo(f"warning: {finding} is unknown in {len(unknown)} case(s), left out: "
                            f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}", err=True)
+            if not cases:
+                fail(f"{data}: {finding} is unknown in every case: nothing to export (docs/findings.md)")
         else:
             cases = read_cases(data, id_column=id_column)
-        relative = 0.0
+        relative, calibrated_on, source = 0.0, None, "given"
         if thresholds is not None:
-            calibrated, source = calibrated_threshold(thresholds, label), str(thresholds)
-            level, relative = calibrated.value, calibrated.relative
-        else:
-            source = "given"
+            calibration, source = read_thresholds(thresholds), str(thresholds)
+            level, relative = calibration.threshold_for(label).value, calibration.threshold_for(label).relative
+            calibrated_on = calibration.checkpoint_sha256
+            if calibrated_on is None:
+                typer.echo(f"warning: {thresholds} names no checkpoint (written before tonno 0.4): whether it suits "
+                           f"these heatmaps cannot be checked; run tonno benchmark again to get one that can",
+                           err=True)
         cfg = ExportConfig(method=label, level=level, relative=relative, level_from=source, percentile=percentile,
                            rule=PseudoLabelRule(band=band, margin_mm=margin_mm, min_mm3=min_mm3), dataset_id=dataset_id,
                            name=name, intensity=intensity or dataset_intensity(data),
-                           modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite)
+                           modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite,
+                           calibrated_on=calibrated_on, allow_mismatch=allow_mismatch)
         test_cases = read_cases(test) if test else []
         for event in show_progress(export_nnunet_iter(cases, test_cases, heatmaps, out, cfg), "export", quiet=quiet):
-            if isinstance(event, ExportResult):
+            if isinstance(event, Notice):
+                typer.echo(f"warning: {event.message}", err=True)
+            elif isinstance(event, ExportResult):
                 print(f"{event.folder}: {event.training} training cases ({len(event.reviewed)} reviewed), "
                       f"{event.testing} test cases; nnU-Net integrity check: {event.nnunet_check}")
                 return

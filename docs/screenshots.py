@@ -51,7 +51,7 @@ def main(checkpoint: str) -> None:
     from napari_tonno.widgets.reconstruct import ReconstructWidget
     from napari_tonno.widgets.threshold import ThresholdWidget
     from napari_tonno.widgets.train import TrainWidget
-    from tonno_engine.evaluation.candidates import calibrated_threshold
+    from tonno_engine.evaluation.thresholds_file import calibrated_threshold
 
     OUT.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="tonno", show=True)

@@ -101,8 +101,8 @@ class LesionCandidatesWidget(Container):
     def threshold(self, layer):
         """The fixed or calibrated ``Threshold`` the form asks for; ``None`` for a percentile (computed in the worker)
         or (reason in the status) when it cannot be had."""
-        from tonno_engine.evaluation.candidates import calibrated_threshold
         from tonno_engine.evaluation.metrics import Threshold
+        from tonno_engine.evaluation.thresholds_file import calibrated_threshold
 
         if self.rule.value == "fixed":
             return Threshold("fixed", float(self.value.value))

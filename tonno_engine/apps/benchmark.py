@@ -38,6 +38,7 @@ from ..evaluation.evaluate import (
     lesions_csv,
 )
 from ..evaluation.metrics import CALIBRATION_RULE, Threshold
+from ..evaluation.thresholds_file import write_thresholds
 from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
@@ -292,8 +293,9 @@ def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredM
     info = [c.as_dict() for c in classifications]
     write_text_atomic(out / "classification.json", json.dumps(info if len(info) > 1 else info[0], indent=2) + "\n")
     write_text_atomic(table_csv, csv_table(rows))
-    write_text_atomic(out / "thresholds.json", json.dumps({k: t.record() for k, t in binaries.items()}, indent=2))
     made_by = _made_by(data, cfg, heat_dir, val, test, methods)
+    write_thresholds(out / "thresholds.json", binaries, checkpoint=made_by["checkpoint"],
+                     checkpoint_sha256=made_by["checkpoint_sha256"])
     # whether the classifier's training said it has not learnt (None: not known, e.g. a checkpoint without its run.json)
     made_by.update(trustworthy=None if verdict is None else bool(verdict.get("learnt", True)), training_verdict=verdict)
     write_text_atomic(out / "benchmark.json", json.dumps(made_by, indent=2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -31,13 +32,14 @@ import numpy as np
 
 from ..base.atomic import PART_PREFIX, make_output_folder, make_part_folder, write_text_atomic
 from ..base.errors import DataError
-from ..base.events import Progress
+from ..base.events import Notice, Progress
 from ..base.folder_lock import folder_lock
 from ..data.dataset import Case
 from ..data.heatmap_folder import heatmap_path
 from ..data.images import load_image
 from ..data.nifti import load_nifti, read_provenance, save_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
+from ..data.preprocessing import INTENSITIES
 from ..evaluation.candidates import percentile_level
 from ..evaluation.metrics import Threshold
 from ..evaluation.pseudo_labels import (
@@ -49,7 +51,7 @@ from ..evaluation.pseudo_labels import (
     pseudo_labels,
     read_decisions,
 )
-from .provenance import input_signature
+from .provenance import input_signature, source_mismatches
 
 #: nnU-Net's name per tonno intensity mode: "CT" gets its CT normalisation, every other name z-scores
 CHANNEL_NAMES = {"ct": "CT", "mr": "MR", "pet": "PET"}
@@ -61,7 +63,9 @@ class ExportConfig:
     ``level``: the threshold (e.g. from ``thresholds.json``), with ``level_from`` saying where it came from, raised to
     ``relative`` × each heatmap's maximum where that is higher (``Threshold.relative``; 0: not),
     or ``percentile``: each heatmap's own level at that percentile of its values;
-    ``annotations``: a folder of reviewed cases (``{case}.nii.gz`` + ``{case}_decisions.csv``)."""
+    ``annotations``: a folder of reviewed cases (``{case}.nii.gz`` + ``{case}_decisions.csv``);
+    ``calibrated_on``: the SHA-256 of the checkpoint whose heatmaps the level was calibrated on (``thresholds.json``):
+    heatmaps of another checkpoint, or of several, are refused unless ``allow_mismatch`` (then recorded)."""
 
     method: str
     level: float | None = None
@@ -75,13 +79,19 @@ class ExportConfig:
     modality: str | None = None
     annotations: Path | None = None
     overwrite: bool = False
+    calibrated_on: str | None = None
+    allow_mismatch: bool = False
 
     def __post_init__(self):
         if (self.level is None) == (self.percentile is None):
             raise ValueError("give a level or a percentile (one of them)")
+        if self.level is not None and not math.isfinite(self.level):
+            raise ValueError(f"the level must be a finite number, got {self.level}")
         if not 0.0 <= self.relative < 1.0 or (self.relative and self.level is None):
             raise ValueError(f"relative (a share of each heatmap's maximum, in [0, 1)) goes with a level, got "
                              f"{self.relative}")
+        if self.intensity is not None and self.intensity not in INTENSITIES:
+            raise ValueError(f"unknown intensity mode {self.intensity!r}; valid: {', '.join(INTENSITIES)}")
         if self.percentile is not None and not 0.0 < self.percentile < 100.0:
             raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
         if not 1 <= self.dataset_id <= 999:
@@ -139,29 +149,42 @@ class ExportResult:
 def export_nnunet_iter(cases: list[Case], test_cases: list[Case], heatmaps: str | Path, root: str | Path,
                        cfg: ExportConfig) -> Iterator[Progress | ExportResult]:
     """Write the data set (see module doc); yields a :class:`Progress` per case, then the :class:`ExportResult`."""
-    root, heatmaps = make_output_folder(root), Path(heatmaps)
-    target = root / cfg.folder_name
+    heatmaps = Path(heatmaps)
     _check_names(cases, test_cases)
+    _check_annotations(cfg.annotations, cases)
+    mismatches = source_mismatches([heatmap_path(heatmaps, c.case, cfg.method) for c in cases],
+                                   calibrated_on=cfg.calibrated_on, calibration=cfg.level_from)
+    if mismatches and not cfg.allow_mismatch:
+        raise DataError(heatmaps, "; ".join(mismatches) + ": pseudo-labels from them would be wrong without a word. "
+                                  "Reconstruct the heatmaps with the checkpoint the level was calibrated on, or "
+                                  "calibrate on these (tonno benchmark --checkpoint); --allow-mismatch exports "
+                                  "anyway and records it")
+    for problem in mismatches:
+        yield Notice(f"exported although {problem} (--allow-mismatch; recorded in {EXPORT_RECORD})")
+    root = make_output_folder(root)
+    target = root / cfg.folder_name
     with folder_lock(root):
+        _check_id(root, target)
         if target.exists() and any(target.iterdir()) and not cfg.overwrite:
-            raise DataError(target, "the data set folder is not empty; choose another id or name, or overwrite it")
+            raise DataError(target, "the data set folder is not empty; choose another id, or --overwrite it")
         _remove_stale(root, target.name)
         stage = make_part_folder(target)
         try:
-            result = yield from _write(stage, cases, test_cases, heatmaps, cfg)
+            result = yield from _write(stage, cases, test_cases, heatmaps, cfg, mismatches)
             _publish(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     yield replace(result, folder=target)
 
 
-def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) -> Iterator:
+def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig, mismatches: list[str]) -> Iterator:
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (stage / sub).mkdir()
     records, total = [], len(cases) + len(test_cases)
     for k, case in enumerate(cases):
         records.append(_labelled_case(stage, case, heatmaps, cfg))
         yield Progress("export", k + 1, total, "cases")
+    yield from _check_lesions(records, heatmaps, cfg)
     for k, case in enumerate(test_cases):
         _write_image(case, stage / "imagesTs" / image_name(case.case))
         yield Progress("export", len(cases) + k + 1, total, "cases")
@@ -173,6 +196,7 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
     check = nnunet_integrity_check(stage)
     record = {"made": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heatmaps": str(heatmaps),
               "method": cfg.method, "level": cfg.level, "relative": cfg.relative, "level_from": cfg.level_from,
+              "calibrated_on": cfg.calibrated_on, "mismatches_allowed": mismatches,
               "percentile": cfg.percentile, "rule": cfg.rule.as_dict(),
               "annotations": str(cfg.annotations) if cfg.annotations else None, "nnunet_check": check,
               "labels_sha256": labels_sha256(stage), "cases": records,
@@ -180,6 +204,22 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig) ->
     write_text_atomic(stage / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
     reviewed = [r["case"] for r in records if r["reviewed"]]
     return ExportResult(stage, len(cases), len(test_cases), reviewed, check, record["labels_sha256"])
+
+
+def _check_lesions(records: list[dict], heatmaps: Path, cfg: ExportConfig) -> Iterator[Notice]:
+    """Refuse a data set whose positive cases hold no lesion voxel (the level lies above every heatmap: a segmenter
+    would learn that there is nothing to find); a notice names the positive cases left without one."""
+    positive = [r for r in records if r["label"]]
+    empty = [r["case"] for r in positive if not r["lesion"]]
+    if positive and len(empty) == len(positive):
+        levels = [r["level"] for r in positive]
+        raise DataError(heatmaps, f"at {cfg.level_text} none of the {len(positive)} positive case(s) holds a lesion "
+                                  f"voxel (their levels {min(levels):.4g}–{max(levels):.4g} lie above every "
+                                  f"{cfg.method} heatmap): choose a lower level, or the heatmaps it was calibrated on")
+    if empty:
+        yield Notice(f"{len(empty)} of {len(positive)} positive case(s) hold no lesion voxel at {cfg.level_text}: "
+                     f"{', '.join(empty[:5])}{' …' if len(empty) > 5 else ''} (background everywhere but the "
+                     f"ignore band)")
 
 
 def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
@@ -273,7 +313,37 @@ def nnunet_integrity_check(folder: Path) -> str:
     return "passed"
 
 
+def _check_id(root: Path, target: Path) -> None:
+    """Refuse a data set id that another name already holds in ``root``: nnU-Net takes one name per id."""
+    number = target.name.split("_", 1)[0]
+    others = sorted(p.name for p in root.glob(f"{number}_*") if p.is_dir() and p.name != target.name)
+    if others:
+        taken = {p.name.split("_", 1)[0] for p in root.glob("Dataset*_*") if p.is_dir()}
+        free = next((n for n in range(1, 1000) if f"Dataset{n:03d}" not in taken), None)
+        raise DataError(root / others[0], f"already holds the id {number[7:]}, and nnU-Net takes one name per id "
+                                          f"(it would refuse {target.name}): choose another --id"
+                                          f"{f' (e.g. {free})' if free else ''}, or export under the name "
+                                          f"{others[0].split('_', 1)[1]}")
+
+
+def _check_annotations(annotations: Path | None, cases) -> None:
+    """Refuse an annotations folder that is not there, or that holds reviews of cases this export does not label
+    (a mistyped folder or case would drop an annotator's work without a word)."""
+    if annotations is None:
+        return
+    if not Path(annotations).is_dir():
+        raise DataError(annotations, "no such annotations folder (reviews of the Lesion candidates widget)")
+    labelled = {c.case for c in cases}
+    strays = sorted(p.name for p in Path(annotations).glob(f"*{FILE_ENDING}") if p.name[:-len(FILE_ENDING)] not in labelled)
+    if strays:
+        raise DataError(annotations, f"{len(strays)} review(s) of cases this export does not label: "
+                                     f"{', '.join(strays[:5])}{' …' if len(strays) > 5 else ''} (a case of --test, "
+                                     f"another data set, or a renamed file); move them out or add their cases")
+
+
 def _check_names(cases, test_cases) -> None:
+    if not cases:
+        raise DataError("export", "no training case to export (an nnU-Net data set needs at least one)")
     names = [c.case for c in cases + test_cases]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

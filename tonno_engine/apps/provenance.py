@@ -81,3 +81,39 @@ def differences(recorded: dict | None, expected: dict) -> str:
         else:
             out.append("checkpoint" if key == "checkpoint_sha256" else f"{key} {before!r} → {new!r}")
     return ", ".join(out) or "fingerprint differs"
+
+
+def short_sha(sha256: str) -> str:
+    """The first 12 hex digits of a SHA-256, for messages."""
+    return f"{sha256[:12]}…"
+
+
+def heatmap_checkpoints(heatmaps: list[Path]) -> dict[str, list[Path]]:
+    """The checkpoint SHA-256 each existing tonno heatmap records → those heatmaps (heatmaps without provenance,
+    such as another tool's, are not counted)."""
+    from ..data.nifti import read_provenance
+
+    found: dict[str, list[Path]] = {}
+    for path in heatmaps:
+        sha = ((read_provenance(path) or {}).get("parts") or {}).get("checkpoint_sha256") if path.exists() else None
+        if sha:
+            found.setdefault(sha, []).append(Path(path))
+    return found
+
+
+def source_mismatches(heatmaps: list[Path], *, calibrated_on: str | None = None, calibration: str = "") -> list[str]:
+    """Why ``heatmaps`` and a threshold calibrated on the heatmaps of checkpoint ``calibrated_on`` (a SHA-256 read
+    from ``calibration``, e.g. a ``thresholds.json``) do not belong together: heatmaps of several checkpoints, or
+    of another checkpoint than the calibration's. ``[]`` when they agree. The one check every command that pairs
+    heatmaps with a calibration makes."""
+    found = heatmap_checkpoints(heatmaps)
+    problems = []
+    if len(found) > 1:
+        problems.append(f"the heatmaps come from {len(found)} checkpoints: " + "; ".join(
+            f"{short_sha(sha)} ({len(paths)}, e.g. {paths[0].name})" for sha, paths in found.items()))
+    others = [sha for sha in found if sha != calibrated_on]
+    if calibrated_on and others:
+        problems.append(f"{calibration} was calibrated on heatmaps of checkpoint {short_sha(calibrated_on)}, but "
+                        f"{sum(len(found[s]) for s in others)} of these heatmaps were made by "
+                        f"{', '.join(short_sha(s) for s in others)} (e.g. {found[others[0]][0].name})")
+    return problems

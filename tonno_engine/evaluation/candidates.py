@@ -1,28 +1,24 @@
 """Lesion candidates of a heatmap: the connected components above a level, measured in millimetres.
 
 What the napari Lesion candidates widget lists and an annotator accepts or rejects. Arrays are
-``(D, H, W)``; ``affine`` maps voxel ``(i, j, k, 1)`` to world mm (the NIfTI affine). Also: the
-threshold levels a user can pick (a fixed value, a percentile of the heatmap, a calibrated level from
-a ``tonno benchmark`` ``thresholds.json``), robust display limits, and the decisions table.
+``(D, H, W)``; ``affine`` maps voxel ``(i, j, k, 1)`` to world mm (the NIfTI affine). Also: a
+percentile level of a heatmap (calibrated levels: :mod:`.thresholds_file`), robust display limits, and the
+decisions table.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from ..base.defaults import CONNECTIVITY
-from ..base.errors import DataError
 from ..base.events import Progress
-from ..data.heatmap_folder import label_of
-from .metrics import Threshold, label_components, voxel_volume_mm3
+from .metrics import label_components, voxel_volume_mm3
 
 CANDIDATE_FIELDS = ("id", "voxels", "volume_mm3", "peak", "mean", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
 DECISION_FIELDS = ("level", "candidate", "decision", "annotation_label", "voxels", "volume_mm3", "peak", "centroid_x_mm",
@@ -113,24 +109,6 @@ def display_limits(heatmap: np.ndarray, low: float = 95.0, high: float = 99.95) 
     percentile (most of the volume) is shown transparent; one hot voxel does not set the top."""
     lo, hi = percentile_level(heatmap, low), percentile_level(heatmap, high)
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-def calibrated_threshold(thresholds_json: str | Path, name: str) -> Threshold:
-    """The threshold ``tonno benchmark`` calibrated (its ``thresholds.json``) for the method ``name`` labels, or
-    that a heatmap's name ends with (:func:`~tonno_engine.data.heatmap_folder.label_of`); its ``level(heatmap)``
-    gives each heatmap's level (``Threshold.relative`` may raise it to a share of the heatmap's maximum)."""
-    path = Path(thresholds_json)
-    try:
-        levels = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read calibrated thresholds ({exc})") from exc
-    label = label_of(name, levels) or name
-    if label not in levels or levels[label] is None:
-        raise DataError(path, f"no calibrated threshold for {name!r} (it has {', '.join(levels) or 'none'})")
-    try:
-        return Threshold.of_record(levels[label])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(path, f"the threshold of {label!r} is not a level with its relative share ({exc})") from exc
 
 
 def decisions_csv(decisions: list[dict]) -> str:

@@ -61,7 +61,7 @@ def test_benchmark_trains_reconstructs_calibrates_and_reports(tmp_path):
 
     browsed = ResultsFolder.open(out)
     assert browsed.thresholds == out / "thresholds.json" and browsed.methods == [r["label"] for r in rows]
-    from tonno_engine.evaluation.candidates import calibrated_threshold
+    from tonno_engine.evaluation.thresholds_file import calibrated_threshold
 
     for r in rows:  # each method's level and share of the maximum, as the table and its readers see them
         threshold = calibrated_threshold(out / "thresholds.json", r["label"])
