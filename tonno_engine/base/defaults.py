@@ -44,6 +44,12 @@ SEGMENTER_STEPS = 3000
 #: the iterative methods' regulariser weight against the data when one is chosen without --strength
 SOLVER_STRENGTH = 0.1
 
+#: input geometry: the largest angle (degrees) by which a voxel axis may lean off the normal of the other two
+#: and still count as orthogonal (tonno slices along orthogonal axes). One tolerance for a NIfTI or ITK affine,
+#: DICOM's ImageOrientationPatient and its slice positions (gantry tilt); a rotation rounded to float32 (a
+#: NIfTI sform) leans < 1e-4°
+SHEAR_TOLERANCE_DEG = 0.05
+
 #: evaluation: lesions are 3D connected components of this connectivity (6, 18 or 26; the paper's metrics)
 CONNECTIVITY = 26
 #: the benchmark: share of cases held out for testing, and bootstrap resamples of the test cases for

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.errors import DataError
+from .shear import shear_of
 
 #: transfer syntaxes SimpleITK's GDCM decodes: uncompressed, deflate, JPEG baseline/extended/lossless,
 #: JPEG-LS, JPEG 2000, RLE. Others (HTJ2K, JPEG XL, video) have no decoder there.
@@ -27,9 +28,8 @@ DECODABLE_SYNTAXES = {
     "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
     "1.2.840.10008.1.2.5",
 }
-#: relative tolerance on slice spacing, and the largest tilt (degrees) read as "not tilted"
+#: relative tolerance on slice spacing (the tolerance on tilt and skew: ``SHEAR_TOLERANCE_DEG``, :mod:`.shear`)
 SPACING_TOLERANCE = 0.01
-TILT_TOLERANCE_DEG = 0.05
 
 
 @dataclass(frozen=True)
@@ -165,19 +165,21 @@ def check_series_geometry(ref, positions: np.ndarray, orientations: np.ndarray) 
     if np.abs(orientations - orientations[0]).max() > 1e-4:
         raise DataError(ref, "slices have different orientations (a localizer or several acquisitions in one series)")
     row, col = orientations[0, :3], orientations[0, 3:]
-    if abs(float(row @ col)) > 1e-3:
-        angle = np.degrees(np.arccos(np.clip(row @ col, -1, 1)))
-        raise DataError(ref, f"ImageOrientationPatient is not orthogonal (rows and columns at {angle:.2f}°)")
     normal = np.cross(row, col)
+    if shear_of(np.stack([row, col, normal], axis=-1)) is not None:
+        angle = np.degrees(np.arccos(np.clip(row @ col / (np.linalg.norm(row) * np.linalg.norm(col)), -1, 1)))
+        raise DataError(ref, f"ImageOrientationPatient is not orthogonal (rows and columns at {angle:.2f}°)")
+    normal = normal / np.linalg.norm(normal)
     steps = np.diff(positions, axis=0)
     along = steps @ normal
     if np.any(np.abs(along) < 1e-6):
         k = int(np.argmin(np.abs(along)))
         raise DataError(ref, f"slices {k} and {k + 1} lie at the same position (duplicate files or several acquisitions)")
-    across = np.linalg.norm(steps - along[:, None] * normal, axis=1)
-    tilt = float(np.degrees(np.arctan(across.max() / np.abs(along).min())))
-    if tilt > TILT_TOLERANCE_DEG:
-        raise DataError(ref, f"slice positions do not follow the slice normal (gantry tilt of {tilt:.2f}°); "
+    # the voxel axes of each pair of neighbouring slices: (N - 1, 3, 3), columns row, column, step; the slice
+    # axis's lean is the gantry tilt, the same measure as a NIfTI affine's shear
+    found = shear_of(np.stack([np.broadcast_to(row, steps.shape), np.broadcast_to(col, steps.shape), steps], axis=-1))
+    if found is not None:
+        raise DataError(ref, f"slice positions do not follow the slice normal (gantry tilt of {found[0]:.2f}°); "
                              "resample it to an orthogonal grid first (e.g. dcm2niix corrects gantry tilt)")
     spacing = np.abs(along)
     median = float(np.median(spacing))

@@ -19,6 +19,7 @@ from ..base.errors import DataError
 from .declared_size import check_memory, check_nifti
 from .dicom import holds_dicom, is_dicom_file, parse_series, read_series
 from .nifti import NIFTI_SUFFIXES, Volume, is_nifti, load_nifti, nifti_stem
+from .shear import check_orthogonal
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
@@ -63,10 +64,12 @@ def image_exists(path: str | Path) -> bool:
 
 
 def volume_from_itk(image, path, kind: str = "image") -> Volume:
-    """A ``SimpleITK.Image`` (3D, one component) → :class:`Volume` with a NIfTI header and RAS affine."""
+    """A ``SimpleITK.Image`` (3D, one component) → :class:`Volume` with a NIfTI header and RAS affine;
+    :class:`DataError` for a sheared direction matrix (ITK reads one from MetaImage or NRRD unchanged)."""
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(path, f"{kind} must be a 3D scalar image, got {image.GetDimension()}D with "
                               f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel")
+    check_orthogonal(path, np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3), "its direction matrix")
     import SimpleITK as sitk
 
     source = sitk.GetArrayViewFromImage(image)

@@ -16,6 +16,7 @@ import numpy as np
 from ..base.atomic import atomic_path
 from ..base.errors import DataError
 from .declared_size import check_nifti
+from .shear import check_orthogonal
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -55,7 +56,8 @@ def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
     """Read a ``.nii``/``.nii.gz`` as a finite 3D float32 volume.
 
     A 4D array with a singleton axis is squeezed to 3D; an axis of length 1 is refused as 2D. Raises :class:`DataError` naming the
-    file for a missing or unreadable/truncated file, a non-3D array, or NaN/Inf values.
+    file for a missing or unreadable/truncated file, a sheared affine (:func:`~tonno_engine.data.shear.check_orthogonal`,
+    before the voxels are read), a non-3D array, or NaN/Inf values.
     """
     path = Path(path)
     if not path.exists():
@@ -65,6 +67,7 @@ def load_nifti(path: str | Path, *, kind: str = "image") -> Volume:
     try:
         img = nib.load(str(path))
         check_nifti(path, img, kind=kind)
+        check_orthogonal(path, img.affine)
         data = np.asanyarray(img.dataobj)
     except DataError:
         raise
@@ -103,12 +106,19 @@ PROVENANCE_KEY = "tonno_provenance"
 def save_nifti(path: str | Path, array, affine=None, header=None, *, dtype=np.float32,
                provenance: dict | None = None) -> Path:
     """Write ``array`` ``(D, H, W)`` atomically with ``affine`` (identity if ``None``); ``provenance``
-    (JSON-serialisable) goes into a header extension that :func:`read_provenance` reads back."""
+    (JSON-serialisable) goes into a header extension that :func:`read_provenance` reads back.
+
+    With a ``header`` (an input's), the file's qform and sform both hold ``affine`` (with the header's codes,
+    1 where it had none), so every reader places it as nibabel read the input; without one, nibabel's
+    default: the sform alone (qform code 0). A qform holds only a rotation, so a sheared ``affine`` is a
+    :class:`DataError` naming ``path`` rather than a file whose qform and sform disagree (inputs with one
+    are refused on load); within ``SHEAR_TOLERANCE_DEG`` the qform is its nearest rotation."""
     path = Path(path)
     if not is_nifti(path):
         raise DataError(path, f"output must end in {' or '.join(NIFTI_SUFFIXES)}")
     array = np.asarray(array, dtype=dtype)
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    check_orthogonal(path, affine, "the affine to write")
     hdr = None if header is None else header.copy()
     img = nib.Nifti1Image(array, affine, hdr)
     img.set_data_dtype(dtype)
