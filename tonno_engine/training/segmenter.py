@@ -191,7 +191,11 @@ def read_export(folder: str | Path) -> tuple[list[tuple[Path, Path]], dict]:
     sha = labels_sha256(folder)
     if sha != info.get("labels_sha256"):
         raise DataError(folder / "labelsTr", "the label files differ from those the export recorded (edited since?)")
-    summary = {k: info.get(k) for k in ("heatmaps", "method", "level", "level_from", "percentile", "rule", "annotations", "made")}
+    if info.get("cases") and not any(c.get("lesion") for c in info["cases"]):
+        raise DataError(folder / "labelsTr", "no label holds a lesion voxel: a segmenter would learn that there is "
+                                             "nothing to find; export again at a level the heatmaps reach")
+    summary = {k: info.get(k) for k in ("heatmaps", "method", "level", "relative", "level_from", "percentile", "rule",
+                                        "annotations", "made", "calibrated_on", "mismatches_allowed")}
     summary["reviewed"] = [c["case"] for c in info.get("cases", []) if c.get("reviewed")]
     return entries, {"export": str(folder.resolve()), "labels_sha256": sha, **summary}
 
