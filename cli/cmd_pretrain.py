@@ -10,14 +10,14 @@ from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import PRETRAINING, TrainConfig
 
 from .cmd_train import INTENSITY_HELP, run_training
-from .options import GEOMETRY_HELP, QuietOpt, check_geometry, check_named, resolve_device_or_exit
+from .options import GEOMETRY_HELP, IdColumnOpt, QuietOpt, check_geometry, check_named, resolve_device_or_exit
 
 _D = TrainConfig(**PRETRAINING)
 
 
 def pretrain(
-    data: Path = typer.Argument(..., help="labels CSV (case,label,image) or a folder holding labels.csv; "
-                                          "the labels are not read."),
+    data: Path = typer.Argument(..., help="labels CSV (case,image; a label column is not read) or a folder holding "
+                                          "labels.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: encoder.pth (the weights), checkpoints, metrics."),
     model: str = typer.Option(None, help=f"Any timm model name (default {_D.model})."),
     norm: str = typer.Option(None, help=f"bn, gn or frozen_bn (default {_D.norm})."),
@@ -26,7 +26,8 @@ def pretrain(
     steps: int = typer.Option(None, min=1, help=f"Steps (default {_D.steps})."),
     batch_volumes: int = typer.Option(None, min=1, help=f"Volumes drawn per step (default {_D.batch_volumes})."),
     slices_per_volume: int = typer.Option(None, min=1, help="Planes per drawn volume, each with its neighbour "
-                                                               f"(default {_D.slices_per_volume})."),
+                                                               f"(default {_D.slices_per_volume}); with "
+                                                               "--batch-volumes at least 2 planes a step."),
     lr: float = typer.Option(None, min=0.0, help=f"AdamW learning rate (cosine peak), > 0 (default {_D.lr:g})."),
     temperature: float = typer.Option(None, min=0.01, help=f"NT-Xent temperature (default {_D.temperature:g})."),
     view_tilt: float = typer.Option(None, min=0.0, max=90.0, help="Degrees a view's neighbour plane tilts "
@@ -44,6 +45,7 @@ def pretrain(
     pool_volumes: int = typer.Option(None, min=1, help="Streaming: volumes kept on the device."),
     loader_workers: int = typer.Option(None, min=0, help="Streaming: processes reading volumes ahead."),
     disk_cache: Path = typer.Option(None, help="Streaming: a folder for preprocessed float16 copies."),
+    id_column: IdColumnOpt = None,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last.pt."),
     quiet: QuietOpt = False,
     events: bool = typer.Option(False, "--events", help="Every event as a JSON line on stdout."),
@@ -65,6 +67,9 @@ def pretrain(
                  view_tilt=view_tilt, view_shift=view_shift, intensity=intensity, geometry=geometry,
                  checkpoint_every=checkpoint_every, device=device, seed=seed, cache_gb=cache_gb,
                  pool_volumes=pool_volumes, loader_workers=loader_workers,
-                 disk_cache=str(disk_cache) if disk_cache else None)
-    run_training(data, out, pretrain_config(given), given, command="pretrain", device=dev, resume=resume,
-                 quiet=quiet, events=events)
+                 disk_cache=str(disk_cache) if disk_cache else None, id_column=id_column)
+    try:
+        cfg = pretrain_config(given)
+    except ValueError as exc:  # 1 × 1 planes: a contrastive loss without negatives
+        raise typer.BadParameter(str(exc), param_hint="--batch-volumes/--slices-per-volume") from exc
+    run_training(data, out, cfg, given, command="pretrain", device=dev, resume=resume, quiet=quiet, events=events)

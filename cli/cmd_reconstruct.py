@@ -12,6 +12,7 @@ from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
     DeviceOpt,
+    IdColumnOpt,
     IterationsOpt,
     NonnegativeOpt,
     QuietOpt,
@@ -33,7 +34,8 @@ from .options import (
 
 
 def reconstruct(
-    source: Path = typer.Option(..., "--input", "-i", help="A NIfTI file, a folder of them, or a labels CSV."),
+    source: Path = typer.Option(..., "--input", "-i", help="A NIfTI file, a folder of them, or a labels CSV (its "
+                                                           "case and image columns; labels are not read)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for heatmaps, summary.csv and run.json."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `tonno train`."),
     method: list[str] = typer.Option(["tonno"], "--method", "-m", help=method_help()),
@@ -69,6 +71,7 @@ def reconstruct(
     findings: str = typer.Option(None, "--findings", help="A classifier of several findings: make heatmaps of these "
                                                           "(comma-separated; default: every finding, each "
                                                           "<case>_<method>_<finding>.nii.gz, from one pass)."),
+    id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
@@ -92,7 +95,7 @@ def reconstruct(
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
                       num_parts=num_parts, part_id=part_id, shard_directions=shard_directions,
-                      findings=parse_findings(findings))
+                      findings=parse_findings(findings), id_column=id_column)
     if is_rank_zero():  # under torchrun one rank reports
         print(f"device: {dev}", flush=True)
     quiet = quiet or not is_rank_zero()

@@ -8,7 +8,7 @@ import typer
 
 from tonno_engine.base.defaults import DEVICE, SEGMENTER_STEPS
 
-from .options import DeviceOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
+from .options import DeviceOpt, IdColumnOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
 
 segment_app = typer.Typer(help="Second stage: a 3D U-Net trained on pseudo-labels (the eval extra: MONAI).",
                           no_args_is_help=True)
@@ -55,9 +55,11 @@ def train(
 @segment_app.command("predict")
 def predict(
     checkpoint: Path = typer.Argument(..., help="segmenter.pt of tonno segment train."),
-    source: Path = typer.Argument(..., help="An image, a folder of images or a labels CSV."),
+    source: Path = typer.Argument(..., help="An image, a folder of images or a labels CSV (its case and image "
+                                            "columns; labels are not read)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <case>_stage2.nii.gz lesion probabilities."),
     overlap: float = typer.Option(0.25, min=0.0, max=0.9, help="Sliding-window overlap."),
+    id_column: IdColumnOpt = None,
     device: DeviceOpt = DEVICE,
     quiet: QuietOpt = False,
 ) -> None:
@@ -68,8 +70,8 @@ def predict(
 
     dev = resolve_device_or_exit(device)
     with engine_errors():
-        for event in show_progress(predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap), "predict",
-                                   quiet=quiet):
+        for event in show_progress(predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap,
+                                                id_column=id_column), "predict", quiet=quiet):
             if isinstance(event, PredictResult):
                 print(f"{out}: {len(event.written)} written, {len(event.skipped)} up to date, {len(event.failed)} failed")
                 for case, error in event.failed:

@@ -71,6 +71,8 @@ class BatchConfig:
     shard_directions: bool = False
     #: with a classifier of several findings: the findings to make heatmaps of (``None``: all of them)
     findings: list[str] | None = None
+    #: a labels CSV's case column when it is not ``case`` (e.g. CT-RATE's ``VolumeName``); labels are not read
+    id_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,7 @@ class _BatchRun:
 def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _BatchRun:
     """Everything that can fail for the whole batch, checked before anything is written: the inputs and this
     process's share, the device and ``torchrun`` world, the checkpoint, the methods over its findings."""
-    all_inputs = batch_inputs(source)
+    all_inputs = batch_inputs(source, cfg.id_column)
     _check_shardable(cfg)
     device = resolve_device(cfg.device)
     world = init_world(device) if launched_by_torchrun() else current_world()
@@ -338,7 +340,7 @@ def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _Batc
     expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
                                                  image=i.image) for i in inputs for s in cfg.methods}
     info = {
-        "command": "reconstruct", "source": str(source), "out": str(out),
+        "command": "reconstruct", "source": str(source), "id_column": cfg.id_column, "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
                       "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
                       "shard_directions": cfg.shard_directions, "world_size": world.size},

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from ..base.errors import DataError
 from ..data.dataset import read_cases
-from ..data.heatmap_folder import STAGE2, SUMMARY, batch_inputs, prediction_path, read_summary, run_source
+from ..data.heatmap_folder import (
+    STAGE2,
+    SUMMARY,
+    batch_inputs,
+    prediction_path,
+    read_summary,
+    run_id_column,
+    run_source,
+)
 
 
 @dataclass
@@ -98,16 +106,17 @@ def _add_predictions(folder: Path, cases: dict[str, ResultCase], methods: list[s
 
 def _inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """Each case's image and mask, from the source ``run.json`` names (empty if it is gone)."""
-    source = run_source(folder)
+    source, id_column = run_source(folder), run_id_column(folder)
     if source is None:
         return {}, {}
     try:
-        images = {i.case: i.image for i in batch_inputs(source)}
+        images = {i.case: i.image for i in batch_inputs(source, id_column)}
     except DataError:
         return {}, {}
     masks: dict[str, Path] = {}
     if source.is_file() and source.suffix.lower() == ".csv" or (source / "labels.csv").exists():
-        masks = {c.case: c.mask for c in read_cases(source, check_files=False) if c.mask is not None}
+        masks = {c.case: c.mask for c in read_cases(source, check_files=False, id_column=id_column, need_labels=False)
+                 if c.mask is not None}
     return images, masks
 
 

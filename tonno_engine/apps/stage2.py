@@ -63,10 +63,11 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device
 
 
 def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *, device: str = DEVICE,
-                 overlap: float = 0.25) -> Iterator[Progress | PredictResult]:
-    """Predict every case of ``source`` (an image, a folder or a labels CSV) into ``out``; yields a
-    :class:`Progress` per case, then the :class:`PredictResult`."""
-    inputs = batch_inputs(source)
+                 overlap: float = 0.25, id_column: str | None = None) -> Iterator[Progress | PredictResult]:
+    """Predict every case of ``source`` (an image, a folder or a labels CSV, whose case column ``id_column`` names
+    when it is not ``case``; labels are not read) into ``out``; yields a :class:`Progress` per case, then the
+    :class:`PredictResult`."""
+    inputs = batch_inputs(source, id_column)
     out = make_output_folder(out)
     dev = resolve_device(device)
     model, meta = load_segmenter(checkpoint, dev)

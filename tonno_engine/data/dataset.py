@@ -74,20 +74,25 @@ def resolve_csv(source: str | Path) -> Path:
 
 
 def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequence[str] | None = None,
-               id_column: str | None = None) -> list[Case]:
+               id_column: str | None = None, need_labels: bool = True) -> list[Case]:
     """Parse and validate a data set CSV; raises :class:`DataError` naming the file and row.
     ``findings``: the finding columns to read (``None``: the ``label`` column); ``id_column``: the
-    case column (``None``: ``case``)."""
+    case column (``None``: ``case``). ``need_labels=False`` for a reader that uses no labels (reconstruction,
+    stage-2 prediction, pretraining): no label or finding column is required or read, and every case's
+    ``label`` is 0 (meaningless)."""
+    if findings and not need_labels:
+        raise ValueError("findings are labels: read them with need_labels=True")
     path = resolve_csv(source)
     key = id_column or "case"
     # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the first column name
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        needed = (key, *(findings or ("label",)), *(("image",) if id_column is None else ()))
+        labels = (*(findings or ("label",)),) if need_labels else ()
+        needed = (key, *labels, *(("image",) if id_column is None else ()))
         missing = [c for c in needed if c not in header]
         if missing:
-            need = f"{key},{','.join(findings) if findings else 'label'},image[,mask]"
+            need = ",".join((key, *labels)) + (",image" if id_column is None else "[,image]") + "[,mask]"
             raise DataError(path, f"missing column(s) {', '.join(missing)}; need {need}")
         per_finding_masks = findings and any(f"mask_{f}" in header for f in findings)
         cases, seen = [], set()
@@ -99,6 +104,8 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
             if findings:
                 values = tuple(_finding_value(row[f], f, where) for f in findings)
                 label = int(any(v == 1 for v in values))
+            elif not need_labels:
+                values, label = (), 0
             elif row["label"] not in ("0", "1"):
                 raise DataError(where, f"label must be 0 or 1, got {row['label']!r}")
             else:

@@ -6,11 +6,11 @@ out heatmaps, and how the evaluation, stage 2 and the Results browser read them 
   prediction (:func:`prediction_path`). Read back: :func:`label_of` (the method a name ends with, as
   calibrated levels are looked up) and :func:`case_of_heatmap` (the case of a file or napari layer).
 - The folder's inputs (:func:`batch_inputs`): one image, a folder of images or a labels CSV; each case
-  named after its file (or its CSV row).
+  named after its file (or its CSV row, whose case column ``id_column`` may name; no label column is needed).
 - A heatmap pairs with its case's ground truth (:class:`Pair`, :func:`output_pairs`).
 - ``summary.csv``: one row per case and method, the columns :data:`SUMMARY_FIELDS`
   (:func:`summary_csv`, :func:`read_summary`); ``run.json`` names the input as ``source``
-  (:func:`run_source`).
+  (:func:`run_source`) and a CSV's case column as ``id_column`` (:func:`run_id_column`).
 
 It sits below the evaluation and the applications (import-linter's layers) so that all of them share it.
 """
@@ -114,18 +114,24 @@ def output_pairs(out: Path, cases, spec) -> list[Pair]:
             for c in cases]
 
 
-def batch_inputs(source: str | Path) -> list[BatchInput]:
+def batch_inputs(source: str | Path, id_column: str | None = None) -> list[BatchInput]:
     """Cases from one image (a file or a DICOM series), a folder (its labels.csv if any, else its image
-    files and DICOM series subfolders, each a case named after the file or subfolder) or a CSV.
+    files and DICOM series subfolders, each a case named after the file or subfolder) or a CSV. A CSV is read
+    as :func:`~tonno_engine.data.dataset.read_cases` reads it for training, ``id_column`` naming its case column,
+    but without labels: no ``label`` (or finding) column is needed.
 
     Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
-    folder or duplicate case names raise :class:`DataError`.
+    folder, duplicate case names or an ``id_column`` for a source that is no CSV raise :class:`DataError`.
     """
     source = Path(source)
     if not source.exists():
         raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")
     if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
-        return [BatchInput(c.case, c.image) for c in read_cases(source, check_files=False)]
+        return [BatchInput(c.case, c.image)
+                for c in read_cases(source, check_files=False, id_column=id_column, need_labels=False)]
+    if id_column is not None:
+        raise DataError(source, f"the id column {id_column!r} names a column of a labels CSV, and this input is "
+                                "no CSV (nor a folder holding labels.csv)")
     inputs = [BatchInput(image_stem(p), p) for p in images_in(source, "input folder")]
     names = [i.case for i in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -157,4 +163,13 @@ def run_source(folder: str | Path) -> Path | None:
     try:
         return Path(json.loads((Path(folder) / RUN_JSON).read_text())["source"])
     except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_id_column(folder: str | Path) -> str | None:
+    """The case column of the labels CSV ``folder/run.json`` names as its input (``None``: ``case``, or no
+    readable ``run.json``)."""
+    try:
+        return json.loads((Path(folder) / RUN_JSON).read_text()).get("id_column")
+    except (OSError, ValueError, AttributeError):
         return None

@@ -98,6 +98,10 @@ class TrainConfig:
     recipe_reason: str = ""
     recipe_fixed: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        if (problem := contrastive_batch_problem(self)) is not None:
+            raise ValueError(problem)
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
@@ -116,6 +120,18 @@ class TrainConfig:
 
 
 OBJECTIVES = ("slice", "mil")
+
+
+def contrastive_batch_problem(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` cannot pretrain (``None``: it can). The contrastive loss (NT-Xent) of a step's
+    ``N = batch_volumes × slices_per_volume`` planes, two views each, scores each view against the other ``2N - 1``:
+    its partner and ``2N - 2`` negatives. With ``N = 1`` there are no negatives, the loss is 0 at every step and
+    nothing is learnt."""
+    if cfg.objective != CONTRASTIVE or cfg.batch_volumes * cfg.slices_per_volume >= 2:
+        return None
+    return (f"the contrastive loss needs at least 2 planes per step to have negatives (each plane's views are told "
+            f"apart from the other planes'): batch_volumes × slices_per_volume must be at least 2, got "
+            f"{cfg.batch_volumes} × {cfg.slices_per_volume}")
 
 
 #: ``--recipe``: training defaults by purpose (options given explicitly override them; docs/training.md).

@@ -124,6 +124,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
     run.model.train()
     loss_fn, sample = _objective(cfg, run.pos_weight, _bare(run.model))
     use_amp = cfg.amp and device.type == "cuda"
+    steps = moved = 0  # this session's steps, and those whose loss was not exactly 0
     with StopSignals() as signals:
         while state.step < cfg.steps:
             t0 = time.perf_counter()
@@ -138,6 +139,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 run.pool.refresh()
             state.step += 1
             loss = _mean_over_ranks(loss.detach(), world)
+            steps, moved = steps + 1, moved + (loss != 0.0)
             lr, speed = run.scheduler.get_last_lr()[0], len(x) * world.size / (time.perf_counter() - t0)
             row = {"step": state.step, "loss": loss, "lr": lr, "slices_per_s": speed}
             scores = None
@@ -167,7 +169,7 @@ def _loop(run: Run) -> Iterator[TrainStep | TrainStopped | Notice]:
                 where = f" (on rank {rank})" if world.distributed else ""
                 yield TrainStopped("train", state.step, cfg.steps, "steps", signal=f"{names[rank]}{where}")
                 return
-    yield from _finish(run)
+    yield from _finish(run, trained=moved > 0 or steps == 0)
 
 
 def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None, model: torch.nn.Module):
@@ -181,10 +183,15 @@ def _objective(cfg: TrainConfig, pos_weight: torch.Tensor | None, model: torch.n
     return loss, sample_batch
 
 
-def _finish(run: Run) -> Iterator[Notice]:
+def _finish(run: Run, trained: bool = True) -> Iterator[Notice]:
     """After the last step: the encoder file of a pretraining, or the best checkpoint of a run without
-    validation; ``run.json`` with the "has not learnt" verdict, and a :class:`NotLearnt` warning when it applies."""
+    validation; ``run.json`` with the "has not learnt" verdict, and a :class:`NotLearnt` warning when it applies.
+    ``trained``: some step's loss was not exactly 0; a pretraining whose every step's was writes no encoder (its
+    weights are where they started) and raises ``ValueError``."""
     if run.cfg.objective == CONTRASTIVE:  # pretraining: the encoder, as a weights file for `tonno train --weights`
+        if not trained:
+            raise ValueError(f"{run.folder.out}: the contrastive loss was 0 at every step, so nothing was learnt (a "
+                             f"step without negatives?); {ENCODER_FILE} is not written")
         if run.world.is_main:
             export_encoder(_bare(run.model), run.folder.out / ENCODER_FILE)
     elif not run.description.val_cases:  # no validation split: the last checkpoint is the best one we can name

@@ -209,7 +209,9 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
     for name in cfg.finding_names:
         if (problem := finding_name_problem(name)) is not None:
             raise DataError(csv_path, problem)
-    cases = read_cases(csv_path, findings=cfg.findings, id_column=cfg.id_column)
+    labelled = cfg.objective != CONTRASTIVE  # pretraining reads no labels, so it needs no label column
+    cases = read_cases(csv_path, findings=cfg.findings if labelled else None, id_column=cfg.id_column,
+                       need_labels=labelled)
     prep = _preprocessing(cfg, csv_path, previous)
     if cfg.objective == CONTRASTIVE:  # pretraining reads no labels: every case trains
         train_cases, val_cases = cases, []
