@@ -35,12 +35,14 @@ def evaluate(
     id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails."""
+    """Binarise heatmaps and compare them with ground truth (docs/evaluation.md); exit 1 if a case fails. A heatmap
+    folder that a run is still writing is evaluated as it stands, with a warning naming the run."""
     from tonno_engine.base.atomic import write_text_atomic
     from tonno_engine.evaluation.evaluate import (
         METRIC_SETS,
         EvaluationResult,
         InstanceOptions,
+        being_written,
         calibrate_on_files,
         evaluate_iter,
         lesions_csv,
@@ -69,6 +71,8 @@ def evaluate(
     with engine_errors():
         pairs = pair_files(pred, gt, findings=names, id_column=id_column)
         val_pairs = pair_files(val_pred, val_gt, findings=names, id_column=id_column) if val_pred is not None else None
+        for notice in being_written(pred, val_pred):
+            typer.echo(f"warning: {notice.message}", err=True)
         for finding in names or [""]:
             target = out.with_name(f"{out.stem}_{finding}{out.suffix}") if finding else out
             mine = [p for p in pairs if p.finding in (finding, "?")] if finding else pairs

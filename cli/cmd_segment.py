@@ -59,19 +59,26 @@ def predict(
                                             "columns; labels are not read)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <case>_stage2.nii.gz lesion probabilities."),
     overlap: float = typer.Option(0.25, min=0.0, max=0.9, help="Sliding-window overlap."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the predictions in --out that another "
+                                                              "segmenter made (refused without it)."),
     id_column: IdColumnOpt = None,
     device: DeviceOpt = DEVICE,
     quiet: QuietOpt = False,
 ) -> None:
-    """Predict lesion probabilities; rerunning skips what is up to date; exit 1 if a case failed."""
+    """Predict lesion probabilities; rerunning skips what is up to date; exit 1 if a case failed. One segmenter's
+    predictions per folder, one writer at a time (docs/faults.md)."""
     from tonno_engine.apps.stage2 import PredictResult, predict_iter
+    from tonno_engine.base.events import Notice
 
     from .progress import show_progress
 
     dev = resolve_device_or_exit(device)
     with engine_errors():
-        for event in show_progress(predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap,
-                                                id_column=id_column), "predict", quiet=quiet):
+        events = predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap, overwrite=overwrite,
+                              id_column=id_column)
+        for event in show_progress(events, "predict", quiet=quiet):
+            if isinstance(event, Notice):
+                typer.echo(f"warning: {event.message}", err=True)
             if isinstance(event, PredictResult):
                 print(f"{out}: {len(event.written)} written, {len(event.skipped)} up to date, {len(event.failed)} failed")
                 for case, error in event.failed:

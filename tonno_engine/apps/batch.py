@@ -9,9 +9,9 @@ scorer batch and retries the case. The folder's layout (file names, inputs, ``su
 :mod:`tonno_engine.data.heatmap_folder`'s.
 
 The batch runner's pieces serve second-stage prediction too (:mod:`~tonno_engine.apps.stage2`):
-:func:`stale_reason` (whether an existing output may be reused), :func:`write_output` (atomic, with provenance),
-a :class:`Finished` result listing the failures at the end, and :func:`run_or_raise` for a step that needs every
-output (the benchmark's heatmaps and predictions).
+:func:`writing_into` (the folder's lock), :func:`stale_reason` (whether an existing output may be reused),
+:func:`write_output` (atomic, with provenance), a :class:`Finished` result listing the failures at the end, and
+:func:`run_or_raise` for a step that needs every output (the benchmark's heatmaps and predictions).
 """
 
 from __future__ import annotations
@@ -242,9 +242,10 @@ def _notices(cfg: BatchConfig, settings: ReconstructionSettings, description: Ch
 
 
 @contextlib.contextmanager
-def _writing_into(out: Path, *, shared: bool, writes: bool) -> Iterator[None]:
-    """Create ``out`` and hold its lock (shared for a batch's parts); when ``out`` was made here and the
-    run fails before writing anything, it is removed again (nothing partial left on disk)."""
+def writing_into(out: Path, *, shared: bool = False, writes: bool = True) -> Iterator[None]:
+    """Create ``out`` and hold its lock (shared for a batch's parts) for the ``with`` block; when ``out`` was made
+    here and the run fails before writing anything, it is removed again (nothing partial left on disk). The
+    batch and second-stage prediction write through it."""
     created = not out.exists()
     make_output_folder(out)
     try:
@@ -271,7 +272,7 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
     """
     run = _start_batch(source, Path(out), Path(checkpoint), cfg)
     yield from _notices(run.cfg, run.settings, run.loaded.description)
-    with _writing_into(run.out, shared=run.parts > 1, writes=run.writes):
+    with writing_into(run.out, shared=run.parts > 1, writes=run.writes):
         run = replace(run, reusable=_prepare_folder(run))
         previous = {(r["case"], r["method"]): r for r in read_summary(run.out)} if run.cfg.resume else {}
         rows: list[dict] = []

@@ -1,9 +1,9 @@
 """The paper's Table 2 on a data set: train (or take a checkpoint), reconstruct with every method,
 calibrate each method's threshold on validation cases, evaluate on held-out test cases.
 
-Writes into ``out/``: ``model/`` (the training run, unless a checkpoint is given), ``heatmaps/``
-(a restartable batch, see :mod:`tonno_engine.apps.batch`), ``table.md`` and ``table.csv`` (rows laid
-out like Table 2, differences to slice-wise LayerCAM in parentheses), ``thresholds.json`` and
+Writes into ``out/`` (holding its lock: one benchmark per folder): ``model/`` (the training run, unless a
+checkpoint is given), ``heatmaps/`` (a restartable batch, see :mod:`tonno_engine.apps.batch`), ``table.md`` and
+``table.csv`` (rows laid out like Table 2, differences to slice-wise LayerCAM in parentheses), ``thresholds.json`` and
 ``figure.png`` (like Fig. 6: input slice, ground truth, each method's heatmap and binarisation) and
 ``lesions.csv`` (every test lesion per method: mm³, position, detected), and ``classification.json``
 (the classifier's volume AUC on the test cases beside the intensity baseline's, also under the table).
@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..base.atomic import make_output_folder, write_text_atomic
+from ..base.atomic import write_text_atomic
 from ..base.defaults import BOOTSTRAP_RESAMPLES, CAM_LAYER, CONNECTIVITY, DEVICE, QUALITY, TEST_FRACTION
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
@@ -44,7 +44,7 @@ from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
 from ..training.loop import TrainStopped
-from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise
+from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise, writing_into
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_findings_iter
 from .provenance import tonno_version
@@ -179,7 +179,13 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     unmasked = [c.case for c in cases if any(c.truth(k)[0] is None for k in truths)]
     if unmasked:
         raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
-    make_output_folder(out)
+    with writing_into(out):
+        yield from _benchmark_in(data, cases, findings, out, cfg)
+
+
+def _benchmark_in(data, cases: list[Case], findings, out: Path, cfg: BenchmarkConfig) -> Iterator:
+    """The benchmark's steps once its inputs are checked, with ``out``'s lock held (one benchmark per folder)."""
+    truths = _finding_indices(findings)
     split = yield from _splits(data, cases, out, cfg)
     checkpoint, val, test = split.checkpoint, split.val, split.test
     for k in truths:

@@ -201,5 +201,8 @@ def _segmenter(export: ExportResult, run: Path, cfg: SegmenterConfig) -> Iterato
 
 
 def _predictions(checkpoint: Path, test: list[Case], csv_path: Path, heat_dir: Path, device: str) -> Iterator:
+    """The predictions of ``checkpoint`` for ``test`` in ``heat_dir``, replacing those an earlier segmenter of the
+    benchmark made there (a benchmark's own folder; it predicts the same cases each time)."""
     write_cases_csv(csv_path, test)
-    yield from run_or_raise(predict_iter(checkpoint, csv_path, heat_dir, device=device), "stage-2 prediction")
+    yield from run_or_raise(predict_iter(checkpoint, csv_path, heat_dir, device=device, overwrite=True),
+                            "stage-2 prediction")

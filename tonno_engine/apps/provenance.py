@@ -50,17 +50,20 @@ def fingerprint(parts: dict) -> str:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What goes into an output's header: ``parts``, their ``fingerprint`` and when the run that made it began."""
+    """What goes into an output's header: ``parts``, their ``fingerprint``, when the run that made it began and,
+    where given, the path of the ``checkpoint`` it used (to name it; its hash, in ``parts``, is what is compared)."""
 
     parts: dict
     run_started: str
+    checkpoint: str | None = None
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.parts)
 
     def as_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint, "run_started": self.run_started, "parts": self.parts}
+        made = {"fingerprint": self.fingerprint, "run_started": self.run_started, "parts": self.parts}
+        return made | ({"checkpoint": self.checkpoint} if self.checkpoint else {})
 
 
 def differences(recorded: dict | None, expected: dict) -> str:

@@ -9,6 +9,10 @@ ones), the atomic :func:`~tonno_engine.apps.batch.write_output`, and failures re
 :class:`~tonno_engine.apps.batch.Finished` result, which :func:`~tonno_engine.apps.batch.run_or_raise` turns into
 an error); the other cases go on. Every method that reads heatmaps (``tonno evaluate``, the
 Results browser, thresholds) reads these files like any heatmap.
+
+A run holds the folder's lock (:func:`~tonno_engine.apps.batch.writing_into`), and one folder holds one segmenter's
+predictions: a run refuses a folder that already holds predictions another segmenter made (or that carry no
+provenance) unless ``overwrite`` is given, which replaces those of its own cases.
 """
 
 from __future__ import annotations
@@ -22,18 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..base.atomic import make_output_folder
 from ..base.defaults import DEVICE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
-from ..base.events import Progress
+from ..base.events import Notice, Progress
 from ..base.hashing import file_sha256
-from ..data.heatmap_folder import STAGE2, batch_inputs, prediction_path
+from ..data.heatmap_folder import HEATMAP_ENDING, STAGE2, batch_inputs, prediction_path
 from ..data.images import load_image
 from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
 from ..models.segmenter import load_segmenter
-from .batch import Failure, Finished, stale_reason, write_output
+from .batch import Failure, Finished, stale_reason, write_output, writing_into
 from .provenance import Provenance, input_signature, tonno_version
 
 
@@ -63,31 +66,90 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device
 
 
 def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *, device: str = DEVICE,
-                 overlap: float = 0.25, id_column: str | None = None) -> Iterator[Progress | PredictResult]:
+                 overlap: float = 0.25, overwrite: bool = False,
+                 id_column: str | None = None) -> Iterator[Progress | Notice | PredictResult]:
     """Predict every case of ``source`` (an image, a folder or a labels CSV, whose case column ``id_column`` names
-    when it is not ``case``; labels are not read) into ``out``; yields a :class:`Progress` per case, then the
-    :class:`PredictResult`."""
+    when it is not ``case``; labels are not read) into ``out``, holding its lock; yields a :class:`Progress` per
+    case, then the :class:`PredictResult`. :class:`DataError` before anything is written when ``out`` holds
+    predictions of another segmenter (see module doc) and ``overwrite`` is not given; with it, a :class:`Notice`
+    names those of cases this run does not redo."""
     inputs = batch_inputs(source, id_column)
-    out = make_output_folder(out)
     dev = resolve_device(device)
     model, meta = load_segmenter(checkpoint, dev)
     sha, started = file_sha256(checkpoint), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = Path(out)
+    with writing_into(out):
+        foreign = _foreign_predictions(out, sha)
+        if foreign and not overwrite:
+            raise DataError(out, f"holds {len(foreign)} prediction(s) made by another segmenter, {_made_by(foreign)} "
+                                 f"(e.g. {next(iter(foreign))}), not by {checkpoint} (sha256 {sha[:12]}): writing here "
+                                 "would mix two models' predictions. Pass --overwrite to replace them, or use another "
+                                 "--out")
+        left = sorted(set(foreign) - {prediction_path(out, i.case).name for i in inputs})
+        if left:
+            yield Notice(f"{out}: {len(left)} prediction(s) made by another segmenter, {_made_by(foreign)}, stay: their "
+                         f"cases are not in this run (e.g. {left[0]}), so the folder still mixes two models' "
+                         "predictions")
+        segmenter = _Segmenter(model, meta, dev, sha, str(checkpoint))
+        yield from _predict_cases(segmenter, inputs, out, overlap=overlap, started=started)
+
+
+@dataclass(frozen=True)
+class _Segmenter:
+    """A loaded segmenter: the network, its ``meta``, the device it runs on, its file's SHA-256 and path."""
+
+    model: torch.nn.Module
+    meta: dict
+    device: torch.device
+    sha256: str
+    path: str
+
+
+def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float,
+                   started: str) -> Iterator[Progress | PredictResult]:
+    """Predict ``inputs`` into ``out``, skipping those up to date; each output records the segmenter's hash and
+    path and the run's start."""
     result = PredictResult(out)
     for k, item in enumerate(inputs):
         target = prediction_path(out, item.case)
         try:
-            parts = {"segmenter_sha256": sha, "method": {"label": STAGE2}, "input": input_signature(item.image),
-                     "overlap": overlap, "tonno": tonno_version()}
+            parts = {"segmenter_sha256": segmenter.sha256, "method": {"label": STAGE2},
+                     "input": input_signature(item.image), "overlap": overlap, "tonno": tonno_version()}
             if target.exists() and not stale_reason(read_provenance(target), parts):
                 result.skipped.append(item.case)
             else:
                 t0 = time.perf_counter()
                 volume = load_image(item.image)
-                probability = predict_volume(model, volume.array, meta, dev, overlap=overlap)
-                write_output(target, probability, volume, Provenance(parts, started))
+                probability = predict_volume(segmenter.model, volume.array, segmenter.meta, segmenter.device,
+                                             overlap=overlap)
+                write_output(target, probability, volume, Provenance(parts, started, segmenter.path))
                 result.seconds[item.case] = time.perf_counter() - t0
                 result.written.append(item.case)
         except DataError as exc:
             result.failed.append((item.case, str(exc)))
         yield Progress("predict", k + 1, len(inputs), "cases")
     yield result
+
+
+def _foreign_predictions(out: Path, sha: str) -> dict[str, dict | None]:
+    """``{file name: provenance}`` of the predictions in ``out`` that the segmenter of hash ``sha`` did not make
+    (``None`` for one without provenance)."""
+    found = {}
+    for path in sorted(out.glob(f"*_{STAGE2}{HEATMAP_ENDING}")):
+        made = read_provenance(path)
+        if (made or {}).get("parts", {}).get("segmenter_sha256") != sha:
+            found[path.name] = made
+    return found
+
+
+def _made_by(foreign: dict[str, dict | None]) -> str:
+    """The segmenters behind ``foreign`` (:func:`_foreign_predictions`): each one's path and hash, or that no
+    provenance says which."""
+    names = []
+    for made in foreign.values():
+        sha = (made or {}).get("parts", {}).get("segmenter_sha256")
+        name = (f"{made['checkpoint']} (sha256 {sha[:12]})" if made.get("checkpoint") else f"sha256 {sha[:12]}") \
+            if sha else "no provenance says which"
+        if name not in names:
+            names.append(name)
+    return ", ".join(names[:3]) + (" …" if len(names) > 3 else "")

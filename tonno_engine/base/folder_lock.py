@@ -39,7 +39,8 @@ def _alive(details: dict) -> bool:
     return True
 
 
-def _holders(folder: Path) -> str:
+def _holders(folder: Path, *, tidy: bool = True) -> str:
+    """The live holders' details, ``"; "``-joined (``""``: none left any); ``tidy`` removes those of ended ones."""
     found = []
     for info in sorted(folder.glob(f"{LOCK_NAME}.*")):
         try:
@@ -47,10 +48,11 @@ def _holders(folder: Path) -> str:
         except (OSError, ValueError):
             continue
         if not _alive(d):
-            info.unlink(missing_ok=True)
+            if tidy:
+                info.unlink(missing_ok=True)
             continue
         found.append(f"pid {d.get('pid')} on {d.get('host')} since {d.get('started')}: {d.get('command')}")
-    return "; ".join(found) or "a process that left no details"
+    return "; ".join(found)
 
 
 @contextlib.contextmanager
@@ -65,7 +67,8 @@ def folder_lock(folder: str | Path, *, shared: bool = False) -> Iterator[None]:
         try:
             fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DataError(folder, f"another tonno process is writing here ({_holders(folder)}); wait for it to "
+            holders = _holders(folder) or "a process that left no details"
+            raise DataError(folder, f"another tonno process is writing here ({holders}); wait for it to "
                                     "finish, or use another output folder") from None
         with contextlib.suppress(OSError):  # the details are a courtesy: a full disk must not stop the lock
             info.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -74,3 +77,29 @@ def folder_lock(folder: str | Path, *, shared: bool = False) -> Iterator[None]:
     finally:
         info.unlink(missing_ok=True)
         fh.close()
+
+
+def writer_of(folder: str | Path) -> str | None:
+    """Who is writing into ``folder`` now (the holders' details, as a refused writer is told them), or ``None``
+    when no process holds its lock. For readers: it never removes anything, and it tests the lock itself (an
+    instant's non-blocking try) only when a holder's details say a process is alive, so an idle folder is never
+    touched and a stale record (a process killed on another host) is not taken for a writer."""
+    folder = Path(folder)
+    holders = _holders(folder, tidy=False) if (folder / LOCK_NAME).is_file() else ""
+    if not holders:
+        return None
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return holders
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holders
+    except OSError:  # a file system whose locks a read-only descriptor cannot test: trust the details
+        return holders
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

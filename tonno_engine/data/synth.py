@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from ..base.atomic import write_text_atomic
 from ..base.events import Progress
+from ..base.folder_lock import folder_lock
 from ..tomography.frames import check_spacing
 from .acquisition import resample_like_a_scanner, tilt
 from .dicom_write import SeriesTags, write_dicom_series
@@ -405,14 +406,20 @@ def synthesize(out: str | Path, request: SynthRequest | None = None) -> Iterator
 
     ``labels.csv`` and ``dataset.json`` (the request's settings and the recommended intensity mode) are
     written last, atomically, so a folder that has them is complete. Raises ``ValueError`` for a bad kind,
-    ``n < 2``, a bad shape or any other setting it cannot make (when iterated).
+    ``n < 2``, a bad shape or any other setting it cannot make (when iterated), and ``DataError`` when another
+    tonno process is writing into ``out`` (it holds the folder's lock while it writes).
     """
     request = request or SynthRequest()
     shape = _check_request(request)
+    with folder_lock(out):
+        yield from _synthesize(Path(out), request, shape)
+
+
+def _synthesize(out: Path, request: SynthRequest, shape: tuple[int, int, int]) -> Iterator[Progress]:
+    """:func:`synthesize`'s cases, ``labels.csv`` and ``dataset.json``, written with the folder's lock held."""
     kind, n, seed, max_lesions, spacing = request.kind, request.n, request.seed, request.max_lesions, request.spacing
     findings, difficulty, lesion_radius = tuple(request.findings or ()), request.difficulty, request.lesion_radius
     level = DIFFICULTIES[difficulty or "ms"]
-    out = Path(out)
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n // 2) + [0] * (n - n // 2))
     rng.shuffle(labels)

@@ -8,6 +8,7 @@ the ``mask`` of the row ``case`` of a labels CSV (whose ``label`` then decides t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -20,7 +21,8 @@ import numpy as np
 from ..base.atomic import write_text_atomic
 from ..base.defaults import CONNECTIVITY
 from ..base.errors import DataError
-from ..base.events import Progress
+from ..base.events import Notice, Progress
+from ..base.folder_lock import folder_lock, writer_of
 from ..data.acquisition import spacing_of
 from ..data.dataset import read_cases
 from ..data.heatmap_folder import HEATMAP_ENDING, Pair
@@ -147,6 +149,23 @@ def pair_files(heatmaps: str | Path, truths: str | Path, *, findings=None, id_co
     return pairs
 
 
+def being_written(*sources: str | Path | None) -> list[Notice]:
+    """A :class:`Notice` for each heatmap source (a folder, or a file's folder; ``None`` skipped) whose lock a
+    running tonno process holds: it is still writing there, so the heatmaps read now may be incomplete, or some of
+    them about to be replaced. Every file tonno writes is complete (written atomically); what may be missing is
+    files."""
+    notices = []
+    for source in sources:
+        if source is None:
+            continue
+        folder = Path(source) if Path(source).is_dir() else Path(source).parent
+        writer = writer_of(folder)
+        if writer:
+            notices.append(Notice(f"{folder} is still being written by a tonno run ({writer}): its heatmaps may be "
+                                  "incomplete until that run ends"))
+    return notices
+
+
 def load_pair(pair: Pair, missing_as_empty: bool = False) -> tuple[np.ndarray, np.ndarray, object]:
     """``(heatmap, lesion mask, image)`` of a pair, both arrays ``(D, H, W)`` on the same grid; :class:`DataError`
     naming the file for a missing or mismatched one (a missing heatmap reads as zeros with ``missing_as_empty``)."""
@@ -228,45 +247,46 @@ def evaluate_iter(pairs: list[Pair], threshold: Threshold, *, connectivity: int 
 
     ``metrics``: one of :data:`METRIC_SETS`. Yields ``Progress("evaluate")`` per case, then an
     :class:`EvaluationResult` whose summary pools the successful cases. Binary masks (uint8, the
-    heatmap's affine) go to ``masks_out``.
+    heatmap's affine) go to ``masks_out``, whose lock is held meanwhile (one writer per folder).
     """
     if metrics not in METRIC_SETS:
         raise ValueError(f"unknown metrics {metrics!r}; valid: {', '.join(METRIC_SETS)}")
     if metrics != "paper":
         monai_metrics()  # the missing extra is one clear error before any case
-    rows, scored, matched, lesions = [], [], [], []
-    for done, pair in enumerate(pairs, start=1):
-        row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
-        try:
-            missing = not pair.heatmap.exists()  # load_pair raises for it unless missing_as_empty
-            heat, truth, vol = load_pair(pair, missing_as_empty)
-            if missing:
-                row.update(status="missing", error="no heatmap: scored as nothing detected")
-            level = float("nan") if missing else threshold.level(heat)
-            pred = np.zeros(truth.shape, bool) if missing else \
-                keep_large_components(heat > level, min_mm3, vol.affine, connectivity)
-            m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
-            mm3 = voxel_volume_mm3(vol.affine)
-            row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
-                       gt_volume_mm3=float(truth.sum() * mm3), pred_volume_mm3=float(pred.sum() * mm3))
-            if metrics != "paper":
-                inst = instance_metrics(pred, truth, spacing_of(vol.affine), iou_threshold=instances.iou_threshold,
-                                        tolerance_mm=instances.tolerance_mm, connectivity=connectivity)
-                row.update(inst.as_dict())
-                matched.append(inst)
-            scored.append(m)
-            lesions += lesion_records(pred, truth, vol.affine, case=pair.case, connectivity=connectivity)
-            if masks_out is not None and row["status"] == "ok":
-                save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
-                           dtype=np.uint8)
-        except (DataError, ValueError) as exc:
-            row.update(status="failed", error=str(exc))
-        rows.append(row)
-        yield Progress("evaluate", done, len(pairs), "cases")
-    summary = summarize(scored) if scored else {}
-    if matched:
-        summary.update(summarize_instances(matched))
-    yield EvaluationResult(rows, summary, threshold, lesions, metrics, min_mm3)
+    with folder_lock(masks_out) if masks_out is not None else contextlib.nullcontext():
+        rows, scored, matched, lesions = [], [], [], []
+        for done, pair in enumerate(pairs, start=1):
+            row = {"case": pair.case, "heatmap": pair.heatmap.name, "status": "ok", "error": ""}
+            try:
+                missing = not pair.heatmap.exists()  # load_pair raises for it unless missing_as_empty
+                heat, truth, vol = load_pair(pair, missing_as_empty)
+                if missing:
+                    row.update(status="missing", error="no heatmap: scored as nothing detected")
+                level = float("nan") if missing else threshold.level(heat)
+                pred = np.zeros(truth.shape, bool) if missing else \
+                    keep_large_components(heat > level, min_mm3, vol.affine, connectivity)
+                m: CaseMetrics = case_metrics(pred, truth, case=pair.case, connectivity=connectivity, label=pair.label)
+                mm3 = voxel_volume_mm3(vol.affine)
+                row.update({k: v for k, v in m.as_dict().items() if k != "case"}, threshold=f"{level:.6g}",
+                           gt_volume_mm3=float(truth.sum() * mm3), pred_volume_mm3=float(pred.sum() * mm3))
+                if metrics != "paper":
+                    inst = instance_metrics(pred, truth, spacing_of(vol.affine), iou_threshold=instances.iou_threshold,
+                                            tolerance_mm=instances.tolerance_mm, connectivity=connectivity)
+                    row.update(inst.as_dict())
+                    matched.append(inst)
+                scored.append(m)
+                lesions += lesion_records(pred, truth, vol.affine, case=pair.case, connectivity=connectivity)
+                if masks_out is not None and row["status"] == "ok":
+                    save_nifti(Path(masks_out) / pair.heatmap.name, pred.astype(np.uint8), vol.affine, vol.header,
+                               dtype=np.uint8)
+            except (DataError, ValueError) as exc:
+                row.update(status="failed", error=str(exc))
+            rows.append(row)
+            yield Progress("evaluate", done, len(pairs), "cases")
+        summary = summarize(scored) if scored else {}
+        if matched:
+            summary.update(summarize_instances(matched))
+        yield EvaluationResult(rows, summary, threshold, lesions, metrics, min_mm3)
 
 
 def metrics_fields(metrics: str) -> tuple[str, ...]:
