@@ -112,7 +112,7 @@ class ExportConfig:
     @property
     def level_text(self) -> str:
         if self.level is not None:
-            return f"{self._threshold.describe()[2:]} ({self.level_from})"
+            return f"level {self._threshold.describe()[2:]} ({self.level_from})"
         return f"the {self.percentile:g}th percentile of each heatmap"
 
     @property
