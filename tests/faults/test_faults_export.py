@@ -21,6 +21,13 @@ runner = CliRunner()
 EXPORTED = "Dataset501_TonnoLesions"
 
 
+@pytest.fixture(autouse=True)
+def _no_nnunet_check(monkeypatch):
+    """nnU-Net's own integrity check (a child process, ~30 s) is not what these trials test; tests/engine/apps/
+    test_export_nnunet.py runs it."""
+    monkeypatch.setattr("tonno_engine.apps.export_nnunet.nnunet_integrity_check", lambda folder: "not run (test)")
+
+
 def _export(data, heat, raw, *extra):
     return runner.invoke(app, ["export", "nnunet", str(data), "--heatmaps", str(heat), "-o", str(raw), "-q", *extra])
 
