@@ -101,8 +101,9 @@ class LesionCandidatesWidget(Container):
     def threshold(self, layer):
         """The fixed or calibrated ``Threshold`` the form asks for; ``None`` for a percentile (computed in the worker)
         or (reason in the status) when it cannot be had."""
+        from tonno_engine.apps.provenance import source_mismatches
         from tonno_engine.evaluation.metrics import Threshold
-        from tonno_engine.evaluation.thresholds_file import calibrated_threshold
+        from tonno_engine.evaluation.thresholds_file import read_thresholds
 
         if self.rule.value == "fixed":
             return Threshold("fixed", float(self.value.value))
@@ -111,10 +112,18 @@ class LesionCandidatesWidget(Container):
             path = self.thresholds.value if str(self.thresholds.value) not in ("", ".") else \
                 layer.metadata.get("thresholds_json")
             try:
-                return calibrated_threshold(path, label) if path else None
+                calibration = read_thresholds(path) if path else None
+                threshold = calibration.threshold_for(label) if calibration else None
             except ValueError as exc:
                 self.status.value = str(exc)
                 return None
+            source = layer.metadata.get("source_path")
+            mismatch = source_mismatches([Path(source)], calibrated_on=calibration.checkpoint_sha256,
+                                         calibration=str(path)) if source and calibration else []
+            if mismatch:  # another model's level on this heatmap would list the wrong candidates
+                self.status.value = f"{mismatch[0]}: choose the thresholds.json of the model that made this heatmap"
+                return None
+            return threshold
         return None
 
     def find(self, *_):

@@ -248,3 +248,30 @@ def test_a_review_is_added_to_an_export(make_napari_viewer, qtbot, tmp_path, mas
     after = np.asarray(nib.load(label_path).dataobj)
     assert (before[widget.found.labels > 0] == 1).all() and (after[widget.found.labels > 0] == 0).all()
     assert (after[1:3, 1:3, 1:3] == 1).all() and (export.folder / "reviews" / f"{positive.case}_decisions.csv").exists()
+
+
+def test_calibrated_level_of_another_checkpoint_is_refused(make_napari_viewer, qtbot, tmp_path):
+    """thresholds.json calibrated on one checkpoint's heatmaps, a heatmap another checkpoint made: no candidates at
+    a level that does not belong to it, and the status says why."""
+    from napari_tonno.widgets.candidates import LesionCandidatesWidget
+    from tonno_engine.data.nifti import save_nifti
+    from tonno_engine.evaluation.metrics import Threshold
+    from tonno_engine.evaluation.thresholds_file import write_thresholds
+
+    heat = np.zeros((20, 20, 20), np.float32)
+    heat[5:9, 5:9, 5:9] = 2.0
+    path = save_nifti(tmp_path / "case_tonno.nii.gz", heat, _oblique_affine(),
+                      provenance={"fingerprint": "x", "parts": {"checkpoint_sha256": "a" * 64}})
+    thresholds = write_thresholds(tmp_path / "thresholds.json", {"tonno": Threshold("calibrated", 1.0)},
+                                  checkpoint="other.pt", checkpoint_sha256="b" * 64)
+    viewer = make_napari_viewer()
+    layer = _open(viewer, path)
+    widget = LesionCandidatesWidget(viewer)
+    widget.heatmap.value, widget.rule.value = layer, "calibrated"
+    widget.thresholds.value = thresholds
+    widget.find()
+    assert widget.found is None and "calibrated on heatmaps of checkpoint bbbbbbbbbbbb" in widget.status.value
+    write_thresholds(thresholds, {"tonno": Threshold("calibrated", 1.0)}, checkpoint="same.pt",
+                     checkpoint_sha256="a" * 64)
+    _found(qtbot, widget)
+    assert [c.id for c in widget.found.candidates] == [1]
