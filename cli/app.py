@@ -8,6 +8,7 @@ import typer
 
 from . import (
     cmd_benchmark,
+    cmd_convert,
     cmd_demo,
     cmd_evaluate,
     cmd_export,
@@ -26,7 +27,7 @@ COMMANDS = (cmd_benchmark.benchmark, cmd_demo.demo, cmd_evaluate.evaluate, cmd_i
             cmd_train.train, cmd_pretrain.pretrain, cmd_reconstruct.reconstruct, cmd_selfcheck.selfcheck,
             cmd_synth.synth)
 #: the command groups, by name
-GROUPS = {"export": cmd_export.export_app, "segment": cmd_segment.segment_app}
+GROUPS = {"convert": cmd_convert.convert_app, "export": cmd_export.export_app, "segment": cmd_segment.segment_app}
 
 app = typer.Typer(
     name="tonno",

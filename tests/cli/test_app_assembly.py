@@ -40,11 +40,12 @@ def test_a_command_importing_the_app_is_caught(tmp_path, monkeypatch):
 
 
 def test_the_app_lists_every_command_in_its_order():
-    """Assembled in one place, the app holds the twelve commands and groups, in ``tonno --help``'s order."""
+    """Assembled in one place, the app holds the thirteen commands and groups, in ``tonno --help``'s order."""
     from tonno_cli.app import app
 
     command = typer.main.get_command(app)
     assert list(command.commands) == ["benchmark", "demo", "evaluate", "info", "methods", "train", "pretrain",
-                                      "reconstruct", "selfcheck", "synth", "export", "segment"]
+                                      "reconstruct", "selfcheck", "synth", "convert", "export", "segment"]
+    assert list(command.commands["convert"].commands) == ["mosmed", "autopet", "duke"]
     assert list(command.commands["export"].commands) == ["nnunet"]
     assert sorted(command.commands["segment"].commands) == ["predict", "train"]
