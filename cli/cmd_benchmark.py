@@ -14,6 +14,7 @@ from tonno_engine.base.defaults import (
     PSEUDO_LABEL_BAND,
     PSEUDO_LABEL_MARGIN_MM,
     QUALITY,
+    SEGMENTER_PATCH,
     SEGMENTER_STEPS,
     SOLVER_ITERATIONS,
     TEST_FRACTION,
@@ -33,16 +34,19 @@ from .options import (
     RegulariserOpt,
     StrengthOpt,
     cam_help,
+    check_encoder,
     check_geometry,
     check_named,
     engine_errors,
     fail,
+    finite,
     parse_findings,
     parse_methods,
     quality_help,
     quality_settings,
     renamed,
     resolve_device_or_exit,
+    segmenter_patch,
     solver_settings,
 )
 
@@ -118,15 +122,18 @@ def benchmark(
     stage2_steps: int = typer.Option(SEGMENTER_STEPS, min=1, help="--stage2: segmenter training steps."),
     stage2_rounds: int = typer.Option(1, min=1, help="--stage2: rounds of self-training (each round learns from the "
                                                     "last one's predictions)."),
-    stage2_patch: int = typer.Option(48, min=8, help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
+    stage2_patch: int = typer.Option(SEGMENTER_PATCH, min=8, callback=segmenter_patch,
+                                     help="--stage2: segmenter patch side in voxels (a multiple of 8)."),
     band: float = typer.Option(PSEUDO_LABEL_BAND, min=0.0, max=1.0, help="--stage2: ignore band (see tonno export nnunet)."),
-    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, help="--stage2: ignore shell around each lesion, in mm."),
+    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, callback=finite,
+                                    help="--stage2: ignore shell around each lesion, in mm."),
     findings: FindingsOpt = None,
     id_column: IdColumnOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train, reconstruct with every method, calibrate thresholds on validation cases, evaluate on test cases."""
     from tonno_engine.apps.benchmark import BenchmarkConfig, default_methods
+    from tonno_engine.base.registry import CAMS
     from tonno_engine.training.config import recipe_config
 
     if not 0.0 < test_fraction < 1.0:
@@ -139,11 +146,14 @@ def benchmark(
         chosen = ()
     if not chosen or not all(1 <= k <= 4 for k in chosen):
         raise typer.BadParameter(f"must be layers 1 to 4 like 1,2,3,4, got {layers!r}", param_hint="--layers")
+    check_named(cam, CAMS, "CAM", "--cam")
     solver = solver_settings(iterations=iterations, regulariser=regulariser, strength=strength, nonnegative=nonnegative)
     specs = list({s.label: s for k in chosen for s in parse_methods(method, cam=cam, layer=k, solver=solver)}.values()) \
         or default_methods(layers=chosen)
+    check_named(stage2_from, ("best", *(s.label for s in specs)), "method", "--stage2-from")
     check_geometry(geometry, field_of_view)
     check_named(recipe, RECIPES, "recipe", "--recipe")
+    check_encoder(model, norm)
     dev = resolve_device_or_exit(device)
     print(f"device: {dev}", flush=True)
     # training options not given stay None: the recipe, then TrainConfig, decide (as in `tonno train`)

@@ -8,7 +8,7 @@ import typer
 
 from tonno_engine.base.defaults import CONNECTIVITY
 
-from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, parse_findings
+from .options import FindingsOpt, IdColumnOpt, QuietOpt, engine_errors, finite, parse_findings
 
 
 def evaluate(
@@ -26,8 +26,8 @@ def evaluate(
                                               "lesions, PQ, HD95 and surface Dice in mm; the eval extra) or all."),
     iou_threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="--metrics instances: IoU a match needs "
                                                                       "(below 0.5: optimal one-to-one assignment)."),
-    tolerance_mm: float = typer.Option(2.0, min=0.0, help="--metrics instances: surface Dice tolerance in mm."),
-    min_mm3: float = typer.Option(0.0, min=0.0, help="Drop predicted components smaller than this (mm³) before "
+    tolerance_mm: float = typer.Option(2.0, min=0.0, callback=finite, help="--metrics instances: surface Dice tolerance in mm."),
+    min_mm3: float = typer.Option(0.0, min=0.0, callback=finite, help="Drop predicted components smaller than this (mm³) before "
                                                     "scoring (e.g. a segmenter's speckles; docs/segmenter.md)."),
     missing_as_empty: bool = typer.Option(False, "--missing-as-empty", help="A ground-truth case without a heatmap "
                                           "(e.g. a failed reconstruction) counts as nothing detected instead of failing."),

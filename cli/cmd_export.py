@@ -9,7 +9,7 @@ import typer
 
 from tonno_engine.base.defaults import PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
 
-from .options import IdColumnOpt, QuietOpt, check_named, engine_errors, fail
+from .options import IdColumnOpt, QuietOpt, check_named, engine_errors, fail, finite
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
 
@@ -26,14 +26,18 @@ def nnunet(
                                                "(with its share of each heatmap's maximum)."),
     level: float = typer.Option(None, help="A level of your own (instead of --thresholds)."),
     percentile: float = typer.Option(None, help="Each heatmap's own level at this percentile (instead of --thresholds)."),
-    test: Path = typer.Option(None, help="Labels CSV or folder of cases without labels: written to imagesTs."),
+    test: Path = typer.Option(None, help="Cases without labels, written to imagesTs: an image, a folder of images "
+                                         "(or of DICOM series) or a labels CSV (its case and image columns; labels "
+                                         "are not read)."),
     annotations: Path = typer.Option(None, help="Reviewed cases from napari's Lesion candidates widget: "
                                                 "<case>.nii.gz and <case>_decisions.csv; they replace the pseudo-labels."),
     band: float = typer.Option(PSEUDO_LABEL_BAND, min=0.0, max=1.0,
                                help="Ignore band: voxels above median + band·(level - median) "
                                     "that are not lesion are ignored (1: no band)."),
-    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, help="Ignore shell around each lesion component, in mm."),
-    min_mm3: float = typer.Option(0.0, min=0.0, help="Smaller components above the level are ignored, not lesion."),
+    margin_mm: float = typer.Option(PSEUDO_LABEL_MARGIN_MM, min=0.0, callback=finite,
+                                    help="Ignore shell around each lesion component, in mm."),
+    min_mm3: float = typer.Option(0.0, min=0.0, callback=finite,
+                                  help="Smaller components above the level are ignored, not lesion."),
     dataset_id: int = typer.Option(501, "--id", min=1, max=999, help="nnU-Net data set id (Dataset<id>_<name>)."),
     name: str = typer.Option("TonnoLesions", help="Data set name."),
     intensity: str = typer.Option(None, help="ct (nnU-Net's CT normalisation) or mr/pet/robust (z-score); default: "
@@ -50,12 +54,19 @@ def nnunet(
 ) -> None:
     """Write Dataset<id>_<name>/ with imagesTr, labelsTr (0 background, 1 lesion, 2 ignore), imagesTs, dataset.json,
     datalist.json and tonno_export.json (docs/segmenter.md)."""
-    from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+    from tonno_engine.apps.export_nnunet import (
+        ExportConfig,
+        ExportResult,
+        dataset_name_problem,
+        export_nnunet_iter,
+        unlabelled_cases,
+    )
     from tonno_engine.base.events import Notice
     from tonno_engine.data.dataset import cases_of_finding, dataset_intensity, read_cases, read_dataset_meta
     from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
     from tonno_engine.evaluation.thresholds_file import read_thresholds
+    from tonno_engine.models.checkpoint import finding_name_problem
 
     from .progress import show_progress
 
@@ -66,6 +77,13 @@ def nnunet(
     if percentile is not None and not 0.0 < percentile < 100.0:
         raise typer.BadParameter(f"must lie between 0 and 100, not {percentile}", param_hint="--percentile")
     check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
+    if (problem := dataset_name_problem(name)) is not None:
+        raise typer.BadParameter(problem, param_hint="--name")
+    if not method or method != method.strip() or any(ch in method for ch in "/\\"):
+        raise typer.BadParameter(f"must be a method label such as tonno or layercam-l2, got {method!r}",
+                                 param_hint="--method")
+    if finding is not None and (problem := finding_name_problem(finding)) is not None:
+        raise typer.BadParameter(problem, param_hint="--finding")
     label = f"{method}_{finding}" if finding else method  # the heatmaps' (and thresholds.json's) method label
     with engine_errors("nothing was written; run it again"):
         if finding:
@@ -91,7 +109,7 @@ def nnunet(
                            name=name, intensity=intensity or dataset_intensity(data),
                            modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite,
                            calibrated_on=calibrated_on, allow_mismatch=allow_mismatch)
-        test_cases = read_cases(test) if test else []
+        test_cases = unlabelled_cases(test) if test else []
         for event in show_progress(export_nnunet_iter(cases, test_cases, heatmaps, out, cfg), "export", quiet=quiet):
             if isinstance(event, Notice):
                 typer.echo(f"warning: {event.message}", err=True)

@@ -10,7 +10,17 @@ from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import PRETRAINING, TrainConfig
 
 from .cmd_train import INTENSITY_HELP, run_training
-from .options import GEOMETRY_HELP, IdColumnOpt, QuietOpt, check_geometry, check_named, resolve_device_or_exit
+from .options import (
+    GEOMETRY_HELP,
+    IdColumnOpt,
+    QuietOpt,
+    check_encoder,
+    check_geometry,
+    check_named,
+    finite,
+    positive,
+    resolve_device_or_exit,
+)
 
 _D = TrainConfig(**PRETRAINING)
 
@@ -28,8 +38,8 @@ def pretrain(
     slices_per_volume: int = typer.Option(None, min=1, help="Planes per drawn volume, each with its neighbour "
                                                                f"(default {_D.slices_per_volume}); with "
                                                                "--batch-volumes at least 2 planes a step."),
-    lr: float = typer.Option(None, min=0.0, help=f"AdamW learning rate (cosine peak), > 0 (default {_D.lr:g})."),
-    temperature: float = typer.Option(None, min=0.01, help=f"NT-Xent temperature (default {_D.temperature:g})."),
+    lr: float = typer.Option(None, callback=positive, help=f"AdamW learning rate (cosine peak), > 0 (default {_D.lr:g})."),
+    temperature: float = typer.Option(None, min=0.01, callback=finite, help=f"NT-Xent temperature (default {_D.temperature:g})."),
     view_tilt: float = typer.Option(None, min=0.0, max=90.0, help="Degrees a view's neighbour plane tilts "
                                                                  f"(default {_D.view_tilt:g})."),
     view_shift: float = typer.Option(None, min=0.0, max=1.0, help="How far it moves, in [-1, 1] units "
@@ -40,8 +50,8 @@ def pretrain(
                                                                 f"(default {_D.checkpoint_every})."),
     device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE})."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {_D.seed})."),
-    cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes: at most this many GB of host memory "
-                                                         "(as tonno train)."),
+    cache_gb: float = typer.Option(None, min=0.01, callback=finite,
+                                   help="Stream the volumes: at most this many GB of host memory (as tonno train)."),
     pool_volumes: int = typer.Option(None, min=1, help="Streaming: volumes kept on the device."),
     loader_workers: int = typer.Option(None, min=0, help="Streaming: processes reading volumes ahead."),
     disk_cache: Path = typer.Option(None, help="Streaming: a folder for preprocessed float16 copies."),
@@ -53,13 +63,10 @@ def pretrain(
     """SimCLR on pairs of neighbouring, differently oriented slices of every volume; writes encoder.pth for
     `tonno train --weights` (docs/training.md, 'Self-supervised pretraining')."""
     from tonno_engine.data.preprocessing import INTENSITIES
-    from tonno_engine.models.encoders import NORMS
     from tonno_engine.training.config import pretrain_config
 
-    if lr is not None and lr <= 0:
-        raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
     check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
-    check_named(norm, NORMS, "norm", "--norm")
+    check_encoder(model, norm)
     check_geometry(geometry, None)
     dev = resolve_device_or_exit(device or DEVICE)
     given = dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size, steps=steps,

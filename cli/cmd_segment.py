@@ -6,9 +6,18 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import DEVICE, SEGMENTER_STEPS
+from tonno_engine.base.defaults import DEVICE, SEGMENTER_PATCH, SEGMENTER_STEPS
 
-from .options import DeviceOpt, IdColumnOpt, QuietOpt, engine_errors, fail, resolve_device_or_exit
+from .options import (
+    DeviceOpt,
+    IdColumnOpt,
+    QuietOpt,
+    engine_errors,
+    fail,
+    positive,
+    resolve_device_or_exit,
+    segmenter_patch,
+)
 
 segment_app = typer.Typer(help="Second stage: a 3D U-Net trained on pseudo-labels (the eval extra: MONAI).",
                           no_args_is_help=True)
@@ -19,9 +28,10 @@ def train(
     export: Path = typer.Argument(..., help="A data set folder written by tonno export nnunet."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (segmenter.pt, segmenter_last.pt, metrics.csv, run.json)."),
     steps: int = typer.Option(SEGMENTER_STEPS, min=1, help="Optimisation steps (a resumed run may be extended)."),
-    patch: int = typer.Option(48, min=8, help="Patch side in voxels (a multiple of 8)."),
+    patch: int = typer.Option(SEGMENTER_PATCH, min=8, callback=segmenter_patch,
+                              help="Patch side in voxels (a multiple of 8: the U-Net halves it three times)."),
     batch_size: int = typer.Option(2, min=1, help="Patches per step."),
-    lr: float = typer.Option(2e-3, min=0.0, help="Learning rate (AdamW, polynomial decay)."),
+    lr: float = typer.Option(2e-3, callback=positive, help="Learning rate (AdamW, polynomial decay), > 0."),
     lesion_fraction: float = typer.Option(0.33, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
     cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
     intensity: str = typer.Option("robust", help="Intensity mode of the input (ct, mr, pet, robust, none; docs/data.md)."),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
-from .options import QuietOpt, engine_errors, fail
+from .options import QuietOpt, engine_errors, fail, finite
 
 
 def synth(
@@ -24,8 +25,9 @@ def synth(
     spacing: str = typer.Option("", help="Re-acquire every case with voxels of this size in mm, e.g. 0.8,0.8,4 "
                                          "(thick slices average, like CT): the same anatomy on an anisotropic grid."),
     oblique: float = typer.Option(0.0, min=-89.0, max=89.0, help="Tilt the affine by this many degrees (oblique scans)."),
-    contrast_scale: float = typer.Option(1.0, min=0.01, help="brain: multiply the lesions' contrast (0.5: half as bright "
-                                                            "above white matter)."),
+    contrast_scale: float = typer.Option(1.0, min=0.01, callback=finite,
+                                         help="brain: multiply the lesions' contrast (0.5: half as bright above "
+                                              "white matter)."),
     bias_field: float = typer.Option(0.0, min=0.0, max=2.0, help="brain: a slowly varying multiplicative field "
                                                                 "exp(b·g), g of unit std (0.3: ±30 %% across the head)."),
     image_format: str = typer.Option("nifti", "--format", help="Images as nifti (.nii.gz) or dicom (one series folder "
@@ -61,7 +63,7 @@ def synth(
         radius = tuple(float(r) for r in lesion_radius.split(",")) if lesion_radius else None
     except ValueError:
         radius = ()
-    if radius is not None and (len(radius) != 2 or not 0 < radius[0] <= radius[1]):
+    if radius is not None and (len(radius) != 2 or not 0 < radius[0] <= radius[1] < math.inf):
         raise typer.BadParameter(f"must be MIN,MAX with 0 < MIN <= MAX, got {lesion_radius!r}", param_hint="--lesion-radius")
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}", param_hint="--kind")

@@ -16,11 +16,14 @@ from .options import (
     FindingsOpt,
     IdColumnOpt,
     QuietOpt,
+    check_encoder,
     check_geometry,
     check_named,
     engine_errors,
+    finite,
     is_rank_zero,
     parse_findings,
+    positive,
     renamed,
     resolve_device_or_exit,
 )
@@ -42,7 +45,7 @@ def train(
     steps: int = typer.Option(None, min=1, help="Training steps (paper: 2000; small-lesions: 800)."),
     batch_volumes: int = typer.Option(None, min=1, help="Volumes drawn (with replacement) per step (paper: 8)."),
     slices_per_volume: int = typer.Option(None, min=1, help="Random slices per drawn volume (paper: 8)."),
-    lr: float = typer.Option(None, min=0.0, help=f"AdamW learning rate (cosine peak), > 0 (default {DEFAULTS.lr:g})."),
+    lr: float = typer.Option(None, callback=positive, help=f"AdamW learning rate (cosine peak), > 0 (default {DEFAULTS.lr:g})."),
     intensity: str = typer.Option(None, help=INTENSITY_HELP),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
     val_every: int = typer.Option(None, min=1, help=f"Validate every this many steps (default {DEFAULTS.val_every})."),
@@ -61,18 +64,19 @@ def train(
                                                      "volume and train on its --slices-per-volume highest-scoring "
                                                      "ones (finds lesions of a few voxels; default: the recipe's, "
                                                      "off: 0)."),
-    context: float = typer.Option(None, min=0.0, help="2.5D input: the network also sees the planes this many slice "
-                                                      "pixels below and above each plane (three channels; default: "
-                                                      "the recipe's, off: 0). Tells small blobs from vessels across "
-                                                      "the plane."),
+    context: float = typer.Option(None, min=0.0, callback=finite,
+                                  help="2.5D input: the network also sees the planes this many slice pixels below and "
+                                       "above each plane (three channels; default: the recipe's, off: 0). Tells small "
+                                       "blobs from vessels across the plane."),
     field_of_view: str = typer.Option(None, help=FIELD_OF_VIEW_HELP + f" Default: {DEFAULTS.field_of_view}."),
     crop: bool = typer.Option(None, "--crop/--no-crop", help="Cut every scan to the box of its foreground (tissue "
                                                               "above Otsu's threshold) before slicing, in training "
                                                               "and reconstruction alike. Default: the recipe's."),
     device: str = typer.Option(None, help=f"auto, cpu, cuda or cuda:N (default {DEVICE}: CUDA when present)."),
     seed: int = typer.Option(None, min=0, help=f"Random seed (default {DEFAULTS.seed})."),
-    cache_gb: float = typer.Option(None, min=0.01, help="Stream the volumes instead of loading them all: at most this "
-                                                         "many GB of host memory for volumes (pool and read-ahead)."),
+    cache_gb: float = typer.Option(None, min=0.01, callback=finite,
+                                   help="Stream the volumes instead of loading them all: at most this many GB of host "
+                                        "memory for volumes (pool and read-ahead)."),
     pool_volumes: int = typer.Option(None, min=1, help="Streaming: volumes kept on the training device "
                                                        "(default: three quarters of --cache-gb)."),
     loader_workers: int = typer.Option(None, min=0, help="Streaming: processes reading volumes ahead "
@@ -98,14 +102,13 @@ def train(
     from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.config import recipe_config
 
-    if lr is not None and lr <= 0:
-        raise typer.BadParameter(f"must be > 0, got {lr}", param_hint="--lr")
     intensity = renamed("--preset", "--intensity", preset, intensity)
     check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
     check_geometry(geometry, field_of_view)
     check_named(recipe, RECIPES, "recipe", "--recipe")
     recipe = recipe or "paper"
     check_named(objective, OBJECTIVES, "objective", "--objective")
+    check_encoder(model, norm)
     dev = resolve_device_or_exit(device or DEVICE)
     given = dict(model=model, norm=norm, weights=weights or None, slice_size=slice_size,
                  steps=steps, batch_volumes=batch_volumes, slices_per_volume=slices_per_volume, lr=lr,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Annotated
 
 import typer
@@ -57,12 +58,45 @@ def renamed(old: str, new: str, old_value, new_value):
     return old_value
 
 
+def finite(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Option callback: a usage error naming the option for ``nan`` or ``±inf``. Typer's ``min=`` and ``max=``
+    refuse ``nan``, but ``inf`` passes a ``min=`` alone."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}", param_hint=param.opts[0])
+    return value
+
+
+def positive(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Option callback: a finite number > 0 (a learning rate), else a usage error naming the option."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}", param_hint=param.opts[0])
+    return value
+
+
+def segmenter_patch(param: typer.CallbackParam, value: int) -> int:
+    """Option callback: a segmenter patch side the U-Net can take (a multiple of 8), else a usage error."""
+    from tonno_engine.models.segmenter import patch_problem
+
+    if (problem := patch_problem(value)) is not None:
+        raise typer.BadParameter(problem, param_hint=param.opts[0])
+    return value
+
+
+def check_encoder(model: str | None, norm: str | None) -> None:
+    """Usage errors for a ``--model`` timm does not know and an unknown ``--norm`` (``None``: not given)."""
+    from tonno_engine.models.encoders import NORMS, model_problem
+
+    check_named(norm, NORMS, "norm", "--norm")
+    if model is not None and (problem := model_problem(model)) is not None:
+        raise typer.BadParameter(problem, param_hint="--model")
+
+
 IterationsOpt = Annotated[int, typer.Option(
     "--iterations", min=0, help="Iterative methods: the most CGLS steps (they stop earlier at a small residual).")]
 RegulariserOpt = Annotated[str, typer.Option(
     "--regulariser", help="Iterative methods: none, tv (total variation, edge-preserving) or gradient (smooth).")]
 StrengthOpt = Annotated[float, typer.Option(
-    "--strength", min=0.0,
+    "--strength", min=0.0, callback=finite,
     help=f"Iterative methods: the regulariser's weight against the data (default {SOLVER_STRENGTH:g} with one).")]
 NonnegativeOpt = Annotated[bool, typer.Option("--nonnegative", help="Iterative methods: keep the heatmap >= 0.")]
 

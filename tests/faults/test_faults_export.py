@@ -2,7 +2,8 @@
 
 Each test is a trial of docs/faults.md: the README's road with heatmaps of another checkpoint, a heatmap folder
 of two checkpoints, a level above every heatmap, numbers that cannot be right in thresholds.json, an id nnU-Net
-would refuse, reviews that would be dropped, an unknown intensity mode, a finding no case has.
+would refuse, reviews that would be dropped, an unknown intensity mode, a finding no case has, and `--test` given
+the folder of images its help offers.
 """
 
 from __future__ import annotations
@@ -181,3 +182,32 @@ def test_export_of_a_finding_no_case_has_is_refused_before_nnunet(masked_phantom
     res = _export(table, heat, tmp_path / "raw", "--level", "0.5", "--finding", "nodule")
     assert res.exit_code == 1 and "nodule is unknown in every case: nothing to export" in res.output, res.output
     assert "Traceback" not in res.output and not (tmp_path / "raw").exists()
+
+
+# 11. --test given what its help offers: an image, a folder of images, a CSV of cases without labels
+def test_export_test_cases_are_an_image_a_folder_of_images_or_a_csv_without_labels(masked_phantoms, tmp_path):
+    import csv
+
+    cases, heat = masked_phantoms(2)
+    new = tmp_path / "new"  # a folder of images, no labels.csv: the cases to segment later
+    new.mkdir()
+    for k, case in enumerate(cases):
+        shutil.copy2(case.image, new / f"new_{k}.nii.gz")
+    res = _export(tmp_path / "data", heat, tmp_path / "raw", "--level", "0.5", "--test", str(new))
+    assert res.exit_code == 0, res.output
+    assert "2 training cases" in res.output and "2 test cases" in res.output
+    made = tmp_path / "raw" / EXPORTED
+    assert sorted(p.name for p in (made / "imagesTs").iterdir()) == ["new_0_0000.nii.gz", "new_1_0000.nii.gz"]
+    assert (made / "imagesTs" / "new_0_0000.nii.gz").read_bytes() == (new / "new_0.nii.gz").read_bytes()
+    assert json.loads((made / "tonno_export.json").read_text())["test_cases"] == ["new_0", "new_1"]
+    table = tmp_path / "new.csv"  # a labels CSV with no label column
+    with open(table, "w", newline="") as fh:
+        csv.writer(fh).writerows([["case", "image"], ["later", str(new / "new_1.nii.gz")]])
+    from_csv = _export(tmp_path / "data", heat, tmp_path / "raw2", "--level", "0.5", "--test", str(table))
+    assert from_csv.exit_code == 0 and "1 test cases" in from_csv.output, from_csv.output
+    one = _export(tmp_path / "data", heat, tmp_path / "raw3", "--level", "0.5", "--test", str(new / "new_0.nii.gz"))
+    assert one.exit_code == 0 and "1 test cases" in one.output, one.output
+    (new / "new_1.nii.gz").unlink()  # the CSV's image is gone: refused by name before anything is written
+    gone = _export(tmp_path / "data", heat, tmp_path / "raw4", "--level", "0.5", "--test", str(table))
+    assert gone.exit_code == 1 and "new_1.nii.gz" in gone.output and "'later' not found" in gone.output, gone.output
+    assert not (tmp_path / "raw4").exists()

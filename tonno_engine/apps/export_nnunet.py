@@ -35,7 +35,7 @@ from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.folder_lock import folder_lock
 from ..data.dataset import Case
-from ..data.heatmap_folder import heatmap_path
+from ..data.heatmap_folder import BatchInput, batch_inputs, heatmap_path
 from ..data.images import load_image
 from ..data.nifti import load_nifti, read_provenance, save_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, FILE_ENDING, image_name, labels_sha256
@@ -96,8 +96,8 @@ class ExportConfig:
             raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
         if not 1 <= self.dataset_id <= 999:
             raise ValueError(f"the nnU-Net data set id must be 1 to 999, got {self.dataset_id}")
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
-            raise ValueError(f"the data set name may hold letters, digits, _ and -, got {self.name!r}")
+        if (problem := dataset_name_problem(self.name)) is not None:
+            raise ValueError(problem)
 
     @classmethod
     def of_export(cls, record: dict) -> ExportConfig:
@@ -127,6 +127,25 @@ class ExportConfig:
         return CHANNEL_NAMES.get(self.intensity or "", self.modality or "image")
 
 
+def dataset_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an nnU-Net data set folder ``Dataset<id>_<name>`` (``None``: it can)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return f"the data set name may hold letters, digits, _ and - only, got {name!r}"
+    return None
+
+
+def unlabelled_cases(source: str | Path) -> list[BatchInput]:
+    """The cases of ``--test`` (written to ``imagesTs``, no labels): an image, a folder (its labels.csv if any,
+    else its image files and DICOM series) or a labels CSV whose labels are not read, as ``tonno reconstruct``
+    reads its input; :class:`DataError` for a missing image, before anything is written."""
+    inputs = batch_inputs(source)
+    missing = [i for i in inputs if not Path(i.image).exists()]
+    if missing:
+        raise DataError(missing[0].image, f"image of the test case {missing[0].case!r} not found"
+                                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return inputs
+
+
 @dataclass(frozen=True)
 class Review:
     """An annotator's review of one case: the annotation's file and array (voxels > 0 lesion) and the decisions."""
@@ -146,7 +165,7 @@ class ExportResult:
     labels_sha256: str
 
 
-def export_nnunet_iter(cases: list[Case], test_cases: list[Case], heatmaps: str | Path, root: str | Path,
+def export_nnunet_iter(cases: list[Case], test_cases: list[Case | BatchInput], heatmaps: str | Path, root: str | Path,
                        cfg: ExportConfig) -> Iterator[Progress | ExportResult]:
     """Write the data set (see module doc); yields a :class:`Progress` per case, then the :class:`ExportResult`."""
     heatmaps = Path(heatmaps)
@@ -245,7 +264,7 @@ def write_label(folder: Path, case: Case, volume, heat: np.ndarray, fingerprint:
             "reviewed": review is not None, **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
 
 
-def _write_image(case: Case, path: Path):
+def _write_image(case: Case | BatchInput, path: Path):
     """The case's image as NIfTI at ``path`` on its own grid; returns the loaded volume. A ``.nii.gz`` input is
     copied byte for byte (its header, affine and data type stay exactly)."""
     volume = load_image(case.image)

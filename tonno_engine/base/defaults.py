@@ -41,6 +41,8 @@ SOLVER_TOLERANCE = 1e-3
 CONTRASTIVE = "contrastive"
 #: the second-stage segmenter's training steps (48³ patches, 2 a step: 4–5 CPU-minutes; bench/RESULTS.md)
 SEGMENTER_STEPS = 3000
+#: the side of its training patches, in voxels (a multiple of the U-Net's downsampling, 8)
+SEGMENTER_PATCH = 48
 #: the iterative methods' regulariser weight against the data when one is chosen without --strength
 SOLVER_STRENGTH = 0.1
 

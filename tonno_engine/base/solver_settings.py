@@ -3,6 +3,7 @@ can carry them; the solver is :mod:`tonno_engine.tomography.solvers`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .defaults import SOLVER_ITERATIONS, SOLVER_TOLERANCE
@@ -27,6 +28,8 @@ class SolverSettings:
     def __post_init__(self):
         if self.regulariser not in REGULARISERS:
             raise ValueError(f"unknown regulariser {self.regulariser!r}; valid: {', '.join(REGULARISERS)}")
+        if not (math.isfinite(self.strength) and math.isfinite(self.tolerance)):
+            raise ValueError(f"strength and tolerance must be finite numbers, got {self.strength} and {self.tolerance}")
         if self.iterations < 0 or self.tolerance < 0 or self.strength < 0 or self.reweightings < 1:
             raise ValueError("iterations, tolerance and strength must be >= 0, reweightings >= 1")
         if self.regulariser != "none" and self.strength == 0:

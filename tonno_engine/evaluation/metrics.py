@@ -11,6 +11,7 @@ empty" (or the volume's label).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,9 +62,11 @@ class Threshold:
                     raise ValueError("after the comma, give relative:<share of the maximum>")
                 relative = float(share)
             kind, _, value = head.partition(":")
-            if not value and kind not in THRESHOLDS:
-                return cls("fixed", float(kind), relative)
-            return cls(kind, float(value) if value else None, relative)
+            kind, value = ("fixed", kind) if not value and kind not in THRESHOLDS else (kind, value)
+            number = float(value) if value else None
+            if number is not None and not math.isfinite(number):
+                raise ValueError(f"{kind} needs a finite number, got {value}")
+            return cls(kind, number, relative)
         except ValueError as exc:
             raise ValueError(f"bad threshold {text!r}: {exc}") from exc
 

@@ -15,6 +15,7 @@ margins in mm stay right on anisotropic grids. Values: :data:`BACKGROUND` 0, :da
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,8 +45,8 @@ class PseudoLabelRule:
     def __post_init__(self):
         if not 0.0 <= self.band <= 1.0:
             raise ValueError(f"band must be in [0, 1], got {self.band}")
-        if self.margin_mm < 0 or self.min_mm3 < 0:
-            raise ValueError("margin_mm and min_mm3 must be >= 0")
+        if not (0.0 <= self.margin_mm < math.inf and 0.0 <= self.min_mm3 < math.inf):
+            raise ValueError(f"margin_mm and min_mm3 must be finite numbers >= 0, got {self.margin_mm} and {self.min_mm3}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -46,6 +46,11 @@ def batchnorm_to_groupnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def model_problem(name: str) -> str | None:
+    """Why ``name`` is no model :func:`create_encoder` can build (``None``: it is one of timm's)."""
+    return None if timm.is_model(name) else f"unknown timm model {name!r} (see timm.list_models())"
+
+
 def _from_weights_file(name: str, file: str, kwargs: dict) -> torch.nn.Module:
     """timm's model ``name`` with the weights of a local ``file``; :class:`DataError` naming the file when
     it holds no state dict or one of another architecture (timm raises bare pickle/key errors)."""
@@ -70,8 +75,8 @@ def create_encoder(name: str = "resnet10t", norm: str = "frozen_bn", in_chans: i
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
-    if not timm.is_model(name):
-        raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
+    if (problem := model_problem(name)) is not None:
+        raise ValueError(problem)
     kwargs = dict(num_classes=outputs, in_chans=in_chans)
     source = weights if isinstance(weights, WeightsSource) else resolve_weights(name, weights)
     if source.kind == "file":

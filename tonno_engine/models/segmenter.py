@@ -44,6 +44,16 @@ def multiple_of(strides=STRIDES) -> int:
     return int(np.prod(strides))
 
 
+def patch_problem(patch: int, strides=STRIDES) -> str | None:
+    """Why ``patch`` cannot be a training patch's side (``None``: it can). The U-Net halves its input once per
+    stride and adds each level's output to the upsampled one below, so every level's size must be whole: the side
+    must be a multiple of the strides' product (8)."""
+    if patch % multiple_of(strides):
+        return (f"patch must be a multiple of {multiple_of(strides)} (the U-Net halves it {len(strides)} times), "
+                f"got {patch}")
+    return None
+
+
 def save_segmenter(path: str | Path, model: torch.nn.Module, meta: dict, train_state: dict | None = None) -> Path:
     """Write a segmenter checkpoint atomically; ``meta``: network settings, ``labels``, ``train_args``, ``step``."""
     buffer = io.BytesIO()

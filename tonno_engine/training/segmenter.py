@@ -16,6 +16,7 @@ on resume), ``run.json``. SIGTERM/SIGUSR1 checkpoint and stop.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..base.atomic import make_output_folder, write_text_atomic
-from ..base.defaults import DEVICE, SEGMENTER_STEPS
+from ..base.defaults import DEVICE, SEGMENTER_PATCH, SEGMENTER_STEPS
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
@@ -39,7 +40,7 @@ from ..models.segmenter import (
     CHANNELS,
     STRIDES,
     build_unet,
-    multiple_of,
+    patch_problem,
     read_segmenter,
     save_segmenter,
 )
@@ -57,7 +58,7 @@ class SegmenterConfig:
     """A stage-2 training run. ``patch``: cube side in voxels (a multiple of 8)."""
 
     steps: int = SEGMENTER_STEPS
-    patch: int = 48
+    patch: int = SEGMENTER_PATCH
     batch_size: int = 2
     lr: float = 2e-3
     weight_decay: float = 1e-5
@@ -73,8 +74,10 @@ class SegmenterConfig:
     intensity: str = "robust"
 
     def __post_init__(self):
-        if self.patch % multiple_of(self.strides):
-            raise ValueError(f"patch must be a multiple of {multiple_of(self.strides)}, got {self.patch}")
+        if (problem := patch_problem(self.patch, self.strides)) is not None:
+            raise ValueError(problem)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0.0 <= self.lesion_fraction <= 1.0:
             raise ValueError(f"lesion_fraction must be in [0, 1], got {self.lesion_fraction}")
         Preprocessing(self.intensity)  # an unknown mode is a ValueError listing the valid ones

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("tonno_engine", "cli", "napari_tonno")
 #: parameters, dataclass fields and widget values that carry one of the defaults wherever they appear: the
 #: reconstruction's (directions: the probe widgets' lattice too), evaluation's, the solver's, the benchmark's,
-#: the pseudo-labels' and the demo's
+#: the pseudo-labels', the segmenter's patch and the demo's
 SETTINGS = {"slices", "directions", "slice_size", "device", "layer", "cam", "quality", "geometry", "field_of_view",
-            "connectivity", "strength", "resamples", "test_fraction", "band", "margin_mm", "steps", "cases"}
+            "connectivity", "strength", "resamples", "test_fraction", "band", "margin_mm", "steps", "cases", "patch"}
 #: functions whose own problem size is not a default of the reconstruction (the Fig. 4 check's phantom)
 OWN_SIZES = {"fake_cam_check"}
 #: (class, field) pairs whose literal is the one definition of another default: training's steps (the

@@ -90,7 +90,8 @@ def test_thresholds():
     bimodal = np.r_[np.zeros(900), np.ones(100)].reshape(10, 10, 10) + 0.01 * np.sin(np.arange(1000)).reshape(10, 10, 10)
     assert binarize(bimodal, Threshold.parse("otsu")).sum() == 100
     assert Threshold.parse("0.25") == Threshold("fixed", 0.25)
-    for bad in ("median", "percentile:150", "fixed", "fixed:1,relative:1", "fixed:1,share:0.2", "fixed:1,relative:"):
+    for bad in ("median", "percentile:150", "fixed", "fixed:1,relative:1", "fixed:1,share:0.2", "fixed:1,relative:",
+                "nan", "inf", "fixed:-inf", "percentile:nan"):
         with pytest.raises(ValueError):
             Threshold.parse(bad)
 

@@ -36,3 +36,14 @@ def test_small_components_are_ignored_not_lesion():
     heat[15, 15, 15] = 1.0  # 1 mm³
     labels = pseudo_labels(heat, True, 0.5, rule=PseudoLabelRule(band=1.0, margin_mm=0.0, min_mm3=8.0))
     assert (labels[2:6, 2:6, 2:6] == LESION).all() and labels[15, 15, 15] == IGNORE
+
+
+def test_a_rule_of_numbers_that_cannot_be_right_is_refused():
+    import pytest
+
+    from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
+
+    for bad in (dict(band=float("nan")), dict(margin_mm=float("inf")), dict(margin_mm=float("nan")),
+                dict(min_mm3=float("inf")), dict(min_mm3=-1.0)):
+        with pytest.raises(ValueError):
+            PseudoLabelRule(**bad)

@@ -139,6 +139,9 @@ def test_registry_titles_labels_and_validation():
         MethodSpec("tonno", solver=tv)
     with pytest.raises(ValueError, match="needs a strength"):
         SolverSettings(regulariser="tv")
+    for weight in (float("inf"), float("nan")):  # a weight under which the solver would do nothing
+        with pytest.raises(ValueError, match="finite"):
+            SolverSettings(regulariser="tv", strength=weight)
     with pytest.raises(ValueError, match="needs a formula"):
         MethodRecord("x", title="x", label="x", kind="tomographic", needs="logits", description="", equation="")
 

@@ -18,6 +18,18 @@ def test_ignored_voxels_do_not_enter_the_loss():
     assert torch.isclose(masked_loss(changed, labels), loss.detach())
 
 
+def test_a_patch_the_unet_cannot_take_or_a_learning_rate_that_learns_nothing_is_refused():
+    import pytest
+
+    from tonno_engine.training.segmenter import SegmenterConfig
+
+    with pytest.raises(ValueError, match="multiple of 8"):
+        SegmenterConfig(patch=12)
+    for lr in (0.0, -1e-3, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lr must be"):
+            SegmenterConfig(lr=lr)
+
+
 def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path, masked_phantoms):
     from tonno_engine.apps.export_nnunet import ExportConfig, export_nnunet_iter
     from tonno_engine.models.segmenter import read_segmenter
