@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tonno_engine.base.defaults import DEVICE, SEGMENTER_PATCH, SEGMENTER_STEPS
+from tonno_engine.base.defaults import DEVICE, SEGMENTER_LR, SEGMENTER_PATCH, SEGMENTER_STEPS
 
 from .options import (
     DeviceOpt,
@@ -31,7 +31,7 @@ def train(
     patch: int = typer.Option(SEGMENTER_PATCH, min=8, callback=segmenter_patch,
                               help="Patch side in voxels (a multiple of 8: the U-Net halves it three times)."),
     batch_size: int = typer.Option(2, min=1, help="Patches per step."),
-    lr: float = typer.Option(2e-3, callback=positive, help="Learning rate (AdamW, polynomial decay), > 0."),
+    lr: float = typer.Option(SEGMENTER_LR, callback=positive, help="Learning rate (AdamW, polynomial decay), > 0."),
     lesion_fraction: float = typer.Option(0.33, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
     cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
     intensity: str = typer.Option("robust", help="Intensity mode of the input (ct, mr, pet, robust, none; docs/data.md)."),

@@ -211,3 +211,12 @@ def test_export_test_cases_are_an_image_a_folder_of_images_or_a_csv_without_labe
     gone = _export(tmp_path / "data", heat, tmp_path / "raw4", "--level", "0.5", "--test", str(table))
     assert gone.exit_code == 1 and "new_1.nii.gz" in gone.output and "'later' not found" in gone.output, gone.output
     assert not (tmp_path / "raw4").exists()
+
+
+def test_an_export_that_fails_on_a_case_leaves_no_raw_folder(masked_phantoms, tmp_path):
+    cases, heat = masked_phantoms(3)
+    positive = next(c for c in cases if c.label)
+    (heat / f"{positive.case}_tonno.nii.gz").unlink()
+    res = _export(tmp_path / "data", heat, tmp_path / "raw", "--level", "0.5")
+    assert res.exit_code == 1 and f"no tonno heatmap for the positive case '{positive.case}'" in res.output
+    assert not (tmp_path / "raw").exists()  # the raw folder this run made is gone again, lock and all

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.atomic import PART_PREFIX, make_output_folder, make_part_folder, write_text_atomic
+from ..base.atomic import PART_PREFIX, make_part_folder, write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
-from ..base.folder_lock import folder_lock
 from ..data.dataset import Case
 from ..data.heatmap_folder import BatchInput, batch_inputs, heatmap_path
 from ..data.images import load_image
@@ -51,6 +50,7 @@ from ..evaluation.pseudo_labels import (
     pseudo_labels,
     read_decisions,
 )
+from .batch import writing_into
 from .provenance import input_signature, source_mismatches
 
 #: nnU-Net's name per tonno intensity mode: "CT" gets its CT normalisation, every other name z-scores
@@ -180,9 +180,9 @@ def export_nnunet_iter(cases: list[Case], test_cases: list[Case | BatchInput], h
                                   "anyway and records it")
     for problem in mismatches:
         yield Notice(f"exported although {problem} (--allow-mismatch; recorded in {EXPORT_RECORD})")
-    root = make_output_folder(root)
+    root = Path(root)
     target = root / cfg.folder_name
-    with folder_lock(root):
+    with writing_into(root):  # a raw folder made here is removed again when the export fails
         _check_id(root, target)
         if target.exists() and any(target.iterdir()) and not cfg.overwrite:
             raise DataError(target, "the data set folder is not empty; choose another id, or --overwrite it")

@@ -43,6 +43,8 @@ CONTRASTIVE = "contrastive"
 SEGMENTER_STEPS = 3000
 #: the side of its training patches, in voxels (a multiple of the U-Net's downsampling, 8)
 SEGMENTER_PATCH = 48
+#: the second-stage U-Net's learning rate (AdamW, polynomial decay)
+SEGMENTER_LR = 2e-3
 #: the iterative methods' regulariser weight against the data when one is chosen without --strength
 SOLVER_STRENGTH = 0.1
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..base.atomic import make_output_folder, write_text_atomic
-from ..base.defaults import DEVICE, SEGMENTER_PATCH, SEGMENTER_STEPS
+from ..base.defaults import DEVICE, SEGMENTER_LR, SEGMENTER_PATCH, SEGMENTER_STEPS
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
@@ -60,7 +60,7 @@ class SegmenterConfig:
     steps: int = SEGMENTER_STEPS
     patch: int = SEGMENTER_PATCH
     batch_size: int = 2
-    lr: float = 2e-3
+    lr: float = SEGMENTER_LR
     weight_decay: float = 1e-5
     lesion_fraction: float = 0.33  # nnU-Net's foreground oversampling
     cache_cases: int = 64
