@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tonno_engine.apps.benchmark import BenchmarkConfig, BenchmarkResult, benchmark_iter, default_methods
 from tonno_engine.base.registry import MethodSpec
-from tonno_engine.data.dataset import read_cases, split_cases
+from tonno_engine.data.dataset import read_cases, split_cases, write_cases_csv
 from tonno_engine.data.synth import SynthRequest, synthesize
 from tonno_engine.methods.settings import PRESETS, ReconstructionSettings
 from tonno_engine.training.config import recipe_config
@@ -200,8 +200,7 @@ def study_recipes(args) -> None:
     if args.test_fraction:
         rest, holdout = split_cases(read_cases(data), args.test_fraction, 0)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train.csv").write_text("case,label,image,mask\n" + "".join(
-            f"{c.case},{c.label},{c.image},{c.mask}\n" for c in rest))
+        write_cases_csv(out / "train.csv", rest)  # (with its group column, if DATA has one)
         data = out / "train.csv"
     rows = []
     for name in args.candidates.split(","):
@@ -386,12 +385,14 @@ def foreign_brains(folder: Path, n: int, seed: int) -> Path:
 def calibrate_and_test(root: Path, train: Path, test: Path) -> Path:
     """``root/labels.csv``: every case of ``train`` and of ``test`` (absolute paths). ``tonno benchmark --checkpoint``
     recognises images by content: the checkpoint's validation images calibrate, its training images are left out,
-    and every image of ``test`` is a test case."""
+    and every image of ``test`` is a test case. A ``group`` column is kept (a row without one reads as an error)."""
     rows = [{**r, "image": str((d / r["image"]).resolve()), "mask": str((d / r["mask"]).resolve())}
             for d in (train, test) for r in csv.DictReader(open(d / "labels.csv", newline=""))]
     root.mkdir(parents=True, exist_ok=True)
+    grouped = any("group" in r for r in rows)
     with open(root / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["case", "label", "image", "mask"], extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=["case", "label", "image", "mask", *(["group"] if grouped else [])],
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return root / "labels.csv"

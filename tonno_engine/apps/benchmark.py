@@ -29,7 +29,16 @@ from ..base.defaults import BOOTSTRAP_RESAMPLES, CAM_LAYER, CONNECTIVITY, DEVICE
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
-from ..data.dataset import Case, data_hash, dataset_intensity, hash_cases, read_cases, split_cases, write_cases_csv
+from ..data.dataset import (
+    Case,
+    data_hash,
+    dataset_intensity,
+    group_of,
+    hash_cases,
+    read_cases,
+    split_cases,
+    write_cases_csv,
+)
 from ..data.heatmap_folder import output_pairs
 from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import (
@@ -127,10 +136,14 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         return _Split(Path(cfg.checkpoint), val, test)
     # a checkpoint from before image hashes: only the whole training data set is recognised
     names = set(description.train_cases) | set(description.val_cases)
-    if names and data_hash([c for c in cases if c.case in names]) == description.data_hash:
+    # (such a checkpoint predates groups too: its data hash holds none)
+    if names and data_hash([replace(c, group=None) for c in cases if c.case in names]) == description.data_hash:
         # the very data the checkpoint was trained on: its validation cases calibrate, unseen ones test
-        val = [c for c in cases if c.case in set(description.val_cases)]
-        test = [c for c in cases if c.case not in names]
+        trained = [c for c in cases if c.case in set(description.train_cases)]
+        val, test, dropped = _apart_from_training(trained, [c for c in cases if c.case in set(description.val_cases)],
+                                                  [c for c in cases if c.case not in names])
+        if dropped:
+            yield _trained_groups_notice(data, dropped)
     else:  # other data (names may coincide): split it into calibration and test halves
         test, val = split_cases(cases, 0.5, cfg.seed)
         if shared := [c.case for c in cases if c.case in names]:
@@ -150,19 +163,50 @@ def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterato
     """``(validation, test)`` cases by image content, whatever the cases are called: the checkpoint's own validation
     images calibrate, images it never saw test, and its training images are left out (a :class:`Notice` says how
     many). Where DATA lacks a validation image positive for each finding, the unseen cases split in halves instead.
+    Groups (DATA's ``group`` column) stay whole (:func:`_apart_from_training`): a group the run trained on is
+    neither calibrated nor tested (a :class:`Notice` names it).
     """
     _, found = hash_cases(cases)
     seen = set(description.image_hashes.values())
     validated = {description.image_hashes[name] for name in description.val_cases if name in description.image_hashes}
-    val = [c for c in cases if found[c.case] in validated]
-    test = [c for c in cases if found[c.case] not in seen]
+    trained = [c for c in cases if found[c.case] in seen - validated]
+    unseen = [c for c in cases if found[c.case] not in seen]
+    val, test, dropped = _apart_from_training(trained, [c for c in cases if found[c.case] in validated], unseen)
     truths = _finding_indices(description.findings)
     if not all(any(c.truth(k)[2] == 1 for c in val) for k in truths):
-        test, val = split_cases(test, 0.5, seed)
-    if left := len(cases) - len(val) - len(test):
+        gone = {c.case for c in dropped}
+        test, val = split_cases([c for c in unseen if c.case not in gone], 0.5, seed)
+    if left := len(cases) - len(val) - len(test) - len(dropped):
         yield Notice(f"{data}: {left} of its {len(cases)} cases are images its training run saw (by content): "
                      "left out of calibration and test")
+    if dropped:
+        yield _trained_groups_notice(data, dropped)
     return val, test
+
+
+def _apart_from_training(trained: list[Case], val: list[Case],
+                         unseen: list[Case]) -> tuple[list[Case], list[Case], list[Case]]:
+    """``(validation, test, dropped)`` of a checkpoint's run: ``dropped`` holds the cases of ``val`` and ``unseen``
+    whose group (:func:`~tonno_engine.data.dataset.group_of`) has a case in ``trained`` (the cases the run trained
+    on); the rest of ``unseen`` tests, except those of a group that calibrates, which join ``val``. So no group is
+    on two sides (without a ``group`` column every case is its own group, and nothing is dropped or moved)."""
+    gone = {group_of(c) for c in trained}
+    dropped = [c for c in val + unseen if group_of(c) in gone]
+    val = [c for c in val if group_of(c) not in gone]
+    calibrating = {group_of(c) for c in val}
+    val += [c for c in unseen if group_of(c) in calibrating]
+    return val, [c for c in unseen if group_of(c) not in gone | calibrating], dropped
+
+
+def _trained_groups_notice(data, dropped: list[Case]) -> Notice:
+    """That the cases ``dropped`` by :func:`_apart_from_training` are left out, named group by group."""
+    groups: dict[str, list[str]] = {}
+    for case in dropped:
+        groups.setdefault(group_of(case), []).append(case.case)
+    named = "; ".join(f"{group}: {', '.join(names)}" for group, names in list(groups.items())[:10])
+    more = f"; and {len(groups) - 10} more groups" if len(groups) > 10 else ""
+    return Notice(f"{data}: {len(dropped)} of its cases belong to groups (its group column) that its training run "
+                  f"trained on: left out of calibration and test ({named}{more})")
 
 
 def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | BenchmarkResult]:

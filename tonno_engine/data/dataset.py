@@ -6,6 +6,8 @@ series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mas
 ground-truth lesion mask used only for evaluation), or a folder that holds such a CSV named
 ``labels.csv`` (what ``tonno synth`` writes).
 An optional ``dataset.json`` beside the CSV may name the intensity mode (``"intensity"``).
+An optional ``group`` column (e.g. the patient) keeps cases together: every split (:func:`split_cases`) puts a
+group's cases on one side; without the column every case is its own group. A blank ``group`` cell is an error.
 
 Several findings (docs/findings.md): ``findings`` names one 0/1 column per finding instead of ``label``
 (blank, ``nan`` or ``-1``: unknown); their masks are ``mask_<finding>`` columns, or one ``mask`` label
@@ -28,6 +30,8 @@ from ..base.hashing import update_hashes
 from .images import image_exists, image_stem, input_files
 
 REQUIRED = ("case", "label", "image")
+#: the optional column whose cases every split keeps on one side (e.g. a patient's studies)
+GROUP = "group"
 #: what a finding column may hold for "not known" (masked out of the loss, never read as 0)
 UNKNOWN_VALUES = ("", "nan", "na", "-1", "-1.0")
 
@@ -36,7 +40,9 @@ UNKNOWN_VALUES = ("", "nan", "na", "-1", "-1.0")
 class Case:
     """One volume. ``label``: its class (with several findings: 1 when any finding is known present);
     ``findings``: one label per named finding (``nan``: unknown), empty for the one ``label`` column;
-    ``finding_masks``: one mask per finding (``mask_<finding>`` columns), empty when ``mask`` serves all."""
+    ``finding_masks``: one mask per finding (``mask_<finding>`` columns), empty when ``mask`` serves all;
+    ``group``: the ``group`` column's entry (``None``: no such column, the case is its own group; see
+    :func:`group_of`)."""
 
     case: str
     label: int
@@ -44,6 +50,7 @@ class Case:
     mask: Path | None = None
     findings: tuple[float, ...] = ()
     finding_masks: tuple[Path | None, ...] = ()
+    group: str | None = None
 
     @property
     def targets(self) -> tuple[float, ...]:
@@ -95,6 +102,7 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
             need = ",".join((key, *labels)) + (",image" if id_column is None else "[,image]") + "[,mask]"
             raise DataError(path, f"missing column(s) {', '.join(missing)}; need {need}")
         per_finding_masks = findings and any(f"mask_{f}" in header for f in findings)
+        grouped = GROUP in header
         cases, seen = [], set()
         for row_no, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
@@ -121,7 +129,10 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
             for kind, file in (("image", image), ("mask", mask), *((f"mask_{f}", m) for f, m in zip(findings or (), masks))):
                 if check_files and file is not None and not image_exists(file):
                     raise DataError(where, f"{kind} file not found: {file}")
-            cases.append(Case(name, label, image, mask, values, masks))
+            if grouped and not row[GROUP]:
+                raise DataError(where, f"empty {GROUP} (every case of a data set with a {GROUP} column needs one; "
+                                       "give a case of no other group its own name)")
+            cases.append(Case(name, label, image, mask, values, masks, row[GROUP] if grouped else None))
     if not cases:
         raise DataError(path, "no cases")
     return cases
@@ -153,18 +164,22 @@ def _resolve(base: Path, entry: str) -> Path:
 
 def write_cases_csv(path: str | Path, cases: list[Case], findings: Sequence[str] | None = None) -> None:
     """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths; with ``findings`` a column
-    per finding, blank when unknown, and its ``mask_<finding>`` column when the cases have them), written
-    atomically. Reading it back with the same ``findings`` gives the same cases."""
+    per finding, blank when unknown, and its ``mask_<finding>`` column when the cases have them; a ``group``
+    column when any case has a group), written atomically. Reading it back with the same ``findings`` gives the
+    same cases."""
     from ..base.atomic import write_text_atomic
 
     names = list(findings or ())
     split_masks = bool(names) and any(c.finding_masks for c in cases)
-    head = ["case", "label", "image", "mask", *names, *(f"mask_{f}" for f in names if split_masks)]
+    grouped = any(c.group is not None for c in cases)
+    head = ["case", "label", "image", "mask", *names, *(f"mask_{f}" for f in names if split_masks),
+            *((GROUP,) if grouped else ())]
     lines = [",".join(head)]
     for c in cases:
         cells = [c.case, str(c.label), str(c.image), str(c.mask or "")]
         cells += ["" if math.isnan(v) else str(int(v)) for v in (c.findings if names else ())]
         cells += [str(m or "") for m in (c.finding_masks or (None,) * len(names))] if split_masks else []
+        cells += [group_of(c)] if grouped else []
         lines.append(",".join(cells))
     write_text_atomic(path, "\n".join(lines) + "\n")
 
@@ -205,6 +220,8 @@ def hash_cases(cases: list[Case]) -> tuple[str, dict[str, str]]:
         digest.update(f"{case.case}\0{case.label}\0".encode())
         if case.findings:  # (one-label data sets keep the digest they always had)
             digest.update(f"{case.findings}\0".encode())
+        if case.group is not None:  # the groups decide the split: a run resumes only on the groups it began with
+            digest.update(f"{GROUP}\0{case.group}\0".encode())
         image = hashlib.sha256()
         for file in input_files(case.image):
             update_hashes((digest, image), file)
@@ -212,27 +229,77 @@ def hash_cases(cases: list[Case]) -> tuple[str, dict[str, str]]:
     return digest.hexdigest(), images
 
 
+def group_of(case: Case) -> str:
+    """The group that every split keeps on one side: the case's ``group`` entry, else the case itself."""
+    return case.case if case.group is None else case.group
+
+
+def groups_on_both_sides(*sides: Sequence[Case]) -> list[str]:
+    """The groups (:func:`group_of`) that have cases in more than one of ``sides``, sorted: ``[]`` for a split
+    that keeps every group together."""
+    owner: dict[str, int] = {}
+    crossed = set()
+    for k, side in enumerate(sides):
+        for case in side:
+            if owner.setdefault(group_of(case), k) != k:
+                crossed.add(group_of(case))
+    return sorted(crossed)
+
+
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
-    """Stratified split by case: at least one case of each class goes to validation when possible. With several
-    findings, the split is stratified by the volume's class (any finding), then each finding that has no known
-    positive (or negative) in validation gets one from training, when training keeps another."""
+    """Stratified split by group (:func:`group_of`; without a ``group`` column every case is its own group, and the
+    split is the one tonno always made): a group's cases are all on one side. Groups are stratified by their class
+    (1 when any of their cases is positive), each class's groups shuffled and drawn until its validation share is
+    as near ``val_fraction`` of its cases as whole groups allow, at least one group of each class that has two.
+    With several findings, the split is stratified by the volume's class (any finding), then each finding that has
+    no known positive (or negative) in validation gets one from training (with its group), when training keeps
+    another.
+
+    Hand-written rather than scikit-learn's ``StratifiedGroupKFold``/``GroupShuffleSplit`` (not a dependency): with
+    one case per group this draws exactly what tonno drew before groups, so a seed still gives the same split."""
     import random
 
     rng = random.Random(seed)
-    train, val = [], []
+    train, val, groups = [], [], _groups(cases)
     for label in (0, 1):
-        group = [c for c in cases if c.label == label]
-        rng.shuffle(group)
-        k = max(1, round(len(group) * val_fraction)) if val_fraction > 0 and len(group) > 1 else 0
-        val += group[:k]
-        train += group[k:]
+        stratum = [g for g in groups if max(c.label for c in g) == label]
+        rng.shuffle(stratum)
+        chosen = _draw(stratum, val_fraction)
+        for k, group in enumerate(stratum):
+            (val if k in chosen else train).extend(group)
     if val_fraction > 0 and cases and cases[0].findings:
         for k in range(len(cases[0].findings)):
             for value in (1.0, 0.0):
                 if any(c.findings[k] == value for c in val):
                     continue
                 movable = [c for c in train if c.findings[k] == value]
-                if len(movable) > 1:
-                    train.remove(movable[0])
-                    val.append(movable[0])
+                if movable and any(group_of(c) != group_of(movable[0]) for c in movable):
+                    moved = group_of(movable[0])
+                    val += [c for c in train if group_of(c) == moved]
+                    train = [c for c in train if group_of(c) != moved]
     return train, val
+
+
+def _groups(cases: list[Case]) -> list[list[Case]]:
+    """``cases`` gathered by group, the groups in the order of their first case."""
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(group_of(case), []).append(case)
+    return list(groups.values())
+
+
+def _draw(stratum: list[list[Case]], fraction: float) -> set[int]:
+    """The indices of the (shuffled) groups of one class that go to validation: walking them in order, each group
+    that brings the validation cases nearer to ``fraction`` of the class's cases (at least one) is taken; none when
+    the class has fewer than two groups. With one case per group: the first ``round(n × fraction)`` (at least 1)."""
+    if fraction <= 0 or len(stratum) < 2:
+        return set()
+    target = max(1, round(sum(len(g) for g in stratum) * fraction))
+    chosen, taken = set(), 0
+    for k, group in enumerate(stratum):
+        if abs(taken + len(group) - target) < abs(taken - target):
+            chosen.add(k)
+            taken += len(group)
+    if not chosen:  # every group holds more than twice the target: the smallest, so that the class is validated
+        chosen.add(min(range(len(stratum)), key=lambda k: len(stratum[k])))
+    return chosen
