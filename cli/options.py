@@ -39,13 +39,18 @@ def fail(message: str, code: int = 1):
 def engine_errors(interrupted: str = ""):
     """Turn the engine's errors about data and files (bad input, a missing file, an output that
     cannot be written, a full disk, a killed loader process) into one line on stderr and exit 1, never
-    a traceback; Ctrl-C into ``interrupted: <hint>`` and exit 130."""
-    from tonno_engine.base.errors import MissingExtra, ResourceError
+    a traceback; Ctrl-C into ``interrupted: <hint>`` and exit 130; work a signal stopped (:class:`Stopped`) into
+    its line and exit 128 + the signal's number (143 for SIGTERM)."""
+    import signal
+
+    from tonno_engine.base.errors import MissingExtra, ResourceError, Stopped
 
     try:
         yield
     except KeyboardInterrupt:
         fail("interrupted" + (f"; {interrupted}" if interrupted else ""), 130)
+    except Stopped as exc:
+        fail(str(exc), 128 + getattr(signal, exc.signal.split()[0], signal.SIGTERM))
     except (ValueError, OSError, MissingExtra, ResourceError) as exc:  # DataError is a ValueError
         fail(str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}")
 

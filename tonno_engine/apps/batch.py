@@ -47,7 +47,7 @@ from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
-from .provenance import Provenance, differences, heatmap_parts
+from .provenance import Provenance, differences, heatmap_parts, input_path
 
 #: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
 FEW_ANGLES = 50
@@ -428,7 +428,8 @@ def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
     (:class:`DiskFull`) is raised. Each written heatmap carries its provenance.
     """
     loaded, settings, writes = run.loaded, run.cfg.settings, run.writes
-    provenance = {s.label: Provenance(run.expected[(item.case, s.label)], run.info["started"]) for s in specs}
+    provenance = {s.label: Provenance(run.expected[(item.case, s.label)], run.info["started"],
+                                      image=input_path(item.image)) for s in specs}
     start = time.perf_counter()
     device = loaded.device
     batch_size = settings.batch_size or default_batch_size(device)

@@ -17,6 +17,7 @@ scored and compared with that finding's slice-wise LayerCAM on its own ground tr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from ..base.atomic import write_text_atomic
 from ..base.defaults import BOOTSTRAP_RESAMPLES, CAM_LAYER, CONNECTIVITY, DEVICE, QUALITY, TEST_FRACTION
-from ..base.errors import DataError
+from ..base.errors import DataError, Stopped
 from ..base.events import Notice, Progress
 from ..base.registry import MethodSpec
 from ..data.dataset import (
@@ -40,7 +41,7 @@ from ..data.dataset import (
     write_cases_csv,
 )
 from ..data.heatmap_folder import output_pairs
-from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays
+from ..evaluation.bootstrap import METRICS, bootstrap_intervals, case_arrays, intervals_shortfall
 from ..evaluation.evaluate import (
     calibrated_scores,
     case_rows_csv,
@@ -52,7 +53,7 @@ from ..methods.run import for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import load_checkpoint, read_description
 from ..training.config import TrainConfig
-from ..training.loop import TrainStopped
+from ..training.loop import StopSignals, TrainStopped
 from .batch import BatchConfig, reconstruct_batch_iter, run_or_raise, writing_into
 from .benchmark_stage2 import Stage2Config, stage2_iter
 from .classification import Classification, classify_findings_iter
@@ -122,8 +123,8 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
         train_cfg = replace(cfg.train, intensity=cfg.train.intensity or dataset_intensity(data), id_column=None)
         for event in train_run_iter(out / "train.csv", run, train_cfg, resume=(run / "checkpoint_last.pt").exists()):
             if isinstance(event, TrainStopped):  # a half-trained model must not make Table 2
-                raise DataError(run, f"training stopped by {event.signal} at step {event.done} of {event.total}; "
-                                     "run the benchmark again to continue it")
+                raise Stopped(run, event.signal, f"training stopped by {event.signal} at step {event.done} of "
+                                                 f"{event.total}; run the benchmark again to continue it")
             yield event
         checkpoint = run / "checkpoint_best.pt"
         if not checkpoint.exists():
@@ -223,8 +224,20 @@ def benchmark_iter(data, out, cfg: BenchmarkConfig) -> Iterator[Progress | Bench
     unmasked = [c.case for c in cases if any(c.truth(k)[0] is None for k in truths)]
     if unmasked:
         raise DataError(data, f"the benchmark needs ground-truth masks; none for {', '.join(unmasked[:5])}")
-    with writing_into(out):
-        yield from _benchmark_in(data, cases, findings, out, cfg)
+    with writing_into(out), StopSignals() as signals:
+        yield from _until_stopped(_benchmark_in(data, cases, findings, out, cfg), signals, out)
+
+
+def _until_stopped(events: Iterator, signals: StopSignals, out: Path) -> Iterator:
+    """Relay the benchmark's ``events`` until SIGTERM or SIGUSR1 arrives (noted by ``signals``; a training notes its own
+    and stops at a checkpoint): then close them, which releases their folders, and raise :class:`Stopped`."""
+    with contextlib.closing(events):
+        for event in events:
+            if signals.received and not isinstance(event, BenchmarkResult):
+                raise Stopped(out, signals.received, f"stopped by {signals.received}; what it finished is kept (a "
+                                                     "trained model, every heatmap written so far): run the benchmark "
+                                                     "again to continue")
+            yield event
 
 
 def _benchmark_in(data, cases: list[Case], findings, out: Path, cfg: BenchmarkConfig) -> Iterator:
@@ -328,13 +341,15 @@ def _write_results(cfg: BenchmarkConfig, run: BenchmarkRun, scores: list[ScoredM
         by_finding.setdefault(row.get("finding", ""), []).append(row)
     for (finding, group), classification in zip(by_finding.items(), classifications):
         base = _baseline(group)
-        intervals = bootstrap_intervals({r["label"]: per_case[r["label"]] for r in group}, base["label"] if base else None,
-                                        resamples=cfg.resamples, seed=cfg.seed)
-        for row in group:
-            row["intervals"] = intervals[row["label"]]
+        shortfall = intervals_shortfall(per_case[group[0]["label"]]["positive"] > 0)
+        if not shortfall:
+            intervals = bootstrap_intervals({r["label"]: per_case[r["label"]] for r in group},
+                                            base["label"] if base else None, resamples=cfg.resamples, seed=cfg.seed)
+            for row in group:
+                row["intervals"] = intervals[row["label"]]
         head = f"## Finding: {finding}\n\n" if finding else ""
-        parts.append(head + markdown_table(group, data_name=Path(data).name, test=len(test), val=len(val))
-                     + "\n" + classification.markdown())
+        parts.append(head + markdown_table(group, data_name=Path(data).name, test=len(test), val=len(val),
+                                           shortfall=shortfall) + "\n" + classification.markdown())
         figures.append(_figure(out, finding, _cases_of(test, finding, methods), heat_dir,
                                [s for s in methods if s.finding == finding], binaries))
     table_md, table_csv = out / "table.md", out / "table.csv"
@@ -394,8 +409,10 @@ def _baseline(rows: list[dict]) -> dict | None:
     return next((r for r in rows if r["label"].startswith("layercam-") and "axes3" not in r["label"]), None)
 
 
-def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> str:
-    """Rows like the paper's Table 2; differences to slice-wise LayerCAM in parentheses."""
+def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int, shortfall: str = "") -> str:
+    """Rows like the paper's Table 2; differences to slice-wise LayerCAM in parentheses; the rows' bootstrap
+    intervals, or the note ``shortfall`` (:func:`~tonno_engine.evaluation.bootstrap.intervals_shortfall`) saying
+    why there are none."""
     base = _baseline(rows)
     head = "| Method | " + " | ".join(name for _, name in COLUMNS) + " |"
     lines = [f"Test cases: {test} (thresholds calibrated on {val} validation cases) — data: {data_name}", "",
@@ -413,7 +430,9 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
     levels = [f"{row['method']} {Threshold('calibrated', row['threshold'], row.get('relative', 0.0)).describe()}"
               for row in rows if "source_diff" not in row]
     lines += ["", "Calibrated thresholds: " + "; ".join(levels) + "."]
-    if all("intervals" in row for row in rows):
+    if shortfall:
+        lines += ["", f"Note: 95 % bootstrap {shortfall}."]
+    elif all("intervals" in row for row in rows):
         lines += ["", "95 % bootstrap intervals over the test cases (the method; its difference to slice-wise "
                   "LayerCAM, paired: the same resampled cases):", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
         for row in rows:
@@ -422,7 +441,8 @@ def markdown_table(rows: list[dict], *, data_name: str, test: int, val: int) -> 
                      for key, _ in COLUMNS]
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     for row in (r for r in rows if "source_diff" in r):
-        spans = ", ".join(f"{name} {_span(row['source_diff'][key], signed=True)}" for key, name in COLUMNS)
+        spans = "not computed (see the note above)" if shortfall else ", ".join(
+            f"{name} {_span(row['source_diff'][key], signed=True)}" for key, name in COLUMNS)
         lines += ["", f"{row['method']} (probability > {row['threshold']:g}, components of at least "
                       f"{row['min_mm3']:g} mm³, the size calibrated on the validation cases) minus {row['source']}, "
                       f"paired 95 % bootstrap intervals over the test cases: {spans}"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..base.atomic import write_text_atomic
-from ..base.errors import DataError
+from ..base.errors import DataError, Stopped
 from ..base.events import Notice
 from ..base.registry import MethodSpec
 from ..data.dataset import Case, write_cases_csv
@@ -193,7 +193,7 @@ def _segmenter(export: ExportResult, run: Path, cfg: SegmenterConfig) -> Iterato
     resume = (run / LAST).exists()
     for event in train_segmenter_iter(export.folder, run, cfg, resume=resume):
         if isinstance(event, SegmenterStopped):
-            raise DataError(run, f"stopped by {event.signal}; run the benchmark again to continue")
+            raise Stopped(run, event.signal, f"stopped by {event.signal}; run the benchmark again to continue")
         if isinstance(event, SegmenterResult):
             return event.checkpoint
         yield event

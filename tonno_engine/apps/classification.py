@@ -20,6 +20,7 @@ from ..data.augment import Augmentation, random_planes
 from ..data.dataset import Case
 from ..data.images import load_image
 from ..evaluation.auc import auc_interval, roc_auc
+from ..evaluation.bootstrap import MIN_CASES
 from ..evaluation.intensity import IntensityBaseline, intensity_baseline, robust_extremes
 from ..methods.case import Scan, prepare_case
 from ..methods.settings import ReconstructionSettings
@@ -40,6 +41,7 @@ class Classification:
     interval: tuple[float, float]
     baseline: IntensityBaseline
     finding: str = ""  # with several findings: the one classified (on the cases where it is known)
+    positive: int | None = None  # how many of the cases have it (None: not known)
 
     @property
     def below_baseline(self) -> bool:
@@ -51,13 +53,24 @@ class Classification:
                 "intensity_baseline": asdict(self.baseline), "below_intensity_baseline": self.below_baseline}
 
     def markdown(self) -> str:
-        lo, hi = self.interval
         of = f" of {self.finding}" if self.finding else ""
         line = (f"Volume classification{of} on the {self.cases} test cases (largest logit over {PLANES} planes): "
-                f"AUC {self.auc:.2f} [{lo:.2f}, {hi:.2f}]; intensity baseline {self.baseline.describe()}.")
+                f"{self._auc_text()}; intensity baseline {self.baseline.describe()}.")
         if self.below_baseline:
             line += " The classifier is below the baseline: a threshold on intensity separates these volumes better."
         return line + "\n"
+
+    def _auc_text(self) -> str:
+        """The AUC with its interval, or why there is none (never ``nan``)."""
+        what = self.finding or "lesions"
+        here = "" if self.positive is None else f"; here {self.positive} with and {self.cases - self.positive} without"
+        if math.isnan(self.auc):
+            return f"AUC not defined (it needs test cases with and without {what}{here})"
+        lo, hi = self.interval
+        if math.isnan(lo) or math.isnan(hi):
+            return (f"AUC {self.auc:.2f} (interval not computed: it needs at least {MIN_CASES} test cases with and "
+                    f"{MIN_CASES} without {what}{here})")
+        return f"AUC {self.auc:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 @torch.no_grad()
@@ -95,7 +108,7 @@ def classify_findings_iter(cases: list[Case], loaded: LoadedCheckpoint, settings
         labels = [int(cases[i].targets[k]) for i in known]
         mine, theirs = [scores[i][k] for i in known], [extremes[i] for i in known]
         out.append(Classification(len(labels), roc_auc(labels, mine), auc_interval(labels, mine, seed=seed),
-                                  intensity_baseline(labels, theirs, seed=seed), finding))
+                                  intensity_baseline(labels, theirs, seed=seed), finding, sum(labels)))
     return out
 
 

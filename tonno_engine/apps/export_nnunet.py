@@ -51,7 +51,7 @@ from ..evaluation.pseudo_labels import (
     read_decisions,
 )
 from .batch import writing_into
-from .provenance import input_signature, source_mismatches
+from .provenance import input_change, source_mismatches
 
 #: nnU-Net's name per tonno intensity mode: "CT" gets its CT normalisation, every other name z-scores
 CHANNEL_NAMES = {"ct": "CT", "mr": "MR", "pet": "PET"}
@@ -290,8 +290,8 @@ def case_heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.nd
                               f"({volume.array.shape}); it was made from another image")
     provenance = read_provenance(path) or {}
     parts = provenance.get("parts", {})
-    if parts.get("input") and parts["input"] != input_signature(case.image):
-        raise DataError(path, f"stale heatmap: the image {case.image} changed after it was made; reconstruct it again")
+    if changed := input_change(provenance, case.image):
+        raise DataError(path, changed)
     if parts.get("method", {}).get("label", method) != method:
         raise DataError(path, f"the heatmap was made by {parts['method'].get('label')!r}, not {method!r}")
     return heat.array, provenance.get("fingerprint")

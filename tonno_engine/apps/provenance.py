@@ -4,7 +4,10 @@ A heatmap's provenance (in its NIfTI header, :func:`~tonno_engine.data.nifti.rea
 ``parts``: the checkpoint's SHA-256, the method, the reconstruction settings that change the result
 (not the batch size or ``compile``), the input's files (count, bytes, newest mtime) and tonno's version;
 ``fingerprint`` is the SHA-256 of ``parts``. ``--continue`` skips an output only when its fingerprint
-equals the one this run would write; :func:`differences` says what differs when it does not.
+equals the one this run would write; :func:`differences` says what differs when it does not. Beside ``parts``
+(named, not compared: a heatmap made before they were recorded keeps its fingerprint) stand the paths of the
+``checkpoint`` and of the input ``image``; :func:`input_change` uses the latter to tell a heatmap of another
+image from one whose image changed since.
 """
 
 from __future__ import annotations
@@ -51,11 +54,13 @@ def fingerprint(parts: dict) -> str:
 @dataclass(frozen=True)
 class Provenance:
     """What goes into an output's header: ``parts``, their ``fingerprint``, when the run that made it began and,
-    where given, the path of the ``checkpoint`` it used (to name it; its hash, in ``parts``, is what is compared)."""
+    where given, the path of the ``checkpoint`` it used and of the input ``image`` it was made from (to name them;
+    their signatures, in ``parts``, are what is compared)."""
 
     parts: dict
     run_started: str
     checkpoint: str | None = None
+    image: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -63,7 +68,30 @@ class Provenance:
 
     def as_dict(self) -> dict:
         made = {"fingerprint": self.fingerprint, "run_started": self.run_started, "parts": self.parts}
-        return made | ({"checkpoint": self.checkpoint} if self.checkpoint else {})
+        return made | {k: v for k, v in (("checkpoint", self.checkpoint), ("image", self.image)) if v}
+
+
+def input_path(image: str | Path) -> str:
+    """How a provenance names an input: its absolute path (symbolic links resolved)."""
+    return str(Path(image).resolve())
+
+
+def input_change(provenance: dict, image: str | Path) -> str:
+    """Why an output with ``provenance`` does not belong to the input ``image`` as it is now: ``""`` when the input's
+    files are those it was made from; "made from another image: X (recorded: …) ≠ Y" when it records another input
+    path; else (the same path, or an output that does not record its input's path) that ``image`` changed since."""
+    recorded = (provenance.get("parts") or {}).get("input")
+    if not recorded:
+        return ""
+    now = input_signature(image)
+    if recorded == now:
+        return ""
+    made_from = provenance.get("image")
+    if made_from and made_from != input_path(image):
+        return (f"made from another image: {made_from} (recorded: {recorded.get('files')} files, "
+                f"{recorded.get('bytes')} bytes) ≠ {image} ({now['files']} files, {now['bytes']} bytes); reconstruct "
+                "it from this image")
+    return f"stale heatmap: the image {image} changed after it was made; reconstruct it again"
 
 
 def differences(recorded: dict | None, expected: dict) -> str:

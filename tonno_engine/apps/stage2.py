@@ -37,7 +37,7 @@ from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
 from ..models.segmenter import load_segmenter
 from .batch import Failure, Finished, stale_reason, write_output, writing_into
-from .provenance import Provenance, input_signature, tonno_version
+from .provenance import Provenance, input_path, input_signature, tonno_version
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float,
                 volume = load_image(item.image)
                 probability = predict_volume(segmenter.model, volume.array, segmenter.meta, segmenter.device,
                                              overlap=overlap)
-                write_output(target, probability, volume, Provenance(parts, started, segmenter.path))
+                write_output(target, probability, volume, Provenance(parts, started, segmenter.path, input_path(item.image)))
                 result.seconds[item.case] = time.perf_counter() - t0
                 result.written.append(item.case)
         except DataError as exc:

@@ -33,3 +33,15 @@ class DiskFull(OSError):
 class ResourceError(RuntimeError):
     """The machine ran out of something outside tonno's control (a loader process killed, memory);
     ``str()`` says what happened and what to do."""
+
+
+class Stopped(RuntimeError):
+    """Work stopped by a ``signal`` (SIGTERM, SIGUSR1: what SLURM sends before it ends a job) after keeping what it had
+    finished. ``str()`` reads ``"<where>: <cause>"``, the cause saying how to continue; the CLI exits with 128 + the
+    signal's number, as a process the signal ended would."""
+
+    def __init__(self, where, signal: str, cause: str):
+        self.where = str(where)
+        self.signal = signal
+        self.cause = cause
+        super().__init__(f"{self.where}: {cause}")

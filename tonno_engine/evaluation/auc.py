@@ -8,6 +8,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..base.defaults import AUC_RESAMPLES
+from .bootstrap import MIN_CASES
 
 
 def roc_auc(labels, scores) -> float:
@@ -32,13 +33,14 @@ def auc_interval(labels, scores, *, resamples: int = AUC_RESAMPLES, confidence: 
                  seed: int = 0) -> tuple[float, float]:
     """The ``confidence`` percentile bootstrap interval of :func:`roc_auc`, resampling the positive and the
     negative volumes apart (``scipy.stats.bootstrap``, stratified as Table 2's intervals are); ``(nan, nan)``
-    with fewer than two of either class. With 8 validation volumes it is wide, which is the point."""
+    with fewer than :data:`~tonno_engine.evaluation.bootstrap.MIN_CASES` of either class. With 8 validation volumes it
+    is wide, which is the point."""
     from scipy.stats import bootstrap
 
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     pos, neg = scores[labels], scores[~labels]
-    if len(pos) < 2 or len(neg) < 2:
+    if len(pos) < MIN_CASES or len(neg) < MIN_CASES:
         return float("nan"), float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a degenerate resample distribution (every AUC 1.0) warns; its interval is exact

@@ -7,10 +7,15 @@ method is scored on the same resampled cases, so a difference between two method
 bootstrap. The statistics are those of :func:`~tonno_engine.evaluation.metrics.summarize`: pooled
 precision, recall and F1 over the resampled cases' components and lesions, mean Dice over those with
 a lesion, balanced accuracy of "the binary map is not empty" against the volume's class.
+
+A class of fewer than :data:`MIN_CASES` test cases cannot vary: the intervals are not computed with fewer
+test cases with lesions (:func:`intervals_shortfall` says so, and Table 2 prints it instead of ``[nan, nan]``);
+a single test case without lesions is kept in every resample (what resampling a class of one draws).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -18,6 +23,9 @@ import numpy as np
 from ..base.defaults import BOOTSTRAP_RESAMPLES
 
 METRICS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
+#: the fewest test cases of a class that a stratified bootstrap resamples (scipy's ``bootstrap`` needs two
+#: observations a sample): Table 2's intervals need this many test cases with lesions, the AUC's this many of each class
+MIN_CASES = 2
 _FIELDS = ("n_pred", "tp_pred", "n_gt", "detected", "dice", "predicted_positive", "positive")
 
 
@@ -55,11 +63,21 @@ def metric_values(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, n
     return {"precision": precision, "recall": recall, "f1": f1, "dice": dice, "balanced_accuracy": balanced}
 
 
+def intervals_shortfall(positive) -> str:
+    """Why :func:`bootstrap_intervals` cannot be computed over test cases of the volume classes ``positive``
+    (``(n,)``, true: the case has lesions), as a note for Table 2 ("intervals need …"); ``""`` when they can."""
+    found = int(np.count_nonzero(positive))
+    if found >= MIN_CASES:
+        return ""
+    return f"intervals need at least {MIN_CASES} test cases with lesions; here {found}: not computed"
+
+
 def bootstrap_intervals(methods: dict[str, dict[str, np.ndarray]], baseline: str | None = None, *,
                         resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
     """``{label: {metric: (lo, hi), "diff": {metric: (lo, hi)}}}`` over the methods' common test cases.
 
-    Every interval draws the same resamples (one seed), which is what pairs the methods.
+    Every interval draws the same resamples (one seed), which is what pairs the methods. With fewer than
+    :data:`MIN_CASES` test cases with lesions every interval is ``(nan, nan)`` (:func:`intervals_shortfall`).
 
     ``methods``: :func:`case_arrays` of each method, the same cases in the same order. ``diff`` (the
     method minus ``baseline``) is missing for the baseline itself and when ``baseline`` is ``None``.
@@ -70,16 +88,23 @@ def bootstrap_intervals(methods: dict[str, dict[str, np.ndarray]], baseline: str
     if any(len(a["n_gt"]) != n for a in methods.values()):
         raise ValueError("every method must be scored on the same test cases")
     positive = next(iter(methods.values()))["positive"] > 0
-    strata = tuple(s for s in (np.flatnonzero(positive), np.flatnonzero(~positive)) if len(s) > 1)
+    classes = (np.flatnonzero(positive), np.flatnonzero(~positive))
+    strata = tuple(s for s in classes if len(s) >= MIN_CASES)
+    # a class of one (or none) is not resampled: it is in every resample, as resampling one case would draw it
+    fixed = np.concatenate([np.zeros(0, np.intp), *(s for s in classes if len(s) < MIN_CASES)])
+    shortfall = intervals_shortfall(positive)
+
+    def resampled(statistic, *idx, axis=-1):
+        drawn = np.concatenate(idx, axis=-1).astype(int)
+        return statistic(np.concatenate([drawn, np.broadcast_to(fixed, (*drawn.shape[:-1], len(fixed)))], axis=-1))
 
     def interval(statistic) -> tuple[float, float]:
-        if not strata:
+        if shortfall:
             return (float("nan"), float("nan"))
         with warnings.catch_warnings():  # a constant statistic (a method against itself) is a valid (x, x)
             warnings.simplefilter("ignore", DegenerateDataWarning)
-            res = bootstrap(strata, lambda *idx, axis=-1: statistic(np.concatenate(idx, axis=-1).astype(int)),
-                            vectorized=True, n_resamples=resamples, confidence_level=confidence,
-                            method="percentile", random_state=np.random.default_rng(seed))
+            res = bootstrap(strata, functools.partial(resampled, statistic), vectorized=True, n_resamples=resamples,
+                            confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed))
         return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
     out: dict[str, dict] = {}

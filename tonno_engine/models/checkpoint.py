@@ -26,6 +26,8 @@ from ..tomography.slicing import input_channels
 from .encoders import NORMS, create_encoder
 
 FORMAT = "tonno-checkpoint-1"
+#: how the ``format`` of every second-stage segmenter checkpoint begins (:mod:`~tonno_engine.models.segmenter`)
+SEGMENTER_FORMAT_PREFIX = "tonno-segmenter-"
 #: the version of :class:`CheckpointDescription` this tonno writes (1: before it was versioned; 3: ``context``,
 #: which a tonno that reads only 2 would ignore and feed the network the wrong input)
 DESCRIPTION_VERSION = 3
@@ -180,6 +182,10 @@ def load_payload(path: str | Path, what: str, example: str):
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict; :class:`DataError` naming the file if it is not one of ours."""
     payload = load_payload(path, "checkpoint", "RUN/checkpoint_best.pt")
+    if isinstance(payload, dict) and str(payload.get("format", "")).startswith(SEGMENTER_FORMAT_PREFIX):
+        raise DataError(path, "a segmenter checkpoint (of `tonno segment train`), not a slice classifier's: use it with "
+                              "`tonno segment predict`; a slice classifier's checkpoint of `tonno train` is needed here "
+                              "(e.g. RUN/checkpoint_best.pt)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(path, "not a tonno checkpoint")
     return payload

@@ -21,9 +21,9 @@ from ..base.atomic import write_bytes_atomic
 from ..base.defaults import DEVICE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
-from .checkpoint import load_payload
+from .checkpoint import SEGMENTER_FORMAT_PREFIX, load_payload
 
-FORMAT = "tonno-segmenter-2"
+FORMAT = f"{SEGMENTER_FORMAT_PREFIX}2"
 #: U-Net feature channels per level and the strides between levels (four levels: a 16× downsampling)
 CHANNELS = (16, 32, 64, 128)
 STRIDES = (2, 2, 2)
@@ -67,7 +67,7 @@ def read_segmenter(path: str | Path) -> dict:
     payload = load_payload(path, "segmenter checkpoint", "RUN/segmenter.pt")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (this is a slice classifier's checkpoint)" if isinstance(payload, dict) and "state_dict" in payload else ""
-        if isinstance(payload, dict) and str(payload.get("format", "")).startswith("tonno-segmenter-"):
+        if isinstance(payload, dict) and str(payload.get("format", "")).startswith(SEGMENTER_FORMAT_PREFIX):
             hint = f" of this version ({payload['format']}, made by an earlier development version: train it again)"
         raise DataError(path, f"not a tonno segmenter checkpoint{hint}")
     return payload

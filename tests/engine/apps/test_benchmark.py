@@ -147,7 +147,7 @@ def test_a_signal_during_training_stops_the_benchmark_before_any_heatmap(tmp_pat
     import signal
 
     from tonno_engine.apps.benchmark import BenchmarkConfig, benchmark_iter
-    from tonno_engine.base.errors import DataError
+    from tonno_engine.base.errors import Stopped
     from tonno_engine.base.registry import MethodSpec
     from tonno_engine.data.synth import SynthRequest, synthesize
     from tonno_engine.methods.settings import ReconstructionSettings
@@ -159,7 +159,7 @@ def test_a_signal_during_training_stops_the_benchmark_before_any_heatmap(tmp_pat
     cfg = BenchmarkConfig(train=TrainConfig(steps=20, slice_size=32, norm="gn", device="cpu"),
                           methods=[MethodSpec("tonno")], settings=ReconstructionSettings(5, 8), device="cpu")
     events = benchmark_iter(data, tmp_path / "bench", cfg)
-    with pytest.raises(DataError, match="training stopped by SIGTERM at step 2 of 20"):
+    with pytest.raises(Stopped, match="training stopped by SIGTERM at step 2 of 20"):
         for event in events:
             if isinstance(event, TrainStep) and event.done == 1:
                 os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends before it kills a job

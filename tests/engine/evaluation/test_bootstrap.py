@@ -59,3 +59,22 @@ def test_resamples_keep_the_class_balance_so_dice_is_always_defined():
     cases = _cases(3, n=12)  # every other case positive: unstratified, 1 resample in ~4000 has no lesion
     out = bootstrap_intervals({"m": case_arrays(_rows(cases))}, resamples=5000)["m"]
     assert all(np.isfinite(out[metric]).all() for metric in METRICS)
+
+
+def test_a_single_case_without_lesions_is_in_every_resample_and_one_with_lesions_gives_no_interval():
+    # six volumes with lesions, all found; one without, where the method finds 5 components that are not there
+    cases = [CaseMetrics(f"p{k}", 1, 1, 1, 1, 0.8, 0.7, True, True) for k in range(6)]
+    cases.append(CaseMetrics("n", 5, 0, 0, 0, float("nan"), float("nan"), True, False))
+    arrays = case_arrays(_rows(cases))
+    out = bootstrap_intervals({"m": arrays}, resamples=500)["m"]
+    point = summarize(cases)
+    for metric in METRICS:  # left out, the false components would make precision [1, 1] beside a point of 0.55
+        lo, hi = out[metric]
+        assert lo <= point[metric] + 1e-9 and point[metric] - 1e-9 <= hi, metric
+    from tonno_engine.evaluation.bootstrap import MIN_CASES, intervals_shortfall
+
+    assert intervals_shortfall(arrays["positive"] > 0) == ""
+    one = case_arrays(_rows(cases[5:]))  # one volume with lesions: nothing to resample
+    assert intervals_shortfall(one["positive"] > 0) == (f"intervals need at least {MIN_CASES} test cases with "
+                                                        "lesions; here 1: not computed")
+    assert all(np.isnan(bootstrap_intervals({"m": one}, resamples=100)["m"][m]).all() for m in METRICS)
