@@ -36,6 +36,7 @@ BASE = {
                      "--percentile", "99"],
     "segment-train": ["segment", "train", "{data}/export", "-o", "{out}", "--device", "cpu", "-q", "--steps", "1"],
     "segment-predict": ["segment", "predict", "{data}/segmenter.pt", "{data}", "-o", "{out}", "--device", "cpu", "-q"],
+    "convert-duke": ["convert", "duke", "{data}", "{out}", "--boxes", "{data}/labels.csv", "-q"],
 }
 #: (base, option, invalid value): every numeric option of every command (test_every_numeric_option_has_a_row),
 #: with zero, negative, out-of-range, nan and inf where each is wrong, and the named choices
@@ -107,6 +108,7 @@ BAD = [
     ("export-level", "--margin-mm", "-1"), ("export-level", "--margin-mm", "inf"), ("export-level", "--min-mm3", "-1"),
     ("export-level", "--min-mm3", "inf"), ("export-level", "--intensity", "xray"), ("export-level", "--method", "../x"),
     ("export-level", "--finding", "a,b"),
+    ("convert-duke", "--sequence", " "),
     ("segment-train", "--patch", "12"), ("segment-train", "--patch", "4"), ("segment-train", "--steps", "0"),
     ("segment-train", "--batch-size", "0"), ("segment-train", "--lr", "0"), ("segment-train", "--lr", "nan"),
     ("segment-train", "--lr", "inf"), ("segment-train", "--lesion-fraction", "2"),
@@ -165,7 +167,8 @@ def test_every_numeric_option_of_every_command_has_a_row():
     """The table reaches every command that takes an option value, and every int or float option of each: a new
     one without a row fails here."""
     commands = _commands()
-    assert len(commands) == 13  # tests/cli/test_app_assembly.py: ten commands, export nnunet, segment train|predict
+    assert len(commands) == 16  # tests/cli/test_app_assembly.py: ten commands, export nnunet, segment train|predict,
+    # convert mosmed|autopet|duke
     rows = {(_command(base), option) for base, option, _ in BAD}
     taking_values = {name for name, function in commands.items() if _value_options(function)}
     assert taking_values == {_command(base) for base in BASE}, "a command without a base, or a base of no command"

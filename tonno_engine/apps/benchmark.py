@@ -141,8 +141,9 @@ def _splits(data, cases: list[Case], out: Path, cfg: BenchmarkConfig) -> Iterato
     if names and data_hash([replace(c, group=None) for c in cases if c.case in names]) == description.data_hash:
         # the very data the checkpoint was trained on: its validation cases calibrate, unseen ones test
         trained = [c for c in cases if c.case in set(description.train_cases)]
-        val, test, dropped = _apart_from_training(trained, [c for c in cases if c.case in set(description.val_cases)],
-                                                  [c for c in cases if c.case not in names])
+        kept = _apart_from_training(trained, [c for c in cases if c.case in set(description.val_cases)],
+                                    [c for c in cases if c.case not in names])
+        val, test, dropped = kept.val, kept.test, kept.dropped
         if dropped:
             yield _trained_groups_notice(data, dropped)
     else:  # other data (names may coincide): split it into calibration and test halves
@@ -172,7 +173,8 @@ def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterato
     validated = {description.image_hashes[name] for name in description.val_cases if name in description.image_hashes}
     trained = [c for c in cases if found[c.case] in seen - validated]
     unseen = [c for c in cases if found[c.case] not in seen]
-    val, test, dropped = _apart_from_training(trained, [c for c in cases if found[c.case] in validated], unseen)
+    kept = _apart_from_training(trained, [c for c in cases if found[c.case] in validated], unseen)
+    val, test, dropped = kept.val, kept.test, kept.dropped
     truths = _finding_indices(description.findings)
     if not all(any(c.truth(k)[2] == 1 for c in val) for k in truths):
         gone = {c.case for c in dropped}
@@ -185,9 +187,17 @@ def _split_by_images(data, cases: list[Case], description, seed: int) -> Iterato
     return val, test
 
 
-def _apart_from_training(trained: list[Case], val: list[Case],
-                         unseen: list[Case]) -> tuple[list[Case], list[Case], list[Case]]:
-    """``(validation, test, dropped)`` of a checkpoint's run: ``dropped`` holds the cases of ``val`` and ``unseen``
+@dataclass(frozen=True)
+class _KeptApart:
+    """A checkpoint's cases split so that no group is on two sides (:func:`_apart_from_training`)."""
+
+    val: list[Case]
+    test: list[Case]
+    dropped: list[Case]
+
+
+def _apart_from_training(trained: list[Case], val: list[Case], unseen: list[Case]) -> _KeptApart:
+    """Validation, test and dropped cases of a checkpoint's run: ``dropped`` holds the cases of ``val`` and ``unseen``
     whose group (:func:`~tonno_engine.data.dataset.group_of`) has a case in ``trained`` (the cases the run trained
     on); the rest of ``unseen`` tests, except those of a group that calibrates, which join ``val``. So no group is
     on two sides (without a ``group`` column every case is its own group, and nothing is dropped or moved)."""
@@ -196,7 +206,7 @@ def _apart_from_training(trained: list[Case], val: list[Case],
     val = [c for c in val if group_of(c) not in gone]
     calibrating = {group_of(c) for c in val}
     val += [c for c in unseen if group_of(c) in calibrating]
-    return val, [c for c in unseen if group_of(c) not in gone | calibrating], dropped
+    return _KeptApart(val, [c for c in unseen if group_of(c) not in gone | calibrating], dropped)
 
 
 def _trained_groups_notice(data, dropped: list[Case]) -> Notice:

@@ -56,7 +56,10 @@ def shear_of(axes) -> tuple[float, int] | None:
 def check_orthogonal(where, affine, what: str = "its affine") -> None:
     """:class:`DataError` naming ``where`` when the voxel axes of ``affine`` (``(4, 4)`` or its ``(3, 3)``
     part, columns = array axes ``(i, j, k)`` in world mm) are sheared beyond the tolerance."""
-    found = shear_of(np.asarray(affine, dtype=np.float64)[:3, :3])
+    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
+    if not np.isfinite(axes).all() or not np.linalg.norm(axes, axis=0).all():
+        return  # an axis without a length or direction is no shear: the spacing checks name it
+    found = shear_of(axes)
     if found is not None:
         angle, k = found
         i, j = (a for a in range(3) if a != k)
