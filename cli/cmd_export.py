@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -24,7 +23,7 @@ def nnunet(
     method: str = typer.Option("tonno", help="The heatmaps' method label."),
     thresholds: Path = typer.Option(None, help="thresholds.json of tonno benchmark: the method's calibrated level "
                                                "(with its share of each heatmap's maximum)."),
-    level: float = typer.Option(None, help="A level of your own (instead of --thresholds)."),
+    level: float = typer.Option(None, callback=finite, help="A level of your own (instead of --thresholds)."),
     percentile: float = typer.Option(None, help="Each heatmap's own level at this percentile (instead of --thresholds)."),
     test: Path = typer.Option(None, help="Cases without labels, written to imagesTs: an image, a folder of images "
                                          "(or of DICOM series) or a labels CSV (its case and image columns; labels "
@@ -72,8 +71,6 @@ def nnunet(
 
     if sum(v is not None for v in (thresholds, level, percentile)) != 1:
         raise typer.BadParameter("give exactly one of --thresholds, --level, --percentile", param_hint="--thresholds")
-    if level is not None and not math.isfinite(level):
-        raise typer.BadParameter(f"must be a finite number, not {level}", param_hint="--level")
     if percentile is not None and not 0.0 < percentile < 100.0:
         raise typer.BadParameter(f"must lie between 0 and 100, not {percentile}", param_hint="--percentile")
     check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
@@ -98,7 +95,8 @@ def nnunet(
         relative, calibrated_on, source = 0.0, None, "given"
         if thresholds is not None:
             calibration, source = read_thresholds(thresholds), str(thresholds)
-            level, relative = calibration.threshold_for(label).value, calibration.threshold_for(label).relative
+            calibrated = calibration.threshold_for(label)
+            level, relative = calibrated.value, calibrated.relative
             calibrated_on = calibration.checkpoint_sha256
             if calibrated_on is None:
                 typer.echo(f"warning: {thresholds} names no checkpoint (written before tonno 0.4): whether it suits "

@@ -112,7 +112,7 @@ class ExportConfig:
     @property
     def level_text(self) -> str:
         if self.level is not None:
-            return f"level {self._threshold.describe()[2:]} ({self.level_from})"
+            return f"level {self._threshold.formula()} ({self.level_from})"
         return f"the {self.percentile:g}th percentile of each heatmap"
 
     @property
@@ -183,7 +183,7 @@ def export_nnunet_iter(cases: list[Case], test_cases: list[Case | BatchInput], h
     root = Path(root)
     target = root / cfg.folder_name
     with writing_into(root):  # a raw folder made here is removed again when the export fails
-        _check_id(root, target)
+        _check_id(root, cfg)
         if target.exists() and any(target.iterdir()) and not cfg.overwrite:
             raise DataError(target, "the data set folder is not empty; choose another id, or --overwrite it")
         _remove_stale(root, target.name)
@@ -332,15 +332,15 @@ def nnunet_integrity_check(folder: Path) -> str:
     return "passed"
 
 
-def _check_id(root: Path, target: Path) -> None:
+def _check_id(root: Path, cfg: ExportConfig) -> None:
     """Refuse a data set id that another name already holds in ``root``: nnU-Net takes one name per id."""
-    number = target.name.split("_", 1)[0]
-    others = sorted(p.name for p in root.glob(f"{number}_*") if p.is_dir() and p.name != target.name)
+    others = sorted(p.name for p in root.glob(f"Dataset{cfg.dataset_id:03d}_*")
+                    if p.is_dir() and p.name != cfg.folder_name)
     if others:
         taken = {p.name.split("_", 1)[0] for p in root.glob("Dataset*_*") if p.is_dir()}
         free = next((n for n in range(1, 1000) if f"Dataset{n:03d}" not in taken), None)
-        raise DataError(root / others[0], f"already holds the id {number[7:]}, and nnU-Net takes one name per id "
-                                          f"(it would refuse {target.name}): choose another --id"
+        raise DataError(root / others[0], f"already holds the id {cfg.dataset_id:03d}, and nnU-Net takes one name per "
+                                          f"id (it would refuse {cfg.folder_name}): choose another --id"
                                           f"{f' (e.g. {free})' if free else ''}, or export under the name "
                                           f"{others[0].split('_', 1)[1]}")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..base.versions import versions
 from ..data.images import input_files
+from ..data.nifti import read_provenance
 
 #: settings that do not change a heatmap beyond float rounding, left out of its fingerprint
 NEUTRAL_SETTINGS = ("batch_size", "compile")
@@ -122,8 +123,6 @@ def short_sha(sha256: str) -> str:
 def heatmap_checkpoints(heatmaps: list[Path]) -> dict[str, list[Path]]:
     """The checkpoint SHA-256 each existing tonno heatmap records → those heatmaps (heatmaps without provenance,
     such as another tool's, are not counted)."""
-    from ..data.nifti import read_provenance
-
     found: dict[str, list[Path]] = {}
     for path in heatmaps:
         sha = ((read_provenance(path) or {}).get("parts") or {}).get("checkpoint_sha256") if path.exists() else None

@@ -94,12 +94,16 @@ class Threshold:
             base = float(self.value)
         return max(base, self.relative * float(np.max(heatmap))) if self.relative else base
 
-    def describe(self) -> str:
-        """``> 1.23``, or ``> max(1.23, 0.3 × the heatmap's maximum)``, for tables and logs."""
+    def formula(self) -> str:
+        """``1.23``, or ``max(1.23, 0.3 × the heatmap's maximum)``: the level in words."""
         base = self.kind if self.value is None else f"{self.value:.4g}"
         if self.kind == "percentile":
             base = f"its {self.value:g}th percentile"
-        return f"> max({base}, {self.relative:g} × the heatmap's maximum)" if self.relative else f"> {base}"
+        return f"max({base}, {self.relative:g} × the heatmap's maximum)" if self.relative else base
+
+    def describe(self) -> str:
+        """``> 1.23``, or ``> max(1.23, 0.3 × the heatmap's maximum)``, for tables and logs."""
+        return f"> {self.formula()}"
 
     def __str__(self) -> str:
         text = self.kind if self.value is None else f"{self.kind}:{self.value:.6g}"
