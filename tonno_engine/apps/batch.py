@@ -38,8 +38,9 @@ from ..base.folder_lock import LOCK_NAME, folder_lock
 from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
+from ..data.channels import case_notes, load_scan
 from ..data.heatmap_folder import RUN_JSON, SUMMARY, BatchInput, batch_inputs, output_path, read_summary, summary_csv
-from ..data.images import load_image, size_estimate
+from ..data.images import size_estimate
 from ..data.nifti import read_provenance, save_nifti
 from ..methods.case import CasePrepared, Scan, reconstruct_case_iter
 from ..methods.run import CaseRun, check_findings, for_findings
@@ -339,7 +340,7 @@ def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _Batc
     settings = cfg.settings.resolved(loaded.description)
     checkpoint_sha256 = file_sha256(checkpoint)
     expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
-                                                 image=i.image) for i in inputs for s in cfg.methods}
+                                                 image=i.images) for i in inputs for s in cfg.methods}
     info = {
         "command": "reconstruct", "source": str(source), "id_column": cfg.id_column, "out": str(out),
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
@@ -438,10 +439,12 @@ def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
     targets = {s.label: output_path(run.out, item.case, s) for s in specs}
     used = settings
     try:
-        volume = load_image(item.image)
+        volume, notes = load_scan(item.images)
+        yield from case_notes(notes)
         while True:
             try:
-                for event in reconstruct_case_iter(Scan.of(volume), loaded, specs, replace(settings, batch_size=batch_size),
+                scan = Scan.of(volume, item.channel_names)
+                for event in reconstruct_case_iter(scan, loaded, specs, replace(settings, batch_size=batch_size),
                                                    run=CaseRun(world=run.world)):
                     if isinstance(event, CasePrepared):
                         used = event.case.settings  # resolved for this case: its slice size goes in the row

@@ -17,8 +17,8 @@ import torch
 
 from ..base.events import Progress
 from ..data.augment import Augmentation, random_planes
+from ..data.channels import first_image, load_scan
 from ..data.dataset import Case
-from ..data.images import load_image
 from ..evaluation.auc import auc_interval, roc_auc
 from ..evaluation.bootstrap import MIN_CASES
 from ..evaluation.intensity import IntensityBaseline, intensity_baseline, robust_extremes
@@ -78,17 +78,17 @@ def volume_score(case: Case, loaded: LoadedCheckpoint, settings: ReconstructionS
                  seed: int = 0) -> tuple[tuple[float, ...], tuple[float, float]]:
     """``(largest logit of each finding over the planes of the case as the checkpoint sees it, robust_extremes of
     its image)``."""
-    volume = load_image(case.image)
+    volume = load_scan(case.images)[0]
     prepared = prepare_case(Scan.of(volume), loaded, settings)
     used = prepared.settings
-    frame = make_frame(prepared.volume.shape, geometry=used.geometry, spacing=prepared.spacing,
+    frame = make_frame(prepared.volume.shape[-3:], geometry=used.geometry, spacing=prepared.spacing,
                        field_of_view=used.field_of_view)
     offsets, n, u, v = random_planes(planes, torch.Generator().manual_seed(seed), Augmentation.off())
     tensor = torch.from_numpy(prepared.volume).to(loaded.device)
     slices = slice_stacks(tensor, offsets, tuple(frame.for_slicing(w) for w in (n, u, v)), (used.slice_size,) * 2,
                           loaded.description.context)
     logits = loaded.model(slices).float().reshape(len(slices), -1)
-    return tuple(logits.max(0).values.tolist()), robust_extremes(volume.array)
+    return tuple(logits.max(0).values.tolist()), robust_extremes(first_image(volume.array))
 
 
 def classify_findings_iter(cases: list[Case], loaded: LoadedCheckpoint, settings: ReconstructionSettings, *,

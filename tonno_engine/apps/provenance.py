@@ -31,9 +31,10 @@ def tonno_version() -> str | None:
     return versions(("napari-tonno",))["napari-tonno"]
 
 
-def input_signature(image: str | Path) -> dict:
-    """The files behind an input: how many, their total bytes and the newest modification time (ns)."""
-    files = input_files(image)
+def input_signature(image) -> dict:
+    """The files behind an input (every image of a case of several, given as a tuple): how many, their total bytes
+    and the newest modification time (ns)."""
+    files = [f for one in (image if isinstance(image, tuple | list) else (image,)) for f in input_files(one)]
     stats = [f.stat() for f in files if f.exists()]
     return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def as_volume(volume, device, *, name: str = "volume"):
-    """A finite, non-empty ``(D, H, W)`` float32 tensor on ``device`` from an array or tensor."""
+def as_volume(volume, device, *, name: str = "volume", channels: bool = False):
+    """A finite, non-empty ``(D, H, W)`` float32 tensor on ``device`` from an array or tensor; with ``channels``
+    also a scan of several channels ``(C, D, H, W)`` (each channel one image on the same grid)."""
     import torch  # here, so that the count checks below stay importable without torch
 
     if isinstance(volume, torch.Tensor):
@@ -24,8 +25,9 @@ def as_volume(volume, device, *, name: str = "volume"):
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if tensor.is_complex():
         raise ValueError(f"{name} must be real, got dtype {tensor.dtype}")
-    if tensor.ndim != 3:
-        raise ValueError(f"{name} must be 3D (D, H, W), got {tensor.ndim}D with shape {tuple(tensor.shape)}")
+    if tensor.ndim != 3 and not (channels and tensor.ndim == 4):
+        want = "3D (D, H, W) or 4D (C, D, H, W)" if channels else "3D (D, H, W)"
+        raise ValueError(f"{name} must be {want}, got {tensor.ndim}D with shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
     tensor = tensor.to(device=device, dtype=torch.float32)

@@ -38,15 +38,16 @@ def slicewise_iter(volume, cam, plan: Plan = Plan(), axes=(2,)) -> Iterator[Prog
     the maps are read back on the volume's own voxels of that plane.
     """
     dev = resolve_device(plan.device)
-    vol = as_volume(volume, dev)
+    vol = as_volume(volume, dev, channels=True)
+    grid = tuple(vol.shape[-3:])  # a scan of several images (I, D, H, W) is cut image by image (slice_stacks)
     size = plan.size
     axes = tuple(sorted({int(a) for a in axes}))
     if not axes or any(a not in (0, 1, 2) for a in axes):
         raise ValueError(f"axes must be a non-empty subset of 0, 1, 2; got {axes}")
     batch_size = plan.batch_size or default_batch_size(dev)
     eye = torch.eye(3, dtype=torch.float64)
-    scale = plan.frame(vol.shape).scale
-    total = sum(vol.shape[a] for a in axes)
+    scale = plan.frame(grid).scale
+    total = sum(grid[a] for a in axes)
     context = scorer_context(cam)
     done = 0
     out = None  # (D, H, W), or (F, D, H, W) once the maps say they are of F findings
@@ -55,7 +56,7 @@ def slicewise_iter(volume, cam, plan: Plan = Plan(), axes=(2,)) -> Iterator[Prog
         half = max(scale[b], scale[c])  # the slice's half-side, in the units of the x space
         extent = (scale[b] / half, scale[c] / half)  # the share of the slice the volume's plane covers
         u, v = eye[b] / extent[0], eye[c] / extent[1]
-        offsets = axis_coords(vol.shape[axis], torch.float64)
+        offsets = axis_coords(grid[axis], torch.float64)
         # a slice pixel along this axis, in its t units: the x pitch 2·half/(h - 1) over d_axis
         pixel = 2.0 * half / (size[0] - 1) / scale[axis]
         planes = []
@@ -63,10 +64,10 @@ def slicewise_iter(volume, cam, plan: Plan = Plan(), axes=(2,)) -> Iterator[Prog
             s = offsets[start:start + batch_size]
             rows = len(s)
             basis = (eye[axis].expand(rows, 3), u.expand(rows, 3), v.expand(rows, 3))
-            batch = (slice_stacks(vol, s, basis, size, context, pixel=pixel) if context
+            batch = (slice_stacks(vol, s, basis, size, context, pixel=pixel) if context or vol.ndim == 4
                      else extract_slices(vol, s, *basis, size))
             maps = cam(batch).float()
-            plane = cam_to_plane(maps.flatten(0, maps.ndim - 3), (vol.shape[b], vol.shape[c]), extent)
+            plane = cam_to_plane(maps.flatten(0, maps.ndim - 3), (grid[b], grid[c]), extent)
             planes.append(plane.unflatten(0, maps.shape[:-2]))  # (rows[, F], D_b, D_c)
             done += rows
             yield Progress("scoring", done, total, "slices", detail=True)

@@ -6,6 +6,9 @@ series as its folder or ``folder#SeriesInstanceUID``; ``label`` is 0 or 1; ``mas
 ground-truth lesion mask used only for evaluation), or a folder that holds such a CSV named
 ``labels.csv`` (what ``tonno synth`` writes).
 An optional ``dataset.json`` beside the CSV may name the intensity mode (``"intensity"``).
+A case of several images (PET and CT, MR sequences) names them in columns ``image_0000``, ``image_0001``, … instead
+of ``image`` (nnU-Net's convention; :mod:`~tonno_engine.data.channels`), their names and modes in ``dataset.json``'s
+``"channels"``.
 An optional ``group`` column (e.g. the patient) keeps cases together: every split (:func:`split_cases`) puts a
 group's cases on one side; without the column every case is its own group. A blank ``group`` cell is an error.
 
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from ..base.errors import DataError
 from ..base.hashing import update_hashes
+from .channels import channel_columns
 from .images import image_exists, image_stem, input_files
 
 REQUIRED = ("case", "label", "image")
@@ -42,7 +46,8 @@ class Case:
     ``findings``: one label per named finding (``nan``: unknown), empty for the one ``label`` column;
     ``finding_masks``: one mask per finding (``mask_<finding>`` columns), empty when ``mask`` serves all;
     ``group``: the ``group`` column's entry (``None``: no such column, the case is its own group; see
-    :func:`group_of`)."""
+    :func:`group_of`); ``channels``: every image of a case of several (``image_0000``, … columns; ``image`` is then
+    the first), empty for one ``image``."""
 
     case: str
     label: int
@@ -51,6 +56,12 @@ class Case:
     findings: tuple[float, ...] = ()
     finding_masks: tuple[Path | None, ...] = ()
     group: str | None = None
+    channels: tuple[Path, ...] = ()
+
+    @property
+    def images(self) -> tuple[Path, ...]:
+        """The case's images, in channel order: ``channels``, or its one ``image``."""
+        return self.channels or (self.image,)
 
     @property
     def targets(self) -> tuple[float, ...]:
@@ -96,11 +107,13 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         labels = (*(findings or ("label",)),) if need_labels else ()
-        needed = (key, *labels, *(("image",) if id_column is None else ()))
+        channels = channel_columns(header, path)
+        needed = (key, *labels, *(("image",) if id_column is None and not channels else ()))
         missing = [c for c in needed if c not in header]
         if missing:
             need = ",".join((key, *labels)) + (",image" if id_column is None else "[,image]") + "[,mask]"
-            raise DataError(path, f"missing column(s) {', '.join(missing)}; need {need}")
+            raise DataError(path, f"missing column(s) {', '.join(missing)}; need {need} (or image_0000, image_0001, "
+                                  "… for several images per case)")
         per_finding_masks = findings and any(f"mask_{f}" in header for f in findings)
         grouped = GROUP in header
         cases, seen = [], set()
@@ -118,21 +131,25 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
                 raise DataError(where, f"label must be 0 or 1, got {row['label']!r}")
             else:
                 values, label = (), int(row["label"])
-            name = row[key] if row.get("image") else image_stem(Path(row[key]))
+            if empty := [c for c in channels if not row[c]]:
+                raise DataError(where, f"empty {', '.join(empty)} (every case needs each of its images)")
+            images = tuple(_resolve(path.parent, row[c]) for c in channels)
+            name = row[key] if row.get("image") or channels else image_stem(Path(row[key]))
             if name in seen:
                 raise DataError(where, f"duplicate case {name!r}")
             seen.add(name)
-            image = _resolve(path.parent, row.get("image") or row[key])
+            image = images[0] if images else _resolve(path.parent, row.get("image") or row[key])
             mask = _resolve(path.parent, row["mask"]) if row.get("mask") else None
             masks = tuple(_resolve(path.parent, row[f"mask_{f}"]) if row.get(f"mask_{f}") else None
                           for f in findings) if per_finding_masks else ()
-            for kind, file in (("image", image), ("mask", mask), *((f"mask_{f}", m) for f, m in zip(findings or (), masks))):
+            named = tuple(zip(channels, images)) or (("image", image),)
+            for kind, file in (*named, ("mask", mask), *((f"mask_{f}", m) for f, m in zip(findings or (), masks))):
                 if check_files and file is not None and not image_exists(file):
                     raise DataError(where, f"{kind} file not found: {file}")
             if grouped and not row[GROUP]:
                 raise DataError(where, f"empty {GROUP} (every case of a data set with a {GROUP} column needs one; "
                                        "give a case of no other group its own name)")
-            cases.append(Case(name, label, image, mask, values, masks, row[GROUP] if grouped else None))
+            cases.append(Case(name, label, image, mask, values, masks, row[GROUP] if grouped else None, images))
     if not cases:
         raise DataError(path, "no cases")
     return cases
@@ -163,20 +180,25 @@ def _resolve(base: Path, entry: str) -> Path:
 
 
 def write_cases_csv(path: str | Path, cases: list[Case], findings: Sequence[str] | None = None) -> None:
-    """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths; with ``findings`` a column
+    """``cases`` as a data set CSV (``case,label,image,mask``, absolute paths; ``image_0000``, … for cases of several
+    images; with ``findings`` a column
     per finding, blank when unknown, and its ``mask_<finding>`` column when the cases have them; a ``group``
     column when any case has a group), written atomically. Reading it back with the same ``findings`` gives the
     same cases."""
     from ..base.atomic import write_text_atomic
+    from .channels import channel_column
 
     names = list(findings or ())
     split_masks = bool(names) and any(c.finding_masks for c in cases)
     grouped = any(c.group is not None for c in cases)
-    head = ["case", "label", "image", "mask", *names, *(f"mask_{f}" for f in names if split_masks),
-            *((GROUP,) if grouped else ())]
+    images = max(len(c.channels) for c in cases) if cases else 0
+    if any(len(c.channels) != images for c in cases):
+        raise ValueError("every case of a data set needs the same number of images")
+    head = ["case", "label", *([channel_column(k) for k in range(images)] if images else ["image"]), "mask", *names,
+            *(f"mask_{f}" for f in names if split_masks), *((GROUP,) if grouped else ())]
     lines = [",".join(head)]
     for c in cases:
-        cells = [c.case, str(c.label), str(c.image), str(c.mask or "")]
+        cells = [c.case, str(c.label), *(str(p) for p in c.images), str(c.mask or "")]
         cells += ["" if math.isnan(v) else str(int(v)) for v in (c.findings if names else ())]
         cells += [str(m or "") for m in (c.finding_masks or (None,) * len(names))] if split_masks else []
         cells += [group_of(c)] if grouped else []
@@ -208,7 +230,8 @@ def dataset_intensity(source: str | Path) -> str | None:
 
 
 def data_hash(cases: list[Case]) -> str:
-    """SHA-256 over every case's name, label and image bytes: identifies the training data."""
+    """SHA-256 over every case's name, label and image bytes (every image of a case of several): identifies the
+    training data."""
     return hash_cases(cases)[0]
 
 
@@ -223,7 +246,7 @@ def hash_cases(cases: list[Case]) -> tuple[str, dict[str, str]]:
         if case.group is not None:  # the groups decide the split: a run resumes only on the groups it began with
             digest.update(f"{GROUP}\0{case.group}\0".encode())
         image = hashlib.sha256()
-        for file in input_files(case.image):
+        for file in (f for source in case.images for f in input_files(source)):
             update_hashes((digest, image), file)
         images[case.case] = image.hexdigest()[:16]
     return digest.hexdigest(), images
@@ -303,3 +326,10 @@ def _draw(stratum: list[list[Case]], fraction: float) -> set[int]:
     if not chosen:  # every group holds more than twice the target: the smallest, so that the class is validated
         chosen.add(min(range(len(stratum)), key=lambda k: len(stratum[k])))
     return chosen
+
+
+def dataset_channel_specs(source: str | Path) -> tuple:
+    """The :class:`~tonno_engine.data.channels.ChannelSpec` of each channel ``dataset.json`` names (``()``: none)."""
+    from .channels import dataset_channels
+
+    return dataset_channels(read_dataset_meta(source), resolve_csv(source).parent / "dataset.json")

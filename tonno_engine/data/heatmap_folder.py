@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.errors import DataError
-from .dataset import read_cases
+from .dataset import dataset_channel_specs, read_cases
 from .images import FORMATS, image_stem, images_in, is_single_image
 
 #: a heatmap file's ending
@@ -41,8 +41,17 @@ SUMMARY_FIELDS = ("case", "method", "status", "seconds", "peak_rss_mb", "peak_gp
 
 @dataclass(frozen=True)
 class BatchInput:
+    """A case to make heatmaps of: its ``image`` (the first of ``channels`` for a case of several images, whose
+    names ``channel_names`` holds when its data set names them)."""
+
     case: str
     image: Path
+    channels: tuple[Path, ...] = ()
+    channel_names: tuple[str, ...] = ()
+
+    @property
+    def images(self) -> tuple[Path, ...]:
+        return self.channels or (self.image,)
 
 
 @dataclass(frozen=True)
@@ -127,8 +136,9 @@ def batch_inputs(source: str | Path, id_column: str | None = None) -> list[Batch
     if not source.exists():
         raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")
     if not is_single_image(source) and (source.is_file() or (source / "labels.csv").exists()):
-        return [BatchInput(c.case, c.image)
-                for c in read_cases(source, check_files=False, id_column=id_column, need_labels=False)]
+        cases = read_cases(source, check_files=False, id_column=id_column, need_labels=False)
+        names = tuple(s.name for s in dataset_channel_specs(source)) if cases[0].channels else ()
+        return [BatchInput(c.case, c.image, c.channels, names) for c in cases]
     if id_column is not None:
         raise DataError(source, f"the id column {id_column!r} names a column of a labels CSV, and this input is "
                                 "no CSV (nor a folder holding labels.csv)")

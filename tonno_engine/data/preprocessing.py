@@ -14,9 +14,14 @@ Intensity modes (each returns float32, same shape):
   99.5th percentile of a brain and ``mr`` flattens them to white matter's level.
 - ``none``: unchanged.
 
+``channels``: a scan of several images (PET and CT, MR sequences; ``(I, D, H, W)``, one grid) has a mode per image
+(:class:`Channel`, with its name); each image is cropped to the same box, resampled alike and normalised by its own
+mode. Without ``channels`` a scan is one image ``(D, H, W)`` with ``intensity``.
+
 ``crop``: cut the scan to its foreground's box (:func:`~tonno_engine.data.foreground.foreground_box`, 2 voxels of
-margin) before resampling and normalising, so that slices cut through the body, not the air around it; the
-heatmaps are pasted back onto the scan's grid (:class:`~tonno_engine.methods.run.PreparedCase`).
+margin; with several images the box of every image's foreground) before resampling and normalising, so that
+slices cut through the body, not the air around it; the heatmaps are pasted back onto the scan's grid
+(:class:`~tonno_engine.methods.run.PreparedCase`).
 """
 
 from __future__ import annotations
@@ -39,33 +44,74 @@ CROP_MARGIN = 2
 
 
 class Preprocessed(NamedTuple):
-    """A preprocessed scan: ``array`` ``(D', H', W')`` float32, its ``spacing`` (mm per axis, after resampling) and
-    the ``box`` ``(slice, slice, slice)`` of the scan's own grid it covers (``None``: the whole scan)."""
+    """A preprocessed scan: ``array`` ``(D', H', W')`` float32 (``(I, D', H', W')`` for ``I`` images), its ``spacing``
+    (mm per axis, after resampling) and the ``box`` ``(slice, slice, slice)`` of the scan's own grid it covers
+    (``None``: the whole scan)."""
 
     array: np.ndarray
     spacing: tuple[float, float, float]
     box: tuple[slice, slice, slice] | None = None
 
 
+def _checked_params(intensity: str, params: dict) -> dict:
+    """``params`` over the mode's :data:`DEFAULTS`; ``ValueError`` for an unknown mode or foreground."""
+    if intensity not in INTENSITIES:
+        raise ValueError(f"unknown intensity mode {intensity!r}; valid: {', '.join(INTENSITIES)}")
+    params = {**DEFAULTS[intensity], **params}
+    if params.get("foreground", "otsu") not in FOREGROUNDS:
+        raise ValueError(f"unknown foreground {params['foreground']!r}; valid: {', '.join(FOREGROUNDS)}")
+    return params
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One image of a scan of several: its ``name`` (``SUV``, ``CT``, ``FLAIR``) and intensity mode with ``params``."""
+
+    name: str
+    intensity: str = "none"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", _checked_params(self.intensity, self.params))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Intensity mode ``intensity`` with its ``params``; ``spacing`` (mm) resamples to isotropic voxels when set;
-    ``crop``: cut to the foreground's box first."""
+    ``crop``: cut to the foreground's box first; ``channels``: the images of a scan of several, each with its own
+    mode (``intensity`` and ``params`` are then the first's)."""
 
     intensity: str = "none"
     params: dict = field(default_factory=dict)
     spacing: float | None = None
     crop: bool = False
+    channels: tuple[Channel, ...] = ()
 
     def __post_init__(self):
-        if self.intensity not in INTENSITIES:
-            raise ValueError(f"unknown intensity mode {self.intensity!r}; valid: {', '.join(INTENSITIES)}")
-        object.__setattr__(self, "params", {**DEFAULTS[self.intensity], **self.params})
-        if self.params.get("foreground", "otsu") not in FOREGROUNDS:
-            raise ValueError(f"unknown foreground {self.params['foreground']!r}; valid: {', '.join(FOREGROUNDS)}")
+        channels = tuple(c if isinstance(c, Channel) else Channel(**c) for c in self.channels)
+        if len(channels) == 1:
+            raise ValueError("one channel is one image: give its intensity mode without channels")
+        object.__setattr__(self, "channels", channels)
+        if channels:
+            object.__setattr__(self, "intensity", channels[0].intensity)
+            object.__setattr__(self, "params", dict(channels[0].params))
+        object.__setattr__(self, "params", _checked_params(self.intensity, self.params))
+
+    @property
+    def images(self) -> int:
+        """The images per scan it takes (1 without channels)."""
+        return max(1, len(self.channels))
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The names of its channels (empty: one image)."""
+        return tuple(c.name for c in self.channels)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.channels:  # what a one-image checkpoint always held
+            del out["channels"]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
@@ -73,23 +119,37 @@ class Preprocessing:
         intensity, params = d.get("intensity", d.get("preset", "none")), dict(d.get("params", {}))
         if intensity in ("robust", "mr"):  # before 0.4 their foreground was every voxel above the minimum
             params.setdefault("foreground", "above-min")
-        return cls(intensity, params, d.get("spacing"), bool(d.get("crop", False)))
+        channels = tuple(Channel(c["name"], c.get("intensity", "none"), dict(c.get("params", {})))
+                         for c in d.get("channels", ()))
+        return cls(intensity, params, d.get("spacing"), bool(d.get("crop", False)), channels)
 
     def __call__(self, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-        """``(D, H, W)`` → preprocessed float32 (cropped and resampled to ``self.spacing`` mm if set)."""
+        """``(D, H, W)`` (``(I, D, H, W)`` with channels) → preprocessed float32 (cropped and resampled to
+        ``self.spacing`` mm if set)."""
         return self.run(array, spacing).array
 
     def run(self, array: np.ndarray, spacing) -> Preprocessed:
-        """``(D, H, W)`` with ``spacing`` (mm per axis) → :class:`Preprocessed`: the array, the spacing after
-        resampling (which is what the array's geometry must use) and the box of the scan it covers."""
+        """``(D, H, W)`` (``(I, D, H, W)``: one per channel) with ``spacing`` (mm per axis) → :class:`Preprocessed`:
+        the array, the spacing after resampling (which is what the array's geometry must use) and the box of the
+        scan it covers. ``ValueError`` when the scan's images are not the channels' count."""
         spacing = tuple(float(s) for s in spacing)
-        out = np.asarray(array, dtype=np.float32)
-        box = foreground_box(foreground_mask(out), CROP_MARGIN) if self.crop else None
-        if box is not None:
-            out = np.ascontiguousarray(out[box])
-        if self.spacing:
-            out = resample_isotropic(out, spacing, self.spacing)
-        out = _INTENSITY[self.intensity](out, **self.params)
+        images = np.asarray(array, dtype=np.float32)
+        if images.ndim != (4 if self.channels else 3) or (self.channels and len(images) != len(self.channels)):
+            want = f"{len(self.channels)} images (I, D, H, W)" if self.channels else "one image (D, H, W)"
+            raise ValueError(f"this preprocessing takes {want}, got shape {images.shape}")
+        images = images if self.channels else images[None]
+        box = None
+        if self.crop:
+            box = foreground_box(np.logical_or.reduce([foreground_mask(a) for a in images]), CROP_MARGIN)
+        modes = self.channels or (Channel("image", self.intensity, self.params),)
+        out = []
+        for image, mode in zip(images, modes):
+            if box is not None:
+                image = np.ascontiguousarray(image[box])
+            if self.spacing:
+                image = resample_isotropic(image, spacing, self.spacing)
+            out.append(_INTENSITY[mode.intensity](image, **mode.params))
+        out = np.stack(out) if self.channels else out[0]
         return Preprocessed(out, (float(self.spacing),) * 3 if self.spacing else spacing, box)
 
     def apply(self, volume, *, physical: bool = False) -> Preprocessed:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..base.errors import DataError
 from ..base.events import Partial, Progress
 from ..data.nifti import Volume, axial_axis
 from ..data.preprocessing import Preprocessing
@@ -28,19 +29,24 @@ from .settings import ReconstructionSettings
 
 @dataclass(frozen=True)
 class Scan:
-    """A scan with its geometry, as a front end hands it over: ``array`` ``(D, H, W)``, ``spacing`` (mm per array
+    """A scan with its geometry, as a front end hands it over: ``array`` ``(D, H, W)`` (``(I, D, H, W)`` for a scan of
+    several images on one grid, in the checkpoint's channel order), ``spacing`` (mm per array
     axis, as its header states it), its NIfTI ``affine`` ``(4, 4)`` if known (``None``: the axes of RAS/LPS data)
-    and the ``volume`` it was read as, if any (whose header physical geometry checks, naming the file)."""
+    and the ``volume`` it was read as, if any (whose header physical geometry checks, naming the file); ``channels``:
+    the names of its images when its data set names them (checked against the checkpoint's)."""
 
     array: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     affine: np.ndarray | None = None
     volume: Volume | None = None
+    channels: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, volume: Volume) -> Scan:
-        """A scan read from a file (:func:`~tonno_engine.data.images.load_image`): its header's spacing and axes."""
-        return cls(volume.array, volume.spacing, volume.affine, volume)
+    def of(cls, volume: Volume, channels: tuple[str, ...] = ()) -> Scan:
+        """A scan read from a file (:func:`~tonno_engine.data.images.load_image`, or
+        :func:`~tonno_engine.data.channels.load_scan` for several images named ``channels``): its header's spacing
+        and axes."""
+        return cls(volume.array, volume.spacing, volume.affine, volume, tuple(channels))
 
     @classmethod
     def with_affine(cls, array, affine, spacing=None) -> Scan:
@@ -63,16 +69,33 @@ class Scan:
         return self.volume.checked_spacing() if self.volume is not None else check_spacing(self.spacing)
 
 
+def channels_problem(description, images: int, names=()) -> str | None:
+    """Why a case of ``images`` images (named ``names``, when its data set names them) cannot be fed to the
+    checkpoint of ``description`` (``None``: it can): another count of images, or other names or order."""
+    expected = description.channels
+    if images != description.images:
+        takes = f"{len(expected)} images per case ({', '.join(expected)})" if expected else "one image per case"
+        return f"the checkpoint takes {takes}; this case has {images}"
+    if expected and names and tuple(names) != expected:
+        return (f"this case's images are {', '.join(names)} but the checkpoint takes {', '.join(expected)}, in that "
+                "order")
+    return None
+
+
 def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER) -> PreparedCase:
     """Preprocess ``scan`` as ``checkpoint`` says and resolve ``settings`` against it
-    (:meth:`ReconstructionSettings.resolved`)."""
+    (:meth:`ReconstructionSettings.resolved`); :class:`DataError` naming the scan's file when its images are not the
+    checkpoint's channels (:func:`channels_problem`)."""
     image = np.asarray(scan.array)
+    problem = channels_problem(checkpoint.description, image.shape[0] if image.ndim == 4 else 1, scan.channels)
+    if problem is not None:
+        raise DataError(scan.volume.path if scan.volume is not None and scan.volume.path else "scan", problem)
     # the geometry first (it says which spacing to trust), then everything against the preprocessed volume
     spacing = scan.spacing_for(settings.resolved(checkpoint.description).geometry)
     preprocessing = Preprocessing.from_dict(checkpoint.description.preprocessing)
     volume, spacing, box = preprocessing.run(image, spacing)
-    resolved = settings.resolved(checkpoint.description, volume.shape, spacing)
-    return PreparedCase(volume, spacing, resolved, tuple(image.shape), scan.axial_axis, box)
+    resolved = settings.resolved(checkpoint.description, volume.shape[-3:], spacing)
+    return PreparedCase(volume, spacing, resolved, tuple(image.shape[-3:]), scan.axial_axis, box)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class CaseRun:
 
 @dataclass(frozen=True)
 class PreparedCase:
-    """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32 (preprocessed, resampled when the
+    """A scan as the model sees it: ``volume`` ``(D', H', W')`` float32, or ``(I, D', H', W')`` for a scan of ``I``
+    images (channels: PET and CT, MR sequences) on one grid (preprocessed, resampled when the
     checkpoint says so), its ``spacing`` (mm per axis, after resampling), the ``settings`` resolved for this volume
     (slice size, geometry, field of view and M; L stays per method), the scan's own ``shape`` (the heatmaps' grid),
     its ``axial_axis`` and the ``box`` of the scan the volume covers (``None``: all of it; a cropped checkpoint's
@@ -166,9 +167,10 @@ class PreparedCase:
     @classmethod
     def of_volume(cls, volume, settings: ReconstructionSettings = PAPER, *, spacing=None,
                   output_shape=None) -> PreparedCase:
-        """A volume ``(D, H, W)`` that needs no preprocessing, for a bare model: the settings left unset take the
-        package's defaults; ``output_shape``: the heatmaps' grid (default: the volume's)."""
-        shape = tuple(volume.shape)
+        """A volume ``(D, H, W)`` (or a scan of several images ``(I, D, H, W)``) that needs no preprocessing, for a
+        bare model: the settings left unset take the package's defaults; ``output_shape``: the heatmaps' grid
+        (default: the volume's)."""
+        shape = tuple(volume.shape[-3:])
         resolved = settings.resolved(None, shape, spacing)
         return cls(volume, spacing, resolved, tuple(output_shape) if output_shape is not None else shape)
 
@@ -225,7 +227,7 @@ def passes_iter(case, model: torch.nn.Module, passes: list[Pass], run: CaseRun =
     ``run.world`` when distributed. Yields ``Progress`` and ``Partial`` events, every value ``{label: heatmap}``:
     partial ones for the pass in progress (with ``run.partials``), the final one for every method, each float32 on
     the case's grid ``case.shape``, on ``device``."""
-    _check_input_channels(model, context)
+    _check_input_channels(model, context, case.volume.shape[0] if case.volume.ndim == 4 else 1)
     partials = run.partials and not run.distributed
     results: dict[str, torch.Tensor] = {}
     for plan in passes:
@@ -264,15 +266,16 @@ def _slicewise_iter(case, cam: CamExtractor, spec: MethodSpec, device) -> Iterat
         yield event
 
 
-def _check_input_channels(model, context: float) -> None:
+def _check_input_channels(model, context: float, images: int = 1) -> None:
     """``ValueError`` when the first convolution of ``model`` (a module; anything else, e.g. the R_Σ scorer, passes)
-    does not take the channels ``context`` cuts (:func:`input_channels`): said before any slice is cut, rather than
-    as a shape error deep in the first pass."""
+    does not take the channels ``context`` cuts from a scan of ``images`` images (:func:`input_channels`): said
+    before any slice is cut, rather than as a shape error deep in the first pass."""
     first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None) \
         if isinstance(model, torch.nn.Module) else None
-    if first is not None and first.in_channels != input_channels(context):
+    if first is not None and first.in_channels != input_channels(context, images):
         raise ValueError(f"the model takes {first.in_channels} input channel(s) but context={context:g} cuts "
-                         f"{input_channels(context)}: pass the checkpoint's context (its description's `context`)")
+                         f"{input_channels(context, images)} from {images} image(s) per case: pass the checkpoint's "
+                         "context (its description's `context`) and a scan of its channels")
 
 
 def run_methods(specs, volume, model: torch.nn.Module, settings: ReconstructionSettings = PAPER, *, device=DEVICE,

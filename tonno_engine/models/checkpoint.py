@@ -29,8 +29,9 @@ FORMAT = "tonno-checkpoint-1"
 #: how the ``format`` of every second-stage segmenter checkpoint begins (:mod:`~tonno_engine.models.segmenter`)
 SEGMENTER_FORMAT_PREFIX = "tonno-segmenter-"
 #: the version of :class:`CheckpointDescription` this tonno writes (1: before it was versioned; 3: ``context``,
-#: which a tonno that reads only 2 would ignore and feed the network the wrong input)
-DESCRIPTION_VERSION = 3
+#: which a tonno that reads only 2 would ignore and feed the network the wrong input; 4: ``preprocessing``'s
+#: ``channels``, the images of a case of several, which a tonno that reads only 3 would not feed the network)
+DESCRIPTION_VERSION = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,8 @@ class CheckpointDescription:
 
     ``model``/``norm``/``in_chans``: the timm encoder to rebuild; ``slice_size``: the side (pixels) of the
     slices it was trained on; ``context``: how many slice pixels off each plane the neighbouring planes of its
-    2.5D input lie (0: one plane; ``in_chans`` is then 1, else 3); ``geometry``/``field_of_view``: the sliced
+    2.5D input lie (0: one plane; ``in_chans`` is then 1, else 3; times the images of a case of several, whose
+    names and modes ``preprocessing``'s ``channels`` holds: :attr:`channels`); ``geometry``/``field_of_view``: the sliced
     space it was trained in, and in
     physical geometry ``mm_per_pixel`` (the median over its training volumes); ``preprocessing``: the
     ``Preprocessing.as_dict()`` applied to every volume; ``weights``: the starting weights' source;
@@ -73,6 +75,18 @@ class CheckpointDescription:
     version: int = DESCRIPTION_VERSION
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        """The names of the images every case must bring, in input order (``preprocessing``'s ``channels``; empty:
+        one image per case)."""
+        entries = self.preprocessing.get("channels", ()) if isinstance(self.preprocessing, dict) else ()
+        return tuple(str(c.get("name", "")) if isinstance(c, dict) else "" for c in entries or ())
+
+    @property
+    def images(self) -> int:
+        """How many images a case brings (its channels; 1 without)."""
+        return max(1, len(self.channels))
+
+    @property
     def outputs(self) -> int:
         """The number of logits: one per finding."""
         return max(1, len(self.findings))
@@ -83,7 +97,7 @@ class CheckpointDescription:
         if not isinstance(meta, dict):
             raise DataError(where, f"checkpoint description must be a dict, got {type(meta).__name__}")
         version = meta.get("version", 1)
-        if version not in (1, 2, DESCRIPTION_VERSION):
+        if version not in (1, 2, 3, DESCRIPTION_VERSION):
             raise DataError(where, f"checkpoint description version {version!r} is newer than this tonno reads "
                                    f"({DESCRIPTION_VERSION}); update tonno")
         for name in ("model", "norm"):
@@ -106,12 +120,13 @@ class CheckpointDescription:
             "norm": self.norm not in NORMS,
             "in_chans": not _is_int(self.in_chans, 1),
             "context": not (_is_positive(self.context) or self.context == 0)
-                       or self.in_chans != input_channels(self.context),
+                       or self.in_chans != input_channels(self.context, self.images),
             "slice_size": not _is_int(self.slice_size, 2),
             "geometry": self.geometry not in GEOMETRIES,
             "field_of_view": self.field_of_view not in FIELDS_OF_VIEW,
             "mm_per_pixel": self.mm_per_pixel is not None and not _is_positive(self.mm_per_pixel),
-            "preprocessing": not isinstance(self.preprocessing, dict),
+            "preprocessing": not isinstance(self.preprocessing, dict) or len(self.channels) == 1
+                             or any(not name for name in self.channels),
             "image_hashes": not (isinstance(self.image_hashes, dict)
                                  and all(isinstance(v, str) for v in self.image_hashes.values())),
             "train_args": not isinstance(self.train_args, dict),

@@ -15,6 +15,7 @@ from .geometry import orthonormal_basis, slice_offsets
 from .plan import Plan
 from .reconstruction import Scorer, default_batch_size, iter_profiles
 from .scorers import scorer_context
+from .slicing import plane_channel
 
 
 def profiles(volume, scorer: Scorer, normals: torch.Tensor, plan: Plan = Plan()) -> torch.Tensor:
@@ -24,7 +25,7 @@ def profiles(volume, scorer: Scorer, normals: torch.Tensor, plan: Plan = Plan())
     as :func:`reconstruct` uses; ``plan``: its ``slices``, ``slice_size``, ``device`` and ``batch_size``.
     """
     dev = resolve_device(plan.device)
-    vol = as_volume(volume, dev)
+    vol = as_volume(volume, dev, channels=True)
     normals = torch.as_tensor(normals, dtype=torch.float64).reshape(-1, 3)
     basis = (normals, *orthonormal_basis(normals))
     offsets = slice_offsets(plan.slices)
@@ -60,18 +61,18 @@ def direction_stack_iter(volume, scorer: Scorer, normal, plan: Plan = Plan(), *,
     ``keep_images``); its ``normal``, ``u``, ``v`` are those of the sliced space.
     """
     dev = resolve_device(plan.device)
-    vol = as_volume(volume, dev)
+    vol = as_volume(volume, dev, channels=True)
     n = torch.as_tensor(normal, dtype=torch.float64).reshape(1, 3)
     n = n / n.norm()
     u, v = orthonormal_basis(n)
     offsets = slice_offsets(plan.slices)
-    frame = plan.frame(vol.shape)
+    frame = plan.frame(vol.shape[-3:])
     cut = tuple(frame.for_slicing(w) for w in (n, u, v))
     kept: list[torch.Tensor] = []
 
     def scoring(batch: torch.Tensor) -> torch.Tensor:
-        if keep_images:  # the plane itself (the middle channel of a 2.5D stack)
-            kept.append((batch if batch.ndim == 3 else batch[:, batch.shape[1] // 2]).cpu())
+        if keep_images:  # the plane itself of the first image (the middle channel of its 2.5D stack)
+            kept.append((batch if batch.ndim == 3 else batch[:, plane_channel(scoring.context)]).cpu())
         return scorer(batch)
 
     scoring.context = scorer_context(scorer)

@@ -87,7 +87,7 @@ def iter_profiles(
         # it switched on in the consumer's thread (and in a pooled thread after an abort)
         with torch.inference_mode():
             cut = tuple(a[sl] for a in flat)
-            batch = (slice_stacks(volume, flat_s[sl], cut, size, context, compile=compile) if context
+            batch = (slice_stacks(volume, flat_s[sl], cut, size, context, compile=compile) if context or volume.ndim == 4
                      else extract_slices(volume, flat_s[sl], *cut, size, compile=compile))
             scores = scorer(batch)
             outputs = tuple(scores) if isinstance(scores, (tuple, list)) else (scores,)
@@ -162,13 +162,14 @@ class _Run:
     @classmethod
     def start(cls, volume, scorer: Scorer, formulas: tuple, plan: Plan, subset) -> _Run:
         dev = resolve_device(plan.device)
-        vol = as_volume(volume, dev)
+        vol = as_volume(volume, dev, channels=True)
         formulas = tuple(formulas)
-        out_shape = tuple(vol.shape) if plan.output_shape is None else as_shape3(plan.output_shape)
+        grid = tuple(vol.shape[-3:])
+        out_shape = grid if plan.output_shape is None else as_shape3(plan.output_shape)
         picks = torch.arange(plan.directions) if subset is None else torch.as_tensor(subset, dtype=torch.long)
         # one block, a view per formula: a run of formulas added together writes its (C, D, H, W) slice
         accs = torch.zeros((len(formulas), *out_shape), dtype=torch.float32, device=dev)
-        return cls(vol, scorer, formulas, plan, plan.frame(vol.shape),
+        return cls(vol, scorer, formulas, plan, plan.frame(grid),
                    make_directions(plan.directions, hemisphere=plan.hemisphere), slice_offsets(plan.slices),
                    check_count(plan.batch_size or default_batch_size(dev), 1, "batch_size"), picks, accs,
                    _collectors(formulas, subset))

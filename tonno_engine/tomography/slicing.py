@@ -73,9 +73,15 @@ def _cpu_parts(points: int) -> int:
 CONTEXT_CHANNELS = 3
 
 
-def input_channels(context: float) -> int:
-    """A network's input channels for ``context`` (slice pixels; 0: one plane)."""
-    return CONTEXT_CHANNELS if context else 1
+def input_channels(context: float, channels: int = 1) -> int:
+    """A network's input channels for ``context`` (slice pixels; 0: one plane) on a scan of ``channels`` images
+    (PET and CT, several MR sequences): each image's plane, or its three planes with a context."""
+    return (CONTEXT_CHANNELS if context else 1) * channels
+
+
+def plane_channel(context: float) -> int:
+    """The input channel that holds the first image's plane itself (the middle of its 2.5D stack)."""
+    return CONTEXT_CHANNELS // 2 if context else 0
 
 
 def slice_stacks(
@@ -89,13 +95,19 @@ def slice_stacks(
     compile: bool = False,
 ) -> torch.Tensor:
     """A network's input ``(B, C, h, w)``: each plane of ``basis`` = ``(normals, u, v)`` (each ``(B, 3)``) as
-    :func:`extract_slices` cuts it (``C = 1``), or with
+    :func:`extract_slices` cuts it (``C = 1``; a scan of several images ``(I, D, H, W)`` gives each image's
+    stack side by side, image-major, ``C = I·`` what one image gives), or with
     ``context`` > 0 the parallel planes ``context`` pixels below and above it beside it (``C = 3``, in the order
     below, plane, above): their offsets are ``offsets ± context·pixel``. ``pixel``: a slice pixel in the units of
     ``offsets``, by default ``2/(h - 1)``, a pixel of the ``[-1, 1]`` patch when ``u`` and the normals are unit
     vectors of the space the offsets are measured in (the ``x`` space of
     :mod:`~tonno_engine.tomography.frames`). 2.5D input: a small blob fades a pixel off the plane, a vessel
     across it does not."""
+    if volume.ndim == 4:
+        # one call per image: grid_sample would take the images as its channel axis, but the CPU-parallel split
+        # of extract_slices expands the volume over its batch axis; the points are cheap beside the sampling
+        return torch.cat([slice_stacks(image, offsets, basis, size, context, pixel=pixel, compile=compile)
+                          for image in volume], dim=1)
     if not context:
         return extract_slices(volume, offsets, *basis, size, compile=compile)[:, None]
     step = float(context) * (2.0 / (size[0] - 1) if pixel is None else pixel)

@@ -13,8 +13,9 @@ from ..base.defaults import CONTRASTIVE, DEVICE, FIELD_OF_VIEW, GEOMETRY, SLICE_
 class TrainConfig:
     """Training arguments; stored in every checkpoint and in ``run.json``.
 
-    ``intensity``: the intensity mode (``ct``, ``mr``, ``pet``, ``none``; ``None``: the data set's
-    ``dataset.json``); ``spacing``: resample to isotropic voxels of this many mm (``None``: keep).
+    ``intensity``: the intensity mode (``ct``, ``mr``, ``pet``, ``robust``, ``none``; ``None``: the data set's
+    ``dataset.json``; for cases of several images one mode per image, ``pet,ct``, or one for all), ``channels``
+    the images' names; ``spacing``: resample to isotropic voxels of this many mm (``None``: keep).
     ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``): where
     each volume sits in the sliced space (:mod:`tonno_engine.tomography.frames`); reconstruction
     uses the same, as the checkpoint records it.
@@ -38,6 +39,8 @@ class TrainConfig:
     device: str = DEVICE
     amp: bool = True
     intensity: str | None = None
+    #: the names of a case's images (``image_0000``, … columns), in order; empty: ``dataset.json``'s, or the columns'
+    channels: tuple[str, ...] = ()
     spacing: float | None = None
     #: cut every scan to its foreground's box before slicing (training and reconstruction alike, as the checkpoint
     #: records it): no plane cuts only the air or noise around the body (docs/studies/foreign.md)
@@ -107,6 +110,8 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         if "preset" in d and "intensity" not in d:  # checkpoints written before 0.2
             d = {**d, "intensity": d["preset"]}
+        if "channels" in d:  # a list in run.json
+            d = {**d, "channels": tuple(d["channels"])}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @property

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..base.atomic import write_bytes_atomic
 from ..data.augment import Augmentation, augment_intensity, neighbour_planes, random_planes
-from ..tomography.slicing import extract_slices
+from ..tomography.slicing import slice_stacks
 
 #: the projection head's hidden and output widths (SimCLR's 2048/128 scaled to a small encoder)
 HIDDEN, EMBEDDING = 512, 128
@@ -59,8 +59,8 @@ def nt_xent(temperature: float):
 
 
 def sample_view_pairs(vols, cfg, gen: torch.Generator, aug: Augmentation, device: torch.device):
-    """``2 · B · S`` slices ``(2N, 1, h, w)``: first every plane's view, then its neighbour's in the same
-    order; labels ``(2N,)`` zeros (unused)."""
+    """``2 · B · S`` slices ``(2N, I, h, w)`` (``I`` images per case; 1 for one): first every plane's view, then its
+    neighbour's in the same order; labels ``(2N,)`` zeros (unused)."""
     picks = torch.randint(len(vols), (cfg.batch_volumes,), generator=gen).tolist()
     size = (cfg.slice_size, cfg.slice_size)
     first, second = [], []
@@ -70,8 +70,10 @@ def sample_view_pairs(vols, cfg, gen: torch.Generator, aug: Augmentation, device
         b = neighbour_planes(a[0], a[1], gen, aug, tilt_degrees=cfg.view_tilt, shift=cfg.view_shift)
         for planes, out in ((a, first), (b, second)):
             offsets, n, u, v = planes
-            out.append(extract_slices(volume, offsets, *(frame.for_slicing(w) for w in (n, u, v)), size))
-    x = augment_intensity(torch.cat(first + second), gen, aug)[:, None]
+            out.append(slice_stacks(volume, offsets, tuple(frame.for_slicing(w) for w in (n, u, v)), size))
+    x = torch.cat(first + second)
+    # one contrast, brightness and noise level per slice, the same over its images: (2N, I·h, w) for the call
+    x = augment_intensity(x.flatten(1, 2), gen, aug).view_as(x)
     return x, torch.zeros(len(x), device=device)
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from ..base.defaults import FIELD_OF_VIEW, GEOMETRY
-from ..base.events import Progress
+from ..base.events import Notice, Progress
 from ..data.augment import Augmentation, augment_intensity, random_planes
+from ..data.channels import case_notes, first_image, load_scan
 from ..data.dataset import Case
 from ..data.images import load_image
 from ..data.preprocessing import Preprocessing
@@ -32,7 +33,7 @@ from .config import TrainConfig
 @dataclass
 class LoadedCase:
     case: Case
-    volume: torch.Tensor  # (D, H, W) float32, preprocessed
+    volume: torch.Tensor  # (D, H, W) float32, preprocessed; (I, D, H, W) for a case of several images
     frame: Frame  # where the volume sits in the sliced space
     spots: torch.Tensor | None = None  # (n, 3) float64 index coordinates t of all its bright spots, strongest first
 
@@ -40,17 +41,19 @@ class LoadedCase:
         """The volume's ``count`` brightest blob-like spots ``(n ≤ count, 3)`` in ``t``: all are found on first use
         and kept, strongest first, so any ``count`` is a prefix of them."""
         if self.spots is None:
-            self.spots = torch.from_numpy(bright_spots(self.volume.cpu().numpy()))
+            self.spots = torch.from_numpy(bright_spots(first_image(self.volume).cpu().numpy()))
         return self.spots[:count]
 
 
 def load_cases(cases: list[Case], prep: Preprocessing, device: torch.device, *, geometry: str = GEOMETRY,
-               field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | LoadedCase]:
-    """Read, check and preprocess every case before training starts (errors name the file)."""
+               field_of_view: str = FIELD_OF_VIEW) -> Iterator[Progress | Notice | LoadedCase]:
+    """Read, check and preprocess every case before training starts (errors name the file; a notice for each image
+    resampled onto its case's first image's grid)."""
     for i, case in enumerate(cases):
-        vol = load_image(case.image)
+        vol, notes = load_scan(case.images)
+        yield from case_notes(notes)
         array, spacing, _ = prep.apply(vol, physical=geometry == "physical")
-        frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+        frame = make_frame(array.shape[-3:], geometry=geometry, spacing=spacing, field_of_view=field_of_view)
         yield LoadedCase(case, torch.from_numpy(array).to(device), frame)
         yield Progress("load", i + 1, len(cases), "volumes")
 
@@ -271,7 +274,7 @@ def validation_extremes(cases: Iterable[Case]) -> list[tuple[tuple, tuple[float,
     """``(labels (K,), robust_extremes)`` of each case's image as stored, for the intensity baseline: a threshold
     on the scan's own intensities, not on the network's normalised input (whose background may sit inside
     the tissue's range)."""
-    return [(c.targets, robust_extremes(load_image(c.image).array)) for c in cases]
+    return [(c.targets, robust_extremes(load_image(c.image).array)) for c in cases]  # a case's first image
 
 
 def validate(model, vols: list[LoadedCase], planes, cfg: TrainConfig, device) -> ValidationScores:

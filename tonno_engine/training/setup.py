@@ -20,8 +20,18 @@ from ..base.distributed import World, barrier, gather_objects, init_world, launc
 from ..base.errors import DataError
 from ..base.events import Progress
 from ..base.versions import versions
-from ..data.dataset import Case, check_both_classes, dataset_intensity, hash_cases, read_cases, resolve_csv, split_cases
-from ..data.preprocessing import Preprocessing
+from ..data.channels import CHANNEL_INTENSITY, parse_names, resolve_channels
+from ..data.dataset import (
+    Case,
+    check_both_classes,
+    dataset_channel_specs,
+    dataset_intensity,
+    hash_cases,
+    read_cases,
+    resolve_csv,
+    split_cases,
+)
+from ..data.preprocessing import Channel, Preprocessing
 from ..evaluation.intensity import IntensityBaseline
 from ..models.checkpoint import CheckpointDescription, finding_name_problem, load_weights, read_checkpoint
 from ..models.encoders import create_encoder
@@ -212,7 +222,7 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
     labelled = cfg.objective != CONTRASTIVE  # pretraining reads no labels, so it needs no label column
     cases = read_cases(csv_path, findings=cfg.findings if labelled else None, id_column=cfg.id_column,
                        need_labels=labelled)
-    prep = _preprocessing(cfg, csv_path, previous)
+    prep = _preprocessing(cfg, csv_path, previous, cases)
     if cfg.objective == CONTRASTIVE:  # pretraining reads no labels: every case trains
         train_cases, val_cases = cases, []
     else:
@@ -225,11 +235,19 @@ def _data(data, cfg: TrainConfig, previous: CheckpointDescription | None) -> Tra
     return TrainingData(csv_path, cases, prep, train_cases, val_cases, digest, image_hashes)
 
 
-def _preprocessing(cfg: TrainConfig, csv_path: Path, previous: CheckpointDescription | None) -> Preprocessing:
-    """The run's preprocessing: a resumed run keeps the one it started with."""
+def _preprocessing(cfg: TrainConfig, csv_path: Path, previous: CheckpointDescription | None,
+                   cases: list[Case]) -> Preprocessing:
+    """The run's preprocessing: a resumed run keeps the one it started with. Cases of several images get a mode
+    per image (:func:`~tonno_engine.data.channels.resolve_channels`: ``cfg.channels`` and ``cfg.intensity``, else
+    ``dataset.json``'s, else :data:`~tonno_engine.data.channels.CHANNEL_INTENSITY`)."""
     if previous is not None:
         return Preprocessing.from_dict(previous.preprocessing)
-    return Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing, crop=cfg.crop)
+    modes = parse_names(cfg.intensity, "--intensity", distinct=False)
+    specs = resolve_channels(len(cases[0].channels), dataset_channel_specs(csv_path), cfg.channels, modes, csv_path)
+    if not specs:
+        return Preprocessing(cfg.intensity or dataset_intensity(csv_path) or "none", spacing=cfg.spacing, crop=cfg.crop)
+    channels = tuple(Channel(s.name, s.intensity or CHANNEL_INTENSITY) for s in specs)
+    return Preprocessing(spacing=cfg.spacing, crop=cfg.crop, channels=channels)
 
 
 @dataclass
@@ -243,12 +261,14 @@ class Optimisation:
 
 
 def _optimisation(cfg: TrainConfig, device, world: World, weights: WeightsSource | None, payload: dict | None,
-                  rank_state: dict | None, where: Path) -> Optimisation:
-    """The model (with the starting or the checkpoint's weights; DDP under several ranks), AdamW, the
+                  rank_state: dict | None, where: Path, images: int = 1) -> Optimisation:
+    """The model (with the starting or the checkpoint's weights; its first convolution takes ``images`` images per
+    case, timm adapting pretrained weights to the channel count; DDP under several ranks), AdamW, the
     warm-up + cosine schedule, and this rank's random generator, restored when resuming."""
     torch.manual_seed(cfg.seed)
     outputs = 1 if cfg.objective == CONTRASTIVE else cfg.outputs
-    model = create_encoder(cfg.model, cfg.norm, in_chans=input_channels(cfg.context), weights=weights, outputs=outputs)
+    model = create_encoder(cfg.model, cfg.norm, in_chans=input_channels(cfg.context, images), weights=weights,
+                           outputs=outputs)
     model = (ContrastiveModel(model) if cfg.objective == CONTRASTIVE else model).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -289,7 +309,8 @@ def _description(cfg: TrainConfig, data: TrainingData, weights: WeightsSource | 
     mm_per_pixel = (float(np.median([lc.frame.mm_per_pixel(cfg.slice_size) for lc in measured]))
                     if cfg.geometry == "physical" else None)
     return CheckpointDescription(
-        model=cfg.model, norm=cfg.norm, in_chans=input_channels(cfg.context), slice_size=cfg.slice_size,
+        model=cfg.model, norm=cfg.norm, in_chans=input_channels(cfg.context, data.preprocessing.images),
+        slice_size=cfg.slice_size,
         context=cfg.context, geometry=cfg.geometry,
         field_of_view=cfg.field_of_view, mm_per_pixel=mm_per_pixel, preprocessing=data.preprocessing.as_dict(),
         train_args=asdict(cfg), versions=versions(),
@@ -314,13 +335,13 @@ def _setup(folder: RunFolder, data, config: TrainConfig | None, *, resume: bool)
     found = _data(data, cfg, previous)
     chosen = yield from resolve_auto(cfg, found.train)  # --recipe auto: from the training cases' fingerprint
     if chosen is not cfg:
-        cfg, found = chosen, replace(found, preprocessing=_preprocessing(chosen, found.csv_path, previous))
+        cfg, found = chosen, replace(found, preprocessing=_preprocessing(chosen, found.csv_path, previous, found.cases))
     barrier(world)  # every rank has checked the run folder before rank 0 writes into it
     ts = payload["train_state"] if payload is not None else None
     same_world = ts is not None and ts.get("world_size", 1) == world.size
     rank_state = ts.get("ranks", [ts])[world.rank] if same_world else None
     pool, train_vols, val = yield from _volumes_of_rank(found, cfg, device, world, rank_state, ts)
-    opt = _optimisation(cfg, device, world, weights, payload, rank_state, folder.last)
+    opt = _optimisation(cfg, device, world, weights, payload, rank_state, folder.last, found.preprocessing.images)
     description = _description(cfg, found, weights, previous, pool.volumes if pool is not None else train_vols, world)
     if world.is_main:
         folder.open(description, device, opt.state.step if payload is not None else None)

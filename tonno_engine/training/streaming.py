@@ -27,9 +27,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..base.atomic import atomic_path
 from ..base.errors import DataError
+from ..data.channels import load_scan
 from ..data.dataset import Case
 from ..data.declared_size import available_memory
-from ..data.images import load_image, size_estimate
+from ..data.images import size_estimate
 from ..data.preprocessing import Preprocessing
 from ..tomography.frames import make_frame
 from .sampling import LoadedCase
@@ -60,7 +61,7 @@ class PreprocessedVolumes(Dataset):
             stored = np.load(cached, mmap_mode="r", allow_pickle=False)
             spacing = tuple(float(s) for s in json.loads(cached.with_suffix(".json").read_text())["spacing"])
             return index, np.asarray(stored, dtype=np.float32), spacing
-        array, spacing, _ = self.prep.apply(load_image(self.cases[index].image), physical=self.physical)
+        array, spacing, _ = self.prep.apply(load_scan(self.cases[index].images)[0], physical=self.physical)
         if cached is not None:
             # the values a later read returns, so a cold and a warm cache give the same run
             array = array.astype(np.float16).astype(np.float32)
@@ -75,9 +76,11 @@ class PreprocessedVolumes(Dataset):
         preprocessing, so that a changed file or setting never reads a stale entry."""
         if self.disk_cache is None:
             return None
-        image = Path(self.cases[index].image)
-        stat = os.stat(image)
-        key = json.dumps([str(image.resolve()), stat.st_size, stat.st_mtime_ns, self.prep.as_dict(), self.physical])
+        files = [Path(p) for p in self.cases[index].images]
+        stats = [os.stat(p) for p in files]
+        key = json.dumps([*(str(p.resolve()) for p in files), *((s.st_size, s.st_mtime_ns) for s in stats),
+                          self.prep.as_dict(), self.physical]) if len(files) > 1 else \
+            json.dumps([str(files[0].resolve()), stats[0].st_size, stats[0].st_mtime_ns, self.prep.as_dict(), self.physical])
         return self.disk_cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
 
 
@@ -194,7 +197,7 @@ def loaded_case(case: Case, array, spacing, device, geometry: str, field_of_view
     if array is None:
         raise DataError(*spacing)
     array = np.asarray(array, dtype=np.float32)
-    frame = make_frame(array.shape, geometry=geometry, spacing=spacing, field_of_view=field_of_view)
+    frame = make_frame(array.shape[-3:], geometry=geometry, spacing=spacing, field_of_view=field_of_view)
     return LoadedCase(case, torch.from_numpy(array).to(device), frame)
 
 
@@ -223,7 +226,7 @@ def check_fits(cases: list[Case], device: torch.device, where) -> None:
     """:class:`DataError` (naming ``where``, the data set) when loading every case would take more than 80 %
     of the memory free on ``device``, estimated from the headers (float32; for non-NIfTI inputs twice their
     bytes on disk), so that a data set too large is told to stream before any volume loads."""
-    need = sum(size_estimate(c.image) * (4 if str(c.image).endswith((".nii", ".nii.gz")) else 2) for c in cases)
+    need = sum(size_estimate(p) * (4 if str(p).endswith((".nii", ".nii.gz")) else 2) for c in cases for p in c.images)
     free = free_memory(device)
     if free and need > 0.8 * free:
         raise DataError(where, f"{len(cases)} volumes need about {need / 2**30:.1f} GB as float32 and "

@@ -102,7 +102,7 @@ def test_scorer_that_ignores_the_batch_size_is_rejected(device):
     ("volume", "kwargs", "message"),
     [
         (np.zeros((4, 4)), {}, "must be 3D"),
-        (np.zeros((2, 4, 4, 4)), {}, "must be 3D"),
+        (np.zeros((2, 2, 4, 4, 4)), {}, "must be 3D"),
         (np.zeros((0, 4, 4)), {}, "empty"),
         (np.full((4, 4, 4), np.nan), {}, "NaN or Inf"),
         (np.full((4, 4, 4), np.inf), {}, "NaN or Inf"),
