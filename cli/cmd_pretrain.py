@@ -9,14 +9,13 @@ import typer
 from tonno_engine.base.defaults import DEVICE
 from tonno_engine.training.config import PRETRAINING, TrainConfig
 
-from .cmd_train import INTENSITY_HELP, run_training
+from .cmd_train import INTENSITY_HELP, check_intensities, run_training
 from .options import (
     GEOMETRY_HELP,
     IdColumnOpt,
     QuietOpt,
     check_encoder,
     check_geometry,
-    check_named,
     finite,
     positive,
     resolve_device_or_exit,
@@ -62,10 +61,9 @@ def pretrain(
 ) -> None:
     """SimCLR on pairs of neighbouring, differently oriented slices of every volume; writes encoder.pth for
     `tonno train --weights` (docs/training.md, 'Self-supervised pretraining')."""
-    from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.config import pretrain_config
 
-    check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
+    check_intensities(intensity)
     check_encoder(model, norm)
     check_geometry(geometry, None)
     dev = resolve_device_or_exit(device or DEVICE)

@@ -29,7 +29,30 @@ from .options import (
 )
 
 INTENSITY_HELP = ("Intensity normalisation: ct, mr, pet, robust or none (default: the recipe's, else the data set's "
-                  "dataset.json, else none).")
+                  "dataset.json, else none); for cases of several images one per image, e.g. pet,ct, or one for all "
+                  "(unset: dataset.json's channels, else robust).")
+CHANNELS_HELP = ("Names of a case's images (the CSV's image_0000, image_0001, … columns), e.g. SUV,CT. Default: "
+                 "dataset.json's channels, else the column names. A checkpoint refuses cases whose images are named "
+                 "otherwise.")
+
+
+def check_intensities(intensity: str | None) -> str | None:
+    """``--intensity``: one mode, or one per image separated by commas; a usage error naming the unknown one."""
+    from tonno_engine.data.preprocessing import INTENSITIES
+
+    for mode in (intensity.split(",") if intensity else ()):
+        check_named(mode.strip(), INTENSITIES, "intensity mode", "--intensity")
+    return intensity
+
+
+def parse_channel_names(text: str | None) -> tuple[str, ...]:
+    """``--channels SUV,CT`` → ``("SUV", "CT")``; a usage error for an empty or repeated name."""
+    from tonno_engine.data.channels import parse_names
+
+    try:
+        return parse_names(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--channels") from None
 
 
 def train(
@@ -47,6 +70,7 @@ def train(
     slices_per_volume: int = typer.Option(None, min=1, help="Random slices per drawn volume (paper: 8)."),
     lr: float = typer.Option(None, callback=positive, help=f"AdamW learning rate (cosine peak), > 0 (default {DEFAULTS.lr:g})."),
     intensity: str = typer.Option(None, help=INTENSITY_HELP),
+    channels: str = typer.Option(None, help=CHANNELS_HELP),
     preset: str = typer.Option(None, hidden=True, help="Deprecated spelling of --intensity."),
     val_every: int = typer.Option(None, min=1, help=f"Validate every this many steps (default {DEFAULTS.val_every})."),
     val_slices: int = typer.Option(None, min=1, help="Fixed random planes per validation volume; a volume scores "
@@ -99,11 +123,9 @@ def train(
                                                        "learning rate and validation) as a JSON line on stdout."),
 ) -> None:
     """Train a 2D slice classifier on randomly oriented slices, labelled by their volume's label."""
-    from tonno_engine.data.preprocessing import INTENSITIES
     from tonno_engine.training.config import recipe_config
 
-    intensity = renamed("--preset", "--intensity", preset, intensity)
-    check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
+    intensity = check_intensities(renamed("--preset", "--intensity", preset, intensity))
     check_geometry(geometry, field_of_view)
     check_named(recipe, RECIPES, "recipe", "--recipe")
     recipe = recipe or "paper"
@@ -118,7 +140,8 @@ def train(
                  anchors=anchors, candidates=candidates, context=context, cache_gb=cache_gb, pool_volumes=pool_volumes,
                  loader_workers=loader_workers,
                  disk_cache=str(disk_cache) if disk_cache else None, ema=ema, keep_checkpoints=keep_checkpoints,
-                 findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight)
+                 findings=parse_findings(findings), id_column=id_column, pos_weight=pos_weight,
+                 channels=parse_channel_names(channels) or None)
     cfg = recipe_config(recipe, given)
     if 0 < cfg.candidates <= cfg.slices_per_volume:
         raise typer.BadParameter(f"must be 0 (off) or more than --slices-per-volume ({cfg.slices_per_volume}), "
