@@ -7,7 +7,7 @@ event. Loading the checkpoint and preprocessing the volume are the job's first s
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, SpinBox
 
 from tonno_engine.base.defaults import DEVICE, PROBE_DIRECTIONS
 
@@ -27,8 +27,18 @@ def preload_engine() -> None:
     import tonno_engine.tomography.profiles  # noqa: F401
 
 
+def stacked(arrays: list):
+    """The scan a job hands the engine: the one image ``(D, H, W)``, or the images of a case of several stacked
+    ``(I, D, H, W)`` (in the job's thread: the copy stays off the GUI thread)."""
+    import numpy as np
+
+    return arrays[0] if len(arrays) == 1 else np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+
+
 class ModelForm(Container):
-    """Image layer + checkpoint fields, a status line, a progress bar and a Cancel button."""
+    """Image layer + checkpoint fields, a status line, a progress bar and a Cancel button. ``more_images``: the
+    layers that hold a case's other images (PET beside CT, MR sequences) for a checkpoint of several channels, in
+    the layer list's order after the image; they must lie on the image's grid."""
 
     def __init__(self, napari_viewer, status_label: str = "status"):
         ensure_torch()
@@ -36,23 +46,35 @@ class ModelForm(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.image = ComboBox(label="image", choices=layers_of(napari_viewer, "Image"))
+        self.more_images = Select(label="more images", choices=layers_of(napari_viewer, "Image"), value=[],
+                                  tooltip="For a checkpoint of several channels: the layers of the case's other images, "
+                                          "in the layer list's order (the image above is the first channel)")
         self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", value=default_checkpoint(napari_viewer))
         self.status = Label(label=status_label, value="")
         self.progress = ProgressBar(label="progress", value=0, max=1)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.changed.connect(self.cancel)
         self.worker = None
-        napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
-        napari_viewer.layers.events.removed.connect(self.image.reset_choices)
+        for widget in (self.image, self.more_images):
+            napari_viewer.layers.events.inserted.connect(widget.reset_choices)
+            napari_viewer.layers.events.removed.connect(widget.reset_choices)
 
     def inputs(self, device: str = DEVICE):
         """What a job needs from the GUI, read on the GUI thread without copying or loading anything:
-        ``(source layer, generator loading the checkpoint)``, or ``None`` with the reason in the status."""
+        ``(source layer, its data and the chosen more images' (one grid), generator loading the checkpoint)``, or
+        ``None`` with the reason in the status."""
         source = self.image.value
         if source is None:
             self.status.value = "choose an image layer"
             return None
-        return source, load_iter(str(self.checkpoint.value), device)
+        others = [layer for layer in self.more_images.value if layer is not source]
+        wrong = [layer.name for layer in others if layer.data.shape != source.data.shape]
+        if wrong:
+            self.status.value = (f"{', '.join(wrong)}: not on the grid of {source.name} {source.data.shape}; the images "
+                                 "of a case share one grid")
+            return None
+        arrays = [source.data, *(layer.data for layer in others)]  # no copy: stacked in the job
+        return source, arrays, load_iter(str(self.checkpoint.value), device)
 
     def start(self, job, on_event, *, on_done=None, on_returned=None, desc: str = "tonno") -> None:
         """Run the generator ``job`` in a thread worker; ``on_event`` gets every event but progress,
@@ -106,8 +128,8 @@ class DirectionForm(ModelForm):
         ready = self.inputs()
         if ready is None:
             return None
-        source, load = ready
-        normal, slices, spacing, data = self.chosen_normal(), int(self.slices.value), spacing_of(source), source.data
+        source, arrays, load = ready
+        normal, slices, spacing = self.chosen_normal(), int(self.slices.value), spacing_of(source)
 
         def job():
             from dataclasses import replace
@@ -117,7 +139,7 @@ class DirectionForm(ModelForm):
             from tonno_engine.tomography.scorers import ModuleScorer
 
             loaded = yield from load
-            case = prepare_case(Scan(data, spacing), loaded)  # the volume and settings a reconstruction would use
+            case = prepare_case(Scan(stacked(arrays), spacing), loaded)  # what a reconstruction would use
             scorer = ModuleScorer(loaded.model, context=loaded.description.context)
             yield from direction_stack_iter(case.volume, scorer, normal, replace(case.plan(loaded.device), slices=slices),
                                             keep_images=keep_images)

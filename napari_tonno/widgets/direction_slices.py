@@ -16,7 +16,7 @@ class DirectionSlicesWidget(DirectionForm):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer, direction="lattice", slices=24, status_label="logit")
         self.show_button = PushButton(text="Show slices")
-        self.extend([self.image, self.checkpoint, self.direction, self.index, self.directions, self.slices,
+        self.extend([self.image, self.more_images, self.checkpoint, self.direction, self.index, self.directions, self.slices,
                      self.show_button, self.cancel_button, self.progress, self.status])
         self.show_button.changed.connect(self.show_slices)
         napari_viewer.dims.events.current_step.connect(self._update_text)

@@ -15,7 +15,7 @@ class LogitProfileWidget(DirectionForm):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer, direction="axis 0", slices=48)
         self.compute_button = PushButton(text="Compute profile")
-        self.extend([self.image, self.checkpoint, self.direction, self.index, self.directions, self.slices,
+        self.extend([self.image, self.more_images, self.checkpoint, self.direction, self.index, self.directions, self.slices,
                      self.compute_button, self.cancel_button, self.progress, self.status])
         self.compute_button.changed.connect(self.compute)
         napari_viewer.dims.events.current_step.connect(self._follow)

@@ -24,7 +24,7 @@ from tonno_engine.base.solver_settings import REGULARISERS
 from tonno_engine.methods.settings import PRESETS
 
 from ._common import device_choices, geometry_of, spacing_of
-from ._form import ModelForm
+from ._form import ModelForm, stacked
 
 
 class ReconstructWidget(ModelForm):
@@ -56,7 +56,7 @@ class ReconstructWidget(ModelForm):
         self._live = None
         self.run_button = PushButton(text="Reconstruct")
         self.demo_button = PushButton(text="Make demo checkpoint (~3 min on CPU, cached)")
-        self.extend([self.image, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,
+        self.extend([self.image, self.more_images, self.checkpoint, self.method, self.cam, self.layer, self.quality, self.slices,
                      self.directions, self.hemisphere, self.iterations, self.regulariser, self.strength,
                      self.nonnegative, self.device, self.finding, self.run_button, self.cancel_button, self.progress,
                      self.status, self.demo_button])
@@ -118,7 +118,7 @@ class ReconstructWidget(ModelForm):
         ready = self.inputs(self.device.value)
         if ready is None:
             return
-        source, load = ready
+        source, arrays, load = ready
         spec, settings = self.spec(), self.settings()  # read once: the run keeps them whatever the form shows later
         geo = geometry_of(source)
         params = {"method": spec.as_dict(), **settings.as_dict(), "quality": self.quality.value,
@@ -128,10 +128,11 @@ class ReconstructWidget(ModelForm):
         self._shape, self._specs = source.data.shape, {"": spec}
         self.output = self._heat_layer(source.name, spec, params, geo["affine_nifti"])
         self.outputs = {"": self.output}
-        scan = Scan.with_affine(source.data, geo["affine_nifti"], spacing_of(source))
+        affine, spacing = geo["affine_nifti"], spacing_of(source)
         run = CaseRun(partials=True, directions_per_update=max(1, settings.directions // 8))
 
         def job():
+            scan = Scan.with_affine(stacked(arrays), affine, spacing)
             loaded = yield from load
             params.update(device=str(loaded.device), checkpoint_sha256=loaded.sha256())
             unit = "directions"  # partial heatmaps come per chunk of directions, then per solver iteration

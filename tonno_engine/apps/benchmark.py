@@ -37,6 +37,7 @@ from ..data.dataset import (
     group_of,
     hash_cases,
     read_cases,
+    read_dataset_meta,
     split_cases,
     write_cases_csv,
 )
@@ -250,9 +251,18 @@ def _until_stopped(events: Iterator, signals: StopSignals, out: Path) -> Iterato
             yield event
 
 
+def _carry_channels(data, out: Path) -> None:
+    """``out/dataset.json`` with the data's ``channels`` (their names and modes), when it names them: train.csv and
+    eval.csv live in ``out``, away from the data's dataset.json, and are read with them."""
+    meta = read_dataset_meta(data)
+    if "channels" in meta:
+        write_text_atomic(out / "dataset.json", json.dumps({"channels": meta["channels"]}, indent=2) + "\n")
+
+
 def _benchmark_in(data, cases: list[Case], findings, out: Path, cfg: BenchmarkConfig) -> Iterator:
     """The benchmark's steps once its inputs are checked, with ``out``'s lock held (one benchmark per folder)."""
     truths = _finding_indices(findings)
+    _carry_channels(data, out)
     split = yield from _splits(data, cases, out, cfg)
     checkpoint, val, test = split.checkpoint, split.val, split.test
     for k in truths:
