@@ -34,6 +34,7 @@ from ..base.atomic import write_text_atomic
 from ..base.events import Progress
 from ..base.folder_lock import folder_lock
 from ..tomography.frames import check_spacing
+from . import synth_shapes as shapes
 from .acquisition import resample_like_a_scanner, tilt
 from .dicom_write import SeriesTags, write_dicom_series
 from .nifti import save_nifti
@@ -62,48 +63,11 @@ class SynthCase:
     lesions: int
 
 
-def _grid(shape):
-    """Voxel coordinates ``(3, D, H, W)`` in voxels."""
-    return np.indices(shape, dtype=np.float32)
-
-
-def _random_rotation(rng) -> np.ndarray:
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    a, b, c, d = q
-    return np.array([
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-    ])
-
-
-def _ellipsoid_distance(grid, centre, radii, rot) -> np.ndarray:
-    """Normalised ellipsoidal radius ``(D, H, W)``: 1 on the surface of the rotated ellipsoid."""
-    rel = grid - np.asarray(centre, np.float32)[:, None, None, None]
-    local = np.tensordot(rot.T.astype(np.float32), rel, axes=1)
-    return np.sqrt(sum((local[i] / radii[i]) ** 2 for i in range(3)))
-
-
-def _soft(dist, edge=0.15) -> np.ndarray:
-    """A blob with a soft edge from an ellipsoidal distance (1 inside, 0 outside)."""
-    return np.clip((1.0 + edge - dist) / (2 * edge), 0.0, 1.0)
-
-
-def _smooth_noise(rng, shape, sigma, amplitude) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
-    return field * (amplitude / (field.std() + 1e-8))
-
-
-def _pick_centre(rng, candidates: np.ndarray) -> np.ndarray:
-    return candidates[rng.integers(len(candidates))].astype(np.float32)
-
-
 def _add_lesions(rng, grid, image, mask, centres, count, size, contrast):
     for _ in range(count):
         radii = rng.uniform(*size, size=3).astype(np.float32)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
-        blob = _soft(dist)
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
+        blob = shapes.soft(dist)
         image += rng.uniform(*contrast) * blob
         mask |= dist <= 1.0
 
@@ -111,7 +75,7 @@ def _add_lesions(rng, grid, image, mask, centres, count, size, contrast):
 def _add_shells(rng, grid, image, centres, count, size, contrast):
     for _ in range(count):
         radius = rng.uniform(*size)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), np.full(3, radius, np.float32), np.eye(3))
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), np.full(3, radius, np.float32), np.eye(3))
         shell = np.clip(1.0 - np.abs(dist - 0.8) / 0.25, 0.0, 1.0)
         image += rng.uniform(*contrast) * shell
 
@@ -119,24 +83,25 @@ def _add_shells(rng, grid, image, centres, count, size, contrast):
 def _add_tubes(rng, grid, image, centres, count, length, radius, contrast):
     for _ in range(count):
         radii = np.array([rng.uniform(*length), radius, radius], np.float32)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
-        image += rng.uniform(*contrast) * _soft(dist, edge=0.3)
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
+        image += rng.uniform(*contrast) * shapes.soft(dist, edge=0.3)
 
 
 def phantom_case(rng, shape, label: int, max_lesions: int = 3) -> SynthCase:
     """A textured body with organ-like compartments; ``label`` 1 adds lesions."""
-    grid = _grid(shape)
+    grid = shapes.grid(shape)
     centre = (np.asarray(shape, np.float32) - 1) / 2
     half = np.asarray(shape, np.float32) / 2
     body_radii = half * rng.uniform(0.78, 0.9, size=3)
-    body = _ellipsoid_distance(grid, centre, body_radii, np.eye(3))
-    image = 0.3 * _soft(body, 0.03)
+    body = shapes.ellipsoid_distance(grid, centre, body_radii, np.eye(3))
+    image = 0.3 * shapes.soft(body, 0.03)
     inside = body < 0.75
     for _ in range(rng.integers(3, 6)):
         organ_c = centre + rng.uniform(-0.45, 0.45, size=3) * body_radii
         organ_r = body_radii * rng.uniform(0.2, 0.4, size=3)
-        image += rng.uniform(-0.15, 0.25) * _soft(_ellipsoid_distance(grid, organ_c, organ_r, _random_rotation(rng)), 0.1)
-    image += _smooth_noise(rng, shape, 2.0, 0.04) * (body < 1)
+        contrast = rng.uniform(-0.15, 0.25)  # drawn before the rotation, as always
+        image += contrast * shapes.soft(shapes.ellipsoid_distance(grid, organ_c, organ_r, shapes.random_rotation(rng)), 0.1)
+    image += shapes.smooth_noise(rng, shape, 2.0, 0.04) * (body < 1)
     mask = np.zeros(shape, bool)
     candidates = np.argwhere(inside)
     scale = min(shape)
@@ -215,14 +180,14 @@ def _add_finding(rng, grid, image, labels, finding: _Finding, centres, wm_ref: f
         radii = np.array([r * rng.uniform(2.0, 3.0), r * 0.6, r * 0.6], np.float32)
     else:
         radii = (r * rng.uniform(0.85, 1.15, size=3)).astype(np.float32)
-    dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
+    dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
     if kind == "ring":
-        core = _soft(dist / 0.65)
+        core = shapes.soft(dist / 0.65)
         rim = np.clip(1.0 - np.abs(dist - 0.85) / 0.2, 0.0, 1.0)
         image *= 1.0 - rng.uniform(0.6, 0.8) * core
         image += rng.uniform(0.5, 0.8) * wm_ref * rim
     else:
-        image += rng.uniform(0.5, 0.9) * wm_ref * _soft(dist)
+        image += rng.uniform(0.5, 0.9) * wm_ref * shapes.soft(dist)
     labels[dist <= 1.0] = finding.value
 
 
@@ -259,12 +224,12 @@ def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> Synt
         difficulty = replace(difficulty, contrast=tuple(c * spec.contrast_scale for c in difficulty.contrast))
     t1, wm, brain, affine = template
     shape = t1.shape
-    coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
+    coords = shapes.grid(shape) + np.stack([shapes.smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
     warp = [ndimage.map_coordinates(a.astype(np.float32), coords, order=1) for a in (t1, wm, brain)]
     t1w, wmw, brainw = warp[0], warp[1], warp[2] > 0.5
     image = np.clip(t1w, 0, None) ** rng.uniform(0.8, 1.25)
-    image *= 1.0 + _smooth_noise(rng, shape, 10.0, 0.08)
-    grid = _grid(shape)
+    image *= 1.0 + shapes.smooth_noise(rng, shape, 10.0, 0.08)
+    grid = shapes.grid(shape)
     mask = np.zeros(shape, bool)
     wm_ref = float(np.median(image[wmw > 0.5])) if (wmw > 0.5).any() else 1.0
     in_wm, in_brain = np.argwhere(wmw > 0.6), np.argwhere(brainw)
@@ -290,7 +255,7 @@ def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> Synt
                      (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
         image *= brainw
     if bias_field > 0:
-        image *= np.exp(bias_field * _smooth_noise(rng, shape, 16.0, 1.0))
+        image *= np.exp(bias_field * shapes.smooth_noise(rng, shape, 16.0, 1.0))
     if findings:
         return SynthCase(image.astype(np.float32), labels * brainw, affine, label, sum(c for _, c in findings))
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
