@@ -1,6 +1,6 @@
 """Synthetic weak-label data: the project's benchmark and demo.
 
-Two kinds, both writing ``OUT/images/*.nii.gz``, ``OUT/masks/*.nii.gz`` (binary lesion masks),
+Three kinds, all writing ``OUT/images/*.nii.gz``, ``OUT/masks/*.nii.gz`` (binary lesion masks),
 ``OUT/labels.csv`` (``case,label,image,mask``) and ``OUT/dataset.json`` (generator settings and
 the recommended intensity mode):
 
@@ -9,6 +9,10 @@ the recommended intensity mode):
 - ``brain``: the MNI152 template shipped with nilearn (2 mm, loaded offline), cropped to the brain,
   resampled to ``shape``, randomly deformed (smooth displacement field), with random gamma, bias
   field and noise. Lesions are small hyperintense ovoids, 90 % centred in white matter (MS-like).
+- ``petct``: a toy body with two channels on one grid, PET (SUV) ``images/<case>_0000.nii.gz`` and CT (HU)
+  ``images/<case>_0001.nii.gz``: columns ``image_0000,image_0001`` instead of ``image``, and ``dataset.json``
+  lists the ``channels`` and their intensity modes instead of one ``intensity``. Lesions are hot spots that only
+  CT tells from physiological uptake (:mod:`tonno_engine.data.synth_petct`).
 
 With ``findings`` (``brain`` only), every case holds each finding type of :data:`FINDING_TYPES`
 independently (half the cases each), the mask is a label image (value ``k + 1``: finding ``k``) and
@@ -38,10 +42,12 @@ from . import synth_shapes as shapes
 from .acquisition import resample_like_a_scanner, tilt
 from .dicom_write import SeriesTags, write_dicom_series
 from .nifti import save_nifti
+from .synth_petct import CHANNELS, PetCtCase, petct_case
 
-KINDS = ("phantom", "brain")
+KINDS = ("phantom", "brain", "petct")
 IMAGE_FORMATS = ("nifti", "dicom")
-DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64)}
+DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64), "petct": (64, 64, 64)}
+#: the intensity mode ``dataset.json`` recommends (``petct``: one per channel, :data:`~.synth_petct.CHANNELS`)
 INTENSITY_FOR_KIND = {"phantom": "none", "brain": "mr"}
 
 
@@ -309,6 +315,9 @@ def _check_request(request: SynthRequest) -> tuple[int, int, int]:
         raise ValueError(f"findings must be distinct types of {', '.join(FINDING_TYPES)}; got {', '.join(findings)}")
     if findings and kind != "brain":
         raise ValueError("findings are made in brains: use --kind brain")
+    if kind == "petct" and image_format == "dicom":
+        raise ValueError("petct writes two channels (PET and CT) per case, and a DICOM series holds one: "
+                         "use --format nifti")
     if not 0.0 < prevalence < 1.0:
         raise ValueError(f"prevalence must be a fraction in (0, 1), got {prevalence}")
     if not 0.0 <= unknown < 1.0:
@@ -329,30 +338,42 @@ def _check_request(request: SynthRequest) -> tuple[int, int, int]:
     return shape
 
 
-def _write_case(out: Path, name: str, case: SynthCase, request: SynthRequest,
-                findings: int) -> tuple[str, np.ndarray, np.ndarray]:
-    """Write one case's image (re-acquired at the ``request``'s spacing, tilted by its ``oblique``, in its
-    image format) and its mask; returns the image's entry for ``labels.csv``, the mask as written (a label
+def _images(case: SynthCase | PetCtCase) -> dict[str, np.ndarray]:
+    """A case's images by the suffix of their file names: ``""`` for one image, ``_0000`` (PET) and ``_0001`` (CT)."""
+    if isinstance(case, PetCtCase):
+        return {"_0000": case.pet, "_0001": case.ct}
+    return {"": case.image}
+
+
+def _write_case(out: Path, name: str, case: SynthCase | PetCtCase, request: SynthRequest,
+                findings: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Write one case's images (re-acquired at the ``request``'s spacing, tilted by its ``oblique``, in its
+    image format) and its mask; returns the images' entries for ``labels.csv``, the mask as written (a label
     image with ``findings``) and the affine."""
     spacing, oblique, image_format = request.spacing, request.oblique, request.image_format
-    image, mask, affine = case.image, case.mask, case.affine
+    images, mask, affine = _images(case), case.mask, case.affine
     if spacing is not None:
-        image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
-        mask = np.zeros(image.shape, np.uint8)
+        resampled = {k: resample_like_a_scanner(image, case.affine, spacing) for k, image in images.items()}
+        images = {k: image for k, (image, _) in resampled.items()}
+        affine = next(iter(resampled.values()))[1]
+        mask = np.zeros(next(iter(images.values())).shape, np.uint8)
         for k in range(max(1, findings)):  # a label image value by value
             part = resample_like_a_scanner((case.mask == k + 1).astype(np.float32), case.affine, spacing)[0]
             mask[part > 0.5] = k + 1
     if oblique:
-        affine = tilt(affine, oblique, image.shape)
-    if image_format == "dicom":
-        image_entry = f"images/{name}"
-        tags = SeriesTags(slope=max(float(np.abs(image).max()), 1e-6) / 32000, description=f"tonno synth {request.kind}")
-        write_dicom_series(out / image_entry, image, affine, tags)
-    else:
-        image_entry = f"images/{name}.nii.gz"
-        save_nifti(out / image_entry, image, affine)
+        affine = tilt(affine, oblique, mask.shape)
+    entries = []
+    for suffix, image in images.items():
+        if image_format == "dicom":  # one image (_check_request)
+            entries.append(f"images/{name}")
+            tags = SeriesTags(slope=max(float(np.abs(image).max()), 1e-6) / 32000,
+                              description=f"tonno synth {request.kind}")
+            write_dicom_series(out / entries[-1], image, affine, tags)
+        else:
+            entries.append(f"images/{name}{suffix}.nii.gz")
+            save_nifti(out / entries[-1], image, affine)
     save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
-    return image_entry, mask, affine
+    return entries, mask, affine
 
 
 def _finding_presence(rng, n: int, count: int, prevalence: float = 0.5) -> np.ndarray:
@@ -380,9 +401,26 @@ def synthesize(out: str | Path, request: SynthRequest | None = None) -> Iterator
         yield from _synthesize(Path(out), request, shape)
 
 
+def _metadata(request: SynthRequest, shape: tuple[int, int, int]) -> dict:
+    """``dataset.json``: the request's settings and the recommended intensity mode (``petct``: the channels, each
+    with its mode, and no top-level ``intensity``, as :mod:`~.convert.autopet` writes)."""
+    spacing, lesion_radius = request.spacing, request.lesion_radius
+    meta = {"kind": request.kind, "n": request.n, "seed": request.seed, "shape": list(shape),
+            "max_lesions": request.max_lesions, "spacing": list(check_spacing(spacing)) if spacing is not None else None,
+            "oblique": request.oblique, "lesion_radius": list(lesion_radius) if lesion_radius else None,
+            "difficulty": request.difficulty or "ms", "contrast_scale": request.contrast_scale,
+            "bias_field": request.bias_field, "findings": list(request.findings or ()), "unknown": request.unknown,
+            "prevalence": request.prevalence}
+    if request.kind == "petct":
+        meta["channels"] = [dict(c) for c in CHANNELS]
+    else:
+        meta["intensity"] = INTENSITY_FOR_KIND[request.kind]
+    return {**meta, "image_format": request.image_format, "generator": "tonno_engine.data.synth"}
+
+
 def _synthesize(out: Path, request: SynthRequest, shape: tuple[int, int, int]) -> Iterator[Progress]:
     """:func:`synthesize`'s cases, ``labels.csv`` and ``dataset.json``, written with the folder's lock held."""
-    kind, n, seed, max_lesions, spacing = request.kind, request.n, request.seed, request.max_lesions, request.spacing
+    kind, n, seed, max_lesions = request.kind, request.n, request.seed, request.max_lesions
     findings, difficulty, lesion_radius = tuple(request.findings or ()), request.difficulty, request.lesion_radius
     level = DIFFICULTIES[difficulty or "ms"]
     rng = np.random.default_rng(seed)
@@ -393,30 +431,27 @@ def _synthesize(out: Path, request: SynthRequest, shape: tuple[int, int, int]) -
     template = load_mni_brain(shape) if kind == "brain" else None
     spec = BrainSpec(max_lesions, lesion_radius or level.lesion_radius, level, contrast_scale=request.contrast_scale,
                      bias_field=request.bias_field)
-    rows = [",".join(["case,label,image,mask", *findings, *(f"mask_{f}" for f in findings)])]
+    columns = [c["column"] for c in CHANNELS] if kind == "petct" else ["image"]
+    rows = [",".join(["case", "label", *columns, "mask", *findings, *(f"mask_{f}" for f in findings)])]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
         counts = tuple((f, int(case_rng.integers(1, max_lesions + 1)) if present[i, k] else 0)
                        for k, f in enumerate(findings))
         label = int(present[i].any()) if findings else label
-        case = (brain_case(case_rng, template, 0 if findings else int(label), replace(spec, findings=counts))
-                if template is not None
-                else phantom_case(case_rng, shape, int(label), max_lesions))
+        if kind == "petct":
+            case = petct_case(case_rng, shape, int(label), max_lesions)
+        elif template is not None:
+            case = brain_case(case_rng, template, 0 if findings else int(label), replace(spec, findings=counts))
+        else:
+            case = phantom_case(case_rng, shape, int(label), max_lesions)
         name = f"{kind}_{i:04d}"
-        image_entry, mask, affine = _write_case(out, name, case, request, len(findings))
-        cells = [name, str(label), image_entry, f"masks/{name}.nii.gz"]
+        image_entries, mask, affine = _write_case(out, name, case, request, len(findings))
+        cells = [name, str(label), *image_entries, f"masks/{name}.nii.gz"]
         cells += ["" if hidden[i, k] else str(int(present[i, k])) for k in range(len(findings))]
         for k, f in enumerate(findings):
             save_nifti(out / "masks" / f"{name}_{f}.nii.gz", (mask == k + 1).astype(np.uint8), affine, dtype=np.uint8)
             cells.append(f"masks/{name}_{f}.nii.gz")
         rows.append(",".join(cells))
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
-    meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
-            "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": request.oblique,
-            "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
-            "contrast_scale": request.contrast_scale, "bias_field": request.bias_field, "findings": list(findings),
-            "unknown": request.unknown, "prevalence": request.prevalence,
-            "intensity": INTENSITY_FOR_KIND[kind], "image_format": request.image_format,
-            "generator": "tonno_engine.data.synth"}
-    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "dataset.json", json.dumps(_metadata(request, shape), indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")

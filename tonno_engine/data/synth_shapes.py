@@ -1,4 +1,4 @@
-"""Shapes the synthetic kinds draw with (:mod:`tonno_engine.data.synth`):
+"""Shapes the synthetic kinds draw with (:mod:`tonno_engine.data.synth`, :mod:`tonno_engine.data.synth_petct`):
 voxel grids, random rotations, soft-edged ellipsoids and smooth noise, all in voxels."""
 
 from __future__ import annotations
