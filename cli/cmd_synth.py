@@ -12,10 +12,12 @@ from .options import QuietOpt, engine_errors, fail, finite
 
 def synth(
     out: Path = typer.Argument(..., help="Output folder (must be empty or new)."),
-    kind: str = typer.Option("phantom", help="phantom or brain."),
+    kind: str = typer.Option("phantom", help="phantom, brain or petct (two channels: PET and CT; lesions are hot "
+                                             "spots that only CT tells from physiological uptake)."),
     n: int = typer.Option(40, "--n", min=2, help="Number of cases (half positive), at least 2."),
     seed: int = typer.Option(0, min=0, help="Random seed."),
-    shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom; 64,76,64 brain)."),
+    shape: str = typer.Option("", help="Volume shape as D,H,W (default 64,64,64 phantom and petct; 64,76,64 "
+                                         "brain)."),
     max_lesions: int = typer.Option(3, min=1, help="Positive cases hold 1 to this many lesions."),
     difficulty: str = typer.Option("ms", help="brain: large (the demo's lesions), ms (MS-like small lesions) or hard "
                                                 "(smaller, fainter lesions among lesion-like blobs in grey matter in "
@@ -31,7 +33,7 @@ def synth(
     bias_field: float = typer.Option(0.0, min=0.0, max=2.0, help="brain: a slowly varying multiplicative field "
                                                                 "exp(b·g), g of unit std (0.3: ±30 %% across the head)."),
     image_format: str = typer.Option("nifti", "--format", help="Images as nifti (.nii.gz) or dicom (one series folder "
-                                                              "per case); masks are NIfTI either way."),
+                                                              "per case; not petct); masks are NIfTI either way."),
     findings: str = typer.Option("", help="brain: several findings, each in half the cases independently: "
                                            "bright (ovoids), ring (dark core, bright rim), elongated; comma-separated "
                                            "(or 'all'). A column and a mask per finding (docs/findings.md)."),
@@ -72,6 +74,9 @@ def synth(
                                  param_hint="--difficulty")
     if image_format not in IMAGE_FORMATS:
         raise typer.BadParameter(f"unknown format {image_format!r}; valid: {', '.join(IMAGE_FORMATS)}", param_hint="--format")
+    if kind == "petct" and image_format == "dicom":
+        raise typer.BadParameter("petct writes two channels (PET and CT) per case, and a DICOM series holds one: "
+                                 "use --format nifti", param_hint="--format")
     types = FINDING_TYPES if findings == "all" else tuple(f.strip() for f in findings.split(",")) if findings else ()
     if any(t not in FINDING_TYPES for t in types) or len(set(types)) != len(types):
         raise typer.BadParameter(f"must be distinct names of {', '.join(FINDING_TYPES)} (or all), got {findings!r}",

@@ -1,6 +1,6 @@
 """Synthetic weak-label data: the project's benchmark and demo.
 
-Two kinds, both writing ``OUT/images/*.nii.gz``, ``OUT/masks/*.nii.gz`` (binary lesion masks),
+Three kinds, all writing ``OUT/images/*.nii.gz``, ``OUT/masks/*.nii.gz`` (binary lesion masks),
 ``OUT/labels.csv`` (``case,label,image,mask``) and ``OUT/dataset.json`` (generator settings and
 the recommended intensity mode):
 
@@ -9,6 +9,10 @@ the recommended intensity mode):
 - ``brain``: the MNI152 template shipped with nilearn (2 mm, loaded offline), cropped to the brain,
   resampled to ``shape``, randomly deformed (smooth displacement field), with random gamma, bias
   field and noise. Lesions are small hyperintense ovoids, 90 % centred in white matter (MS-like).
+- ``petct``: a toy body with two channels on one grid, PET (SUV) ``images/<case>_0000.nii.gz`` and CT (HU)
+  ``images/<case>_0001.nii.gz``: columns ``image_0000,image_0001`` instead of ``image``, and ``dataset.json``
+  lists the ``channels`` and their intensity modes instead of one ``intensity``. Lesions are hot spots that only
+  CT tells from physiological uptake (:mod:`tonno_engine.data.synth_petct`).
 
 With ``findings`` (``brain`` only), every case holds each finding type of :data:`FINDING_TYPES`
 independently (half the cases each), the mask is a label image (value ``k + 1``: finding ``k``) and
@@ -34,13 +38,16 @@ from ..base.atomic import write_text_atomic
 from ..base.events import Progress
 from ..base.folder_lock import folder_lock
 from ..tomography.frames import check_spacing
+from . import synth_shapes as shapes
 from .acquisition import resample_like_a_scanner, tilt
 from .dicom_write import SeriesTags, write_dicom_series
 from .nifti import save_nifti
+from .synth_petct import CHANNELS, PetCtCase, petct_case
 
-KINDS = ("phantom", "brain")
+KINDS = ("phantom", "brain", "petct")
 IMAGE_FORMATS = ("nifti", "dicom")
-DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64)}
+DEFAULT_SHAPES = {"phantom": (64, 64, 64), "brain": (64, 76, 64), "petct": (64, 64, 64)}
+#: the intensity mode ``dataset.json`` recommends (``petct``: one per channel, :data:`~.synth_petct.CHANNELS`)
 INTENSITY_FOR_KIND = {"phantom": "none", "brain": "mr"}
 
 
@@ -62,48 +69,11 @@ class SynthCase:
     lesions: int
 
 
-def _grid(shape):
-    """Voxel coordinates ``(3, D, H, W)`` in voxels."""
-    return np.indices(shape, dtype=np.float32)
-
-
-def _random_rotation(rng) -> np.ndarray:
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    a, b, c, d = q
-    return np.array([
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-    ])
-
-
-def _ellipsoid_distance(grid, centre, radii, rot) -> np.ndarray:
-    """Normalised ellipsoidal radius ``(D, H, W)``: 1 on the surface of the rotated ellipsoid."""
-    rel = grid - np.asarray(centre, np.float32)[:, None, None, None]
-    local = np.tensordot(rot.T.astype(np.float32), rel, axes=1)
-    return np.sqrt(sum((local[i] / radii[i]) ** 2 for i in range(3)))
-
-
-def _soft(dist, edge=0.15) -> np.ndarray:
-    """A blob with a soft edge from an ellipsoidal distance (1 inside, 0 outside)."""
-    return np.clip((1.0 + edge - dist) / (2 * edge), 0.0, 1.0)
-
-
-def _smooth_noise(rng, shape, sigma, amplitude) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
-    return field * (amplitude / (field.std() + 1e-8))
-
-
-def _pick_centre(rng, candidates: np.ndarray) -> np.ndarray:
-    return candidates[rng.integers(len(candidates))].astype(np.float32)
-
-
 def _add_lesions(rng, grid, image, mask, centres, count, size, contrast):
     for _ in range(count):
         radii = rng.uniform(*size, size=3).astype(np.float32)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
-        blob = _soft(dist)
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
+        blob = shapes.soft(dist)
         image += rng.uniform(*contrast) * blob
         mask |= dist <= 1.0
 
@@ -111,7 +81,7 @@ def _add_lesions(rng, grid, image, mask, centres, count, size, contrast):
 def _add_shells(rng, grid, image, centres, count, size, contrast):
     for _ in range(count):
         radius = rng.uniform(*size)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), np.full(3, radius, np.float32), np.eye(3))
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), np.full(3, radius, np.float32), np.eye(3))
         shell = np.clip(1.0 - np.abs(dist - 0.8) / 0.25, 0.0, 1.0)
         image += rng.uniform(*contrast) * shell
 
@@ -119,24 +89,25 @@ def _add_shells(rng, grid, image, centres, count, size, contrast):
 def _add_tubes(rng, grid, image, centres, count, length, radius, contrast):
     for _ in range(count):
         radii = np.array([rng.uniform(*length), radius, radius], np.float32)
-        dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
-        image += rng.uniform(*contrast) * _soft(dist, edge=0.3)
+        dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
+        image += rng.uniform(*contrast) * shapes.soft(dist, edge=0.3)
 
 
 def phantom_case(rng, shape, label: int, max_lesions: int = 3) -> SynthCase:
     """A textured body with organ-like compartments; ``label`` 1 adds lesions."""
-    grid = _grid(shape)
+    grid = shapes.grid(shape)
     centre = (np.asarray(shape, np.float32) - 1) / 2
     half = np.asarray(shape, np.float32) / 2
     body_radii = half * rng.uniform(0.78, 0.9, size=3)
-    body = _ellipsoid_distance(grid, centre, body_radii, np.eye(3))
-    image = 0.3 * _soft(body, 0.03)
+    body = shapes.ellipsoid_distance(grid, centre, body_radii, np.eye(3))
+    image = 0.3 * shapes.soft(body, 0.03)
     inside = body < 0.75
     for _ in range(rng.integers(3, 6)):
         organ_c = centre + rng.uniform(-0.45, 0.45, size=3) * body_radii
         organ_r = body_radii * rng.uniform(0.2, 0.4, size=3)
-        image += rng.uniform(-0.15, 0.25) * _soft(_ellipsoid_distance(grid, organ_c, organ_r, _random_rotation(rng)), 0.1)
-    image += _smooth_noise(rng, shape, 2.0, 0.04) * (body < 1)
+        contrast = rng.uniform(-0.15, 0.25)  # drawn before the rotation, as always
+        image += contrast * shapes.soft(shapes.ellipsoid_distance(grid, organ_c, organ_r, shapes.random_rotation(rng)), 0.1)
+    image += shapes.smooth_noise(rng, shape, 2.0, 0.04) * (body < 1)
     mask = np.zeros(shape, bool)
     candidates = np.argwhere(inside)
     scale = min(shape)
@@ -215,14 +186,14 @@ def _add_finding(rng, grid, image, labels, finding: _Finding, centres, wm_ref: f
         radii = np.array([r * rng.uniform(2.0, 3.0), r * 0.6, r * 0.6], np.float32)
     else:
         radii = (r * rng.uniform(0.85, 1.15, size=3)).astype(np.float32)
-    dist = _ellipsoid_distance(grid, _pick_centre(rng, centres), radii, _random_rotation(rng))
+    dist = shapes.ellipsoid_distance(grid, shapes.pick_centre(rng, centres), radii, shapes.random_rotation(rng))
     if kind == "ring":
-        core = _soft(dist / 0.65)
+        core = shapes.soft(dist / 0.65)
         rim = np.clip(1.0 - np.abs(dist - 0.85) / 0.2, 0.0, 1.0)
         image *= 1.0 - rng.uniform(0.6, 0.8) * core
         image += rng.uniform(0.5, 0.8) * wm_ref * rim
     else:
-        image += rng.uniform(0.5, 0.9) * wm_ref * _soft(dist)
+        image += rng.uniform(0.5, 0.9) * wm_ref * shapes.soft(dist)
     labels[dist <= 1.0] = finding.value
 
 
@@ -259,12 +230,12 @@ def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> Synt
         difficulty = replace(difficulty, contrast=tuple(c * spec.contrast_scale for c in difficulty.contrast))
     t1, wm, brain, affine = template
     shape = t1.shape
-    coords = _grid(shape) + np.stack([_smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
+    coords = shapes.grid(shape) + np.stack([shapes.smooth_noise(rng, shape, 6.0, 1.5) for _ in range(3)])
     warp = [ndimage.map_coordinates(a.astype(np.float32), coords, order=1) for a in (t1, wm, brain)]
     t1w, wmw, brainw = warp[0], warp[1], warp[2] > 0.5
     image = np.clip(t1w, 0, None) ** rng.uniform(0.8, 1.25)
-    image *= 1.0 + _smooth_noise(rng, shape, 10.0, 0.08)
-    grid = _grid(shape)
+    image *= 1.0 + shapes.smooth_noise(rng, shape, 10.0, 0.08)
+    grid = shapes.grid(shape)
     mask = np.zeros(shape, bool)
     wm_ref = float(np.median(image[wmw > 0.5])) if (wmw > 0.5).any() else 1.0
     in_wm, in_brain = np.argwhere(wmw > 0.6), np.argwhere(brainw)
@@ -290,7 +261,7 @@ def brain_case(rng, template, label: int, spec: BrainSpec | None = None) -> Synt
                      (difficulty.contrast[0] * wm_ref, difficulty.contrast[1] * wm_ref))
         image *= brainw
     if bias_field > 0:
-        image *= np.exp(bias_field * _smooth_noise(rng, shape, 16.0, 1.0))
+        image *= np.exp(bias_field * shapes.smooth_noise(rng, shape, 16.0, 1.0))
     if findings:
         return SynthCase(image.astype(np.float32), labels * brainw, affine, label, sum(c for _, c in findings))
     return SynthCase(image.astype(np.float32), (mask & brainw).astype(np.uint8), affine, label, n_lesions)
@@ -344,6 +315,9 @@ def _check_request(request: SynthRequest) -> tuple[int, int, int]:
         raise ValueError(f"findings must be distinct types of {', '.join(FINDING_TYPES)}; got {', '.join(findings)}")
     if findings and kind != "brain":
         raise ValueError("findings are made in brains: use --kind brain")
+    if kind == "petct" and image_format == "dicom":
+        raise ValueError("petct writes two channels (PET and CT) per case, and a DICOM series holds one: "
+                         "use --format nifti")
     if not 0.0 < prevalence < 1.0:
         raise ValueError(f"prevalence must be a fraction in (0, 1), got {prevalence}")
     if not 0.0 <= unknown < 1.0:
@@ -364,30 +338,42 @@ def _check_request(request: SynthRequest) -> tuple[int, int, int]:
     return shape
 
 
-def _write_case(out: Path, name: str, case: SynthCase, request: SynthRequest,
-                findings: int) -> tuple[str, np.ndarray, np.ndarray]:
-    """Write one case's image (re-acquired at the ``request``'s spacing, tilted by its ``oblique``, in its
-    image format) and its mask; returns the image's entry for ``labels.csv``, the mask as written (a label
+def _images(case: SynthCase | PetCtCase) -> dict[str, np.ndarray]:
+    """A case's images by the suffix of their file names: ``""`` for one image, ``_0000`` (PET) and ``_0001`` (CT)."""
+    if isinstance(case, PetCtCase):
+        return {"_0000": case.pet, "_0001": case.ct}
+    return {"": case.image}
+
+
+def _write_case(out: Path, name: str, case: SynthCase | PetCtCase, request: SynthRequest,
+                findings: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Write one case's images (re-acquired at the ``request``'s spacing, tilted by its ``oblique``, in its
+    image format) and its mask; returns the images' entries for ``labels.csv``, the mask as written (a label
     image with ``findings``) and the affine."""
     spacing, oblique, image_format = request.spacing, request.oblique, request.image_format
-    image, mask, affine = case.image, case.mask, case.affine
+    images, mask, affine = _images(case), case.mask, case.affine
     if spacing is not None:
-        image, affine = resample_like_a_scanner(case.image, case.affine, spacing)
-        mask = np.zeros(image.shape, np.uint8)
+        resampled = {k: resample_like_a_scanner(image, case.affine, spacing) for k, image in images.items()}
+        images = {k: image for k, (image, _) in resampled.items()}
+        affine = next(iter(resampled.values()))[1]
+        mask = np.zeros(next(iter(images.values())).shape, np.uint8)
         for k in range(max(1, findings)):  # a label image value by value
             part = resample_like_a_scanner((case.mask == k + 1).astype(np.float32), case.affine, spacing)[0]
             mask[part > 0.5] = k + 1
     if oblique:
-        affine = tilt(affine, oblique, image.shape)
-    if image_format == "dicom":
-        image_entry = f"images/{name}"
-        tags = SeriesTags(slope=max(float(np.abs(image).max()), 1e-6) / 32000, description=f"tonno synth {request.kind}")
-        write_dicom_series(out / image_entry, image, affine, tags)
-    else:
-        image_entry = f"images/{name}.nii.gz"
-        save_nifti(out / image_entry, image, affine)
+        affine = tilt(affine, oblique, mask.shape)
+    entries = []
+    for suffix, image in images.items():
+        if image_format == "dicom":  # one image (_check_request)
+            entries.append(f"images/{name}")
+            tags = SeriesTags(slope=max(float(np.abs(image).max()), 1e-6) / 32000,
+                              description=f"tonno synth {request.kind}")
+            write_dicom_series(out / entries[-1], image, affine, tags)
+        else:
+            entries.append(f"images/{name}{suffix}.nii.gz")
+            save_nifti(out / entries[-1], image, affine)
     save_nifti(out / "masks" / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
-    return image_entry, mask, affine
+    return entries, mask, affine
 
 
 def _finding_presence(rng, n: int, count: int, prevalence: float = 0.5) -> np.ndarray:
@@ -415,9 +401,26 @@ def synthesize(out: str | Path, request: SynthRequest | None = None) -> Iterator
         yield from _synthesize(Path(out), request, shape)
 
 
+def _metadata(request: SynthRequest, shape: tuple[int, int, int]) -> dict:
+    """``dataset.json``: the request's settings and the recommended intensity mode (``petct``: the channels, each
+    with its mode, and no top-level ``intensity``, as :mod:`~.convert.autopet` writes)."""
+    spacing, lesion_radius = request.spacing, request.lesion_radius
+    meta = {"kind": request.kind, "n": request.n, "seed": request.seed, "shape": list(shape),
+            "max_lesions": request.max_lesions, "spacing": list(check_spacing(spacing)) if spacing is not None else None,
+            "oblique": request.oblique, "lesion_radius": list(lesion_radius) if lesion_radius else None,
+            "difficulty": request.difficulty or "ms", "contrast_scale": request.contrast_scale,
+            "bias_field": request.bias_field, "findings": list(request.findings or ()), "unknown": request.unknown,
+            "prevalence": request.prevalence}
+    if request.kind == "petct":
+        meta["channels"] = [dict(c) for c in CHANNELS]
+    else:
+        meta["intensity"] = INTENSITY_FOR_KIND[request.kind]
+    return {**meta, "image_format": request.image_format, "generator": "tonno_engine.data.synth"}
+
+
 def _synthesize(out: Path, request: SynthRequest, shape: tuple[int, int, int]) -> Iterator[Progress]:
     """:func:`synthesize`'s cases, ``labels.csv`` and ``dataset.json``, written with the folder's lock held."""
-    kind, n, seed, max_lesions, spacing = request.kind, request.n, request.seed, request.max_lesions, request.spacing
+    kind, n, seed, max_lesions = request.kind, request.n, request.seed, request.max_lesions
     findings, difficulty, lesion_radius = tuple(request.findings or ()), request.difficulty, request.lesion_radius
     level = DIFFICULTIES[difficulty or "ms"]
     rng = np.random.default_rng(seed)
@@ -428,30 +431,27 @@ def _synthesize(out: Path, request: SynthRequest, shape: tuple[int, int, int]) -
     template = load_mni_brain(shape) if kind == "brain" else None
     spec = BrainSpec(max_lesions, lesion_radius or level.lesion_radius, level, contrast_scale=request.contrast_scale,
                      bias_field=request.bias_field)
-    rows = [",".join(["case,label,image,mask", *findings, *(f"mask_{f}" for f in findings)])]
+    columns = [c["column"] for c in CHANNELS] if kind == "petct" else ["image"]
+    rows = [",".join(["case", "label", *columns, "mask", *findings, *(f"mask_{f}" for f in findings)])]
     for i, label in enumerate(labels):
         case_rng = np.random.default_rng([seed, i])
         counts = tuple((f, int(case_rng.integers(1, max_lesions + 1)) if present[i, k] else 0)
                        for k, f in enumerate(findings))
         label = int(present[i].any()) if findings else label
-        case = (brain_case(case_rng, template, 0 if findings else int(label), replace(spec, findings=counts))
-                if template is not None
-                else phantom_case(case_rng, shape, int(label), max_lesions))
+        if kind == "petct":
+            case = petct_case(case_rng, shape, int(label), max_lesions)
+        elif template is not None:
+            case = brain_case(case_rng, template, 0 if findings else int(label), replace(spec, findings=counts))
+        else:
+            case = phantom_case(case_rng, shape, int(label), max_lesions)
         name = f"{kind}_{i:04d}"
-        image_entry, mask, affine = _write_case(out, name, case, request, len(findings))
-        cells = [name, str(label), image_entry, f"masks/{name}.nii.gz"]
+        image_entries, mask, affine = _write_case(out, name, case, request, len(findings))
+        cells = [name, str(label), *image_entries, f"masks/{name}.nii.gz"]
         cells += ["" if hidden[i, k] else str(int(present[i, k])) for k in range(len(findings))]
         for k, f in enumerate(findings):
             save_nifti(out / "masks" / f"{name}_{f}.nii.gz", (mask == k + 1).astype(np.uint8), affine, dtype=np.uint8)
             cells.append(f"masks/{name}_{f}.nii.gz")
         rows.append(",".join(cells))
         yield CaseWritten("synth", i + 1, n, "cases", case=name, label=int(label), lesions=case.lesions)
-    meta = {"kind": kind, "n": n, "seed": seed, "shape": list(shape), "max_lesions": max_lesions,
-            "spacing": list(check_spacing(spacing)) if spacing is not None else None, "oblique": request.oblique,
-            "lesion_radius": list(lesion_radius) if lesion_radius else None, "difficulty": difficulty or "ms",
-            "contrast_scale": request.contrast_scale, "bias_field": request.bias_field, "findings": list(findings),
-            "unknown": request.unknown, "prevalence": request.prevalence,
-            "intensity": INTENSITY_FOR_KIND[kind], "image_format": request.image_format,
-            "generator": "tonno_engine.data.synth"}
-    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "dataset.json", json.dumps(_metadata(request, shape), indent=2) + "\n")
     write_text_atomic(out / "labels.csv", "\n".join(rows) + "\n")
