@@ -11,7 +11,8 @@ train → benchmark → table code. Their answers so far are in docs/studies/ an
 - ``planes``: how many random planes a volume score needs (held-out volume AUC per number of planes);
 - ``budget``: quality per network evaluation (Table 2's ToNNO rows over a grid of L × M budgets);
 - ``stage2``: the second stage against the heatmap it learnt from (Table 2 with ``--stage2``, and its time);
-- ``foreign-input``: what training sees on a data set (slice pixels, lesion cuts, contrast), before any training.
+- ``foreign-input``: what training sees on a data set (slice pixels, lesion cuts, contrast), before any training;
+- ``petct``: PET and CT against PET alone on ``synth --kind petct``, the same recipe (paired intervals).
 
 Every study runs on the CPU and writes under its OUT folder; a study whose data, checkpoint or run is there
 already reads it back (an interrupted training resumes). One-off studies whose answers are settled were
@@ -1122,8 +1123,138 @@ def add_foreign_input(sub) -> None:
     p.set_defaults(func=study_foreign_input)
 
 
+# ---------------------------------------------------------------------------------------------------- petct
+
+
+def combined_csv(root: Path, parts: list[Path], columns: list[str], meta: dict) -> Path:
+    """``root/labels.csv``: every row of the ``parts`` folders' labels.csv, ``columns`` kept (paths absolute; the
+    cases of every part after the first named ``<folder>-<case>``: synthetic sets reuse names), and
+    ``root/dataset.json`` = ``meta``. ``tonno benchmark --checkpoint`` knows the checkpoint's cases by content."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, d in enumerate(parts):
+        for r in csv.DictReader(open(d / "labels.csv", newline="")):
+            row = {c: str((d / r[c]).resolve()) if c.startswith(("image", "mask")) and r[c] else r[c] for c in columns}
+            rows.append({**row, "case": f"{d.name}-{row['case']}" if k else row["case"]})
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return root / "labels.csv"
+
+
+def pet_alone(data: Path, root: Path) -> Path:
+    """``data`` (a petct folder) as a data set of its PET images alone: ``image`` = ``image_0000``, mode ``pet``."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [{"case": r["case"], "label": r["label"], "image": str((data / r["image_0000"]).resolve()),
+             "mask": str((data / r["mask"]).resolve()) if r["mask"] else ""}
+            for r in csv.DictReader(open(data / "labels.csv", newline=""))]
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case", "label", "image", "mask"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "dataset.json").write_text(json.dumps({"intensity": "pet"}))
+    return root
+
+
+def paired_auc_difference(labels, a, b, resamples: int = 10_000) -> tuple[float, float]:
+    """The 95 % percentile interval of AUC(a) − AUC(b) over the same cases, positives and negatives resampled apart
+    (as :func:`~tonno_engine.evaluation.auc.auc_interval`), each resample drawing the same cases for both."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    from tonno_engine.evaluation.auc import _auc_of_samples
+
+    labels, a, b = np.asarray(labels, bool), np.asarray(a, float), np.asarray(b, float)
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+
+    def diff(p, n, axis=-1):
+        p, n = p.astype(int), n.astype(int)
+        return _auc_of_samples(a[p], a[n]) - _auc_of_samples(b[p], b[n])
+
+    res = bootstrap((pos, neg), diff, n_resamples=resamples, vectorized=True, method="percentile",
+                    random_state=np.random.default_rng(0), batch=max(1, 10**7 // (len(pos) * len(neg))))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def petct_arm(root: Path, name: str, train: Path, test: Path, args) -> dict:
+    """Train ``recipe`` on ``train``, then ``tonno benchmark --checkpoint`` on ``train`` + ``test`` (thresholds on the
+    run's validation cases, every ``test`` case tested); its result, per-case ToNNO arrays and volume scores."""
+    from tonno_engine.apps.classification import volume_score
+    from tonno_engine.evaluation.bootstrap import case_arrays
+    from tonno_engine.models.checkpoint import load_checkpoint
+
+    arm, recipe, quality = root / name, args.recipe, args.quality
+    steps = dict(steps=args.steps) if args.steps else {}
+    train_once(train, arm / "run", recipe_config(recipe, dict(device="cpu", seed=0, **steps)))
+    checkpoint = arm / "run" / "checkpoint_best.pt"
+    header = next(csv.reader(open(train / "labels.csv", newline="")))
+    data = combined_csv(arm / "calibrate-and-test", [train, test], header, json.loads((train / "dataset.json").read_text()))
+    cfg = BenchmarkConfig(train=recipe_config(recipe, dict(device="cpu")), checkpoint=str(checkpoint),
+                          methods=[MethodSpec("tonno")], settings=PRESETS[quality], device="cpu", seed=0)
+    result = benchmark(data, arm / "bench", cfg)
+    tested = json.loads((arm / "bench" / "benchmark.json").read_text())["test_cases"]
+    with open(arm / "bench" / "heatmaps" / "metrics.csv", newline="") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh) if r["heatmap"].endswith("_tonno.nii.gz")}
+    loaded = load_checkpoint(checkpoint, "cpu")
+    cases = {c.case: c for c in read_cases(data)}
+    scores = [volume_score(cases[n], loaded, ReconstructionSettings(), seed=k)[0][0] for k, n in enumerate(tested)]
+    return {"result": result, "cases": tested, "arrays": case_arrays([rows[n] for n in tested]), "scores": scores,
+            "labels": [cases[n].label for n in tested]}
+
+
+def study_petct(args) -> None:
+    """Issue 44's must-show: the same recipe given PET and CT against PET alone, on the same test cases."""
+    from tonno_engine.evaluation.auc import auc_interval, roc_auc
+    from tonno_engine.evaluation.bootstrap import bootstrap_intervals, metric_values
+
+    root, start = Path(args.out), time.perf_counter()
+    train = synth_once(root / "data-train", kind="petct", n=args.n_train, seed=args.train_seed)
+    test = synth_once(root / "data-test", kind="petct", n=args.n_test, seed=args.test_seed)
+    arms = {"PET + CT": petct_arm(root, "petct", train, test, args),
+            "PET alone": petct_arm(root, "pet", pet_alone(train, root / "pet-train"), pet_alone(test, root / "pet-test"),
+                                   args)}
+    both, alone = arms["PET + CT"], arms["PET alone"]
+    assert both["cases"] == alone["cases"], "the arms must test the same cases"
+    import numpy as np
+
+    intervals = bootstrap_intervals({k: a["arrays"] for k, a in arms.items()}, baseline="PET alone")
+    rows = []
+    for name, arm in arms.items():
+        f1 = float(metric_values(arm["arrays"], np.arange(len(arm["cases"])))["f1"])
+        auc = roc_auc(arm["labels"], arm["scores"])
+        rows.append([name, ci(auc, auc_interval(arm["labels"], arm["scores"])), ci(f1, intervals[name]["f1"])])
+    auc_diff = roc_auc(both["labels"], both["scores"]) - roc_auc(alone["labels"], alone["scores"])
+    f1_diff = float(metric_values(both["arrays"], np.arange(len(both["cases"])))["f1"]
+                    - metric_values(alone["arrays"], np.arange(len(alone["cases"])))["f1"])
+    rows.append(["difference (paired 95 %)", ci(auc_diff, paired_auc_difference(both["labels"], both["scores"],
+                                                                             alone["scores"])),
+                 ci(f1_diff, intervals["PET + CT"]["diff"]["f1"])])
+    print(f"{(time.perf_counter() - start) / 60:.1f} min; {len(both['cases'])} test cases "
+          f"({sum(both['labels'])} with lesions), recipe {args.recipe}, quality {args.quality}")
+    print(table(["input", "test volume AUC", "ToNNO lesion F1"], rows))
+
+
+def add_petct(sub) -> None:
+    p = sub.add_parser("petct", help="PET and CT against PET alone (synth --kind petct), the same recipe",
+                       description="Issue 44's must-show: RECIPE trained on N_TRAIN petct cases of TRAIN_SEED given both "
+                                   "channels, and again given PET alone; each benchmarked with --checkpoint on the same "
+                                   "N_TEST cases of TEST_SEED. Prints each arm's test volume AUC and ToNNO lesion F1 "
+                                   "and the paired 95 % interval of their differences.")
+    p.add_argument("out")
+    p.add_argument("--recipe", default="auto")
+    p.add_argument("--n-train", type=int, default=48)
+    p.add_argument("--n-test", type=int, default=32)
+    p.add_argument("--train-seed", type=int, default=1)
+    p.add_argument("--test-seed", type=int, default=2)
+    p.add_argument("--quality", default="demo", choices=list(PRESETS))
+    p.add_argument("--steps", type=int, default=0, help="training steps (default: the recipe's)")
+    p.set_defaults(func=study_petct)
+
+
 STUDIES = (add_train, add_recipes, add_checkpoint_choice, add_robustness, add_intensity_baseline, add_planes,
-           add_budget, add_stage2, add_foreign_input, add_foreign, add_localisation)
+           add_budget, add_stage2, add_foreign_input, add_foreign, add_localisation, add_petct)
 
 
 def main(argv=None) -> None:

@@ -29,8 +29,8 @@ from .options import (
 )
 
 INTENSITY_HELP = ("Intensity normalisation: ct, mr, pet, robust or none (default: the recipe's, else the data set's "
-                  "dataset.json, else none); for cases of several images one per image, e.g. pet,ct, or one for all "
-                  "(unset: dataset.json's channels, else robust).")
+                  "dataset.json, else none). Cases of several images: one per image (e.g. pet,ct) replaces the modes "
+                  "dataset.json gives its channels; one mode serves the images it gives none (else robust).")
 CHANNELS_HELP = ("Names of a case's images (the CSV's image_0000, image_0001, … columns), e.g. SUV,CT. Default: "
                  "dataset.json's channels, else the column names. A checkpoint refuses cases whose images are named "
                  "otherwise.")

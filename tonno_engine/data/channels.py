@@ -84,9 +84,10 @@ def dataset_channels(meta: dict, where) -> tuple[ChannelSpec, ...]:
 def resolve_channels(found: int, named: Sequence[ChannelSpec], names: Sequence[str] = (),
                      intensities: Sequence[str] = (), where="data set") -> tuple[ChannelSpec, ...]:
     """The channels of a data set whose CSV has ``found`` channel columns (0: one ``image`` column): the data set's
-    ``named`` ones, renamed by the user's ``names`` and given the user's ``intensities`` when these are given (one
-    intensity serves every channel). ``()`` for a data set of one image. :class:`DataError` naming ``where`` when a
-    count disagrees."""
+    ``named`` ones, renamed by the user's ``names`` when given. ``intensities``: one per channel replaces the data
+    set's modes; a single one (a recipe's default, or ``--intensity robust``) serves the channels whose mode the data
+    set does not name. ``()`` for a data set of one image. :class:`DataError` naming ``where`` when a count
+    disagrees."""
     if not found:
         if len(names) > 1 or len(intensities) > 1:
             raise DataError(where, "the data set has one image per case (an image column) but several channels or "
@@ -103,8 +104,10 @@ def resolve_channels(found: int, named: Sequence[ChannelSpec], names: Sequence[s
         if len(intensities) not in (1, found):
             raise DataError(where, f"{len(intensities)} intensity modes given for {found} channels; give one for all "
                                    "or one per channel")
-        modes = intensities * found if len(intensities) == 1 else intensities
-        specs = tuple(replace(s, intensity=m) for s, m in zip(specs, modes))
+        if len(intensities) == found:
+            specs = tuple(replace(s, intensity=m) for s, m in zip(specs, intensities))
+        else:
+            specs = tuple(s if s.intensity else replace(s, intensity=intensities[0]) for s in specs)
     return specs
 
 

@@ -14,7 +14,8 @@ class TrainConfig:
     """Training arguments; stored in every checkpoint and in ``run.json``.
 
     ``intensity``: the intensity mode (``ct``, ``mr``, ``pet``, ``robust``, ``none``; ``None``: the data set's
-    ``dataset.json``; for cases of several images one mode per image, ``pet,ct``, or one for all), ``channels``
+    ``dataset.json``; for cases of several images one mode per image, ``pet,ct``, or one for the images whose
+    mode ``dataset.json`` does not give), ``channels``
     the images' names; ``spacing``: resample to isotropic voxels of this many mm (``None``: keep).
     ``geometry`` (``paper`` or ``physical``) and ``field_of_view`` (``full`` or ``ball``): where
     each volume sits in the sliced space (:mod:`tonno_engine.tomography.frames`); reconstruction

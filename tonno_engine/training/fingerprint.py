@@ -103,9 +103,6 @@ def resolve_auto(cfg: TrainConfig, cases: list[Case]) -> Iterator[Progress | Rec
     kept = [k for k in settings if k in cfg.recipe_fixed]
     if kept:
         reason += "; as given: " + ", ".join(f"{k}={getattr(cfg, k)}" for k in kept)
-    if cases and cases[0].channels and "intensity" not in cfg.recipe_fixed:  # each image keeps its data set's mode
-        del settings["intensity"]
-        reason += "; each image its own intensity mode"
     settings = {k: v for k, v in settings.items() if k not in cfg.recipe_fixed}
     yield RecipeChosen(f"recipe auto: {reason}", settings, fp)
     return replace(cfg, **settings, recipe_reason=reason)

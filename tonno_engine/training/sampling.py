@@ -90,7 +90,7 @@ def anchored_offsets(lc: LoadedCase, n: torch.Tensor, count: int, gen: torch.Gen
     spots = lc.bright_spots(count)
     if not len(spots):
         return fallback
-    voxel = 2.0 / (torch.tensor(lc.volume.shape, dtype=torch.float64) - 1.0).clamp_min(1.0)
+    voxel = 2.0 / (torch.tensor(lc.volume.shape[-3:], dtype=torch.float64) - 1.0).clamp_min(1.0)
     order = torch.randperm(len(spots), generator=gen).repeat(-(-len(n) // len(spots)))[: len(n)]
     points = spots[order]
     points = points + (torch.rand(len(n), 3, generator=gen, dtype=torch.float64) * 2 - 1) * voxel

@@ -78,7 +78,9 @@ def test_dataset_json_names_the_channels_and_the_user_may_rename_them(tmp_path):
     named = dataset_channel_specs(csv)
     assert named == (ChannelSpec("SUV", "pet"), ChannelSpec("CTres", "ct"))
     assert resolve_channels(2, named, ("PET", "CT")) == (ChannelSpec("PET", "pet"), ChannelSpec("CT", "ct"))
-    assert resolve_channels(2, named, (), ("robust",)) == (ChannelSpec("SUV", "robust"), ChannelSpec("CTres", "robust"))
+    assert resolve_channels(2, named, (), ("robust",)) == named  # one mode for all fills only the unnamed ones
+    assert resolve_channels(2, (), (), ("robust",))[1] == ChannelSpec("image_0001", "robust")
+    assert resolve_channels(2, named, (), ("mr", "robust")) == (ChannelSpec("SUV", "mr"), ChannelSpec("CTres", "robust"))
     with pytest.raises(DataError, match="3 channel name"):
         resolve_channels(2, named, ("A", "B", "C"), where=csv)
     with pytest.raises(DataError, match="one image per case"):
