@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.versions import versions
+from ..data.dicomweb import is_dicomweb_url, parse_series_url, public_url
 from ..data.images import input_files
 from ..data.nifti import read_provenance
 
@@ -32,7 +33,11 @@ def tonno_version() -> str | None:
 
 
 def input_signature(image: str | Path) -> dict:
-    """The files behind an input: how many, their total bytes and the newest modification time (ns)."""
+    """The files behind an input: how many, their total bytes and the newest modification time (ns); a DICOMweb
+    input by its URL (without credentials) and UIDs."""
+    if is_dicomweb_url(image):
+        ref = parse_series_url(str(image))
+        return {"url": ref.url, "study": ref.study, "series": ref.series}
     files = input_files(image)
     stats = [f.stat() for f in files if f.exists()]
     return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
@@ -73,7 +78,9 @@ class Provenance:
 
 
 def input_path(image: str | Path) -> str:
-    """How a provenance names an input: its absolute path (symbolic links resolved)."""
+    """How a provenance names an input: its absolute path (symbolic links resolved), or its URL."""
+    if is_dicomweb_url(image):
+        return public_url(str(image))
     return str(Path(image).resolve())
 
 
