@@ -79,8 +79,8 @@ def start_orthanc(folder: Path) -> Orthanc:
               "Plugins": [str(ORTHANC_PLUGINS)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
               "StableAge": 1, "HttpTimeout": 30}
     (folder / "orthanc.json").write_text(json.dumps(config))
-    log = open(folder / "orthanc.log", "w")
-    process = subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    with open(folder / "orthanc.log", "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

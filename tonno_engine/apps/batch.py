@@ -38,11 +38,11 @@ from ..base.folder_lock import LOCK_NAME, folder_lock
 from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
-from ..evaluation.thresholds_file import CalibratedThresholds
 from ..data.dicomweb import fetch_series, is_dicomweb_url, public_url
 from ..data.heatmap_folder import RUN_JSON, SUMMARY, BatchInput, batch_inputs, output_path, read_summary, summary_csv
 from ..data.images import load_image, size_estimate
 from ..data.nifti import read_provenance, save_nifti
+from ..evaluation.thresholds_file import CalibratedThresholds
 from ..methods.case import CasePrepared, Scan, reconstruct_case_iter
 from ..methods.run import CaseRun, check_findings, for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings

@@ -37,8 +37,8 @@ from ..data.images import load_image
 from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
 from ..models.segmenter import load_segmenter
-from .dicom_outputs import DicomOptions, check_options, made_of, send, write_probability_seg
 from .batch import Failure, Finished, stale_reason, write_output, writing_into
+from .dicom_outputs import DicomOptions, check_options, made_of, send, write_probability_seg
 from .provenance import Provenance, input_path, input_signature, tonno_version
 
 

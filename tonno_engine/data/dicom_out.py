@@ -117,7 +117,9 @@ def write_parametric_map(target: str | Path, heatmap: np.ndarray, source: Series
     pm = hd.pm.ParametricMap(source_images=sources, pixel_array=frames(volume), **_series_tags(made, series_number),
                              contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
                              voi_lut_transformations=[hd.VOILUTTransformation(window_center=(low + high) / 2,
-                                                                              window_width=max(high - low, 1e-6))],
+                                                                              window_width=max(high - low, 1e-6),
+                                                                              # a heatmap's range may be under 1
+                                                                              voi_lut_function="LINEAR_EXACT")],
                              content_label="HEATMAP", content_creator_name="tonno^")
     _describe(pm, made, f"tonno heatmap {made.method}")
     # General Series' Laterality (Type 2C), which highdicom leaves out: dciodvfy wants it in a Parametric Map (whose

@@ -15,9 +15,11 @@ credentials and the cause, never the credentials nor a server's reply body.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -89,9 +91,11 @@ def _timeout() -> float:
         return DICOMWEB_TIMEOUT
 
 
-def client_for(root: str):
+@contextlib.contextmanager
+def client_for(root: str) -> Iterator:
     """A ``DICOMwebClient`` for the server ``root`` with the credentials of the environment or netrc, TLS verified,
-    and every request bounded by ``$TONNO_DICOMWEB_TIMEOUT`` seconds (default :data:`DICOMWEB_TIMEOUT`)."""
+    every request bounded by ``$TONNO_DICOMWEB_TIMEOUT`` seconds (default :data:`DICOMWEB_TIMEOUT`) and not retried;
+    its connections closed when the ``with`` block ends."""
     _refuse_userinfo(root)
     try:
         import requests
@@ -99,24 +103,16 @@ def client_for(root: str):
     except ImportError as exc:
         raise MissingExtra("DICOMweb needs the dicom extra: pip install 'napari-tonno[dicom]'") from exc
 
-    class _Bounded(requests.adapters.HTTPAdapter):
-        # dicomweb-client sets no timeout: an archive that never answers would hang the batch
-        def send(self, request, **kwargs):
-            kwargs["timeout"] = kwargs.get("timeout") or _timeout()
-            return super().send(request, **kwargs)
-
-    session = requests.Session()
-    session.mount("http://", _Bounded(max_retries=0))
-    session.mount("https://", _Bounded(max_retries=0))
-    session.verify = True
-    if os.environ.get(TOKEN_ENV):
-        session.headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
-    elif os.environ.get(USER_ENV):
-        session.auth = (os.environ[USER_ENV], os.environ.get(PASSWORD_ENV, ""))
-    # else requests reads the host's netrc entry, if any (Session.trust_env)
-    client = DICOMwebClient(url=root, session=session)
-    client.set_http_retry_params(retry=False)
-    return client
+    with requests.Session() as session:
+        session.verify = True
+        if os.environ.get(TOKEN_ENV):
+            session.headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+        elif os.environ.get(USER_ENV):
+            session.auth = (os.environ[USER_ENV], os.environ.get(PASSWORD_ENV, ""))
+        # else requests reads the host's netrc entry, if any (Session.trust_env)
+        client = DICOMwebClient(url=root, session=session, timeout=_timeout())
+        client.set_http_retry_params(retry=False)
+        yield client
 
 
 def failure(url: str, exc: BaseException, what: str = "") -> DataError:
@@ -166,10 +162,10 @@ def find_series(ref: SeriesURL) -> tuple[str, int]:
     """The series ``ref`` names and its instance count (0: the server does not say), found by QIDO-RS;
     :class:`DataError` for a study or series the server does not hold, a series that is not an image series, and a
     study URL whose study holds several image series or none."""
-    client = client_for(ref.root)
     filters = {"SeriesInstanceUID": ref.series} if ref.series else None
-    found = _request(ref.url, lambda: client.search_for_series(study_instance_uid=ref.study, search_filters=filters),
-                     "series" if ref.series else "study") or []
+    with client_for(ref.root) as client:
+        found = _request(ref.url, lambda: client.search_for_series(study_instance_uid=ref.study, search_filters=filters),
+                         "series" if ref.series else "study") or []
     found = [r for r in found if not ref.series or _tag(r, "SeriesInstanceUID", "0020000E") == ref.series]
     if not found:
         raise DataError(ref.url, f"404 Not Found: no such {'series' if ref.series else 'study'} on this server")
@@ -210,9 +206,9 @@ def fetch_series(url: str) -> FetchedSeries:
     folder = cache_root() / ref.study / series
     if folder.is_dir() and (count == 0 or len(list(folder.glob("*.dcm"))) == count):
         return FetchedSeries(ref.url, ref.study, series, folder)
-    client = client_for(ref.root)
     where = f"{ref.root}/studies/{ref.study}/series/{series}"
-    datasets = _request(where, lambda: client.retrieve_series(ref.study, series), "series")
+    with client_for(ref.root) as client:
+        datasets = _request(where, lambda: client.retrieve_series(ref.study, series), "series")
     if not datasets or not all("PixelData" in ds or "FloatPixelData" in ds for ds in datasets):
         raise DataError(where, "not an image series: its instances hold no pixel data")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -243,8 +239,8 @@ def _save(ds, path: Path) -> None:
 def check_store(root: str) -> None:
     """Check that the server ``root`` answers and accepts the credentials (a QIDO-RS query), before anything is made
     to store there; :class:`DataError` otherwise."""
-    client = client_for(root)
-    _request(root, lambda: client.search_for_studies(limit=1), "DICOMweb service")
+    with client_for(root) as client:
+        _request(root, lambda: client.search_for_studies(limit=1), "DICOMweb service")
 
 
 def store(root: str, paths: list[Path]) -> int:
@@ -254,9 +250,12 @@ def store(root: str, paths: list[Path]) -> int:
 
     if not paths:
         return 0
-    client = client_for(root)
     datasets = [pydicom.dcmread(str(p)) for p in paths]
-    reply = _request(root, lambda: client.store_instances(datasets), "STOW-RS service")
+    try:
+        with client_for(root) as client:
+            reply = _request(root, lambda: client.store_instances(datasets), "STOW-RS service")
+    except DataError as exc:
+        raise DataError(exc.where, f"STOW-RS rejected the {len(datasets)} object(s): {exc.cause}") from None
     failed = list(getattr(reply, "FailedSOPSequence", None) or [])
     if failed:
         reasons = sorted({f"0x{int(getattr(item, 'FailureReason', 0)):04X}" for item in failed})
