@@ -33,7 +33,8 @@ def require(tool: str, where: str = "") -> str:
 
 def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     """The error and warning lines ``dciodvfy`` prints for the DICOM file ``path``."""
-    run = subprocess.run([require("dciodvfy"), str(path)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([require("dciodvfy"), str(path)], capture_output=True, text=True, errors="replace",
+                         timeout=120)
     lines = (run.stdout + run.stderr).splitlines()
     return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 

@@ -231,3 +231,31 @@ def test_dicomweb_format_dicom_refuses_a_nifti_input(tiny_cases, tiny_checkpoint
                               "--format", "dicom", *FAST])
     assert res.exit_code == 1 and "--format dicom needs DICOM series as input" in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_dicomweb_thresholded_heatmap_and_stage2_prediction_as_seg(orthanc, credentials, tiny_checkpoint, tmp_path):
+    from tonno_engine.base.hashing import file_sha256
+    from tonno_engine.evaluation.metrics import Threshold
+    from tonno_engine.evaluation.thresholds_file import write_thresholds
+    from tonno_engine.models.segmenter import build_unet, save_segmenter
+
+    levels = write_thresholds(tmp_path / "thresholds.json", {"tonno": Threshold("calibrated", 0.0, 0.5)},
+                              checkpoint=tiny_checkpoint, checkpoint_sha256=file_sha256(tiny_checkpoint))
+    out = tmp_path / "heat"
+    res = runner.invoke(app, ["reconstruct", "-i", _series_url(orthanc), "-o", str(out), "-c", str(tiny_checkpoint),
+                              "--format", "dicom", "--thresholds", str(levels), "--store", orthanc.root, *FAST])
+    assert res.exit_code == 0, res.output
+    assert "stored 2 DICOM object(s)" in res.output
+    seg = out / f"{orthanc.series}_tonno_seg.dcm"
+    assert pydicom.dcmread(seg).Modality == "SEG" and dciodvfy(seg)[0] == []
+    segmenter = save_segmenter(tmp_path / "segmenter.pt", build_unet(),
+                               {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "res_units": 1, "patch": 16,
+                                "preprocessing": {"intensity": "robust"}})
+    pred = tmp_path / "pred"
+    res = runner.invoke(app, ["segment", "predict", str(segmenter), _series_url(orthanc), "-o", str(pred), "--format",
+                              "dicom", "--store", orthanc.root, "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "stored 1 DICOM SEG object(s)" in res.output
+    stage2 = pred / f"{orthanc.series}_stage2_seg.dcm"
+    assert dciodvfy(stage2)[0] == []
+    assert pydicom.dcmread(stage2).ReferencedSeriesSequence[0].SeriesInstanceUID == orthanc.series

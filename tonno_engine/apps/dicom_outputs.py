@@ -91,8 +91,13 @@ def write_heatmap(nifti_target: Path, heatmap: np.ndarray, source, made: Made, t
     if threshold is not None:
         mask = binarize(heatmap, threshold)
         written.append(write_segmentation(dicom_path(nifti_target, SEG_SUFFIX), mask, source, made,
-                                          label=f"lesion ({made.method} {threshold.describe()})"[:64]))
+                                          label=ascii_text(f"lesion ({made.method} {threshold.describe()})")[:64]))
     return written
+
+
+def ascii_text(text: str) -> str:
+    """``text`` in ASCII (``×`` as ``x``): DICOM's default character repertoire, which the objects declare."""
+    return text.replace("×", "x").encode("ascii", "replace").decode()
 
 
 def write_probability_seg(nifti_target: Path, probability: np.ndarray, source, made: Made, level: float) -> Path:
