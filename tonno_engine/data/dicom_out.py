@@ -2,10 +2,10 @@
 
 A volume read from a series (:func:`~.images.load_image`) has ``array`` ``(D, H, W)`` = ITK's ``(x, y, z)``
 index: ``array[:, :, k]`` is the ``k``-th file of the series in GDCM's slice order (:func:`~.dicom.series_files`),
-its first axis the DICOM columns and its second the rows. So frame ``k`` of the object written here is
-``array[:, :, k].T`` ``(rows, columns)``, placed by highdicom at that file's ImagePositionPatient with its
-orientation and spacing: the object lies in the source's study and frame of reference, one frame per source
-slice, and every frame references its source image. The Parametric Map stores float32 values as they are
+its first axis the DICOM columns and its second the rows. So the frame of source file ``k`` is ``array[:, :, k].T``
+``(rows, columns)``, placed by highdicom at that file's ImagePositionPatient with its orientation and spacing
+(highdicom may store the frames in another order; each frame's position and source reference say which slice it
+is): the object lies in the source's study and frame of reference, one frame per source slice. The Parametric Map stores float32 values as they are
 (FloatPixelData, identity real world value mapping), so its frames equal the NIfTI heatmap's voxels bit for bit.
 """
 
