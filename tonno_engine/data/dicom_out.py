@@ -5,8 +5,9 @@ index: ``array[:, :, k]`` is the ``k``-th file of the series in GDCM's slice ord
 its first axis the DICOM columns and its second the rows. So the frame of source file ``k`` is ``array[:, :, k].T``
 ``(rows, columns)``, placed by highdicom at that file's ImagePositionPatient with its orientation and spacing
 (highdicom may store the frames in another order; each frame's position and source reference say which slice it
-is): the object lies in the source's study and frame of reference, one frame per source slice. The Parametric Map stores float32 values as they are
-(FloatPixelData, identity real world value mapping), so its frames equal the NIfTI heatmap's voxels bit for bit.
+is): the object lies in the source's study and frame of reference, one frame per source slice. The Parametric Map
+stores float32 values as they are (FloatPixelData, identity real world value mapping), so its frames equal the NIfTI
+heatmap's voxels bit for bit.
 """
 
 from __future__ import annotations
