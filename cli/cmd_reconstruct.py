@@ -11,14 +11,18 @@ from tonno_engine.base.defaults import CAM, CAM_LAYER, DEVICE, QUALITY, SOLVER_I
 from .options import (
     FIELD_OF_VIEW_HELP,
     GEOMETRY_HELP,
+    INPUT_URL_HELP,
     DeviceOpt,
+    FormatOpt,
     IdColumnOpt,
     IterationsOpt,
     NonnegativeOpt,
     QuietOpt,
     RegulariserOpt,
+    StoreOpt,
     StrengthOpt,
     cam_help,
+    check_format,
     check_geometry,
     engine_errors,
     is_rank_zero,
@@ -34,8 +38,9 @@ from .options import (
 
 
 def reconstruct(
-    source: Path = typer.Option(..., "--input", "-i", help="A NIfTI file, a folder of them, or a labels CSV (its "
-                                                           "case and image columns; labels are not read)."),
+    source: str = typer.Option(..., "--input", "-i", help="A NIfTI file, a DICOM series folder, a folder of them, or "
+                                                          "a labels CSV (its case and image columns; labels are not "
+                                                          "read)." + INPUT_URL_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for heatmaps, summary.csv and run.json."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `tonno train`."),
     method: list[str] = typer.Option(["tonno"], "--method", "-m", help=method_help()),
@@ -72,15 +77,22 @@ def reconstruct(
                                                           "(comma-separated; default: every finding, each "
                                                           "<case>_<method>_<finding>.nii.gz, from one pass)."),
     id_column: IdColumnOpt = None,
+    output_format: FormatOpt = "nifti",
+    thresholds: Path = typer.Option(None, "--thresholds", help="With --format dicom: a thresholds.json of tonno "
+                                                                "benchmark; each heatmap binarised at its method's "
+                                                                "calibrated level is written as a DICOM SEG too."),
+    store: StoreOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct 3D heatmaps; a bad case is reported and the batch goes on (exit 1 at the end)."""
     from tonno_engine.apps.batch import BatchConfig, BatchResult, BatchSizeHalved, CaseFinished, reconstruct_batch_iter
+    from tonno_engine.apps.dicom_outputs import DicomOptions
     from tonno_engine.base.events import Notice
 
     from .progress import show_progress
 
     geometry, field_of_view = check_geometry(geometry, field_of_view)
+    check_format(output_format)
     settings = quality_settings(renamed("--preset", "--quality", preset, quality), slices=slices,
                                 directions=renamed("--angles", "--directions", angles, directions),
                                 hemisphere=hemisphere, slice_size=slice_size, batch_size=batch_size,
@@ -95,7 +107,8 @@ def reconstruct(
     dev = resolve_device_or_exit(device)
     cfg = BatchConfig(methods=specs, settings=settings, device=str(dev), resume=resume, overwrite=overwrite,
                       num_parts=num_parts, part_id=part_id, shard_directions=shard_directions,
-                      findings=parse_findings(findings), id_column=id_column)
+                      findings=parse_findings(findings), id_column=id_column,
+                      dicom=DicomOptions(output_format, thresholds, store))
     if is_rank_zero():  # under torchrun one rank reports
         print(f"device: {dev}", flush=True)
     quiet = quiet or not is_rank_zero()
@@ -117,6 +130,10 @@ def reconstruct(
     part = f"part {result.part + 1} of {result.parts}: " if result.parts > 1 else ""
     print(f"{part}{result.count('ok')} done, {result.count('skipped')} skipped, {result.count('failed')} failed; "
           f"heatmaps, summary.csv and run.json in {result.out}")
+    if result.stored:
+        from tonno_engine.data.dicomweb import public_url
+
+        print(f"stored {result.stored} DICOM object(s) at {public_url(store)}")
     if result.failures:
         for f in result.failures:
             typer.echo(f"  failed: {f.case} ({f.method}): {f.error}", err=True)

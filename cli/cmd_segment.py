@@ -9,9 +9,13 @@ import typer
 from tonno_engine.base.defaults import DEVICE, SEGMENTER_LR, SEGMENTER_PATCH, SEGMENTER_STEPS
 
 from .options import (
+    INPUT_URL_HELP,
     DeviceOpt,
+    FormatOpt,
     IdColumnOpt,
     QuietOpt,
+    StoreOpt,
+    check_format,
     engine_errors,
     fail,
     positive,
@@ -65,32 +69,40 @@ def train(
 @segment_app.command("predict")
 def predict(
     checkpoint: Path = typer.Argument(..., help="segmenter.pt of tonno segment train."),
-    source: Path = typer.Argument(..., help="An image, a folder of images or a labels CSV (its case and image "
-                                            "columns; labels are not read)."),
+    source: str = typer.Argument(..., help="An image, a DICOM series folder, a folder of images or a labels CSV (its "
+                                           "case and image columns; labels are not read)." + INPUT_URL_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <case>_stage2.nii.gz lesion probabilities."),
     overlap: float = typer.Option(0.25, min=0.0, max=0.9, help="Sliding-window overlap."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the predictions in --out that another "
                                                               "segmenter made (refused without it)."),
     id_column: IdColumnOpt = None,
+    output_format: FormatOpt = "nifti",
+    store: StoreOpt = None,
     device: DeviceOpt = DEVICE,
     quiet: QuietOpt = False,
 ) -> None:
     """Predict lesion probabilities; rerunning skips what is up to date; exit 1 if a case failed. One segmenter's
     predictions per folder, one writer at a time (docs/faults.md)."""
+    from tonno_engine.apps.dicom_outputs import DicomOptions
     from tonno_engine.apps.stage2 import PredictResult, predict_iter
     from tonno_engine.base.events import Notice
 
     from .progress import show_progress
 
+    check_format(output_format)
     dev = resolve_device_or_exit(device)
     with engine_errors():
         events = predict_iter(checkpoint, source, out, device=str(dev), overlap=overlap, overwrite=overwrite,
-                              id_column=id_column)
+                              id_column=id_column, dicom=DicomOptions(output_format, store=store))
         for event in show_progress(events, "predict", quiet=quiet):
             if isinstance(event, Notice):
                 typer.echo(f"warning: {event.message}", err=True)
             if isinstance(event, PredictResult):
                 print(f"{out}: {len(event.written)} written, {len(event.skipped)} up to date, {len(event.failed)} failed")
+                if event.stored:
+                    from tonno_engine.data.dicomweb import public_url
+
+                    print(f"stored {event.stored} DICOM SEG object(s) at {public_url(store)}")
                 for case, error in event.failed:
                     typer.echo(f"failed: {case}: {error}", err=True)
                 if event.failed:

@@ -221,3 +221,20 @@ def parse_findings(text: str | None) -> list[str] | None:
     if len(set(names)) != len(names):
         raise typer.BadParameter(f"a finding is named twice in {text!r}", param_hint="--findings")
     return names
+
+
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="nifti, or dicom: also each output as a DICOM object of its source series (a Parametric Map of a "
+                     "heatmap, a SEG of a mask) beside the NIfTI; DICOM input only (docs/dicom.md).")]
+StoreOpt = Annotated[str, typer.Option(
+    "--store", help="With --format dicom: send the DICOM objects written to this DICOMweb server (STOW-RS, "
+                    "https://host/dicom-web). Credentials from TONNO_DICOMWEB_TOKEN, TONNO_DICOMWEB_USER and "
+                    "TONNO_DICOMWEB_PASSWORD, or netrc; never in the URL.")]
+INPUT_URL_HELP = " Or a DICOMweb study or series URL (https://host/dicom-web/studies/<UID>[/series/<UID>])."
+
+
+def check_format(value: str) -> str:
+    """``--format``: a usage error for anything but nifti or dicom."""
+    from tonno_engine.apps.dicom_outputs import FORMATS
+
+    return check_choice(value, FORMATS, "--format")

@@ -1,4 +1,9 @@
-"""Reader (NIfTI, MetaImage, NRRD, DICOM series folders) and NIfTI writer for napari, keeping geometry.
+"""Reader (NIfTI, MetaImage, NRRD, DICOM series folders, DICOMweb series URLs) and writers for napari, keeping geometry.
+
+NIfTI writers for any layer; DICOM writers (``.dcm``) for a layer whose source image came from a DICOM series (its
+``metadata["source_path"]``, which the reader sets and derived layers keep): an Image layer (a heatmap) as a
+Parametric Map, a Labels layer (annotations reviewed by hand) as a SEG of manual segmentation, both in the source's
+study and frame of reference (:mod:`tonno_engine.data.dicom_out`).
 
 A volume ``(D, H, W)`` with affine ``A = [[R·diag(zooms), t], [0, 1]]`` becomes a layer with
 ``scale = zooms`` and either ``translate = t`` (when ``R`` is the identity) or
@@ -21,7 +26,7 @@ def get_reader(path):
         if len(path) != 1:
             return None
         path = path[0]
-    return read_image if is_image_file(path) or is_dicom_input(path) else None
+    return read_image if is_image_file(path) or is_dicom_input(str(path)) else None
 
 
 def layer_kwargs(affine: np.ndarray, header=None, **extra) -> dict:
@@ -76,6 +81,42 @@ def _write(path: str, data, meta: dict, dtype) -> list[str]:
 def write_image(path: str, data, meta: dict) -> list[str]:
     """npe2 writer for one Image layer: float32 NIfTI with the layer's affine and header."""
     return _write(path, data, meta, np.float32)
+
+
+def _dicom_source(meta: dict) -> str:
+    """The DICOM series a layer's image came from (a DICOMweb URL: its cached copy); ``ValueError`` when none."""
+    from tonno_engine.data.dicomweb import fetch_series, is_dicomweb_url
+
+    source = (meta.get("metadata") or {}).get("source_path")
+    if not source or not is_dicom_input(source):
+        raise ValueError(f"{meta.get('name', 'this layer')} did not come from a DICOM series: save it as NIfTI "
+                         "(.nii.gz); DICOM objects need the source series to refer to")
+    return str(fetch_series(source).folder) if is_dicomweb_url(source) else source
+
+
+def _made(meta: dict, default: str):
+    from tonno_engine.apps.provenance import tonno_version
+    from tonno_engine.data.dicom_out import Made
+
+    record = dict((meta.get("metadata") or {}).get("tonno") or {})
+    label = (meta.get("metadata") or {}).get("tonno_method") or default
+    return Made(label, tonno_version() or "", record)
+
+
+def write_image_dicom(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer for one Image layer from a DICOM series: a Parametric Map (float32) of it."""
+    from tonno_engine.data.dicom_out import write_parametric_map
+
+    return [str(write_parametric_map(path, np.asarray(data, np.float32), _dicom_source(meta), _made(meta, "heatmap")))]
+
+
+def write_labels_dicom(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer for one Labels layer from a DICOM series: a SEG (manual) of its non-zero voxels."""
+    from tonno_engine.data.dicom_out import ANNOTATION, Made, write_segmentation
+
+    made = Made(ANNOTATION, _made(meta, ANNOTATION).version)
+    return [str(write_segmentation(path, np.asarray(data) > 0, _dicom_source(meta), made,
+                                   label=str(meta.get("name") or "lesion")))]
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:

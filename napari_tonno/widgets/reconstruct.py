@@ -126,6 +126,7 @@ class ReconstructWidget(ModelForm):
         self._layer_args = dict(**heat_layer_kwargs((0.0, 1.0)), scale=geo["scale"], translate=geo["translate"],
                                 affine=geo["affine"])
         self._shape, self._specs = source.data.shape, {"": spec}
+        self._source_path = source.metadata.get("source_path")  # a DICOM source: the heatmap saves as a Parametric Map
         self.output = self._heat_layer(source.name, spec, params, geo["affine_nifti"])
         self.outputs = {"": self.output}
         affine, spacing = geo["affine_nifti"], spacing_of(source)
@@ -162,7 +163,8 @@ class ReconstructWidget(ModelForm):
         return self.viewer.add_image(
             np.zeros(self._shape, np.float32), name=f"{source} {spec.label}",
             **self._layer_args, metadata={"tonno": {**params, "method": spec.as_dict()}, "affine": affine_nifti,
-                                          "complete": False, "tonno_method": spec.label, "tonno_finding": spec.finding})
+                                          "complete": False, "tonno_method": spec.label, "tonno_finding": spec.finding,
+                                          "source_path": getattr(self, "_source_path", None)})
 
     def _busy(self, busy: bool) -> None:
         self.run_button.enabled = self.demo_button.enabled = not busy

@@ -117,6 +117,7 @@ BAD = [
     ("segment-train", "--seed", "-1"), ("segment-train", "--intensity", "xray"), ("segment-train", "--device", "tpu"),
     ("segment-predict", "--overlap", "0.95"), ("segment-predict", "--overlap", "-0.1"),
     ("segment-predict", "--overlap", "nan"), ("segment-predict", "--device", "tpu"),
+    ("segment-predict", "--format", "png"), ("reconstruct", "--format", "png"),
 ]
 
 

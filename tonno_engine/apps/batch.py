@@ -39,15 +39,18 @@ from ..base.hashing import file_sha256
 from ..base.registry import MethodSpec
 from ..base.versions import versions
 from ..data.channels import case_notes, load_scan
+from ..data.dicomweb import fetch_series, is_dicomweb_url, public_url
 from ..data.heatmap_folder import RUN_JSON, SUMMARY, BatchInput, batch_inputs, output_path, read_summary, summary_csv
 from ..data.images import size_estimate
 from ..data.nifti import read_provenance, save_nifti
+from ..evaluation.thresholds_file import CalibratedThresholds
 from ..methods.case import CasePrepared, Scan, reconstruct_case_iter
 from ..methods.run import CaseRun, check_findings, for_findings
 from ..methods.settings import PRESETS, ReconstructionSettings
 from ..models.checkpoint import CheckpointDescription, LoadedCheckpoint, load_checkpoint
 from ..tomography.reconstruction import default_batch_size
 from .batch_parts import assign_parts, merge_lock, merged_rows, read_part_records, write_part_record
+from .dicom_outputs import DicomOptions, check_options, made_of, remove, send, write_heatmap
 from .provenance import Provenance, differences, heatmap_parts, input_path
 
 #: fewer directions than this give mostly streak artefacts (the paper uses 2000): worth a warning
@@ -74,6 +77,8 @@ class BatchConfig:
     findings: list[str] | None = None
     #: a labels CSV's case column when it is not ``case`` (e.g. CT-RATE's ``VolumeName``); labels are not read
     id_column: str | None = None
+    #: DICOM output beside the NIfTI heatmaps, and where to store it (:mod:`~tonno_engine.apps.dicom_outputs`)
+    dicom: DicomOptions = field(default_factory=DicomOptions)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class BatchResult(Finished):
     part: int = 0  # this process's part of ``parts`` (a rank or a job-array task)
     parts: int = 1
     writer: bool = True  # false on the ranks that only contributed directions
+    stored: int = 0  # DICOM objects sent to ``--store`` by STOW-RS
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)
@@ -295,7 +301,8 @@ def reconstruct_batch_iter(source, out, checkpoint, cfg: BatchConfig) -> Iterato
         elif run.writes:
             run.info.update(finished=_now(), counts=_counts(rows), cases=_case_records(rows))
             write_text_atomic(run.out / RUN_JSON, json.dumps(run.info, indent=2))
-    yield BatchResult(rows, run.out, run.part, run.parts, run.writes)
+    stored = send(run.cfg.dicom.store, run.dicom_written) if run.writes else 0
+    yield BatchResult(rows, run.out, run.part, run.parts, run.writes, stored)
 
 
 @dataclass(frozen=True)
@@ -319,12 +326,17 @@ class _BatchRun:
     writes: bool
     part: int
     parts: int
+    #: the calibrated thresholds of the DICOM SEGs (``None``: none) and the DICOM files this run wrote
+    thresholds: CalibratedThresholds | None = None
+    dicom_written: list = field(default_factory=list)
 
 
 def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _BatchRun:
     """Everything that can fail for the whole batch, checked before anything is written: the inputs and this
     process's share, the device and ``torchrun`` world, the checkpoint, the methods over its findings."""
     all_inputs = batch_inputs(source, cfg.id_column)
+    if is_dicomweb_url(source):  # one series: fetched now, so that a server's refusal writes nothing
+        fetch_series(str(source))
     _check_shardable(cfg)
     device = resolve_device(cfg.device)
     world = init_world(device) if launched_by_torchrun() else current_world()
@@ -339,10 +351,13 @@ def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _Batc
     # unset settings take the checkpoint's (each case's slice size may follow its field of view)
     settings = cfg.settings.resolved(loaded.description)
     checkpoint_sha256 = file_sha256(checkpoint)
+    thresholds = check_options(cfg.dicom, all_inputs, [s.label for s in cfg.methods], checkpoint_sha256)
     expected = {(i.case, s.label): heatmap_parts(checkpoint_sha256=checkpoint_sha256, spec=s, settings=settings,
                                                  image=i.images) for i in inputs for s in cfg.methods}
     info = {
-        "command": "reconstruct", "source": str(source), "id_column": cfg.id_column, "out": str(out),
+        "command": "reconstruct", "source": input_path(source) if is_dicomweb_url(source) else str(source),
+        "id_column": cfg.id_column, "out": str(out), "format": cfg.dicom.output_format,
+        "store": public_url(cfg.dicom.store) if cfg.dicom.store else None,
         "arguments": {"device": cfg.device, "resume": cfg.resume, "overwrite": cfg.overwrite, **settings.as_dict(),
                       "methods": [s.as_dict() for s in cfg.methods], "num_parts": parts,
                       "shard_directions": cfg.shard_directions, "world_size": world.size},
@@ -354,7 +369,7 @@ def _start_batch(source, out: Path, checkpoint: Path, cfg: BatchConfig) -> _Batc
     }
     writes = world.is_main or not cfg.shard_directions  # with sharded directions rank 0 alone writes
     return _BatchRun(out, cfg, inputs, all_inputs, loaded, settings, expected, {}, info,
-                     world if cfg.shard_directions else None, writes, part, parts)
+                     world if cfg.shard_directions else None, writes, part, parts, thresholds)
 
 
 def _prepare_folder(run: _BatchRun) -> dict:
@@ -437,7 +452,7 @@ def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     targets = {s.label: output_path(run.out, item.case, s) for s in specs}
-    used = settings
+    used, written = settings, []
     try:
         volume, notes = load_scan(item.images)
         yield from case_notes(notes)
@@ -461,8 +476,13 @@ def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
                     torch.cuda.empty_cache()
                 yield BatchSizeHalved(item.case, batch_size)
         for spec in specs if writes else ():
-            write_output(targets[spec.label], heatmaps[spec.label].float().cpu().numpy(), volume,
-                         provenance[spec.label])
+            heatmap = heatmaps[spec.label].float().cpu().numpy()
+            write_output(targets[spec.label], heatmap, volume, provenance[spec.label])
+            if run.cfg.dicom.dicom:
+                threshold = run.thresholds.threshold_for(spec.label) if run.thresholds else None
+                written += write_heatmap(targets[spec.label], heatmap, volume.path,
+                                         made_of(spec.label, provenance[spec.label].parts), threshold)
+        run.dicom_written.extend(written)
         rows = [_row(item, s, targets[s.label], "ok", made=provenance[s.label].run_started)
                 for s in specs]
     except DiskFull:
@@ -470,6 +490,7 @@ def _run_case(item: BatchInput, specs: list[MethodSpec], run: _BatchRun):
     except (DataError, ValueError, RuntimeError, OSError) as exc:
         for target in targets.values() if writes else ():  # methods written before another failed
             target.unlink(missing_ok=True)
+        remove(written)
         rows = [_row(item, s, None, "failed", error=f"{type(exc).__name__}: {exc}") for s in specs]
     stats = dict(seconds=f"{time.perf_counter() - start:.3f}", peak_rss_mb=f"{peak_rss_mb():.0f}",
                  peak_gpu_mb=f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.versions import versions
+from ..data.dicomweb import is_dicomweb_url, parse_series_url, public_url
 from ..data.images import input_files
 from ..data.nifti import read_provenance
 
@@ -33,8 +34,12 @@ def tonno_version() -> str | None:
 
 def input_signature(image) -> dict:
     """The files behind an input (every image of a case of several, given as a tuple): how many, their total bytes
-    and the newest modification time (ns)."""
-    files = [f for one in (image if isinstance(image, tuple | list) else (image,)) for f in input_files(one)]
+    and the newest modification time (ns); a DICOMweb input by its URL (without credentials) and UIDs."""
+    images = tuple(image) if isinstance(image, tuple | list) else (image,)
+    if len(images) == 1 and is_dicomweb_url(images[0]):
+        ref = parse_series_url(str(images[0]))
+        return {"url": ref.url, "study": ref.study, "series": ref.series}
+    files = [f for one in images for f in input_files(one)]
     stats = [f.stat() for f in files if f.exists()]
     return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
@@ -74,7 +79,9 @@ class Provenance:
 
 
 def input_path(image: str | Path) -> str:
-    """How a provenance names an input: its absolute path (symbolic links resolved)."""
+    """How a provenance names an input: its absolute path (symbolic links resolved), or its URL."""
+    if is_dicomweb_url(image):
+        return public_url(str(image))
     return str(Path(image).resolve())
 
 

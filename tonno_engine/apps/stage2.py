@@ -26,17 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..base.defaults import DEVICE
+from ..base.defaults import DEVICE, SEG_PROBABILITY
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.hashing import file_sha256
+from ..data.dicomweb import fetch_series, is_dicomweb_url
 from ..data.heatmap_folder import HEATMAP_ENDING, STAGE2, batch_inputs, prediction_path
 from ..data.images import load_image
 from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
 from ..models.segmenter import load_segmenter
 from .batch import Failure, Finished, stale_reason, write_output, writing_into
+from .dicom_outputs import DicomOptions, check_options, made_of, send, write_probability_seg
 from .provenance import Provenance, input_path, input_signature, tonno_version
 
 
@@ -47,6 +49,7 @@ class PredictResult(Finished):
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (case, error)
     seconds: dict[str, float] = field(default_factory=dict)  # per written case
+    stored: int = 0  # DICOM objects sent to ``--store`` by STOW-RS
 
     @property
     def failures(self) -> list[Failure]:
@@ -66,14 +69,19 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device
 
 
 def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *, device: str = DEVICE,
-                 overlap: float = 0.25, overwrite: bool = False,
-                 id_column: str | None = None) -> Iterator[Progress | Notice | PredictResult]:
+                 overlap: float = 0.25, overwrite: bool = False, id_column: str | None = None,
+                 dicom: DicomOptions | None = None) -> Iterator[Progress | Notice | PredictResult]:
     """Predict every case of ``source`` (an image, a folder or a labels CSV, whose case column ``id_column`` names
     when it is not ``case``; labels are not read) into ``out``, holding its lock; yields a :class:`Progress` per
     case, then the :class:`PredictResult`. :class:`DataError` before anything is written when ``out`` holds
     predictions of another segmenter (see module doc) and ``overwrite`` is not given; with it, a :class:`Notice`
-    names those of cases this run does not redo."""
+    names those of cases this run does not redo. ``dicom``: a SEG of each prediction beside it, and where to store
+    them (:mod:`~tonno_engine.apps.dicom_outputs`; checked before anything is written)."""
     inputs = batch_inputs(source, id_column)
+    dicom = dicom or DicomOptions()
+    check_options(dicom, inputs, [])
+    if is_dicomweb_url(source):  # one series: fetched now, so that a server's refusal writes nothing
+        fetch_series(str(source))
     dev = resolve_device(device)
     model, meta = load_segmenter(checkpoint, dev)
     sha, started = file_sha256(checkpoint), datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -91,7 +99,7 @@ def predict_iter(checkpoint: str | Path, source: str | Path, out: str | Path, *,
                          f"cases are not in this run (e.g. {left[0]}), so the folder still mixes two models' "
                          "predictions")
         segmenter = _Segmenter(model, meta, dev, sha, str(checkpoint))
-        yield from _predict_cases(segmenter, inputs, out, overlap=overlap, started=started)
+        yield from _predict_cases(segmenter, inputs, out, overlap=overlap, started=started, dicom=dicom)
 
 
 @dataclass(frozen=True)
@@ -105,11 +113,11 @@ class _Segmenter:
     path: str
 
 
-def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float,
-                   started: str) -> Iterator[Progress | PredictResult]:
+def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float, started: str,
+                   dicom: DicomOptions) -> Iterator[Progress | PredictResult]:
     """Predict ``inputs`` into ``out``, skipping those up to date; each output records the segmenter's hash and
-    path and the run's start."""
-    result = PredictResult(out)
+    path and the run's start; with DICOM output a SEG of each written prediction, stored at the end."""
+    result, written = PredictResult(out), []
     for k, item in enumerate(inputs):
         target = prediction_path(out, item.case)
         try:
@@ -123,11 +131,15 @@ def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float,
                 probability = predict_volume(segmenter.model, volume.array, segmenter.meta, segmenter.device,
                                              overlap=overlap)
                 write_output(target, probability, volume, Provenance(parts, started, segmenter.path, input_path(item.image)))
+                if dicom.dicom:
+                    written.append(write_probability_seg(target, probability, volume.path, made_of(STAGE2, parts),
+                                                         SEG_PROBABILITY))
                 result.seconds[item.case] = time.perf_counter() - t0
                 result.written.append(item.case)
         except DataError as exc:
             result.failed.append((item.case, str(exc)))
         yield Progress("predict", k + 1, len(inputs), "cases")
+    result.stored = send(dicom.store, written)
     yield result
 
 

@@ -77,3 +77,7 @@ DEMO_LESION_RADIUS = (3.5, 6.0)
 #: the napari probe widgets (Direction slices, Logit profiles): the size L of their direction lattice
 #: (the demo preset's L)
 PROBE_DIRECTIONS = 192
+#: seconds a DICOMweb request may take before it fails as a timeout (``$TONNO_DICOMWEB_TIMEOUT`` overrides it)
+DICOMWEB_TIMEOUT = 60.0
+#: a stage-2 probability at or above this is a lesion voxel in its DICOM SEG
+SEG_PROBABILITY = 0.5

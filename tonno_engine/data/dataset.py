@@ -31,6 +31,7 @@ from pathlib import Path
 from ..base.errors import DataError
 from ..base.hashing import update_hashes
 from .channels import channel_columns
+from .dicomweb import is_dicomweb_url
 from .images import image_exists, image_stem, input_files
 
 REQUIRED = ("case", "label", "image")
@@ -174,7 +175,10 @@ def _finding_value(text: str, finding: str, where) -> float:
 
 
 def _resolve(base: Path, entry: str) -> Path:
-    """``entry`` relative to the CSV's folder, keeping a ``#SeriesInstanceUID`` suffix as it is."""
+    """``entry`` relative to the CSV's folder, keeping a ``#SeriesInstanceUID`` suffix as it is; a DICOMweb URL as
+    it is (a ``str``: a ``Path`` would fold its ``//``)."""
+    if is_dicomweb_url(entry):
+        return entry  # type: ignore[return-value]
     path, mark, uid = entry.partition("#")
     return Path(f"{(base / path).resolve()}{mark}{uid}")
 

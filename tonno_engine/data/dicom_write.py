@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,11 @@ from .acquisition import spacing_of
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+#: Type 2 attributes of the Patient, General Study, General Series, General Equipment and CT Image modules
+#: that a synthetic series has no value for: present and empty, as DICOM PS3.3 requires (dciodvfy checks)
+TYPE2_EMPTY = {"PatientBirthDate": "", "PatientSex": "", "ReferringPhysicianName": "", "AccessionNumber": "",
+               "PatientPosition": "", "Manufacturer": "", "PositionReferenceIndicator": "",
+               "Laterality": ""}
 
 
 def _dataset(pixels: np.ndarray, geometry: dict, uids: dict, number: int):
@@ -36,6 +42,14 @@ def _dataset(pixels: np.ndarray, geometry: dict, uids: dict, number: int):
     ds.Modality = "CT"
     ds.PatientName, ds.PatientID = "tonno^synthetic", "tonno"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uids["study"], uids["series"]
+    for key, value in TYPE2_EMPTY.items():  # Type 2: present, empty where a synthetic series has no value
+        setattr(ds, key, value)
+    ds.StudyDate, ds.StudyTime = uids["date"], uids["time"]
+    ds.ContentDate, ds.ContentTime = uids["date"], uids["time"]
+    ds.StudyID = uids["study_id"]
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]  # synthetic: made, not acquired
+    ds.KVP = ""
+    ds.AcquisitionNumber = 1
     ds.FrameOfReferenceUID = uids["frame"]
     ds.SeriesDescription = uids["description"]
     ds.SeriesNumber, ds.InstanceNumber = uids["number"], number
@@ -80,8 +94,10 @@ def write_dicom_series(folder: str | Path, array, affine, tags: SeriesTags | Non
     tags = tags or SeriesTags()
     slope, intercept = tags.slope, tags.intercept
     stored = np.clip(np.rint((array - intercept) / slope), -32768, 32767).astype(np.int16)
+    now = datetime.now(timezone.utc)
     uids = {"study": generate_uid(), "series": tags.series_uid or generate_uid(), "frame": generate_uid(),
-            "description": tags.description, "number": tags.series_number}
+            "description": tags.description, "number": tags.series_number, "date": now.strftime("%Y%m%d"),
+            "time": now.strftime("%H%M%S"), "study_id": "1"}
     order = list(range(array.shape[2])) if order is None else list(order)
     paths = []
     for file_no, k in enumerate(order):

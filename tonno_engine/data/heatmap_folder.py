@@ -27,6 +27,7 @@ import numpy as np
 
 from ..base.errors import DataError
 from .dataset import dataset_channel_specs, read_cases
+from .dicomweb import is_dicomweb_url
 from .images import FORMATS, image_stem, images_in, is_single_image
 
 #: a heatmap file's ending
@@ -132,6 +133,8 @@ def batch_inputs(source: str | Path, id_column: str | None = None) -> list[Batch
     Missing image files are kept (they fail as cases, not the batch); a missing source, an empty
     folder, duplicate case names or an ``id_column`` for a source that is no CSV raise :class:`DataError`.
     """
+    if is_dicomweb_url(source):
+        return [BatchInput(image_stem(source), str(source))]  # type: ignore[arg-type]
     source = Path(source)
     if not source.exists():
         raise DataError(source, f"input not found (give {FORMATS}, a folder of them or a labels CSV)")

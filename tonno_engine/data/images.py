@@ -2,7 +2,8 @@
 
 Supported: NIfTI (``.nii``, ``.nii.gz``, nibabel), MetaImage and NRRD (``.mha``, ``.mhd``, ``.nrrd``,
 ``.nhdr``, SimpleITK) and DICOM series (a folder, ``folder#SeriesInstanceUID`` or one ``.dcm`` file
-of the series; :mod:`tonno_engine.data.dicom`). ITK images live in LPS millimetres with
+of the series; :mod:`tonno_engine.data.dicom`), also from a DICOMweb study or series URL (fetched into a cache
+folder and read as one; :mod:`tonno_engine.data.dicomweb`). ITK images live in LPS millimetres with
 ``array[z, y, x]``; they become ``array`` ``(D, H, W)`` = ITK's ``(x, y, z)`` index and the affine
 ``diag(-1, -1, 1, 1) @ [[direction · diag(spacing), origin], [0, 1]]``, the same array and affine
 that nibabel reads from the NIfTI SimpleITK (or dcm2niix) writes for that image. Outputs stay NIfTI.
@@ -17,7 +18,8 @@ import numpy as np
 
 from ..base.errors import DataError
 from .declared_size import check_memory, check_nifti
-from .dicom import holds_dicom, is_dicom_file, parse_series, read_series
+from .dicom import SeriesRef, holds_dicom, is_dicom_file, parse_series, read_series
+from .dicomweb import fetch_series, is_dicomweb_url, parse_series_url
 from .nifti import NIFTI_SUFFIXES, Volume, is_nifti, load_nifti, nifti_stem
 from .shear import check_orthogonal
 
@@ -32,8 +34,10 @@ def is_itk_file(path: str | Path) -> bool:
 
 
 def is_dicom_input(path: str | Path) -> bool:
-    """A DICOM series folder, ``folder#UID`` or a ``.dcm`` file."""
+    """A DICOM series folder, ``folder#UID``, a ``.dcm`` file or a DICOMweb URL."""
     text = str(path)
+    if is_dicomweb_url(text):
+        return True
     if "#" in text:
         return Path(text.partition("#")[0]).is_dir()
     path = Path(text)
@@ -46,8 +50,12 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def image_stem(path: str | Path) -> str:
-    """The case name of an input: the file name without its image suffix, or the series folder's name."""
+    """The case name of an input: the file name without its image suffix, the series folder's name, or a DICOMweb
+    URL's series (else study) UID."""
     text = str(path)
+    if is_dicomweb_url(text):
+        ref = parse_series_url(text)
+        return ref.series or ref.study
     if "#" in text:
         folder, _, uid = text.partition("#")
         return f"{Path(folder).name}_{uid.rsplit('.', 1)[-1]}"
@@ -60,6 +68,9 @@ def image_stem(path: str | Path) -> str:
 
 
 def image_exists(path: str | Path) -> bool:
+    """Whether an input exists; a DICOMweb URL is checked when it is fetched."""
+    if is_dicomweb_url(path):
+        return True
     return Path(str(path).partition("#")[0]).exists()
 
 
@@ -125,6 +136,9 @@ def load_image(path: str | Path, *, kind: str = "image") -> Volume:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # the engine never prints; problems become DataError
     if is_itk_file(text):
         return _read_itk_file(Path(text), kind)
+    if is_dicomweb_url(text):
+        ref = SeriesRef(fetch_series(text).folder)
+        return volume_from_itk(read_series(ref), ref, kind)
     if is_dicom_input(text):
         ref = parse_series(text)
         return volume_from_itk(read_series(ref), ref, kind)
@@ -143,7 +157,9 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def is_single_image(path: str | Path) -> bool:
-    """One image: an image file, or a DICOM series (a folder that holds it, ``folder#UID``, a ``.dcm``)."""
+    """One image: an image file, or a DICOM series (a folder that holds it, ``folder#UID``, a ``.dcm``, a URL)."""
+    if is_dicomweb_url(path):
+        return True
     return Path(str(path).partition("#")[0]).is_file() and is_image_file(path) or is_dicom_input(path)
 
 
@@ -159,7 +175,10 @@ def images_in(source: Path, what: str) -> list[Path]:
 
 
 def input_files(path: str | Path) -> list[Path]:
-    """The files behind an input (the series folder's DICOM files for a series), sorted: what a hash covers."""
+    """The files behind an input (the series folder's DICOM files for a series), sorted: what a hash covers; none
+    for a DICOMweb URL (its UIDs name it)."""
+    if is_dicomweb_url(path):
+        return []
     path = Path(str(path).partition("#")[0])
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and is_dicom_file(p))
