@@ -8,7 +8,7 @@ import typer
 
 from tonno_engine.base.defaults import PSEUDO_LABEL_BAND, PSEUDO_LABEL_MARGIN_MM
 
-from .options import IdColumnOpt, QuietOpt, check_named, engine_errors, fail, finite
+from .options import IdColumnOpt, QuietOpt, engine_errors, fail, finite
 
 export_app = typer.Typer(help="Export pseudo-labels for other tools (nnU-Net v2, MONAI).", no_args_is_help=True)
 
@@ -40,7 +40,9 @@ def nnunet(
     dataset_id: int = typer.Option(501, "--id", min=1, max=999, help="nnU-Net data set id (Dataset<id>_<name>)."),
     name: str = typer.Option("TonnoLesions", help="Data set name."),
     intensity: str = typer.Option(None, help="ct (nnU-Net's CT normalisation) or mr/pet/robust (z-score); default: "
-                                             "the data set's dataset.json."),
+                                             "the data set's dataset.json. Cases of several images (image_0000, "
+                                             "image_0001, … columns): one per image, e.g. pet,ct, or one for all "
+                                             "(default: dataset.json's channels)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty data set folder."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch",
                                         help="Export heatmaps of another checkpoint than the one --thresholds was "
@@ -61,19 +63,26 @@ def nnunet(
         unlabelled_cases,
     )
     from tonno_engine.base.events import Notice
-    from tonno_engine.data.dataset import cases_of_finding, dataset_intensity, read_cases, read_dataset_meta
-    from tonno_engine.data.preprocessing import INTENSITIES
+    from tonno_engine.data.channels import parse_names, resolve_channels
+    from tonno_engine.data.dataset import (
+        cases_of_finding,
+        dataset_channel_specs,
+        dataset_intensity,
+        read_cases,
+        read_dataset_meta,
+    )
     from tonno_engine.evaluation.pseudo_labels import PseudoLabelRule
     from tonno_engine.evaluation.thresholds_file import read_thresholds
     from tonno_engine.models.checkpoint import finding_name_problem
 
+    from .cmd_train import check_intensities
     from .progress import show_progress
 
     if sum(v is not None for v in (thresholds, level, percentile)) != 1:
         raise typer.BadParameter("give exactly one of --thresholds, --level, --percentile", param_hint="--thresholds")
     if percentile is not None and not 0.0 < percentile < 100.0:
         raise typer.BadParameter(f"must lie between 0 and 100, not {percentile}", param_hint="--percentile")
-    check_named(intensity, INTENSITIES, "intensity mode", "--intensity")
+    check_intensities(intensity)
     if (problem := dataset_name_problem(name)) is not None:
         raise typer.BadParameter(problem, param_hint="--name")
     if not method or method != method.strip() or any(ch in method for ch in "/\\"):
@@ -92,6 +101,10 @@ def nnunet(
                 fail(f"{data}: {finding} is unknown in every case: nothing to export (docs/findings.md)")
         else:
             cases = read_cases(data, id_column=id_column)
+        # the images of a case of several: their names and modes (dataset.json's, --intensity over them)
+        specs = resolve_channels(len(cases[0].channels), dataset_channel_specs(data), (),
+                                 parse_names(intensity, "--intensity", distinct=False), data)
+        one = specs[0].intensity if len(specs) == 1 else None  # (a CSV of one image_0000 column)
         relative, calibrated_on, source = 0.0, None, "given"
         if thresholds is not None:
             calibration, source = read_thresholds(thresholds), str(thresholds)
@@ -104,9 +117,10 @@ def nnunet(
                            err=True)
         cfg = ExportConfig(method=label, level=level, relative=relative, level_from=source, percentile=percentile,
                            rule=PseudoLabelRule(band=band, margin_mm=margin_mm, min_mm3=min_mm3), dataset_id=dataset_id,
-                           name=name, intensity=intensity or dataset_intensity(data),
+                           name=name, intensity=None if len(specs) > 1 else one or intensity or dataset_intensity(data),
                            modality=read_dataset_meta(data).get("modality"), annotations=annotations, overwrite=overwrite,
-                           calibrated_on=calibrated_on, allow_mismatch=allow_mismatch)
+                           calibrated_on=calibrated_on, allow_mismatch=allow_mismatch,
+                           channels=tuple((s.name, s.intensity) for s in specs) if len(specs) > 1 else ())
         test_cases = unlabelled_cases(test) if test else []
         for event in show_progress(export_nnunet_iter(cases, test_cases, heatmaps, out, cfg), "export", quiet=quiet):
             if isinstance(event, Notice):

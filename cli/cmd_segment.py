@@ -38,7 +38,9 @@ def train(
     lr: float = typer.Option(SEGMENTER_LR, callback=positive, help="Learning rate (AdamW, polynomial decay), > 0."),
     lesion_fraction: float = typer.Option(0.33, min=0.0, max=1.0, help="Share of patches centred on a lesion voxel."),
     cache_cases: int = typer.Option(64, min=1, help="Volumes kept in memory (the rest load when drawn)."),
-    intensity: str = typer.Option("robust", help="Intensity mode of the input (ct, mr, pet, robust, none; docs/data.md)."),
+    intensity: str = typer.Option("robust", help="Intensity mode of the input (ct, mr, pet, robust, none; docs/data.md); "
+                                                 "an export of cases of several images normalises each by the mode it "
+                                                 "records for it, this one where it records none."),
     seed: int = typer.Option(0, min=0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     device: DeviceOpt = DEVICE,
@@ -70,7 +72,8 @@ def train(
 def predict(
     checkpoint: Path = typer.Argument(..., help="segmenter.pt of tonno segment train."),
     source: str = typer.Argument(..., help="An image, a DICOM series folder, a folder of images or a labels CSV (its "
-                                           "case and image columns; labels are not read)." + INPUT_URL_HELP),
+                                           "case and image columns, or image_0000, image_0001, … for a segmenter of "
+                                           "several images per case; labels are not read)." + INPUT_URL_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <case>_stage2.nii.gz lesion probabilities."),
     overlap: float = typer.Option(0.25, min=0.0, max=0.9, help="Sliding-window overlap."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the predictions in --out that another "

@@ -84,3 +84,38 @@ def masked_phantoms(tmp_path):
         return cases, heat
 
     return make
+
+
+@pytest.fixture
+def two_channel_phantoms(masked_phantoms, tmp_path):
+    """Factory: ``masked_phantoms`` whose cases bring two images (``image_0000``, ``image_0001`` columns; dataset.json
+    names them ``T1`` (robust) and ``CT`` (ct)): the second ``1000 - 40·first`` on the first's grid, except the last
+    case's, written on a grid twice as coarse. Returns ``(cases, heatmap folder, CSV)``."""
+    import json
+
+    import numpy as np
+
+    from tonno_engine.data.dataset import read_cases
+    from tonno_engine.data.nifti import load_nifti, save_nifti
+
+    def make(n: int = 4, shape=(16, 16, 16)):
+        cases, heat = masked_phantoms(n, shape)
+        folder = tmp_path / "two"
+        folder.mkdir()
+        lines = ["case,label,image_0000,image_0001,mask"]
+        for k, c in enumerate(cases):
+            v = load_nifti(c.image)
+            second, affine = 1000.0 - 40.0 * v.array, v.affine
+            if k == len(cases) - 1:  # the coarser grid: every second voxel, twice the spacing
+                second, affine = second[::2, ::2, ::2], v.affine @ np.diag([2.0, 2.0, 2.0, 1.0])
+            save_nifti(folder / f"{c.case}_0000.nii.gz", v.array, v.affine, v.header)
+            save_nifti(folder / f"{c.case}_0001.nii.gz", second, affine)
+            lines.append(f"{c.case},{c.label},{folder / f'{c.case}_0000.nii.gz'},{folder / f'{c.case}_0001.nii.gz'},"
+                         f"{c.mask}")
+        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+        (folder / "dataset.json").write_text(json.dumps({"channels": [
+            {"column": "image_0000", "name": "T1", "intensity": "robust"},
+            {"column": "image_0001", "name": "CT", "intensity": "ct"}]}))
+        return read_cases(folder / "labels.csv"), heat, folder / "labels.csv"
+
+    return make

@@ -3,7 +3,7 @@
 Each test is a trial of docs/faults.md: the README's road with heatmaps of another checkpoint, a heatmap folder
 of two checkpoints, a level above every heatmap, numbers that cannot be right in thresholds.json, an id nnU-Net
 would refuse, reviews that would be dropped, an unknown intensity mode, a finding no case has, and `--test` given
-the folder of images its help offers.
+the folder of images its help offers, and cases of two images with a case of one among them.
 """
 
 from __future__ import annotations
@@ -220,3 +220,22 @@ def test_an_export_that_fails_on_a_case_leaves_no_raw_folder(masked_phantoms, tm
     res = _export(tmp_path / "data", heat, tmp_path / "raw", "--level", "0.5")
     assert res.exit_code == 1 and f"no tonno heatmap for the positive case '{positive.case}'" in res.output
     assert not (tmp_path / "raw").exists()  # the raw folder this run made is gone again, lock and all
+
+
+# 13. cases of several images (image_0000, image_0001 columns): one file per image and channel; a case of another
+# image count (here a --test image of one) refused by name before anything is written
+def test_export_of_cases_of_two_images_and_a_case_of_one_among_them(two_channel_phantoms, tmp_path):
+    cases, heat, csv_path = two_channel_phantoms(3)
+    res = _export(csv_path, heat, tmp_path / "raw", "--level", "0.5")
+    assert res.exit_code == 0, res.output
+    assert "resampled onto the grid of" in res.output  # the last case's second image lies on a coarser grid
+    made = tmp_path / "raw" / EXPORTED
+    assert json.loads((made / "dataset.json").read_text())["channel_names"] == {"0": "T1", "1": "CT"}
+    assert len(list((made / "imagesTr").iterdir())) == 6
+    per_image = _export(csv_path, heat, tmp_path / "mr", "--level", "0.5", "--intensity", "mr,ct")
+    record = json.loads((tmp_path / "mr" / EXPORTED / "tonno_export.json").read_text())
+    assert per_image.exit_code == 0 and [c["intensity"] for c in record["channels"]] == ["mr", "ct"], per_image.output
+    odd = _export(csv_path, heat, tmp_path / "raw2", "--level", "0.5", "--test", str(cases[0].images[0]))
+    assert odd.exit_code == 1 and "Traceback" not in odd.output, odd.output
+    assert f"{cases[0].case}_0000: has 1 image(s) but {cases[0].case} has 2" in odd.output
+    assert not (tmp_path / "raw2").exists()

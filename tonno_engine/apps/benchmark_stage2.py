@@ -29,7 +29,8 @@ from ..base.atomic import write_text_atomic
 from ..base.errors import DataError, Stopped
 from ..base.events import Notice
 from ..base.registry import MethodSpec
-from ..data.dataset import Case, write_cases_csv
+from ..data.channels import parse_names, resolve_channels
+from ..data.dataset import Case, dataset_channel_specs, write_cases_csv
 from ..data.heatmap_folder import STAGE2, output_pairs, output_path
 from ..evaluation.bootstrap import bootstrap_intervals, case_arrays
 from ..evaluation.evaluate import calibrate_min_size, calibrated_scores
@@ -118,8 +119,10 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
                                             connectivity=bench.connectivity)
             label, level, level_from = STAGE2, Threshold("fixed", PROBABILITY), "the segmenter's own level"
             rule = replace(cfg.rule, min_mm3=max(cfg.rule.min_mm3, min_mm3))  # its speckles become ignore, not lesion
+        channels = _export_channels(run)
         export_cfg = ExportConfig(method=label, level=level.value, relative=level.relative, level_from=level_from, rule=rule,
-                                  dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True, intensity=run.intensity)
+                                  dataset_id=cfg.dataset_id, name="Benchmark", overwrite=True,
+                                  intensity=None if channels else run.intensity, channels=channels)
         export = None
         for event in export_nnunet_iter(labelled, test, heatmaps, folder, export_cfg):
             if isinstance(event, ExportResult):
@@ -151,6 +154,17 @@ def stage2_iter(bench: BenchmarkSettings, run: BenchmarkRun, scores: list[Scored
               "metrics": {k: result.summary[k] for k in ("precision", "recall", "f1", "dice")}}
     write_text_atomic(folder / "stage2.json", json.dumps(record, indent=2) + "\n")
     return ScoredMethod(method, row, result, per_case)
+
+
+def _export_channels(run: BenchmarkRun) -> tuple[tuple[str, str | None], ...]:
+    """``(name, mode)`` of each image of the benchmark's cases of several (``dataset.json``'s channels, the run's
+    ``--intensity`` over them, as its classifier's training resolved them); ``()`` for cases of one image."""
+    found = len(run.labelled[0].channels) if run.labelled else 0
+    if found < 2:
+        return ()
+    modes = parse_names(run.intensity, "--intensity", distinct=False)
+    return tuple((s.name, s.intensity) for s in resolve_channels(found, dataset_channel_specs(run.data), (), modes,
+                                                                 run.data))
 
 
 def _heatmaps_for(cases: list[Case], spec, folder: Path, run: BenchmarkRun, bench: BenchmarkSettings) -> Iterator:

@@ -8,6 +8,14 @@ the labels: heatmaps, method, level, rule, each case's heatmap fingerprint, revi
 and ``labels_sha256`` over the label files). Every image keeps its input's voxel grid and affine (DICOM
 and MetaImage inputs become NIfTI with that affine); each label has its image's affine and header.
 
+A case of several images (``image_0000``, ``image_0001``, … columns: :mod:`~tonno_engine.data.channels`) gives
+``{case}_0000.nii.gz``, ``{case}_0001.nii.gz``, …: the first as above, each other one copied when it lies on the
+first one's grid and else resampled onto it (nnU-Net needs every channel of a case on one geometry; a notice
+names each); ``dataset.json``'s ``channel_names`` holds one name per image (``CT`` for a channel of mode ``ct``,
+nnU-Net's CT normalisation, else the channel's name, which it z-scores), ``datalist.json``'s ``image`` the list of
+a case's files (MONAI's ``LoadImaged`` stacks a list as channels) and ``tonno_export.json`` the ``channels``. Every
+case must bring as many images as the others.
+
 The data set is built in a temporary folder beside its final place and renamed into it when complete,
 so an interrupted export leaves no half-written case (the next run removes the remains and starts
 again); a non-empty data set folder is replaced only with ``overwrite``.
@@ -33,6 +41,7 @@ import numpy as np
 from ..base.atomic import PART_PREFIX, make_part_folder, write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
+from ..data.channels import channel_column, load_scan, same_grid
 from ..data.dataset import Case
 from ..data.heatmap_folder import BatchInput, batch_inputs, heatmap_path
 from ..data.images import load_image
@@ -65,7 +74,9 @@ class ExportConfig:
     or ``percentile``: each heatmap's own level at that percentile of its values;
     ``annotations``: a folder of reviewed cases (``{case}.nii.gz`` + ``{case}_decisions.csv``);
     ``calibrated_on``: the SHA-256 of the checkpoint whose heatmaps the level was calibrated on (``thresholds.json``):
-    heatmaps of another checkpoint, or of several, are refused unless ``allow_mismatch`` (then recorded)."""
+    heatmaps of another checkpoint, or of several, are refused unless ``allow_mismatch`` (then recorded);
+    ``channels``: ``(name, intensity mode or None)`` of each image of a case of several (the data set's
+    ``dataset.json``; empty: one image per case, or the columns' names without a mode)."""
 
     method: str
     level: float | None = None
@@ -81,8 +92,14 @@ class ExportConfig:
     overwrite: bool = False
     calibrated_on: str | None = None
     allow_mismatch: bool = False
+    channels: tuple[tuple[str, str | None], ...] = ()
 
     def __post_init__(self):
+        self.channels = tuple((str(name), mode) for name, mode in self.channels)
+        for name, mode in self.channels:
+            if not name or (mode is not None and mode not in INTENSITIES):
+                raise ValueError(f"a channel needs a name and a known intensity mode ({', '.join(INTENSITIES)}), "
+                                 f"got {name!r}, {mode!r}")
         if (self.level is None) == (self.percentile is None):
             raise ValueError("give a level or a percentile (one of them)")
         if self.level is not None and not math.isfinite(self.level):
@@ -126,6 +143,19 @@ class ExportConfig:
     def channel_name(self) -> str:
         return CHANNEL_NAMES.get(self.intensity or "", self.modality or "image")
 
+    def image_channels(self, images: int) -> tuple[tuple[str, str | None], ...]:
+        """``(name, mode)`` of each image of cases of ``images`` images (several): :attr:`channels`, else the
+        columns' names without a mode."""
+        return self.channels or tuple((channel_column(k), None) for k in range(images))
+
+    def channel_names(self, images: int) -> dict[str, str]:
+        """``dataset.json``'s ``channel_names`` for cases of ``images`` images: one image as :attr:`channel_name`;
+        several: ``CT`` for a channel of mode ``ct`` (nnU-Net's CT normalisation), else the channel's name (which
+        nnU-Net z-scores)."""
+        if images == 1:
+            return {"0": self.channel_name}
+        return {str(k): "CT" if mode == "ct" else name for k, (name, mode) in enumerate(self.image_channels(images))}
+
 
 def dataset_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name an nnU-Net data set folder ``Dataset<id>_<name>`` (``None``: it can)."""
@@ -139,10 +169,10 @@ def unlabelled_cases(source: str | Path) -> list[BatchInput]:
     else its image files and DICOM series) or a labels CSV whose labels are not read, as ``tonno reconstruct``
     reads its input; :class:`DataError` for a missing image, before anything is written."""
     inputs = batch_inputs(source)
-    missing = [i for i in inputs if not Path(i.image).exists()]
+    missing = [(i, p) for i in inputs for p in i.images if not Path(p).exists()]
     if missing:
-        raise DataError(missing[0].image, f"image of the test case {missing[0].case!r} not found"
-                                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise DataError(missing[0][1], f"image of the test case {missing[0][0].case!r} not found"
+                                       + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return inputs
 
 
@@ -170,6 +200,7 @@ def export_nnunet_iter(cases: list[Case], test_cases: list[Case | BatchInput], h
     """Write the data set (see module doc); yields a :class:`Progress` per case, then the :class:`ExportResult`."""
     heatmaps = Path(heatmaps)
     _check_names(cases, test_cases)
+    _check_images(cases, test_cases, cfg)
     _check_annotations(cfg.annotations, cases)
     mismatches = source_mismatches([heatmap_path(heatmaps, c.case, cfg.method) for c in cases],
                                    calibrated_on=cfg.calibrated_on, calibration=cfg.level_from)
@@ -201,13 +232,14 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig, mi
         (stage / sub).mkdir()
     records, total = [], len(cases) + len(test_cases)
     for k, case in enumerate(cases):
-        records.append(_labelled_case(stage, case, heatmaps, cfg))
+        records.append((yield from _labelled_case(stage, case, heatmaps, cfg)))
         yield Progress("export", k + 1, total, "cases")
     yield from _check_lesions(records, heatmaps, cfg)
     for k, case in enumerate(test_cases):
-        _write_image(case, stage / "imagesTs" / image_name(case.case))
+        yield from _write_images(case, stage / "imagesTs")
         yield Progress("export", len(cases) + k + 1, total, "cases")
-    dataset = {"channel_names": {"0": cfg.channel_name}, "labels": dict(LABEL_NAMES), "numTraining": len(cases),
+    images = len(cases[0].images)
+    dataset = {"channel_names": cfg.channel_names(images), "labels": dict(LABEL_NAMES), "numTraining": len(cases),
                "file_ending": FILE_ENDING, "name": cfg.name,
                "description": f"tonno pseudo-labels from {cfg.method} heatmaps at {cfg.level_text}"}
     write_text_atomic(stage / "dataset.json", json.dumps(dataset, indent=2) + "\n")
@@ -220,6 +252,9 @@ def _write(stage: Path, cases, test_cases, heatmaps: Path, cfg: ExportConfig, mi
               "annotations": str(cfg.annotations) if cfg.annotations else None, "nnunet_check": check,
               "labels_sha256": labels_sha256(stage), "cases": records,
               "test_cases": [c.case for c in test_cases]}
+    if images > 1:  # (a one-image export's record stays as it was)
+        record["channels"] = [{"name": name, "intensity": mode, "nnunet": dataset["channel_names"][str(k)]}
+                              for k, (name, mode) in enumerate(cfg.image_channels(images))]
     write_text_atomic(stage / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
     reviewed = [r["case"] for r in records if r["reviewed"]]
     return ExportResult(stage, len(cases), len(test_cases), reviewed, check, record["labels_sha256"])
@@ -241,9 +276,10 @@ def _check_lesions(records: list[dict], heatmaps: Path, cfg: ExportConfig) -> It
                      f"ignore band)")
 
 
-def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> dict:
-    """Write one training case's image and label; return its record for ``tonno_export.json``."""
-    volume = _write_image(case, stage / "imagesTr" / image_name(case.case))
+def _labelled_case(stage: Path, case: Case, heatmaps: Path, cfg: ExportConfig) -> Iterator[Notice]:
+    """Write one training case's images and label (yielding a notice per image resampled); return its record for
+    ``tonno_export.json``."""
+    volume = yield from _write_images(case, stage / "imagesTr")
     heat, fingerprint = case_heatmap(case, heatmaps, cfg.method, volume)
     return write_label(stage, case, volume, heat, fingerprint, cfg, _review(case, cfg.annotations))
 
@@ -260,16 +296,36 @@ def write_label(folder: Path, case: Case, volume, heat: np.ndarray, fingerprint:
                               connectivity=cfg.rule.connectivity)
     save_nifti(folder / "labelsTr" / f"{case.case}{FILE_ENDING}", labels, volume.affine, volume.header, dtype=np.uint8)
     stats = label_stats(labels, level, low, cfg.rule, reviewed=review is not None)
-    return {"case": case.case, "label": case.label, "image": str(case.image), "heatmap_fingerprint": fingerprint,
-            "reviewed": review is not None, **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
+    images = {"images": [str(p) for p in case.images]} if len(case.images) > 1 else {}
+    return {"case": case.case, "label": case.label, "image": str(case.image), **images,
+            "heatmap_fingerprint": fingerprint, "reviewed": review is not None,
+            **{k: v for k, v in stats.__dict__.items() if k != "reviewed"}}
 
 
-def _write_image(case: Case | BatchInput, path: Path):
-    """The case's image as NIfTI at ``path`` on its own grid; returns the loaded volume. A ``.nii.gz`` input is
-    copied byte for byte (its header, affine and data type stay exactly)."""
-    volume = load_image(case.image)
-    if str(case.image).lower().endswith(FILE_ENDING):
-        shutil.copyfile(case.image, path)
+def _write_images(case: Case | BatchInput, folder: Path) -> Iterator[Notice]:
+    """Write every image of ``case`` into ``folder`` as ``{case}_{k:04d}.nii.gz`` (:func:`_write_image`), each one
+    after the first on the first one's grid: copied when it lies there, else resampled onto it
+    (:func:`~tonno_engine.data.channels.load_scan`; a notice names it). Returns the first image's volume."""
+    first_path, *others = case.images
+    first = _write_image(first_path, folder / image_name(case.case))
+    for k, path in enumerate(others, 1):
+        target, volume = folder / image_name(case.case, k), load_image(path)
+        if same_grid(first, volume):
+            _write_image(path, target, volume)
+            continue
+        scan, notes = load_scan((first_path, path))
+        save_nifti(target, scan.array[1], first.affine, first.header, dtype=np.float32)
+        for note in notes:
+            yield Notice(f"{case.case}: {note} (nnU-Net needs every image of a case on one grid)")
+    return first
+
+
+def _write_image(image: Path, path: Path, volume=None):
+    """The image ``image`` as NIfTI at ``path`` on its own grid; returns the loaded volume (``volume`` when given).
+    A ``.nii.gz`` input is copied byte for byte (its header, affine and data type stay exactly)."""
+    volume = volume if volume is not None else load_image(image)
+    if str(image).lower().endswith(FILE_ENDING):
+        shutil.copyfile(image, path)
     else:
         dtype = volume.header.get_data_dtype()
         exact = np.issubdtype(dtype, np.integer) and np.array_equal(volume.array, np.round(volume.array))
@@ -290,7 +346,7 @@ def case_heatmap(case: Case, heatmaps: Path, method: str, volume) -> tuple[np.nd
                               f"({volume.array.shape}); it was made from another image")
     provenance = read_provenance(path) or {}
     parts = provenance.get("parts", {})
-    if changed := input_change(provenance, case.image):
+    if changed := input_change(provenance, case.images):
         raise DataError(path, changed)
     if parts.get("method", {}).get("label", method) != method:
         raise DataError(path, f"the heatmap was made by {parts['method'].get('label')!r}, not {method!r}")
@@ -310,9 +366,16 @@ def _review(case: Case, annotations: Path | None) -> Review | None:
 
 
 def _datalist(cases, test_cases) -> dict:
-    return {"training": [{"image": f"imagesTr/{image_name(c.case)}", "label": f"labelsTr/{c.case}{FILE_ENDING}",
+    return {"training": [{"image": _datalist_image("imagesTr", c), "label": f"labelsTr/{c.case}{FILE_ENDING}",
                           "case": c.case, "class": c.label} for c in cases],
-            "testing": [{"image": f"imagesTs/{image_name(c.case)}", "case": c.case} for c in test_cases]}
+            "testing": [{"image": _datalist_image("imagesTs", c), "case": c.case} for c in test_cases]}
+
+
+def _datalist_image(folder: str, case) -> str | list[str]:
+    """A case's ``image`` in the datalist: its file, or the list of its files when it has several (MONAI's
+    ``LoadImaged`` stacks a list as channels)."""
+    files = [f"{folder}/{image_name(case.case, k)}" for k in range(len(case.images))]
+    return files if len(files) > 1 else files[0]
 
 
 def nnunet_integrity_check(folder: Path) -> str:
@@ -358,6 +421,20 @@ def _check_annotations(annotations: Path | None, cases) -> None:
         raise DataError(annotations, f"{len(strays)} review(s) of cases this export does not label: "
                                      f"{', '.join(strays[:5])}{' …' if len(strays) > 5 else ''} (a case of --test, "
                                      f"another data set, or a renamed file); move them out or add their cases")
+
+
+def _check_images(cases, test_cases, cfg: ExportConfig) -> None:
+    """Refuse, naming it, a case that brings another number of images than the first training case, and channels
+    that do not count the cases' images: nnU-Net reads the same channels of every case."""
+    want = len(cases[0].images)
+    odd = [c for c in cases + test_cases if len(c.images) != want]
+    if odd:
+        raise DataError(odd[0].case, f"has {len(odd[0].images)} image(s) but {cases[0].case} has {want}: every case of "
+                                     "an nnU-Net data set brings the same images"
+                                     + (f" (and {len(odd) - 1} more case(s) differ)" if len(odd) > 1 else ""))
+    if cfg.channels and want > 1 and len(cfg.channels) != want:
+        raise DataError("export", f"{len(cfg.channels)} channel(s) named ({', '.join(n for n, _ in cfg.channels)}) "
+                                  f"for cases of {want} images")
 
 
 def _check_names(cases, test_cases) -> None:

@@ -49,7 +49,8 @@ def add_review(export: str | Path, case: str, annotation: np.ndarray, decisions:
             names = ", ".join(c["case"] for c in record["cases"][:8])
             raise DataError(folder, f"{case!r} is not a training case of this export ({names}, ...)")
         entry = record["cases"][k]
-        source = Case(case, int(entry["label"]), Path(entry["image"]))
+        source = Case(case, int(entry["label"]), Path(entry["image"]),
+                      channels=tuple(Path(p) for p in entry.get("images", ())))  # every image of a case of several
         volume = load_nifti(folder / "imagesTr" / image_name(case), kind="image")
         if np.shape(annotation) != volume.array.shape:
             raise DataError(case, f"the annotation's shape {np.shape(annotation)} differs from the case's "

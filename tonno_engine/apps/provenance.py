@@ -85,16 +85,18 @@ def input_path(image: str | Path) -> str:
     return str(Path(image).resolve())
 
 
-def input_change(provenance: dict, image: str | Path) -> str:
+def input_change(provenance: dict, image) -> str:
     """Why an output with ``provenance`` does not belong to the input ``image`` as it is now: ``""`` when the input's
     files are those it was made from; "made from another image: X (recorded: …) ≠ Y" when it records another input
-    path; else (the same path, or an output that does not record its input's path) that ``image`` changed since."""
+    path; else (the same path, or an output that does not record its input's path) that ``image`` changed since.
+    A case of several images is given as the tuple of them (its output records the first one's path)."""
     recorded = (provenance.get("parts") or {}).get("input")
     if not recorded:
         return ""
     now = input_signature(image)
     if recorded == now:
         return ""
+    image = image[0] if isinstance(image, tuple | list) else image
     made_from = provenance.get("image")
     if made_from and made_from != input_path(image):
         return (f"made from another image: {made_from} (recorded: {recorded.get('files')} files, "

@@ -2,7 +2,10 @@
 
 Writes ``out/{case}_stage2.nii.gz`` (float32 probabilities in [0, 1], the input's grid, affine and
 header), each atomically with its provenance: the segmenter's SHA-256, the input's files, the overlap and
-tonno's version. It runs on the batch runner's machinery (:mod:`~tonno_engine.apps.batch`): the inputs of
+tonno's version. A segmenter of cases of several images reads every image of a case (``image_0000``, … columns;
+:func:`~tonno_engine.data.channels.load_scan`, onto the first one's grid, which the output takes); a case of
+another count of images, or of other names where its data set names them, fails naming both. It runs on the batch
+runner's machinery (:mod:`~tonno_engine.apps.batch`): the inputs of
 :func:`~tonno_engine.data.heatmap_folder.batch_inputs`, the provenance check of
 :func:`~tonno_engine.apps.batch.stale_reason` (a rerun skips outputs whose provenance matches and redoes stale
 ones), the atomic :func:`~tonno_engine.apps.batch.write_output`, and failures reported at the end (a
@@ -31,12 +34,12 @@ from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
 from ..base.hashing import file_sha256
+from ..data.channels import case_notes, load_scan
 from ..data.dicomweb import fetch_series, is_dicomweb_url
 from ..data.heatmap_folder import HEATMAP_ENDING, STAGE2, batch_inputs, prediction_path
-from ..data.images import load_image
 from ..data.nifti import read_provenance
 from ..data.preprocessing import Preprocessing
-from ..models.segmenter import load_segmenter
+from ..models.segmenter import load_segmenter, segmenter_problem
 from .batch import Failure, Finished, stale_reason, write_output, writing_into
 from .dicom_outputs import DicomOptions, check_options, made_of, send, write_probability_seg
 from .provenance import Provenance, input_path, input_signature, tonno_version
@@ -58,12 +61,14 @@ class PredictResult(Finished):
 
 @torch.no_grad()
 def predict_volume(model: torch.nn.Module, image: np.ndarray, meta: dict, device, *, overlap: float = 0.25) -> np.ndarray:
-    """Lesion probability ``(D, H, W)`` float32 of a raw image ``(D, H, W)``, preprocessed as the segmenter's
-    ``meta`` says: MONAI's Gaussian-weighted sliding window of its ``patch``-voxel cubes."""
+    """Lesion probability ``(D, H, W)`` float32 of a raw image ``(D, H, W)`` (or the images of a case of several on
+    one grid, ``(I, D, H, W)``), preprocessed as the segmenter's ``meta`` says: MONAI's Gaussian-weighted sliding
+    window of its ``patch``-voxel cubes."""
     from monai.inferers import sliding_window_inference
 
     patch = meta["patch"]
-    x = torch.from_numpy(Preprocessing.from_dict(meta["preprocessing"])(image))[None, None].to(device)
+    x = torch.from_numpy(Preprocessing.from_dict(meta["preprocessing"])(image))
+    x = (x[None] if x.ndim == 4 else x[None, None]).to(device)
     logits = sliding_window_inference(x, (patch,) * 3, sw_batch_size=4, predictor=model, overlap=overlap, mode="gaussian")
     return torch.softmax(logits, 1)[0, 1].float().cpu().numpy()
 
@@ -114,20 +119,24 @@ class _Segmenter:
 
 
 def _predict_cases(segmenter: _Segmenter, inputs, out: Path, *, overlap: float, started: str,
-                   dicom: DicomOptions) -> Iterator[Progress | PredictResult]:
+                   dicom: DicomOptions) -> Iterator[Progress | Notice | PredictResult]:
     """Predict ``inputs`` into ``out``, skipping those up to date; each output records the segmenter's hash and
-    path and the run's start; with DICOM output a SEG of each written prediction, stored at the end."""
+    path and the run's start; with DICOM output a SEG of each written prediction, stored at the end. A case whose
+    images the segmenter does not take fails, naming it."""
     result, written = PredictResult(out), []
     for k, item in enumerate(inputs):
         target = prediction_path(out, item.case)
         try:
+            if problem := segmenter_problem(segmenter.meta, len(item.images), item.channel_names):
+                raise DataError(item.image, problem)
             parts = {"segmenter_sha256": segmenter.sha256, "method": {"label": STAGE2},
-                     "input": input_signature(item.image), "overlap": overlap, "tonno": tonno_version()}
+                     "input": input_signature(item.images), "overlap": overlap, "tonno": tonno_version()}
             if target.exists() and not stale_reason(read_provenance(target), parts):
                 result.skipped.append(item.case)
             else:
                 t0 = time.perf_counter()
-                volume = load_image(item.image)
+                volume, notes = load_scan(item.images)
+                yield from case_notes(notes)
                 probability = predict_volume(segmenter.model, volume.array, segmenter.meta, segmenter.device,
                                              overlap=overlap)
                 write_output(target, probability, volume, Provenance(parts, started, segmenter.path, input_path(item.image)))

@@ -124,7 +124,8 @@ def case_notes(notes: Sequence[str]):
     return [Notice(n) for n in notes]
 
 
-def _same_grid(a: Volume, b: Volume) -> bool:
+def same_grid(a: Volume, b: Volume) -> bool:
+    """Whether two images lie on one voxel grid: the same shape, affines within :data:`GRID_TOLERANCE`."""
     return a.array.shape == b.array.shape and np.allclose(a.affine, b.affine, atol=GRID_TOLERANCE)
 
 
@@ -142,7 +143,7 @@ def load_scan(paths: Sequence[str | Path], *, kind: str = "image") -> tuple[Volu
         return first, ()
     arrays = [first.array]
     for path, volume in zip(paths[1:], volumes[1:]):
-        if _same_grid(first, volume):
+        if same_grid(first, volume):
             arrays.append(volume.array)
             continue
         arrays.append(_resampled_onto(volume, first))

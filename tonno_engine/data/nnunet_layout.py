@@ -14,9 +14,10 @@ EXPORT_RECORD = "tonno_export.json"
 DATALIST = "datalist.json"
 
 
-def image_name(case: str) -> str:
-    """An image's file name: nnU-Net's ``{case}_{channel:04d}`` with the one channel 0."""
-    return f"{case}_0000{FILE_ENDING}"
+def image_name(case: str, channel: int = 0) -> str:
+    """An image's file name: nnU-Net's ``{case}_{channel:04d}`` (channel 0: the one image, or a case's first of
+    several)."""
+    return f"{case}_{channel:04d}{FILE_ENDING}"
 
 
 def labels_sha256(folder: str | Path) -> str:

@@ -1,11 +1,13 @@
 """The second-stage segmenter: a small MONAI 3D U-Net, its intensity normalisation and its checkpoint.
 
-The network maps one image channel ``(B, 1, D, H, W)``, preprocessed as the checkpoint's ``preprocessing``
-says (:class:`~tonno_engine.data.preprocessing.Preprocessing`), to two logits per voxel (background,
-lesion) ``(B, 2, D, H, W)``, on the image's own voxel grid. A checkpoint (``tonno-segmenter-2``) holds
+The network maps one image channel ``(B, 1, D, H, W)`` (``(B, I, D, H, W)`` for cases of ``I`` images on one
+grid), preprocessed as the checkpoint's ``preprocessing`` says
+(:class:`~tonno_engine.data.preprocessing.Preprocessing`, a mode per image for several), to two logits per voxel
+(background, lesion) ``(B, 2, D, H, W)``, on the image's own voxel grid. A checkpoint (``tonno-segmenter-2``) holds
 the weights, the network's settings, ``preprocessing``, ``labels``: where its training labels came from (the
 export's ``tonno_export.json`` summary and ``labels_sha256``), ``train_args`` and, for resuming,
-``train_state``.
+``train_state``; one of cases of several images also ``in_channels`` (their count) and ``channel_names`` (one
+without them takes one image: :func:`segmenter_images`).
 MONAI is the optional ``eval`` extra: imported when a segmenter is built.
 """
 
@@ -29,13 +31,14 @@ CHANNELS = (16, 32, 64, 128)
 STRIDES = (2, 2, 2)
 
 
-def build_unet(channels=CHANNELS, strides=STRIDES, res_units: int = 1) -> torch.nn.Module:
-    """MONAI's ``UNet`` for one input channel and two classes, instance-normalised (batch-size independent)."""
+def build_unet(channels=CHANNELS, strides=STRIDES, res_units: int = 1, in_channels: int = 1) -> torch.nn.Module:
+    """MONAI's ``UNet`` for ``in_channels`` input channels (a case's images) and two classes, instance-normalised
+    (batch-size independent)."""
     try:
         from monai.networks.nets import UNet
     except ImportError as exc:  # pragma: no cover - monai is part of the test install
         raise DataError("monai", "the second stage needs MONAI: pip install 'napari-tonno[eval]'") from exc
-    return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=tuple(channels), strides=tuple(strides),
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=2, channels=tuple(channels), strides=tuple(strides),
                 num_res_units=res_units, norm="instance")
 
 
@@ -73,10 +76,29 @@ def read_segmenter(path: str | Path) -> dict:
     return payload
 
 
+def segmenter_images(meta: dict) -> tuple[int, tuple[str, ...]]:
+    """How many images a case brings to the segmenter of ``meta`` and their names (empty: not named); a checkpoint
+    without ``in_channels`` (one image, or written before cases of several) takes one."""
+    return int(meta.get("in_channels", 1)), tuple(meta.get("channel_names", ()))
+
+
+def segmenter_problem(meta: dict, images: int, names=()) -> str | None:
+    """Why a case of ``images`` images (named ``names``, when its data set names them) cannot be fed to the
+    segmenter of ``meta`` (``None``: it can): another count of images, or other names or order."""
+    count, expected = segmenter_images(meta)
+    if images != count:
+        takes = f"{count} images per case ({', '.join(expected)})" if count > 1 else "one image per case"
+        return f"the segmenter takes {takes}; this case has {images}"
+    if count > 1 and expected and names and tuple(names) != expected:
+        return (f"this case's images are {', '.join(names)} but the segmenter takes {', '.join(expected)}, in that "
+                "order")
+    return None
+
+
 def load_segmenter(path: str | Path, device=DEVICE) -> tuple[torch.nn.Module, dict]:
     """``(model in eval mode on device, meta)``; ``device`` as :func:`~tonno_engine.base.devices.resolve_device` takes it."""
     payload = read_segmenter(path)
     meta = payload["meta"]
-    model = build_unet(meta["channels"], meta["strides"], meta["res_units"])
+    model = build_unet(meta["channels"], meta["strides"], meta["res_units"], segmenter_images(meta)[0])
     model.load_state_dict(payload["state_dict"])
     return model.to(resolve_device(device)).eval(), meta

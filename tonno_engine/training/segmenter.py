@@ -7,6 +7,11 @@ volume is ``ignore``), flips them at random, and minimises cross-entropy plus th
 both over the voxels whose label is not ``ignore`` (:func:`masked_loss`). Volumes load lazily and at
 most ``cache_cases`` stay in memory, so a data set may be larger than memory.
 
+An export of cases of several images (``dataset.json``'s ``channel_names`` counts them; ``{case}_0000.nii.gz``,
+``{case}_0001.nii.gz``, …, on one grid) trains a U-Net of as many input channels, each image normalised by its own
+mode: the one ``tonno_export.json``'s ``channels`` records for it, else ``intensity`` (``robust`` unless given)
+(:func:`segmenter_preprocessing`). The checkpoint records ``in_channels`` and ``channel_names``.
+
 The run folder ``out/`` (a :class:`~tonno_engine.training.run_folder.RunFolder`, as the classifier's):
 ``segmenter_last.pt`` (with the optimiser and RNG states: a resumed run takes exactly the steps an
 uninterrupted one would), ``segmenter.pt`` when done, ``metrics.csv`` (trimmed back to the checkpoint's step
@@ -32,9 +37,10 @@ from ..base.defaults import DEVICE, SEGMENTER_LR, SEGMENTER_PATCH, SEGMENTER_STE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
 from ..base.events import Progress
+from ..data.channels import load_scan
 from ..data.nifti import load_nifti
 from ..data.nnunet_layout import DATALIST, EXPORT_RECORD, labels_sha256
-from ..data.preprocessing import Preprocessing
+from ..data.preprocessing import Channel, Preprocessing
 from ..evaluation.pseudo_labels import IGNORE, LESION
 from ..models.segmenter import (
     CHANNELS,
@@ -43,6 +49,7 @@ from ..models.segmenter import (
     patch_problem,
     read_segmenter,
     save_segmenter,
+    segmenter_images,
 )
 from .loop import StopSignals
 from .run_folder import RunFolder, changed_settings, random_state, restore_random_state
@@ -70,7 +77,8 @@ class SegmenterConfig:
     channels: tuple[int, ...] = CHANNELS
     strides: tuple[int, ...] = STRIDES
     res_units: int = 1
-    #: per volume (data.preprocessing): ``robust`` keeps lesions brighter than everything else, on any modality
+    #: per volume (data.preprocessing): ``robust`` keeps lesions brighter than everything else, on any modality; for
+    #: cases of several images the mode of each image the export does not record one for
     intensity: str = "robust"
 
     def __post_init__(self):
@@ -123,53 +131,64 @@ def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 class PatchSource:
     """Training cases of an export, loaded on first use (normalised image, labels, lesion voxels) and kept
-    in a least-recently-used cache of ``cache_cases``. ``entries``: ``[(image path, label path), ...]``."""
+    in a least-recently-used cache of ``cache_cases``. ``entries``: ``[((image path, …), label path), ...]``, a
+    case's images in channel order (one, or several on one grid: ``(I, D, H, W)``, each normalised by its
+    channel's mode)."""
 
-    def __init__(self, entries: list[tuple[Path, Path]], cache_cases: int, preprocessing: Preprocessing):
+    def __init__(self, entries: list[tuple[tuple[Path, ...], Path]], cache_cases: int, preprocessing: Preprocessing):
         self.entries = entries
         self.preprocessing = preprocessing
         self.cache: OrderedDict[int, tuple] = OrderedDict()
         self.cache_cases = max(1, cache_cases)
 
-    def case(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """Case ``k``: normalised image, labels, flat indices of its lesion voxels, and the image's minimum."""
+    def case(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | tuple[float, ...]]:
+        """Case ``k``: normalised image (``(D, H, W)``, or ``(I, D, H, W)``), labels, flat indices of its lesion
+        voxels, and the image's minimum (each image's, for several)."""
         if k in self.cache:
             self.cache.move_to_end(k)
             return self.cache[k]
-        image_path, label_path = self.entries[k]
-        image = load_nifti(image_path, kind="image").array
+        image_paths, label_path = self.entries[k]
+        if len(image_paths) == 1:
+            image = load_nifti(image_paths[0], kind="image").array
+        else:  # (the export wrote them on one grid; load_scan would resample any that is not)
+            image = load_scan(image_paths)[0].array
         labels = load_nifti(label_path, kind="label").array
-        if labels.shape != image.shape:
-            raise DataError(label_path, f"label shape {labels.shape} differs from its image's {image.shape}")
+        if labels.shape != image.shape[-3:]:
+            raise DataError(label_path, f"label shape {labels.shape} differs from its image's {image.shape[-3:]}")
         values = np.unique(labels)
         if not set(values.tolist()) <= {0, 1, 2}:
             raise DataError(label_path, f"labels must be 0, 1 or 2, found {values[:6].tolist()}")
         image = self.preprocessing(image)
-        item = (image, labels.astype(np.uint8), np.flatnonzero(labels == LESION), float(image.min()))
+        lowest = float(image.min()) if image.ndim == 3 else tuple(float(a.min()) for a in image)
+        item = (image, labels.astype(np.uint8), np.flatnonzero(labels == LESION), lowest)
         self.cache[k] = item
         if len(self.cache) > self.cache_cases:
             self.cache.popitem(last=False)
         return item
 
     def sample(self, rng: np.random.Generator, patch: int, lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """One random cube ``(patch,)*3`` of image and labels, flipped at random."""
+        """One random cube ``(patch,)*3`` of image (``(I, patch, patch, patch)`` for several) and labels, flipped at
+        random."""
         image, labels, lesion, lowest = self.case(int(rng.integers(len(self.entries))))
-        shape = np.asarray(image.shape)
+        shape = np.asarray(labels.shape)
         if lesion.size and rng.random() < lesion_fraction:
-            centre = np.asarray(np.unravel_index(int(lesion[rng.integers(lesion.size)]), image.shape))
+            centre = np.asarray(np.unravel_index(int(lesion[rng.integers(lesion.size)]), labels.shape))
         else:
             centre = np.asarray([rng.integers(n) for n in shape])
         start = centre - patch // 2
         x = _crop(image, start, patch, lowest)
         y = _crop(labels, start, patch, IGNORE)
-        for axis in range(3):
+        for axis in range(-3, 0):  # the spatial axes (after the images' of a case of several)
             if rng.random() < 0.5:
                 x, y = np.flip(x, axis), np.flip(y, axis)
         return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
 def _crop(array: np.ndarray, start: np.ndarray, size: int, fill) -> np.ndarray:
-    """``array[start : start + size]`` along each axis, ``fill`` where the cube leaves the volume."""
+    """``array[start : start + size]`` along each axis, ``fill`` where the cube leaves the volume; an ``(I, D, H, W)``
+    array image by image, each with its ``fill``."""
+    if array.ndim == 4:
+        return np.stack([_crop(a, start, size, f) for a, f in zip(array, fill)])
     out = np.full((size,) * 3, fill, dtype=array.dtype)
     lo = np.maximum(start, 0)
     hi = np.minimum(start + size, array.shape)
@@ -180,17 +199,26 @@ def _crop(array: np.ndarray, start: np.ndarray, size: int, fill) -> np.ndarray:
     return out
 
 
-def read_export(folder: str | Path) -> tuple[list[tuple[Path, Path]], dict]:
-    """The training pairs of an export and its ``tonno_export.json`` (with ``labels_sha256``)."""
+def read_export(folder: str | Path) -> tuple[list[tuple[tuple[Path, ...], Path]], dict]:
+    """The training cases of an export, ``((image, …), label)`` (a case's images as many as ``dataset.json``'s
+    ``channel_names``), and its ``tonno_export.json`` summary (with ``labels_sha256``; for cases of several images
+    ``channels``: each one's ``name`` and ``intensity``, ``None`` where the export records none)."""
     folder = Path(folder)
     datalist, record = folder / DATALIST, folder / EXPORT_RECORD
     for path in (datalist, record):
         if not path.is_file():
             raise DataError(path, "not a tonno export (make one with `tonno export nnunet`)")
-    entries = [(folder / e["image"], folder / e["label"]) for e in json.loads(datalist.read_text())["training"]]
+    info = json.loads(record.read_text())
+    channels = _export_channels(folder, info)
+    entries = []
+    for e in json.loads(datalist.read_text())["training"]:
+        images = e["image"] if isinstance(e["image"], list) else [e["image"]]
+        if len(images) != max(1, len(channels)):
+            raise DataError(datalist, f"case {e.get('case', images[0])!r} lists {len(images)} image(s), but "
+                                      f"dataset.json names {max(1, len(channels))} channel(s)")
+        entries.append((tuple(folder / i for i in images), folder / e["label"]))
     if not entries:
         raise DataError(datalist, "no training cases")
-    info = json.loads(record.read_text())
     sha = labels_sha256(folder)
     if sha != info.get("labels_sha256"):
         raise DataError(folder / "labelsTr", "the label files differ from those the export recorded (edited since?)")
@@ -200,7 +228,36 @@ def read_export(folder: str | Path) -> tuple[list[tuple[Path, Path]], dict]:
     summary = {k: info.get(k) for k in ("heatmaps", "method", "level", "relative", "level_from", "percentile", "rule",
                                         "annotations", "made", "calibrated_on", "mismatches_allowed")}
     summary["reviewed"] = [c["case"] for c in info.get("cases", []) if c.get("reviewed")]
+    if channels:  # (a summary of one image's export stays as it was)
+        summary["channels"] = list(channels)
     return entries, {"export": str(folder.resolve()), "labels_sha256": sha, **summary}
+
+
+def _export_channels(folder: Path, info: dict) -> tuple[dict, ...]:
+    """``{"name", "intensity"}`` of each image of an export's cases of several (``()``: one image): as many as
+    ``dataset.json``'s ``channel_names``; names and modes as ``tonno_export.json`` (``info``) records them, else
+    nnU-Net's names without a mode."""
+    meta = folder / "dataset.json"
+    names = json.loads(meta.read_text()).get("channel_names", {}) if meta.is_file() else {}
+    if len(names) < 2:
+        return ()
+    recorded = info.get("channels") or []
+    if recorded and len(recorded) != len(names):
+        raise DataError(folder / EXPORT_RECORD, f"records {len(recorded)} channel(s) but dataset.json names "
+                                                f"{len(names)}")
+    if recorded:
+        return tuple({"name": str(c["name"]), "intensity": c.get("intensity")} for c in recorded)
+    return tuple({"name": str(names[str(k)]), "intensity": None} for k in range(len(names)))
+
+
+def segmenter_preprocessing(cfg: SegmenterConfig, labels: dict) -> Preprocessing:
+    """How the segmenter of ``cfg`` normalises an export's cases (``labels``: :func:`read_export`'s summary): one
+    image by ``cfg.intensity``; several each by the mode the export records for it (the data set's), else by
+    ``cfg.intensity`` (``robust`` unless given: it suits any modality)."""
+    channels = labels.get("channels") or ()
+    if not channels:
+        return Preprocessing(cfg.intensity)
+    return Preprocessing(channels=tuple(Channel(c["name"], c.get("intensity") or cfg.intensity) for c in channels))
 
 
 def train_segmenter_iter(export: str | Path, out: str | Path, cfg: SegmenterConfig, *,
@@ -211,8 +268,9 @@ def train_segmenter_iter(export: str | Path, out: str | Path, cfg: SegmenterConf
     folder = RunFolder(make_output_folder(out), last=LAST, best=FINAL)
     folder.lock()
     try:
-        state = _start(folder, cfg, labels, resume)
-        yield from _train(folder, PatchSource(entries, cfg.cache_cases, Preprocessing(cfg.intensity)), state)
+        preprocessing = segmenter_preprocessing(cfg, labels)
+        state = _start(folder, cfg, labels, preprocessing, resume)
+        yield from _train(folder, PatchSource(entries, cfg.cache_cases, preprocessing), state)
     finally:
         folder.close()
 
@@ -230,7 +288,7 @@ class _State:
     device: torch.device
 
 
-def _start(folder: RunFolder, cfg: SegmenterConfig, labels: dict, resume: bool) -> _State:
+def _start(folder: RunFolder, cfg: SegmenterConfig, labels: dict, preprocessing: Preprocessing, resume: bool) -> _State:
     out, last = folder.out, folder.last
     if last.exists() and not resume:
         raise DataError(out, f"run folder already holds a segmenter training ({LAST}); continue it with --resume")
@@ -238,7 +296,7 @@ def _start(folder: RunFolder, cfg: SegmenterConfig, labels: dict, resume: bool) 
         raise DataError(last, "nothing to resume")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_unet(cfg.channels, cfg.strides, cfg.res_units).to(device)
+    model = build_unet(cfg.channels, cfg.strides, cfg.res_units, preprocessing.images).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, step = np.random.default_rng(cfg.seed), 0
     if resume:
@@ -249,14 +307,19 @@ def _start(folder: RunFolder, cfg: SegmenterConfig, labels: dict, resume: bool) 
             raise DataError(last, f"resuming with other settings ({', '.join(changed)}); use the run's own")
         if earlier["labels"]["labels_sha256"] != labels["labels_sha256"]:
             raise DataError(last, "the export's labels changed since this run started; train into a new folder")
+        if segmenter_images(earlier) != (preprocessing.images, preprocessing.channel_names):
+            raise DataError(last, "the export's images (their count or names) changed since this run started; train "
+                                  "into a new folder")
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["train_state"]["optimizer"])
         restore_random_state(rng, payload["train_state"])
         step = earlier["step"]
     folder.start_metrics(METRICS, step if resume else None)
     meta = {"channels": list(cfg.channels), "strides": list(cfg.strides), "res_units": cfg.res_units,
-            "patch": cfg.patch, "preprocessing": Preprocessing(cfg.intensity).as_dict(), "labels": labels,
+            "patch": cfg.patch, "preprocessing": preprocessing.as_dict(), "labels": labels,
             "train_args": cfg.as_dict(), "step": step}
+    if preprocessing.channels:  # (a one-image segmenter's meta stays as it was)
+        meta.update(in_channels=preprocessing.images, channel_names=list(preprocessing.channel_names))
     return _State(cfg, model, optimizer, rng, meta, device)
 
 
@@ -278,7 +341,8 @@ def _train(folder: RunFolder, source: PatchSource, state: _State):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(meta["step"])
             pairs = [source.sample(rng, cfg.patch, cfg.lesion_fraction) for _ in range(cfg.batch_size)]
-            x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).to(device)
+            x = np.stack([p[0] for p in pairs])
+            x = torch.from_numpy(x[:, None] if x.ndim == 4 else x).to(device)  # (B, images, D, H, W)
             y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None].astype(np.int64)).to(device)
             loss = masked_loss(model(x), y)
             optimizer.zero_grad(set_to_none=True)

@@ -57,6 +57,8 @@ def test_export_writes_the_nnunet_layout_with_the_inputs_geometry(phantoms, tmp_
             assert not values.any()  # a negative volume is background everywhere
     record = json.loads((folder / "tonno_export.json").read_text())
     assert record["labels_sha256"] == result.labels_sha256 and record["level"] == 0.5 and record["method"] == "tonno"
+    assert "channels" not in record and "images" not in record["cases"][0]  # one image per case: as it always was
+    assert datalist["training"][0]["image"] == f"imagesTr/{cases[0].case}_0000.nii.gz"
     ct = _export(cases[:2], [], heat, tmp_path / "ct", intensity="ct").folder
     assert json.loads((ct / "dataset.json").read_text())["channel_names"] == {"0": "CT"}  # nnU-Net's CT normalisation
 
@@ -158,3 +160,60 @@ def test_nnunets_own_integrity_check_passes_on_the_export_and_fails_on_a_broken_
     nib.save(nib.Nifti1Image(broken, img.affine, img.header), path)
     with pytest.raises(DataError, match="integrity check failed"):
         nnunet_integrity_check(result.folder)
+
+
+def test_a_case_of_two_images_exports_each_image_on_the_first_ones_grid(two_channel_phantoms, tmp_path):
+    from tonno_engine.apps.export_nnunet import ExportConfig, ExportResult, export_nnunet_iter
+    from tonno_engine.base.events import Notice
+    from tonno_engine.data.dataset import dataset_channel_specs
+
+    cases, heat, csv = two_channel_phantoms(4)
+    coarse = cases[-1]  # its second image lies on a grid twice as coarse
+    channels = tuple((s.name, s.intensity) for s in dataset_channel_specs(csv))
+    assert channels == (("T1", "robust"), ("CT", "ct"))
+    events = list(export_nnunet_iter(cases[1:], cases[:1], heat, tmp_path / "raw",
+                                     ExportConfig(method="tonno", level=0.5, channels=channels)))
+    result, folder = events[-1], events[-1].folder
+    assert isinstance(result, ExportResult) and (result.training, result.testing) == (3, 1)
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1 and notices[0].startswith(f"{coarse.case}: ") and "resampled" in notices[0]
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == sorted(
+        f"{c.case}_{k:04d}.nii.gz" for c in cases[1:] for k in (0, 1))
+    assert sorted(p.name for p in (folder / "imagesTs").iterdir()) == [f"{cases[0].case}_{k:04d}.nii.gz" for k in (0, 1)]
+    for c in cases[1:]:
+        for k, source in enumerate(c.images):
+            written = folder / "imagesTr" / f"{c.case}_{k:04d}.nii.gz"
+            if c is not coarse or k == 0:  # the first image, and another on its grid: byte for byte
+                assert written.read_bytes() == source.read_bytes()
+    first, resampled = nib.load(coarse.images[0]), nib.load(folder / "imagesTr" / f"{coarse.case}_0001.nii.gz")
+    assert resampled.shape == first.shape and np.allclose(resampled.affine, first.affine, atol=1e-6)
+    on_both = np.asarray(resampled.dataobj)[::2, ::2, ::2]  # the voxels the coarse grid holds
+    np.testing.assert_allclose(on_both, np.asarray(nib.load(coarse.images[1]).dataobj), atol=1e-3)
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "T1", "1": "CT"}  # CT: nnU-Net's CT normalisation; T1 z-scored
+    datalist = json.loads((folder / "datalist.json").read_text())
+    assert datalist["training"][0]["image"] == [f"imagesTr/{cases[1].case}_0000.nii.gz",
+                                                f"imagesTr/{cases[1].case}_0001.nii.gz"]
+    assert datalist["testing"][0]["image"] == [f"imagesTs/{cases[0].case}_0000.nii.gz",
+                                               f"imagesTs/{cases[0].case}_0001.nii.gz"]
+    record = json.loads((folder / "tonno_export.json").read_text())
+    assert record["channels"] == [{"name": "T1", "intensity": "robust", "nnunet": "T1"},
+                                  {"name": "CT", "intensity": "ct", "nnunet": "CT"}]
+    assert record["cases"][0]["images"] == [str(p) for p in cases[1].images]
+    # without the data set's names: the columns' names, each z-scored by nnU-Net
+    plain = _export(cases[:2], [], heat, tmp_path / "plain").folder
+    assert json.loads((plain / "dataset.json").read_text())["channel_names"] == {"0": "image_0000", "1": "image_0001"}
+
+
+def test_a_case_of_another_image_count_is_refused_by_name_before_anything_is_written(two_channel_phantoms, tmp_path):
+    from dataclasses import replace
+
+    cases, heat, _ = two_channel_phantoms(4)
+    one = replace(cases[2], channels=())  # a case of one image among cases of two
+    with pytest.raises(DataError, match=f"{one.case}: has 1 image.* but {cases[0].case} has 2"):
+        _export([cases[0], cases[1], one], [], heat, tmp_path / "raw")
+    with pytest.raises(DataError, match=f"{one.case}: has 1 image"):  # among the test cases as well
+        _export(cases[:2], [one], heat, tmp_path / "raw")
+    with pytest.raises(DataError, match=r"3 channel\(s\) named \(A, B, C\) for cases of 2 images"):
+        _export(cases[:2], [], heat, tmp_path / "raw", channels=(("A", None), ("B", None), ("C", None)))
+    assert not (tmp_path / "raw").exists()

@@ -47,6 +47,7 @@ def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path,
     assert isinstance(whole, SegmenterResult) and isinstance(resumed, SegmenterResult) and resumed.steps == 4
     a, b = read_segmenter(whole.checkpoint)["state_dict"], read_segmenter(resumed.checkpoint)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "in_channels" not in read_segmenter(whole.checkpoint)["meta"]  # one image: the meta as it always was
 
 
 def test_sigterm_checkpoints_and_stops_then_resume_finishes(tmp_path, masked_phantoms):
@@ -68,3 +69,29 @@ def test_sigterm_checkpoints_and_stops_then_resume_finishes(tmp_path, masked_pha
     assert read_segmenter(tmp_path / "run" / LAST)["meta"]["step"] == 1  # the step it stopped at is saved
     done = list(train_segmenter_iter(export.folder, tmp_path / "run", cfg, resume=True))[-1]
     assert isinstance(done, SegmenterResult) and done.steps == 5
+
+
+def test_a_two_image_export_trains_on_both_images_each_by_its_mode_else_robust(two_channel_phantoms, tmp_path):
+    import numpy as np
+
+    from tonno_engine.apps.export_nnunet import ExportConfig, export_nnunet_iter
+    from tonno_engine.training.segmenter import PatchSource, SegmenterConfig, read_export, segmenter_preprocessing
+
+    cases, heat, _ = two_channel_phantoms(4)
+    export = list(export_nnunet_iter(cases, [], heat, tmp_path / "raw", ExportConfig(method="tonno", level=0.5)))[-1]
+    entries, labels = read_export(export.folder)
+    assert [tuple(p.name for p in images) for images, _ in entries] == [
+        (f"{c.case}_0000.nii.gz", f"{c.case}_0001.nii.gz") for c in cases]
+    # the export records no modes (no channels were given): each image robust, or the mode asked for
+    assert labels["channels"] == [{"name": "image_0000", "intensity": None}, {"name": "image_0001", "intensity": None}]
+    assert [c.intensity for c in segmenter_preprocessing(SegmenterConfig(), labels).channels] == ["robust"] * 2
+    assert [c.intensity for c in segmenter_preprocessing(SegmenterConfig(intensity="mr"), labels).channels] == ["mr"] * 2
+    source = PatchSource(entries, 4, segmenter_preprocessing(SegmenterConfig(), labels))
+    x, y = source.sample(np.random.default_rng(0), 16, 1.0)
+    assert x.shape == (2, 16, 16, 16) and y.shape == (16, 16, 16) and np.isfinite(x).all()
+    image, _, _, lowest = source.case(0)
+    assert image.shape == (2, 16, 16, 16) and len(lowest) == 2
+    # an edge cube: each image padded with its own minimum, the labels with ignore
+    far = source.sample(np.random.default_rng(3), 32, 0.0)[0]
+    assert far.shape == (2, 32, 32, 32)
+    assert all((far[k] == far[k].min()).sum() >= 32 ** 3 - 16 ** 3 for k in range(2))  # (the drawn case's minima)
