@@ -1128,14 +1128,14 @@ def add_foreign_input(sub) -> None:
 
 def combined_csv(root: Path, parts: list[Path], columns: list[str], meta: dict) -> Path:
     """``root/labels.csv``: every row of the ``parts`` folders' labels.csv, ``columns`` kept (paths absolute; the
-    cases of every part after the first named ``<folder>-<case>``: synthetic sets reuse names), and
+    cases of part k > 0 named ``part<k>-<case>``: synthetic sets reuse names), and
     ``root/dataset.json`` = ``meta``. ``tonno benchmark --checkpoint`` knows the checkpoint's cases by content."""
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, d in enumerate(parts):
         for r in csv.DictReader(open(d / "labels.csv", newline="")):
             row = {c: str((d / r[c]).resolve()) if c.startswith(("image", "mask")) and r[c] else r[c] for c in columns}
-            rows.append({**row, "case": f"{d.name}-{row['case']}" if k else row["case"]})
+            rows.append({**row, "case": f"part{k}-{row['case']}" if k else row["case"]})
     with open(root / "labels.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
@@ -129,11 +130,11 @@ class ReconstructWidget(ModelForm):
         self._source_path = source.metadata.get("source_path")  # a DICOM source: the heatmap saves as a Parametric Map
         self.output = self._heat_layer(source.name, spec, params, geo["affine_nifti"])
         self.outputs = {"": self.output}
-        affine, spacing = geo["affine_nifti"], spacing_of(source)
+        affine, spacing, name = geo["affine_nifti"], spacing_of(source), source.name
         run = CaseRun(partials=True, directions_per_update=max(1, settings.directions // 8))
 
         def job():
-            scan = Scan.with_affine(stacked(arrays), affine, spacing)
+            scan = replace(Scan.with_affine(stacked(arrays), affine, spacing), source=f"layer {name}")
             loaded = yield from load
             params.update(device=str(loaded.device), checkpoint_sha256=loaded.sha256())
             unit = "directions"  # partial heatmaps come per chunk of directions, then per solver iteration

@@ -116,7 +116,7 @@ def test_train_with_context_records_it_and_a_checkpoint_that_contradicts_it_is_r
                                    "2", "--device", "cpu", "--context", "1.5", "-q"])
     assert res.exit_code == 0, res.output
     meta = read_checkpoint(run / "checkpoint_last.pt")["meta"]
-    assert meta["context"] == 1.5 and meta["in_chans"] == 3 and meta["version"] == 3
+    assert meta["context"] == 1.5 and meta["in_chans"] == 3 and meta["version"] == 4
     assert json.loads((run / "run.json").read_text())["meta"]["train_args"]["context"] == 1.5
     out = tmp_path / "heat"
     res = CliRunner().invoke(app, ["reconstruct", "-i", str(tiny_cases / "images"), "-o", str(out), "-c",

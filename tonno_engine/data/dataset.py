@@ -123,15 +123,7 @@ def read_cases(source: str | Path, *, check_files: bool = True, findings: Sequen
             where = f"{path}, row {row_no}"
             if not row[key]:
                 raise DataError(where, f"empty {key}")
-            if findings:
-                values = tuple(_finding_value(row[f], f, where) for f in findings)
-                label = int(any(v == 1 for v in values))
-            elif not need_labels:
-                values, label = (), 0
-            elif row["label"] not in ("0", "1"):
-                raise DataError(where, f"label must be 0 or 1, got {row['label']!r}")
-            else:
-                values, label = (), int(row["label"])
+            values, label = _row_labels(row, findings, need_labels, where)
             if empty := [c for c in channels if not row[c]]:
                 raise DataError(where, f"empty {', '.join(empty)} (every case needs each of its images)")
             images = tuple(_resolve(path.parent, row[c]) for c in channels)
@@ -163,6 +155,19 @@ def cases_of_finding(source: str | Path, finding: str, id_column: str | None = N
     cases = read_cases(source, findings=[finding], id_column=id_column)
     known = [c for c in cases if not math.isnan(c.findings[0])]
     return known, [c.case for c in cases if math.isnan(c.findings[0])]
+
+
+def _row_labels(row: dict, findings, need_labels: bool, where) -> tuple[tuple[float, ...], int]:
+    """``(finding values, label)`` of a CSV row: each finding's (the label: 1 when any is present), or the ``label``
+    column's, or ``((), 0)`` for a reader that needs no labels."""
+    if findings:
+        values = tuple(_finding_value(row[f], f, where) for f in findings)
+        return values, int(any(v == 1 for v in values))
+    if not need_labels:
+        return (), 0
+    if row["label"] not in ("0", "1"):
+        raise DataError(where, f"label must be 0 or 1, got {row['label']!r}")
+    return (), int(row["label"])
 
 
 def _finding_value(text: str, finding: str, where) -> float:

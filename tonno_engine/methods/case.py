@@ -33,13 +33,15 @@ class Scan:
     several images on one grid, in the checkpoint's channel order), ``spacing`` (mm per array
     axis, as its header states it), its NIfTI ``affine`` ``(4, 4)`` if known (``None``: the axes of RAS/LPS data)
     and the ``volume`` it was read as, if any (whose header physical geometry checks, naming the file); ``channels``:
-    the names of its images when its data set names them (checked against the checkpoint's)."""
+    the names of its images when its data set names them (checked against the checkpoint's); ``source``: what
+    an error names when the scan has no file (a napari layer's name)."""
 
     array: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     affine: np.ndarray | None = None
     volume: Volume | None = None
     channels: tuple[str, ...] = ()
+    source: str = "scan"
 
     @classmethod
     def of(cls, volume: Volume, channels: tuple[str, ...] = ()) -> Scan:
@@ -89,7 +91,7 @@ def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: Reconstruct
     image = np.asarray(scan.array)
     problem = channels_problem(checkpoint.description, image.shape[0] if image.ndim == 4 else 1, scan.channels)
     if problem is not None:
-        raise DataError(scan.volume.path if scan.volume is not None and scan.volume.path else "scan", problem)
+        raise DataError(scan.volume.path if scan.volume is not None and scan.volume.path else scan.source, problem)
     # the geometry first (it says which spacing to trust), then everything against the preprocessed volume
     spacing = scan.spacing_for(settings.resolved(checkpoint.description).geometry)
     preprocessing = Preprocessing.from_dict(checkpoint.description.preprocessing)
