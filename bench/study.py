@@ -1178,16 +1178,18 @@ def paired_auc_difference(labels, a, b, resamples: int = 10_000) -> tuple[float,
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def petct_arm(root: Path, name: str, train: Path, test: Path, args) -> dict:
-    """Train ``recipe`` on ``train``, then ``tonno benchmark --checkpoint`` on ``train`` + ``test`` (thresholds on the
-    run's validation cases, every ``test`` case tested); its result, per-case ToNNO arrays and volume scores."""
+def petct_arm(root: Path, name: str, train: Path, test: Path, args, intensity: str | None = None) -> dict:
+    """Train ``recipe`` on ``train`` (``intensity``: over the data's modes), then ``tonno benchmark --checkpoint`` on
+    ``train`` + ``test`` (thresholds on the run's validation cases, every ``test`` case tested); its result, per-case
+    ToNNO arrays and volume scores."""
     from tonno_engine.apps.classification import volume_score
     from tonno_engine.evaluation.bootstrap import case_arrays
     from tonno_engine.models.checkpoint import load_checkpoint
 
     arm, recipe, quality = root / name, args.recipe, args.quality
-    steps = dict(steps=args.steps) if args.steps else {}
-    train_once(train, arm / "run", recipe_config(recipe, dict(device="cpu", seed=0, **steps)))
+    given = dict(device="cpu", seed=0, **(dict(steps=args.steps) if args.steps else {}),
+                 **(dict(intensity=intensity) if intensity else {}))
+    train_once(train, arm / "run", recipe_config(recipe, given))
     checkpoint = arm / "run" / "checkpoint_best.pt"
     header = next(csv.reader(open(train / "labels.csv", newline="")))
     data = combined_csv(arm / "calibrate-and-test", [train, test], header, json.loads((train / "dataset.json").read_text()))
@@ -1212,7 +1214,7 @@ def study_petct(args) -> None:
     root, start = Path(args.out), time.perf_counter()
     train = synth_once(root / "data-train", kind="petct", n=args.n_train, seed=args.train_seed)
     test = synth_once(root / "data-test", kind="petct", n=args.n_test, seed=args.test_seed)
-    arms = {"PET + CT": petct_arm(root, "petct", train, test, args),
+    arms = {"PET + CT": petct_arm(root, "petct", train, test, args, f"pet,{args.ct_intensity}"),
             "PET alone": petct_arm(root, "pet", pet_alone(train, root / "pet-train"), pet_alone(test, root / "pet-test"),
                                    args)}
     both, alone = arms["PET + CT"], arms["PET alone"]
@@ -1244,12 +1246,15 @@ def add_petct(sub) -> None:
                                    "and the paired 95 % interval of their differences.")
     p.add_argument("out")
     p.add_argument("--recipe", default="auto")
-    p.add_argument("--n-train", type=int, default=48)
-    p.add_argument("--n-test", type=int, default=32)
+    p.add_argument("--n-train", type=int, default=96)
+    p.add_argument("--n-test", type=int, default=40)
     p.add_argument("--train-seed", type=int, default=1)
     p.add_argument("--test-seed", type=int, default=2)
     p.add_argument("--quality", default="demo", choices=list(PRESETS))
     p.add_argument("--steps", type=int, default=0, help="training steps (default: the recipe's)")
+    p.add_argument("--ct-intensity", default="robust",
+                   help="the CT image's mode (the data set's `ct` window, -1000…1000 HU, leaves soft-tissue organs "
+                        "0.03–0.17 apart: a first run at it learnt nothing, validation AUC 0.68 [0.20, 1.00])")
     p.set_defaults(func=study_petct)
 
 

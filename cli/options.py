@@ -230,7 +230,8 @@ StoreOpt = Annotated[str, typer.Option(
     "--store", help="With --format dicom: send the DICOM objects written to this DICOMweb server (STOW-RS, "
                     "https://host/dicom-web). Credentials from TONNO_DICOMWEB_TOKEN, TONNO_DICOMWEB_USER and "
                     "TONNO_DICOMWEB_PASSWORD, or netrc; never in the URL.")]
-INPUT_URL_HELP = " Or a DICOMweb study or series URL (https://host/dicom-web/studies/<UID>[/series/<UID>])."
+INPUT_URL_HELP = (" Or a DICOMweb series URL (https://host/dicom-web/studies/<UID>/series/<UID>), or a study URL that "
+                  "holds one image series.")
 
 
 def check_format(value: str) -> str:

@@ -49,3 +49,25 @@ def test_the_app_lists_every_command_in_its_order():
     assert list(command.commands["convert"].commands) == ["mosmed", "autopet", "duke"]
     assert list(command.commands["export"].commands) == ["nnunet"]
     assert sorted(command.commands["segment"].commands) == ["predict", "train"]
+
+
+def _commands(group, path=()):
+    """``(path, click command)`` of every command of a click ``group``, groups included."""
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_commands_help_renders():
+    """rich reads ``[...]`` in a help text as markup: an unbalanced one crashed ``tonno reconstruct --help``."""
+    from typer.testing import CliRunner
+
+    from tonno_cli.app import app
+
+    root = typer.main.get_command(app)
+    paths = [p for p, _ in _commands(root)]
+    assert len(paths) >= 16
+    for path in paths:
+        res = CliRunner().invoke(app, [*path, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.output, (path, res.output[-400:], res.exception)
