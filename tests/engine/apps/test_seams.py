@@ -58,7 +58,8 @@ def test_the_checks_catch_a_planted_offender():
 def test_the_heatmap_file_name_is_spelled_once():
     """``<case>_<label>.nii.gz`` lives in tonno_engine.data.heatmap_folder; apps/ and evaluation call it."""
     engine = APPS.parent
-    spelled = re.compile(r"f\"\{[^}]*case[^}]*\}_\{[^}]*\}(\.nii\.gz|\{[A-Z_]*ENDING\})\"")
+    # (the label has no format spec: nnU-Net's image name {case}_{channel:04d} is another name)
+    spelled = re.compile(r"f\"\{[^}]*case[^}]*\}_\{[^}:]*\}(\.nii\.gz|\{[A-Z_]*ENDING\})\"")
     found = [str(p.relative_to(engine)) for p in sorted(engine.rglob("*.py")) if spelled.search(p.read_text())]
     assert found == ["data/heatmap_folder.py"]
 
