@@ -41,7 +41,7 @@ import numpy as np
 from ..base.atomic import PART_PREFIX, make_part_folder, write_text_atomic
 from ..base.errors import DataError
 from ..base.events import Notice, Progress
-from ..data.channels import channel_column, load_scan, same_grid
+from ..data.channels import channel_column, onto_grid
 from ..data.dataset import Case
 from ..data.heatmap_folder import BatchInput, batch_inputs, heatmap_path
 from ..data.images import load_image
@@ -305,18 +305,17 @@ def write_label(folder: Path, case: Case, volume, heat: np.ndarray, fingerprint:
 def _write_images(case: Case | BatchInput, folder: Path) -> Iterator[Notice]:
     """Write every image of ``case`` into ``folder`` as ``{case}_{k:04d}.nii.gz`` (:func:`_write_image`), each one
     after the first on the first one's grid: copied when it lies there, else resampled onto it
-    (:func:`~tonno_engine.data.channels.load_scan`; a notice names it). Returns the first image's volume."""
+    (:func:`~tonno_engine.data.channels.onto_grid`; a notice names it). Returns the first image's volume."""
     first_path, *others = case.images
     first = _write_image(first_path, folder / image_name(case.case))
     for k, path in enumerate(others, 1):
         target, volume = folder / image_name(case.case, k), load_image(path)
-        if same_grid(first, volume):
+        array, note = onto_grid(volume, first, path, first_path)
+        if note is None:
             _write_image(path, target, volume)
             continue
-        scan, notes = load_scan((first_path, path))
-        save_nifti(target, scan.array[1], first.affine, first.header, dtype=np.float32)
-        for note in notes:
-            yield Notice(f"{case.case}: {note} (nnU-Net needs every image of a case on one grid)")
+        save_nifti(target, array, first.affine, first.header, dtype=np.float32)
+        yield Notice(f"{case.case}: {note} (nnU-Net needs every image of a case on one grid)")
     return first
 
 

@@ -60,3 +60,16 @@ def check_count(value, minimum: int, name: str, why: str = "") -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}{why}, got {value!r}")
     return int(value)
+
+
+def images_problem(model: str, expected, count: int, images: int, names=()) -> str | None:
+    """Why a case of ``images`` images (named ``names``, when its data set names them) cannot be fed to a ``model``
+    ("checkpoint", "segmenter") that takes ``count`` images named ``expected`` (``None``: it can): another count of
+    images, or other names or order."""
+    if images != count:
+        takes = f"{count} images per case ({', '.join(expected)})" if count > 1 else "one image per case"
+        return f"the {model} takes {takes}; this case has {images}"
+    if count > 1 and expected and names and tuple(names) != tuple(expected):
+        return (f"this case's images are {', '.join(names)} but the {model} takes {', '.join(expected)}, in that "
+                "order")
+    return None

@@ -143,13 +143,20 @@ def load_scan(paths: Sequence[str | Path], *, kind: str = "image") -> tuple[Volu
         return first, ()
     arrays = [first.array]
     for path, volume in zip(paths[1:], volumes[1:]):
-        if same_grid(first, volume):
-            arrays.append(volume.array)
-            continue
-        arrays.append(_resampled_onto(volume, first))
-        notes.append(f"{path}: resampled onto the grid of {paths[0]} ({'×'.join(map(str, volume.array.shape))} → "
-                     f"{'×'.join(map(str, first.array.shape))} voxels)")
+        array, note = onto_grid(volume, first, path, paths[0])
+        arrays.append(array)
+        notes += [note] if note else []
     return replace(first, array=np.stack(arrays).astype(np.float32, copy=False)), tuple(notes)
+
+
+def onto_grid(volume: Volume, target: Volume, path, target_path) -> tuple[np.ndarray, str | None]:
+    """``volume``'s image ``(D, H, W)`` on ``target``'s grid: as it is when it lies there (:func:`same_grid`), else
+    resampled (:func:`_resampled_onto`) with the note that names it (``path``) and ``target_path``."""
+    if same_grid(volume, target):
+        return volume.array, None
+    return _resampled_onto(volume, target), (
+        f"{path}: resampled onto the grid of {target_path} ({'×'.join(map(str, volume.array.shape))} → "
+        f"{'×'.join(map(str, target.array.shape))} voxels)")
 
 
 def _resampled_onto(volume: Volume, target: Volume) -> np.ndarray:

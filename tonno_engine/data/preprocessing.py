@@ -92,10 +92,10 @@ class Preprocessing:
         if len(channels) == 1:
             raise ValueError("one channel is one image: give its intensity mode without channels")
         object.__setattr__(self, "channels", channels)
-        if channels:
+        if channels:  # the first channel's mode, its params checked already
             object.__setattr__(self, "intensity", channels[0].intensity)
-            object.__setattr__(self, "params", dict(channels[0].params))
-        object.__setattr__(self, "params", _checked_params(self.intensity, self.params))
+        object.__setattr__(self, "params", dict(channels[0].params) if channels
+                           else _checked_params(self.intensity, self.params))
 
     @property
     def images(self) -> int:

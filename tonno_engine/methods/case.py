@@ -19,6 +19,7 @@ import numpy as np
 
 from ..base.errors import DataError
 from ..base.events import Partial, Progress
+from ..base.inputs import images_problem
 from ..data.nifti import Volume, axial_axis
 from ..data.preprocessing import Preprocessing
 from ..models.checkpoint import LoadedCheckpoint
@@ -74,14 +75,7 @@ class Scan:
 def channels_problem(description, images: int, names=()) -> str | None:
     """Why a case of ``images`` images (named ``names``, when its data set names them) cannot be fed to the
     checkpoint of ``description`` (``None``: it can): another count of images, or other names or order."""
-    expected = description.channels
-    if images != description.images:
-        takes = f"{len(expected)} images per case ({', '.join(expected)})" if expected else "one image per case"
-        return f"the checkpoint takes {takes}; this case has {images}"
-    if expected and names and tuple(names) != expected:
-        return (f"this case's images are {', '.join(names)} but the checkpoint takes {', '.join(expected)}, in that "
-                "order")
-    return None
+    return images_problem("checkpoint", description.channels, description.images, images, names)
 
 
 def prepare_case(scan: Scan, checkpoint: LoadedCheckpoint, settings: ReconstructionSettings = PAPER) -> PreparedCase:

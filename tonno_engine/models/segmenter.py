@@ -23,6 +23,7 @@ from ..base.atomic import write_bytes_atomic
 from ..base.defaults import DEVICE
 from ..base.devices import resolve_device
 from ..base.errors import DataError
+from ..base.inputs import images_problem
 from .checkpoint import SEGMENTER_FORMAT_PREFIX, load_payload
 
 FORMAT = f"{SEGMENTER_FORMAT_PREFIX}2"
@@ -86,13 +87,7 @@ def segmenter_problem(meta: dict, images: int, names=()) -> str | None:
     """Why a case of ``images`` images (named ``names``, when its data set names them) cannot be fed to the
     segmenter of ``meta`` (``None``: it can): another count of images, or other names or order."""
     count, expected = segmenter_images(meta)
-    if images != count:
-        takes = f"{count} images per case ({', '.join(expected)})" if count > 1 else "one image per case"
-        return f"the segmenter takes {takes}; this case has {images}"
-    if count > 1 and expected and names and tuple(names) != expected:
-        return (f"this case's images are {', '.join(names)} but the segmenter takes {', '.join(expected)}, in that "
-                "order")
-    return None
+    return images_problem("segmenter", expected, count, images, names)
 
 
 def load_segmenter(path: str | Path, device=DEVICE) -> tuple[torch.nn.Module, dict]:

@@ -76,11 +76,9 @@ class PreprocessedVolumes(Dataset):
         preprocessing, so that a changed file or setting never reads a stale entry."""
         if self.disk_cache is None:
             return None
-        files = [Path(p) for p in self.cases[index].images]
-        stats = [os.stat(p) for p in files]
-        key = json.dumps([*(str(p.resolve()) for p in files), *((s.st_size, s.st_mtime_ns) for s in stats),
-                          self.prep.as_dict(), self.physical]) if len(files) > 1 else \
-            json.dumps([str(files[0].resolve()), stats[0].st_size, stats[0].st_mtime_ns, self.prep.as_dict(), self.physical])
+        # each image's (path, size, mtime), then the settings: for one image the key it always had
+        files = [(str(p.resolve()), (s := os.stat(p)).st_size, s.st_mtime_ns) for p in map(Path, self.cases[index].images)]
+        key = json.dumps([*(v for f in files for v in f), self.prep.as_dict(), self.physical])
         return self.disk_cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
 
 
